@@ -1,0 +1,16 @@
+"""Shoal: a fast, async REST data API for MongoDB, built to scale out."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "create_app"]
+
+
+def __getattr__(name: str) -> object:
+    # Importing the package (e.g. for the CLI or __version__) stays cheap.
+    if name == "create_app":
+        from .app import create_app
+
+        return create_app
+    raise AttributeError(name)

@@ -1,0 +1,11 @@
+"""HTTP blueprints, one module per concern, gathered by ``register_blueprints``."""
+
+from __future__ import annotations
+
+from quart import Quart
+
+from .health import health
+
+
+def register_blueprints(app: Quart) -> None:
+    app.register_blueprint(health)

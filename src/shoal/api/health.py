@@ -1,0 +1,57 @@
+"""Liveness and readiness probes.
+
+``/healthz``: the process answers. ``/readyz``: MongoDB and shared state are
+reachable right now; both checks run on every call, so the answer recovers by
+itself when a dependency comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+from quart import Blueprint, Response, current_app
+
+from ..errors import ApiError, error_response
+from ..state import get_state
+from ..storage import get_storage
+
+health = Blueprint("health", __name__)
+
+#: Seconds each dependency has to answer a readiness check.
+CHECK_TIMEOUT = 2.0
+
+
+@health.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def _check(name: str, probe: Awaitable[None]) -> tuple[str, str]:
+    try:
+        await asyncio.wait_for(probe, CHECK_TIMEOUT)
+    except ApiError as error:
+        return name, error.message
+    except TimeoutError:
+        return name, f"{name} did not answer within {CHECK_TIMEOUT:g}s"
+    return name, "ok"
+
+
+@health.get("/readyz")
+async def readyz() -> Response | dict[str, object]:
+    state = get_state(current_app)
+    results = dict(
+        await asyncio.gather(
+            _check("mongodb", get_storage(current_app).ping(timeout=CHECK_TIMEOUT)),
+            _check(state.name, state.ping()),
+        )
+    )
+    failed = sorted(name for name, outcome in results.items() if outcome != "ok")
+    if failed:
+        return error_response(
+            503,
+            f"not ready: {', '.join(failed)} unreachable",
+            headers={"Retry-After": "5"},
+            checks=results,
+        )
+    return {"status": "ready", "checks": results}

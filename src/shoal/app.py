@@ -1,0 +1,93 @@
+"""The application factory.
+
+``create_app`` builds a Quart app from a config (a ``Settings``, a mapping, a
+YAML path, or None for ``SHOAL_CONFIG``) that a developer extends with their own
+blueprints and hooks, exactly as a Flask app::
+
+    app = create_app("shoal.yaml")
+
+    @app.get("/hello")
+    async def hello() -> dict[str, str]:
+        return {"hello": "world"}
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from quart import Quart, Response, g, request
+from quart_schema import QuartSchema
+
+from . import __version__
+from .api import register_blueprints
+from .config import Settings, load_settings
+from .encoding import install_json_provider
+from .errors import register_error_handlers
+from .logs import configure_logging
+from .state import create_state
+from .storage import Storage
+
+SETTINGS_KEY = "shoal.settings"
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def get_settings(app: Quart) -> Settings:
+    settings: Settings = app.extensions[SETTINGS_KEY]
+    return settings
+
+
+def create_app(
+    config: Settings | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+) -> Quart:
+    """Build a Shoal app; the config is validated here, once."""
+    settings = config if isinstance(config, Settings) else load_settings(config)
+
+    app = Quart("shoal", static_folder=None)
+    app.extensions[SETTINGS_KEY] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["JSON_SORT_KEYS"] = False
+
+    QuartSchema(
+        app,
+        openapi_path="/openapi.json",
+        swagger_ui_path=None,
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        info={"title": "Shoal", "version": __version__},
+    )
+    install_json_provider(app)
+    register_error_handlers(app)
+    _install_request_ids(app)
+
+    Storage(settings.mongodb).init_app(app)
+    create_state(settings.redis).init_app(app)
+    register_blueprints(app)
+    return app
+
+
+def serve_app() -> Quart:
+    """The app as `shoal serve` workers load it: config from the environment."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def _install_request_ids(app: Quart) -> None:
+    """Every request gets an id (the client's X-Request-ID if sane), echoed back."""
+
+    @app.before_request
+    async def _assign_request_id() -> None:
+        supplied = request.headers.get("X-Request-ID", "")
+        g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+
+    @app.after_request
+    async def _echo_request_id(response: Response) -> Response:
+        request_id = g.get("request_id")
+        if request_id:
+            response.headers["X-Request-ID"] = request_id
+        return response

@@ -1,0 +1,222 @@
+"""Typed configuration: a YAML file, then ``SHOAL_*`` environment overrides.
+
+Everything is validated once, at start-up. Every error names the key that is
+wrong and says what is wrong with it::
+
+    >>> load_settings("shoal.yaml")           # doctest: +SKIP
+    ConfigError: shoal.yaml is not a valid Shoal config:
+      resources.books.pagination_limit: Input should be greater than 0
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+#: The secret key a fresh config starts with; refused outside development.
+SECRET_KEY_PLACEHOLDER = "change-me"  # noqa: S105 - refused outside development
+
+#: ``SHOAL_*`` variables and the config key each one overrides.
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "SHOAL_MONGODB_URI": ("mongodb", "uri"),
+    "SHOAL_MONGODB_DATABASE": ("mongodb", "database"),
+    "SHOAL_REDIS_URL": ("redis", "url"),
+    "SHOAL_SECRET_KEY": ("secret_key",),
+    "SHOAL_ENVIRONMENT": ("environment",),
+}
+
+HttpMethod = Literal["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
+
+
+def _read_only() -> list[HttpMethod]:
+    return ["GET"]
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; ``problems`` holds one line per bad key."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  {problem}" for problem in problems)
+        super().__init__(f"{source} is not a valid Shoal config:\n{lines}")
+
+
+class _Section(BaseModel):
+    # Unknown keys are refused, so a typo is reported instead of ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MongoDBSettings(_Section):
+    uri: str | None = Field(
+        default=None,
+        description="MongoDB connection string; none starts the embedded store (development).",
+    )
+    database: str = Field(default="shoal", min_length=1, pattern=r"^[^/\\. \"$]+$")
+    server_selection_timeout_ms: int = Field(default=5000, gt=0)
+    max_pool_size: int = Field(default=100, gt=0)
+
+    @model_validator(mode="after")
+    def _uri_scheme(self) -> MongoDBSettings:
+        if self.uri is not None and not self.uri.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("uri must start with mongodb:// or mongodb+srv://")
+        return self
+
+
+class RedisSettings(_Section):
+    url: str | None = Field(
+        default=None,
+        description="redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL; "
+        "none keeps shared state in-process (one process only).",
+    )
+    socket_timeout: float = Field(default=2.0, gt=0)
+    key_prefix: str = Field(
+        default="shoal:", description="Prefix of every key Shoal writes (one Redis, many APIs)."
+    )
+
+    @model_validator(mode="after")
+    def _url_scheme(self) -> RedisSettings:
+        schemes = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")
+        if self.url is not None and not self.url.startswith(schemes):
+            raise ValueError(f"url must start with one of {', '.join(schemes)}")
+        return self
+
+
+class ResourceSettings(_Section):
+    """One resource: a MongoDB collection, its JSON Schema and who may do what."""
+
+    # ``schema`` shadows a BaseModel attribute name, hence the alias.
+    json_schema: dict[str, Any] = Field(alias="schema")
+    datasource: str | None = Field(default=None, description="Collection name; the resource's.")
+    resource_methods: list[HttpMethod] = Field(default_factory=_read_only)
+    item_methods: list[HttpMethod] = Field(default_factory=_read_only)
+    public_methods: list[HttpMethod] = Field(default_factory=list)
+    public_item_methods: list[HttpMethod] = Field(default_factory=list)
+    allowed_roles: list[str] = Field(default_factory=list)
+    allowed_read_roles: list[str] = Field(default_factory=list)
+    allowed_write_roles: list[str] = Field(default_factory=list)
+    auth_field: str | None = None
+    pagination_limit: int = Field(default=50, gt=0, le=10_000)
+    default_max_results: int = Field(default=25, gt=0)
+    count: bool = Field(default=True, description="Report _meta.total on lists.")
+    allow_unknown: bool = False
+    allow_regex: bool = False
+    readonly: list[str] = Field(default_factory=list)
+    unique: list[str] = Field(default_factory=list)
+    mongo_indexes: dict[str, list[tuple[str, int]]] = Field(default_factory=dict)
+    cache_ttl: int | None = Field(default=None, gt=0, description="Seconds; none: no cache.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Settings(_Section):
+    """The whole validated config of one Shoal deployment."""
+
+    environment: Literal["development", "test", "production"] = "production"
+    secret_key: SecretStr = SecretStr(SECRET_KEY_PLACEHOLDER)
+    mongodb: MongoDBSettings = MongoDBSettings()
+    redis: RedisSettings = RedisSettings()
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_query_depth: int = Field(default=8, gt=0, le=64)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    resources: dict[str, ResourceSettings] = Field(default_factory=dict)
+    #: The file this config came from (set by the loader, not read from YAML).
+    source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_secret(self) -> Settings:
+        secret = self.secret_key.get_secret_value()
+        if self.environment != "development":
+            if secret == SECRET_KEY_PLACEHOLDER:
+                raise ValueError(
+                    "secret_key is still the placeholder; set SHOAL_SECRET_KEY "
+                    "(or environment: development for local work)"
+                )
+            if len(secret) < 16:
+                raise ValueError("secret_key must be at least 16 characters outside development")
+        return self
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the embedded store keeps its data: ``.shoal/`` beside the config."""
+        base = self.source.parent if self.source is not None else Path.cwd()
+        return base / ".shoal"
+
+
+def _format_location(location: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in location) or "(top level)"
+
+
+def _problems(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors():
+        location = _format_location(item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{location}: {message}")
+    return problems
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    merged = dict(raw)
+    for variable, path in ENV_OVERRIDES.items():
+        value = env.get(variable)
+        if value is None or value == "":
+            continue
+        node = merged
+        for key in path[:-1]:
+            child = node.get(key)
+            node[key] = dict(child) if isinstance(child, Mapping) else {}
+            node = node[key]
+        node[path[-1]] = value
+    return merged
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a YAML config file; a missing or malformed file is a ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(str(path), [f"cannot read the file: {error.strerror}"]) from error
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(str(path), [f"not valid YAML: {error}"]) from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), ["(top level): must be a mapping of config keys"])
+    return data
+
+
+def load_settings(
+    source: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings from a file path or a mapping, then env overrides.
+
+    ``source`` None means the file named by ``SHOAL_CONFIG``, or no file at all.
+    """
+    env = os.environ if env is None else env
+    path: Path | None = None
+    if source is None and env.get("SHOAL_CONFIG"):
+        source = env["SHOAL_CONFIG"]
+    if source is None:
+        raw: dict[str, Any] = {}
+    elif isinstance(source, Mapping):
+        raw = dict(source)
+    else:
+        path = Path(source).resolve()
+        raw = read_config_file(path)
+    raw = _apply_env(raw, env)
+    label = str(path) if path is not None else "the config"
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(label, _problems(error)) from error
+    return settings.model_copy(update={"source": path})

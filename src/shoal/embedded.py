@@ -1,0 +1,170 @@
+"""The embedded store: a MongoDB-wire-protocol server (nx-27017, SQLite
+underneath) run as a child process, for development without a MongoDB server.
+
+It is the same server the test suite uses as its MongoDB stand-in. It listens
+on a free loopback port and is stopped with its parent: on a clean exit, on
+Ctrl-C or SIGTERM, and (through the kernel's parent-death signal) even when the
+parent is killed outright, so no orphan is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+_PR_SET_PDEATHSIG = 1
+
+
+class EmbeddedStoreError(RuntimeError):
+    """The embedded store could not be started."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec (Linux only; elsewhere a no-op).
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _answers(host: str, port: int) -> bool:
+    """Whether a MongoDB-protocol server answers ``ping`` on host:port."""
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
+    client: MongoClient[dict[str, object]] = MongoClient(
+        host, port, serverSelectionTimeoutMS=300, connectTimeoutMS=300, directConnection=True
+    )
+    try:
+        client.admin.command("ping")
+    except PyMongoError:
+        return False
+    finally:
+        client.close()
+    return True
+
+
+class EmbeddedStore:
+    """Run nx-27017 on a loopback port with its data in ``data_dir``::
+
+    with EmbeddedStore(Path(".shoal")) as store:
+        print(store.uri)
+    """
+
+    def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.host = host
+        self.port = port or free_port(host)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://{self.host}:{self.port}/?directConnection=true"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @staticmethod
+    def available() -> bool:
+        """Whether the ``embedded`` extra (nx-27017) is installed."""
+        return importlib.util.find_spec("nx_27017") is not None
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "nx_27017.nx_27017",
+            "--data-dir",
+            str(self.data_dir),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--log-file",
+            str(self.data_dir / "nx-27017.log"),
+            "--pid-file",
+            str(self.data_dir / "nx-27017.pid"),
+        ]
+
+    def start(self, timeout: float = 30.0) -> str:
+        """Start the server and wait until it answers; returns its URI."""
+        if not self.available():
+            raise EmbeddedStoreError(
+                "the embedded store needs the `embedded` extra: pip install 'shoal[embedded]' "
+                "(or set mongodb.uri / SHOAL_MONGODB_URI)"
+            )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.data_dir / "nx-27017.out").open("ab")
+        try:
+            self._process = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Its own session: a terminal's Ctrl-C reaches only Shoal, which
+                # drains its requests first and then stops the store itself.
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise EmbeddedStoreError(
+                    f"the embedded store exited with status {self._process.returncode}; "
+                    f"see {self.data_dir / 'nx-27017.out'}"
+                )
+            if _answers(self.host, self.port):
+                return self.uri
+            time.sleep(0.1)
+        self.stop()
+        raise EmbeddedStoreError(f"the embedded store did not answer within {timeout:g}s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def kill(self) -> None:
+        """Stop the server at once, as a crash would (for fault tests)."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def __enter__(self) -> EmbeddedStore:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,128 @@
+"""`shoal serve`: hypercorn with the settings of ``hypercorn.toml``.
+
+The defaults below are the ones the repository's ``hypercorn.toml`` holds (a
+test keeps the two equal); a ``hypercorn.toml`` in the working directory, or
+the file named by ``SHOAL_HYPERCORN_CONFIG``, replaces them, and the command's
+flags override both.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.run import run as hypercorn_run
+
+from .config import ConfigError, Settings, load_settings
+from .embedded import EmbeddedStore, EmbeddedStoreError
+from .logs import configure_logging
+
+#: What `shoal serve` uses when no hypercorn.toml is found.
+HYPERCORN_DEFAULTS: dict[str, Any] = {
+    "bind": ["127.0.0.1:8000"],
+    "workers": 1,
+    "worker_class": "uvloop",
+    "graceful_timeout": 10,
+    "backlog": 2048,
+    "keep_alive_timeout": 5,
+}
+
+APPLICATION_PATH = "shoal.app:serve_app()"
+
+
+class ServeError(Exception):
+    """`shoal serve` cannot start; the message says why."""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    config: str | None = None
+    bind: str | None = None
+    workers: int | None = None
+
+
+def hypercorn_config(options: ServeOptions) -> HypercornConfig:
+    """hypercorn's config: the toml file (or defaults), then the flags."""
+    toml = os.environ.get("SHOAL_HYPERCORN_CONFIG") or "hypercorn.toml"
+    if Path(toml).is_file():
+        config = HypercornConfig.from_toml(toml)
+    else:
+        config = HypercornConfig.from_mapping(HYPERCORN_DEFAULTS)
+    if options.bind is not None:
+        config.bind = [options.bind]
+    if options.workers is not None:
+        config.workers = options.workers
+    if config.workers < 1:
+        raise ServeError("--workers must be at least 1")
+    config.application_path = APPLICATION_PATH
+    # hypercorn logs through the "hypercorn.error" logger, which Shoal's JSON
+    # handler on the root logger formats; no second plain-text handler.
+    config.errorlog = logging.getLogger("hypercorn.error")
+    return config
+
+
+def _urls(config: HypercornConfig) -> list[str]:
+    return [f"http://{bind}" for bind in config.bind if not bind.startswith(("unix:", "fd:"))]
+
+
+def serve(options: ServeOptions) -> int:
+    """Validate, start the embedded store if needed, and run hypercorn."""
+    try:
+        settings = load_settings(options.config)
+    except ConfigError as error:
+        raise ServeError(str(error)) from error
+    configure_logging(settings.log_level)
+    config = hypercorn_config(options)
+    if settings.redis.url is None and config.workers > 1:
+        raise ServeError(
+            f"--workers {config.workers} needs Redis: without redis.url (SHOAL_REDIS_URL) "
+            "shared state lives in one process, and workers would disagree on sessions, "
+            "rate limits and the cache. Set a Redis URL or use --workers 1."
+        )
+    # Workers are separate processes that rebuild the settings from the environment.
+    if settings.source is not None:
+        os.environ["SHOAL_CONFIG"] = str(settings.source)
+
+    store: EmbeddedStore | None = None
+    try:
+        if settings.mongodb.uri is None:
+            store = _start_embedded(settings)
+        if settings.redis.url is None:
+            _warn("no redis.url: shared state is in-process (one process only; development)")
+        for url in _urls(config):
+            print(f"Shoal is serving {url} (workers: {config.workers})", flush=True)
+        try:
+            return hypercorn_run(config)
+        except OSError as error:
+            raise ServeError(f"cannot listen on {', '.join(config.bind)}: {error}") from error
+    finally:
+        if store is not None:
+            store.stop()
+
+
+def _start_embedded(settings: Settings) -> EmbeddedStore:
+    if settings.environment != "development":
+        raise ServeError(
+            "mongodb.uri is not set (SHOAL_MONGODB_URI). The embedded store is for "
+            "development only: set a MongoDB URI, or environment: development."
+        )
+    store = EmbeddedStore(settings.data_dir)
+    try:
+        uri = store.start()
+    except EmbeddedStoreError as error:
+        raise ServeError(str(error)) from error
+    os.environ["SHOAL_MONGODB_URI"] = uri
+    _warn(
+        f"no mongodb.uri: using the embedded store at {uri}, data in {settings.data_dir} "
+        "(development only, not MongoDB)"
+    )
+    return store
+
+
+def _warn(message: str) -> None:
+    print(f"WARNING: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,1 @@
+"""Helpers that build what tests need: servers, settings, documents."""

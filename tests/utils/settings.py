@@ -1,0 +1,36 @@
+"""Settings for tests: the example resources, a fresh database and key prefix."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from shoal.config import Settings, load_settings, read_config_file
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_CONFIG = ROOT / "examples" / "bookstore" / "shoal.yaml"
+TEST_SECRET = "test-secret-key-0123456789abcdef"
+
+
+def example_resources() -> dict[str, Any]:
+    resources: dict[str, Any] = read_config_file(EXAMPLE_CONFIG)["resources"]
+    return resources
+
+
+def make_settings(mongodb_uri: str, redis_url: str | None, **overrides: Any) -> Settings:
+    """A valid test config; each call gets its own database and key prefix."""
+    unique = uuid.uuid4().hex[:12]
+    raw: dict[str, Any] = {
+        "environment": "test",
+        "secret_key": TEST_SECRET,
+        "mongodb": {"uri": mongodb_uri, "database": f"test_{unique}"},
+        "redis": {"url": redis_url, "key_prefix": f"test:{unique}:"},
+        "resources": example_resources(),
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    return load_settings(raw, env={})
