@@ -24,10 +24,12 @@ from quart_schema import QuartSchema
 
 from . import __version__
 from .api import register_blueprints
+from .api.resources import register_resource_routes
 from .config import Settings, load_settings
 from .encoding import install_json_provider
 from .errors import register_error_handlers
 from .logs import configure_logging
+from .resources import Resources
 from .state import create_state
 from .storage import Storage
 
@@ -64,9 +66,13 @@ def create_app(
     register_error_handlers(app)
     _install_request_ids(app)
 
-    Storage(settings.mongodb).init_app(app)
+    storage = Storage(settings.mongodb)
+    storage.init_app(app)
     create_state(settings.redis).init_app(app)
+    resources = Resources(settings, storage)
+    resources.init_app(app)
     register_blueprints(app)
+    register_resource_routes(app, resources)
     return app
 
 

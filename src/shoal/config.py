@@ -11,12 +11,21 @@ wrong and says what is wrong with it::
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 #: The secret key a fresh config starts with; refused outside development.
 SECRET_KEY_PLACEHOLDER = "change-me"  # noqa: S105 - refused outside development
@@ -31,6 +40,14 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
 }
 
 HttpMethod = Literal["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
+
+
+RESOURCE_METHODS = frozenset({"GET", "HEAD", "POST", "DELETE"})
+ITEM_METHODS = frozenset({"GET", "HEAD", "PATCH", "PUT", "DELETE"})
+#: Paths Shoal serves itself; no resource may take them.
+RESERVED_NAMES = frozenset(
+    {"healthz", "readyz", "openapi.json", "docs", "auth", "action", "metrics"}
+)
 
 
 def _read_only() -> list[HttpMethod]:
@@ -113,6 +130,36 @@ class ResourceSettings(_Section):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @field_validator("json_schema")
+    @classmethod
+    def _valid_json_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        from .resources.schema import SchemaProblem, check_schema
+
+        try:
+            check_schema(schema)
+        except SchemaProblem as problem:
+            raise ValueError(str(problem)) from None
+        return schema
+
+    @model_validator(mode="after")
+    def _consistent_methods(self) -> ResourceSettings:
+        for method in self.resource_methods:
+            if method not in RESOURCE_METHODS:
+                raise ValueError(f"resource_methods: {method} is not served on /<resource>")
+        for method in self.item_methods:
+            if method not in ITEM_METHODS:
+                raise ValueError(f"item_methods: {method} is not served on /<resource>/<id>")
+        for key, public, served in (
+            ("public_methods", self.public_methods, self.resource_methods),
+            ("public_item_methods", self.public_item_methods, self.item_methods),
+        ):
+            extra = sorted(set(public) - set(served) - {"HEAD"})
+            if extra:
+                raise ValueError(f"{key}: {', '.join(extra)} is public but not served")
+        if self.default_max_results > self.pagination_limit:
+            raise ValueError("default_max_results is above pagination_limit")
+        return self
+
 
 class Settings(_Section):
     """The whole validated config of one Shoal deployment."""
@@ -125,6 +172,19 @@ class Settings(_Section):
     max_query_depth: int = Field(default=8, gt=0, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     resources: dict[str, ResourceSettings] = Field(default_factory=dict)
+
+    @field_validator("resources")
+    @classmethod
+    def _resource_names(cls, resources: dict[str, ResourceSettings]) -> dict[str, ResourceSettings]:
+        for name in resources:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name):
+                raise ValueError(
+                    f"{name!r} is not a usable resource name (letters, digits, _ and -)"
+                )
+            if name in RESERVED_NAMES:
+                raise ValueError(f"{name!r} is a path Shoal serves itself; rename the resource")
+        return resources
+
     #: The file this config came from (set by the loader, not read from YAML).
     source: Path | None = Field(default=None, exclude=True)
 

@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
+    BulkWriteError,
     ConnectionFailure,
     DuplicateKeyError,
     OperationFailure,
@@ -27,7 +28,7 @@ from pymongo.errors import (
 from quart import Quart
 
 from .config import MongoDBSettings
-from .errors import ApiError, Conflict, ServiceUnavailable
+from .errors import ApiError, BadRequest, Conflict, ServiceUnavailable
 
 logger = logging.getLogger("shoal.storage")
 
@@ -89,9 +90,14 @@ class Storage:
         operation: Callable[[], Coroutine[Any, Any, T]],
         *,
         timeout: float | None = None,
+        client_query: bool = False,
     ) -> T:
-        """Await one driver operation, translating driver errors into API errors."""
-        with translate_errors():
+        """Await one driver operation, translating driver errors into API errors.
+
+        With ``client_query``, MongoDB refusing the query (a bad ``$regex``, a
+        ``$near`` without a geo index...) is the client's mistake: a 400.
+        """
+        with translate_errors(client_query=client_query):
             if timeout is None:
                 return await operation()
             try:
@@ -99,8 +105,87 @@ class Storage:
             except TimeoutError as error:
                 raise ServiceUnavailable("MongoDB did not answer in time") from error
 
+    # -- the operations resources use ------------------------------------
+
+    async def find_page(
+        self,
+        collection: str,
+        filter: Document,
+        *,
+        sort: list[tuple[str, int]] | None,
+        projection: dict[str, int] | None,
+        skip: int,
+        limit: int,
+    ) -> list[Document]:
+        async def operation() -> list[Document]:
+            cursor = self.collection(collection).find(
+                filter, projection=projection, skip=skip, limit=limit, sort=sort
+            )
+            return await cursor.to_list(None)
+
+        return await self.run(operation, client_query=True)
+
+    async def count(self, collection: str, filter: Document) -> int:
+        return await self.run(
+            lambda: self.collection(collection).count_documents(filter), client_query=True
+        )
+
+    async def find_one(
+        self, collection: str, filter: Document, projection: dict[str, int] | None = None
+    ) -> Document | None:
+        return await self.run(
+            lambda: self.collection(collection).find_one(filter, projection=projection)
+        )
+
+    async def insert_many(self, collection: str, documents: list[Document]) -> None:
+        """Insert all documents or none: on a duplicate key, undo the ones inserted."""
+        target = self.collection(collection)
+        if len(documents) == 1:
+            await self.run(lambda: target.insert_one(documents[0]))
+            return
+        try:
+            await self.run(lambda: target.insert_many(documents, ordered=True))
+        except BulkWriteError as error:
+            inserted = [document["_id"] for document in documents[: error.details["nInserted"]]]
+            if inserted:
+                await self.run(lambda: target.delete_many({"_id": {"$in": inserted}}))
+            failures = error.details.get("writeErrors") or [{}]
+            first = failures[0]
+            if first.get("code") == 11000:
+                raise Conflict(
+                    f"item {first.get('index', 0)}: {_duplicate_message(error, first)}; "
+                    "nothing was inserted"
+                ) from error
+            raise
+
+    async def replace_if(self, collection: str, filter: Document, replacement: Document) -> bool:
+        """Replace the document matching ``filter``; False when none matched."""
+        result = await self.run(
+            lambda: self.collection(collection).replace_one(filter, replacement)
+        )
+        return result.matched_count == 1
+
+    async def delete_if(self, collection: str, filter: Document) -> bool:
+        result = await self.run(lambda: self.collection(collection).delete_one(filter))
+        return result.deleted_count == 1
+
+    async def delete_many(self, collection: str, filter: Document) -> int:
+        result = await self.run(lambda: self.collection(collection).delete_many(filter))
+        return result.deleted_count
+
+    async def ensure_indexes(self, collection: str, indexes: list[IndexModel]) -> None:
+        if indexes:
+            await self.run(lambda: self.collection(collection).create_indexes(indexes))
+
+
+# Server-side codes that are never the query's fault (auth, shutdown, elections).
+_SERVER_FAULT_CODES = frozenset({6, 7, 13, 18, 89, 91, 189, 10107, 11600, 11602, 13435, 13436})
+
 
 class _Translator:
+    def __init__(self, client_query: bool) -> None:
+        self.client_query = client_query
+
     def __enter__(self) -> None:
         return None
 
@@ -116,17 +201,26 @@ class _Translator:
             raise ServiceUnavailable("MongoDB is unreachable; retry shortly") from error
         if isinstance(error, OperationFailure) and error.code == 11000:
             raise Conflict(_duplicate_message(error)) from error
+        if (
+            self.client_query
+            and isinstance(error, OperationFailure)
+            and error.code not in _SERVER_FAULT_CODES
+        ):
+            details = error.details or {}
+            reason = details.get("errmsg") or str(error)
+            raise BadRequest(f"MongoDB refused the query: {reason}") from error
         if isinstance(error, PyMongoError):
             logger.error("MongoDB error: %s", error)
 
 
-def translate_errors() -> _Translator:
+def translate_errors(*, client_query: bool = False) -> _Translator:
     """A context manager mapping PyMongo errors to ``ApiError`` values."""
-    return _Translator()
+    return _Translator(client_query)
 
 
-def _duplicate_message(error: PyMongoError) -> str:
-    details = getattr(error, "details", None) or {}
+def _duplicate_message(error: PyMongoError, details: Document | None = None) -> str:
+    if details is None:
+        details = getattr(error, "details", None) or {}
     key = details.get("keyValue") if isinstance(details, dict) else None
     if isinstance(key, dict) and key:
         fields = ", ".join(sorted(key))

@@ -1,0 +1,211 @@
+"""The REST endpoints of every configured resource, in Eve's wire format.
+
+    GET|HEAD|POST|DELETE  /<resource>
+    GET|HEAD|PATCH|PUT|DELETE  /<resource>/<id>
+    GET  /                 the resources, with links
+
+Only the methods a resource lists are routed; any other gets 405 with Allow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import orjson
+from quart import Blueprint, Quart, Response, current_app, request
+
+from ..encoding import http_date
+from ..errors import (
+    BadRequest,
+    PreconditionRequired,
+    UnprocessableEntity,
+    UnsupportedMediaType,
+    error_body,
+)
+from ..resources import Resources, ResourceService, Scope
+from ..resources.documents import parse_id
+from ..resources.query import parse_http_date, parse_list_query
+from ..resources.render import page_etag, render_item, render_page, write_ack
+
+View = Callable[..., Awaitable[Response]]
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    response = cast(Response, current_app.json.response(body))
+    response.status_code = status
+    return response
+
+
+async def read_json() -> Any:
+    """The request's JSON body; 415, 413 or 400 when it is not usable."""
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"send JSON with Content-Type: application/json (got {mimetype or 'none'})"
+        )
+    data = await request.get_data(cache=False, as_text=False)
+    if not data.strip():
+        raise BadRequest("the request body is empty; send a JSON document")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"the request body is not valid JSON: {error}") from None
+
+
+def _etag_values(header: str) -> list[str]:
+    values = []
+    for part in header.split(","):
+        part = part.strip()
+        if part.startswith("W/"):
+            part = part[2:]
+        values.append(part.strip('"'))
+    return [value for value in values if value]
+
+
+def required_etag() -> str | None:
+    """The ETag a write is conditional on (``If-Match``); None means ``*``."""
+    header = request.headers.get("If-Match")
+    if header is None or not header.strip():
+        raise PreconditionRequired(
+            "To edit a document its etag must be provided using the If-Match header"
+        )
+    values = _etag_values(header)
+    if "*" in values:
+        return None
+    if len(values) != 1:
+        raise BadRequest("If-Match takes exactly one ETag for a document")
+    return values[0]
+
+
+def not_modified(etag: str, last_modified: Any = None) -> bool:
+    """Whether the client's cached copy is current (If-None-Match first)."""
+    header = request.headers.get("If-None-Match")
+    if header is not None:
+        values = _etag_values(header)
+        return "*" in values or etag in values
+    since = request.headers.get("If-Modified-Since")
+    if since and last_modified is not None:
+        parsed = parse_http_date(since)
+        return parsed is not None and last_modified.replace(microsecond=0) <= parsed
+    return False
+
+
+def _with_validators(response: Response, etag: str, last_modified: Any = None) -> Response:
+    response.headers["ETag"] = f'"{etag}"'
+    if last_modified is not None:
+        response.headers["Last-Modified"] = http_date(last_modified)
+    return response
+
+
+def _not_modified_response(etag: str, last_modified: Any = None) -> Response:
+    return _with_validators(Response(b"", status=304), etag, last_modified)
+
+
+def scope_for(service: ResourceService, method: str) -> Scope:
+    """The caller's document scope (auth narrows it; the default sees all)."""
+    return Scope()
+
+
+def collection_view(service: ResourceService) -> View:
+    resource = service.resource
+
+    async def view() -> Response:
+        method = request.method
+        scope = scope_for(service, method)
+        if method in ("GET", "HEAD"):
+            args = request.args.to_dict(flat=True)
+            query = parse_list_query(args, resource.rules)
+            page = await service.find(query, scope)
+            etag = page_etag(page, query)
+            if not_modified(etag):
+                return _not_modified_response(etag)
+            response = _with_validators(_json(render_page(resource, page, query, args)), etag)
+            if page.total is not None:
+                response.headers["X-Total-Count"] = str(page.total)
+            return response
+        if method == "POST":
+            return await _create(service, await read_json(), scope)
+        await service.delete_all(scope)
+        return Response(b"", status=204)
+
+    return view
+
+
+async def _create(service: ResourceService, body: Any, scope: Scope) -> Response:
+    resource = service.resource
+    bulk = isinstance(body, list)
+    bodies = body if bulk else [body]
+    if bulk and not bodies:
+        raise BadRequest("an empty list inserts nothing; send one or more documents")
+    try:
+        documents = await service.create(bodies, scope)
+    except UnprocessableEntity as error:
+        per_item = error.issues if isinstance(error.issues, list) else [error.issues]
+        if not bulk:
+            raise UnprocessableEntity(error.message, issues=per_item[0]) from None
+        items = [
+            {"_status": "ERR", "_issues": issues} if issues else {"_status": "OK"}
+            for issues in per_item
+        ]
+        failure = error_body(422, error.message)
+        failure["_items"] = items
+        return _json(failure, 422)
+    if bulk:
+        return _json({"_status": "OK", "_items": [write_ack(resource, d) for d in documents]}, 201)
+    document = documents[0]
+    response = _with_validators(_json(write_ack(resource, document), 201), document["_etag"])
+    response.headers["Location"] = f"{request.host_url}{resource.name}/{document['_id']}"
+    return response
+
+
+def item_view(service: ResourceService) -> View:
+    resource = service.resource
+
+    async def view(item_id: str) -> Response:
+        method = request.method
+        scope = scope_for(service, method)
+        object_id = parse_id(item_id)
+        if method in ("GET", "HEAD"):
+            document = await service.get(object_id, scope)
+            etag, updated = document["_etag"], document.get("_updated")
+            if not_modified(etag, updated):
+                return _not_modified_response(etag, updated)
+            return _with_validators(_json(render_item(resource, document)), etag, updated)
+        if method == "DELETE":
+            await service.delete(object_id, required_etag(), scope)
+            return Response(b"", status=204)
+        etag = required_etag()
+        body = await read_json()
+        if method == "PATCH":
+            document = await service.patch(object_id, body, etag, scope)
+        else:
+            document = await service.replace(object_id, body, etag, scope)
+        response = _json(write_ack(resource, document))
+        return _with_validators(response, document["_etag"], document["_updated"])
+
+    return view
+
+
+def register_resource_routes(app: Quart, resources: Resources) -> None:
+    blueprint = Blueprint("resources", __name__)
+
+    @blueprint.get("/")
+    async def home() -> dict[str, Any]:
+        return {"_links": {"child": [{"title": name, "href": name} for name in resources.services]}}
+
+    for name, service in resources.services.items():
+        settings = service.resource.settings
+        blueprint.add_url_rule(
+            f"/{name}",
+            endpoint=f"{name}:collection",
+            view_func=collection_view(service),
+            methods=list(dict.fromkeys(settings.resource_methods)),
+        )
+        blueprint.add_url_rule(
+            f"/{name}/<item_id>",
+            endpoint=f"{name}:item",
+            view_func=item_view(service),
+            methods=list(dict.fromkeys(settings.item_methods)),
+        )
+    app.register_blueprint(blueprint)

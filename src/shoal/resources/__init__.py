@@ -1,0 +1,59 @@
+"""Resources: collections declared in the config, served as REST endpoints.
+
+``Resources`` is the app extension holding one ``ResourceService`` per
+resource; it creates their indexes when the app starts serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from quart import Quart
+
+from ..config import Settings
+from ..errors import ServiceUnavailable
+from ..storage import Storage
+from .service import Resource, ResourceService, Scope, ensure_indexes_in_background
+
+__all__ = ["Resource", "ResourceService", "Resources", "Scope", "get_resources"]
+
+EXTENSION_KEY = "shoal.resources"
+
+
+class Resources:
+    def __init__(self, settings: Settings, storage: Storage) -> None:
+        self.services: dict[str, ResourceService] = {
+            name: ResourceService(
+                Resource(name, resource, max_query_depth=settings.max_query_depth), storage
+            )
+            for name, resource in settings.resources.items()
+        }
+        self._index_task: asyncio.Task[None] | None = None
+
+    def init_app(self, app: Quart) -> None:
+        app.extensions[EXTENSION_KEY] = self
+        app.before_serving(self.create_indexes)
+        app.after_serving(self.stop)
+
+    async def create_indexes(self) -> None:
+        """Create indexes now; if MongoDB is unreachable, keep trying in the
+        background rather than refusing to start."""
+        services = list(self.services.values())
+        try:
+            for service in services:
+                await service.ensure_indexes()
+        except ServiceUnavailable:
+            self._index_task = asyncio.create_task(ensure_indexes_in_background(services))
+
+    async def stop(self) -> None:
+        task, self._index_task = self._index_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def get_resources(app: Quart) -> Resources:
+    resources: Resources = app.extensions[EXTENSION_KEY]
+    return resources

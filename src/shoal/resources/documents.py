@@ -1,0 +1,102 @@
+"""Document-level rules shared by every write: ids, ETags, timestamps, merges,
+and the field names a client may use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from bson import ObjectId
+
+from ..errors import NotFound
+from .query import META_FIELDS
+
+Document = dict[str, Any]
+
+
+def parse_id(text: str) -> ObjectId:
+    """An item id from a URL; anything that is not an ObjectId names no item."""
+    if not ObjectId.is_valid(text):
+        raise NotFound(f"no item with id {text!r} (ids are 24 hexadecimal characters)")
+    return ObjectId(text)
+
+
+def now() -> datetime:
+    """The current time as MongoDB stores it (UTC, millisecond precision)."""
+    moment = datetime.now(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def content_of(document: Mapping[str, Any]) -> Document:
+    """The client's fields of a stored document (no meta fields)."""
+    return {key: value for key, value in document.items() if key not in META_FIELDS}
+
+
+def document_etag(document: Mapping[str, Any]) -> str:
+    """A deterministic ETag from the document's content (meta fields excluded)."""
+    encoded = orjson.dumps(content_of(document), option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha1(encoded, usedforsecurity=False).hexdigest()
+
+
+def name_issues(document: Mapping[str, Any], *, dotted_top_level: bool = False) -> dict[str, str]:
+    """Field names MongoDB or Shoal cannot take: ``$``-prefixed, ``.`` inside
+    a name (except PATCH's top-level dotted paths), empty, or NUL."""
+    issues: dict[str, str] = {}
+
+    def visit(value: Any, path: str, top: bool) -> None:
+        if isinstance(value, Mapping):
+            for key, child in value.items():
+                full = f"{path}.{key}" if path else str(key)
+                parts = str(key).split(".") if (top and dotted_top_level) else [str(key)]
+                if any(not part or part.startswith("$") or "\x00" in part for part in parts):
+                    issues[full] = "invalid field name"
+                elif "." in str(key) and not (top and dotted_top_level):
+                    issues[full] = "field names cannot contain '.'"
+                else:
+                    visit(child, full, False)
+        elif isinstance(value, list):
+            for index, child in enumerate(value):
+                visit(child, f"{path}.{index}", False)
+
+    visit(document, "", True)
+    return issues
+
+
+def merge_patch(document: Document, changes: Mapping[str, Any]) -> dict[str, str]:
+    """Apply a PATCH body to ``document`` in place; returns issues, if any.
+
+    Nested objects merge rather than replace, and a dotted key (``author.name``)
+    reaches into a nested object, creating it when absent.
+    """
+    issues: dict[str, str] = {}
+    for key, value in changes.items():
+        *parents, leaf = key.split(".")
+        target: Any = document
+        for depth, part in enumerate(parents):
+            child = target.get(part)
+            if child is None:
+                child = target[part] = {}
+            if not isinstance(child, dict):
+                issues[key] = f"{'.'.join(parents[: depth + 1])} is not an object"
+                break
+            target = child
+        else:
+            current = target.get(leaf)
+            if isinstance(value, dict) and isinstance(current, dict):
+                _deep_merge(current, value)
+            else:
+                target[leaf] = value
+    return issues
+
+
+def _deep_merge(target: Document, changes: Mapping[str, Any]) -> None:
+    for key, value in changes.items():
+        current = target.get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            _deep_merge(current, value)
+        else:
+            target[key] = value

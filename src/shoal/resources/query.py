@@ -1,0 +1,238 @@
+"""Query parameters of list requests: ``where``, ``sort``, ``projection``,
+``page``, ``max_results`` and ``count``, parsed and made safe.
+
+Filters pass an operator allowlist: server-side JavaScript (``$where``,
+``$function``, ``$accumulator``), ``$expr`` and any operator not listed are
+refused; ``$regex`` only where the resource allows it; nesting depth is bounded.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import orjson
+from bson import ObjectId
+
+from ..errors import BadRequest
+
+#: Query operators a client may use in ``where``.
+ALLOWED_OPERATORS = frozenset(
+    {
+        # comparison
+        "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin",
+        # logical
+        "$and", "$or", "$nor", "$not",
+        # element
+        "$exists", "$type",
+        # array
+        "$all", "$elemMatch", "$size",
+        # evaluation (safe ones)
+        "$mod", "$text", "$search", "$language", "$caseSensitive", "$diacriticSensitive",
+        # geospatial
+        "$geoWithin", "$geoIntersects", "$near", "$nearSphere", "$geometry",
+        "$maxDistance", "$minDistance", "$box", "$center", "$centerSphere", "$polygon",
+    }
+)  # fmt: skip
+REGEX_OPERATORS = frozenset({"$regex", "$options"})
+#: Named because clients try them; refused like any unknown operator.
+FORBIDDEN_OPERATORS = frozenset({"$where", "$function", "$accumulator", "$expr"})
+
+#: Fields Shoal maintains on every document.
+META_FIELDS = ("_id", "_created", "_updated", "_etag")
+_DATE_FIELDS = frozenset({"_created", "_updated"})
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """A parsed, validated list request."""
+
+    filter: dict[str, Any]
+    sort: list[tuple[str, int]] | None
+    projection: dict[str, int] | None
+    page: int
+    max_results: int
+    count: bool
+
+    @property
+    def skip(self) -> int:
+        return (self.page - 1) * self.max_results
+
+
+@dataclass(frozen=True)
+class QueryRules:
+    """What a resource permits in its queries."""
+
+    pagination_limit: int
+    default_max_results: int
+    count: bool
+    allow_regex: bool
+    max_depth: int
+
+
+def parse_list_query(args: Mapping[str, str], rules: QueryRules) -> ListQuery:
+    """Parse the query string of ``GET /<resource>``; bad input is a 400."""
+    where = args.get("where")
+    return ListQuery(
+        filter=parse_where(where, rules) if where else {},
+        sort=parse_sort(args["sort"]) if args.get("sort") else None,
+        projection=parse_projection(args["projection"]) if args.get("projection") else None,
+        page=_positive_int(args, "page", 1),
+        max_results=min(
+            _positive_int(args, "max_results", rules.default_max_results), rules.pagination_limit
+        ),
+        count=_boolean(args, "count", rules.count),
+    )
+
+
+def _positive_int(args: Mapping[str, str], name: str, default: int) -> int:
+    text = args.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise BadRequest(f"{name} must be 1 or more, got {value}")
+    return value
+
+
+def _boolean(args: Mapping[str, str], name: str, default: bool) -> bool:
+    text = args.get(name)
+    if text is None or text == "":
+        return default
+    lowered = text.lower()
+    if lowered in {"1", "true", "yes"}:
+        return True
+    if lowered in {"0", "false", "no"}:
+        return False
+    raise BadRequest(f"{name} must be true or false, got {text!r}")
+
+
+def parse_where(text: str, rules: QueryRules) -> dict[str, Any]:
+    """``where`` as MongoDB JSON, checked against the operator allowlist."""
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"where is not valid JSON: {error}") from None
+    if not isinstance(parsed, dict):
+        raise BadRequest('where must be a JSON object, e.g. {"year": {"$gte": 2000}}')
+    checked: dict[str, Any] = _check_filter(parsed, rules, depth=1, field=None)
+    return checked
+
+
+def _check_filter(value: Any, rules: QueryRules, *, depth: int, field: str | None) -> Any:
+    if depth > rules.max_depth:
+        raise BadRequest(f"where is nested too deeply (more than {rules.max_depth} levels)")
+    if isinstance(value, list):
+        return [_check_filter(item, rules, depth=depth + 1, field=field) for item in value]
+    if not isinstance(value, dict):
+        return _coerce(value, field)
+    checked: dict[str, Any] = {}
+    for key, item in value.items():
+        if key.startswith("$"):
+            _check_operator(key, rules)
+            checked[key] = _check_filter(item, rules, depth=depth + 1, field=field)
+        else:
+            if not key or "\x00" in key:
+                raise BadRequest(f"where has an invalid field name {key!r}")
+            checked[key] = _check_filter(item, rules, depth=depth + 1, field=key)
+    return checked
+
+
+def _check_operator(operator: str, rules: QueryRules) -> None:
+    if operator in ALLOWED_OPERATORS:
+        return
+    if operator in REGEX_OPERATORS:
+        if rules.allow_regex:
+            return
+        raise BadRequest(f"{operator} is not allowed on this resource")
+    if operator in FORBIDDEN_OPERATORS:
+        raise BadRequest(f"{operator} is not allowed in queries")
+    raise BadRequest(f"unknown or unsupported query operator {operator}")
+
+
+def _coerce(value: Any, field: str | None) -> Any:
+    """JSON has no ObjectId or date: turn the strings that mean one into one."""
+    if not isinstance(value, str) or field is None:
+        return value
+    if (field == "_id" or field.endswith("._id")) and ObjectId.is_valid(value):
+        return ObjectId(value)
+    if field in _DATE_FIELDS:
+        return parse_http_date(value) or value
+    return value
+
+
+def parse_http_date(value: str) -> datetime | None:
+    """An RFC 1123 date (as Shoal renders them) or None."""
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed is None:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _field_name(name: Any, parameter: str) -> str:
+    if not isinstance(name, str) or not name or name.startswith("$") or "\x00" in name:
+        raise BadRequest(f"{parameter} has an invalid field name {name!r}")
+    return name
+
+
+def parse_sort(text: str) -> list[tuple[str, int]]:
+    """``a,-b`` or Eve's ``[("a", 1), ("b", -1)]``."""
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            parsed = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            raise BadRequest(f"sort does not parse: {text!r}") from None
+        if not isinstance(parsed, list) or not parsed:
+            raise BadRequest('sort must be a list like [("year", -1)]')
+        keys = []
+        for item in parsed:
+            if not (isinstance(item, tuple | list) and len(item) in (1, 2)):
+                raise BadRequest(f"sort items are (field, 1 or -1) pairs, got {item!r}")
+            direction = item[1] if len(item) == 2 else 1
+            if direction not in (1, -1) or isinstance(direction, bool):
+                raise BadRequest(f"sort direction must be 1 or -1, got {direction!r}")
+            keys.append((_field_name(item[0], "sort"), int(direction)))
+        return keys
+    keys = []
+    for part in text.split(","):
+        part = part.strip()
+        descending = part.startswith("-")
+        name = _field_name(part.lstrip("-+"), "sort")
+        keys.append((name, -1 if descending else 1))
+    return keys
+
+
+def parse_projection(text: str) -> dict[str, int] | None:
+    """``{"title": 1}`` (include) or ``{"title": 0}`` (exclude), not both."""
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"projection is not valid JSON: {error}") from None
+    if not isinstance(parsed, dict) or not parsed:
+        raise BadRequest('projection must be a JSON object like {"title": 1}')
+    projection: dict[str, int] = {}
+    for name, flag in parsed.items():
+        if flag not in (0, 1) or isinstance(flag, float):
+            raise BadRequest(f"projection values are 1 or 0, got {flag!r} for {name!r}")
+        projection[_field_name(name, "projection")] = int(flag)
+    user_flags = {flag for name, flag in projection.items() if name not in META_FIELDS}
+    if len(user_flags) > 1:
+        raise BadRequest("projection cannot mix inclusion (1) and exclusion (0)")
+    if user_flags == {1}:
+        # Documents always carry their meta fields, whatever is projected.
+        projection.update(dict.fromkeys(META_FIELDS, 1))
+    else:
+        for meta in META_FIELDS:
+            projection.pop(meta, None)
+    return projection or None

@@ -1,0 +1,127 @@
+"""A resource's JSON Schema (draft 2020-12): checked at start-up, compiled
+once, applied to every write (see docs/decisions/0003-json-schema-validator.md).
+
+Validation reports every problem of a document as Eve does: ``{field: message}``
+with dotted field names (``author.name``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import jsonschema_rs
+import orjson
+
+_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+# Offline: a schema's remote $ref must never make the server fetch anything.
+_META_VALIDATOR = jsonschema_rs.Draft202012Validator({"$ref": _DIALECT}, offline=True)
+
+
+class SchemaProblem(ValueError):
+    """A resource schema that is not valid JSON Schema 2020-12."""
+
+
+def check_schema(schema: Mapping[str, Any]) -> None:
+    """Raise SchemaProblem naming the schema path that is wrong."""
+    if schema.get("type") != "object":
+        raise SchemaProblem("type: a resource schema must have type: object")
+    dialect = schema.get("$schema", _DIALECT)
+    if dialect != _DIALECT:
+        raise SchemaProblem(f"$schema: only draft 2020-12 ({_DIALECT}) is supported")
+    for error in _META_VALIDATOR.iter_errors(dict(schema)):
+        where = "/".join(str(part) for part in error.instance_path) or "(schema root)"
+        raise SchemaProblem(f"{where}: {error.message}")
+    properties = schema.get("properties", {})
+    for name in properties:
+        if name.startswith("_"):
+            raise SchemaProblem(f"properties/{name}: field names starting with '_' are Shoal's own")
+    try:
+        _compile(dict(schema))
+    except (ValueError, jsonschema_rs.ReferencingError) as error:
+        raise SchemaProblem(str(error)) from None
+
+
+def _compile(schema: dict[str, Any]) -> jsonschema_rs.Draft202012Validator:
+    return jsonschema_rs.Draft202012Validator(schema, validate_formats=True, offline=True)
+
+
+class DocumentSchema:
+    """The compiled schema of one resource and the rules around it."""
+
+    def __init__(
+        self,
+        schema: Mapping[str, Any],
+        *,
+        allow_unknown: bool,
+        readonly: Iterable[str] = (),
+    ) -> None:
+        compiled = copy.deepcopy(dict(schema))
+        compiled.setdefault("$schema", _DIALECT)
+        if not allow_unknown and "additionalProperties" not in compiled:
+            compiled["additionalProperties"] = False
+        self.schema = compiled
+        self.properties: dict[str, Any] = compiled.get("properties", {})
+        self.readonly = frozenset(readonly) | {
+            name for name, rule in self.properties.items() if rule.get("readOnly") is True
+        }
+        self._validator = _compile(compiled)
+
+    def issues(self, document: Mapping[str, Any]) -> dict[str, str]:
+        """Every problem with ``document``; empty when it is valid."""
+        try:
+            if self._validator.is_valid(document):
+                return {}
+        except ValueError:
+            # A value read back from MongoDB (Int64, datetime, ObjectId) that the
+            # validator has no JSON type for: validate its JSON rendering.
+            document = orjson.loads(orjson.dumps(document, default=str))
+            if self._validator.is_valid(document):
+                return {}
+        issues: dict[str, str] = {}
+        for error in self._validator.iter_errors(document):
+            for field, message in _describe(error):
+                issues.setdefault(field, message)
+        return issues
+
+    def readonly_issues(self, body: Mapping[str, Any]) -> dict[str, str]:
+        """Fields a client sent that only the server may set."""
+        issues: dict[str, str] = {}
+        for key in body:
+            top = key.split(".", 1)[0]
+            if top in self.readonly:
+                issues[key] = "field is read-only"
+        return issues
+
+    def apply_defaults(self, document: dict[str, Any]) -> dict[str, Any]:
+        """Fill in ``default`` values of absent properties (nested objects too)."""
+        _fill_defaults(document, self.properties)
+        return document
+
+
+def _fill_defaults(document: dict[str, Any], properties: Mapping[str, Any]) -> None:
+    for name, rule in properties.items():
+        if not isinstance(rule, Mapping):
+            continue
+        if name not in document and "default" in rule:
+            document[name] = copy.deepcopy(rule["default"])
+        child = document.get(name)
+        if isinstance(child, dict) and isinstance(rule.get("properties"), Mapping):
+            _fill_defaults(child, rule["properties"])
+
+
+def _dotted(path: Iterable[str | int]) -> str:
+    return ".".join(str(part) for part in path)
+
+
+def _describe(error: jsonschema_rs.ValidationError) -> list[tuple[str, str]]:
+    """(field, message) pairs for one validation error, in Eve's terms."""
+    base = list(error.instance_path)
+    kind = error.kind
+    if kind.name == "required":
+        return [(_dotted([*base, kind.as_dict()["property"]]), "required field")]
+    if kind.name in {"additionalProperties", "unevaluatedProperties"}:
+        names = kind.as_dict().get("unexpected") or []
+        return [(_dotted([*base, name]), "unknown field") for name in names]
+    return [(_dotted(base) or "(document)", error.message)]

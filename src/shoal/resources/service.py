@@ -1,0 +1,308 @@
+"""The resource service: what each REST verb does to a resource's documents.
+
+The HTTP layer parses requests and renders responses; this layer applies the
+rules (schema, read-only fields, defaults, ETags, owner scope) and calls
+storage. Concurrency control lives in the write filter itself: a replace or
+delete matches ``{_id, _etag}``, so of two writers holding the same ETag, one
+wins and the other gets 412, whichever instance each one reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, IndexModel
+
+from ..config import ResourceSettings
+from ..errors import (
+    BadRequest,
+    NotFound,
+    PreconditionFailed,
+    ServiceUnavailable,
+    UnprocessableEntity,
+)
+from ..storage import Storage
+from .documents import (
+    Document,
+    content_of,
+    document_etag,
+    merge_patch,
+    name_issues,
+    now,
+)
+from .query import META_FIELDS, ListQuery, QueryRules
+from .schema import DocumentSchema
+
+logger = logging.getLogger("shoal.resources")
+
+WriteListener = Callable[["Resource"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which documents a caller may see, and what a caller's inserts carry.
+
+    ``filter`` is added to every lookup (owner restriction); ``owner`` is the
+    (field, value) pair set on every document the caller creates.
+    """
+
+    filter: Mapping[str, Any] = field(default_factory=dict)
+    owner: tuple[str, Any] | None = None
+
+    def restrict(self, query: Mapping[str, Any]) -> Document:
+        if not self.filter:
+            return dict(query)
+        if not query:
+            return dict(self.filter)
+        return {"$and": [dict(query), dict(self.filter)]}
+
+
+UNRESTRICTED = Scope()
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Document]
+    total: int | None
+    has_next: bool
+
+
+class Resource:
+    """One configured resource: its collection, compiled schema and rules."""
+
+    def __init__(self, name: str, settings: ResourceSettings, *, max_query_depth: int) -> None:
+        self.name = name
+        self.settings = settings
+        self.collection = settings.datasource or name
+        self.item_title = name[:-1] if name.endswith("s") and len(name) > 1 else name
+        self.schema = DocumentSchema(
+            settings.json_schema,
+            allow_unknown=settings.allow_unknown,
+            readonly=settings.readonly,
+        )
+        self.rules = QueryRules(
+            pagination_limit=settings.pagination_limit,
+            default_max_results=settings.default_max_results,
+            count=settings.count,
+            allow_regex=settings.allow_regex,
+            max_depth=max_query_depth,
+        )
+
+    def indexes(self) -> list[IndexModel]:
+        models = [
+            IndexModel([(name, ASCENDING)], unique=True, name=f"unique_{name}")
+            for name in self.settings.unique
+        ]
+        for index_name, keys in self.settings.mongo_indexes.items():
+            models.append(IndexModel(list(keys), name=index_name))
+        return models
+
+
+def _bulk_message(count: int) -> str:
+    return f"Insertion failure: {count} document(s) contain(s) error(s)"
+
+
+class ResourceService:
+    """The operations of one resource, on one worker's storage."""
+
+    def __init__(self, resource: Resource, storage: Storage) -> None:
+        self.resource = resource
+        self.storage = storage
+        self.write_listeners: list[WriteListener] = []
+
+    @property
+    def collection(self) -> str:
+        return self.resource.collection
+
+    async def _written(self) -> None:
+        for listener in self.write_listeners:
+            await listener(self.resource)
+
+    # -- reads -----------------------------------------------------------
+
+    async def find(self, query: ListQuery, scope: Scope = UNRESTRICTED) -> Page:
+        filter = scope.restrict(query.filter)
+        # Without a count, one extra document tells whether a next page exists.
+        limit = query.max_results if query.count else query.max_results + 1
+        find = self.storage.find_page(
+            self.collection,
+            filter,
+            sort=query.sort,
+            projection=query.projection,
+            skip=query.skip,
+            limit=limit,
+        )
+        if query.count:
+            items, total = await asyncio.gather(find, self.storage.count(self.collection, filter))
+            has_next = query.skip + len(items) < total
+            return Page(items, total, has_next)
+        items = await find
+        has_next = len(items) > query.max_results
+        return Page(items[: query.max_results], None, has_next)
+
+    async def get(self, item_id: ObjectId, scope: Scope = UNRESTRICTED) -> Document:
+        document = await self.storage.find_one(self.collection, scope.restrict({"_id": item_id}))
+        if document is None:
+            raise NotFound(f"no {self.resource.item_title} with id {item_id}")
+        return document
+
+    # -- writes ----------------------------------------------------------
+
+    def _prepare_new(self, body: Any, scope: Scope) -> tuple[Document | None, dict[str, str]]:
+        if not isinstance(body, dict):
+            return None, {"(document)": "must be a JSON object"}
+        issues = name_issues(body)
+        client_id = body.get("_id")
+        for key in body:
+            if key.startswith("_") and key != "_id":
+                issues[key] = "field is read-only"
+        issues.update(self.resource.schema.readonly_issues(body))
+        if scope.owner is not None and scope.owner[0] in body:
+            issues[scope.owner[0]] = "field is set by the server"
+        document = content_of(body)
+        if client_id is not None:
+            if isinstance(client_id, str) and ObjectId.is_valid(client_id):
+                document["_id"] = ObjectId(client_id)
+            else:
+                issues["_id"] = "must be a 24-hex-character ObjectId"
+        if issues:
+            return None, issues
+        self.resource.schema.apply_defaults(document)
+        if scope.owner is not None:
+            document[scope.owner[0]] = scope.owner[1]
+        issues = self.resource.schema.issues(content_of(document))
+        if issues:
+            return None, issues
+        return document, {}
+
+    def _stamp(self, document: Document, *, created: Any = None) -> Document:
+        moment = now()
+        document["_created"] = created or moment
+        document["_updated"] = moment
+        document["_etag"] = document_etag(document)
+        return document
+
+    async def create(self, bodies: list[Any], scope: Scope = UNRESTRICTED) -> list[Document]:
+        """Insert one or many documents: all are valid and inserted, or none.
+
+        Raises UnprocessableEntity whose ``issues`` is a list with one entry per
+        body (``{}`` for the valid ones) when any body is invalid.
+        """
+        prepared = [self._prepare_new(body, scope) for body in bodies]
+        failures = [issues for _, issues in prepared if issues]
+        if failures:
+            raise UnprocessableEntity(_bulk_message(len(failures)), issues=[i for _, i in prepared])
+        documents = []
+        for document, _ in prepared:
+            assert document is not None
+            document.setdefault("_id", ObjectId())
+            documents.append(self._stamp(document))
+        await self.storage.insert_many(self.collection, documents)
+        await self._written()
+        return documents
+
+    async def patch(
+        self, item_id: ObjectId, changes: Any, etag: str | None, scope: Scope = UNRESTRICTED
+    ) -> Document:
+        """Merge ``changes`` into the stored document, validate, write if unchanged."""
+        if not isinstance(changes, dict) or not changes:
+            raise BadRequest("a PATCH body is a non-empty JSON object of fields to change")
+        issues = name_issues(changes, dotted_top_level=True)
+        for key in changes:
+            top = key.split(".", 1)[0]
+            if top.startswith("_") or (scope.owner is not None and top == scope.owner[0]):
+                issues[key] = "field is read-only"
+        issues.update(self.resource.schema.readonly_issues(changes))
+        if issues:
+            raise UnprocessableEntity(_bulk_message(1), issues=issues)
+        current = await self._current(item_id, etag, scope)
+        updated = copy.deepcopy(current)
+        issues = merge_patch(updated, changes)
+        if not issues:
+            issues = self.resource.schema.issues(content_of(updated))
+        if issues:
+            raise UnprocessableEntity(_bulk_message(1), issues=issues)
+        return await self._replace(current, updated, scope)
+
+    async def replace(
+        self, item_id: ObjectId, body: Any, etag: str | None, scope: Scope = UNRESTRICTED
+    ) -> Document:
+        """Replace the stored document's content with ``body`` (validated)."""
+        if isinstance(body, dict) and "_id" in body:
+            body = dict(body)
+            if str(body.pop("_id")) != str(item_id):
+                raise UnprocessableEntity(_bulk_message(1), issues={"_id": "cannot be changed"})
+        document, issues = self._prepare_new(body, Scope(owner=None))
+        if scope.owner is not None and isinstance(body, dict) and scope.owner[0] in body:
+            issues[scope.owner[0]] = "field is read-only"
+        if issues or document is None:
+            raise UnprocessableEntity(_bulk_message(1), issues=issues)
+        current = await self._current(item_id, etag, scope)
+        if scope.owner is not None and scope.owner[0] in current:
+            document[scope.owner[0]] = current[scope.owner[0]]
+        return await self._replace(current, document, scope)
+
+    async def _current(self, item_id: ObjectId, etag: str | None, scope: Scope) -> Document:
+        current = await self.get(item_id, scope)
+        if etag is not None and current.get("_etag") != etag:
+            raise PreconditionFailed("Client and server etags don't match")
+        return current
+
+    async def _replace(self, current: Document, updated: Document, scope: Scope) -> Document:
+        replacement = {key: value for key, value in updated.items() if key not in META_FIELDS}
+        self._stamp(replacement, created=current.get("_created"))
+        matched = await self.storage.replace_if(
+            self.collection,
+            scope.restrict({"_id": current["_id"], "_etag": current.get("_etag")}),
+            replacement,
+        )
+        if not matched:
+            await self._lost_race(current["_id"], scope)
+        replacement["_id"] = current["_id"]
+        await self._written()
+        return replacement
+
+    async def _lost_race(self, item_id: ObjectId, scope: Scope) -> None:
+        """Another writer changed or deleted the document since it was read."""
+        await self.get(item_id, scope)  # 404 when it is gone
+        raise PreconditionFailed("Client and server etags don't match")
+
+    async def delete(
+        self, item_id: ObjectId, etag: str | None, scope: Scope = UNRESTRICTED
+    ) -> None:
+        filter: Document = {"_id": item_id}
+        if etag is not None:
+            filter["_etag"] = etag
+        if not await self.storage.delete_if(self.collection, scope.restrict(filter)):
+            await self._lost_race(item_id, scope)
+        await self._written()
+
+    async def delete_all(self, scope: Scope = UNRESTRICTED) -> int:
+        deleted = await self.storage.delete_many(self.collection, scope.restrict({}))
+        await self._written()
+        return deleted
+
+    async def ensure_indexes(self) -> None:
+        await self.storage.ensure_indexes(self.collection, self.resource.indexes())
+
+
+async def ensure_indexes_in_background(services: list[ResourceService]) -> None:
+    """Create every resource's indexes; while MongoDB is unreachable, retry."""
+    pending = list(services)
+    delay = 1.0
+    while pending:
+        service = pending[0]
+        try:
+            await service.ensure_indexes()
+        except ServiceUnavailable:
+            logger.warning("MongoDB unreachable; creating indexes again in %.0fs", delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            continue
+        pending.pop(0)
