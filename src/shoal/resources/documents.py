@@ -13,7 +13,6 @@ import orjson
 from bson import ObjectId
 
 from ..errors import NotFound
-from .query import META_FIELDS
 
 Document = dict[str, Any]
 
@@ -32,8 +31,9 @@ def now() -> datetime:
 
 
 def content_of(document: Mapping[str, Any]) -> Document:
-    """The client's fields of a stored document (no meta fields)."""
-    return {key: value for key, value in document.items() if key not in META_FIELDS}
+    """The client's fields of a document: names starting with ``_`` are Shoal's
+    (``_id``, ``_etag``, ``_links``...) and clients cannot write them."""
+    return {key: value for key, value in document.items() if not key.startswith("_")}
 
 
 def document_etag(document: Mapping[str, Any]) -> str:
