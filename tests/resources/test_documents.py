@@ -1,0 +1,50 @@
+"""ETags, merges and field-name rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from bson import ObjectId
+
+from shoal.errors import NotFound
+from shoal.resources.documents import document_etag, merge_patch, name_issues, now, parse_id
+
+
+def test_etag_ignores_key_order_and_meta_fields() -> None:
+    a = {"title": "x", "nested": {"b": 1, "a": 2}}
+    b = {"nested": {"a": 2, "b": 1}, "title": "x", "_id": ObjectId(), "_etag": "old"}
+    assert document_etag(a) == document_etag(b)
+    assert document_etag(a) != document_etag({"title": "y", "nested": {"b": 1, "a": 2}})
+
+
+def test_now_has_millisecond_precision_like_bson() -> None:
+    assert now().microsecond % 1000 == 0
+
+
+def test_parse_id() -> None:
+    oid = ObjectId()
+    assert parse_id(str(oid)) == oid
+    with pytest.raises(NotFound):
+        parse_id("nope")
+
+
+def test_merge_patch_dotted_and_nested() -> None:
+    document: dict[str, Any] = {"a": {"b": 1, "c": 2}, "x": 1}
+    assert merge_patch(document, {"a.b": 5, "d.e": 1, "a": {"c": 3}}) == {}
+    assert document == {"a": {"b": 5, "c": 3}, "x": 1, "d": {"e": 1}}
+
+
+def test_merge_patch_into_a_non_object_is_an_issue() -> None:
+    document: dict[str, Any] = {"x": 1}
+    assert merge_patch(document, {"x.y": 2}) == {"x.y": "x is not an object"}
+
+
+def test_name_issues() -> None:
+    assert name_issues({"ok": {"$bad": 1}, "a.b": 1, "list": [{"$x": 1}]}) == {
+        "ok.$bad": "invalid field name",
+        "a.b": "field names cannot contain '.'",
+        "list.0.$x": "invalid field name",
+    }
+    assert name_issues({"a.b": 1}, dotted_top_level=True) == {}
+    assert name_issues({"a.$b": 1}, dotted_top_level=True) == {"a.$b": "invalid field name"}

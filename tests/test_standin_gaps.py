@@ -1,0 +1,113 @@
+"""Where the MongoDB stand-in (nx-27017) differs from MongoDB.
+
+Each test asserts MongoDB's documented behaviour. On the stand-in each is a
+strict xfail (the ``real_mongodb`` marker), so an upgrade that fixes a gap
+turns its test into an unexpected pass and fails the run: then drop the marker
+here and wherever else the gap was marked. With ``SHOAL_TEST_MONGODB_URI`` set
+they run as ordinary tests against a real MongoDB.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from bson import Decimal128, ObjectId
+from pymongo import AsyncMongoClient, IndexModel, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+Database = AsyncDatabase[dict[str, Any]]
+
+
+@pytest.fixture
+async def db(mongodb_uri: str) -> AsyncIterator[Database]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=5000
+    )
+    database = client[f"gaps_{uuid.uuid4().hex[:10]}"]
+    try:
+        yield database
+    finally:
+        await client.drop_database(database.name)
+        await client.close()
+
+
+async def test_plain_round_trip_works(db: Database) -> None:
+    """The baseline the gaps are measured against: this must pass everywhere."""
+    moment = datetime(2026, 11, 24, 10, 0, 0, 123000, tzinfo=UTC)
+    result = await db.things.insert_one({"when": moment, "n": 1})
+    stored = await db.things.find_one({"_id": result.inserted_id})
+    assert stored is not None
+    assert stored["when"] == moment
+
+
+@pytest.mark.real_mongodb(reason="a datetime inside $set is stored as a string")
+async def test_datetime_in_set_stays_a_date(db: Database) -> None:
+    result = await db.things.insert_one({"n": 1})
+    moment = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+    await db.things.update_one({"_id": result.inserted_id}, {"$set": {"when": moment}})
+    stored = await db.things.find_one({"_id": result.inserted_id})
+    assert stored is not None
+    assert stored["when"] == moment
+
+
+@pytest.mark.real_mongodb(reason="Decimal128 values are refused")
+async def test_decimal128_round_trips(db: Database) -> None:
+    result = await db.things.insert_one({"price": Decimal128("1.10")})
+    stored = await db.things.find_one({"_id": result.inserted_id})
+    assert stored is not None
+    assert stored["price"] == Decimal128("1.10")
+
+
+@pytest.mark.real_mongodb(reason="find_one_and_replace returns _id as a string")
+async def test_find_one_and_replace_returns_an_object_id(db: Database) -> None:
+    result = await db.things.insert_one({"n": 1})
+    after = await db.things.find_one_and_replace(
+        {"_id": result.inserted_id}, {"n": 2}, return_document=ReturnDocument.AFTER
+    )
+    assert after is not None
+    assert after["_id"] == result.inserted_id
+    assert isinstance(after["_id"], ObjectId)
+
+
+@pytest.mark.real_mongodb(reason="$regex does not match inside arrays")
+async def test_regex_matches_array_elements(db: Database) -> None:
+    await db.things.insert_one({"tags": ["alpha", "beta"]})
+    assert await db.things.count_documents({"tags": {"$regex": "^al"}}) == 1
+
+
+@pytest.mark.real_mongodb(reason="$lookup followed by a dotted projection returns nothing")
+async def test_lookup_then_dotted_projection(db: Database) -> None:
+    author = await db.authors.insert_one({"name": "Herbert"})
+    await db.books.insert_one({"title": "Dune", "author_id": author.inserted_id})
+    pipeline: list[dict[str, Any]] = [
+        {"$lookup": {"from": "authors", "localField": "author_id",
+                     "foreignField": "_id", "as": "author"}},
+        {"$project": {"_id": 0, "title": 1, "author.name": 1}},
+    ]  # fmt: skip
+    rows = await (await db.books.aggregate(pipeline)).to_list(None)
+    assert rows == [{"title": "Dune", "author": [{"name": "Herbert"}]}]
+
+
+@pytest.mark.real_mongodb(reason="$facet output carries a stray _id")
+async def test_facet_output_has_only_its_facets(db: Database) -> None:
+    await db.things.insert_many([{"n": 1}, {"n": 2}])
+    pipeline: list[dict[str, Any]] = [{"$facet": {"total": [{"$count": "n"}]}}]
+    rows = await (await db.things.aggregate(pipeline)).to_list(None)
+    assert rows == [{"total": [{"n": 2}]}]
+
+
+@pytest.mark.real_mongodb(reason="index names are replaced by idx_<collection>_<fields>")
+async def test_index_names_are_kept(db: Database) -> None:
+    await db.things.create_indexes([IndexModel([("a", 1)], name="by_a")])
+    assert "by_a" in await db.things.index_information()
+
+
+@pytest.mark.real_mongodb(reason="index key directions are all stored as ascending")
+async def test_index_directions_are_kept(db: Database) -> None:
+    await db.things.create_indexes([IndexModel([("a", 1), ("b", -1)])])
+    keys = [index["key"] for index in (await db.things.index_information()).values()]
+    assert [("a", 1), ("b", -1)] in keys
