@@ -19,6 +19,7 @@ from quart.typing import TestClientProtocol as Client
 
 from shoal.app import create_app
 from shoal.config import Settings
+from tests.utils.auth import editor_client
 from tests.utils.servers import EmbeddedStore, RedisServer
 from tests.utils.settings import make_settings
 
@@ -89,7 +90,14 @@ async def app(settings: Settings) -> AsyncIterator[Quart]:
 
 
 @pytest.fixture
-def client(app: Quart) -> Client:
+async def client(app: Quart) -> Client:
+    """A client authenticated as an editor, the example config's writing role."""
+    return await editor_client(app)
+
+
+@pytest.fixture
+def anonymous(app: Quart) -> Client:
+    """A client with no credentials."""
     return app.test_client()
 
 

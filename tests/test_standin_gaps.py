@@ -18,6 +18,7 @@ import pytest
 from bson import Decimal128, ObjectId
 from pymongo import AsyncMongoClient, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 Database = AsyncDatabase[dict[str, Any]]
 
@@ -111,3 +112,11 @@ async def test_index_directions_are_kept(db: Database) -> None:
     await db.things.create_indexes([IndexModel([("a", 1), ("b", -1)])])
     keys = [index["key"] for index in (await db.things.index_information()).values()]
     assert [("a", 1), ("b", -1)] in keys
+
+
+@pytest.mark.real_mongodb(reason="a unique index lets many documents lack the field")
+async def test_unique_index_counts_a_missing_field_as_null(db: Database) -> None:
+    await db.things.create_indexes([IndexModel([("code", 1)], unique=True)])
+    await db.things.insert_one({"n": 1})
+    with pytest.raises(DuplicateKeyError):
+        await db.things.insert_one({"n": 2})

@@ -25,6 +25,7 @@ from quart_schema import QuartSchema
 from . import __version__
 from .api import register_blueprints
 from .api.resources import register_resource_routes
+from .auth import Auth
 from .config import Settings, load_settings
 from .encoding import install_json_provider
 from .errors import register_error_handlers
@@ -68,7 +69,9 @@ def create_app(
 
     storage = Storage(settings.mongodb)
     storage.init_app(app)
-    create_state(settings.redis).init_app(app)
+    state = create_state(settings.redis)
+    state.init_app(app)
+    Auth(settings, storage, state).init_app(app)
     resources = Resources(settings, storage)
     resources.init_app(app)
     register_blueprints(app)
@@ -78,9 +81,23 @@ def create_app(
 
 def serve_app() -> Quart:
     """The app as `shoal serve` workers load it: config from the environment."""
+    _follow_serve_process()
     settings = load_settings()
     configure_logging(settings.log_level)
     return create_app(settings)
+
+
+def _follow_serve_process() -> None:
+    """A worker of `shoal serve` dies with it, even when it is killed outright."""
+    from .embedded import die_with_parent
+    from .server import SERVE_PID_VARIABLE
+
+    parent = os.environ.get(SERVE_PID_VARIABLE)
+    if not parent:
+        return
+    die_with_parent()
+    if os.getppid() != int(parent):  # the parent died before we asked
+        os._exit(1)
 
 
 def _install_request_ids(app: Quart) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -78,11 +80,12 @@ class MongoDBSettings(_Section):
     server_selection_timeout_ms: int = Field(default=5000, gt=0)
     max_pool_size: int = Field(default=100, gt=0)
 
-    @model_validator(mode="after")
-    def _uri_scheme(self) -> MongoDBSettings:
-        if self.uri is not None and not self.uri.startswith(("mongodb://", "mongodb+srv://")):
-            raise ValueError("uri must start with mongodb:// or mongodb+srv://")
-        return self
+    @field_validator("uri")
+    @classmethod
+    def _uri_scheme(cls, uri: str | None) -> str | None:
+        if uri is not None and not uri.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("must start with mongodb:// or mongodb+srv://")
+        return uri
 
 
 class RedisSettings(_Section):
@@ -96,11 +99,49 @@ class RedisSettings(_Section):
         default="shoal:", description="Prefix of every key Shoal writes (one Redis, many APIs)."
     )
 
-    @model_validator(mode="after")
-    def _url_scheme(self) -> RedisSettings:
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, url: str | None) -> str | None:
         schemes = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")
-        if self.url is not None and not self.url.startswith(schemes):
-            raise ValueError(f"url must start with one of {', '.join(schemes)}")
+        if url is not None and not url.startswith(schemes):
+            raise ValueError(f"must start with one of {', '.join(schemes)}")
+        return url
+
+
+class AuthSettings(_Section):
+    """Tokens, sessions, API keys and login throttling."""
+
+    issuer: str = "shoal"
+    audience: str = "shoal-api"
+    algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA"] = "HS256"
+    private_key_file: Path | None = Field(
+        default=None, description="PEM signing key for RS256/ES256/EdDSA; HS* use secret_key."
+    )
+    public_key_file: Path | None = None
+    access_token_ttl: int = Field(default=900, gt=0, le=86_400)
+    refresh_token_ttl: int = Field(default=14 * 86_400, gt=0)
+    session_ttl: int = Field(default=8 * 3600, gt=0)
+    session_cookie: str = Field(default="shoal_session", pattern=r"^[A-Za-z0-9_-]+$")
+    users_collection: str = "shoal_users"
+    apikeys_collection: str = "shoal_apikeys"
+    login_slowdown_after: int = Field(
+        default=3, ge=1, description="Failed logins (per user or address) before slowing down."
+    )
+    login_lockout_after: int = Field(
+        default=10, ge=1, description="Failed logins before refusing for login_lockout_seconds."
+    )
+    login_lockout_seconds: int = Field(default=900, gt=0)
+
+    @model_validator(mode="after")
+    def _keys_for_algorithm(self) -> AuthSettings:
+        if self.algorithm.startswith("HS"):
+            return self
+        for key in ("private_key_file", "public_key_file"):
+            path = getattr(self, key)
+            if path is None:
+                raise ValueError(f"{key} is required with algorithm {self.algorithm}")
+            if not Path(path).is_file():
+                raise ValueError(f"{key}: {path} is not a readable file")
         return self
 
 
@@ -165,12 +206,18 @@ class Settings(_Section):
     """The whole validated config of one Shoal deployment."""
 
     environment: Literal["development", "test", "production"] = "production"
-    secret_key: SecretStr = SecretStr(SECRET_KEY_PLACEHOLDER)
+    # validate_default: the placeholder default is refused outside development too.
+    secret_key: SecretStr = Field(default=SecretStr(SECRET_KEY_PLACEHOLDER), validate_default=True)
     mongodb: MongoDBSettings = MongoDBSettings()
     redis: RedisSettings = RedisSettings()
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     max_query_depth: int = Field(default=8, gt=0, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    auth: AuthSettings = AuthSettings()
+    trusted_proxies: list[IPv4Network | IPv6Network] = Field(
+        default_factory=list,
+        description="Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed.",
+    )
     resources: dict[str, ResourceSettings] = Field(default_factory=dict)
 
     @field_validator("resources")
@@ -188,18 +235,19 @@ class Settings(_Section):
     #: The file this config came from (set by the loader, not read from YAML).
     source: Path | None = Field(default=None, exclude=True)
 
-    @model_validator(mode="after")
-    def _refuse_unsafe_secret(self) -> Settings:
-        secret = self.secret_key.get_secret_value()
-        if self.environment != "development":
+    @field_validator("secret_key")
+    @classmethod
+    def _refuse_unsafe_secret(cls, secret_key: SecretStr, info: ValidationInfo) -> SecretStr:
+        secret = secret_key.get_secret_value()
+        if info.data.get("environment", "production") != "development":
             if secret == SECRET_KEY_PLACEHOLDER:
                 raise ValueError(
-                    "secret_key is still the placeholder; set SHOAL_SECRET_KEY "
+                    "is still the placeholder; set SHOAL_SECRET_KEY "
                     "(or environment: development for local work)"
                 )
             if len(secret) < 16:
-                raise ValueError("secret_key must be at least 16 characters outside development")
-        return self
+                raise ValueError("must be at least 16 characters outside development")
+        return secret_key
 
     @property
     def data_dir(self) -> Path:

@@ -36,8 +36,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec (Linux only; elsewhere a no-op).
+def die_with_parent() -> None:
+    """Ask the kernel to SIGTERM this process when its parent dies (Linux only)."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -121,7 +121,7 @@ class EmbeddedStore:
                 # Its own session: a terminal's Ctrl-C reaches only Shoal, which
                 # drains its requests first and then stops the store itself.
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         finally:
             log.close()

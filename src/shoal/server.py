@@ -33,6 +33,8 @@ HYPERCORN_DEFAULTS: dict[str, Any] = {
 }
 
 APPLICATION_PATH = "shoal.app:serve_app()"
+#: Set by `shoal serve` for its workers: the pid they must not outlive.
+SERVE_PID_VARIABLE = "SHOAL_SERVE_PID"
 
 
 class ServeError(Exception):
@@ -88,6 +90,10 @@ def serve(options: ServeOptions) -> int:
     if settings.source is not None:
         os.environ["SHOAL_CONFIG"] = str(settings.source)
 
+    _check_bind(config)
+    # Workers die with this process, even if it is killed outright (see app.serve_app).
+    os.environ[SERVE_PID_VARIABLE] = str(os.getpid())
+
     store: EmbeddedStore | None = None
     try:
         if settings.mongodb.uri is None:
@@ -103,6 +109,17 @@ def serve(options: ServeOptions) -> int:
     finally:
         if store is not None:
             store.stop()
+
+
+def _check_bind(config: HypercornConfig) -> None:
+    """Fail before announcing anything if an address cannot be bound (hypercorn's
+    own socket logic, its sockets closed again at once)."""
+    try:
+        sockets = config.create_sockets()
+    except OSError as error:
+        raise ServeError(f"cannot listen on {', '.join(config.bind)}: {error.strerror}") from None
+    for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
+        sock.close()
 
 
 def _start_embedded(settings: Settings) -> EmbeddedStore:

@@ -81,8 +81,15 @@ class SharedState(abc.ABC):
     async def delete(self, *keys: str) -> int: ...
 
     @abc.abstractmethod
-    async def incr(self, key: str) -> int:
-        """Atomically add one and return the new value (a missing key counts as 0)."""
+    async def incr(self, key: str, *, ttl: float | None = None) -> int:
+        """Atomically add one and return the new value (a missing key counts as 0).
+
+        With ``ttl``, a key this call creates expires after ``ttl`` seconds.
+        """
+
+    @abc.abstractmethod
+    async def get_many(self, *keys: str) -> list[bytes | None]:
+        """The values of several keys in one round trip."""
 
 
 class MemoryState(SharedState):
@@ -123,13 +130,19 @@ class MemoryState(SharedState):
     async def delete(self, *keys: str) -> int:
         return sum(self._data.pop(self.key(key), None) is not None for key in keys)
 
-    async def incr(self, key: str) -> int:
+    async def incr(self, key: str, *, ttl: float | None = None) -> int:
         key = self.key(key)
         current = self._live(key)
         value = int(current or b"0") + 1
-        expires = self._data[key][1] if current is not None else None
+        if current is not None:
+            expires = self._data[key][1]
+        else:
+            expires = time.monotonic() + ttl if ttl is not None else None
         self._data[key] = (str(value).encode(), expires)
         return value
+
+    async def get_many(self, *keys: str) -> list[bytes | None]:
+        return [self._live(self.key(key)) for key in keys]
 
 
 def connect_redis(url: str, *, socket_timeout: float) -> Any:
@@ -168,6 +181,14 @@ def connect_redis(url: str, *, socket_timeout: float) -> Any:
         sentinel = Sentinel(hosts, **options)  # type: ignore[no-untyped-call]
         return sentinel.master_for(service, db=db)
     return redis.Redis.from_url(url, **options)
+
+
+# INCR, and give the key its TTL when this INCR created it: one atomic step.
+_INCR_WITH_TTL = """
+local value = redis.call('INCR', KEYS[1])
+if value == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return value
+"""
 
 
 class RedisState(SharedState):
@@ -226,8 +247,16 @@ class RedisState(SharedState):
             return 0
         return int(await self._call("delete", *(self.key(key) for key in keys)))
 
-    async def incr(self, key: str) -> int:
-        return int(await self._call("incr", self.key(key)))
+    async def incr(self, key: str, *, ttl: float | None = None) -> int:
+        if ttl is None:
+            return int(await self._call("incr", self.key(key)))
+        return int(await self._call("eval", _INCR_WITH_TTL, 1, self.key(key), int(ttl * 1000)))
+
+    async def get_many(self, *keys: str) -> list[bytes | None]:
+        if not keys:
+            return []
+        values: list[bytes | None] = await self._call("mget", [self.key(key) for key in keys])
+        return values
 
 
 def create_state(settings: RedisSettings) -> SharedState:

@@ -165,6 +165,11 @@ class Storage:
         )
         return result.matched_count == 1
 
+    async def update_one(self, collection: str, filter: Document, update: Document) -> bool:
+        """Apply an update operator document; False when nothing matched."""
+        result = await self.run(lambda: self.collection(collection).update_one(filter, update))
+        return result.matched_count == 1
+
     async def delete_if(self, collection: str, filter: Document) -> bool:
         result = await self.run(lambda: self.collection(collection).delete_one(filter))
         return result.deleted_count == 1

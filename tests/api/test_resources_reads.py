@@ -10,6 +10,7 @@ from urllib.parse import quote
 import pytest
 from quart.typing import TestClientProtocol as Client
 
+from tests.utils.auth import editor_client
 from tests.utils.http import create
 
 
@@ -58,7 +59,7 @@ async def test_items_carry_meta_fields_and_links(client: Client) -> None:
     assert item["_etag"] == ack["_etag"]
     assert item["title"] == "Dune"
     assert item["in_stock"] is True  # the schema's default
-    assert item["_links"] == {"self": {"title": "book", "href": f"books/{ack['_id']}"}}
+    assert item["_links"] == {"self": {"title": "Book", "href": f"books/{ack['_id']}"}}
     for field in ("_created", "_updated"):
         assert parsedate_to_datetime(item[field]).tzinfo is not None
         assert item[field].endswith(" GMT")
@@ -150,7 +151,7 @@ async def test_resource_option_turns_counting_off(settings_factory: Any) -> None
     resources["books"]["count"] = False
     app = create_app(settings_factory(resources=resources))
     async with app.test_app():
-        client = app.test_client()
+        client = await editor_client(app)
         await create(client, "books", {"title": "x"})
         body = await (await client.get("/books")).get_json()
         assert "total" not in body["_meta"]
@@ -183,6 +184,19 @@ async def test_item_get_has_validators(client: Client) -> None:
     assert body["title"] == "Dune"
     assert response.headers["ETag"] == f'"{ack["_etag"]}"'
     assert response.headers["Last-Modified"] == body["_updated"]
+    assert body["_links"] == {
+        "self": {"title": "Book", "href": f"books/{ack['_id']}"},
+        "parent": {"title": "home", "href": "/"},
+        "collection": {"title": "books", "href": "books"},
+    }
+
+
+async def test_list_last_modified_is_the_newest_update(client: Client) -> None:
+    assert "Last-Modified" not in (await client.get("/books")).headers
+    await create(client, "books", {"title": "A"})
+    newest = await create(client, "books", {"title": "B"})
+    response = await client.get("/books")
+    assert response.headers["Last-Modified"] == newest["_updated"]
 
 
 async def test_head_has_the_headers_of_get(client: Client) -> None:
@@ -303,7 +317,7 @@ async def test_regex_where_the_resource_allows_it(settings_factory: Any) -> None
     resources["books"]["allow_regex"] = True
     app = create_app(settings_factory(resources=resources))
     async with app.test_app():
-        client = app.test_client()
+        client = await editor_client(app)
         await create(client, "books", {"title": "Dune"})
         await create(client, "books", {"title": "Emma"})
         where = quote(json.dumps({"title": {"$regex": "^D"}}))

@@ -16,6 +16,7 @@ from shoal.config import Settings
 from shoal.resources.documents import document_etag
 from shoal.storage import get_storage
 from tests.conftest import SettingsFactory
+from tests.utils.auth import editor_client
 from tests.utils.http import JSON, create, fetch, if_match
 from tests.utils.settings import example_resources
 
@@ -76,7 +77,7 @@ async def test_allow_unknown_accepts_extra_fields(settings_factory: SettingsFact
     resources["books"]["allow_unknown"] = True
     app = create_app(settings_factory(resources=resources))
     async with app.test_app():
-        client = app.test_client()
+        client = await editor_client(app)
         ack = await create(client, "books", {"title": "x", "colour": "red"})
         assert (await fetch(client, "books", ack["_id"]))["colour"] == "red"
 
@@ -85,6 +86,7 @@ async def test_bulk_insert_creates_all(client: Client) -> None:
     response = await client.post("/books", json=[{"title": "A"}, {"title": "B"}])
     assert response.status_code == 201
     body = await response.get_json()
+    assert response.headers["Location"].endswith(f"/books/{body['_items'][0]['_id']}")
     assert body["_status"] == "OK"
     assert [item["_status"] for item in body["_items"]] == ["OK", "OK"]
     assert len({item["_id"] for item in body["_items"]}) == 2
@@ -127,7 +129,7 @@ async def test_readonly_fields_are_refused(settings_factory: SettingsFactory) ->
     resources["books"]["readonly"] = ["price"]
     app = create_app(settings_factory(resources=resources))
     async with app.test_app():
-        client = app.test_client()
+        client = await editor_client(app)
         response = await client.post("/books", json={"title": "x", "price": 3})
         assert response.status_code == 422
         assert (await response.get_json())["_issues"] == {"price": "field is read-only"}
@@ -162,6 +164,11 @@ async def test_unique_field_duplicate_is_409(client: Client) -> None:
     body = await response.get_json()
     assert body["_status"] == "ERR"
     assert body["_error"]["code"] == 409
+
+
+async def test_documents_without_a_unique_field_do_not_collide(client: Client) -> None:
+    await create(client, "books", {"title": "No ISBN"})
+    await create(client, "books", {"title": "No ISBN either"})
 
 
 async def test_bulk_with_a_duplicate_inserts_nothing(client: Client) -> None:
@@ -229,7 +236,7 @@ async def test_vendor_json_content_type_is_accepted(client: Client) -> None:
 async def test_body_over_the_limit_is_413(settings_factory: SettingsFactory) -> None:
     app = create_app(settings_factory(max_body_bytes=1000))
     async with app.test_app():
-        client = app.test_client()
+        client = await editor_client(app)
         response = await client.post(
             "/books", data=b'{"title": "' + b"x" * 2000 + b'"}', headers=JSON
         )
@@ -266,7 +273,7 @@ async def test_patch_reaches_into_nested_objects(settings_factory: SettingsFacto
     }
     app = create_app(settings_factory(resources=resources))
     async with app.test_app():
-        client = app.test_client()
+        client = await editor_client(app)
         ack = await create(client, "books", {"title": "x", "publisher": {"name": "A", "city": "B"}})
         response = await client.patch(
             f"/books/{ack['_id']}", json={"publisher.city": "C"}, headers=if_match(ack["_etag"])
@@ -432,24 +439,20 @@ async def two_instances(settings_factory: SettingsFactory) -> AsyncIterator[tupl
 async def test_concurrent_patches_with_one_etag_have_one_winner(
     two_instances: tuple[Quart, Quart],
 ) -> None:
-    first, second = two_instances
-    ack = await create(first.test_client(), "books", {"title": "Dune", "year": 1})
+    first, second = [await editor_client(app) for app in two_instances]
+    ack = await create(first, "books", {"title": "Dune", "year": 1})
     for round_ in range(5):
-        current = await fetch(first.test_client(), "books", ack["_id"])
+        current = await fetch(first, "books", ack["_id"])
         condition = if_match(current["_etag"])
         responses = await asyncio.gather(
-            first.test_client().patch(
-                f"/books/{ack['_id']}", json={"year": 100 + round_}, headers=condition
-            ),
-            second.test_client().patch(
-                f"/books/{ack['_id']}", json={"year": 200 + round_}, headers=condition
-            ),
+            first.patch(f"/books/{ack['_id']}", json={"year": 100 + round_}, headers=condition),
+            second.patch(f"/books/{ack['_id']}", json={"year": 200 + round_}, headers=condition),
         )
         statuses = sorted(response.status_code for response in responses)
         assert statuses == [200, 412], statuses
         winner = next(r for r in responses if r.status_code == 200)
         won = await winner.get_json()
-        stored = await fetch(second.test_client(), "books", ack["_id"])
+        stored = await fetch(second, "books", ack["_id"])
         assert stored["_etag"] == won["_etag"]
         expected_year = 100 + round_ if winner is responses[0] else 200 + round_
         assert stored["year"] == expected_year
@@ -458,11 +461,11 @@ async def test_concurrent_patches_with_one_etag_have_one_winner(
 async def test_concurrent_deletes_with_one_etag_have_one_winner(
     two_instances: tuple[Quart, Quart],
 ) -> None:
-    first, second = two_instances
-    ack = await create(first.test_client(), "books", {"title": "Dune"})
+    first, second = [await editor_client(app) for app in two_instances]
+    ack = await create(first, "books", {"title": "Dune"})
     responses = await asyncio.gather(
-        first.test_client().delete(f"/books/{ack['_id']}", headers=if_match(ack["_etag"])),
-        second.test_client().delete(f"/books/{ack['_id']}", headers=if_match(ack["_etag"])),
+        first.delete(f"/books/{ack['_id']}", headers=if_match(ack["_etag"])),
+        second.delete(f"/books/{ack['_id']}", headers=if_match(ack["_etag"])),
     )
     assert sorted(response.status_code for response in responses) == [204, 404]
 
@@ -472,10 +475,10 @@ async def test_the_etag_check_is_in_the_write_itself(
 ) -> None:
     """Both writers read the same version before either writes: only the
     condition inside MongoDB's write can stop the second one."""
-    first, second = two_instances
-    ack = await create(first.test_client(), "books", {"title": "Dune", "year": 1})
+    first, second = [await editor_client(app) for app in two_instances]
+    ack = await create(first, "books", {"title": "Dune", "year": 1})
     barrier = asyncio.Barrier(2)
-    for app in (first, second):
+    for app in two_instances:
         storage = get_storage(app)
         read = storage.find_one
 
@@ -493,12 +496,8 @@ async def test_the_etag_check_is_in_the_write_itself(
         monkeypatch.setattr(storage, "find_one", read_then_wait)
     responses = await asyncio.wait_for(
         asyncio.gather(
-            first.test_client().patch(
-                f"/books/{ack['_id']}", json={"year": 2}, headers=if_match(ack["_etag"])
-            ),
-            second.test_client().patch(
-                f"/books/{ack['_id']}", json={"year": 3}, headers=if_match(ack["_etag"])
-            ),
+            first.patch(f"/books/{ack['_id']}", json={"year": 2}, headers=if_match(ack["_etag"])),
+            second.patch(f"/books/{ack['_id']}", json={"year": 3}, headers=if_match(ack["_etag"])),
         ),
         timeout=10,
     )

@@ -10,47 +10,27 @@ Only the methods a resource lists are routed; any other gets 405 with Allow.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
-import orjson
 from quart import Blueprint, Quart, Response, current_app, request
 
+from ..auth import get_auth
 from ..encoding import http_date
-from ..errors import (
-    BadRequest,
-    PreconditionRequired,
-    UnprocessableEntity,
-    UnsupportedMediaType,
-    error_body,
-)
+from ..errors import BadRequest, PreconditionRequired, UnprocessableEntity, error_body
 from ..resources import Resources, ResourceService, Scope
 from ..resources.documents import parse_id
 from ..resources.query import parse_http_date, parse_list_query
-from ..resources.render import page_etag, render_item, render_page, write_ack
+from ..resources.render import (
+    last_modified,
+    page_etag,
+    render_page,
+    render_single,
+    write_ack,
+)
+from .common import json_response as _json
+from .common import read_json
 
 View = Callable[..., Awaitable[Response]]
-
-
-def _json(body: Any, status: int = 200) -> Response:
-    response = cast(Response, current_app.json.response(body))
-    response.status_code = status
-    return response
-
-
-async def read_json() -> Any:
-    """The request's JSON body; 415, 413 or 400 when it is not usable."""
-    mimetype = request.mimetype
-    if mimetype != "application/json" and not mimetype.endswith("+json"):
-        raise UnsupportedMediaType(
-            f"send JSON with Content-Type: application/json (got {mimetype or 'none'})"
-        )
-    data = await request.get_data(cache=False, as_text=False)
-    if not data.strip():
-        raise BadRequest("the request body is empty; send a JSON document")
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as error:
-        raise BadRequest(f"the request body is not valid JSON: {error}") from None
 
 
 def _etag_values(header: str) -> list[str]:
@@ -99,12 +79,9 @@ def _with_validators(response: Response, etag: str, last_modified: Any = None) -
 
 
 def _not_modified_response(etag: str, last_modified: Any = None) -> Response:
-    return _with_validators(Response(b"", status=304), etag, last_modified)
-
-
-def scope_for(service: ResourceService, method: str) -> Scope:
-    """The caller's document scope (auth narrows it; the default sees all)."""
-    return Scope()
+    response = Response(b"", status=304)
+    del response.headers["Content-Type"]  # a 304 has no body to describe
+    return _with_validators(response, etag, last_modified)
 
 
 def collection_view(service: ResourceService) -> View:
@@ -112,15 +89,16 @@ def collection_view(service: ResourceService) -> View:
 
     async def view() -> Response:
         method = request.method
-        scope = scope_for(service, method)
+        scope = await get_auth(current_app).authorize(resource, method, item=False)
         if method in ("GET", "HEAD"):
             args = request.args.to_dict(flat=True)
             query = parse_list_query(args, resource.rules)
             page = await service.find(query, scope)
-            etag = page_etag(page, query)
+            etag, updated = page_etag(page, query), last_modified(page)
             if not_modified(etag):
-                return _not_modified_response(etag)
-            response = _with_validators(_json(render_page(resource, page, query, args)), etag)
+                return _not_modified_response(etag, updated)
+            body = render_page(resource, page, query, args)
+            response = _with_validators(_json(body), etag, updated)
             if page.total is not None:
                 response.headers["X-Total-Count"] = str(page.total)
             return response
@@ -151,11 +129,14 @@ async def _create(service: ResourceService, body: Any, scope: Scope) -> Response
         failure = error_body(422, error.message)
         failure["_items"] = items
         return _json(failure, 422)
+    first = documents[0]
     if bulk:
-        return _json({"_status": "OK", "_items": [write_ack(resource, d) for d in documents]}, 201)
-    document = documents[0]
-    response = _with_validators(_json(write_ack(resource, document), 201), document["_etag"])
-    response.headers["Location"] = f"{request.host_url}{resource.name}/{document['_id']}"
+        acks = [write_ack(resource, document) for document in documents]
+        response = _json({"_status": "OK", "_items": acks}, 201)
+    else:
+        response = _with_validators(_json(write_ack(resource, first), 201), first["_etag"])
+    # Eve's Location names the (first) created document, bulk or not.
+    response.headers["Location"] = f"{request.host_url}{resource.name}/{first['_id']}"
     return response
 
 
@@ -164,14 +145,14 @@ def item_view(service: ResourceService) -> View:
 
     async def view(item_id: str) -> Response:
         method = request.method
-        scope = scope_for(service, method)
+        scope = await get_auth(current_app).authorize(resource, method, item=True)
         object_id = parse_id(item_id)
         if method in ("GET", "HEAD"):
             document = await service.get(object_id, scope)
             etag, updated = document["_etag"], document.get("_updated")
             if not_modified(etag, updated):
                 return _not_modified_response(etag, updated)
-            return _with_validators(_json(render_item(resource, document)), etag, updated)
+            return _with_validators(_json(render_single(resource, document)), etag, updated)
         if method == "DELETE":
             await service.delete(object_id, required_etag(), scope)
             return Response(b"", status=204)

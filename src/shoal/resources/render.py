@@ -30,6 +30,20 @@ def render_item(resource: Resource, document: Document) -> Document:
     return rendered
 
 
+def render_single(resource: Resource, document: Document) -> Document:
+    """An item fetched on its own URL: Eve adds ``parent`` and ``collection`` links."""
+    rendered = render_item(resource, document)
+    rendered["_links"]["parent"] = {"title": "home", "href": "/"}
+    rendered["_links"]["collection"] = {"title": resource.name, "href": resource.name}
+    return rendered
+
+
+def last_modified(page: Page) -> Any:
+    """The newest ``_updated`` of a page (None for an empty page)."""
+    dates = [document["_updated"] for document in page.items if document.get("_updated")]
+    return max(dates) if dates else None
+
+
 def write_ack(resource: Resource, document: Document) -> Document:
     """What POST, PATCH and PUT answer for one document."""
     return {

@@ -56,6 +56,7 @@ class DocumentSchema:
         *,
         allow_unknown: bool,
         readonly: Iterable[str] = (),
+        server_fields: Iterable[str] = (),
     ) -> None:
         compiled = copy.deepcopy(dict(schema))
         compiled.setdefault("$schema", _DIALECT)
@@ -67,9 +68,13 @@ class DocumentSchema:
             name for name, rule in self.properties.items() if rule.get("readOnly") is True
         }
         self._validator = _compile(compiled)
+        #: Fields the server sets (the owner field): not validated, not writable.
+        self.server_fields = frozenset(server_fields)
 
     def issues(self, document: Mapping[str, Any]) -> dict[str, str]:
         """Every problem with ``document``; empty when it is valid."""
+        if self.server_fields:
+            document = {k: v for k, v in document.items() if k not in self.server_fields}
         try:
             if self._validator.is_valid(document):
                 return {}

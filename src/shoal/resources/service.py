@@ -54,6 +54,9 @@ class Scope:
 
     filter: Mapping[str, Any] = field(default_factory=dict)
     owner: tuple[str, Any] | None = None
+    #: Callers with the same cache_key see the same documents (the response
+    #: cache keys on it): "public", "all", or "owner:<id>".
+    cache_key: str = "all"
 
     def restrict(self, query: Mapping[str, Any]) -> Document:
         if not self.filter:
@@ -80,11 +83,15 @@ class Resource:
         self.name = name
         self.settings = settings
         self.collection = settings.datasource or name
-        self.item_title = name[:-1] if name.endswith("s") and len(name) > 1 else name
+        singular = name[:-1] if name.endswith("s") and len(name) > 1 else name
+        #: As Eve names an item in its links: "books" → "Book".
+        self.item_title = singular.capitalize()
+        self.singular = singular
         self.schema = DocumentSchema(
             settings.json_schema,
             allow_unknown=settings.allow_unknown,
             readonly=settings.readonly,
+            server_fields=[settings.auth_field] if settings.auth_field else [],
         )
         self.rules = QueryRules(
             pagination_limit=settings.pagination_limit,
@@ -95,8 +102,15 @@ class Resource:
         )
 
     def indexes(self) -> list[IndexModel]:
+        # Partial: like Eve's unique rule, documents without the field do not
+        # collide (a plain unique index would treat every missing value as null).
         models = [
-            IndexModel([(name, ASCENDING)], unique=True, name=f"unique_{name}")
+            IndexModel(
+                [(name, ASCENDING)],
+                unique=True,
+                name=f"unique_{name}",
+                partialFilterExpression={name: {"$exists": True}},
+            )
             for name in self.settings.unique
         ]
         for index_name, keys in self.settings.mongo_indexes.items():
@@ -149,7 +163,7 @@ class ResourceService:
     async def get(self, item_id: ObjectId, scope: Scope = UNRESTRICTED) -> Document:
         document = await self.storage.find_one(self.collection, scope.restrict({"_id": item_id}))
         if document is None:
-            raise NotFound(f"no {self.resource.item_title} with id {item_id}")
+            raise NotFound(f"no {self.resource.singular} with id {item_id}")
         return document
 
     # -- writes ----------------------------------------------------------

@@ -1,0 +1,166 @@
+"""Users and API keys, stored in MongoDB through the storage layer.
+
+Users carry an argon2id password hash. API keys are random 256-bit secrets,
+shown once at creation; only their SHA-256 is stored (a fast hash is right
+for high-entropy secrets, and lets a key be found by an indexed lookup).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, IndexModel
+
+from ..config import AuthSettings
+from ..errors import Conflict
+from ..resources.documents import now
+from ..storage import Storage
+from .passwords import hash_password, needs_rehash, verify_password
+from .principal import Principal
+
+API_KEY_PREFIX = "shoal_"
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    name: str
+    roles: frozenset[str]
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> User:
+        return cls(str(document["_id"]), document["name"], frozenset(document.get("roles", [])))
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    id: str
+    name: str
+    roles: frozenset[str]
+    created: Any
+    revoked: bool
+
+
+class Accounts:
+    def __init__(self, storage: Storage, settings: AuthSettings) -> None:
+        self.storage = storage
+        self.users = settings.users_collection
+        self.apikeys = settings.apikeys_collection
+
+    async def ensure_indexes(self) -> None:
+        await self.storage.ensure_indexes(
+            self.users, [IndexModel([("name", ASCENDING)], unique=True, name="unique_name")]
+        )
+        await self.storage.ensure_indexes(
+            self.apikeys,
+            [IndexModel([("key_hash", ASCENDING)], unique=True, name="unique_key_hash")],
+        )
+
+    # -- users -------------------------------------------------------------
+
+    async def create_user(self, name: str, password: str, roles: list[str]) -> User:
+        document = {
+            "_id": ObjectId(),
+            "name": name,
+            "password_hash": hash_password(password),
+            "roles": sorted(set(roles)),
+            "disabled": False,
+            "_created": now(),
+        }
+        try:
+            await self.storage.insert_many(self.users, [document])
+        except Conflict:
+            raise Conflict(f"a user named {name!r} already exists") from None
+        return User.from_document(document)
+
+    async def authenticate(self, name: str, password: str) -> User | None:
+        """The user, if the password is right and the account enabled."""
+        document = await self.storage.find_one(self.users, {"name": name})
+        stored = document.get("password_hash") if document else None
+        if not verify_password(stored, password) or document is None:
+            return None
+        if document.get("disabled"):
+            return None
+        if stored and needs_rehash(stored):
+            await self.storage.update_one(
+                self.users,
+                {"_id": document["_id"]},
+                {"$set": {"password_hash": hash_password(password)}},
+            )
+        return User.from_document(document)
+
+    async def user(self, user_id: str) -> User | None:
+        """An enabled user by id (refresh re-reads roles and status)."""
+        if not ObjectId.is_valid(user_id):
+            return None
+        document = await self.storage.find_one(self.users, {"_id": ObjectId(user_id)})
+        if document is None or document.get("disabled"):
+            return None
+        return User.from_document(document)
+
+    # -- API keys ----------------------------------------------------------
+
+    async def create_api_key(self, name: str, roles: list[str]) -> tuple[str, ApiKeyInfo]:
+        """A new key; the plain key is returned here and never again."""
+        key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        document = {
+            "_id": ObjectId(),
+            "name": name,
+            "roles": sorted(set(roles)),
+            "key_hash": _key_hash(key),
+            "revoked": False,
+            "_created": now(),
+        }
+        await self.storage.insert_many(self.apikeys, [document])
+        return key, self._key_info(document)
+
+    async def principal_for_key(self, key: str) -> Principal | None:
+        if not key.startswith(API_KEY_PREFIX) or len(key) > 128:
+            return None
+        wanted = _key_hash(key)
+        document = await self.storage.find_one(self.apikeys, {"key_hash": wanted})
+        if document is None or document.get("revoked"):
+            return None
+        # The lookup matched on the hash already; compare again in constant time
+        # so that no code path compares secrets with ==.
+        if not hmac.compare_digest(document["key_hash"], wanted):
+            return None
+        return Principal(
+            id=str(document["_id"]),
+            name=document["name"],
+            roles=frozenset(document.get("roles", [])),
+            kind="apikey",
+            via="apikey",
+        )
+
+    async def list_api_keys(self) -> list[ApiKeyInfo]:
+        documents = await self.storage.find_page(
+            self.apikeys, {}, sort=[("_created", 1)], projection=None, skip=0, limit=0
+        )
+        return [self._key_info(document) for document in documents]
+
+    async def revoke_api_key(self, key_id: str) -> bool:
+        if not ObjectId.is_valid(key_id):
+            return False
+        return await self.storage.update_one(
+            self.apikeys, {"_id": ObjectId(key_id)}, {"$set": {"revoked": True}}
+        )
+
+    @staticmethod
+    def _key_info(document: dict[str, Any]) -> ApiKeyInfo:
+        return ApiKeyInfo(
+            id=str(document["_id"]),
+            name=document["name"],
+            roles=frozenset(document.get("roles", [])),
+            created=document.get("_created"),
+            revoked=bool(document.get("revoked")),
+        )

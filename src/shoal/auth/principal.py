@@ -1,0 +1,27 @@
+"""Who is calling: a user (token or cookie session) or an API key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Principal:
+    id: str
+    name: str
+    roles: frozenset[str]
+    kind: Literal["user", "apikey"]
+    #: How the caller proved it: "bearer", "apikey" or "session".
+    via: Literal["bearer", "apikey", "session"]
+    #: For bearer tokens: the token's id and refresh family (for logout).
+    token_id: str | None = None
+    family: str | None = None
+    #: For cookie sessions: the session's key and CSRF token.
+    session_key: str | None = None
+    csrf_token: str | None = None
+
+    @property
+    def rate_key(self) -> str:
+        """The key rate limits count this caller under."""
+        return f"{self.kind}:{self.id}"

@@ -1,0 +1,44 @@
+"""Who is on the other end: the client's address and scheme, believing
+``X-Forwarded-*`` headers only from the proxies the config trusts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from ipaddress import IPv4Network, IPv6Network, ip_address
+
+from quart import Request
+
+Networks = Sequence[IPv4Network | IPv6Network]
+
+
+def _trusted(address: str, trusted: Networks) -> bool:
+    try:
+        parsed = ip_address(address.strip())
+    except ValueError:
+        return False
+    return any(parsed in network for network in trusted)
+
+
+def client_address(request: Request, trusted: Networks) -> str:
+    """The client's IP: the peer, or, behind trusted proxies, the nearest
+    ``X-Forwarded-For`` hop that is not itself a trusted proxy."""
+    peer = request.remote_addr or "unknown"
+    if not trusted or not _trusted(peer, trusted):
+        return peer
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def is_secure(request: Request, trusted: Networks) -> bool:
+    """Whether the client reached us over TLS (directly or via a trusted proxy)."""
+    if request.scheme == "https":
+        return True
+    peer = request.remote_addr or ""
+    if trusted and _trusted(peer, trusted):
+        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        return proto == "https"
+    return False

@@ -1,0 +1,1 @@
+"""Compatibility tests: Shoal compared with the servers it stands in for."""

@@ -1,0 +1,231 @@
+"""The `shoal` command as an operator meets it: the real console script, run as a
+subprocess with no SHOAL_* variables but the ones a test sets."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+import shoal
+from shoal.embedded import free_port
+from tests.utils.processes import processes_mentioning, run_shoal, wait_until
+from tests.utils.servers import wait_for_port
+from tests.utils.settings import EXAMPLE_CONFIG, TEST_SECRET, example_resources
+
+GOOD_SECRET = TEST_SECRET
+assert len(GOOD_SECRET) >= 16
+
+
+def _write(directory: Path, text: str, name: str = "shoal.yaml") -> Path:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _problem_lines(stderr: str) -> list[str]:
+    """The indented "key: message" lines of a ConfigError."""
+    return [line.strip() for line in stderr.splitlines() if line.startswith("  ")]
+
+
+# --- check-config ----------------------------------------------------------------------
+
+
+def test_check_config_accepts_the_example(repo_root: Path, tmp_path: Path) -> None:
+    relative = EXAMPLE_CONFIG.relative_to(repo_root)
+    result = run_shoal(["check-config", str(relative)], cwd=repo_root)
+
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+    for name in example_resources():
+        assert name in result.stdout
+    assert result.stderr == ""
+
+
+BAD_CONFIGS = {
+    "typo in a top-level key": (
+        "environment: development\nresorces: {}\n",
+        "resorces",
+        "not permitted",
+    ),
+    "pagination_limit of 0": (
+        "environment: development\n"
+        "resources:\n"
+        "  books:\n"
+        "    schema: {type: object}\n"
+        "    pagination_limit: 0\n",
+        "resources.books.pagination_limit",
+        "greater than 0",
+    ),
+    "a string where a number goes": (
+        "environment: development\nmax_body_bytes: lots\n",
+        "max_body_bytes",
+        "integer",
+    ),
+    "a list where a section goes": (
+        "environment: development\nmongodb: [a, b]\n",
+        "mongodb",
+        "dictionary",
+    ),
+    "mongodb.uri with a bad scheme": (
+        "environment: development\nmongodb: {uri: 'http://db.example:27017'}\n",
+        "mongodb.uri",
+        "mongodb://",
+    ),
+    "not YAML": (
+        "resources: {books: [unclosed\n  : : :\n",
+        "not valid YAML",
+        "parsing",
+    ),
+    "a list at the top level": (
+        "- environment\n- development\n",
+        "(top level)",
+        "mapping",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"), list(BAD_CONFIGS.values()), ids=list(BAD_CONFIGS)
+)
+def test_check_config_rejects_a_bad_config_naming_the_key(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
+    path = _write(tmp_path, text)
+    result = run_shoal(["check-config", str(path)], cwd=tmp_path)
+
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert str(path) in result.stderr, "the message names the file"
+    lines = _problem_lines(result.stderr)
+    assert any(key in line and problem in line for line in lines), result.stderr
+
+
+def test_check_config_on_a_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.yaml"
+    result = run_shoal(["check-config", str(missing)], cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert str(missing) in result.stderr
+    assert "No such file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_production_with_the_placeholder_secret_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, "environment: production\n")
+    result = run_shoal(["check-config", str(path)], cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "secret_key" in result.stderr
+    assert "SHOAL_SECRET_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_shoal_secret_key_in_the_environment_makes_it_valid(tmp_path: Path) -> None:
+    path = _write(tmp_path, "environment: production\n")
+    result = run_shoal(
+        ["check-config", str(path)], cwd=tmp_path, env={"SHOAL_SECRET_KEY": GOOD_SECRET}
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+def test_a_short_shoal_secret_key_is_still_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, "environment: production\n")
+    result = run_shoal(
+        ["check-config", str(path)], cwd=tmp_path, env={"SHOAL_SECRET_KEY": "too-short"}
+    )
+
+    assert result.returncode == 2
+    assert "secret_key" in result.stderr
+    assert "16" in result.stderr
+
+
+# --- serve refusals ---------------------------------------------------------------------
+
+
+def test_serve_with_two_workers_needs_redis(tmp_path: Path) -> None:
+    shutil.copy(EXAMPLE_CONFIG, tmp_path / "shoal.yaml")
+    port = free_port()
+    started = time.monotonic()
+    result = run_shoal(
+        ["serve", "--config", "shoal.yaml", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+        cwd=tmp_path,
+        timeout=20,
+    )
+    elapsed = time.monotonic() - started
+
+    assert result.returncode != 0
+    assert elapsed < 10, "the refusal comes before anything is started"
+    assert "Redis" in result.stderr
+    assert "SHOAL_REDIS_URL" in result.stderr or "redis.url" in result.stderr
+    assert "--workers" in result.stderr
+    assert "Traceback" not in result.stderr
+    # Nothing was started, and nothing is left behind.
+    assert not (tmp_path / ".shoal").exists(), "the embedded store was started anyway"
+    assert not processes_mentioning(str(tmp_path))
+    with pytest.raises(TimeoutError):
+        wait_for_port("127.0.0.1", port, timeout=0.3)
+
+
+def test_serve_in_production_without_mongodb_uri_is_refused(tmp_path: Path) -> None:
+    config = _write(tmp_path, f"environment: production\nsecret_key: {GOOD_SECRET}\n")
+    port = free_port()
+    result = run_shoal(
+        ["serve", "--config", str(config), "--bind", f"127.0.0.1:{port}"],
+        cwd=tmp_path,
+        timeout=20,
+    )
+
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "embedded store" in result.stderr
+    assert "development" in result.stderr
+    assert "SHOAL_MONGODB_URI" in result.stderr or "mongodb.uri" in result.stderr
+    assert not (tmp_path / ".shoal").exists()
+    assert wait_until(lambda: not processes_mentioning(str(tmp_path)), 5)
+
+
+def test_serve_with_an_invalid_config_is_refused(tmp_path: Path) -> None:
+    config = _write(tmp_path, "environment: development\nresorces: {}\n")
+    result = run_shoal(
+        ["serve", "--config", str(config), "--bind", f"127.0.0.1:{free_port()}"],
+        cwd=tmp_path,
+        timeout=20,
+    )
+
+    assert result.returncode == 2
+    assert "resorces" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / ".shoal").exists()
+
+
+# --- usage --------------------------------------------------------------------------------
+
+
+def test_version(tmp_path: Path) -> None:
+    result = run_shoal(["--version"], cwd=tmp_path)
+
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"shoal {shoal.__version__}"
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_serve_with_a_bad_worker_count_is_a_usage_error(tmp_path: Path, value: str) -> None:
+    result = run_shoal(["serve", "--workers", value], cwd=tmp_path, timeout=20)
+
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+    assert "--workers" in result.stderr
+    assert not (tmp_path / ".shoal").exists()
+
+
+def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_shoal([], cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "usage:" in result.stderr

@@ -1,0 +1,290 @@
+"""Loading the config: a YAML file, then SHOAL_* environment overrides, validated once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shoal.config import SECRET_KEY_PLACEHOLDER, ConfigError, Settings, load_settings
+from tests.utils.settings import EXAMPLE_CONFIG, TEST_SECRET
+
+BOOKS: dict[str, Any] = {"schema": {"type": "object"}}
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _problems(raw: dict[str, Any], env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(raw, env=env or {})
+    return caught.value.problems
+
+
+# --- environment overrides -------------------------------------------------------------
+
+
+def test_env_overrides_replace_file_values(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "shoal.yaml",
+        "environment: production\n"
+        "secret_key: from-the-file-0123456789\n"
+        "mongodb: {uri: 'mongodb://file-host:27017', database: filedb}\n"
+        "redis: {url: 'redis://file-host:6379/0', key_prefix: 'app:'}\n",
+    )
+    env = {
+        "SHOAL_MONGODB_URI": "mongodb://env-host:27018/?replicaSet=rs0",
+        "SHOAL_MONGODB_DATABASE": "envdb",
+        "SHOAL_REDIS_URL": "redis://env-host:6380/1",
+        "SHOAL_SECRET_KEY": "from-the-environment-0123",
+    }
+
+    settings = load_settings(path, env=env)
+
+    assert settings.mongodb.uri == "mongodb://env-host:27018/?replicaSet=rs0"
+    assert settings.mongodb.database == "envdb"
+    assert settings.redis.url == "redis://env-host:6380/1"
+    assert settings.secret_key.get_secret_value() == "from-the-environment-0123"
+    # What the environment does not name stays as the file says.
+    assert settings.redis.key_prefix == "app:"
+    assert settings.environment == "production"
+
+
+def test_env_overrides_fill_sections_the_file_lacks(tmp_path: Path) -> None:
+    path = _write(tmp_path / "shoal.yaml", "environment: development\n")
+    env = {
+        "SHOAL_MONGODB_URI": "mongodb://db:27017",
+        "SHOAL_REDIS_URL": "redis+sentinel://s1:26379/main",
+    }
+
+    settings = load_settings(path, env=env)
+
+    assert settings.mongodb.uri == "mongodb://db:27017"
+    assert settings.mongodb.database == "shoal"
+    assert settings.redis.url == "redis+sentinel://s1:26379/main"
+
+
+def test_empty_env_variables_are_ignored(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "shoal.yaml",
+        "environment: development\nmongodb: {uri: 'mongodb://file-host:27017'}\n",
+    )
+
+    settings = load_settings(path, env={"SHOAL_MONGODB_URI": "", "SHOAL_REDIS_URL": ""})
+
+    assert settings.mongodb.uri == "mongodb://file-host:27017"
+    assert settings.redis.url is None
+
+
+def test_shoal_config_names_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path / "conf" / "api.yaml", "environment: development\nlog_level: DEBUG\n")
+
+    settings = load_settings(env={"SHOAL_CONFIG": str(path)})
+
+    assert settings.log_level == "DEBUG"
+    assert settings.source == path.resolve()
+
+
+def test_an_explicit_file_beats_shoal_config(tmp_path: Path) -> None:
+    named = _write(tmp_path / "named.yaml", "environment: development\nlog_level: DEBUG\n")
+    explicit = _write(tmp_path / "explicit.yaml", "environment: development\nlog_level: ERROR\n")
+
+    settings = load_settings(explicit, env={"SHOAL_CONFIG": str(named)})
+
+    assert settings.log_level == "ERROR"
+
+
+def test_shoal_config_pointing_nowhere_is_a_config_error(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={"SHOAL_CONFIG": str(missing)})
+    assert str(missing) in str(caught.value)
+
+
+def test_without_any_file_the_defaults_and_env_apply() -> None:
+    settings = load_settings(env={"SHOAL_SECRET_KEY": TEST_SECRET})
+
+    assert settings.source is None
+    assert settings.environment == "production"
+    assert settings.mongodb.uri is None
+    assert settings.resources == {}
+
+
+def test_env_overrides_are_validated_like_the_file() -> None:
+    problems = _problems({"environment": "development"}, env={"SHOAL_MONGODB_DATABASE": "a.b"})
+    assert any(line.startswith("mongodb.database:") for line in problems), problems
+
+
+def test_the_os_environment_is_read_when_no_env_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _write(tmp_path / "shoal.yaml", "environment: production\n")
+    monkeypatch.setenv("SHOAL_SECRET_KEY", TEST_SECRET)
+
+    settings = load_settings(path)
+
+    assert settings.secret_key.get_secret_value() == TEST_SECRET
+
+
+# --- error messages -----------------------------------------------------------------------
+
+
+def test_every_problem_is_one_dotted_key_line() -> None:
+    problems = _problems(
+        {
+            "environment": "development",
+            "max_body_bytes": 0,
+            "log_level": "LOUD",
+            "mongodb": {"database": "shoal", "max_pool_size": "many"},
+            "resources": {"books": {**BOOKS, "pagination_limit": 0}},
+        }
+    )
+
+    keys = {line.split(": ", 1)[0] for line in problems}
+    assert keys == {
+        "max_body_bytes",
+        "log_level",
+        "mongodb.max_pool_size",
+        "resources.books.pagination_limit",
+    }, problems
+    for line in problems:
+        _key, _, message = line.partition(": ")
+        assert message, line
+        assert "\n" not in line
+
+
+def test_the_message_names_the_file_and_lists_the_problems(tmp_path: Path) -> None:
+    path = _write(tmp_path / "shoal.yaml", "environment: development\ntypo_key: 1\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+
+    error = caught.value
+    assert error.source == str(path.resolve())
+    assert error.problems == ["typo_key: Extra inputs are not permitted"]
+    assert str(error).splitlines() == [
+        f"{path.resolve()} is not a valid Shoal config:",
+        "  typo_key: Extra inputs are not permitted",
+    ]
+
+
+def test_unknown_keys_in_a_resource_are_refused() -> None:
+    problems = _problems(
+        {"environment": "development", "resources": {"books": {**BOOKS, "pagnation_limit": 5}}}
+    )
+    assert problems == ["resources.books.pagnation_limit: Extra inputs are not permitted"]
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [("mongodb", "uri", "http://db:27017"), ("redis", "url", "http://cache:6379")],
+)
+def test_a_bad_url_scheme_names_the_dotted_key(section: str, key: str, value: str) -> None:
+    problems = _problems({"environment": "development", section: {key: value}})
+
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{section}.{key}: "), problems
+
+
+@pytest.mark.parametrize(
+    "name", ["healthz", "readyz", "docs", "auth", "action", "metrics", "bad name", "-x"]
+)
+def test_reserved_or_odd_resource_names_are_refused(name: str) -> None:
+    problems = _problems({"environment": "development", "resources": {name: BOOKS}})
+
+    assert len(problems) == 1
+    assert problems[0].startswith("resources: ")
+    assert repr(name) in problems[0]
+
+
+def test_a_file_that_is_not_a_mapping(tmp_path: Path) -> None:
+    path = _write(tmp_path / "shoal.yaml", "- a\n- b\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    assert caught.value.problems == ["(top level): must be a mapping of config keys"]
+
+
+# --- data_dir -----------------------------------------------------------------------------
+
+
+def test_data_dir_is_dot_shoal_beside_the_config(tmp_path: Path) -> None:
+    path = _write(tmp_path / "deploy" / "shoal.yaml", "environment: development\n")
+
+    settings = load_settings(path, env={})
+
+    assert settings.data_dir == tmp_path / "deploy" / ".shoal"
+
+
+def test_data_dir_of_a_relative_path_is_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write(tmp_path / "conf" / "shoal.yaml", "environment: development\n")
+    monkeypatch.chdir(tmp_path)
+
+    settings = load_settings("conf/shoal.yaml", env={})
+    monkeypatch.chdir(tmp_path / "conf")
+
+    assert settings.data_dir == tmp_path / "conf" / ".shoal"
+    assert settings.data_dir.is_absolute()
+
+
+def test_data_dir_of_the_example() -> None:
+    settings = load_settings(EXAMPLE_CONFIG, env={})
+    assert settings.data_dir == EXAMPLE_CONFIG.parent / ".shoal"
+
+
+# --- secret_key -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("environment", ["production", "test"])
+def test_a_short_secret_is_refused_outside_development(environment: str) -> None:
+    problems = _problems({"environment": environment, "secret_key": "x" * 15})
+
+    assert len(problems) == 1
+    assert "secret_key" in problems[0]
+    assert "16" in problems[0]
+
+
+@pytest.mark.parametrize("environment", ["production", "test"])
+def test_the_placeholder_is_refused_outside_development(environment: str) -> None:
+    problems = _problems({"environment": environment})
+
+    assert len(problems) == 1
+    assert "secret_key" in problems[0]
+    assert "SHOAL_SECRET_KEY" in problems[0]
+
+
+def test_sixteen_characters_are_enough() -> None:
+    settings = load_settings({"environment": "production", "secret_key": "x" * 16}, env={})
+    assert settings.secret_key.get_secret_value() == "x" * 16
+
+
+def test_development_allows_the_placeholder_and_short_secrets() -> None:
+    default = load_settings({"environment": "development"}, env={})
+    assert default.secret_key.get_secret_value() == SECRET_KEY_PLACEHOLDER
+    short = load_settings({"environment": "development", "secret_key": "dev"}, env={})
+    assert short.secret_key.get_secret_value() == "dev"
+
+
+def test_production_is_the_default_environment() -> None:
+    problems = _problems({})
+    assert any("secret_key" in line for line in problems), problems
+
+
+def test_the_secret_does_not_leak_into_reprs() -> None:
+    settings = load_settings({"environment": "production", "secret_key": TEST_SECRET}, env={})
+
+    assert TEST_SECRET not in repr(settings)
+    assert TEST_SECRET not in str(settings)
+    assert TEST_SECRET not in settings.model_dump_json()
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings({"environment": "development"}, env={})
+    assert isinstance(settings, Settings)
+    with pytest.raises(ValueError, match="frozen"):
+        settings.max_body_bytes = 5

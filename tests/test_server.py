@@ -1,0 +1,294 @@
+"""`shoal serve` end to end: a real process on a loopback port, as an operator runs it.
+
+Each test starts its own `shoal serve` in a temporary directory holding a copy
+of the example config, so the embedded store's `.shoal/` lands there. Every wait
+has a deadline and every process is killed in `finally` (ServeProcess.cleanup).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shoal.embedded import free_port
+from shoal.server import HYPERCORN_DEFAULTS, ServeOptions, hypercorn_config
+from tests.utils.processes import (
+    ProcessInfo,
+    ServeProcess,
+    alive,
+    processes_mentioning,
+    wait_until,
+)
+from tests.utils.settings import EXAMPLE_CONFIG
+
+GRACEFUL_TIMEOUT = float(HYPERCORN_DEFAULTS["graceful_timeout"])
+#: Seconds a child has to disappear once its parent is gone.
+ORPHAN_DEADLINE = 10.0
+#: Seconds a child has to notice its parent was killed (a parent-death signal is instant).
+KILLED_PARENT_DEADLINE = 5.0
+
+
+def _embedded_store(processes: list[ProcessInfo]) -> list[ProcessInfo]:
+    return [info for info in processes if "nx_27017" in info.cmdline]
+
+
+def _workers(processes: list[ProcessInfo]) -> list[ProcessInfo]:
+    return [info for info in processes if "multiprocessing.spawn" in info.cmdline]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A directory with a copy of the example config (no MongoDB URI: embedded store)."""
+    shutil.copy(EXAMPLE_CONFIG, tmp_path / "shoal.yaml")
+    return tmp_path
+
+
+@pytest.fixture
+def serve(workdir: Path) -> Iterator[ServeProcess]:
+    """`shoal serve` on the example config and the embedded store, started and ready."""
+    process = ServeProcess(workdir, config="shoal.yaml", bind=f"127.0.0.1:{free_port()}")
+    try:
+        process.start()
+        process.wait_ready()
+        yield process
+    finally:
+        process.cleanup()
+
+
+# --- start-up ----------------------------------------------------------------------
+
+
+def test_serve_without_mongodb_uri_runs_the_embedded_store_with_a_warning(
+    serve: ServeProcess, workdir: Path
+) -> None:
+    status, body = serve.get("/readyz")
+    assert status == 200
+    assert json.loads(body)["status"] == "ready"
+
+    stderr = serve.stderr()
+    warnings = [line for line in stderr.splitlines() if "embedded store" in line]
+    assert len(warnings) == 1, serve.output()
+    assert warnings[0].startswith("WARNING:")
+    assert "development" in warnings[0]
+    assert serve.url in serve.stdout(), serve.output()
+
+    data_dir = workdir / ".shoal"
+    assert data_dir.is_dir(), "the embedded store keeps its data in .shoal/ beside the config"
+    assert str(data_dir) in warnings[0]
+
+    stores = _embedded_store(serve.children())
+    assert len(stores) == 1, f"expected one embedded store child: {serve.children()}"
+    assert str(data_dir) in stores[0].cmdline
+
+
+# --- shutdown ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_serve_and_its_children(serve: ServeProcess, signum: int) -> None:
+    started = serve.remember_descendants()
+    assert _embedded_store(started), f"no embedded store among {started}"
+    assert _workers(started), f"no hypercorn worker among {started}"
+
+    serve.signal(signum)
+    assert serve.wait(GRACEFUL_TIMEOUT + 5) == 0, serve.output()
+
+    assert wait_until(lambda: not alive(started), ORPHAN_DEADLINE), (
+        f"left running: {alive(started)}"
+    )
+    assert serve.get("/healthz", timeout=1.0)[0] == 0, "something still answers on the port"
+
+
+def test_ctrl_c_in_a_terminal_stops_everything(workdir: Path) -> None:
+    """Ctrl-C reaches the whole foreground process group, workers included."""
+    process = ServeProcess(
+        workdir, config="shoal.yaml", bind=f"127.0.0.1:{free_port()}", new_session=True
+    )
+    try:
+        process.start()
+        process.wait_ready()
+        started = process.remember_descendants()
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(GRACEFUL_TIMEOUT + 5) == 0, process.output()
+        assert wait_until(lambda: not alive(started), ORPHAN_DEADLINE), (
+            f"left running: {alive(started)}"
+        )
+        assert "Traceback" not in process.stderr(), process.output()
+    finally:
+        process.cleanup()
+
+
+def test_sigkill_of_serve_takes_the_embedded_store_with_it(serve: ServeProcess) -> None:
+    stores = _embedded_store(serve.children())
+    assert len(stores) == 1
+
+    serve.signal(signal.SIGKILL)
+    serve.wait(10)
+
+    assert wait_until(lambda: not stores[0].alive(), KILLED_PARENT_DEADLINE), (
+        "the embedded store outlived a killed `shoal serve` (orphan)"
+    )
+
+
+def test_sigkill_of_serve_takes_its_workers_with_it(serve: ServeProcess) -> None:
+    """A killed `shoal serve` must not leave hypercorn workers serving on its port."""
+    started = serve.remember_descendants()
+    assert _workers(started), f"no hypercorn worker among {started}"
+    # The embedded store has its own test above; here: workers and their helpers.
+    others = [info for info in started if info not in _embedded_store(started)]
+
+    serve.signal(signal.SIGKILL)
+    serve.wait(10)
+
+    assert wait_until(lambda: not alive(others), KILLED_PARENT_DEADLINE), (
+        f"processes outlived a killed `shoal serve`: {alive(others)}"
+    )
+    assert serve.get("/healthz", timeout=1.0)[0] == 0, "an orphan still answers on the port"
+
+
+# --- several workers ------------------------------------------------------------------
+
+
+def test_two_workers_with_redis_and_mongodb(
+    workdir: Path, redis_url: str, mongodb_uri: str
+) -> None:
+    process = ServeProcess(
+        workdir,
+        config="shoal.yaml",
+        bind=f"127.0.0.1:{free_port()}",
+        workers=2,
+        env={"SHOAL_REDIS_URL": redis_url, "SHOAL_MONGODB_URI": mongodb_uri},
+    )
+    try:
+        process.start()
+        process.wait_ready()
+        # Each worker logs its own "Running on" line once it listens.
+        assert wait_until(lambda: process.stderr().count("Running on") == 2, 20), process.output()
+        for _ in range(10):
+            status, body = process.get("/readyz")
+            assert status == 200
+            assert json.loads(body)["checks"] == {"mongodb": "ok", "redis": "ok"}
+
+        children = process.children()
+        assert len({info.pid for info in _workers(children)}) == 2, children
+        assert not _embedded_store(children), "a MongoDB URI was given: no embedded store"
+        assert "embedded store" not in process.stderr()
+        assert not (workdir / ".shoal").exists()
+
+        started = process.remember_descendants()
+        process.signal(signal.SIGTERM)
+        assert process.wait(GRACEFUL_TIMEOUT + 5) == 0, process.output()
+        assert wait_until(lambda: not alive(started), ORPHAN_DEADLINE), (
+            f"left running: {alive(started)}"
+        )
+    finally:
+        process.cleanup()
+
+
+# --- failures at start-up ---------------------------------------------------------------
+
+
+def test_port_in_use_is_a_clear_error(workdir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = ServeProcess(workdir, config="shoal.yaml", bind=f"127.0.0.1:{port}")
+        try:
+            process.start()
+            status = process.wait(30)
+        finally:
+            process.cleanup()
+    assert status != 0, process.output()
+    stderr = process.stderr()
+    assert "Traceback" not in stderr, stderr
+    assert f"127.0.0.1:{port}" in stderr
+    assert "in use" in stderr.lower(), stderr
+    # The embedded store it had started is stopped again.
+    assert wait_until(lambda: not processes_mentioning(str(workdir)), ORPHAN_DEADLINE), (
+        processes_mentioning(str(workdir))
+    )
+
+
+def test_port_in_use_is_not_announced_as_serving(workdir: Path) -> None:
+    """The "serving <url>" line must not appear when nothing could listen there."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = ServeProcess(workdir, config="shoal.yaml", bind=f"127.0.0.1:{port}")
+        try:
+            process.start()
+            assert process.wait(30) != 0
+        finally:
+            process.cleanup()
+    assert f"http://127.0.0.1:{port}" not in process.stdout(), process.output()
+
+
+# --- hypercorn.toml ---------------------------------------------------------------------
+
+
+def test_repo_hypercorn_toml_equals_the_built_in_defaults(repo_root: Path) -> None:
+    with (repo_root / "hypercorn.toml").open("rb") as file:
+        assert tomllib.load(file) == HYPERCORN_DEFAULTS
+
+
+def test_flags_override_the_toml_and_keep_the_rest(
+    repo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SHOAL_HYPERCORN_CONFIG", raising=False)
+    monkeypatch.chdir(repo_root)
+
+    config = hypercorn_config(ServeOptions(bind="127.0.0.1:9999", workers=3))
+
+    assert config.bind == ["127.0.0.1:9999"]
+    assert config.workers == 3
+    assert config.worker_class == "uvloop"
+    assert config.graceful_timeout == HYPERCORN_DEFAULTS["graceful_timeout"]
+    assert config.backlog == HYPERCORN_DEFAULTS["backlog"]
+    assert config.application_path == "shoal.app:serve_app()"
+
+
+def test_a_hypercorn_toml_in_the_working_directory_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SHOAL_HYPERCORN_CONFIG", raising=False)
+    (tmp_path / "hypercorn.toml").write_text(
+        'bind = ["127.0.0.1:7001"]\nworkers = 4\nworker_class = "asyncio"\n'
+        "graceful_timeout = 3\nbacklog = 64\n"
+    )
+    monkeypatch.chdir(tmp_path)
+
+    from_file = hypercorn_config(ServeOptions())
+    assert from_file.bind == ["127.0.0.1:7001"]
+    assert from_file.workers == 4
+    assert from_file.worker_class == "asyncio"
+    assert from_file.graceful_timeout == 3
+    assert from_file.backlog == 64
+
+    flags = hypercorn_config(ServeOptions(bind="127.0.0.1:7002", workers=1))
+    assert flags.bind == ["127.0.0.1:7002"]
+    assert flags.workers == 1
+    assert flags.graceful_timeout == 3
+
+
+def test_without_a_toml_the_built_in_defaults_apply(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SHOAL_HYPERCORN_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    config = hypercorn_config(ServeOptions())
+
+    assert config.bind == HYPERCORN_DEFAULTS["bind"]
+    assert config.workers == HYPERCORN_DEFAULTS["workers"]
+    assert config.worker_class == HYPERCORN_DEFAULTS["worker_class"]
+    assert config.graceful_timeout == HYPERCORN_DEFAULTS["graceful_timeout"]

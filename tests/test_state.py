@@ -1,0 +1,303 @@
+"""The SharedState contract, held by both MemoryState and RedisState (real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import SentinelConnectionPool
+
+from shoal.config import RedisSettings
+from shoal.embedded import free_port
+from shoal.errors import ApiError
+from shoal.state import (
+    MemoryState,
+    RedisState,
+    SharedState,
+    StateUnavailable,
+    connect_redis,
+    create_state,
+)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def state(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[SharedState]:
+    prefix = f"test-state:{uuid.uuid4().hex[:12]}:"
+    shared: SharedState
+    if request.param == "memory":
+        shared = MemoryState(prefix)
+    else:
+        shared = RedisState(RedisSettings(url=redis_url, key_prefix=prefix))
+    await shared.open()
+    try:
+        yield shared
+    finally:
+        await shared.close()
+
+
+@pytest.fixture
+async def raw_redis(redis_url: str) -> AsyncIterator[Any]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def test_ping(state: SharedState) -> None:
+    await state.ping()
+
+
+async def test_get_of_a_missing_key_is_none(state: SharedState) -> None:
+    assert await state.get("missing") is None
+
+
+async def test_set_then_get(state: SharedState) -> None:
+    assert await state.set("k", b"v1") is True
+    assert await state.get("k") == b"v1"
+    assert await state.set("k", b"v2") is True
+    assert await state.get("k") == b"v2"
+
+
+async def test_values_are_bytes_exactly(state: SharedState) -> None:
+    value = bytes(range(256))
+    await state.set("binary", value)
+    assert await state.get("binary") == value
+
+
+async def test_ttl_expires(state: SharedState) -> None:
+    await state.set("short", b"soon gone", ttl=0.15)
+    await state.set("long", b"stays", ttl=30)
+    assert await state.get("short") == b"soon gone"
+
+    await asyncio.sleep(0.35)
+
+    assert await state.get("short") is None
+    assert await state.get("long") == b"stays"
+
+
+async def test_only_if_absent(state: SharedState) -> None:
+    assert await state.set("once", b"first", only_if_absent=True) is True
+    assert await state.set("once", b"second", only_if_absent=True) is False
+    assert await state.get("once") == b"first"
+
+
+async def test_only_if_absent_after_expiry(state: SharedState) -> None:
+    assert await state.set("lease", b"a", ttl=0.1, only_if_absent=True) is True
+    await asyncio.sleep(0.3)
+    assert await state.set("lease", b"b", only_if_absent=True) is True
+    assert await state.get("lease") == b"b"
+
+
+async def test_delete(state: SharedState) -> None:
+    await state.set("a", b"1")
+    await state.set("b", b"2")
+
+    assert await state.delete("a", "b", "never-set") == 2
+    assert await state.get("a") is None
+    assert await state.get("b") is None
+    assert await state.delete("a") == 0
+    assert await state.delete() == 0
+
+
+async def test_incr_from_nothing(state: SharedState) -> None:
+    assert await state.incr("counter") == 1
+    assert await state.incr("counter") == 2
+    assert await state.get("counter") == b"2"
+
+
+async def test_incr_is_atomic_under_concurrency(state: SharedState) -> None:
+    results = await asyncio.gather(*(state.incr("hits") for _ in range(100)))
+
+    assert sorted(results) == list(range(1, 101))
+    assert await state.get("hits") == b"100"
+
+
+async def test_incr_keeps_the_ttl(state: SharedState) -> None:
+    await state.set("window", b"5", ttl=0.15)
+    assert await state.incr("window") == 6
+    await asyncio.sleep(0.35)
+    assert await state.get("window") is None
+
+
+async def test_incr_with_ttl_expires_a_key_it_creates(state: SharedState) -> None:
+    assert await state.incr("fresh", ttl=0.15) == 1
+    assert await state.incr("fresh", ttl=0.15) == 2
+    await asyncio.sleep(0.35)
+    assert await state.get("fresh") is None
+    assert await state.incr("fresh", ttl=30) == 1
+
+
+async def test_incr_with_ttl_does_not_extend_an_existing_key(state: SharedState) -> None:
+    """A fixed window: later increments do not push the expiry back."""
+    assert await state.incr("window", ttl=0.3) == 1
+    await asyncio.sleep(0.2)
+    assert await state.incr("window", ttl=0.3) == 2
+    await asyncio.sleep(0.2)
+    assert await state.get("window") is None
+
+
+async def test_incr_with_ttl_is_atomic_under_concurrency(state: SharedState) -> None:
+    results = await asyncio.gather(*(state.incr("burst", ttl=30) for _ in range(100)))
+    assert sorted(results) == list(range(1, 101))
+
+
+async def test_get_many(state: SharedState) -> None:
+    await state.set("x", b"1")
+    await state.set("z", b"3")
+    await state.set("gone", b"soon", ttl=0.1)
+    await asyncio.sleep(0.3)
+
+    assert await state.get_many("x", "y", "z", "gone") == [b"1", None, b"3", None]
+    assert await state.get_many() == []
+
+
+async def test_states_with_different_prefixes_do_not_see_each_other(
+    state: SharedState, redis_url: str
+) -> None:
+    other: SharedState
+    prefix = f"other:{uuid.uuid4().hex[:12]}:"
+    if isinstance(state, RedisState):
+        other = RedisState(RedisSettings(url=redis_url, key_prefix=prefix))
+    else:
+        other = MemoryState(prefix)
+    await other.open()
+    try:
+        await state.set("shared-name", b"mine")
+        assert await other.get("shared-name") is None
+    finally:
+        await other.close()
+
+
+def test_keys_carry_the_prefix(state: SharedState) -> None:
+    assert state.key("abc") == state.key_prefix + "abc"
+
+
+async def test_redis_keys_carry_the_prefix(redis_url: str, raw_redis: Any) -> None:
+    prefix = f"test-prefix:{uuid.uuid4().hex[:12]}:"
+    state = RedisState(RedisSettings(url=redis_url, key_prefix=prefix))
+    await state.open()
+    try:
+        await state.set("session", b"abc", ttl=30)
+        await state.incr("generation")
+
+        assert await raw_redis.get(prefix + "session") == b"abc"
+        assert await raw_redis.get(prefix + "generation") == b"1"
+        assert await raw_redis.get("session") is None
+        keys = sorted([key async for key in raw_redis.scan_iter(match=prefix + "*")])
+        assert keys == [(prefix + "generation").encode(), (prefix + "session").encode()]
+        ttl_ms = await raw_redis.pttl(prefix + "session")
+        assert 0 < ttl_ms <= 30_000
+    finally:
+        await state.close()
+
+
+async def test_redis_down_is_state_unavailable() -> None:
+    settings = RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.5)
+    state = RedisState(settings)
+    await state.open()
+    try:
+        calls: list[Callable[[], Awaitable[object]]] = [
+            state.ping,
+            lambda: state.get("k"),
+            lambda: state.set("k", b"v"),
+            lambda: state.incr("k"),
+            lambda: state.delete("k"),
+            lambda: state.incr("k", ttl=5),
+            lambda: state.get_many("a", "b"),
+        ]
+        for call in calls:
+            with pytest.raises(StateUnavailable) as caught:
+                await asyncio.wait_for(call(), 10)
+            error = caught.value
+            assert isinstance(error, ApiError)
+            assert error.status == 503
+            assert "Retry-After" in error.headers
+    finally:
+        await state.close()
+
+
+async def test_redis_state_used_before_open_is_a_clear_error(redis_url: str) -> None:
+    state = RedisState(RedisSettings(url=redis_url))
+    with pytest.raises(RuntimeError, match="not open"):
+        await state.get("k")
+
+
+def test_create_state_picks_redis_only_with_a_url(redis_url: str) -> None:
+    assert isinstance(create_state(RedisSettings(url=redis_url)), RedisState)
+    memory = create_state(RedisSettings(url=None, key_prefix="p:"))
+    assert isinstance(memory, MemoryState)
+    assert memory.key_prefix == "p:"
+
+
+# --- connect_redis (no connection is made) ----------------------------------------------
+
+
+async def test_connect_redis_parses_a_sentinel_url() -> None:
+    client = connect_redis("redis+sentinel://h1:26379,h2:26380/mymaster/2", socket_timeout=1.5)
+    try:
+        pool = client.connection_pool
+        assert isinstance(pool, SentinelConnectionPool)
+        assert pool.service_name == "mymaster"
+        assert pool.connection_kwargs["db"] == 2
+        assert pool.connection_kwargs["socket_timeout"] == 1.5
+        sentinels = [
+            (
+                s.connection_pool.connection_kwargs["host"],
+                s.connection_pool.connection_kwargs["port"],
+            )
+            for s in pool.sentinel_manager.sentinels
+        ]
+        assert sentinels == [("h1", 26379), ("h2", 26380)]
+    finally:
+        await client.aclose()
+
+
+async def test_connect_redis_sentinel_defaults() -> None:
+    client = connect_redis("redis+sentinel://:s3cret@h1/cache", socket_timeout=1.0)
+    try:
+        pool = client.connection_pool
+        assert pool.service_name == "cache"
+        assert pool.connection_kwargs["db"] == 0
+        assert pool.connection_kwargs["password"] == "s3cret"
+        hosts = [
+            (
+                s.connection_pool.connection_kwargs["host"],
+                s.connection_pool.connection_kwargs["port"],
+            )
+            for s in pool.sentinel_manager.sentinels
+        ]
+        assert hosts == [("h1", 26379)]
+    finally:
+        await client.aclose()
+
+
+def test_connect_redis_sentinel_needs_a_service() -> None:
+    with pytest.raises(ValueError, match="service"):
+        connect_redis("redis+sentinel://h1:26379", socket_timeout=1.0)
+
+
+async def test_connect_redis_parses_a_cluster_url() -> None:
+    client = connect_redis("redis+cluster://node1:7000", socket_timeout=1.5)
+    try:
+        assert isinstance(client, RedisCluster)
+        nodes = client.nodes_manager.startup_nodes
+        assert [(node.host, node.port) for node in nodes.values()] == [("node1", 7000)]
+    finally:
+        await client.aclose()
+
+
+async def test_connect_redis_plain_url_speaks_resp3() -> None:
+    client = connect_redis("redis://cache.example:6380/3", socket_timeout=1.5)
+    try:
+        assert isinstance(client, redis.Redis)
+        kwargs = client.connection_pool.connection_kwargs
+        assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache.example", 6380, 3)
+        assert kwargs["protocol"] == 3
+    finally:
+        await client.aclose()
