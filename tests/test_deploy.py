@@ -32,6 +32,7 @@ DOCUMENTED_ENV_VARS = frozenset(
         "SHOAL_MONGODB_DATABASE",
         "SHOAL_REDIS_URL",
         "SHOAL_SECRET_KEY",
+        "SHOAL_ENVIRONMENT",
     }
 )
 REQUIRED_API_ENV_VARS = frozenset(

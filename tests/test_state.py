@@ -17,6 +17,7 @@ from shoal.embedded import free_port
 from shoal.errors import ApiError
 from shoal.state import (
     MemoryState,
+    Rate,
     RedisState,
     SharedState,
     StateUnavailable,
@@ -157,6 +158,67 @@ async def test_get_many(state: SharedState) -> None:
     assert await state.get_many() == []
 
 
+async def test_set_or_get_stores_once_and_returns_what_is_there(state: SharedState) -> None:
+    assert await state.set_or_get("claim", b"first", ttl=30) is None
+    assert await state.set_or_get("claim", b"second", ttl=30) == b"first"
+    assert await state.get("claim") == b"first"
+
+
+async def test_set_or_get_has_one_winner_under_concurrency(state: SharedState) -> None:
+    results = await asyncio.gather(
+        *(state.set_or_get("race", str(n).encode(), ttl=30) for n in range(50))
+    )
+    winners = [n for n, result in enumerate(results) if result is None]
+    assert len(winners) == 1
+    assert {result for result in results if result is not None} == {str(winners[0]).encode()}
+
+
+async def test_set_or_get_expires(state: SharedState) -> None:
+    assert await state.set_or_get("lease", b"a", ttl=0.1) is None
+    await asyncio.sleep(0.3)
+    assert await state.set_or_get("lease", b"b", ttl=30) is None
+    assert await state.get("lease") == b"b"
+
+
+async def test_rate_limit_allows_exactly_the_burst_under_concurrency(state: SharedState) -> None:
+    rate = Rate(20, 60.0)
+    results = await asyncio.gather(*(state.rate_limit([("caller", rate)]) for _ in range(100)))
+    allowed = [verdicts[0] for verdicts in results if verdicts[0].allowed]
+    refused = [verdicts[0] for verdicts in results if not verdicts[0].allowed]
+    assert len(allowed) == 20
+    assert sorted(verdict.remaining for verdict in allowed) == list(range(20))
+    assert all(verdict.remaining == 0 for verdict in refused)
+    # One request comes back every period / count seconds.
+    assert all(2.5 < verdict.retry_after <= 3.0 for verdict in refused)
+    assert all(57 < verdict.reset <= 60 for verdict in refused)
+
+
+async def test_rate_limit_refills_at_the_steady_rate(state: SharedState) -> None:
+    rate = Rate(2, 0.4)  # one request every 0.2 s, bursts of 2
+    verdicts = [(await state.rate_limit([("steady", rate)]))[0] for _ in range(3)]
+    assert [verdict.allowed for verdict in verdicts] == [True, True, False]
+    await asyncio.sleep(verdicts[2].retry_after + 0.02)
+    assert (await state.rate_limit([("steady", rate)]))[0].allowed
+
+
+async def test_rate_limit_counts_only_when_every_limit_admits(state: SharedState) -> None:
+    wide, narrow = ("wide", Rate(100, 60.0)), ("narrow", Rate(1, 60.0))
+    first = await state.rate_limit([wide, narrow])
+    assert [verdict.allowed for verdict in first] == [True, True]
+    assert first[0].remaining == 99
+    second = await state.rate_limit([wide, narrow])
+    assert [verdict.allowed for verdict in second] == [True, False]
+    assert second[0].remaining == 99  # refused, so not counted against "wide" either
+    assert second[1].retry_after > 59
+
+
+async def test_rate_limit_keys_expire_once_the_bucket_is_full(state: SharedState) -> None:
+    await state.rate_limit([("brief", Rate(5, 0.5))])
+    assert await state.get("brief") is not None
+    await asyncio.sleep(0.3)
+    assert await state.get("brief") is None
+
+
 async def test_states_with_different_prefixes_do_not_see_each_other(
     state: SharedState, redis_url: str
 ) -> None:
@@ -210,6 +272,8 @@ async def test_redis_down_is_state_unavailable() -> None:
             lambda: state.delete("k"),
             lambda: state.incr("k", ttl=5),
             lambda: state.get_many("a", "b"),
+            lambda: state.set_or_get("k", b"v", ttl=5),
+            lambda: state.rate_limit([("k", Rate(1, 1.0))]),
         ]
         for call in calls:
             with pytest.raises(StateUnavailable) as caught:

@@ -22,14 +22,18 @@ from typing import Any
 from quart import Quart, Response, g, request
 from quart_schema import QuartSchema
 
-from . import __version__
 from .api import register_blueprints
 from .api.resources import register_resource_routes
 from .auth import Auth
+from .cache import ResponseCache
 from .config import Settings, load_settings
 from .encoding import install_json_provider
 from .errors import register_error_handlers
+from .hygiene import HttpHygiene
+from .idempotency import Idempotency
 from .logs import configure_logging
+from .openapi import ApiDocs, quart_schema_options
+from .ratelimit import SharedRateLimiter
 from .resources import Resources
 from .state import create_state
 from .storage import Storage
@@ -55,14 +59,7 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["JSON_SORT_KEYS"] = False
 
-    QuartSchema(
-        app,
-        openapi_path="/openapi.json",
-        swagger_ui_path=None,
-        redoc_ui_path=None,
-        scalar_ui_path=None,
-        info={"title": "Shoal", "version": __version__},
-    )
+    QuartSchema(app, **quart_schema_options(settings))
     install_json_provider(app)
     register_error_handlers(app)
     _install_request_ids(app)
@@ -74,8 +71,14 @@ def create_app(
     Auth(settings, storage, state).init_app(app)
     resources = Resources(settings, storage)
     resources.init_app(app)
+    # Order matters: before-request hooks run in this order (limits count cache hits).
+    SharedRateLimiter(settings, state).init_app(app)
+    Idempotency(settings, state).init_app(app)
+    ResponseCache(resources, state).init_app(app)
+    HttpHygiene(settings).init_app(app)
     register_blueprints(app)
     register_resource_routes(app, resources)
+    ApiDocs(settings.docs).init_app(app)
     return app
 
 

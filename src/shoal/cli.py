@@ -2,6 +2,9 @@
 
     shoal serve [--config FILE] [--bind HOST:PORT] [--workers N]
     shoal check-config FILE
+    shoal users create NAME --role ROLE [--password-stdin] [--config FILE]
+    shoal apikeys create --role ROLE [--name N] | list | revoke ID  [--config FILE]
+    shoal openapi [--config FILE]
     shoal import RESOURCE FILE.jsonl [--config FILE] [--batch-size N] [--rejects FILE]
 
 Exit status: 0 on success, 1 when the command failed, 2 for a bad invocation
@@ -30,7 +33,7 @@ def _serve(args: argparse.Namespace) -> int:
         return serve(ServeOptions(config=args.config, bind=args.bind, workers=args.workers))
     except ServeError as error:
         print(f"shoal serve: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return error.status
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -63,6 +66,77 @@ def _import(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
 
+def _openapi(args: argparse.Namespace) -> int:
+    import orjson
+
+    from .app import create_app
+    from .openapi import openapi_document
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
+    # Building the app connects to nothing (that happens in before_serving).
+    document = openapi_document(create_app(settings))
+    sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    return EXIT_OK
+
+
+def _admin(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        from .admin import AdminError
+
+        try:
+            return run(args)
+        except AdminError as error:
+            print(f"shoal {args.command}: {error}", file=sys.stderr)
+            return error.status
+
+    return handler
+
+
+@_admin
+def _users_create(args: argparse.Namespace) -> int:
+    from .admin import create_user, read_password
+
+    password = read_password(args.password_stdin)
+    print(create_user(args.config, args.name, args.role, password))
+    return EXIT_OK
+
+
+@_admin
+def _apikeys_create(args: argparse.Namespace) -> int:
+    from .admin import create_api_key
+
+    key, info = create_api_key(args.config, args.name, args.role)
+    print(f"created API key {info.id} ({info.name}) with roles: {', '.join(sorted(info.roles))}")
+    print("The key is shown once; store it now. Send it as the X-API-Key header:")
+    print(key)
+    return EXIT_OK
+
+
+@_admin
+def _apikeys_list(args: argparse.Namespace) -> int:
+    from .admin import list_api_keys
+
+    for info in list_api_keys(args.config):
+        state = "revoked" if info.revoked else "active"
+        print(f"{info.id}  {state:7}  {info.name}  roles: {', '.join(sorted(info.roles))}")
+    return EXIT_OK
+
+
+@_admin
+def _apikeys_revoke(args: argparse.Namespace) -> int:
+    from .admin import revoke_api_key
+
+    if not revoke_api_key(args.config, args.id):
+        print(f"shoal apikeys: no API key with id {args.id}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"revoked API key {args.id}")
+    return EXIT_OK
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -86,9 +160,46 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=_positive_int, metavar="N", help="worker processes")
     serve.set_defaults(handler=_serve)
 
+    users = commands.add_parser("users", help="manage users").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    create_user = users.add_parser("create", help="create a user (password from a prompt)")
+    create_user.add_argument("name", metavar="NAME")
+    create_user.add_argument("--role", action="append", required=True, help="repeatable")
+    create_user.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+    create_user.add_argument("--config", help="config file (default: $SHOAL_CONFIG)")
+    create_user.set_defaults(handler=_users_create)
+
+    apikeys = commands.add_parser("apikeys", help="manage API keys").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    create_key = apikeys.add_parser("create", help="create a key (printed once)")
+    create_key.add_argument("--role", action="append", required=True, help="repeatable")
+    create_key.add_argument("--name", default="api key", help="what the key is for")
+    create_key.add_argument("--config", help="config file (default: $SHOAL_CONFIG)")
+    create_key.set_defaults(handler=_apikeys_create)
+    list_keys = apikeys.add_parser("list", help="list keys (never the keys themselves)")
+    list_keys.add_argument("--config", help="config file (default: $SHOAL_CONFIG)")
+    list_keys.set_defaults(handler=_apikeys_list)
+    revoke_key = apikeys.add_parser("revoke", help="revoke a key at once")
+    revoke_key.add_argument("id", metavar="ID")
+    revoke_key.add_argument("--config", help="config file (default: $SHOAL_CONFIG)")
+    revoke_key.set_defaults(handler=_apikeys_revoke)
+
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("file", metavar="FILE")
     check.set_defaults(handler=_check_config)
+
+    openapi = commands.add_parser(
+        "openapi",
+        help="print the OpenAPI document as JSON",
+        description="Print the OpenAPI 3.1 document that /openapi.json serves for this "
+        "config. Connects to nothing.",
+    )
+    openapi.add_argument("--config", help="config file (default: $SHOAL_CONFIG)")
+    openapi.set_defaults(handler=_openapi)
 
     load = commands.add_parser(
         "import",

@@ -29,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from . import __version__
+
 #: The secret key a fresh config starts with; refused outside development.
 SECRET_KEY_PLACEHOLDER = "change-me"  # noqa: S105 - refused outside development
 
@@ -145,6 +147,150 @@ class AuthSettings(_Section):
         return self
 
 
+class ServerSettings(_Section):
+    """A server the OpenAPI document names (the docs page's "Try it out" calls it)."""
+
+    url: str = Field(min_length=1, description="Absolute, or relative to the document.")
+    description: str | None = None
+
+
+class DocsSettings(_Section):
+    """The OpenAPI document (/openapi.json) and the docs page (/docs)."""
+
+    enabled: bool = Field(default=True, description="Serve the docs page at /docs.")
+    openapi: bool = Field(default=True, description="Serve the document at /openapi.json.")
+    title: str = Field(default="Shoal", min_length=1)
+    version: str = Field(default=__version__, min_length=1)
+    description: str | None = Field(default=None, description="Markdown; none: Shoal's own.")
+    servers: list[ServerSettings] = Field(
+        default_factory=list, description="None: the server that serves the document."
+    )
+
+    @field_validator("openapi")
+    @classmethod
+    def _page_needs_document(cls, openapi: bool, info: ValidationInfo) -> bool:
+        if not openapi and info.data.get("enabled", True):
+            raise ValueError("the docs page loads the document: set enabled: false as well")
+        return openapi
+
+
+_RATE = re.compile(
+    r"^\s*([1-9][0-9]*)\s*(?:/|per)\s*([1-9][0-9]*)?\s*"
+    r"(seconds?|minutes?|hours?|days?|secs?|mins?|s|m|h|d)\s*$",
+    re.IGNORECASE,
+)
+_RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
+_RATE_UNITS |= {"h": 3600, "hour": 3600, "d": 86_400, "day": 86_400}
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """``"100/minute"`` → ``(100, 60.0)``: a request count and a period in seconds.
+
+    Accepted: ``COUNT/UNIT`` or ``COUNT/N UNITS`` (``"10/5 seconds"``), ``per`` for
+    ``/``, units ``second``, ``minute``, ``hour``, ``day`` (or ``s``, ``m``, ``h``, ``d``).
+    """
+    match = _RATE.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a rate; write it as COUNT/PERIOD, e.g. '100/minute'")
+    count, multiple, unit = match.groups()
+    unit = unit.lower()
+    seconds = _RATE_UNITS[unit if len(unit) == 1 else unit.removesuffix("s")]
+    return int(count), float(int(multiple or 1) * seconds)
+
+
+class RateLimitSettings(_Section):
+    """Requests each caller may make, per method class, as ``COUNT/PERIOD``.
+
+    A caller is its API key, else its user, else its client address.
+    """
+
+    read: str | None = Field(default=None, description="GET, HEAD and OPTIONS, e.g. 1000/minute.")
+    write: str | None = Field(
+        default=None, description="POST, PUT, PATCH and DELETE, e.g. 100/minute."
+    )
+
+    @field_validator("read", "write")
+    @classmethod
+    def _valid_rate(cls, rate: str | None) -> str | None:
+        if rate is not None:
+            parse_rate(rate)
+        return rate
+
+
+class GlobalRateLimitSettings(RateLimitSettings):
+    """The limits of every route (a resource's ``rate_limits`` replaces them there)."""
+
+    fail_open: bool = Field(
+        default=True,
+        description="While Redis is unreachable: true lets requests through unlimited, "
+        "false refuses them with 503.",
+    )
+
+
+class IdempotencySettings(_Section):
+    """``Idempotency-Key`` on POST and PATCH: the first response is kept and replayed."""
+
+    ttl: int = Field(default=86_400, gt=0, description="Seconds a stored response is kept.")
+    lock_ttl: int = Field(
+        default=60,
+        gt=0,
+        description="Seconds a request in progress holds its key (a crashed worker's "
+        "claim lapses after this).",
+    )
+
+
+class CorsSettings(_Section):
+    """Cross-origin requests from browsers (through quart-cors); none allowed by default."""
+
+    allow_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins allowed ("https://app.example.com"), or ["*"] for any.',
+    )
+    allow_credentials: bool = Field(
+        default=False, description="Let browsers send cookies and Authorization cross-origin."
+    )
+    max_age: int | None = Field(
+        default=600, ge=0, description="Seconds a browser may keep a preflight answer."
+    )
+
+    @field_validator("allow_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s?#]+", origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin (scheme://host[:port], no path) or '*'"
+                )
+        return origins
+
+    @model_validator(mode="after")
+    def _no_credentials_for_everyone(self) -> CorsSettings:
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError("allow_credentials needs a list of origins, not '*'")
+        return self
+
+
+class CompressionSettings(_Section):
+    """Response compression: brotli or gzip, as the client accepts."""
+
+    enabled: bool = True
+    minimum_size: int = Field(default=1024, ge=0, description="Bytes; smaller bodies stay as is.")
+    brotli_quality: int = Field(default=4, ge=0, le=11)
+
+
+class SecurityHeaderSettings(_Section):
+    """Headers every response carries (X-Content-Type-Options, X-Frame-Options, ...)."""
+
+    enabled: bool = True
+    referrer_policy: str = Field(default="no-referrer", min_length=1)
+    hsts_max_age: int = Field(
+        default=31_536_000,
+        ge=0,
+        description="Strict-Transport-Security max-age on requests that came over TLS; 0: none.",
+    )
+    hsts_include_subdomains: bool = False
+
+
 class ResourceSettings(_Section):
     """One resource: a MongoDB collection, its JSON Schema and who may do what."""
 
@@ -168,6 +314,9 @@ class ResourceSettings(_Section):
     unique: list[str] = Field(default_factory=list)
     mongo_indexes: dict[str, list[tuple[str, int]]] = Field(default_factory=dict)
     cache_ttl: int | None = Field(default=None, gt=0, description="Seconds; none: no cache.")
+    rate_limits: RateLimitSettings | None = Field(
+        default=None, description="This resource's own limits, instead of the global ones."
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -218,6 +367,12 @@ class Settings(_Section):
         default_factory=list,
         description="Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed.",
     )
+    docs: DocsSettings = DocsSettings()
+    rate_limits: GlobalRateLimitSettings = GlobalRateLimitSettings()
+    idempotency: IdempotencySettings = IdempotencySettings()
+    cors: CorsSettings = CorsSettings()
+    compression: CompressionSettings = CompressionSettings()
+    security_headers: SecurityHeaderSettings = SecurityHeaderSettings()
     resources: dict[str, ResourceSettings] = Field(default_factory=dict)
 
     @field_validator("resources")

@@ -18,8 +18,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import MongoDBSettings, Settings
 
 _PR_SET_PDEATHSIG = 1
 
@@ -168,3 +173,30 @@ class EmbeddedStore:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def development_store(settings: Settings) -> EmbeddedStore:
+    """The embedded store for a config with no MongoDB URI; refused outside
+    development (the store is not MongoDB and keeps its data in one file)."""
+    if settings.environment != "development":
+        raise EmbeddedStoreError(
+            "mongodb.uri is not set (SHOAL_MONGODB_URI). The embedded store is for "
+            "development only: set a MongoDB URI, or environment: development."
+        )
+    return EmbeddedStore(settings.data_dir)
+
+
+@contextlib.contextmanager
+def mongodb_for_command(settings: Settings) -> Iterator[MongoDBSettings]:
+    """The MongoDB a one-off command (import, users, apikeys) should use: the
+    configured one, or the embedded store for as long as the command runs."""
+    if settings.mongodb.uri is not None:
+        yield settings.mongodb
+        return
+    with development_store(settings) as store:
+        print(
+            f"WARNING: no mongodb.uri: using the embedded store, data in {settings.data_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
+        yield settings.mongodb.model_copy(update={"uri": store.uri})

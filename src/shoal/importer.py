@@ -27,19 +27,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import bson
 import orjson
 from bson import ObjectId
-from bson.errors import InvalidDocument
 from pymongo import InsertOne, ReplaceOne
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import PyMongoError
 from tqdm import tqdm
 
+from .cache import bump_generation
 from .config import ConfigError, Settings, load_settings
-from .embedded import EmbeddedStore, EmbeddedStoreError
+from .embedded import EmbeddedStoreError, mongodb_for_command
 from .errors import ApiError
 from .resources import Resource, ResourceService, Scope
 from .resources.documents import Document
+from .state import SharedState, StateUnavailable, create_state
 from .storage import Storage
 
 DEFAULT_BATCH_SIZE = 500
@@ -173,9 +173,7 @@ def prepare_line(service: ResourceService, number: int, raw: bytes) -> WriteOp |
     """The write operation for one line, or why the line is rejected.
 
     Checks and stamps the document with the same ``ResourceService`` steps a POST
-    takes (``_prepare_new`` then ``_stamp``). Those are private: a public
-    ``ResourceService.prepare_new(body) -> (document, issues)`` should replace
-    these two calls.
+    takes (``check_new`` then ``stamp``).
     """
     try:
         body = orjson.loads(raw)
@@ -183,19 +181,11 @@ def prepare_line(service: ResourceService, number: int, raw: bytes) -> WriteOp |
         return Rejection(number, f"not valid JSON: {error.msg} at column {error.colno}", _text(raw))
     if not isinstance(body, dict):
         return Rejection(number, f"not a JSON object (got {_kind(body)})", _text(raw))
-    document, issues = service._prepare_new(body, Scope())
+    document, issues = service.check_new(body, Scope())
     if issues or document is None:
         reason = "; ".join(f"{name}: {message}" for name, message in issues.items())
         return Rejection(number, reason, _text(raw), issues)
-    stamped = service._stamp(document)
-    # What MongoDB cannot store (an integer beyond 64 bits, a document over
-    # 16 MiB) would fail a whole batch; find it here, on its own line.
-    try:
-        size = len(bson.encode(stamped))
-    except (InvalidDocument, OverflowError) as error:
-        return Rejection(number, f"cannot be stored in MongoDB: {error}", _text(raw))
-    if size > MAX_DOCUMENT_BYTES:
-        return Rejection(number, f"document is {size} bytes; MongoDB's limit is 16 MiB", _text(raw))
+    stamped = service.stamp(document)
     item_id = stamped.get("_id")
     if item_id is None:
         stamped["_id"] = ObjectId()
@@ -207,27 +197,6 @@ def prepare_line(service: ResourceService, number: int, raw: bytes) -> WriteOp |
     # document would have to. _id stays in the replacement: MongoDB accepts it
     # when it equals the filter's, and an upsert then creates exactly that id.
     return ReplaceOne({"_id": item_id}, stamped, upsert=True)
-
-
-async def bulk_write(
-    storage: Storage, collection: str, operations: list[WriteOp]
-) -> dict[str, Any]:
-    """One unordered bulk write; MongoDB's result, per-document write errors included.
-
-    Belongs in ``Storage`` (a ``Storage.bulk_write``); it lives here until it moves.
-    """
-    target = storage.collection(collection)
-
-    async def operation() -> dict[str, Any]:
-        try:
-            result = await target.bulk_write(operations, ordered=False)
-        except BulkWriteError as error:
-            # Per-document failures are part of the answer: each one is a line
-            # to reject, while the documents that went in are counted.
-            return dict(error.details or {})
-        return dict(result.bulk_api_result)
-
-    return await storage.run(operation)
 
 
 def _write_error_reason(error: dict[str, Any]) -> str:
@@ -284,8 +253,8 @@ class Importer:
     async def _flush(self, batch: _Batch, last_line: int) -> None:
         rejections = batch.rejections
         if batch.operations:
-            outcome = await bulk_write(
-                self.service.storage, self.service.collection, batch.operations
+            outcome = await self.service.storage.bulk_write(
+                self.service.collection, batch.operations
             )
             concern = outcome.get("writeConcernErrors") or []
             if concern:
@@ -303,6 +272,7 @@ class Importer:
                         _text(batch.raw_lines[index]),
                     )
                 )
+            await self.service.notify_written()
         self.report.lines += batch.lines
         self.report.rejected += len(rejections)
         self.report.last_line = max(self.report.last_line, last_line)
@@ -344,18 +314,30 @@ def _open_rejects(path: str | None) -> IO[bytes] | None:
         raise ImportUsageError(f"cannot write the rejects file {path}: {error.strerror}") from error
 
 
-def _embedded_store(settings: Settings) -> EmbeddedStore:
-    """The embedded store `shoal serve` would use, for a config with no MongoDB URI."""
-    if settings.environment != "development":
-        raise ImportUsageError(
-            "mongodb.uri is not set (SHOAL_MONGODB_URI). The embedded store is for "
-            "development only: set a MongoDB URI, or environment: development."
-        )
-    return EmbeddedStore(settings.data_dir)
-
-
 def _warn(message: str) -> None:
     print(f"WARNING: {message}", file=sys.stderr, flush=True)
+
+
+async def _cache_invalidation(settings: Settings, service: ResourceService) -> SharedState | None:
+    """Served answers of a cached resource go stale with every imported batch,
+    as after any write through the API (Redis only: the in-process cache of a
+    development server is not reachable from here)."""
+    if service.resource.settings.cache_ttl is None or settings.redis.url is None:
+        return None
+    state = create_state(settings.redis)
+    await state.open()
+
+    async def bump(resource: Resource) -> None:
+        try:
+            await bump_generation(state, resource.name)
+        except StateUnavailable:
+            _warn(
+                f"Redis is unreachable: cached answers of {resource.name} may be stale "
+                f"for up to {resource.settings.cache_ttl}s"
+            )
+
+    service.write_listeners.append(bump)
+    return state
 
 
 def run_import(options: ImportOptions) -> int:
@@ -367,15 +349,10 @@ def run_import(options: ImportOptions) -> int:
         rejects_file = _open_rejects(options.rejects)
         if rejects_file is not None:
             stack.enter_context(rejects_file)
-        mongodb = settings.mongodb
-        if mongodb.uri is None:
-            store = _embedded_store(settings)
-            try:
-                stack.enter_context(store)
-            except EmbeddedStoreError as error:
-                raise ImportUsageError(str(error)) from error
-            _warn(f"no mongodb.uri: importing into the embedded store, data in {settings.data_dir}")
-            mongodb = mongodb.model_copy(update={"uri": store.uri})
+        try:
+            mongodb = stack.enter_context(mongodb_for_command(settings))
+        except EmbeddedStoreError as error:
+            raise ImportUsageError(str(error)) from error
 
         storage = Storage(mongodb)
         rejects = RejectLog(sys.stderr, rejects_file)
@@ -395,9 +372,12 @@ def run_import(options: ImportOptions) -> int:
 
         async def main() -> ImportReport:
             await storage.open()
+            invalidate = await _cache_invalidation(settings, importer.service)
             try:
                 return await importer.run(read_lines(source), progress)
             finally:
+                if invalidate is not None:
+                    await invalidate.close()
                 await storage.close()
 
         started = time.monotonic()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.run import run as hypercorn_run
 
 from .config import ConfigError, Settings, load_settings
-from .embedded import EmbeddedStore, EmbeddedStoreError
+from .embedded import EmbeddedStore, EmbeddedStoreError, development_store
 from .logs import configure_logging
 
 #: What `shoal serve` uses when no hypercorn.toml is found.
@@ -38,7 +39,15 @@ SERVE_PID_VARIABLE = "SHOAL_SERVE_PID"
 
 
 class ServeError(Exception):
-    """`shoal serve` cannot start; the message says why."""
+    """`shoal serve` cannot start; the message says why.
+
+    ``status`` is the exit status: 2 for a bad config or invocation, 1 when the
+    environment refused (port taken, store would not start).
+    """
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -50,11 +59,18 @@ class ServeOptions:
 
 def hypercorn_config(options: ServeOptions) -> HypercornConfig:
     """hypercorn's config: the toml file (or defaults), then the flags."""
-    toml = os.environ.get("SHOAL_HYPERCORN_CONFIG") or "hypercorn.toml"
-    if Path(toml).is_file():
-        config = HypercornConfig.from_toml(toml)
-    else:
-        config = HypercornConfig.from_mapping(HYPERCORN_DEFAULTS)
+    named = os.environ.get("SHOAL_HYPERCORN_CONFIG")
+    toml = Path(named or "hypercorn.toml")
+    settings = dict(HYPERCORN_DEFAULTS)
+    if toml.is_file():
+        # The file's keys override Shoal's defaults; keys it omits keep them.
+        try:
+            settings.update(tomllib.loads(toml.read_text(encoding="utf-8")))
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ServeError(f"{toml}: not a readable TOML file: {error}") from error
+    elif named:
+        raise ServeError(f"SHOAL_HYPERCORN_CONFIG names {named}, which is not a file")
+    config = HypercornConfig.from_mapping(settings)
     if options.bind is not None:
         config.bind = [options.bind]
     if options.workers is not None:
@@ -105,7 +121,8 @@ def serve(options: ServeOptions) -> int:
         try:
             return hypercorn_run(config)
         except OSError as error:
-            raise ServeError(f"cannot listen on {', '.join(config.bind)}: {error}") from error
+            message = f"cannot listen on {', '.join(config.bind)}: {error}"
+            raise ServeError(message, status=1) from error
     finally:
         if store is not None:
             store.stop()
@@ -117,22 +134,19 @@ def _check_bind(config: HypercornConfig) -> None:
     try:
         sockets = config.create_sockets()
     except OSError as error:
-        raise ServeError(f"cannot listen on {', '.join(config.bind)}: {error.strerror}") from None
+        message = f"cannot listen on {', '.join(config.bind)}: {error.strerror}"
+        raise ServeError(message, status=1) from None
     for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
         sock.close()
 
 
 def _start_embedded(settings: Settings) -> EmbeddedStore:
-    if settings.environment != "development":
-        raise ServeError(
-            "mongodb.uri is not set (SHOAL_MONGODB_URI). The embedded store is for "
-            "development only: set a MongoDB URI, or environment: development."
-        )
-    store = EmbeddedStore(settings.data_dir)
     try:
+        store = development_store(settings)
         uri = store.start()
     except EmbeddedStoreError as error:
-        raise ServeError(str(error)) from error
+        status = 2 if settings.environment != "development" else 1
+        raise ServeError(str(error), status=status) from error
     os.environ["SHOAL_MONGODB_URI"] = uri
     _warn(
         f"no mongodb.uri: using the embedded store at {uri}, data in {settings.data_dir} "

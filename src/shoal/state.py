@@ -14,6 +14,8 @@ from __future__ import annotations
 import abc
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,6 +38,34 @@ class StateUnavailable(ServiceUnavailable):
 
     def __init__(self, message: str = "shared state (Redis) is unreachable; retry shortly") -> None:
         super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A rate limit: at most ``count`` requests per ``period`` seconds (GCRA)."""
+
+    count: int
+    period: float
+
+    @property
+    def interval_us(self) -> int:
+        """Microseconds between two requests at the steady rate (at least 1)."""
+        return max(1, int(self.period * 1_000_000) // self.count)
+
+
+@dataclass(frozen=True)
+class RateVerdict:
+    """What one rate limit said about one request."""
+
+    #: This limit had room for the request (it was counted only if every limit had).
+    allowed: bool
+    limit: int
+    #: Requests still allowed right now, after this one.
+    remaining: int
+    #: Seconds until the whole quota is available again.
+    reset: float
+    #: Seconds until a request would be allowed (0 when allowed).
+    retry_after: float
 
 
 class SharedState(abc.ABC):
@@ -91,6 +121,25 @@ class SharedState(abc.ABC):
     async def get_many(self, *keys: str) -> list[bytes | None]:
         """The values of several keys in one round trip."""
 
+    @abc.abstractmethod
+    async def set_or_get(self, key: str, value: bytes, *, ttl: float) -> bytes | None:
+        """Store ``value`` unless ``key`` exists, in one atomic step.
+
+        Returns None when this call stored the value, else the value already there
+        (which is left as it is).
+        """
+
+    @abc.abstractmethod
+    async def rate_limit(self, limits: Sequence[tuple[str, Rate]]) -> list[RateVerdict]:
+        """Count one request against every ``(key, rate)`` with GCRA, atomically.
+
+        The request is counted only when every limit has room for it; each key
+        expires once its bucket is full again. One verdict per limit, in order::
+
+            verdicts = await state.rate_limit([("rl:ip:1.2.3.4", Rate(100, 60.0))])
+            allowed = all(verdict.allowed for verdict in verdicts)
+        """
+
 
 class MemoryState(SharedState):
     """In-process shared state: correct for one process, and only for one."""
@@ -144,6 +193,43 @@ class MemoryState(SharedState):
     async def get_many(self, *keys: str) -> list[bytes | None]:
         return [self._live(self.key(key)) for key in keys]
 
+    async def set_or_get(self, key: str, value: bytes, *, ttl: float) -> bytes | None:
+        existing = self._live(self.key(key))
+        if existing is not None:
+            return existing
+        self._data[self.key(key)] = (value, time.monotonic() + ttl)
+        return None
+
+    async def rate_limit(self, limits: Sequence[tuple[str, Rate]]) -> list[RateVerdict]:
+        # The same GCRA as the Redis script (_GCRA), on this process's monotonic clock.
+        now = time.monotonic_ns() // 1000
+        tats = []
+        for key, _ in limits:
+            stored = self._live(self.key(key))
+            tats.append(max(int(stored) if stored is not None else now, now))
+        admitted = [
+            tat + rate.interval_us - rate.interval_us * rate.count <= now
+            for tat, (_, rate) in zip(tats, limits, strict=True)
+        ]
+        counted = all(admitted)
+        verdicts = []
+        for tat, ok, (key, rate) in zip(tats, admitted, limits, strict=True):
+            interval, capacity = rate.interval_us, rate.interval_us * rate.count
+            if counted:
+                tat += interval
+                expires = time.monotonic() + (tat - now) / 1_000_000
+                self._data[self.key(key)] = (str(tat).encode(), expires)
+            verdicts.append(
+                RateVerdict(
+                    allowed=ok,
+                    limit=rate.count,
+                    remaining=max(0, (capacity - (tat - now)) // interval),
+                    reset=(tat - now) / 1_000_000,
+                    retry_after=0.0 if ok else (tat + interval - capacity - now) / 1_000_000,
+                )
+            )
+        return verdicts
+
 
 def connect_redis(url: str, *, socket_timeout: float) -> Any:
     """A redis.asyncio client for a URL: standalone, Sentinel or Cluster.
@@ -190,6 +276,42 @@ if value == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return value
 """
 
+# GCRA over several limits at once, on Redis's clock (so instances' clocks never
+# matter). Each key holds a theoretical arrival time (TAT) in microseconds.
+# ARGV holds, per key, the interval between requests (µs) and the request count;
+# the capacity is interval * count, so a burst of exactly `count` fits. The
+# request is counted (every TAT moved on) only if every limit admits it.
+# Replies, per key: {admitted 0/1, remaining, µs until full, µs until allowed}.
+_GCRA = """
+if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local tats, admitted, counted = {}, {}, true
+for i, key in ipairs(KEYS) do
+  local interval, count = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  tats[i] = tat
+  admitted[i] = tat + interval - interval * count <= now
+  if not admitted[i] then counted = false end
+end
+local reply = {}
+for i, key in ipairs(KEYS) do
+  local interval, count = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local capacity, tat = interval * count, tats[i]
+  if counted then
+    tat = tat + interval
+    redis.call('SET', key, string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000))
+  end
+  local retry = 0
+  if not admitted[i] then retry = tat + interval - capacity - now end
+  local remaining = math.floor((capacity - (tat - now)) / interval)
+  if remaining < 0 then remaining = 0 end
+  reply[i] = {admitted[i] and 1 or 0, remaining, tat - now, retry}
+end
+return reply
+"""
+
 
 class RedisState(SharedState):
     """Shared state in Redis, one client (and connection pool) per worker."""
@@ -202,6 +324,7 @@ class RedisState(SharedState):
         super().__init__(settings.key_prefix)
         self.settings = settings
         self._client: Any = None
+        self._gcra: Any = None
 
     @property
     def client(self) -> Any:
@@ -218,6 +341,7 @@ class RedisState(SharedState):
 
     async def close(self) -> None:
         client, self._client = self._client, None
+        self._gcra = None
         if client is not None:
             await client.aclose()
 
@@ -257,6 +381,40 @@ class RedisState(SharedState):
             return []
         values: list[bytes | None] = await self._call("mget", [self.key(key) for key in keys])
         return values
+
+    async def set_or_get(self, key: str, value: bytes, *, ttl: float) -> bytes | None:
+        # SET NX GET (Redis >= 7.0): the old value, or nil when this SET stored it.
+        existing: bytes | None = await self._call(
+            "set", self.key(key), value, px=max(1, int(ttl * 1000)), nx=True, get=True
+        )
+        return existing
+
+    async def rate_limit(self, limits: Sequence[tuple[str, Rate]]) -> list[RateVerdict]:
+        if not limits:
+            return []
+        if self._gcra is None:
+            self._gcra = self.client.register_script(_GCRA)
+        args: list[int] = []
+        for _, rate in limits:
+            args += [rate.interval_us, rate.count]
+        keys = [self.key(key) for key, _ in limits]
+        try:
+            reply = await self._gcra(keys=keys, args=args)
+        except (RedisError, OSError) as error:
+            logger.warning("Redis rate limit script failed: %s", error)
+            raise StateUnavailable() from error
+        return [
+            RateVerdict(
+                allowed=bool(admitted),
+                limit=rate.count,
+                remaining=int(remaining),
+                reset=int(until_full) / 1_000_000,
+                retry_after=int(until_allowed) / 1_000_000,
+            )
+            for (admitted, remaining, until_full, until_allowed), (_, rate) in zip(
+                reply, limits, strict=True
+            )
+        ]
 
 
 def create_state(settings: RedisSettings) -> SharedState:

@@ -178,9 +178,27 @@ class Storage:
         result = await self.run(lambda: self.collection(collection).delete_many(filter))
         return result.deleted_count
 
-    async def ensure_indexes(self, collection: str, indexes: list[IndexModel]) -> None:
+    async def bulk_write(self, collection: str, operations: list[Any]) -> Document:
+        """One unordered bulk write; MongoDB's result, with the per-document
+        write errors in ``writeErrors`` (they are an answer, not a failure)."""
+        target = self.collection(collection)
+
+        async def operation() -> Document:
+            try:
+                result = await target.bulk_write(operations, ordered=False)
+            except BulkWriteError as error:
+                return dict(error.details or {})
+            return dict(result.bulk_api_result)
+
+        return await self.run(operation)
+
+    async def ensure_indexes(
+        self, collection: str, indexes: list[IndexModel], *, timeout: float | None = None
+    ) -> None:
         if indexes:
-            await self.run(lambda: self.collection(collection).create_indexes(indexes))
+            await self.run(
+                lambda: self.collection(collection).create_indexes(indexes), timeout=timeout
+            )
 
 
 # Server-side codes that are never the query's fault (auth, shutdown, elections).
@@ -214,8 +232,9 @@ class _Translator:
             details = error.details or {}
             reason = details.get("errmsg") or str(error)
             raise BadRequest(f"MongoDB refused the query: {reason}") from error
-        if isinstance(error, PyMongoError):
-            logger.error("MongoDB error: %s", error)
+        if isinstance(error, PyMongoError) and not isinstance(error, BulkWriteError):
+            # The code and class only: MongoDB's messages can quote documents.
+            logger.error("MongoDB error %s: %s", getattr(error, "code", None), type(error).__name__)
 
 
 def translate_errors(*, client_query: bool = False) -> _Translator:

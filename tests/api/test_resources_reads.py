@@ -260,6 +260,7 @@ async def test_if_none_match_on_a_list_gives_304_until_it_changes(client: Client
         ("?page=0", "page must be 1 or more"),
         ("?page=abc", "page must be a whole number"),
         ("?page=-3", "page must be 1 or more"),
+        ("?page=400000000000000000", "too deep"),
         ("?max_results=0", "max_results must be 1 or more"),
         ("?max_results=x", "max_results must be a whole number"),
         ("?sort=[(", "sort does not parse"),
@@ -352,3 +353,26 @@ async def test_unlisted_methods_are_405_with_allow(client: Client) -> None:
     response = await client.delete("/authors")  # authors do not list DELETE
     assert response.status_code == 405
     assert (await response.get_json())["_error"]["code"] == 405
+
+
+async def test_documents_written_by_other_tools_do_not_break_reads(
+    client: Client, settings: Any
+) -> None:
+    """A document whose _updated is not a date (another tool wrote it) is still
+    served; it just has no Last-Modified."""
+    from pymongo import AsyncMongoClient
+
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb.uri)
+    try:
+        result = await mongo[settings.mongodb.database]["books"].insert_one(
+            {"title": "odd", "_updated": "yesterday", "_etag": "e1"}
+        )
+    finally:
+        await mongo.close()
+    response = await client.get(f"/books/{result.inserted_id}")
+    assert response.status_code == 200
+    assert "Last-Modified" not in response.headers
+    listed = await client.get(
+        "/books", headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}
+    )
+    assert listed.status_code == 200

@@ -112,6 +112,14 @@ async def test_bulk_insert_is_all_or_nothing_on_validation(client: Client) -> No
     assert (await (await client.get("/books")).get_json())["_meta"]["total"] == 0
 
 
+async def test_a_number_mongodb_cannot_store_is_422(client: Client) -> None:
+    response = await client.post(
+        "/books", data=b'{"title": "x", "price": 18446744073709551615}', headers=JSON
+    )
+    assert response.status_code == 422
+    assert "cannot be stored in MongoDB" in (await response.get_json())["_issues"]["(document)"]
+
+
 async def test_empty_bulk_is_400(client: Client) -> None:
     response = await client.post("/books", json=[])
     assert response.status_code == 400
@@ -502,3 +510,51 @@ async def test_the_etag_check_is_in_the_write_itself(
         timeout=10,
     )
     assert sorted(response.status_code for response in responses) == [200, 412]
+
+
+async def test_location_uses_https_behind_a_trusted_tls_proxy(
+    settings_factory: SettingsFactory,
+) -> None:
+    app = create_app(settings_factory(trusted_proxies=["127.0.0.0/8"]))
+    async with app.test_app():
+        client = await editor_client(app)
+        response = await client.post(
+            "/books",
+            json={"title": "x"},
+            headers={"X-Forwarded-Proto": "https"},
+            scope_base={"client": ("127.0.0.1", 5000)},
+        )
+        assert response.headers["Location"].startswith("https://")
+        untrusted = await client.post(
+            "/books",
+            json={"title": "y"},
+            headers={"X-Forwarded-Proto": "https"},
+            scope_base={"client": ("192.0.2.7", 5000)},
+        )
+        assert untrusted.headers["Location"].startswith("http://")
+
+
+async def test_an_index_mongodb_refuses_fails_readiness(
+    settings_factory: SettingsFactory,
+) -> None:
+    settings = settings_factory()
+    # Duplicates already stored under a field the config then declares unique.
+    assert settings.mongodb.uri is not None
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb.uri)
+    try:
+        await mongo[settings.mongodb.database]["books"].insert_many(
+            [{"title": "a", "year": 1}, {"title": "b", "year": 1}]
+        )
+    finally:
+        await mongo.close()
+    resources = example_resources()
+    resources["books"]["unique"] = ["year"]
+    app = create_app(
+        settings.model_copy(update={"resources": settings_factory(resources=resources).resources})
+    )
+    async with app.test_app():
+        response = await app.test_client().get("/readyz")
+        assert response.status_code == 503
+        body = await response.get_json()
+        assert "indexes" in body["_error"]["message"]
+        assert body["_error"]["checks"]["indexes"].startswith("books: ")

@@ -56,13 +56,15 @@ def run_shoal(
     cwd: Path,
     env: Mapping[str, str] | None = None,
     timeout: float = 30.0,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `shoal ARGS` to completion (killed after ``timeout`` seconds)."""
+    """Run `shoal ARGS` to completion (killed after ``timeout`` seconds);
+    ``input`` is its stdin, else it reads an empty one."""
     return subprocess.run(
         [shoal_command(), *args],
         cwd=cwd,
         env=clean_env(env),
-        stdin=subprocess.DEVNULL,
+        input=input if input is not None else "",
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -6,6 +6,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from shoal.config import Settings, load_settings, read_config_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,3 +36,17 @@ def make_settings(mongodb_uri: str, redis_url: str | None, **overrides: Any) -> 
         else:
             raw[key] = value
     return load_settings(raw, env={})
+
+
+def write_config(directory: Path, *, mongodb: dict[str, Any], **overrides: Any) -> Path:
+    """A config file with the example resources, as a user would write it."""
+    raw: dict[str, Any] = {
+        "environment": "test",
+        "secret_key": TEST_SECRET,
+        "mongodb": mongodb,
+        "resources": example_resources(),
+        **overrides,
+    }
+    path = directory / "shoal.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path

@@ -10,7 +10,8 @@ from quart_schema import document_request, document_response
 
 from ..auth import CSRF_HEADER, get_auth
 from ..net import is_secure
-from .common import json_response, read_model
+from ..openapi import document_no_content
+from .common import json_response, no_content, read_model
 
 auth = Blueprint("auth", __name__, url_prefix="/auth")
 
@@ -99,6 +100,7 @@ async def refresh() -> Response:
 
 @auth.post("/logout")
 @document_request(LogoutRequest)
+@document_no_content(204, "Logged out.")
 async def logout() -> Response:
     service = get_auth(current_app)
     principal = await service.require_principal()
@@ -106,7 +108,7 @@ async def logout() -> Response:
     if await request.get_data(cache=True):
         refresh_token = (await read_model(LogoutRequest)).refresh_token
     await service.logout(principal, refresh_token)
-    response = Response(b"", status=204)
+    response = no_content()
     if principal.via == "session":
         response.delete_cookie(service.settings.session_cookie, path="/")
         response.delete_cookie(CSRF_COOKIE, path="/")

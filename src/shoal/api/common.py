@@ -13,6 +13,22 @@ from ..errors import BadRequest, UnprocessableEntity, UnsupportedMediaType
 M = TypeVar("M", bound=BaseModel)
 
 
+def no_content(status: int = 204) -> Response:
+    """An empty answer (204, 304): no body, so no Content-Type either."""
+    response = Response(b"", status=status)
+    del response.headers["Content-Type"]
+    return response
+
+
+def base_url() -> str:
+    """This server's root URL as the client sees it (TLS at a trusted proxy too)."""
+    from ..app import get_settings
+    from ..net import is_secure
+
+    secure = is_secure(request, get_settings(current_app).trusted_proxies)
+    return f"{'https' if secure else 'http'}://{request.host}/"
+
+
 def json_response(body: Any, status: int = 200) -> Response:
     response = cast(Response, current_app.json.response(body))
     response.status_code = status

@@ -11,8 +11,11 @@ import asyncio
 from collections.abc import Awaitable
 
 from quart import Blueprint, Response, current_app
+from quart_schema import document_response
 
 from ..errors import ApiError, error_response
+from ..openapi.models import Health, NotReady, Readiness
+from ..resources import get_resources
 from ..state import get_state
 from ..storage import get_storage
 
@@ -23,6 +26,7 @@ CHECK_TIMEOUT = 2.0
 
 
 @health.get("/healthz")
+@document_response(Health)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -38,6 +42,8 @@ async def _check(name: str, probe: Awaitable[None]) -> tuple[str, str]:
 
 
 @health.get("/readyz")
+@document_response(Readiness)
+@document_response(NotReady, 503)
 async def readyz() -> Response | dict[str, object]:
     state = get_state(current_app)
     results = dict(
@@ -46,6 +52,9 @@ async def readyz() -> Response | dict[str, object]:
             _check(state.name, state.ping()),
         )
     )
+    problems = get_resources(current_app).index_problems
+    if problems:
+        results["indexes"] = "; ".join(f"{name}: {why}" for name, why in sorted(problems.items()))
     failed = sorted(name for name, outcome in results.items() if outcome != "ok")
     if failed:
         return error_response(

@@ -10,6 +10,7 @@ Only the methods a resource lists are routed; any other gets 405 with Allow.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from quart import Blueprint, Quart, Response, current_app, request
@@ -27,8 +28,8 @@ from ..resources.render import (
     render_single,
     write_ack,
 )
+from .common import base_url, no_content, read_json
 from .common import json_response as _json
-from .common import read_json
 
 View = Callable[..., Awaitable[Response]]
 
@@ -67,21 +68,22 @@ def not_modified(etag: str, last_modified: Any = None) -> bool:
     since = request.headers.get("If-Modified-Since")
     if since and last_modified is not None:
         parsed = parse_http_date(since)
-        return parsed is not None and last_modified.replace(microsecond=0) <= parsed
+        if parsed is None or not isinstance(last_modified, datetime):
+            return False
+        return last_modified.replace(microsecond=0) <= parsed
     return False
 
 
 def _with_validators(response: Response, etag: str, last_modified: Any = None) -> Response:
     response.headers["ETag"] = f'"{etag}"'
-    if last_modified is not None:
+    # Only a real date: documents written by other tools may hold anything.
+    if isinstance(last_modified, datetime):
         response.headers["Last-Modified"] = http_date(last_modified)
     return response
 
 
 def _not_modified_response(etag: str, last_modified: Any = None) -> Response:
-    response = Response(b"", status=304)
-    del response.headers["Content-Type"]  # a 304 has no body to describe
-    return _with_validators(response, etag, last_modified)
+    return _with_validators(no_content(304), etag, last_modified)
 
 
 def collection_view(service: ResourceService) -> View:
@@ -105,7 +107,7 @@ def collection_view(service: ResourceService) -> View:
         if method == "POST":
             return await _create(service, await read_json(), scope)
         await service.delete_all(scope)
-        return Response(b"", status=204)
+        return no_content()
 
     return view
 
@@ -136,7 +138,7 @@ async def _create(service: ResourceService, body: Any, scope: Scope) -> Response
     else:
         response = _with_validators(_json(write_ack(resource, first), 201), first["_etag"])
     # Eve's Location names the (first) created document, bulk or not.
-    response.headers["Location"] = f"{request.host_url}{resource.name}/{first['_id']}"
+    response.headers["Location"] = f"{base_url()}{resource.name}/{first['_id']}"
     return response
 
 
@@ -155,7 +157,7 @@ def item_view(service: ResourceService) -> View:
             return _with_validators(_json(render_single(resource, document)), etag, updated)
         if method == "DELETE":
             await service.delete(object_id, required_etag(), scope)
-            return Response(b"", status=204)
+            return no_content()
         etag = required_etag()
         body = await read_json()
         if method == "PATCH":

@@ -1,14 +1,24 @@
-"""Password hashing with argon2id (argon2-cffi's defaults, RFC 9106)."""
+"""Password hashing with argon2id (argon2-cffi)."""
 
 from __future__ import annotations
+
+import functools
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-_HASHER = PasswordHasher()
-# Verified against when the user does not exist, so that answering "no such
-# user" takes as long as answering "wrong password".
-_DUMMY_HASH = _HASHER.hash("shoal-timing-equaliser")
+# argon2id at OWASP's recommended floor (19 MiB, 2 passes): each login briefly
+# needs this much memory in a worker, so the library's 64 MiB default would push
+# a worker past its memory budget for every concurrent login.
+_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    # Verified against when the user does not exist, so that answering "no such
+    # user" takes as long as answering "wrong password". Made on first use, not
+    # at import: every worker would otherwise pay for a hash at start-up.
+    return _HASHER.hash("shoal-timing-equaliser")
 
 
 def hash_password(password: str) -> str:
@@ -18,7 +28,7 @@ def hash_password(password: str) -> str:
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """Constant-effort check; False for a missing or corrupt hash."""
     try:
-        return _HASHER.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return _HASHER.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 

@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
+from pymongo.errors import PyMongoError
 from quart import Quart
 
 from ..config import Settings
-from ..errors import ServiceUnavailable
+from ..errors import ApiError, ServiceUnavailable
 from ..storage import Storage
 from .service import Resource, ResourceService, Scope, ensure_indexes_in_background
 
 __all__ = ["Resource", "ResourceService", "Resources", "Scope", "get_resources"]
 
 EXTENSION_KEY = "shoal.resources"
+
+logger = logging.getLogger("shoal.resources")
+
+#: Seconds start-up waits for MongoDB before creating indexes in the background.
+STARTUP_INDEX_TIMEOUT = 2.0
 
 
 class Resources:
@@ -30,6 +37,8 @@ class Resources:
             for name, resource in settings.resources.items()
         }
         self._index_task: asyncio.Task[None] | None = None
+        #: Resources whose indexes MongoDB refused, and why.
+        self.index_problems: dict[str, str] = {}
 
     def init_app(self, app: Quart) -> None:
         app.extensions[EXTENSION_KEY] = self
@@ -38,13 +47,21 @@ class Resources:
 
     async def create_indexes(self) -> None:
         """Create indexes now; if MongoDB is unreachable, keep trying in the
-        background rather than refusing to start."""
-        services = list(self.services.values())
-        try:
-            for service in services:
-                await service.ensure_indexes()
-        except ServiceUnavailable:
-            self._index_task = asyncio.create_task(ensure_indexes_in_background(services))
+        background rather than refusing to start. An index MongoDB refuses
+        (say, existing duplicates under a unique field) is logged and makes
+        ``/readyz`` fail, naming the resource, until fixed and restarted."""
+        pending = []
+        for service in self.services.values():
+            try:
+                await service.ensure_indexes(timeout=STARTUP_INDEX_TIMEOUT)
+            except ServiceUnavailable:
+                pending.append(service)
+            except (ApiError, PyMongoError) as error:
+                reason = error.message if isinstance(error, ApiError) else str(error)
+                self.index_problems[service.resource.name] = reason
+                logger.error("cannot create the indexes of %s: %s", service.resource.name, reason)
+        if pending:
+            self._index_task = asyncio.create_task(ensure_indexes_in_background(pending))
 
     async def stop(self) -> None:
         task, self._index_task = self._index_task, None

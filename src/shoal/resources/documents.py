@@ -9,8 +9,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import bson
 import orjson
 from bson import ObjectId
+from bson.errors import InvalidDocument
 
 from ..errors import NotFound
 
@@ -100,3 +102,19 @@ def _deep_merge(target: Document, changes: Mapping[str, Any]) -> None:
             _deep_merge(current, value)
         else:
             target[key] = value
+
+
+#: MongoDB's largest document (BSON), less room for the meta fields.
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024 - 1024
+
+
+def storable_issues(document: Mapping[str, Any]) -> dict[str, str]:
+    """What MongoDB could not store: an integer beyond 64 bits, a document
+    over 16 MiB (a 422 here rather than a driver error later)."""
+    try:
+        size = len(bson.encode(document))
+    except (InvalidDocument, OverflowError) as error:
+        return {"(document)": f"cannot be stored in MongoDB: {error}"}
+    if size > MAX_DOCUMENT_BYTES:
+        return {"(document)": f"is {size} bytes; MongoDB's limit is 16 MiB"}
+    return {}

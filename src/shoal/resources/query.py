@@ -74,10 +74,15 @@ class QueryRules:
     max_depth: int
 
 
+#: The deepest a list may be paged into (MongoDB's skip is a 64-bit integer, and
+#: skipping this many documents is already far slower than a ``where`` filter).
+MAX_SKIP = 2**31 - 1
+
+
 def parse_list_query(args: Mapping[str, str], rules: QueryRules) -> ListQuery:
     """Parse the query string of ``GET /<resource>``; bad input is a 400."""
     where = args.get("where")
-    return ListQuery(
+    query = ListQuery(
         filter=parse_where(where, rules) if where else {},
         sort=parse_sort(args["sort"]) if args.get("sort") else None,
         projection=parse_projection(args["projection"]) if args.get("projection") else None,
@@ -87,6 +92,12 @@ def parse_list_query(args: Mapping[str, str], rules: QueryRules) -> ListQuery:
         ),
         count=_boolean(args, "count", rules.count),
     )
+    if query.skip > MAX_SKIP:
+        raise BadRequest(
+            f"page {query.page} is too deep (more than {MAX_SKIP} documents to skip); "
+            "narrow the list with where instead"
+        )
+    return query
 
 
 def _positive_int(args: Mapping[str, str], name: str, default: int) -> int:

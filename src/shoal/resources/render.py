@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -40,7 +41,11 @@ def render_single(resource: Resource, document: Document) -> Document:
 
 def last_modified(page: Page) -> Any:
     """The newest ``_updated`` of a page (None for an empty page)."""
-    dates = [document["_updated"] for document in page.items if document.get("_updated")]
+    dates = [
+        document["_updated"]
+        for document in page.items
+        if isinstance(document.get("_updated"), datetime)
+    ]
     return max(dates) if dates else None
 
 

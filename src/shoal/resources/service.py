@@ -35,6 +35,7 @@ from .documents import (
     merge_patch,
     name_issues,
     now,
+    storable_issues,
 )
 from .query import META_FIELDS, ListQuery, QueryRules
 from .schema import DocumentSchema
@@ -122,6 +123,9 @@ def _bulk_message(count: int) -> str:
     return f"Insertion failure: {count} document(s) contain(s) error(s)"
 
 
+_UPDATE_FAILURE = "Update failure: the document contains error(s)"
+
+
 class ResourceService:
     """The operations of one resource, on one worker's storage."""
 
@@ -134,7 +138,8 @@ class ResourceService:
     def collection(self) -> str:
         return self.resource.collection
 
-    async def _written(self) -> None:
+    async def notify_written(self) -> None:
+        """Tell the write listeners (the response cache) that documents changed."""
         for listener in self.write_listeners:
             await listener(self.resource)
 
@@ -168,7 +173,9 @@ class ResourceService:
 
     # -- writes ----------------------------------------------------------
 
-    def _prepare_new(self, body: Any, scope: Scope) -> tuple[Document | None, dict[str, str]]:
+    def check_new(self, body: Any, scope: Scope) -> tuple[Document | None, dict[str, str]]:
+        """A new document from a client's body, with defaults and owner applied,
+        or the issues that refuse it (as POST and `shoal import` both need)."""
         if not isinstance(body, dict):
             return None, {"(document)": "must be a JSON object"}
         issues = name_issues(body)
@@ -191,11 +198,14 @@ class ResourceService:
         if scope.owner is not None:
             document[scope.owner[0]] = scope.owner[1]
         issues = self.resource.schema.issues(content_of(document))
+        if not issues:
+            issues = storable_issues(document)
         if issues:
             return None, issues
         return document, {}
 
-    def _stamp(self, document: Document, *, created: Any = None) -> Document:
+    def stamp(self, document: Document, *, created: Any = None) -> Document:
+        """Set the meta fields Shoal maintains: _created, _updated, _etag."""
         moment = now()
         document["_created"] = created or moment
         document["_updated"] = moment
@@ -208,7 +218,7 @@ class ResourceService:
         Raises UnprocessableEntity whose ``issues`` is a list with one entry per
         body (``{}`` for the valid ones) when any body is invalid.
         """
-        prepared = [self._prepare_new(body, scope) for body in bodies]
+        prepared = [self.check_new(body, scope) for body in bodies]
         failures = [issues for _, issues in prepared if issues]
         if failures:
             raise UnprocessableEntity(_bulk_message(len(failures)), issues=[i for _, i in prepared])
@@ -216,9 +226,9 @@ class ResourceService:
         for document, _ in prepared:
             assert document is not None
             document.setdefault("_id", ObjectId())
-            documents.append(self._stamp(document))
+            documents.append(self.stamp(document))
         await self.storage.insert_many(self.collection, documents)
-        await self._written()
+        await self.notify_written()
         return documents
 
     async def patch(
@@ -234,14 +244,16 @@ class ResourceService:
                 issues[key] = "field is read-only"
         issues.update(self.resource.schema.readonly_issues(changes))
         if issues:
-            raise UnprocessableEntity(_bulk_message(1), issues=issues)
+            raise UnprocessableEntity(_UPDATE_FAILURE, issues=issues)
         current = await self._current(item_id, etag, scope)
         updated = copy.deepcopy(current)
         issues = merge_patch(updated, changes)
         if not issues:
             issues = self.resource.schema.issues(content_of(updated))
+        if not issues:
+            issues = storable_issues(updated)
         if issues:
-            raise UnprocessableEntity(_bulk_message(1), issues=issues)
+            raise UnprocessableEntity(_UPDATE_FAILURE, issues=issues)
         return await self._replace(current, updated, scope)
 
     async def replace(
@@ -251,12 +263,12 @@ class ResourceService:
         if isinstance(body, dict) and "_id" in body:
             body = dict(body)
             if str(body.pop("_id")) != str(item_id):
-                raise UnprocessableEntity(_bulk_message(1), issues={"_id": "cannot be changed"})
-        document, issues = self._prepare_new(body, Scope(owner=None))
+                raise UnprocessableEntity(_UPDATE_FAILURE, issues={"_id": "cannot be changed"})
+        document, issues = self.check_new(body, Scope(owner=None))
         if scope.owner is not None and isinstance(body, dict) and scope.owner[0] in body:
             issues[scope.owner[0]] = "field is read-only"
         if issues or document is None:
-            raise UnprocessableEntity(_bulk_message(1), issues=issues)
+            raise UnprocessableEntity(_UPDATE_FAILURE, issues=issues)
         current = await self._current(item_id, etag, scope)
         if scope.owner is not None and scope.owner[0] in current:
             document[scope.owner[0]] = current[scope.owner[0]]
@@ -270,7 +282,7 @@ class ResourceService:
 
     async def _replace(self, current: Document, updated: Document, scope: Scope) -> Document:
         replacement = {key: value for key, value in updated.items() if key not in META_FIELDS}
-        self._stamp(replacement, created=current.get("_created"))
+        self.stamp(replacement, created=current.get("_created"))
         matched = await self.storage.replace_if(
             self.collection,
             scope.restrict({"_id": current["_id"], "_etag": current.get("_etag")}),
@@ -279,7 +291,7 @@ class ResourceService:
         if not matched:
             await self._lost_race(current["_id"], scope)
         replacement["_id"] = current["_id"]
-        await self._written()
+        await self.notify_written()
         return replacement
 
     async def _lost_race(self, item_id: ObjectId, scope: Scope) -> None:
@@ -295,15 +307,15 @@ class ResourceService:
             filter["_etag"] = etag
         if not await self.storage.delete_if(self.collection, scope.restrict(filter)):
             await self._lost_race(item_id, scope)
-        await self._written()
+        await self.notify_written()
 
     async def delete_all(self, scope: Scope = UNRESTRICTED) -> int:
         deleted = await self.storage.delete_many(self.collection, scope.restrict({}))
-        await self._written()
+        await self.notify_written()
         return deleted
 
-    async def ensure_indexes(self) -> None:
-        await self.storage.ensure_indexes(self.collection, self.resource.indexes())
+    async def ensure_indexes(self, timeout: float | None = None) -> None:
+        await self.storage.ensure_indexes(self.collection, self.resource.indexes(), timeout=timeout)
 
 
 async def ensure_indexes_in_background(services: list[ResourceService]) -> None:

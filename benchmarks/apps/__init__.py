@@ -1,0 +1,1 @@
+"""The apps the benchmarks compare Shoal with (each served as its own process)."""

@@ -1,0 +1,54 @@
+"""Eve 2.3 serving the benchmark's ``items`` resource, for gunicorn::
+
+    BENCH_EVE_MONGO_URI=mongodb://127.0.0.1:27017/bench \
+        gunicorn --workers 2 benchmarks.apps.eve_app:app
+
+The schema is ``benchmarks/shoal.yaml``'s in Cerberus terms, and the settings
+match Shoal's: the same collection, If-Match required on writes, pages of 25
+(counted), public reads and writes.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from eve import Eve  # type: ignore[import-untyped]
+
+#: ``items`` of benchmarks/shoal.yaml, in Cerberus rules.
+ITEMS_SCHEMA: dict[str, Any] = {
+    "title": {"type": "string", "required": True, "minlength": 1, "maxlength": 200},
+    "sku": {"type": "string", "regex": "^[A-Z]{3}-[0-9]{5}$"},
+    "qty": {"type": "integer", "min": 0},
+    "price": {"type": "number", "min": 0},
+    "tags": {"type": "list", "maxlength": 10, "schema": {"type": "string", "maxlength": 40}},
+    "in_stock": {"type": "boolean"},
+}
+
+
+def settings(mongo_uri: str) -> dict[str, Any]:
+    """Eve's settings for the benchmark; the database is the one ``mongo_uri`` names."""
+    return {
+        "MONGO_URI": mongo_uri,
+        "DOMAIN": {
+            "items": {
+                "schema": ITEMS_SCHEMA,
+                "resource_methods": ["GET", "POST"],
+                "item_methods": ["GET", "PATCH"],
+                "pagination_limit": 50,
+            }
+        },
+        "IF_MATCH": True,
+        "ENFORCE_IF_MATCH": True,
+        "PAGINATION": True,
+        "PAGINATION_LIMIT": 50,
+        "PAGINATION_DEFAULT": 25,
+        "BULK_ENABLED": True,
+    }
+
+
+def create_app() -> Any:
+    return Eve(settings=settings(os.environ["BENCH_EVE_MONGO_URI"]))
+
+
+app = create_app() if "BENCH_EVE_MONGO_URI" in os.environ else None

@@ -1,0 +1,125 @@
+"""The benchmark's data: the same documents for every server, every phase.
+
+The seed documents are inserted once through Shoal's own bulk POST (so they
+are stored exactly as Shoal stores them, ETags and dates included; Eve reads
+them as its own), then kept as a snapshot that ``reset`` puts back before each
+phase and after each write scenario.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pymongo import MongoClient
+
+Document = dict[str, Any]
+
+COLLECTION = "items"
+#: Documents a write scenario creates carry this title, so they can be removed.
+POSTED_TITLE = "posted by wrk"
+POOL_TITLE = "patched by wrk"
+
+_WORDS = [
+    "red",
+    "green",
+    "blue",
+    "steel",
+    "oak",
+    "linen",
+    "glass",
+    "paper",
+    "wool",
+    "cotton",
+    "brass",
+    "clay",
+    "small",
+    "large",
+    "light",
+    "heavy",
+    "new",
+    "classic",
+]
+
+
+def make_documents(count: int, *, seed: int = 7, title: str | None = None) -> list[Document]:
+    """``count`` small documents valid for benchmarks/shoal.yaml's ``items``."""
+    rng = random.Random(seed)
+    documents = []
+    for index in range(count):
+        documents.append(
+            {
+                "title": title or f"Item {index:05d}",
+                "sku": f"{''.join(rng.choices('ABCDEFGHJKLMNPQRSTUVWXYZ', k=3))}-{index:05d}",
+                "qty": rng.randrange(0, 500),
+                "price": round(rng.uniform(1, 200), 2),
+                "tags": rng.sample(_WORDS, rng.randrange(1, 4)),
+                "in_stock": rng.random() < 0.8,
+            }
+        )
+    return documents
+
+
+def post_documents(base_url: str, documents: Sequence[Document], batch: int = 500) -> None:
+    """Insert through Shoal's bulk POST ``/items`` (201 or an error)."""
+    for start in range(0, len(documents), batch):
+        body = json.dumps(list(documents[start : start + batch])).encode()
+        request = urllib.request.Request(  # noqa: S310 - loopback URL the harness built
+            f"{base_url}/{COLLECTION}",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            if response.status != 201:
+                raise RuntimeError(f"bulk POST answered {response.status}")
+
+
+class Dataset:
+    """The benchmark database, reached directly with PyMongo."""
+
+    def __init__(self, uri: str, database: str) -> None:
+        self.client: MongoClient[Document] = MongoClient(uri, tz_aware=True)
+        self.collection = self.client[database][COLLECTION]
+        self.snapshot: list[Document] = []
+
+    def close(self) -> None:
+        self.client.close()
+
+    def take_snapshot(self) -> list[Document]:
+        self.snapshot = list(self.collection.find({}).sort("_id", 1))
+        return self.snapshot
+
+    def reset(self) -> None:
+        """Back to the snapshot: written and patched documents go, seeds come back."""
+        self.collection.delete_many({})
+        if self.snapshot:
+            self.collection.insert_many([dict(document) for document in self.snapshot])
+
+    def remove_posted(self) -> int:
+        return self.collection.delete_many({"title": POSTED_TITLE}).deleted_count
+
+    def count(self) -> int:
+        return self.collection.count_documents({})
+
+    def current(self, ids: Sequence[Any]) -> list[tuple[Any, str]]:
+        """(id, current ETag) of the given documents, in the given order."""
+        etags = {
+            document["_id"]: document["_etag"]
+            for document in self.collection.find({"_id": {"$in": list(ids)}}, {"_etag": 1})
+        }
+        return [(item, etags[item]) for item in ids if item in etags]
+
+    def titled(self, title: str) -> list[tuple[Any, str]]:
+        found = self.collection.find({"title": title}, {"_etag": 1}).sort("_id", 1)
+        return [(document["_id"], document["_etag"]) for document in found]
+
+
+def write_docs_file(path: Path, documents: Sequence[tuple[Any, str]]) -> Path:
+    """One ``<id> <etag>`` line per document, as the wrk scripts read them."""
+    path.write_text("".join(f"{item} {etag}\n" for item, etag in documents))
+    return path

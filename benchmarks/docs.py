@@ -1,0 +1,181 @@
+"""docs/benchmarks.md and docs/benchmarks.png, rendered from a run's results.
+
+The page's text lives in ``benchmarks/template.md`` (``$name`` placeholders);
+the figures come from ``benchmarks/results/latest.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from .report import (
+    RESULT_HEADER,
+    SCENARIOS,
+    SERVERS,
+    TARGET_HEADER,
+    Result,
+    markdown_table,
+    results_rows,
+    target_rows,
+    targets,
+)
+
+TEMPLATE = Path(__file__).resolve().parent / "template.md"
+
+
+def _machine(data: dict[str, Any]) -> str:
+    machine = data["machine"]
+    versions = ", ".join(f"{name} {version}" for name, version in data["versions"].items())
+    return "\n".join(
+        [
+            f"- CPU: {machine['cpus']} cores ({machine['cpu_model']}), "
+            f"{machine['memory_gib']} GiB of memory, {machine['system']}",
+            f"- Python {machine['python']}, {machine['wrk']}",
+            f"- Packages: {versions}",
+        ]
+    )
+
+
+def _profiles(data: dict[str, Any]) -> str:
+    profiles = data.get("profiles") or {}
+    if not profiles:
+        return "_No profile in this run (py-spy missing, or `--no-profile`)._"
+    parts = []
+    for scenario, profile in profiles.items():
+        packages = ", ".join(f"{name} {share:.0f}%" for name, share in profile["packages"][:8])
+        own = [[f"{share:.1f}%", f"`{name}`"] for name, share in profile["own"][:12]]
+        inclusive = [[f"{share:.1f}%", f"`{name}`"] for name, share in profile["inclusive"][:15]]
+        parts += [
+            f"**{SCENARIOS.get(scenario, scenario)}** ({profile['samples']} samples of "
+            "the one worker's Python stacks; idle time in the event loop is not sampled)",
+            "",
+            f"Own time by package: {packages}.",
+            "",
+            markdown_table(["own time", "function"], own),
+            "",
+            markdown_table(["inclusive time", "function"], inclusive),
+            "",
+        ]
+    return "\n".join(parts).rstrip()
+
+
+def _notes(data: dict[str, Any]) -> str:
+    notes = data.get("notes") or []
+    if not notes:
+        return "None."
+    return "\n".join(f"- {note}" for note in notes)
+
+
+def render(data: dict[str, Any]) -> str:
+    results = [Result.from_json(item) for item in data["results"]]
+    options = data["options"]
+    return Template(TEMPLATE.read_text()).substitute(
+        generated=data["generated"],
+        command=data["command"],
+        elapsed=f"{data['elapsed_s']:.0f}",
+        duration=f"{options['duration']:g}",
+        warmup=f"{options['warmup']:g}",
+        connections=options["connections"],
+        timeout=f"{options.get('timeout', 2.0):g}",
+        many_connections=f"{options['many_connections']:,}",
+        documents=f"{options['documents']:,}",
+        patch_pool=f"{options['patch_pool']:,}",
+        workers=" and ".join(str(w) for w in options["workers"]),
+        machine=_machine(data),
+        results=markdown_table(RESULT_HEADER, results_rows(results)),
+        targets=markdown_table(TARGET_HEADER, target_rows(targets(results))),
+        profiles=_profiles(data),
+        notes=_notes(data),
+    )
+
+
+def plot(data: dict[str, Any], path: Path) -> Path:
+    """Requests/s and p99 latency per scenario: Shoal and Eve for each worker count,
+    with the Quart minimal app and the driver's ceiling for scale."""
+    import matplotlib  # type: ignore[import-not-found, unused-ignore]
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
+
+    results = [Result.from_json(item) for item in data["results"]]
+    scenarios = [key for key in SCENARIOS if any(r.scenario == key for r in results)]
+    series = sorted(
+        {(r.server, r.workers) for r in results if r.server in {"shoal", "eve"}},
+        key=lambda pair: (pair[0] != "shoal", pair[1]),
+    )
+    baselines = [r for r in results if r.server in {"quart", "driver"}]
+    figure, (rate_axis, p99_axis) = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
+    width = 0.8 / max(1, len(series))
+    positions = list(range(len(scenarios)))
+    colours = {"shoal": ["#1f77b4", "#6baed6"], "eve": ["#d62728", "#fc9272"]}
+    for index, (server, workers) in enumerate(series):
+        rates, p99s = [], []
+        for scenario in scenarios:
+            found = next(
+                (
+                    r
+                    for r in results
+                    if r.server == server and r.workers == workers and r.scenario == scenario
+                ),
+                None,
+            )
+            rates.append(found.requests_per_s if found else 0.0)
+            p99s.append(found.p99_ms if found else 0.0)
+        offsets = [p - 0.4 + width * (index + 0.5) for p in positions]
+        shade = colours[server][0 if workers == 1 else 1]
+        label = f"{SERVERS[server]}, {workers} worker{'s' if workers > 1 else ''}"
+        bars = rate_axis.bar(offsets, rates, width, label=label, color=shade)
+        rate_axis.bar_label(bars, labels=[f"{rate:.0f}" if rate else "" for rate in rates],
+                            fontsize=6)  # fmt: skip
+        p99_axis.bar(offsets, p99s, width, label=label, color=shade)
+    for baseline in baselines:
+        position = scenarios.index(baseline.scenario)
+        offset = (
+            position
+            - 0.4
+            + width * ((baseline.workers - 1 if baseline.server == "quart" else 0) + 0.5)
+        )
+        colour = (
+            ("#2ca02c" if baseline.workers == 1 else "#98df8a")
+            if baseline.server == "quart"
+            else "#7f7f7f"
+        )
+        label = f"{SERVERS[baseline.server]}" + (
+            f", {baseline.workers} worker{'s' if baseline.workers > 1 else ''}"
+            if baseline.server == "quart"
+            else " (1 process)"
+        )
+        bars = rate_axis.bar([offset], [baseline.requests_per_s], width, color=colour, label=label)
+        rate_axis.bar_label(bars, fmt="%.0f", fontsize=6)
+        p99_axis.bar([offset], [baseline.p99_ms], width, color=colour)
+    rate_axis.set_ylabel("requests/s (higher is better)")
+    p99_axis.set_ylabel("p99 latency, ms (lower is better, log scale)")
+    p99_axis.set_yscale("log")
+    p99_axis.set_xticks(positions)
+    p99_axis.set_xticklabels([SCENARIOS[s] for s in scenarios], rotation=20, ha="right")
+    rate_axis.legend(fontsize=8, ncol=2)
+    rate_axis.grid(axis="y", alpha=0.3)
+    p99_axis.grid(axis="y", alpha=0.3)
+    figure.suptitle(
+        f"Shoal benchmarks, {data['machine']['cpus']} cores shared by wrk and the servers "
+        f"({data['generated'][:10]})"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def write(data: dict[str, Any], root: Path) -> list[Path]:
+    """Write docs/benchmarks.md and, when matplotlib is installed, docs/benchmarks.png."""
+    page = root / "docs" / "benchmarks.md"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(render(data))
+    written = [page]
+    try:
+        written.append(plot(data, root / "docs" / "benchmarks.png"))
+    except ImportError:
+        print("matplotlib is not installed: docs/benchmarks.png not regenerated")
+    return written

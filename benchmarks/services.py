@@ -1,0 +1,245 @@
+"""The processes a benchmark run starts, and what /proc says about them.
+
+Every process is started in a session of its own and dies with the harness
+(parent-death signal), so an interrupted run leaves nothing behind; ``stop``
+ends the process group the harness created, by its id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+_PR_SET_PDEATHSIG = 1
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(host: str, port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:g}s")
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+# --- /proc --------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None and int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def _status_mb(pid: int, key: str) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set size (VmHWM) in MiB; 0 when it is gone."""
+    return _status_mb(pid, "VmHWM")
+
+
+def rss_mb(pid: int) -> float:
+    """The process's resident set size now (VmRSS) in MiB; 0 when it is gone."""
+    return _status_mb(pid, "VmRSS")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all CPUs have spent busy since boot (from /proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    values = [int(value) for value in fields]
+    # user nice system idle iowait irq softirq steal (guest time is inside user).
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values[:8]) - idle) / CLOCK_TICKS
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User plus system CPU time the processes have used so far."""
+    total = 0
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields is not None:
+            # Fields 14 and 15 of stat (utime, stime); fields[0] is field 3.
+            total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+# --- processes ------------------------------------------------------------------
+
+
+class Service:
+    """One process the run needs, its output kept in ``workdir/<name>.log``."""
+
+    def __init__(
+        self,
+        name: str,
+        command: Sequence[str],
+        *,
+        workdir: Path,
+        port: int,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        ready_path: str | None = None,
+    ) -> None:
+        self.name = name
+        self.command = list(command)
+        self.workdir = workdir
+        self.port = port
+        self.env = dict(os.environ if env is None else env)
+        self.cwd = cwd
+        self.ready_path = ready_path
+        self.log_path = workdir / f"{name}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self._process.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> Service:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                self.command,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        self.wait_ready(timeout)
+        return self
+
+    def _answers(self) -> bool:
+        if self.ready_path is None:
+            with socket.socket() as sock:
+                sock.settimeout(0.2)
+                return sock.connect_ex(("127.0.0.1", self.port)) == 0
+        try:
+            with urllib.request.urlopen(self.url + self.ready_path, timeout=2) as response:  # noqa: S310
+                return int(response.status) == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start-up; see {self.log_path}")
+            if self._answers():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not answer in {timeout:g}s; see {self.log_path}")
+
+    def workers(self) -> list[int]:
+        """The worker processes: children that are not multiprocessing's helpers."""
+        return [pid for pid in children(self.pid) if "resource_tracker" not in cmdline(pid)] or [
+            self.pid
+        ]
+
+    def all_pids(self) -> list[int]:
+        pids = [self.pid]
+        for pid in children(self.pid):
+            pids += [pid, *children(pid)]
+        return pids
+
+    def wait_idle(self, timeout: float = 60.0, interval: float = 0.5, busy: float = 0.1) -> float:
+        """Wait until the server uses less than ``busy`` of a core (e.g. a sync
+        server still answering the queue a load run left behind); the seconds waited."""
+        started = time.monotonic()
+        pids = self.all_pids()
+        used = cpu_seconds(pids)
+        while time.monotonic() - started < timeout:
+            time.sleep(interval)
+            now = cpu_seconds(pids)
+            if now - used < busy * interval:
+                break
+            used = now
+        return time.monotonic() - started
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the process group this harness created, then SIGKILL it."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def __enter__(self) -> Service:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,239 @@
+"""The response cache: GET and HEAD answers of items and lists, in shared state.
+
+Opt-in per resource (``cache_ttl: 30`` in its config). A cached answer is keyed
+by the resource, the caller's scope (``Scope.cache_key``: "public", "all" or
+"owner:<id>", so an owner-restricted resource never answers one user with
+another's documents) and the normalised request (item id, query arguments in
+sorted order). It keeps the body and the headers a client relies on (ETag,
+Last-Modified, X-Total-Count), so ``If-None-Match`` still gives 304.
+
+Every resource has a **generation**, a counter in Redis that every write
+increments (a ``ResourceService`` write listener, which runs before the write's
+response is sent). An entry records the generation it was computed under; a
+read fetches the current generation and the entry in one ``MGET`` and uses the
+entry only if the two match. So after a write through any instance, no
+instance serves an answer computed before it. (The generation sits in the
+entry rather than in the key's name: one round trip without a script, entries
+are replaced in place instead of piling up until their TTL.)
+
+Redis down: reads bypass the cache (``X-Cache: BYPASS``) and writes succeed.
+A write whose generation bump failed leaves a debt on the instance that made
+it: that instance bumps the generation as soon as Redis answers again (before
+its own next cache read, and from a background retry every second). An
+instance that saw Redis fail also bumps every cached resource once Redis is
+back, before it reads the cache again, since others' bumps may have failed
+too. What remains: an instance that saw no failure may serve an entry from
+before a write made during the outage until the writer's debt is paid (about
+a second after Redis returns), and never longer than the resource's
+``cache_ttl``, which bounds every staleness (also a writer that died owing, a
+network partition between one instance and Redis, or a Redis restored from an
+older snapshot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from quart import Quart, Response, current_app, g, request
+
+from .api.common import no_content
+from .api.resources import not_modified
+from .auth import get_auth
+from .resources import Resource, Resources, ResourceService
+from .resources.query import parse_http_date
+from .state import SharedState, StateUnavailable
+
+logger = logging.getLogger("shoal.cache")
+
+EXTENSION_KEY = "shoal.cache"
+#: Response headers a cached answer keeps (besides its body and status 200).
+KEPT_HEADERS = ("Content-Type", "ETag", "Last-Modified", "X-Total-Count")
+#: Seconds between two attempts to reach Redis after it failed.
+RETRY_AFTER_FAILURE = 1.0
+
+
+def generation_key(resource: str) -> str:
+    # The {hash tag} puts a resource's generation and entries in one Cluster slot,
+    # so one MGET reads both.
+    return f"cache:{{{resource}}}:gen"
+
+
+async def bump_generation(state: SharedState, resource: str) -> None:
+    """Make every cached answer of ``resource`` stale, on every instance.
+
+    For writes made outside a served app (e.g. ``shoal import``), which no
+    write listener sees. Raises StateUnavailable when Redis is unreachable.
+    """
+    await state.incr(generation_key(resource))
+
+
+def entry_key(resource: str, *, item: bool, scope: str, args: dict[str, str]) -> str:
+    """The key of one cached answer: resource, kind, scope and sorted arguments."""
+    query = urlencode(sorted(args.items()))
+    view_args = request.view_args or {}
+    target = str(view_args.get("item_id", "")) if item else ""
+    digest = hashlib.sha256(f"{scope}\0{target}\0{query}".encode()).hexdigest()[:40]
+    return f"cache:{{{resource}}}:{'item' if item else 'list'}:{digest}"
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A miss the after-request hook stores, if the answer is a 200."""
+
+    key: str
+    generation: int
+    ttl: int
+
+
+class ResponseCache:
+    """The cache extension: looks up before the view, stores after it."""
+
+    def __init__(self, resources: Resources, state: SharedState) -> None:
+        self.state = state
+        self.services: dict[str, tuple[ResourceService, bool]] = {}
+        self.cached: list[str] = []
+        for name, service in resources.services.items():
+            if service.resource.settings.cache_ttl is None:
+                continue
+            self.cached.append(name)
+            self.services[f"resources.{name}:collection"] = (service, False)
+            self.services[f"resources.{name}:item"] = (service, True)
+            service.write_listeners.append(self.invalidate)
+        #: Resources whose generation this instance still has to bump.
+        self.owed: set[str] = set()
+        self._skip_until = 0.0
+        self._repayer: asyncio.Task[None] | None = None
+
+    def init_app(self, app: Quart) -> None:
+        app.extensions[EXTENSION_KEY] = self
+        if not self.cached:
+            return
+        app.before_request(self.lookup)
+        app.after_request(self.store)
+        app.after_serving(self._stop)
+
+    # -- writes ------------------------------------------------------------
+
+    async def invalidate(self, resource: Resource) -> None:
+        """Bump ``resource``'s generation; never fail the write that called it."""
+        try:
+            await bump_generation(self.state, resource.name)
+        except StateUnavailable:
+            logger.warning("cache of %s not invalidated (Redis unreachable); owed", resource.name)
+            self._owe([resource.name])
+
+    def _owe(self, names: list[str]) -> None:
+        self.owed.update(names)
+        self._skip_until = time.monotonic() + RETRY_AFTER_FAILURE
+        if self._repayer is None or self._repayer.done():
+            self._repayer = asyncio.create_task(self._repay_in_background())
+
+    async def _repay(self) -> None:
+        """Bump every owed generation; StateUnavailable if Redis still fails."""
+        for name in sorted(self.owed):
+            await bump_generation(self.state, name)
+            self.owed.discard(name)
+        logger.info("cache generations bumped after Redis came back")
+
+    async def _repay_in_background(self) -> None:
+        while self.owed:
+            await asyncio.sleep(RETRY_AFTER_FAILURE)
+            with contextlib.suppress(StateUnavailable):
+                await self._repay()
+
+    async def _stop(self) -> None:
+        task, self._repayer = self._repayer, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- reads -------------------------------------------------------------
+
+    async def lookup(self) -> Response | None:
+        """Before the view: answer from the cache, or note what to store after it."""
+        if request.method not in ("GET", "HEAD"):
+            return None
+        target = self.services.get(request.endpoint or "")
+        if target is None:
+            return None
+        service, item = target
+        resource = service.resource
+        scope = await get_auth(current_app).authorize(resource, request.method, item=item)
+        args = request.args.to_dict(flat=True)
+        key = entry_key(resource.name, item=item, scope=scope.cache_key, args=args)
+        g.cache_status = "BYPASS"
+        if time.monotonic() < self._skip_until:
+            return None
+        try:
+            if self.owed:
+                await self._repay()
+            current, entry = await self.state.get_many(generation_key(resource.name), key)
+        except StateUnavailable:
+            # Others' generation bumps may be failing too: bump them all on recovery.
+            self._owe(self.cached)
+            return None
+        generation = int(current or 0)
+        if entry is not None:
+            hit = self._answer(entry, generation, item=item)
+            if hit is not None:
+                g.cache_status = "HIT"
+                return hit
+        g.cache_status = "MISS"
+        ttl = resource.settings.cache_ttl
+        assert ttl is not None
+        g.cache_pending = _Pending(key, generation, ttl)
+        return None
+
+    def _answer(self, entry: bytes, generation: int, *, item: bool) -> Response | None:
+        meta_raw, _, body = entry.partition(b"\n")
+        try:
+            meta: dict[str, Any] = orjson.loads(meta_raw)
+            current, headers = meta["g"] == generation, dict(meta["h"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            logger.warning("an unreadable cache entry was ignored")
+            return None
+        if not current:
+            return None
+        etag = headers.get("ETag", "").strip('"')
+        modified = headers.get("Last-Modified")
+        since = parse_http_date(modified) if item and modified else None
+        if etag and not_modified(etag, since):
+            response = no_content(304)
+            for name in ("ETag", "Last-Modified"):
+                if name in headers:
+                    response.headers[name] = headers[name]
+            return response
+        return Response(body, status=200, headers=headers)
+
+    async def store(self, response: Response) -> Response:
+        """After the view: mark the answer, and keep a fresh 200 for ``cache_ttl``."""
+        status = g.get("cache_status")
+        if status is None:
+            return response
+        response.headers["X-Cache"] = status
+        pending: _Pending | None = g.get("cache_pending")
+        if pending is None or response.status_code != 200:
+            return response
+        kept = response.headers
+        headers = {name: kept[name] for name in KEPT_HEADERS if name in kept}
+        body = await response.get_data(as_text=False)
+        value = orjson.dumps({"g": pending.generation, "h": headers}) + b"\n" + body
+        try:
+            await self.state.set(pending.key, value, ttl=pending.ttl)
+        except StateUnavailable:
+            self._owe(self.cached)
+        return response
+
+
+def get_cache(app: Quart) -> ResponseCache:
+    cache: ResponseCache = app.extensions[EXTENSION_KEY]
+    return cache

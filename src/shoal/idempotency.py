@@ -1,0 +1,190 @@
+"""``Idempotency-Key`` on POST and PATCH of resources: a retry gets the first answer.
+
+A client that cannot tell whether its POST went through (a timeout, a dropped
+connection) sends it again with the same ``Idempotency-Key`` header; Shoal does
+the write once and answers the retry with the first response (status, body,
+``Location``, ``ETag``), marked ``Idempotent-Replayed: true``::
+
+    curl -X POST /books -H 'Idempotency-Key: 5b0e…' -d '{"title": "Dune"}'
+
+A key belongs to one caller (API key or user, else client address), one method
+and one path. The record lives in shared state for ``idempotency.ttl`` seconds
+(default 24 h). The same key with another body → 422; while the first request
+is still running, a second one → 409 (retry it shortly); a key that is empty,
+longer than 255 characters or not printable ASCII → 400.
+
+The first request claims the key with ``SET NX`` (a marker that lapses after
+``idempotency.lock_ttl`` seconds, should its worker die), so of any number of
+concurrent requests on any instances exactly one does the write. Answers that
+say nothing about the write (5xx, 401, 403, 429) release the key instead of
+being kept, so the client can retry. Without Redis, a request with a key gets
+503: doing the write without the guarantee is what the client asked not to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from quart import Quart, Response, g, request
+
+from .config import Settings
+from .errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableEntity
+from .ratelimit import caller_key
+from .state import SharedState, StateUnavailable
+
+logger = logging.getLogger("shoal.idempotency")
+
+EXTENSION_KEY = "shoal.idempotency"
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
+#: Headers of the first response that a replay repeats.
+KEPT_HEADERS = ("Content-Type", "Location", "ETag", "Last-Modified")
+#: Answers that are not kept: the request may well succeed when tried again.
+NOT_KEPT = frozenset({401, 403, 408, 429})
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
+
+
+class FinishWrites:
+    """ASGI: once a write's body has arrived, the write runs to its end, even if
+    the client goes away.
+
+    Quart cancels a request's handler when its client disconnects, and a client
+    that gives up waiting is exactly the one that will retry. Cancelled between
+    MongoDB applying a write and Shoal recording what follows from it, a write
+    would leave its Idempotency-Key claimed but unanswered (a retry after
+    ``lock_ttl`` would write again) and its cache generation not bumped (other
+    instances would serve the old answer for up to ``cache_ttl``). So the
+    disconnect of a write whose body is complete is held back until the handler
+    is done; a client that leaves before sending its whole body still cancels it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        complete = False
+
+        async def receive_until_done() -> Message:
+            nonlocal complete
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                complete = True
+            elif message["type"] == "http.disconnect" and complete:
+                # Never returns: Quart cancels this wait once the handler is done.
+                await asyncio.Event().wait()
+            return message
+
+        await self.app(scope, receive_until_done, send)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    key: str
+    fingerprint: str
+
+
+class Idempotency:
+    """The extension: claims a key before the view, keeps the answer after it."""
+
+    def __init__(self, settings: Settings, state: SharedState) -> None:
+        self.state = state
+        self.ttl = settings.idempotency.ttl
+        self.lock_ttl = settings.idempotency.lock_ttl
+        self.trusted_proxies = settings.trusted_proxies
+        self.endpoints: dict[str, str] = {}
+        for name in settings.resources:
+            self.endpoints[f"resources.{name}:collection"] = "POST"
+            self.endpoints[f"resources.{name}:item"] = "PATCH"
+
+    def init_app(self, app: Quart) -> None:
+        app.extensions[EXTENSION_KEY] = self
+        app.before_request(self.claim)
+        app.after_request(self.keep)
+        # Quart types asgi_app with its own event TypedDicts; the protocol is the same.
+        finish: Any = FinishWrites(app.asgi_app)  # type: ignore[arg-type]
+        app.asgi_app = finish  # type: ignore[method-assign]
+
+    async def claim(self) -> Response | None:
+        """Before the view: replay a kept answer, refuse, or claim the key."""
+        supplied = request.headers.get(HEADER)
+        if supplied is None or self.endpoints.get(request.endpoint or "") != request.method:
+            return None
+        if not KEY_PATTERN.fullmatch(supplied):
+            raise BadRequest(f"{HEADER} must be 1 to 255 printable ASCII characters")
+        caller = await caller_key(self.trusted_proxies)
+        scope = f"{caller}\0{request.method}\0{request.path}\0{supplied}"
+        key = "idem:" + hashlib.sha256(scope.encode()).hexdigest()
+        body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+        fingerprint = hashlib.sha256(body).hexdigest()
+        marker = orjson.dumps({"fp": fingerprint})
+        try:
+            existing = await self.state.set_or_get(key, marker, ttl=self.lock_ttl)
+        except StateUnavailable:
+            raise ServiceUnavailable(
+                f"requests with an {HEADER} need shared state (Redis), which is unreachable; "
+                "retry shortly"
+            ) from None
+        if existing is None:
+            g.idempotency_claim = _Claim(key, fingerprint)
+            return None
+        meta_raw, _, kept_body = existing.partition(b"\n")
+        meta = orjson.loads(meta_raw)
+        if meta["fp"] != fingerprint:
+            raise UnprocessableEntity(
+                f"this {HEADER} was already used with a different request body; "
+                "use a new key for a new request"
+            )
+        if "status" not in meta:
+            raise Conflict(
+                f"a request with this {HEADER} is still in progress; retry shortly",
+                headers={"Retry-After": "1"},
+            )
+        response = Response(kept_body, status=meta["status"], headers=meta["headers"])
+        if "Content-Type" not in meta["headers"]:
+            response.headers.pop("Content-Type", None)
+        response.headers[REPLAYED_HEADER] = "true"
+        return response
+
+    async def keep(self, response: Response) -> Response:
+        """After the view: keep the answer for ``ttl``, or release the key."""
+        claim: _Claim | None = g.get("idempotency_claim")
+        if claim is None:
+            return response
+        try:
+            if response.status_code >= 500 or response.status_code in NOT_KEPT:
+                await self.state.delete(claim.key)
+                return response
+            headers = {
+                name: response.headers[name] for name in KEPT_HEADERS if name in response.headers
+            }
+            meta = {"fp": claim.fingerprint, "status": response.status_code, "headers": headers}
+            body = await response.get_data(as_text=False)
+            await self.state.set(claim.key, orjson.dumps(meta) + b"\n" + body, ttl=self.ttl)
+        except StateUnavailable:
+            # The write is done and this answer still goes out; only a retry
+            # after the claim lapses could repeat it.
+            logger.error("the answer to an %s request could not be kept (Redis down)", HEADER)
+        return response
+
+
+def get_idempotency(app: Quart) -> Idempotency:
+    extension: Idempotency = app.extensions[EXTENSION_KEY]
+    return extension

@@ -1,0 +1,344 @@
+"""Eve's wire format in OpenAPI terms: the components every resource shares.
+
+Envelopes (``Error``, ``ValidationError``, ``WriteAck``, ``BulkWriteAck``, links,
+``PageMeta``), the query and header parameters of resource routes, the error
+responses and the security schemes. Resource-specific schemas are built in
+``resources.py`` and refer to these by ``$ref``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from quart_schema import APIKeySecurityScheme, HttpSecurityScheme
+
+Schema = dict[str, Any]
+
+BEARER = "bearerAuth"
+API_KEY = "apiKeyAuth"
+#: Either scheme will do (OpenAPI: the entries of ``security`` are alternatives).
+AUTHENTICATED: list[dict[str, list[str]]] = [{BEARER: []}, {API_KEY: []}]
+PUBLIC: list[dict[str, list[str]]] = []
+
+SECURITY_SCHEMES = {
+    BEARER: HttpSecurityScheme(scheme="bearer", bearer_format="JWT"),
+    API_KEY: APIKeySecurityScheme(name="X-API-Key", in_="header"),
+}
+#: quart-schema's scheme classes have no description field; these are added after.
+SECURITY_DESCRIPTIONS = {
+    BEARER: "An access token from `POST /auth/login` (or `/auth/refresh`), sent as "
+    "`Authorization: Bearer <token>`.",
+    API_KEY: "An API key made with `shoal apikeys create`, sent as `X-API-Key: <key>`.",
+}
+
+
+def ref(name: str, kind: str = "schemas") -> Schema:
+    """A ``$ref`` to ``#/components/<kind>/<name>``."""
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+_DAYS = "Mon|Tue|Wed|Thu|Fri|Sat|Sun"
+_MONTHS = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
+
+LINK: Schema = {
+    "type": "object",
+    "description": "A link, relative to the API root, as Eve writes them.",
+    "required": ["title", "href"],
+    "properties": {"title": {"type": "string"}, "href": {"type": "string"}},
+}
+
+ERROR: Schema = {
+    "type": "object",
+    "description": 'Every error: `{"_status": "ERR", "_error": {"code", "message"}}`; '
+    "a 500 adds `_error.request_id` (quote it when reporting the error).",
+    "required": ["_status", "_error"],
+    "properties": {
+        "_status": {"const": "ERR"},
+        "_error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "integer", "description": "The HTTP status code."},
+                "message": {"type": "string"},
+            },
+        },
+    },
+}
+
+SCHEMAS: dict[str, Schema] = {
+    "ObjectId": {
+        "type": "string",
+        "pattern": "^[0-9a-fA-F]{24}$",
+        "description": "A MongoDB ObjectId: 24 hexadecimal digits.",
+        "examples": ["6650f1c2a3b4c5d6e7f80912"],
+    },
+    "HttpDate": {
+        "type": "string",
+        "pattern": rf"^({_DAYS}), \d{{2}} ({_MONTHS}) \d{{4}} \d{{2}}:\d{{2}}:\d{{2}} GMT$",
+        "description": "An RFC 1123 date, as HTTP and Eve write dates.",
+        "examples": ["Tue, 24 Nov 2026 10:00:00 GMT"],
+    },
+    "ETag": {
+        "type": "string",
+        "description": "The document's current ETag; send it back in `If-Match` to change it.",
+    },
+    "Link": LINK,
+    "ItemLinks": {
+        "type": "object",
+        "required": ["self"],
+        "properties": {
+            "self": ref("Link"),
+            "parent": ref("Link"),
+            "collection": ref("Link"),
+        },
+    },
+    "PageLinks": {
+        "type": "object",
+        "required": ["parent", "self"],
+        "properties": {name: ref("Link") for name in ("parent", "self", "next", "prev", "last")},
+    },
+    "PageMeta": {
+        "type": "object",
+        "required": ["page", "max_results"],
+        "properties": {
+            "page": {"type": "integer", "minimum": 1},
+            "max_results": {"type": "integer", "minimum": 1},
+            "total": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Matching documents; absent when counting is off (`count=false`).",
+            },
+        },
+    },
+    "WriteAck": {
+        "type": "object",
+        "description": "What a write answers for one document.",
+        "required": ["_status", "_id", "_created", "_updated", "_etag", "_links"],
+        "properties": {
+            "_status": {"const": "OK"},
+            "_id": ref("ObjectId"),
+            "_created": ref("HttpDate"),
+            "_updated": ref("HttpDate"),
+            "_etag": ref("ETag"),
+            "_links": ref("ItemLinks"),
+        },
+    },
+    "BulkWriteAck": {
+        "type": "object",
+        "description": "What a bulk insert (a JSON array) answers: one ack per document.",
+        "required": ["_status", "_items"],
+        "properties": {
+            "_status": {"const": "OK"},
+            "_items": {"type": "array", "items": ref("WriteAck")},
+        },
+    },
+    "Error": ERROR,
+    "ValidationError": {
+        "description": "A document that breaks its resource's schema: `_issues` maps each "
+        "field (dotted for nested ones) to its problem. A bulk insert reports each "
+        "document in `_items`, in order, and inserts none of them.",
+        "allOf": [ref("Error")],
+        "properties": {
+            "_issues": {"type": "object", "additionalProperties": {"type": "string"}},
+            "_items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["_status"],
+                    "properties": {
+                        "_status": {"enum": ["OK", "ERR"]},
+                        "_issues": {"type": "object", "additionalProperties": {"type": "string"}},
+                    },
+                },
+            },
+        },
+    },
+    "Home": {
+        "type": "object",
+        "required": ["_links"],
+        "properties": {
+            "_links": {
+                "type": "object",
+                "required": ["child"],
+                "properties": {"child": {"type": "array", "items": ref("Link")}},
+            }
+        },
+    },
+}
+
+
+def _header(description: str, schema: Schema | None = None) -> Schema:
+    return {"description": description, "schema": schema or {"type": "string"}}
+
+
+HEADERS: dict[str, Schema] = {
+    "ETag": _header('The representation\'s ETag, quoted (`"3a9c..."`).'),
+    "Last-Modified": _header("When the document last changed (RFC 1123)."),
+    "Location": _header("The URL of the created document (the first one, for a bulk insert)."),
+    "X-Total-Count": _header(
+        "Matching documents (absent when counting is off).", {"type": "integer", "minimum": 0}
+    ),
+    "Retry-After": _header("Seconds to wait before retrying.", {"type": "integer", "minimum": 0}),
+    "WWW-Authenticate": _header("The authentication challenge (`Bearer`)."),
+    "Idempotent-Replayed": _header(
+        "`true` when this is the kept answer to an earlier request with the same `Idempotency-Key`."
+    ),
+}
+
+
+def header_ref(name: str) -> Schema:
+    return ref(name, "headers")
+
+
+def query_parameter(name: str, description: str, schema: Schema) -> Schema:
+    """An optional query parameter; sent empty (``?page=``), it takes its default."""
+    return {
+        "name": name,
+        "in": "query",
+        "description": description,
+        "schema": schema,
+        "allowEmptyValue": True,
+    }
+
+
+PARAMETERS: dict[str, Schema] = {
+    "where": query_parameter(
+        "where",
+        'A MongoDB filter as JSON, e.g. `{"year": {"$gte": 2000}}`. '
+        "Comparison, logical, element, array and geospatial operators are allowed; "
+        "`$where`, `$function`, `$accumulator`, `$expr` and unknown operators answer 400, "
+        "and `$regex` is refused unless the resource allows it.",
+        {"type": "string"},
+    ),
+    "sort": query_parameter(
+        "sort",
+        'Sort keys: `year,-title` or Eve\'s `[("year", 1), ("title", -1)]`.',
+        {"type": "string"},
+    ),
+    "projection": query_parameter(
+        "projection",
+        'Fields to include (`{"title": 1}`) or exclude (`{"tags": 0}`), as JSON. '
+        "`_id`, `_created`, `_updated` and `_etag` are always returned.",
+        {"type": "string"},
+    ),
+    "page": query_parameter(
+        "page", "The page to return, from 1.", {"type": "integer", "minimum": 1}
+    ),
+    "If-None-Match": {
+        "name": "If-None-Match",
+        "in": "header",
+        "description": "ETags of the copy you hold: when one is current the answer is 304 "
+        "with no body.",
+        "schema": {"type": "string"},
+    },
+    "If-Modified-Since": {
+        "name": "If-Modified-Since",
+        "in": "header",
+        "description": "An RFC 1123 date: 304 when the document has not changed since "
+        "(ignored when `If-None-Match` is sent).",
+        "schema": {"type": "string"},
+    },
+    "Idempotency-Key": {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "description": "Any unique string (a UUID): send the same write again with the same "
+        "key and it is done once; the retry gets the first answer, with "
+        "`Idempotent-Replayed: true`. The same key with another body: 422; while the first "
+        "is still running: 409.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+    },
+    "If-Match": {
+        "name": "If-Match",
+        "in": "header",
+        "required": True,
+        "description": "The document's current `_etag` (or `*`). Missing: 428; no longer "
+        "current (someone changed the document since you read it): 412. The check is "
+        "atomic in the database write, so of two writers with the same ETag one wins.",
+        "schema": {"type": "string"},
+    },
+    "item_id": {
+        "name": "item_id",
+        "in": "path",
+        "required": True,
+        "description": "The document's `_id`.",
+        "schema": ref("ObjectId"),
+    },
+}
+
+
+def _error(description: str, *, schema: str = "Error", headers: tuple[str, ...] = ()) -> Schema:
+    response: Schema = {
+        "description": description,
+        "content": {"application/json": {"schema": ref(schema)}},
+    }
+    if headers:
+        response["headers"] = {name: header_ref(name) for name in headers}
+    return response
+
+
+RESPONSES: dict[str, Schema] = {
+    "Error": _error("An error, in Shoal's error envelope."),
+    "NotModified": {
+        "description": "Not modified: the copy you hold (`If-None-Match`) is current.",
+        "headers": {"ETag": header_ref("ETag")},
+    },
+    "BadRequest": _error("Bad request: a query parameter, header or body that cannot be used."),
+    "Unauthorized": _error(
+        "Not authenticated: no credentials where they are needed, or credentials that are "
+        "invalid, expired or revoked.",
+        headers=("WWW-Authenticate",),
+    ),
+    "Forbidden": _error("Forbidden: the caller's roles do not allow this."),
+    "NotFound": _error("No document with this id (or not one the caller may see)."),
+    "Conflict": _error("Conflict: a value that must be unique is taken."),
+    "PreconditionFailed": _error(
+        "Precondition failed: the `If-Match` ETag is no longer current; read the document "
+        "again and retry."
+    ),
+    "PayloadTooLarge": _error("The request body is larger than the server accepts."),
+    "UnsupportedMediaType": _error("The body is not JSON (`Content-Type: application/json`)."),
+    "UnprocessableEntity": _error(
+        "The document breaks the resource's schema.", schema="ValidationError"
+    ),
+    "PreconditionRequired": _error("`If-Match` is required to change a document."),
+    "TooManyRequests": _error("Too many requests: slow down.", headers=("Retry-After",)),
+    "ServiceUnavailable": _error(
+        "A dependency (MongoDB, Redis) is unreachable right now; retry later.",
+        headers=("Retry-After",),
+    ),
+}
+
+#: The status each shared error response stands for.
+ERROR_STATUSES: dict[int, str] = {
+    304: "NotModified",
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    412: "PreconditionFailed",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+    422: "UnprocessableEntity",
+    428: "PreconditionRequired",
+    429: "TooManyRequests",
+    503: "ServiceUnavailable",
+}
+
+
+def error_schema() -> Schema:
+    """The error envelope, self-contained (for quart-schema documented routes)."""
+    return copy.deepcopy(ERROR)
+
+
+def shared_components() -> dict[str, dict[str, Schema]]:
+    """Fresh copies of every shared component, keyed by component kind."""
+    return copy.deepcopy(
+        {
+            "schemas": SCHEMAS,
+            "headers": HEADERS,
+            "parameters": PARAMETERS,
+            "responses": RESPONSES,
+        }
+    )

@@ -1,0 +1,167 @@
+"""The OpenAPI provider: quart-schema's document of static routes, plus every
+configured resource, built once per process.
+
+quart-schema documents the routes registered with its decorators (health,
+auth, a developer's own blueprints). Resource routes are made at start-up from
+the config, so their operations are built here from each resource's settings
+and JSON Schema (see ``resources.py``) rather than from decorators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from quart_schema import OpenAPIProvider
+from werkzeug.routing import Rule
+
+from ..resources import EXTENSION_KEY as RESOURCES_KEY
+from ..resources import Resources
+from .components import (
+    SECURITY_DESCRIPTIONS,
+    Schema,
+    ref,
+    shared_components,
+)
+from .resources import ResourceDocument
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_NO_CONTENT_ATTRIBUTE = "_shoal_openapi_no_content"
+#: Endpoints of the resource blueprint; their paths are built from the config.
+_RESOURCE_BLUEPRINT = "resources"
+
+
+def document_no_content(status: int = 204, description: str = "No content.") -> Callable[[F], F]:
+    """Document a response without a body, which quart-schema's
+    ``document_response`` (it needs a model) cannot::
+
+        @auth.post("/logout")
+        @document_no_content(204, "Logged out.")
+        async def logout() -> Response: ...
+    """
+
+    def decorator(func: F) -> F:
+        responses: dict[int, str] = dict(getattr(func, _NO_CONTENT_ATTRIBUTE, {}))
+        responses[status] = description
+        setattr(func, _NO_CONTENT_ATTRIBUTE, responses)
+        return func
+
+    return decorator
+
+
+class ShoalOpenAPIProvider(OpenAPIProvider):
+    """quart-schema's provider with the resources added; the document is built
+    on first use and kept (the routes and the config do not change while the
+    process runs). Callers must not modify the returned document."""
+
+    _document: dict[str, Any] | None = None
+
+    def schema(self) -> dict[str, Any]:
+        if self._document is None:
+            self._document = self._build()
+        return self._document
+
+    def generate_rules(self) -> Iterable[Rule]:
+        for rule in super().generate_rules():
+            if rule.endpoint.split(".", 1)[0] != _RESOURCE_BLUEPRINT:
+                yield rule
+
+    def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
+        paths, components = super().build_paths(rule)
+        func = self._app.view_functions[rule.endpoint]
+        blueprint = rule.endpoint.rsplit(".", 1)[0] if "." in rule.endpoint else "meta"
+        no_content: dict[int, str] = getattr(func, _NO_CONTENT_ATTRIBUTE, {})
+        for path_item in paths.values():
+            for method, operation in list(path_item.items()):
+                operation = path_item[method] = dict(operation)
+                operation.setdefault("tags", [blueprint])
+                responses = dict(operation.get("responses", {}))
+                for status, description in no_content.items():
+                    responses[str(status)] = {"description": description}
+                # Whatever else the route answers is an error, and every error leaves
+                # Shoal in one envelope (see errors.py).
+                responses.setdefault("default", ref("Error", "responses"))
+                operation["responses"] = {str(key): value for key, value in responses.items()}
+                if not operation.get("parameters"):
+                    operation.pop("parameters", None)
+        return paths, components
+
+    def _build(self) -> dict[str, Any]:
+        document = super().schema()
+        static_paths: dict[str, Any] = dict(document["paths"])
+        components: dict[str, dict[str, Any]] = document["components"]
+        for kind, entries in shared_components().items():
+            _merge(components.setdefault(kind, {}), entries, kind)
+        for name, scheme in components.get("securitySchemes", {}).items():
+            if name in SECURITY_DESCRIPTIONS:
+                scheme.setdefault("description", SECURITY_DESCRIPTIONS[name])
+
+        paths: dict[str, Any] = {}
+        if f"{_RESOURCE_BLUEPRINT}.home" in self._app.view_functions:
+            paths["/"] = {"get": _home_operation()}
+        tags: list[Schema] = []
+        # quart-schema holds the app through a weak proxy; the extension is the same object.
+        resources: Resources = self._app.extensions[RESOURCES_KEY]
+        for resource_service in resources.services.values():
+            resource = ResourceDocument(resource_service.resource)
+            paths.update(resource.paths())
+            _merge(components["schemas"], resource.schemas(), "schemas")
+            tags.append(
+                {
+                    "name": resource.name,
+                    "description": f"The `{resource.name}` resource "
+                    f"(MongoDB collection `{resource_service.collection}`).",
+                }
+            )
+        paths.update(static_paths)
+        if self._extension.openapi_path is not None:
+            paths[self._extension.openapi_path] = {"get": _openapi_operation()}
+
+        known = {tag["name"] for tag in tags}
+        for path_item in paths.values():
+            for operation in path_item.values():
+                for name in operation.get("tags", []) if isinstance(operation, dict) else []:
+                    if name not in known:
+                        known.add(name)
+                        tags.append({"name": name})
+        document["tags"] = [*tags, *document.get("tags", [])]
+        document["paths"] = paths
+        return document
+
+
+def _merge(target: dict[str, Any], entries: dict[str, Any], kind: str) -> None:
+    for name, value in entries.items():
+        if name in target and target[name] != value:
+            raise RuntimeError(
+                f"two different OpenAPI components are named {kind}/{name}; rename one"
+            )
+        target[name] = value
+
+
+def _home_operation() -> Schema:
+    return {
+        "tags": ["meta"],
+        "summary": "The resources this API serves, with links",
+        "operationId": "get_home",
+        "responses": {
+            "200": {
+                "description": "One link per resource.",
+                "content": {"application/json": {"schema": ref("Home")}},
+            }
+        },
+    }
+
+
+def _openapi_operation() -> Schema:
+    return {
+        "tags": ["meta"],
+        "summary": "This OpenAPI document",
+        "operationId": "get_openapi",
+        "responses": {
+            "200": {
+                "description": "The OpenAPI 3.1 document of this API.",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
+    }

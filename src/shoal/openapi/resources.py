@@ -1,0 +1,445 @@
+"""The OpenAPI paths and schemas of configured resources, built from the config.
+
+For a resource ``books`` (names are the resource's; ``.`` never occurs in one, so
+they cannot collide with the shared components)::
+
+    components/schemas/books.input   the resource's JSON Schema: what POST and PUT take
+    components/schemas/books.patch   the same fields, none required: what PATCH takes
+    components/schemas/books.item    a stored document: the fields plus _id, _etag,
+                                     _created, _updated and _links
+    components/schemas/books.page    the list envelope: _items, _meta, _links
+
+    /books              GET (list), POST (one object or an array), DELETE (all)
+    /books/{item_id}    GET, PATCH, PUT, DELETE
+
+only with the methods the resource serves. JSON Schema 2020-12 is OpenAPI 3.1's
+own dialect, so the resource schema is embedded as it is; only its local
+``$ref``s are rewritten to point inside the component that now holds it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..resources import Resource
+from .components import (
+    AUTHENTICATED,
+    ERROR_STATUSES,
+    PUBLIC,
+    Schema,
+    header_ref,
+    query_parameter,
+    ref,
+)
+
+#: Methods whose success needs no credentials and changes nothing.
+_SAFE = frozenset({"GET", "HEAD"})
+#: Top-level keywords that constrain a whole document; a partial (PATCH) body
+#: or a stored document with Shoal's fields added need not satisfy them.
+_WHOLE_DOCUMENT_KEYWORDS = (
+    "required",
+    "minProperties",
+    "maxProperties",
+    "propertyNames",
+    "dependentRequired",
+    "dependentSchemas",
+    "if",
+    "then",
+    "else",
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+)
+
+
+def component_names(name: str) -> dict[str, str]:
+    """The component names of one resource's schemas."""
+    return {kind: f"{name}.{kind}" for kind in ("input", "patch", "item", "page")}
+
+
+def _rewrite_refs(node: Any, base: str) -> Any:
+    """Point the schema's local ``$ref``s (``#/...``) at ``base`` (a component)."""
+    if isinstance(node, dict):
+        rewritten = {key: _rewrite_refs(value, base) for key, value in node.items()}
+        target = node.get("$ref")
+        if isinstance(target, str) and target.startswith("#"):
+            rewritten["$ref"] = base + target[1:]
+        return rewritten
+    if isinstance(node, list):
+        return [_rewrite_refs(item, base) for item in node]
+    return node
+
+
+def _without_required(node: Any) -> Any:
+    """The schema with every nested ``required`` dropped (PATCH merges nested objects).
+
+    Only the keyword (a list) goes: a property that happens to be named ``required``
+    (its value is a schema) stays.
+    """
+    if isinstance(node, dict):
+        return {
+            key: _without_required(value)
+            for key, value in node.items()
+            if not (key == "required" and isinstance(value, list))
+        }
+    if isinstance(node, list):
+        return [_without_required(item) for item in node]
+    return node
+
+
+class ResourceDocument:
+    """The paths and component schemas of one resource."""
+
+    def __init__(self, resource: Resource) -> None:
+        self.resource = resource
+        self.name = resource.name
+        self.settings = resource.settings
+        self.names = component_names(resource.name)
+        base = f"#/components/schemas/{self.names['input']}"
+        schema = dict(resource.schema.schema)
+        for key in ("$schema", "$id"):
+            schema.pop(key, None)
+        self.base_schema: Schema = _rewrite_refs(schema, base)
+        properties = self.base_schema.setdefault("properties", {})
+        for field in sorted(resource.schema.readonly):
+            rule = properties.get(field)
+            if isinstance(rule, dict):
+                rule["readOnly"] = True
+        self.owner_field = self.settings.auth_field
+
+    # -- schemas ---------------------------------------------------------
+
+    def schemas(self) -> dict[str, Schema]:
+        return {
+            self.names["input"]: self._input_schema(),
+            self.names["patch"]: self._patch_schema(),
+            self.names["item"]: self._item_schema(),
+            self.names["page"]: self._page_schema(),
+        }
+
+    def _input_schema(self) -> Schema:
+        schema = copy.deepcopy(self.base_schema)
+        schema.setdefault("title", self.name)
+        # A client may choose the new document's id (POST) or repeat it (PUT).
+        schema["properties"] = {
+            "_id": {**ref("ObjectId"), "description": "Optional: the id to give the document."},
+            **schema["properties"],
+        }
+        return schema
+
+    def _patch_schema(self) -> Schema:
+        base = copy.deepcopy(self.base_schema)
+        schema: Schema = {
+            "title": f"{self.name} (changes)",
+            "description": "The fields to change; nested objects are merged, and a dotted "
+            "name (`author.name`) reaches into one. The merged document must satisfy the "
+            "resource's schema (422 otherwise).",
+            "type": "object",
+            "minProperties": 1,
+            "properties": _without_required(base.get("properties", {})),
+        }
+        if base.get("additionalProperties") is False:
+            schema["additionalProperties"] = False
+            schema["patternProperties"] = {r"^[^.$][^$]*\.": {}}
+        elif "additionalProperties" in base:
+            schema["additionalProperties"] = _without_required(base["additionalProperties"])
+        return schema
+
+    def _item_schema(self) -> Schema:
+        schema = copy.deepcopy(self.base_schema)
+        schema.pop("$defs", None)
+        required = list(schema.get("required", []))
+        for keyword in _WHOLE_DOCUMENT_KEYWORDS:
+            schema.pop(keyword, None)
+        schema["title"] = f"{self.name} item"
+        meta: dict[str, Schema] = {
+            "_id": ref("ObjectId"),
+            "_created": ref("HttpDate"),
+            "_updated": ref("HttpDate"),
+            "_etag": ref("ETag"),
+            "_links": ref("ItemLinks"),
+        }
+        if self.owner_field:
+            meta[self.owner_field] = {
+                "description": "The owner's id, set by the server.",
+                "readOnly": True,
+            }
+        schema["properties"] = {**meta, **schema.get("properties", {})}
+        # A projection may leave out any field but these.
+        schema["required"] = ["_id", "_created", "_updated", "_etag", "_links"]
+        if required:
+            names = ", ".join(f"`{name}`" for name in required)
+            schema["description"] = (
+                f"A stored document. Besides Shoal's fields it always has {names}, "
+                "unless a `projection` leaves fields out."
+            )
+        return schema
+
+    def _page_schema(self) -> Schema:
+        return {
+            "title": f"{self.name} page",
+            "type": "object",
+            "required": ["_items", "_meta", "_links"],
+            "properties": {
+                "_items": {"type": "array", "items": ref(self.names["item"])},
+                "_meta": ref("PageMeta"),
+                "_links": ref("PageLinks"),
+            },
+        }
+
+    # -- paths -----------------------------------------------------------
+
+    def paths(self) -> dict[str, dict[str, Any]]:
+        collection: dict[str, Any] = {}
+        for method in _documented(self.settings.resource_methods):
+            collection[method.lower()] = self._collection_operation(method)
+        item: dict[str, Any] = {}
+        for method in _documented(self.settings.item_methods):
+            item[method.lower()] = self._item_operation(method)
+        if item:
+            item["parameters"] = [ref("item_id", "parameters")]
+        paths = {}
+        if collection:
+            paths[f"/{self.name}"] = collection
+        if item:
+            paths[f"/{self.name}/{{item_id}}"] = item
+        return paths
+
+    def _security(self, method: str, *, item: bool) -> list[dict[str, list[str]]]:
+        public = self.settings.public_item_methods if item else self.settings.public_methods
+        public_method = "GET" if method == "HEAD" else method
+        return PUBLIC if public_method in public else AUTHENTICATED
+
+    def _responses(
+        self, method: str, success: Mapping[str, Schema], statuses: Iterable[int], *, item: bool
+    ) -> dict[str, Schema]:
+        # 401 even where the method is public: credentials sent must be valid.
+        codes = set(statuses) | {401, 429, 503}
+        if self._security(method, item=item) or method not in _SAFE:
+            codes.add(403)  # roles, or a browser session's CSRF check on a write
+        responses = dict(success)
+        for status in sorted(codes):
+            responses[str(status)] = ref(ERROR_STATUSES[status], "responses")
+        return dict(sorted(responses.items()))
+
+    def _operation(
+        self,
+        method: str,
+        *,
+        item: bool,
+        operation_id: str,
+        summary: str,
+        description: str | None = None,
+    ) -> Schema:
+        operation: Schema = {
+            "tags": [self.name],
+            "summary": summary,
+            "operationId": operation_id,
+            "security": self._security(method, item=item),
+        }
+        if description:
+            operation["description"] = description
+        return operation
+
+    def _collection_operation(self, method: str) -> Schema:
+        name = self.name
+        if method in _SAFE:
+            operation = self._operation(
+                method,
+                item=False,
+                operation_id=f"{method.lower()}_{name}" if method == "HEAD" else f"list_{name}",
+                summary=f"List {name}",
+                description="A page of documents, filtered, sorted and projected as asked. "
+                "Pages hold `max_results` documents; `_links.next` names the next page.",
+            )
+            operation["parameters"] = [
+                ref("where", "parameters"),
+                ref("sort", "parameters"),
+                ref("projection", "parameters"),
+                ref("page", "parameters"),
+                self._max_results(),
+                self._count(),
+                ref("If-None-Match", "parameters"),
+            ]
+            success = {
+                "200": {
+                    "description": f"A page of {name}.",
+                    "headers": {
+                        "ETag": header_ref("ETag"),
+                        "Last-Modified": header_ref("Last-Modified"),
+                        "X-Total-Count": header_ref("X-Total-Count"),
+                    },
+                    "content": {"application/json": {"schema": ref(self.names["page"])}},
+                },
+                "304": ref("NotModified", "responses"),
+            }
+            if method == "HEAD":
+                success["200"].pop("content")
+            operation["responses"] = self._responses(method, success, {400}, item=False)
+            return operation
+        if method == "POST":
+            operation = self._operation(
+                method,
+                item=False,
+                operation_id=f"create_{name}",
+                summary=f"Create one or more {name}",
+                description="Send one document, or a JSON array of documents to insert "
+                "them all at once: if any of them is invalid, none is inserted and the 422 "
+                "lists the problems of each.",
+            )
+            operation["parameters"] = [ref("Idempotency-Key", "parameters")]
+            operation["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                ref(self.names["input"]),
+                                {"type": "array", "minItems": 1, "items": ref(self.names["input"])},
+                            ]
+                        }
+                    }
+                },
+            }
+            success = {
+                "201": {
+                    "description": "Created.",
+                    "headers": {
+                        "Location": header_ref("Location"),
+                        "ETag": header_ref("ETag"),
+                        "Idempotent-Replayed": header_ref("Idempotent-Replayed"),
+                    },
+                    "content": {
+                        "application/json": {
+                            "schema": {"oneOf": [ref("WriteAck"), ref("BulkWriteAck")]}
+                        }
+                    },
+                }
+            }
+            operation["responses"] = self._responses(
+                method, success, {400, 409, 413, 415, 422}, item=False
+            )
+            return operation
+        operation = self._operation(
+            method,
+            item=False,
+            operation_id=f"delete_{name}",
+            summary=f"Delete every document of {name}",
+        )
+        operation["responses"] = self._responses(
+            method, {"204": {"description": "Deleted."}}, set(), item=False
+        )
+        return operation
+
+    def _max_results(self) -> Schema:
+        settings = self.settings
+        return query_parameter(
+            "max_results",
+            f"Documents per page (default {settings.default_max_results}; "
+            f"values above {settings.pagination_limit} are lowered to it).",
+            {"type": "integer", "minimum": 1},
+        )
+
+    def _count(self) -> Schema:
+        default = "on" if self.settings.count else "off"
+        return query_parameter(
+            "count",
+            f"Count the matching documents (`_meta.total`, `X-Total-Count`); "
+            f"{default} by default for this resource. Turn it off on large collections.",
+            {"type": "boolean"},
+        )
+
+    def _item_operation(self, method: str) -> Schema:
+        name, title = self.name, self.resource.item_title.lower()
+        if method in _SAFE:
+            operation = self._operation(
+                method,
+                item=True,
+                operation_id=f"{method.lower()}_{name}_item",
+                summary=f"Get one {title}",
+            )
+            operation["parameters"] = [
+                ref("If-None-Match", "parameters"),
+                ref("If-Modified-Since", "parameters"),
+            ]
+            success: dict[str, Schema] = {
+                "200": {
+                    "description": f"The {title}.",
+                    "headers": {
+                        "ETag": header_ref("ETag"),
+                        "Last-Modified": header_ref("Last-Modified"),
+                    },
+                    "content": {"application/json": {"schema": ref(self.names["item"])}},
+                },
+                "304": ref("NotModified", "responses"),
+            }
+            if method == "HEAD":
+                success["200"].pop("content")
+            operation["responses"] = self._responses(method, success, {404}, item=True)
+            return operation
+        if method == "DELETE":
+            operation = self._operation(
+                method,
+                item=True,
+                operation_id=f"delete_{name}_item",
+                summary=f"Delete one {title}",
+            )
+            operation["parameters"] = [ref("If-Match", "parameters")]
+            operation["responses"] = self._responses(
+                method, {"204": {"description": "Deleted."}}, {400, 404, 412, 428}, item=True
+            )
+            return operation
+        if method == "PATCH":
+            operation = self._operation(
+                method,
+                item=True,
+                operation_id=f"update_{name}_item",
+                summary=f"Change some fields of one {title}",
+            )
+            body = ref(self.names["patch"])
+            operation["parameters"] = [ref("Idempotency-Key", "parameters")]
+        else:
+            operation = self._operation(
+                method,
+                item=True,
+                operation_id=f"replace_{name}_item",
+                summary=f"Replace one {title}",
+                description="The body replaces the whole document (its `_id` and "
+                "`_created` are kept).",
+            )
+            body = ref(self.names["input"])
+        operation["parameters"] = [
+            ref("If-Match", "parameters"),
+            *operation.get("parameters", []),
+        ]
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+        success = {
+            "200": {
+                "description": "Saved; the ack carries the new `_etag`.",
+                "headers": {
+                    "ETag": header_ref("ETag"),
+                    "Last-Modified": header_ref("Last-Modified"),
+                },
+                "content": {"application/json": {"schema": ref("WriteAck")}},
+            }
+        }
+        if method == "PATCH":
+            success["200"]["headers"]["Idempotent-Replayed"] = header_ref("Idempotent-Replayed")
+        operation["responses"] = self._responses(
+            method, success, {400, 404, 409, 412, 413, 415, 422, 428}, item=True
+        )
+        return operation
+
+
+def _documented(methods: Iterable[str]) -> list[str]:
+    """The methods to document: HEAD only where GET, which implies it, is absent."""
+    unique = list(dict.fromkeys(methods))
+    if "GET" in unique:
+        unique = [method for method in unique if method != "HEAD"]
+    return unique

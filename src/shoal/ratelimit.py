@@ -1,0 +1,232 @@
+"""Rate limits shared by every instance: GCRA, one atomic step in shared state.
+
+Built on quart-rate-limiter (see docs/decisions/0006-rate-limiting.md): its
+``RateLimit`` values and its ``rate_limit``, ``rate_exempt`` and
+``limit_blueprint`` decorators work on your own routes as its documentation
+says. What changes is the check: the library reads a bucket, decides, then
+writes it back (two instances can both read "one left" and both pass), so
+``SharedRateLimiter`` replaces its two request hooks with one call to
+``SharedState.rate_limit``, a Lua script in Redis that checks and counts every
+limit of a request at once::
+
+    rate_limits: {read: "1000/minute", write: "100/minute"}
+    resources:
+      books:
+        rate_limits: {write: "10/minute"}   # books' writes: their own, tighter bucket
+
+A caller is counted by API key, else by user, else by client address (behind
+the ``trusted_proxies`` only, ``X-Forwarded-For`` is believed). Reads (GET,
+HEAD, OPTIONS) and writes (the other methods) have separate buckets. A route
+without a resource override shares one bucket per caller and class ("*"); a
+resource with an override has its own. Over the limit: 429 with
+``Retry-After``; every limited response carries ``RateLimit-Limit``,
+``RateLimit-Remaining`` and ``RateLimit-Reset``.
+
+While Redis is unreachable, limits fail open (requests pass, uncounted) unless
+``rate_limits.fail_open`` is false (then 503).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Mapping
+
+from quart import Quart, Response, current_app, g, request
+from quart_rate_limiter import (
+    QUART_RATE_LIMITER_EXEMPT_ATTRIBUTE,
+    QUART_RATE_LIMITER_LIMITS_ATTRIBUTE,
+    RateLimit,
+    RateLimiter,
+)
+
+from .auth import get_auth
+from .config import RateLimitSettings, Settings, parse_rate
+from .errors import ApiError, ServiceUnavailable, TooManyRequests
+from .net import Networks, client_address
+from .state import Rate, RateVerdict, SharedState, StateUnavailable
+
+logger = logging.getLogger("shoal.ratelimit")
+
+EXTENSION_KEY = "shoal.ratelimit"
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Probes a load balancer calls all the time: never limited.
+EXEMPT_ENDPOINTS = frozenset({"health.healthz", "health.readyz"})
+#: After shared state fails, seconds during which it is not asked again (a dead
+#: Redis must not add a connect timeout to every request).
+RETRY_AFTER_FAILURE = 1.0
+
+
+def method_class(method: str) -> str:
+    """``read`` for GET, HEAD and OPTIONS; ``write`` for every other method."""
+    return "read" if method in READ_METHODS else "write"
+
+
+def _rates(settings: RateLimitSettings | None) -> dict[str, Rate]:
+    rates: dict[str, Rate] = {}
+    if settings is None:
+        return rates
+    for name in ("read", "write"):
+        text = getattr(settings, name)
+        if text is not None:
+            rates[name] = Rate(*parse_rate(text))
+    return rates
+
+
+def _describe(rate: Rate) -> str:
+    period = f"{rate.period:g} s"
+    for seconds, unit in ((86_400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
+        if rate.period == seconds:
+            period = unit
+            break
+    return f"{rate.count} per {period}"
+
+
+async def caller_key(trusted_proxies: Networks) -> str:
+    """Who is calling, for counting: the API key or user, else the client's address.
+
+    Bad or unverifiable credentials count against the address; the view
+    answers 401 (or 503) for them itself.
+    """
+    try:
+        principal = await get_auth(current_app).current_principal()
+    except ApiError:
+        principal = None
+    if principal is not None:
+        return principal.rate_key
+    return "addr:" + client_address(request, trusted_proxies)
+
+
+def _digest(value: str) -> str:
+    # Callers appear hashed, so no address or user id is readable in Redis keys.
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+class SharedRateLimiter(RateLimiter):
+    """quart-rate-limiter's ``RateLimiter`` with an atomic, shared GCRA check.
+
+    Limits come from the config (global and per resource) and from the
+    library's decorators on any route; all of a request's limits are checked
+    and counted together in one round trip.
+    """
+
+    def __init__(self, settings: Settings, state: SharedState) -> None:
+        super().__init__(key_function=self.caller)
+        self.state = state
+        self.fail_open = settings.rate_limits.fail_open
+        self.trusted_proxies = settings.trusted_proxies
+        self.global_rates = _rates(settings.rate_limits)
+        self.resource_rates = {
+            name: _rates(resource.rate_limits) for name, resource in settings.resources.items()
+        }
+        # The resource behind each resource endpoint (see api/resources.py).
+        self.endpoint_resources: Mapping[str, str] = {
+            f"resources.{name}:{kind}": name
+            for name in settings.resources
+            for kind in ("collection", "item")
+        }
+        self._skip_until = 0.0
+
+    def init_app(self, app: Quart, enabled: bool = True) -> None:
+        app.extensions[EXTENSION_KEY] = self
+        super().init_app(app, enabled=enabled)
+
+    async def caller(self) -> str:
+        """Who is counted: the API key or user, else the client's address."""
+        return await caller_key(self.trusted_proxies)
+
+    async def limits(self) -> list[tuple[str, Rate]]:
+        """The (key, rate) pairs the current request counts against."""
+        endpoint = request.endpoint
+        if endpoint is None or endpoint in EXEMPT_ENDPOINTS:
+            return []
+        view = current_app.view_functions.get(endpoint)
+        if view is None or getattr(view, QUART_RATE_LIMITER_EXEMPT_ATTRIBUTE, False):
+            return []
+        kind = method_class(request.method)
+        resource = self.endpoint_resources.get(endpoint)
+        own = self.resource_rates.get(resource, {}) if resource is not None else {}
+        decorated: list[RateLimit] = [
+            *getattr(view, QUART_RATE_LIMITER_LIMITS_ATTRIBUTE, []),
+            *getattr(
+                current_app.blueprints.get(request.blueprint or ""),
+                QUART_RATE_LIMITER_LIMITS_ATTRIBUTE,
+                [],
+            ),
+        ]
+        rate = own.get(kind) or self.global_rates.get(kind)
+        if rate is None and not decorated:
+            return []
+        caller = _digest(await self.caller())
+        limits: list[tuple[str, Rate]] = []
+        if rate is not None:
+            bucket = resource if kind in own else "*"
+            limits.append((f"rl:{{{caller}}}:{bucket}:{kind}:{rate.count}/{rate.period:g}", rate))
+        for limit in decorated:
+            skip = limit.skip_function or self.skip_function
+            if skip is not None and await skip():
+                continue
+            who = caller if limit.key_function is None else _digest(await limit.key_function())
+            period = limit.period.total_seconds()
+            key = f"rl:{{{who}}}:route:{endpoint}:{limit.count}/{period:g}"
+            limits.append((key, Rate(limit.count, period)))
+        return limits
+
+    async def _before_request(self) -> None:
+        if not current_app.config["QUART_RATE_LIMITER_ENABLED"]:
+            return
+        limits = await self.limits()
+        if not limits:
+            return
+        verdicts = await self._count(limits)
+        if verdicts is None:
+            return
+        refused = [
+            (verdict, rate)
+            for verdict, (_, rate) in zip(verdicts, limits, strict=True)
+            if not verdict.allowed
+        ]
+        # The headers describe the limit closest to refusing (the IETF draft's advice).
+        g.rate_limit_verdict = min(verdicts, key=lambda v: (v.remaining, -v.reset))
+        if refused:
+            verdict, rate = max(refused, key=lambda pair: pair[0].retry_after)
+            g.rate_limit_verdict = verdict
+            retry_after = max(1, math.ceil(verdict.retry_after))
+            raise TooManyRequests(
+                f"too many requests: the limit is {_describe(rate)}; retry in {retry_after} s",
+                headers={"Retry-After": str(retry_after)},
+            )
+
+    async def _count(self, limits: list[tuple[str, Rate]]) -> list[RateVerdict] | None:
+        """The verdicts, or None when shared state is down and limits fail open."""
+        if time.monotonic() >= self._skip_until:
+            try:
+                return await self.state.rate_limit(limits)
+            except StateUnavailable:
+                self._skip_until = time.monotonic() + RETRY_AFTER_FAILURE
+                logger.warning(
+                    "rate limits unavailable (shared state unreachable); %s",
+                    "letting requests through" if self.fail_open else "refusing requests",
+                )
+        if self.fail_open:
+            return None
+        raise ServiceUnavailable(
+            "rate limits cannot be checked because shared state (Redis) is unreachable; "
+            "retry shortly",
+            retry_after=int(RETRY_AFTER_FAILURE) + 1,
+        )
+
+    async def _after_request(self, response: Response) -> Response:
+        verdict: RateVerdict | None = g.get("rate_limit_verdict")
+        if verdict is not None:
+            response.headers["RateLimit-Limit"] = str(verdict.limit)
+            response.headers["RateLimit-Remaining"] = str(verdict.remaining)
+            response.headers["RateLimit-Reset"] = str(math.ceil(verdict.reset))
+        return response
+
+
+def get_rate_limiter(app: Quart) -> SharedRateLimiter:
+    limiter: SharedRateLimiter = app.extensions[EXTENSION_KEY]
+    return limiter

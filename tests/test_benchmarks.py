@@ -1,0 +1,334 @@
+"""The benchmark harness's logic: wrk's report, the targets, the profiles, the docs,
+and the wrk Lua scripts against a tiny local server. No timing is asserted here;
+the benchmarks themselves run with ``scripts/bench``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from benchmarks import docs
+from benchmarks.profile import short_path, summarize
+from benchmarks.report import Result, target_rows, targets, text_table
+from benchmarks.wrk import WrkError, parse_wrk, wrk_command
+
+WRK_REPORT = """\
+Running 10s test @ http://127.0.0.1:40001/items
+  2 threads and 1000 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   412.33ms  120.01ms   1.98s    71.20%
+    Req/Sec   610.12    130.50     0.98k    68.00%
+  Latency Distribution
+     50%  380.50ms
+     75%  450.00ms
+     90%  600.10ms
+     99%    1.52s
+  12001 requests in 10.03s, 6.51MB read
+  Socket errors: connect 0, read 3, write 0, timeout 17
+  Non-2xx or 3xx responses: 5
+Requests/sec:   1196.51
+Transfer/sec:    664.20KB
+"""
+
+
+def test_parse_wrk_reads_rate_percentiles_and_errors() -> None:
+    result = parse_wrk(WRK_REPORT)
+    assert result.requests == 12001
+    assert result.seconds == pytest.approx(10.03)
+    assert result.requests_per_s == pytest.approx(1196.51)
+    assert result.p50_ms == pytest.approx(380.5)
+    assert result.p99_ms == pytest.approx(1520.0)
+    assert (result.non_2xx_3xx, result.read_errors, result.timeouts) == (5, 3, 17)
+    assert result.errors == 25
+
+
+def test_parse_wrk_without_errors_and_with_microseconds() -> None:
+    report = (
+        WRK_REPORT.replace("  Socket errors: connect 0, read 3, write 0, timeout 17\n", "")
+        .replace("  Non-2xx or 3xx responses: 5\n", "")
+        .replace("380.50ms", "912.00us")
+    )
+    result = parse_wrk(report)
+    assert result.errors == 0
+    assert result.p50_ms == pytest.approx(0.912)
+
+
+def test_parse_wrk_refuses_what_is_not_a_report() -> None:
+    with pytest.raises(WrkError):
+        parse_wrk("unable to connect to 127.0.0.1:1 Connection refused")
+    with pytest.raises(WrkError, match="--latency"):
+        parse_wrk(WRK_REPORT.split("  Latency Distribution")[0] + "Requests/sec: 1.0\n"
+                  "  1 requests in 1.00s, 1KB read\n")  # fmt: skip
+
+
+def _result(server: str, scenario: str, rate: float, workers: int = 1, **extra: Any) -> Result:
+    fields: dict[str, Any] = {
+        "server": server,
+        "scenario": scenario,
+        "workers": workers,
+        "connections": 16,
+        "requests": int(rate * 10),
+        "seconds": 10.0,
+        "requests_per_s": rate,
+        "p50_ms": 5.0,
+        "p99_ms": 20.0,
+        "errors": 0,
+        "worker_rss_mb": [60.0],
+    }
+    fields.update(extra)
+    return Result(**fields)
+
+
+def _status(found: list[Any], name: str) -> str:
+    matches = [target.status for target in found if target.name == name]
+    assert len(matches) == 1, name
+    return str(matches[0])
+
+
+def test_targets_compare_ratios_with_the_goals_of_the_issue() -> None:
+    results = [
+        _result("quart", "minimal", 1000),
+        _result("driver", "find_one", 1000),
+        _result("shoal", "item_get", 700),  # 0.7x the driver: below 0.8
+        _result("shoal", "item_get_cached", 900),  # 0.9x Quart: above 0.85
+        _result("shoal", "list_get", 100),
+        _result("shoal", "post", 400),
+        _result("shoal", "patch", 300),
+        _result("shoal", "item_get_1000c", 800, connections=1000, p99_ms=450.0),
+        _result("eve", "item_get", 300),
+        _result("eve", "list_get", 60),
+        _result("eve", "post", 100),
+        _result("eve", "item_get_1000c", 300),
+        # No Eve PATCH: that comparison cannot be made.
+    ]
+    found = targets(results)
+    assert _status(found, "Shoal cached item GET / Quart minimal app") == "met"
+    assert _status(found, "Shoal uncached item GET / driver ceiling") == "not yet met"
+    assert _status(found, "Shoal / Eve, item GET uncached") == "met"  # 2.33x
+    assert _status(found, "Shoal / Eve, item GET cached") == "met"  # against Eve's item GET
+    assert _status(found, "Shoal / Eve, list GET (25 items)") == "not yet met"  # 1.67x
+    assert _status(found, "Shoal / Eve, PATCH with If-Match") == "not measured"
+    assert _status(found, "1,000 connections: zero errors, p99 < 500 ms") == "met"
+    assert _status(found, "peak RSS per Shoal worker") == "met"
+
+
+def test_errors_fail_the_many_connections_target_and_do_not_count_as_throughput() -> None:
+    results = [
+        _result("shoal", "item_get_1000c", 800, p99_ms=120.0, errors=3, non_2xx_3xx=3),
+        _result("eve", "item_get_1000c", 400),
+        _result("shoal", "item_get", 100, worker_rss_mb=[80.0, 120.0]),
+    ]
+    found = targets(results)
+    assert _status(found, "1,000 connections: zero errors, p99 < 500 ms") == "not yet met"
+    ratio = next(t for t in found if t.name == "Shoal / Eve, item GET, 1,000 conns").value
+    assert ratio == pytest.approx((8000 - 3) / 10 / 400)
+    # The largest worker counts.
+    assert _status(found, "peak RSS per Shoal worker") == "not yet met"
+    rows = target_rows(found)
+    assert any(row[1] == "peak RSS per Shoal worker" and row[2] == "120.0 MB" for row in rows)
+
+
+def test_ratios_per_app_cpu_discount_a_busy_machine() -> None:
+    # Eve served half as much only because it got half the CPU: per CPU, Shoal is 1x.
+    shoal = _result("shoal", "item_get", 600, cpu_percent={"app": 100.0})
+    eve = _result("eve", "item_get", 300, cpu_percent={"app": 50.0})
+    target = next(t for t in targets([shoal, eve]) if t.name == "Shoal / Eve, item GET uncached")
+    assert target.value == pytest.approx(2.0)
+    assert target.per_cpu == pytest.approx(1.0)
+    assert shoal.per_app_cpu_s == pytest.approx(600.0)
+
+
+def test_targets_are_reported_per_worker_count() -> None:
+    results = [
+        _result("shoal", "item_get_cached", 900, workers=1),
+        _result("quart", "minimal", 1000, workers=1),
+        _result("shoal", "item_get_cached", 1000, workers=2),
+        _result("quart", "minimal", 2000, workers=2),
+    ]
+    cached = [t for t in targets(results) if t.name.startswith("Shoal cached")]
+    assert [(t.workers, t.status) for t in cached] == [(1, "met"), (2, "not yet met")]
+
+
+def test_text_table_aligns_columns() -> None:
+    table = text_table(["name", "req/s"], [["a", "1,234.5"], ["longer", "9.0"]])
+    lines = table.splitlines()
+    assert lines[0].startswith("name  ")
+    assert lines[2].endswith("1,234.5")
+    assert lines[3].endswith("    9.0")
+
+
+COLLAPSED = """\
+run (asyncio/runners.py:1);handle (/opt/venv/lib/python3.11/site-packages/quart/app.py:10);\
+dumps (/opt/venv/lib/python3.11/site-packages/shoal/encoding.py:50) 30
+run (asyncio/runners.py:1);handle (/opt/venv/lib/python3.11/site-packages/quart/app.py:10) 10
+run (asyncio/runners.py:1);find_one (/home/dev/repo/src/shoal/storage.py:120);\
+_decode (/usr/lib/python3.11/json/decoder.py:5) 60
+"""
+
+
+def test_profile_summary_counts_own_and_inclusive_time_without_machine_paths() -> None:
+    profile = summarize(COLLAPSED)
+    assert profile.samples == 100
+    own = dict(profile.top(profile.own))
+    assert own["dumps (shoal/encoding.py)"] == pytest.approx(30.0)
+    assert own["handle (quart/app.py)"] == pytest.approx(10.0)
+    inclusive = dict(profile.top(profile.inclusive))
+    assert inclusive["handle (quart/app.py)"] == pytest.approx(40.0)
+    assert inclusive["find_one (shoal/storage.py)"] == pytest.approx(60.0)
+    assert dict(profile.top(profile.packages)) == {"stdlib": 60.0, "shoal": 30.0, "quart": 10.0}
+    assert short_path("/srv/x/.venv/lib/python3.11/site-packages/quart/app.py") == "quart/app.py"
+    assert "/" not in json.dumps(profile.to_json()).split("(")[0]
+
+
+def test_docs_render_figures_and_target_status(tmp_path: Path) -> None:
+    results = [
+        _result("quart", "minimal", 1000),
+        _result("shoal", "item_get_cached", 900),
+    ]
+    data = {
+        "generated": "2026-01-01T00:00:00+00:00",
+        "command": "scripts/bench",
+        "elapsed_s": 300.0,
+        "options": {
+            "duration": 10.0,
+            "warmup": 2.0,
+            "connections": 16,
+            "many_connections": 1000,
+            "documents": 1000,
+            "patch_pool": 6000,
+            "workers": [1, 2],
+        },
+        "machine": {
+            "cpus": 2,
+            "cpu_model": "Some CPU",
+            "memory_gib": 24.0,
+            "system": "Linux 6",
+            "python": "3.11.7",
+            "wrk": "wrk 4.1.0",
+        },
+        "versions": {"shoal": "0.1.0"},
+        "results": [result.to_json() for result in results],
+        "profiles": {},
+        "notes": ["a note"],
+    }
+    page = docs.render(data)
+    assert "| 1 | Shoal cached item GET / Quart minimal app | 0.90x | - | >= 0.85x | met |" in page
+    assert "2 cores (Some CPU)" in page
+    assert "- a note" in page
+    assert "$" not in page.replace("$set", "")
+
+
+# --- the Lua scripts, against a tiny server -----------------------------------------
+
+
+class _Items(BaseHTTPRequestHandler):
+    """GET and PATCH /items/<id> with ETags; POST /items. Records what it saw."""
+
+    protocol_version = "HTTP/1.1"
+    etags: ClassVar[dict[str, str]]
+    seen: ClassVar[dict[str, Any]]
+    lock = threading.Lock()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def _reply(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+
+    def do_GET(self) -> None:
+        item = self.path.rsplit("/", 1)[-1]
+        with self.lock:
+            self.seen["get"].add(item)
+        self._reply(200 if item in self.etags else 404, {"_id": item})
+
+    def do_POST(self) -> None:
+        body = json.loads(self._body())
+        with self.lock:
+            self.seen["post"].append(body)
+        self._reply(201, {"_status": "OK"})
+
+    def do_PATCH(self) -> None:
+        item = self.path.rsplit("/", 1)[-1]
+        json.loads(self._body())
+        with self.lock:
+            current = self.etags[item]
+            if self.headers.get("If-Match") != f'"{current}"':
+                self.seen["stale"] += 1
+                self._reply(412, {"_status": "ERR"})
+                return
+            self.seen["patch"][item] = self.seen["patch"].get(item, 0) + 1
+            new = format(int(current, 16) + 1, "040x")
+            self.etags[item] = new
+        self._reply(200, {"_id": item, "_etag": new, "_status": "OK"})
+
+
+@pytest.fixture
+def items_server(tmp_path: Path) -> Iterator[tuple[str, Path, type[_Items]]]:
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    ids = [format(n, "024x") for n in range(1, 9)]
+
+    class Handler(_Items):
+        etags: ClassVar[dict[str, str]] = {item: format(n, "040x") for n, item in enumerate(ids)}
+        seen: ClassVar[dict[str, Any]] = {"get": set(), "post": [], "patch": {}, "stale": 0}
+
+    handler = Handler
+    docs_file = tmp_path / "docs.txt"
+    docs_file.write_text("".join(f"{item} {handler.etags[item]}\n" for item in ids))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", docs_file, handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _wrk(url: str, script: str, *args: str) -> None:
+    command = wrk_command(
+        url, duration=1, connections=2, threads=2, script=script, script_args=args
+    )
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert completed.returncode == 0, completed.stderr
+    assert not completed.stderr.strip(), completed.stderr
+    parse_wrk(completed.stdout)
+
+
+def test_patch_script_keeps_each_documents_latest_etag(
+    items_server: tuple[str, Path, type[_Items]],
+) -> None:
+    url, docs_file, handler = items_server
+    _wrk(url, "patch.lua", str(docs_file), "/items/", "2")
+    patched = handler.seen["patch"]
+    assert handler.seen["stale"] == 0
+    # Every document was patched, and again with the ETag of the previous answer.
+    assert set(patched) == set(handler.etags)
+    assert min(patched.values()) > 1
+
+
+def test_get_script_covers_every_document_and_post_sends_valid_documents(
+    items_server: tuple[str, Path, type[_Items]],
+) -> None:
+    url, docs_file, handler = items_server
+    _wrk(url, "get.lua", str(docs_file), "/items/", "2")
+    assert handler.seen["get"] == set(handler.etags)
+    _wrk(url, "post.lua", "/items")
+    posted = handler.seen["post"]
+    assert posted
+    assert all(body["title"] == "posted by wrk" for body in posted)

@@ -1,0 +1,225 @@
+"""The response cache, over HTTP: hits, 304s, invalidation across instances, scopes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from quart import Quart
+from quart.typing import TestClientProtocol as Client
+
+from shoal.app import create_app
+from shoal.state import RedisState, get_state
+from tests.conftest import SettingsFactory
+from tests.utils.auth import editor_client
+from tests.utils.http import create, if_match
+from tests.utils.settings import example_resources
+
+NOTES: dict[str, Any] = {
+    "schema": {
+        "type": "object",
+        "required": ["text"],
+        "properties": {"text": {"type": "string"}, "owner": {"type": "string"}},
+    },
+    "resource_methods": ["GET", "POST"],
+    "item_methods": ["GET", "PATCH"],
+    "allowed_roles": ["editor"],
+    "auth_field": "owner",
+    "cache_ttl": 60,
+}
+
+
+def cached_resources(ttl: int = 60) -> dict[str, Any]:
+    resources = example_resources()
+    resources["books"]["cache_ttl"] = ttl
+    resources["notes"] = NOTES
+    return resources
+
+
+@pytest.fixture
+async def cached_app(settings_factory: SettingsFactory) -> AsyncIterator[Quart]:
+    app = create_app(settings_factory(resources=cached_resources()))
+    async with app.test_app():
+        yield app
+
+
+@pytest.fixture
+async def two_instances(settings_factory: SettingsFactory) -> AsyncIterator[tuple[Quart, Quart]]:
+    """Two apps ('instances') on one database and one Redis, books cached."""
+    settings = settings_factory(resources=cached_resources())
+    first, second = create_app(settings), create_app(settings)
+    async with first.test_app(), second.test_app():
+        yield first, second
+
+
+async def _get(client: Client, path: str, **kwargs: Any) -> tuple[Any, Any]:
+    response = await client.get(path, **kwargs)
+    body = await response.get_json() if response.status_code != 304 else None
+    return response, body
+
+
+async def test_cache_is_off_unless_a_resource_asks(app: Quart, anonymous: Client) -> None:
+    for _ in range(2):
+        response = await anonymous.get("/books")
+        assert response.status_code == 200
+        assert "X-Cache" not in response.headers
+
+
+async def test_a_list_is_a_miss_then_a_hit_with_the_same_answer(cached_app: Quart) -> None:
+    editor = await editor_client(cached_app)
+    await create(editor, "books", {"title": "Dune", "year": 1965})
+    anonymous = cached_app.test_client()
+
+    first, first_body = await _get(anonymous, "/books")
+    second, second_body = await _get(anonymous, "/books")
+
+    assert first.headers["X-Cache"] == "MISS"
+    assert second.headers["X-Cache"] == "HIT"
+    assert second_body == first_body
+    assert second_body["_items"][0]["title"] == "Dune"
+    for name in ("ETag", "Last-Modified", "X-Total-Count", "Content-Type"):
+        assert second.headers[name] == first.headers[name]
+
+
+async def test_an_item_is_a_miss_then_a_hit(cached_app: Quart) -> None:
+    editor = await editor_client(cached_app)
+    ack = await create(editor, "books", {"title": "Dune"})
+    first, first_body = await _get(editor, f"/books/{ack['_id']}")
+    second, second_body = await _get(editor, f"/books/{ack['_id']}")
+    assert (first.headers["X-Cache"], second.headers["X-Cache"]) == ("MISS", "HIT")
+    assert second_body == first_body
+    assert second.headers["ETag"] == f'"{ack["_etag"]}"'
+
+
+async def test_if_none_match_on_a_cached_answer_is_304(cached_app: Quart) -> None:
+    editor = await editor_client(cached_app)
+    ack = await create(editor, "books", {"title": "Dune"})
+    for path in ("/books", f"/books/{ack['_id']}"):
+        warm, _ = await _get(editor, path)
+        etag = warm.headers["ETag"]
+        response, _ = await _get(editor, path, headers={"If-None-Match": etag})
+        assert response.status_code == 304
+        assert response.headers["X-Cache"] == "HIT"
+        assert response.headers["ETag"] == etag
+        assert await response.get_data() == b""
+        stale, _ = await _get(editor, path, headers={"If-None-Match": '"other"'})
+        assert (stale.status_code, stale.headers["X-Cache"]) == (200, "HIT")
+
+
+async def test_the_query_is_normalised_and_distinguishes_answers(cached_app: Quart) -> None:
+    editor = await editor_client(cached_app)
+    await editor.post("/books", json=[{"title": f"B{n}", "year": n} for n in range(3)])
+    miss, page = await _get(editor, "/books?max_results=2&sort=year")
+    hit, same = await _get(editor, "/books?sort=year&max_results=2")
+    other, different = await _get(editor, "/books?max_results=2&sort=-year")
+    assert (miss.headers["X-Cache"], hit.headers["X-Cache"]) == ("MISS", "HIT")
+    assert same == page
+    assert other.headers["X-Cache"] == "MISS"
+    assert [item["year"] for item in different["_items"]] == [2, 1]
+
+
+async def test_a_write_through_one_instance_is_never_missed_by_the_other(
+    two_instances: tuple[Quart, Quart],
+) -> None:
+    first, second = [await editor_client(app) for app in two_instances]
+    ack = await create(first, "books", {"title": "Dune", "year": 0})
+    etag = ack["_etag"]
+    for round_ in range(1, 6):
+        # Warm both instances' view of the list and the item...
+        for client in (first, second):
+            await client.get("/books")
+            await client.get(f"/books/{ack['_id']}")
+        # ...write through the first one...
+        patched = await first.patch(
+            f"/books/{ack['_id']}", json={"year": round_}, headers=if_match(etag)
+        )
+        assert patched.status_code == 200
+        etag = (await patched.get_json())["_etag"]
+        await create(first, "books", {"title": f"Sequel {round_}"})
+        # ...and the second one answers with the new state at once.
+        response, item = await _get(second, f"/books/{ack['_id']}")
+        assert item["year"] == round_, response.headers.get("X-Cache")
+        assert item["_etag"] == etag
+        _, page = await _get(second, "/books")
+        assert page["_meta"]["total"] == round_ + 1
+        assert {i["title"] for i in page["_items"]} >= {f"Sequel {round_}"}
+
+
+async def test_a_delete_invalidates_the_item_and_the_list(
+    two_instances: tuple[Quart, Quart],
+) -> None:
+    first, second = [await editor_client(app) for app in two_instances]
+    ack = await create(first, "books", {"title": "Dune"})
+    assert (await second.get(f"/books/{ack['_id']}")).status_code == 200
+    await second.get("/books")
+    deleted = await first.delete(f"/books/{ack['_id']}", headers=if_match(ack["_etag"]))
+    assert deleted.status_code == 204
+    assert (await second.get(f"/books/{ack['_id']}")).status_code == 404
+    _, page = await _get(second, "/books")
+    assert page["_meta"]["total"] == 0
+
+
+async def test_owner_restricted_answers_never_cross_users(cached_app: Quart) -> None:
+    alice = await editor_client(cached_app, name="alice")
+    bob = await editor_client(cached_app, name="bob")
+    mine = await create(alice, "notes", {"text": "alice's"})
+    await create(bob, "notes", {"text": "bob's"})
+    for _ in range(2):  # the second round is served from the cache
+        alice_list, alice_page = await _get(alice, "/notes")
+        bob_list, bob_page = await _get(bob, "/notes")
+        assert [note["text"] for note in alice_page["_items"]] == ["alice's"]
+        assert [note["text"] for note in bob_page["_items"]] == ["bob's"]
+    assert (alice_list.headers["X-Cache"], bob_list.headers["X-Cache"]) == ("HIT", "HIT")
+    assert (await alice.get(f"/notes/{mine['_id']}")).status_code == 200
+    assert (await alice.get(f"/notes/{mine['_id']}")).headers["X-Cache"] == "HIT"
+    assert (await bob.get(f"/notes/{mine['_id']}")).status_code == 404
+
+
+async def test_anonymous_callers_get_no_cached_private_answer(cached_app: Quart) -> None:
+    alice = await editor_client(cached_app, name="alice")
+    await create(alice, "notes", {"text": "secret"})
+    await alice.get("/notes")
+    response = await cached_app.test_client().get("/notes")
+    assert response.status_code == 401
+    assert "X-Cache" not in response.headers
+
+
+async def test_entries_expire_after_cache_ttl(settings_factory: SettingsFactory) -> None:
+    app = create_app(settings_factory(resources=cached_resources(ttl=1)))
+    async with app.test_app():
+        client = app.test_client()
+        assert (await client.get("/books")).headers["X-Cache"] == "MISS"
+        assert (await client.get("/books")).headers["X-Cache"] == "HIT"
+        await asyncio.sleep(1.2)
+        assert (await client.get("/books")).headers["X-Cache"] == "MISS"
+
+
+async def test_head_is_served_from_the_cache(cached_app: Quart) -> None:
+    client = cached_app.test_client()
+    got = await client.get("/books")
+    head = await client.head("/books")
+    assert head.status_code == 200
+    assert head.headers["X-Cache"] == "HIT"
+    assert head.headers["ETag"] == got.headers["ETag"]
+
+
+async def test_a_hit_costs_one_redis_round_trip(
+    cached_app: Quart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = get_state(cached_app)
+    assert isinstance(state, RedisState)
+    client = cached_app.test_client()
+    await client.get("/books")
+    calls: list[str] = []
+    original = state._call
+
+    async def counting(method: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(method)
+        return await original(method, *args, **kwargs)
+
+    monkeypatch.setattr(state, "_call", counting)
+    response = await client.get("/books")
+    assert response.headers["X-Cache"] == "HIT"
+    assert calls == ["mget"]

@@ -1,0 +1,443 @@
+"""/openapi.json and `shoal openapi`: a valid OpenAPI 3.1 document that covers
+every route, and a property-based run of the API against it (schemathesis)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from openapi_spec_validator import validate
+from quart import Quart, Response
+from quart_schema import document_response, security_scheme
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    ignored_auth,
+    missing_required_header,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+    unsupported_method,
+)
+
+from shoal.app import create_app
+from shoal.config import ConfigError, Settings, load_settings
+from shoal.openapi import ShoalOpenAPIProvider, document_no_content, openapi_document
+from shoal.openapi.models import ErrorResponse
+from tests.utils.live import LiveServer, live_example
+from tests.utils.processes import run_shoal
+from tests.utils.settings import EXAMPLE_CONFIG, TEST_SECRET, example_resources
+
+Document = dict[str, Any]
+
+
+def example_settings(**overrides: Any) -> Settings:
+    """The example config as written (no SHOAL_* variables), plus ``overrides``."""
+    raw: dict[str, Any] = {
+        "environment": "test",
+        "secret_key": TEST_SECRET,
+        "resources": example_resources(),
+    }
+    raw.update(overrides)
+    return load_settings(raw, env={})
+
+
+async def served_document(app: Quart) -> Document:
+    response = await app.test_client().get("/openapi.json")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    document: Document = await response.get_json()
+    return document
+
+
+def documented_methods(path_item: Document) -> set[str]:
+    methods = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+    return {key.upper() for key in path_item if key in methods}
+
+
+def resolve(document: Document, pointer: str) -> Any:
+    """Follow a local ``$ref`` (``#/a/b``) inside ``document``."""
+    assert pointer.startswith("#/"), pointer
+    node: Any = document
+    for part in pointer[2:].split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+@pytest.fixture
+def example_app() -> Quart:
+    return create_app(example_settings())
+
+
+# --- the document -------------------------------------------------------------------
+
+
+async def test_the_document_is_valid_openapi_3_1(example_app: Quart) -> None:
+    document = await served_document(example_app)
+    assert document["openapi"].startswith("3.1.")
+    validate(document)
+
+
+#: Unusual method sets: read-only, HEAD without GET, no item routes at all.
+ODD_RESOURCES = {
+    "notes": {
+        "schema": {"type": "object", "properties": {"text": {"type": "string"}}},
+        "resource_methods": ["GET"],
+        "item_methods": ["HEAD"],
+    },
+    "events": {
+        "schema": {"type": "object"},
+        "resource_methods": ["POST"],
+        "item_methods": [],
+        "allow_unknown": True,
+    },
+}
+
+
+@pytest.mark.parametrize("resources", [None, ODD_RESOURCES], ids=["example", "odd"])
+async def test_every_route_appears_with_its_methods(resources: dict[str, Any] | None) -> None:
+    app = create_app(example_settings(**({"resources": resources} if resources else {})))
+    document = await served_document(app)
+    validate(document)
+    expected: dict[str, set[str]] = {}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("docs."):
+            continue  # the docs page and its files are not part of the API
+        methods = set(rule.methods or ()) - {"OPTIONS"}
+        if "GET" in methods:
+            methods.discard("HEAD")  # implied by GET
+        if methods:
+            path = rule.rule.replace("<", "{").replace(">", "}")
+            expected.setdefault(path, set()).update(methods)
+
+    documented = {path: documented_methods(item) for path, item in document["paths"].items()}
+    assert documented == expected
+    assert all(
+        operation["responses"]
+        for item in document["paths"].values()
+        for operation in item.values()
+        if isinstance(operation, dict)
+    )
+
+
+async def test_every_resource_appears_with_its_configured_methods(example_app: Quart) -> None:
+    document = await served_document(example_app)
+    for name, resource in example_resources().items():
+        collection = document["paths"][f"/{name}"]
+        item = document["paths"][f"/{name}/{{item_id}}"]
+        assert documented_methods(collection) == set(resource["resource_methods"]) - {"HEAD"}
+        assert documented_methods(item) == set(resource["item_methods"]) - {"HEAD"}
+        for operation in [*collection.values(), *item.values()]:
+            if isinstance(operation, dict):
+                assert operation["tags"] == [name]
+    # books may be emptied in one request, authors may not
+    assert "delete" in document["paths"]["/books"]
+    assert "delete" not in document["paths"]["/authors"]
+
+
+async def test_the_item_schema_is_the_resource_schema_plus_shoals_fields(
+    example_app: Quart,
+) -> None:
+    document = await served_document(example_app)
+    schemas = document["components"]["schemas"]
+    configured = example_resources()["books"]["schema"]
+
+    item = schemas["books.item"]
+    for field in ("_id", "_etag", "_created", "_updated", "_links"):
+        assert field in item["properties"]
+        assert field in item["required"]
+    for field, rule in configured["properties"].items():
+        assert item["properties"][field] == rule
+    assert resolve(document, item["properties"]["_created"]["$ref"])["pattern"].endswith("GMT$")
+
+    page = schemas["books.page"]
+    assert set(page["required"]) == {"_items", "_meta", "_links"}
+    assert page["properties"]["_items"]["items"] == {"$ref": "#/components/schemas/books.item"}
+
+    created = schemas["books.input"]
+    assert created["required"] == configured["required"]
+    assert created["additionalProperties"] is False  # unknown fields are refused (422)
+    changes = schemas["books.patch"]
+    assert "required" not in changes
+    assert changes["properties"].keys() == configured["properties"].keys()
+
+
+async def test_request_bodies_follow_the_write_rules(example_app: Quart) -> None:
+    document = await served_document(example_app)
+    paths = document["paths"]
+
+    post = paths["/books"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    single, bulk = post["oneOf"]
+    assert single == {"$ref": "#/components/schemas/books.input"}
+    assert bulk["type"] == "array"
+    assert bulk["items"] == single
+
+    for method, schema in (("patch", "books.patch"), ("put", "books.input")):
+        operation = paths["/books/{item_id}"][method]
+        body = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": f"#/components/schemas/{schema}"}
+        assert {"412", "422", "428"} <= operation["responses"].keys()
+
+    for method in ("patch", "put", "delete"):
+        parameters = [
+            resolve(document, parameter["$ref"])
+            for parameter in paths["/books/{item_id}"][method]["parameters"]
+        ]
+        if_match = [p for p in parameters if p["name"] == "If-Match"]
+        assert len(if_match) == 1
+        assert if_match[0]["in"] == "header"
+        assert if_match[0]["required"] is True
+
+    listing = paths["/books"]["get"]
+    names = {
+        resolve(document, p["$ref"])["name"] if "$ref" in p else p["name"]
+        for p in listing["parameters"]
+    }
+    assert {"where", "sort", "projection", "page", "max_results", "count"} <= names
+    headers = listing["responses"]["200"]["headers"]
+    assert {"ETag", "X-Total-Count"} <= headers.keys()
+
+    unprocessable = resolve(document, paths["/books"]["post"]["responses"]["422"]["$ref"])
+    schema = resolve(document, unprocessable["content"]["application/json"]["schema"]["$ref"])
+    assert "_issues" in schema["properties"]
+
+
+async def test_security_follows_public_methods(example_app: Quart) -> None:
+    document = await served_document(example_app)
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": schemes["bearerAuth"]["description"],
+    }
+    assert schemes["apiKeyAuth"]["type"] == "apiKey"
+    assert schemes["apiKeyAuth"]["in"] == "header"
+    assert schemes["apiKeyAuth"]["name"] == "X-API-Key"
+
+    both: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"apiKeyAuth": []}]
+    books = document["paths"]["/books"]
+    item = document["paths"]["/books/{item_id}"]
+    assert books["get"]["security"] == []  # public_methods: [GET]
+    assert item["get"]["security"] == []  # public_item_methods: [GET]
+    for operation in (books["post"], books["delete"], item["patch"], item["put"], item["delete"]):
+        assert operation["security"] == both
+        assert {"401", "403"} <= operation["responses"].keys()
+    assert "403" not in books["get"]["responses"]
+
+
+def test_local_refs_of_a_resource_schema_point_inside_its_component() -> None:
+    address = {"type": "object", "properties": {"city": {"type": "string"}}}
+    settings = example_settings(
+        resources={
+            "people": {
+                "schema": {
+                    "type": "object",
+                    "$defs": {"address": address},
+                    "properties": {
+                        "home": {"$ref": "#/$defs/address"},
+                        "work": {"$ref": "#/properties/home"},
+                    },
+                },
+                "resource_methods": ["GET", "POST"],
+            }
+        }
+    )
+    document = openapi_document(create_app(settings))
+    validate(json.loads(json.dumps(document)))
+    for name in ("people.input", "people.item", "people.patch"):
+        properties = document["components"]["schemas"][name]["properties"]
+        assert resolve(document, properties["home"]["$ref"]) == address
+        assert resolve(document, properties["work"]["$ref"]) == {"$ref": properties["home"]["$ref"]}
+
+
+def test_patch_takes_partial_documents_at_every_level() -> None:
+    author = {
+        "type": "object",
+        "required": ["name"],
+        "properties": {"name": {"type": "string"}, "required": {"type": "boolean"}},
+    }
+    settings = example_settings(
+        resources={
+            "papers": {
+                "schema": {
+                    "type": "object",
+                    "required": ["author"],
+                    "properties": {"author": author, "code": {"type": "string"}},
+                },
+                "item_methods": ["GET", "PATCH"],
+                "readonly": ["code"],
+            }
+        }
+    )
+    schemas = openapi_document(create_app(settings))["components"]["schemas"]
+    changes = schemas["papers.patch"]
+    assert "required" not in changes
+    assert "required" not in changes["properties"]["author"]  # nested objects merge
+    # a field that happens to be called "required" is still a field
+    assert changes["properties"]["author"]["properties"]["required"] == {"type": "boolean"}
+    # what PATCH and POST refuse to take is marked read-only
+    assert schemas["papers.input"]["properties"]["code"]["readOnly"] is True
+    assert schemas["papers.input"]["required"] == ["author"]
+
+
+async def test_a_developers_own_route_is_documented(example_app: Quart) -> None:
+    @example_app.post("/reports/<report_id>/archive")
+    @security_scheme([{"bearerAuth": []}, {"apiKeyAuth": []}])
+    @document_no_content(204, "Archived.")
+    @document_response(ErrorResponse, 404)
+    async def archive(report_id: str) -> Response:
+        return Response(b"", status=204)
+
+    document = await served_document(example_app)
+    validate(document)
+    operation = document["paths"]["/reports/{report_id}/archive"]["post"]
+    assert operation["security"] == [{"bearerAuth": []}, {"apiKeyAuth": []}]
+    assert operation["responses"]["204"] == {"description": "Archived."}
+    error = operation["responses"]["404"]["content"]["application/json"]["schema"]
+    assert error == resolve(document, "#/components/schemas/Error")
+    # anything else it answers is an error, in the one envelope
+    assert operation["responses"]["default"] == {"$ref": "#/components/responses/Error"}
+
+
+async def test_the_document_is_built_once_per_process(
+    example_app: Quart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds: list[int] = []
+    build = ShoalOpenAPIProvider._build
+
+    def counting(provider: ShoalOpenAPIProvider) -> Document:
+        builds.append(1)
+        return build(provider)
+
+    monkeypatch.setattr(ShoalOpenAPIProvider, "_build", counting)
+    first = await served_document(example_app)
+    second = await served_document(example_app)
+    assert first == second
+    assert len(builds) == 1
+    assert openapi_document(example_app) is openapi_document(example_app)
+
+
+# --- configuration ----------------------------------------------------------------------
+
+
+async def test_title_version_description_and_servers_come_from_the_config() -> None:
+    docs = {
+        "title": "Bookstore API",
+        "version": "2.1.0",
+        "description": "Books and their authors.",
+        "servers": [{"url": "https://books.example.test/api", "description": "production"}],
+    }
+    app = create_app(example_settings(docs=docs))
+    document = await served_document(app)
+    assert document["info"] == {
+        "title": "Bookstore API",
+        "version": "2.1.0",
+        "description": "Books and their authors.",
+    }
+    assert document["servers"] == docs["servers"]
+
+    page = await app.test_client().get("/docs")
+    assert "<title>Bookstore API</title>" in (await page.get_data(as_text=True))
+    policy = page.headers["Content-Security-Policy"]
+    assert "connect-src 'self' https://books.example.test;" in policy
+
+
+async def test_the_docs_page_can_be_turned_off() -> None:
+    app = create_app(example_settings(docs={"enabled": False}))
+    client = app.test_client()
+    assert (await client.get("/docs")).status_code == 404
+    assert (await client.get("/docs/assets/shoal-docs.js")).status_code == 404
+    assert (await client.get("/openapi.json")).status_code == 200
+
+
+async def test_the_document_can_be_turned_off_too() -> None:
+    app = create_app(example_settings(docs={"enabled": False, "openapi": False}))
+    client = app.test_client()
+    assert (await client.get("/openapi.json")).status_code == 404
+    assert (await client.get("/docs")).status_code == 404
+    # `shoal openapi` still has it to print
+    assert "/books" in openapi_document(app)["paths"]
+
+
+def test_the_page_without_the_document_is_refused() -> None:
+    with pytest.raises(ConfigError) as raised:
+        example_settings(docs={"enabled": True, "openapi": False})
+    assert "docs.openapi: the docs page loads the document" in str(raised.value)
+
+
+# --- shoal openapi ----------------------------------------------------------------------
+
+
+async def test_shoal_openapi_prints_the_served_document(repo_root: Path) -> None:
+    relative = EXAMPLE_CONFIG.relative_to(repo_root)
+    result = run_shoal(["openapi", "--config", str(relative)], cwd=repo_root)
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+
+    served = await served_document(create_app(load_settings(EXAMPLE_CONFIG, env={})))
+    assert printed == served
+    validate(printed)
+
+
+def test_shoal_openapi_with_a_bad_config_names_the_key(tmp_path: Path) -> None:
+    (tmp_path / "shoal.yaml").write_text("environment: development\ndocs: {titel: x}\n")
+    result = run_shoal(["openapi", "--config", "shoal.yaml"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "docs.titel" in result.stderr
+    assert result.stdout == ""
+
+
+# --- the API against its document (property-based) --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live(
+    tmp_path_factory: pytest.TempPathFactory, mongodb_uri: str, redis_url: str
+) -> Iterator[LiveServer]:
+    """`shoal serve` on the example config, on the test MongoDB and Redis."""
+    # Failed logins are slowed down on purpose; fuzzing makes hundreds of them.
+    throttle = {"login_slowdown_after": 10_000, "login_lockout_after": 10_000}
+    with live_example(
+        tmp_path_factory.mktemp("fuzz"), mongodb_uri, redis_url, auth=throttle
+    ) as server:
+        yield server
+
+
+# The document does not depend on where the data lives: build it without a database.
+schema = schemathesis.openapi.from_dict(
+    json.loads(json.dumps(openapi_document(create_app(example_settings()))))
+)
+
+#: What "conforms to the document" means here, plus "no 5xx" and "auth is enforced".
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+    missing_required_header,
+    unsupported_method,
+    ignored_auth,
+]
+# A write without If-Match is refused with 428 Precondition Required.
+schema.config.checks.missing_required_header.expected_statuses = [
+    *schema.config.checks.missing_required_header.expected_statuses,
+    "428",
+]
+
+
+@schema.parametrize()
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+def test_the_api_conforms_to_its_document(case: Any, live: LiveServer) -> None:
+    """Every operation against a real server, as an editor (writes really write);
+    ``ignored_auth`` also sends the secured ones without credentials."""
+    headers = {"Authorization": f"Bearer {live.token('editor')}"}
+    case.call_and_validate(base_url=live.url, headers=headers, checks=CHECKS)
