@@ -16,7 +16,7 @@ from tests.utils.servers import wait_for_port
 from tests.utils.settings import EXAMPLE_CONFIG, TEST_SECRET, example_resources
 
 GOOD_SECRET = TEST_SECRET
-assert len(GOOD_SECRET) >= 16
+assert len(GOOD_SECRET) >= 32
 
 
 def _write(directory: Path, text: str, name: str = "shoal.yaml") -> Path:
@@ -142,7 +142,7 @@ def test_a_short_shoal_secret_key_is_still_refused(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "secret_key" in result.stderr
-    assert "16" in result.stderr
+    assert "32" in result.stderr
 
 
 # --- serve refusals ---------------------------------------------------------------------

@@ -40,7 +40,7 @@ def test_env_overrides_replace_file_values(tmp_path: Path) -> None:
         "SHOAL_MONGODB_URI": "mongodb://env-host:27018/?replicaSet=rs0",
         "SHOAL_MONGODB_DATABASE": "envdb",
         "SHOAL_REDIS_URL": "redis://env-host:6380/1",
-        "SHOAL_SECRET_KEY": "from-the-environment-0123",
+        "SHOAL_SECRET_KEY": "from-the-environment-0123456789ab",
     }
 
     settings = load_settings(path, env=env)
@@ -48,7 +48,7 @@ def test_env_overrides_replace_file_values(tmp_path: Path) -> None:
     assert settings.mongodb.uri == "mongodb://env-host:27018/?replicaSet=rs0"
     assert settings.mongodb.database == "envdb"
     assert settings.redis.url == "redis://env-host:6380/1"
-    assert settings.secret_key.get_secret_value() == "from-the-environment-0123"
+    assert settings.secret_key.get_secret_value() == "from-the-environment-0123456789ab"
     # What the environment does not name stays as the file says.
     assert settings.redis.key_prefix == "app:"
     assert settings.environment == "production"
@@ -242,11 +242,11 @@ def test_data_dir_of_the_example() -> None:
 
 @pytest.mark.parametrize("environment", ["production", "test"])
 def test_a_short_secret_is_refused_outside_development(environment: str) -> None:
-    problems = _problems({"environment": environment, "secret_key": "x" * 15})
+    problems = _problems({"environment": environment, "secret_key": "x" * 31})
 
     assert len(problems) == 1
     assert "secret_key" in problems[0]
-    assert "16" in problems[0]
+    assert "32" in problems[0]
 
 
 @pytest.mark.parametrize("environment", ["production", "test"])
@@ -258,9 +258,9 @@ def test_the_placeholder_is_refused_outside_development(environment: str) -> Non
     assert "SHOAL_SECRET_KEY" in problems[0]
 
 
-def test_sixteen_characters_are_enough() -> None:
-    settings = load_settings({"environment": "production", "secret_key": "x" * 16}, env={})
-    assert settings.secret_key.get_secret_value() == "x" * 16
+def test_thirty_two_characters_are_enough() -> None:
+    settings = load_settings({"environment": "production", "secret_key": "x" * 32}, env={})
+    assert settings.secret_key.get_secret_value() == "x" * 32
 
 
 def test_development_allows_the_placeholder_and_short_secrets() -> None:
@@ -288,3 +288,15 @@ def test_settings_are_frozen() -> None:
     assert isinstance(settings, Settings)
     with pytest.raises(ValueError, match="frozen"):
         settings.max_body_bytes = 5
+
+
+def test_trusted_proxies_from_the_environment() -> None:
+    settings = load_settings(
+        {"environment": "development"}, env={"SHOAL_TRUSTED_PROXIES": "10.0.0.0/8, ::1"}
+    )
+    assert [str(network) for network in settings.trusted_proxies] == ["10.0.0.0/8", "::1/128"]
+
+
+def test_a_bad_trusted_proxy_is_named() -> None:
+    problems = _problems({"environment": "development", "trusted_proxies": ["10.0.0.1", "nope"]})
+    assert problems == ["trusted_proxies: 'nope' is not an IP address or CIDR range"]

@@ -125,6 +125,20 @@ async def test_a_patch_is_done_once(client: Client) -> None:
     assert plain.status_code == 412
 
 
+async def test_a_failed_precondition_does_not_use_up_the_key(client: Client) -> None:
+    """412 and 428 are about the headers, not the body: a retry with the right
+    If-Match (and the same key and body) must do the write."""
+    ack = await create(client, "books", {"title": "Dune", "year": 1})
+    path, key = f"/books/{ack['_id']}", keyed()
+    missing = await client.patch(path, json={"year": 2}, headers=key)
+    assert missing.status_code == 428
+    stale = await client.patch(path, json={"year": 2}, headers={**key, **if_match("stale")})
+    assert stale.status_code == 412
+    right = await client.patch(path, json={"year": 2}, headers={**key, **if_match(ack["_etag"])})
+    assert right.status_code == 200
+    assert "Idempotent-Replayed" not in right.headers
+
+
 @pytest.mark.parametrize("key", ["", "x" * 256, "naïve", "tab\there"])
 async def test_a_malformed_key_is_400(client: Client, key: str) -> None:
     response = await client.post("/books", json={"title": "x"}, headers={"Idempotency-Key": key})

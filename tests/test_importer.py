@@ -406,3 +406,26 @@ async def test_an_import_makes_cached_lists_stale(
         after = await client.get("/books")
         assert after.headers["X-Cache"] == "MISS"
         assert (await after.get_json())["_meta"]["total"] == 1
+
+
+def test_an_owned_resource_needs_an_owner(tmp_path: Path, mongodb_uri: str) -> None:
+    resources = example_resources()
+    resources["books"]["auth_field"] = "owner"
+    database = f"owned_{uuid.uuid4().hex[:8]}"
+    config = write_config(
+        tmp_path, mongodb={"uri": mongodb_uri, "database": database}, resources=resources
+    )
+    books = write_lines(tmp_path / "books.jsonl", [{"title": "Dune"}])
+    refused = shoal_import("books", books, "--config", config, cwd=tmp_path)
+    assert refused.status == 2
+    assert "--owner" in refused.stderr
+    owner = "a" * 24
+    run = shoal_import("books", books, "--config", config, "--owner", owner, cwd=tmp_path)
+    assert run.status == 0, run.stderr
+    client: MongoClient[Document] = MongoClient(mongodb_uri)
+    try:
+        stored = client[database]["books"].find_one({"title": "Dune"})
+    finally:
+        client.close()
+    assert stored is not None
+    assert stored["owner"] == owner

@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from shoal.embedded import free_port
@@ -25,6 +26,7 @@ from tests.utils.processes import (
     ServeProcess,
     alive,
     processes_mentioning,
+    run_shoal,
     wait_until,
 )
 from tests.utils.settings import EXAMPLE_CONFIG
@@ -292,3 +294,21 @@ def test_without_a_toml_the_built_in_defaults_apply(
     assert config.workers == HYPERCORN_DEFAULTS["workers"]
     assert config.worker_class == HYPERCORN_DEFAULTS["worker_class"]
     assert config.graceful_timeout == HYPERCORN_DEFAULTS["graceful_timeout"]
+
+
+def test_commands_use_the_store_serve_is_running(serve: ServeProcess, workdir: Path) -> None:
+    """`shoal users create` next to a running development server writes into the
+    store that server uses (a second store on the same files could not start)."""
+    created = run_shoal(
+        ["users", "create", "ed", "--role", "editor", "--password-stdin", "--config", "shoal.yaml"],
+        cwd=workdir,
+        input="a long enough password\n",
+    )
+    assert created.returncode == 0, created.stderr
+    response = httpx.post(
+        f"{serve.url}/auth/login",
+        json={"username": "ed", "password": "a long enough password"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert "access_token" in response.json()

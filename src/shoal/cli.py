@@ -5,7 +5,7 @@
     shoal users create NAME --role ROLE [--password-stdin] [--config FILE]
     shoal apikeys create --role ROLE [--name N] | list | revoke ID  [--config FILE]
     shoal openapi [--config FILE]
-    shoal import RESOURCE FILE.jsonl [--config FILE] [--batch-size N] [--rejects FILE]
+    shoal import RESOURCE FILE.jsonl [--config FILE] [--batch-size N] [--rejects FILE] [--owner ID]
 
 Exit status: 0 on success, 1 when the command failed, 2 for a bad invocation
 or an invalid config.
@@ -58,6 +58,7 @@ def _import(args: argparse.Namespace) -> int:
         config=args.config,
         batch_size=args.batch_size or DEFAULT_BATCH_SIZE,
         rejects=args.rejects,
+        owner=args.owner,
     )
     try:
         return run_import(options)
@@ -220,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument(
         "--rejects", metavar="FILE", help="write every rejected line with its reason (JSONL)"
+    )
+    load.add_argument(
+        "--owner",
+        metavar="ID",
+        help="for a resource with an auth_field: the user or API key id owning the documents",
     )
     load.set_defaults(handler=_import)
     return parser

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +41,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "SHOAL_REDIS_URL": ("redis", "url"),
     "SHOAL_SECRET_KEY": ("secret_key",),
     "SHOAL_ENVIRONMENT": ("environment",),
+    "SHOAL_TRUSTED_PROXIES": ("trusted_proxies",),
 }
 
 HttpMethod = Literal["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
@@ -365,8 +366,24 @@ class Settings(_Section):
     auth: AuthSettings = AuthSettings()
     trusted_proxies: list[IPv4Network | IPv6Network] = Field(
         default_factory=list,
-        description="Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed.",
+        description="Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed "
+        "(addresses or CIDR ranges; SHOAL_TRUSTED_PROXIES takes them comma-separated).",
     )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> list[IPv4Network | IPv6Network]:
+        entries = value.split(",") if isinstance(value, str) else value
+        if not isinstance(entries, list):
+            raise ValueError("must be a list of addresses or CIDR ranges")
+        networks: list[IPv4Network | IPv6Network] = []
+        for entry in entries:
+            try:
+                networks.append(ip_network(str(entry).strip(), strict=False))
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR range") from None
+        return networks
+
     docs: DocsSettings = DocsSettings()
     rate_limits: GlobalRateLimitSettings = GlobalRateLimitSettings()
     idempotency: IdempotencySettings = IdempotencySettings()
@@ -400,8 +417,9 @@ class Settings(_Section):
                     "is still the placeholder; set SHOAL_SECRET_KEY "
                     "(or environment: development for local work)"
                 )
-            if len(secret) < 16:
-                raise ValueError("must be at least 16 characters outside development")
+            if len(secret) < 32:
+                # HS256 wants a key at least as long as its 256-bit output.
+                raise ValueError("must be at least 32 characters outside development")
         return secret_key
 
     @property

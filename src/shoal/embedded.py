@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -138,13 +139,26 @@ class EmbeddedStore:
                     f"see {self.data_dir / 'nx-27017.out'}"
                 )
             if _answers(self.host, self.port):
+                self._announce()
                 return self.uri
             time.sleep(0.1)
         self.stop()
         raise EmbeddedStoreError(f"the embedded store did not answer within {timeout:g}s")
 
+    @property
+    def announcement(self) -> Path:
+        """Where a running store tells other commands its address."""
+        return self.data_dir / "running.json"
+
+    def _announce(self) -> None:
+        record = {"uri": self.uri, "pid": self.pid, "host": self.host, "port": self.port}
+        self.announcement.write_text(json.dumps(record), encoding="utf-8")
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
+        if self._process is not None:
+            with contextlib.suppress(OSError):
+                self.announcement.unlink()
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
@@ -186,12 +200,30 @@ def development_store(settings: Settings) -> EmbeddedStore:
     return EmbeddedStore(settings.data_dir)
 
 
+def running_store_uri(data_dir: Path) -> str | None:
+    """The URI of an embedded store already serving ``data_dir`` (say, the one
+    `shoal serve` started), if it still answers."""
+    try:
+        record = json.loads((data_dir / "running.json").read_text(encoding="utf-8"))
+        host, port, uri = str(record["host"]), int(record["port"]), str(record["uri"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return uri if _answers(host, port) else None
+
+
 @contextlib.contextmanager
 def mongodb_for_command(settings: Settings) -> Iterator[MongoDBSettings]:
     """The MongoDB a one-off command (import, users, apikeys) should use: the
-    configured one, or the embedded store for as long as the command runs."""
+    configured one; else the embedded store `shoal serve` is running on the same
+    data; else an embedded store of its own for as long as the command runs."""
     if settings.mongodb.uri is not None:
         yield settings.mongodb
+        return
+    running = (
+        running_store_uri(settings.data_dir) if settings.environment == "development" else None
+    )
+    if running is not None:
+        yield settings.mongodb.model_copy(update={"uri": running})
         return
     with development_store(settings) as store:
         print(

@@ -16,7 +16,7 @@ longer than 255 characters or not printable ASCII → 400.
 The first request claims the key with ``SET NX`` (a marker that lapses after
 ``idempotency.lock_ttl`` seconds, should its worker die), so of any number of
 concurrent requests on any instances exactly one does the write. Answers that
-say nothing about the write (5xx, 401, 403, 429) release the key instead of
+say nothing about the body (5xx, 401, 403, 408, 412, 428, 429) release the key instead of
 being kept, so the client can retry. Without Redis, a request with a key gets
 503: doing the write without the guarantee is what the client asked not to.
 """
@@ -48,7 +48,7 @@ KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
 #: Headers of the first response that a replay repeats.
 KEPT_HEADERS = ("Content-Type", "Location", "ETag", "Last-Modified")
 #: Answers that are not kept: the request may well succeed when tried again.
-NOT_KEPT = frozenset({401, 403, 408, 429})
+NOT_KEPT = frozenset({401, 403, 408, 412, 428, 429})
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -68,6 +68,8 @@ class ImportOptions:
     config: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     rejects: str | None = None
+    #: For a resource with an ``auth_field``: whose the imported documents are.
+    owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,9 @@ def _kind(value: Any) -> str:
     return "a number"
 
 
-def prepare_line(service: ResourceService, number: int, raw: bytes) -> WriteOp | Rejection:
+def prepare_line(
+    service: ResourceService, number: int, raw: bytes, scope: Scope
+) -> WriteOp | Rejection:
     """The write operation for one line, or why the line is rejected.
 
     Checks and stamps the document with the same ``ResourceService`` steps a POST
@@ -181,7 +185,7 @@ def prepare_line(service: ResourceService, number: int, raw: bytes) -> WriteOp |
         return Rejection(number, f"not valid JSON: {error.msg} at column {error.colno}", _text(raw))
     if not isinstance(body, dict):
         return Rejection(number, f"not a JSON object (got {_kind(body)})", _text(raw))
-    document, issues = service.check_new(body, Scope())
+    document, issues = service.check_new(body, scope)
     if issues or document is None:
         reason = "; ".join(f"{name}: {message}" for name, message in issues.items())
         return Rejection(number, reason, _text(raw), issues)
@@ -212,8 +216,16 @@ def _write_error_reason(error: dict[str, Any]) -> str:
 class Importer:
     """Imports lines into one resource, a batch at a time."""
 
-    def __init__(self, service: ResourceService, *, batch_size: int, rejects: RejectLog) -> None:
+    def __init__(
+        self,
+        service: ResourceService,
+        *,
+        batch_size: int,
+        rejects: RejectLog,
+        scope: Scope | None = None,
+    ) -> None:
         self.service = service
+        self.scope = scope or Scope()
         self.batch_size = batch_size
         self.rejects = rejects
         self.report = ImportReport()
@@ -225,7 +237,7 @@ class Importer:
         number = 0
         for number, raw in lines:
             batch.lines += 1
-            prepared = prepare_line(self.service, number, raw)
+            prepared = prepare_line(self.service, number, raw, self.scope)
             if isinstance(prepared, Rejection):
                 batch.rejections.append(prepared)
             else:
@@ -291,6 +303,13 @@ def _load(options: ImportOptions) -> tuple[Settings, Resource]:
     if resource is None:
         names = ", ".join(settings.resources) or "none (is --config or SHOAL_CONFIG set?)"
         raise ImportUsageError(f"no resource named {options.resource!r}; resources: {names}")
+    if resource.auth_field and not options.owner:
+        raise ImportUsageError(
+            f"{options.resource} keeps each document to its owner ({resource.auth_field}): "
+            "say whose the documents are with --owner ID (a user or API key id)"
+        )
+    if options.owner and not resource.auth_field:
+        raise ImportUsageError(f"{options.resource} has no auth_field; --owner does not apply")
     return settings, Resource(options.resource, resource, max_query_depth=settings.max_query_depth)
 
 
@@ -356,8 +375,12 @@ def run_import(options: ImportOptions) -> int:
 
         storage = Storage(mongodb)
         rejects = RejectLog(sys.stderr, rejects_file)
+        owner = resource.settings.auth_field
         importer = Importer(
-            ResourceService(resource, storage), batch_size=options.batch_size, rejects=rejects
+            ResourceService(resource, storage),
+            batch_size=options.batch_size,
+            rejects=rejects,
+            scope=Scope(owner=(owner, options.owner)) if owner and options.owner else None,
         )
         progress: tqdm[Any] = tqdm(
             total=path.stat().st_size or None,  # a pipe has no size: a counter then

@@ -207,6 +207,25 @@ async def test_owner_restriction(rules_app: Quart) -> None:
     assert response.status_code == 404
 
 
+async def test_a_public_read_is_the_same_for_everyone(settings_factory: SettingsFactory) -> None:
+    resources = example_resources()
+    resources["notes"] = {
+        "schema": {"type": "object", "properties": {"text": {"type": "string"}}},
+        "resource_methods": ["GET", "POST"],
+        "public_methods": ["GET"],
+        "auth_field": "owner",
+    }
+    app = create_app(settings_factory(resources=resources))
+    async with app.test_app():
+        alice = client_with(app, bearer(await token_for(app, user_id="a" * 24)))
+        bob = client_with(app, bearer(await token_for(app, user_id="b" * 24)))
+        await create(alice, "notes", {"text": "from alice"})
+        await create(bob, "notes", {"text": "from bob"})
+        for caller in (alice, bob, app.test_client()):
+            listed = await (await caller.get("/notes")).get_json()
+            assert listed["_meta"]["total"] == 2
+
+
 async def test_the_owner_field_cannot_be_forged_or_overwritten(rules_app: Quart) -> None:
     alice = client_with(rules_app, bearer(await token_for(rules_app, user_id="a" * 24)))
     response = await alice.post("/notes", json={"text": "x", "owner": "b" * 24})

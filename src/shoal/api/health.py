@@ -57,9 +57,13 @@ async def readyz() -> Response | dict[str, object]:
         results["indexes"] = "; ".join(f"{name}: {why}" for name, why in sorted(problems.items()))
     failed = sorted(name for name, outcome in results.items() if outcome != "ok")
     if failed:
+        reasons = [
+            "indexes refused by MongoDB" if name == "indexes" else f"{name} unreachable"
+            for name in failed
+        ]
         return error_response(
             503,
-            f"not ready: {', '.join(failed)} unreachable",
+            f"not ready: {', '.join(reasons)}",
             headers={"Retry-After": "5"},
             checks=results,
         )

@@ -160,9 +160,11 @@ class Auth:
         method = "GET" if method == "HEAD" else method
         public = settings.public_item_methods if item else settings.public_methods
         principal = await self.current_principal()
+        if method in public and (principal is None or method == "GET"):
+            # A public read is the same for everyone, owner field or not; a
+            # signed-in caller's public write still carries its owner below.
+            return Scope(cache_key="public")
         if principal is None:
-            if method in public:
-                return Scope(cache_key="public")
             raise unauthorized("authentication required")
         if method not in public:
             if method == "GET":

@@ -16,7 +16,13 @@ from quart import Quart
 from ..config import Settings
 from ..errors import ApiError, ServiceUnavailable
 from ..storage import Storage
-from .service import Resource, ResourceService, Scope, ensure_indexes_in_background
+from .service import (
+    Resource,
+    ResourceService,
+    Scope,
+    ensure_indexes_in_background,
+    record_index_problem,
+)
 
 __all__ = ["Resource", "ResourceService", "Resources", "Scope", "get_resources"]
 
@@ -57,11 +63,11 @@ class Resources:
             except ServiceUnavailable:
                 pending.append(service)
             except (ApiError, PyMongoError) as error:
-                reason = error.message if isinstance(error, ApiError) else str(error)
-                self.index_problems[service.resource.name] = reason
-                logger.error("cannot create the indexes of %s: %s", service.resource.name, reason)
+                record_index_problem(self.index_problems, service.resource.name, error)
         if pending:
-            self._index_task = asyncio.create_task(ensure_indexes_in_background(pending))
+            self._index_task = asyncio.create_task(
+                ensure_indexes_in_background(pending, self.index_problems)
+            )
 
     async def stop(self) -> None:
         task, self._index_task = self._index_task, None

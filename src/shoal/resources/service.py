@@ -18,9 +18,11 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
+from pymongo.errors import PyMongoError
 
 from ..config import ResourceSettings
 from ..errors import (
+    ApiError,
     BadRequest,
     NotFound,
     PreconditionFailed,
@@ -318,8 +320,11 @@ class ResourceService:
         await self.storage.ensure_indexes(self.collection, self.resource.indexes(), timeout=timeout)
 
 
-async def ensure_indexes_in_background(services: list[ResourceService]) -> None:
-    """Create every resource's indexes; while MongoDB is unreachable, retry."""
+async def ensure_indexes_in_background(
+    services: list[ResourceService], problems: dict[str, str]
+) -> None:
+    """Create every resource's indexes; while MongoDB is unreachable, retry.
+    An index MongoDB refuses is recorded in ``problems`` (readiness reports it)."""
     pending = list(services)
     delay = 1.0
     while pending:
@@ -331,4 +336,12 @@ async def ensure_indexes_in_background(services: list[ResourceService]) -> None:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
             continue
+        except (ApiError, PyMongoError) as error:
+            record_index_problem(problems, service.resource.name, error)
         pending.pop(0)
+
+
+def record_index_problem(problems: dict[str, str], name: str, error: Exception) -> None:
+    reason = error.message if isinstance(error, ApiError) else str(error)
+    problems[name] = reason
+    logger.error("cannot create the indexes of %s: %s", name, reason)
