@@ -11,6 +11,7 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from shoal.app import create_app
+from shoal.cache import get_cache
 from shoal.state import RedisState, get_state
 from tests.conftest import SettingsFactory
 from tests.utils.auth import editor_client
@@ -223,3 +224,95 @@ async def test_a_hit_costs_one_redis_round_trip(
     response = await client.get("/books")
     assert response.headers["X-Cache"] == "HIT"
     assert calls == ["mget"]
+
+
+# -- the edge's fast path ------------------------------------------------------------
+
+
+async def test_the_edge_answers_a_hit_exactly_as_the_app_does(
+    cached_app: Quart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An anonymous public hit is answered at the edge; a signed-in caller's
+    hit on the same entry goes through the app. Both must be the same answer."""
+    editor = await editor_client(cached_app)
+    ack = await create(editor, "books", {"title": "Dune", "year": 1965})
+    anonymous = cached_app.test_client()
+    cache = get_cache(cached_app)
+    answered_at_edge: list[bool] = []
+    original = cache.fast_answer
+
+    async def spy(scope: Any, send: Any) -> bool:
+        answered = await original(scope, send)
+        answered_at_edge.append(answered)
+        return answered
+
+    monkeypatch.setattr(cache, "fast_answer", spy)
+    for path in ("/books?sort=-year&max_results=5", f"/books/{ack['_id']}"):
+        await anonymous.get(path)  # the miss fills the entry
+        answered_at_edge.clear()
+        edge = await anonymous.get(path)
+        assert answered_at_edge == [True]
+        app_hit = await editor.get(path)  # credentials: never answered at the edge
+        assert edge.headers["X-Cache"] == app_hit.headers["X-Cache"] == "HIT"
+        assert await edge.get_data() == await app_hit.get_data()
+        for name in (
+            "Content-Type",
+            "ETag",
+            "Last-Modified",
+            "X-Content-Type-Options",
+            "X-Frame-Options",
+            "Referrer-Policy",
+            "Content-Security-Policy",
+        ):
+            assert edge.headers.get(name) == app_hit.headers.get(name), name
+        assert edge.headers["X-Request-ID"] != app_hit.headers["X-Request-ID"]
+
+
+async def test_the_edge_gives_304_to_a_current_client(cached_app: Quart) -> None:
+    editor = await editor_client(cached_app)
+    ack = await create(editor, "books", {"title": "Dune"})
+    anonymous = cached_app.test_client()
+    first = await anonymous.get(f"/books/{ack['_id']}")
+    again = await anonymous.get(
+        f"/books/{ack['_id']}", headers={"If-None-Match": first.headers["ETag"]}
+    )
+    assert again.status_code == 304
+    assert again.headers["X-Cache"] == "HIT"
+    assert again.headers["ETag"] == first.headers["ETag"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Cookie": "a=b"}, {"Origin": "http://example.invalid"}, {"X-API-Key": "shoal_nope"}],
+)
+async def test_requests_that_may_depend_on_who_asks_skip_the_edge(
+    cached_app: Quart, monkeypatch: pytest.MonkeyPatch, headers: dict[str, str]
+) -> None:
+    cache = get_cache(cached_app)
+    answered: list[bool] = []
+    original = cache.fast_answer
+
+    async def spy(scope: Any, send: Any) -> bool:
+        answered.append(await original(scope, send))
+        return answered[-1]
+
+    monkeypatch.setattr(cache, "fast_answer", spy)
+    client = cached_app.test_client()
+    await client.get("/books")
+    response = await client.get("/books", headers=headers)
+    assert answered[-1] is False
+    # The app answers instead (the bad API key is its 401, not a cached list).
+    assert response.status_code == (401 if "X-API-Key" in headers else 200)
+
+
+async def test_a_write_then_a_read_at_the_other_instance_edge_is_fresh(
+    two_instances: tuple[Quart, Quart],
+) -> None:
+    first, second = two_instances
+    writer = await editor_client(first)
+    reader = second.test_client()  # anonymous: answered at the edge once cached
+    for round_ in range(5):
+        await reader.get("/books")
+        await create(writer, "books", {"title": f"book {round_}"})
+        listed = await (await reader.get("/books")).get_json()
+        assert listed["_meta"]["total"] == round_ + 1

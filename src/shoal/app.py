@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from quart import Quart, Response, g, request
+from quart import Quart
 from quart_schema import QuartSchema
 
 from .api import register_blueprints
@@ -27,6 +26,7 @@ from .api.resources import register_resource_routes
 from .auth import Auth
 from .cache import ResponseCache
 from .config import Settings, load_settings
+from .edge import install_edge
 from .encoding import install_json_provider
 from .errors import register_error_handlers
 from .hygiene import HttpHygiene
@@ -62,7 +62,6 @@ def create_app(
     QuartSchema(app, **quart_schema_options(settings))
     install_json_provider(app)
     register_error_handlers(app)
-    _install_request_ids(app)
 
     storage = Storage(settings.mongodb)
     storage.init_app(app)
@@ -74,7 +73,10 @@ def create_app(
     # Order matters: before-request hooks run in this order (limits count cache hits).
     SharedRateLimiter(settings, state).init_app(app)
     Idempotency(settings, state).init_app(app)
-    ResponseCache(resources, state).init_app(app)
+    cache = ResponseCache(resources, state, settings)
+    cache.init_app(app)
+    # The edge sits inside compression (installed by HttpHygiene, after it).
+    install_edge(app, settings, cache if cache.fast else None)
     HttpHygiene(settings).init_app(app)
     register_blueprints(app)
     register_resource_routes(app, resources)
@@ -101,19 +103,3 @@ def _follow_serve_process() -> None:
     die_with_parent()
     if os.getppid() != int(parent):  # the parent died before we asked
         os._exit(1)
-
-
-def _install_request_ids(app: Quart) -> None:
-    """Every request gets an id (the client's X-Request-ID if sane), echoed back."""
-
-    @app.before_request
-    async def _assign_request_id() -> None:
-        supplied = request.headers.get("X-Request-ID", "")
-        g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
-
-    @app.after_request
-    async def _echo_request_id(response: Response) -> Response:
-        request_id = g.get("request_id")
-        if request_id:
-            response.headers["X-Request-ID"] = request_id
-        return response

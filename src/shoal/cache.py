@@ -37,16 +37,20 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
+from bson import ObjectId
 from quart import Quart, Response, current_app, g, request
 
 from .api.common import no_content
-from .api.resources import not_modified
+from .api.resources import is_not_modified, not_modified
 from .auth import get_auth
+from .config import Settings
+from .edge import Send
 from .resources import Resource, Resources, ResourceService
 from .resources.query import parse_http_date
 from .state import SharedState, StateUnavailable
@@ -75,11 +79,10 @@ async def bump_generation(state: SharedState, resource: str) -> None:
     await state.incr(generation_key(resource))
 
 
-def entry_key(resource: str, *, item: bool, scope: str, args: dict[str, str]) -> str:
-    """The key of one cached answer: resource, kind, scope and sorted arguments."""
+def entry_key(resource: str, *, item: bool, scope: str, args: dict[str, str], target: str) -> str:
+    """The key of one cached answer: resource, kind, scope, item id and sorted
+    query arguments (as ``request.args.to_dict(flat=True)`` gives them)."""
     query = urlencode(sorted(args.items()))
-    view_args = request.view_args or {}
-    target = str(view_args.get("item_id", "")) if item else ""
     digest = hashlib.sha256(f"{scope}\0{target}\0{query}".encode()).hexdigest()[:40]
     return f"cache:{{{resource}}}:{'item' if item else 'list'}:{digest}"
 
@@ -96,13 +99,21 @@ class _Pending:
 class ResponseCache:
     """The cache extension: looks up before the view, stores after it."""
 
-    def __init__(self, resources: Resources, state: SharedState) -> None:
+    def __init__(self, resources: Resources, state: SharedState, settings: Settings) -> None:
         self.state = state
         self.services: dict[str, tuple[ResourceService, bool]] = {}
         self.cached: list[str] = []
+        #: Resources whose public GETs the edge may answer: (list public, item public).
+        self.fast: dict[str, tuple[bool, bool]] = {}
         for name, service in resources.services.items():
             if service.resource.settings.cache_ttl is None:
                 continue
+            if _fast_path_allowed(service.resource, settings):
+                config = service.resource.settings
+                self.fast[name] = (
+                    "GET" in config.public_methods,
+                    "GET" in config.public_item_methods,
+                )
             self.cached.append(name)
             self.services[f"resources.{name}:collection"] = (service, False)
             self.services[f"resources.{name}:item"] = (service, True)
@@ -162,14 +173,15 @@ class ResponseCache:
         """Before the view: answer from the cache, or note what to store after it."""
         if request.method not in ("GET", "HEAD"):
             return None
-        target = self.services.get(request.endpoint or "")
-        if target is None:
+        route = self.services.get(request.endpoint or "")
+        if route is None:
             return None
-        service, item = target
+        service, item = route
         resource = service.resource
         scope = await get_auth(current_app).authorize(resource, request.method, item=item)
         args = request.args.to_dict(flat=True)
-        key = entry_key(resource.name, item=item, scope=scope.cache_key, args=args)
+        target = str((request.view_args or {}).get("item_id", "")) if item else ""
+        key = entry_key(resource.name, item=item, scope=scope.cache_key, args=args, target=target)
         g.cache_status = "BYPASS"
         if time.monotonic() < self._skip_until:
             return None
@@ -193,16 +205,72 @@ class ResponseCache:
         g.cache_pending = _Pending(key, generation, ttl)
         return None
 
-    def _answer(self, entry: bytes, generation: int, *, item: bool) -> Response | None:
-        meta_raw, _, body = entry.partition(b"\n")
+    async def fast_answer(self, scope: MutableMapping[str, Any], send: Send) -> bool:
+        """At the edge, before Quart: answer an anonymous public GET from the
+        cache, or return False to leave the request to the app.
+
+        Only what needs no caller identity is answered here: no credentials, no
+        cookie, no ``Origin`` (CORS), no rate limit on the resource, a plain
+        ASCII query. Everything else, misses included, takes the full path.
+        """
+        if scope["method"] != "GET" or self.owed or time.monotonic() < self._skip_until:
+            return False
+        parts = scope["path"].split("/")
+        if len(parts) not in (2, 3) or parts[0] != "":
+            return False
+        route = self.fast.get(parts[1])
+        if route is None:
+            return False
+        item = len(parts) == 3
+        target = parts[2] if item else ""
+        if not route[1 if item else 0] or (item and not ObjectId.is_valid(target)):
+            return False
+        if_none_match = if_modified_since = None
+        for name, value in scope["headers"]:
+            if name in _IDENTITY_HEADERS:
+                return False
+            if name == b"if-none-match":
+                if_none_match = value.decode("latin-1")
+            elif name == b"if-modified-since":
+                if_modified_since = value.decode("latin-1")
+        query: bytes = scope["query_string"]
+        if not query.isascii():
+            return False
+        args: dict[str, str] = {}
+        for key, value in parse_qsl(query.decode("ascii"), keep_blank_values=True):
+            args.setdefault(key, value)
+        resource = parts[1]
+        key = entry_key(resource, item=item, scope="public", args=args, target=target)
         try:
-            meta: dict[str, Any] = orjson.loads(meta_raw)
-            current, headers = meta["g"] == generation, dict(meta["h"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            logger.warning("an unreadable cache entry was ignored")
+            current, entry = await self.state.get_many(generation_key(resource), key)
+        except StateUnavailable:
+            return False
+        if entry is None:
+            return False
+        decoded = _decode(entry, int(current or 0))
+        if decoded is None:
+            return False
+        headers, body = decoded
+        etag = headers.get("ETag", "").strip('"')
+        modified = headers.get("Last-Modified")
+        since = parse_http_date(modified) if item and modified else None
+        status = 200
+        if etag and is_not_modified(if_none_match, if_modified_since, etag, since):
+            status, body = 304, b""
+            headers = {name: headers[name] for name in ("ETag", "Last-Modified") if name in headers}
+        raw = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+        raw.append((b"x-cache", b"HIT"))
+        if status == 200:
+            raw.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+        return True
+
+    def _answer(self, entry: bytes, generation: int, *, item: bool) -> Response | None:
+        decoded = _decode(entry, generation)
+        if decoded is None:
             return None
-        if not current:
-            return None
+        headers, body = decoded
         etag = headers.get("ETag", "").strip('"')
         modified = headers.get("Last-Modified")
         since = parse_http_date(modified) if item and modified else None
@@ -232,6 +300,29 @@ class ResponseCache:
         except StateUnavailable:
             self._owe(self.cached)
         return response
+
+
+#: Request headers that make an answer depend on who asks (or on CORS).
+_IDENTITY_HEADERS = frozenset({b"authorization", b"x-api-key", b"cookie", b"origin"})
+
+
+def _decode(entry: bytes, generation: int) -> tuple[dict[str, str], bytes] | None:
+    """A cached entry's headers and body, if it was computed under ``generation``."""
+    meta_raw, _, body = entry.partition(b"\n")
+    try:
+        meta: dict[str, Any] = orjson.loads(meta_raw)
+        current, headers = meta["g"] == generation, dict(meta["h"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        logger.warning("an unreadable cache entry was ignored")
+        return None
+    return (headers, body) if current else None
+
+
+def _fast_path_allowed(resource: Resource, settings: Settings) -> bool:
+    """Whether no rate limit or CORS rule applies to the resource's reads."""
+    own = resource.settings.rate_limits
+    limited = (own.read if own is not None else None) or settings.rate_limits.read
+    return not limited and not settings.cors.allow_origins
 
 
 def get_cache(app: Quart) -> ResponseCache:

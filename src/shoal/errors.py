@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, cast
 
-from quart import Quart, Response, current_app, g, has_request_context
+from quart import Quart, Response, current_app
 from werkzeug.exceptions import HTTPException
 
 logger = logging.getLogger("shoal.errors")
@@ -118,10 +118,6 @@ def error_response(
     return response
 
 
-def _request_id() -> str | None:
-    return g.get("request_id") if has_request_context() else None
-
-
 async def _handle_api_error(error: ApiError) -> Response:
     return error_response(error.status, error.message, issues=error.issues, headers=error.headers)
 
@@ -138,7 +134,9 @@ async def _handle_http_exception(error: HTTPException) -> Response:
 
 
 async def _handle_unexpected(error: Exception) -> Response:
-    request_id = _request_id()
+    from .edge import request_id as current_request_id
+
+    request_id = current_request_id()
     logger.error("unhandled exception", exc_info=(type(error), error, error.__traceback__))
     return error_response(
         500,

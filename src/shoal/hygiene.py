@@ -1,4 +1,5 @@
-"""HTTP hygiene: compression, CORS and security headers, from the config.
+"""HTTP hygiene: compression and CORS, from the config (security headers are
+added at the edge, see ``shoal.edge``).
 
 - **Compression** (brotli-asgi, see docs/decisions/0007-http-compression.md):
   brotli when the client accepts ``br``, else gzip, for bodies of at least
@@ -7,11 +8,6 @@
 - **CORS** (quart-cors): browsers on the origins in ``cors.allow_origins`` may
   call the API; with none (the default), no CORS header is sent and browsers
   keep cross-origin pages out.
-- **Security headers** on every response: ``X-Content-Type-Options: nosniff``,
-  ``Referrer-Policy``, ``X-Frame-Options: DENY`` and, unless a route set its own
-  policy (the docs page does), ``Content-Security-Policy: frame-ancestors
-  'none'``; ``Strict-Transport-Security`` only on requests that came over TLS
-  (directly or through a trusted proxy's ``X-Forwarded-Proto``).
 """
 
 from __future__ import annotations
@@ -20,11 +16,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from brotli_asgi import BrotliMiddleware
-from quart import Quart, Response, request
+from quart import Quart
 from quart_cors import cors
 
 from .config import Settings
-from .net import is_secure
 
 EXTENSION_KEY = "shoal.hygiene"
 
@@ -109,16 +104,10 @@ class WholeBody:
 
 
 class HttpHygiene:
-    """The extension: compression middleware, CORS hooks, security headers."""
+    """The extension: compression middleware and CORS hooks."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.trusted_proxies = settings.trusted_proxies
-        headers = settings.security_headers
-        hsts = f"max-age={headers.hsts_max_age}"
-        if headers.hsts_include_subdomains:
-            hsts += "; includeSubDomains"
-        self.hsts = hsts if headers.hsts_max_age > 0 else None
 
     def init_app(self, app: Quart) -> None:
         app.extensions[EXTENSION_KEY] = self
@@ -142,17 +131,3 @@ class HttpHygiene:
                 expose_headers=CORS_EXPOSE_HEADERS,
                 max_age=allowed.max_age,
             )
-        if self.settings.security_headers.enabled:
-            app.after_request(self.secure)
-
-    async def secure(self, response: Response) -> Response:
-        """Add the security headers a response does not already carry."""
-        headers = response.headers
-        policy = self.settings.security_headers.referrer_policy
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", policy)
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
-        if self.hsts is not None and is_secure(request, self.trusted_proxies):
-            headers.setdefault("Strict-Transport-Security", self.hsts)
-        return response

@@ -7,7 +7,8 @@ import sys
 from datetime import UTC, datetime
 
 import orjson
-from quart import g, has_request_context
+
+from .edge import request_id
 
 _RESERVED = {*vars(logging.makeLogRecord({})), "asctime", "message"}
 
@@ -17,7 +18,7 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
-            record.request_id = g.get("request_id") if has_request_context() else None
+            record.request_id = request_id()
         return True
 
 

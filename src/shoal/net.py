@@ -11,34 +11,35 @@ from quart import Request
 Networks = Sequence[IPv4Network | IPv6Network]
 
 
-def _trusted(address: str, trusted: Networks) -> bool:
+def trusted(address: str, networks: Networks) -> bool:
+    """Whether ``address`` is in one of ``networks``."""
     try:
         parsed = ip_address(address.strip())
     except ValueError:
         return False
-    return any(parsed in network for network in trusted)
+    return any(parsed in network for network in networks)
 
 
-def client_address(request: Request, trusted: Networks) -> str:
+def client_address(request: Request, proxies: Networks) -> str:
     """The client's IP: the peer, or, behind trusted proxies, the nearest
     ``X-Forwarded-For`` hop that is not itself a trusted proxy."""
     peer = request.remote_addr or "unknown"
-    if not trusted or not _trusted(peer, trusted):
+    if not proxies or not trusted(peer, proxies):
         return peer
     forwarded = request.headers.get("X-Forwarded-For", "")
     hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
     for hop in reversed(hops):
-        if not _trusted(hop, trusted):
+        if not trusted(hop, proxies):
             return hop
     return hops[0] if hops else peer
 
 
-def is_secure(request: Request, trusted: Networks) -> bool:
+def is_secure(request: Request, proxies: Networks) -> bool:
     """Whether the client reached us over TLS (directly or via a trusted proxy)."""
     if request.scheme == "https":
         return True
     peer = request.remote_addr or ""
-    if trusted and _trusted(peer, trusted):
+    if proxies and trusted(peer, proxies):
         proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
         return proto == "https"
     return False

@@ -226,6 +226,23 @@ async def test_a_public_read_is_the_same_for_everyone(settings_factory: Settings
             assert listed["_meta"]["total"] == 2
 
 
+async def test_an_anonymous_public_write_cannot_set_the_owner(
+    settings_factory: SettingsFactory,
+) -> None:
+    resources = example_resources()
+    resources["notes"] = {
+        "schema": {"type": "object", "properties": {"text": {"type": "string"}}},
+        "resource_methods": ["GET", "POST"],
+        "public_methods": ["GET", "POST"],
+        "auth_field": "owner",
+    }
+    app = create_app(settings_factory(resources=resources))
+    async with app.test_app():
+        response = await app.test_client().post("/notes", json={"text": "x", "owner": "forged"})
+        assert response.status_code == 422
+        assert (await response.get_json())["_issues"] == {"owner": "field is set by the server"}
+
+
 async def test_the_owner_field_cannot_be_forged_or_overwritten(rules_app: Quart) -> None:
     alice = client_with(rules_app, bearer(await token_for(rules_app, user_id="a" * 24)))
     response = await alice.post("/notes", json={"text": "x", "owner": "b" * 24})

@@ -59,19 +59,28 @@ def required_etag() -> str | None:
     return values[0]
 
 
-def not_modified(etag: str, last_modified: Any = None) -> bool:
-    """Whether the client's cached copy is current (If-None-Match first)."""
-    header = request.headers.get("If-None-Match")
-    if header is not None:
-        values = _etag_values(header)
+def is_not_modified(
+    if_none_match: str | None, if_modified_since: str | None, etag: str, last_modified: Any
+) -> bool:
+    """Whether a client holding these validators has the current representation
+    (``If-None-Match`` decides when present, as RFC 9110 says)."""
+    if if_none_match is not None:
+        values = _etag_values(if_none_match)
         return "*" in values or etag in values
-    since = request.headers.get("If-Modified-Since")
-    if since and last_modified is not None:
-        parsed = parse_http_date(since)
+    if if_modified_since and last_modified is not None:
+        parsed = parse_http_date(if_modified_since)
         if parsed is None or not isinstance(last_modified, datetime):
             return False
         return last_modified.replace(microsecond=0) <= parsed
     return False
+
+
+def not_modified(etag: str, last_modified: Any = None) -> bool:
+    """Whether the current request's cached copy is current."""
+    headers = request.headers
+    return is_not_modified(
+        headers.get("If-None-Match"), headers.get("If-Modified-Since"), etag, last_modified
+    )
 
 
 def _with_validators(response: Response, etag: str, last_modified: Any = None) -> Response:

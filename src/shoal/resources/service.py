@@ -186,8 +186,9 @@ class ResourceService:
             if key.startswith("_") and key != "_id":
                 issues[key] = "field is read-only"
         issues.update(self.resource.schema.readonly_issues(body))
-        if scope.owner is not None and scope.owner[0] in body:
-            issues[scope.owner[0]] = "field is set by the server"
+        # The owner field is the server's, whoever asks (a public write too).
+        for name in self.resource.schema.server_fields & body.keys():
+            issues[name] = "field is set by the server"
         document = content_of(body)
         if client_id is not None:
             if isinstance(client_id, str) and ObjectId.is_valid(client_id):
@@ -242,7 +243,7 @@ class ResourceService:
         issues = name_issues(changes, dotted_top_level=True)
         for key in changes:
             top = key.split(".", 1)[0]
-            if top.startswith("_") or (scope.owner is not None and top == scope.owner[0]):
+            if top.startswith("_") or top in self.resource.schema.server_fields:
                 issues[key] = "field is read-only"
         issues.update(self.resource.schema.readonly_issues(changes))
         if issues:
@@ -267,8 +268,6 @@ class ResourceService:
             if str(body.pop("_id")) != str(item_id):
                 raise UnprocessableEntity(_UPDATE_FAILURE, issues={"_id": "cannot be changed"})
         document, issues = self.check_new(body, Scope(owner=None))
-        if scope.owner is not None and isinstance(body, dict) and scope.owner[0] in body:
-            issues[scope.owner[0]] = "field is read-only"
         if issues or document is None:
             raise UnprocessableEntity(_UPDATE_FAILURE, issues=issues)
         current = await self._current(item_id, etag, scope)
