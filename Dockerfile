@@ -22,10 +22,11 @@ RUN pip install .
 
 
 FROM build AS test
-# The suite starts its own redis-server and puts nginx in front of several
-# `shoal serve` processes, so both must be on PATH.
+# The suite starts its own redis-server, puts nginx in front of several
+# `shoal serve` processes, drives the docs page in Chromium and runs wrk's Lua
+# scripts: all must be on PATH, as scripts/test installs them.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends redis-server nginx \
+    && apt-get install -y --no-install-recommends redis-server nginx chromium wrk \
     && rm -rf /var/lib/apt/lists/*
 RUN pip install ".[test]"
 # The whole context (see .dockerignore): tests/, examples/, compose.yaml,

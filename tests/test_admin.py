@@ -38,15 +38,15 @@ def _shoal(config: Path, *args: str, input: str | None = None) -> tuple[int, str
 
 async def test_a_created_user_can_log_in(config: Path, app: Quart) -> None:
     status, out, err = _shoal(
-        config, "users", "create", "ed", "--role", "editor", "--password-stdin",
+        config, "users", "create", "editor1", "--role", "editor", "--password-stdin",
         input=PASSWORD + "\n",
     )  # fmt: skip
     assert status == 0, err
-    assert "created user ed" in out
+    assert "created user editor1" in out
     assert "editor" in out
     assert PASSWORD not in out + err
     client = app.test_client()
-    response = await client.post("/auth/login", json={"username": "ed", "password": PASSWORD})
+    response = await client.post("/auth/login", json={"username": "editor1", "password": PASSWORD})
     assert response.status_code == 200
     token = (await response.get_json())["access_token"]
     me = await client.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
@@ -54,7 +54,7 @@ async def test_a_created_user_can_log_in(config: Path, app: Quart) -> None:
 
 
 def test_a_duplicate_user_is_refused(config: Path) -> None:
-    args = ("users", "create", "ed", "--role", "editor", "--password-stdin")
+    args = ("users", "create", "editor1", "--role", "editor", "--password-stdin")
     assert _shoal(config, *args, input=PASSWORD)[0] == 0
     status, _, err = _shoal(config, *args, input=PASSWORD)
     assert status == 1
@@ -71,7 +71,9 @@ def test_a_duplicate_user_is_refused(config: Path) -> None:
 def test_password_problems_exit_2(
     config: Path, args: tuple[str, ...], stdin: str, fragment: str
 ) -> None:
-    status, _, err = _shoal(config, "users", "create", "ed", "--role", "editor", *args, input=stdin)
+    status, _, err = _shoal(
+        config, "users", "create", "editor1", "--role", "editor", *args, input=stdin
+    )
     assert status == 2
     assert fragment in err
 

@@ -280,7 +280,7 @@ class _Items(BaseHTTPRequestHandler):
 @pytest.fixture
 def items_server(tmp_path: Path) -> Iterator[tuple[str, Path, type[_Items]]]:
     if shutil.which("wrk") is None:
-        pytest.skip("wrk is not installed (apt-get install wrk)")
+        pytest.fail("wrk is not installed (apt-get install wrk; scripts/test installs it)")
     ids = [format(n, "024x") for n in range(1, 9)]
 
     class Handler(_Items):

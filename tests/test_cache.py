@@ -163,25 +163,25 @@ async def test_a_delete_invalidates_the_item_and_the_list(
 
 
 async def test_owner_restricted_answers_never_cross_users(cached_app: Quart) -> None:
-    alice = await editor_client(cached_app, name="alice")
-    bob = await editor_client(cached_app, name="bob")
-    mine = await create(alice, "notes", {"text": "alice's"})
-    await create(bob, "notes", {"text": "bob's"})
+    owner_a = await editor_client(cached_app, name="owner_a")
+    owner_b = await editor_client(cached_app, name="owner_b")
+    mine = await create(owner_a, "notes", {"text": "owner_a's"})
+    await create(owner_b, "notes", {"text": "owner_b's"})
     for _ in range(2):  # the second round is served from the cache
-        alice_list, alice_page = await _get(alice, "/notes")
-        bob_list, bob_page = await _get(bob, "/notes")
-        assert [note["text"] for note in alice_page["_items"]] == ["alice's"]
-        assert [note["text"] for note in bob_page["_items"]] == ["bob's"]
+        alice_list, alice_page = await _get(owner_a, "/notes")
+        bob_list, bob_page = await _get(owner_b, "/notes")
+        assert [note["text"] for note in alice_page["_items"]] == ["owner_a's"]
+        assert [note["text"] for note in bob_page["_items"]] == ["owner_b's"]
     assert (alice_list.headers["X-Cache"], bob_list.headers["X-Cache"]) == ("HIT", "HIT")
-    assert (await alice.get(f"/notes/{mine['_id']}")).status_code == 200
-    assert (await alice.get(f"/notes/{mine['_id']}")).headers["X-Cache"] == "HIT"
-    assert (await bob.get(f"/notes/{mine['_id']}")).status_code == 404
+    assert (await owner_a.get(f"/notes/{mine['_id']}")).status_code == 200
+    assert (await owner_a.get(f"/notes/{mine['_id']}")).headers["X-Cache"] == "HIT"
+    assert (await owner_b.get(f"/notes/{mine['_id']}")).status_code == 404
 
 
 async def test_anonymous_callers_get_no_cached_private_answer(cached_app: Quart) -> None:
-    alice = await editor_client(cached_app, name="alice")
-    await create(alice, "notes", {"text": "secret"})
-    await alice.get("/notes")
+    owner_a = await editor_client(cached_app, name="owner_a")
+    await create(owner_a, "notes", {"text": "secret"})
+    await owner_a.get("/notes")
     response = await cached_app.test_client().get("/notes")
     assert response.status_code == 401
     assert "X-Cache" not in response.headers

@@ -154,10 +154,10 @@ async def test_a_key_of_255_printable_characters_is_fine(client: Client) -> None
 
 
 async def test_keys_belong_to_their_caller(app: Quart) -> None:
-    alice, bob = await editor_client(app), await editor_client(app)
+    owner_a, owner_b = await editor_client(app), await editor_client(app)
     headers = keyed("shared-key")
-    first = await alice.post("/books", json={"title": "x"}, headers=headers)
-    second = await bob.post("/books", json={"title": "x"}, headers=headers)
+    first = await owner_a.post("/books", json={"title": "x"}, headers=headers)
+    second = await owner_b.post("/books", json={"title": "x"}, headers=headers)
     assert (first.status_code, second.status_code) == (201, 201)
     assert "Idempotent-Replayed" not in second.headers
     assert (await first.get_json())["_id"] != (await second.get_json())["_id"]

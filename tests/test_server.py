@@ -300,14 +300,23 @@ def test_commands_use_the_store_serve_is_running(serve: ServeProcess, workdir: P
     """`shoal users create` next to a running development server writes into the
     store that server uses (a second store on the same files could not start)."""
     created = run_shoal(
-        ["users", "create", "ed", "--role", "editor", "--password-stdin", "--config", "shoal.yaml"],
+        [
+            "users",
+            "create",
+            "editor1",
+            "--role",
+            "editor",
+            "--password-stdin",
+            "--config",
+            "shoal.yaml",
+        ],
         cwd=workdir,
         input="a long enough password\n",
     )
     assert created.returncode == 0, created.stderr
     response = httpx.post(
         f"{serve.url}/auth/login",
-        json={"username": "ed", "password": "a long enough password"},
+        json={"username": "editor1", "password": "a long enough password"},
         timeout=10,
     )
     assert response.status_code == 200

@@ -14,7 +14,6 @@ blueprints and hooks, exactly as a Flask app::
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,8 +38,6 @@ from .state import create_state
 from .storage import Storage
 
 SETTINGS_KEY = "shoal.settings"
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def get_settings(app: Quart) -> Settings:

@@ -51,7 +51,13 @@ from .api.resources import is_not_modified, not_modified
 from .auth import get_auth
 from .config import Settings
 from .edge import Send
-from .resources import Resource, Resources, ResourceService
+from .resources import (
+    Resource,
+    Resources,
+    ResourceService,
+    collection_endpoint,
+    item_endpoint,
+)
 from .resources.query import parse_http_date
 from .state import SharedState, StateUnavailable
 
@@ -115,8 +121,8 @@ class ResponseCache:
                     "GET" in config.public_item_methods,
                 )
             self.cached.append(name)
-            self.services[f"resources.{name}:collection"] = (service, False)
-            self.services[f"resources.{name}:item"] = (service, True)
+            self.services[collection_endpoint(name)] = (service, False)
+            self.services[item_endpoint(name)] = (service, True)
             service.write_listeners.append(self.invalidate)
         #: Resources whose generation this instance still has to bump.
         self.owed: set[str] = set()

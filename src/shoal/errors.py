@@ -119,7 +119,14 @@ def error_response(
 
 
 async def _handle_api_error(error: ApiError) -> Response:
-    return error_response(error.status, error.message, issues=error.issues, headers=error.headers)
+    extra = {}
+    if error.status >= 500:
+        from .edge import request_id
+
+        extra["request_id"] = request_id()
+    return error_response(
+        error.status, error.message, issues=error.issues, headers=error.headers, **extra
+    )
 
 
 async def _handle_http_exception(error: HTTPException) -> Response:

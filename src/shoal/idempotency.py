@@ -37,6 +37,7 @@ from quart import Quart, Response, g, request
 from .config import Settings
 from .errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableEntity
 from .ratelimit import caller_key
+from .resources import collection_endpoint, item_endpoint
 from .state import SharedState, StateUnavailable
 
 logger = logging.getLogger("shoal.idempotency")
@@ -111,8 +112,8 @@ class Idempotency:
         self.trusted_proxies = settings.trusted_proxies
         self.endpoints: dict[str, str] = {}
         for name in settings.resources:
-            self.endpoints[f"resources.{name}:collection"] = "POST"
-            self.endpoints[f"resources.{name}:item"] = "PATCH"
+            self.endpoints[collection_endpoint(name)] = "POST"
+            self.endpoints[item_endpoint(name)] = "PATCH"
 
     def init_app(self, app: Quart) -> None:
         app.extensions[EXTENSION_KEY] = self

@@ -46,6 +46,7 @@ from .auth import get_auth
 from .config import RateLimitSettings, Settings, parse_rate
 from .errors import ApiError, ServiceUnavailable, TooManyRequests
 from .net import Networks, client_address
+from .resources import collection_endpoint, item_endpoint
 from .state import Rate, RateVerdict, SharedState, StateUnavailable
 
 logger = logging.getLogger("shoal.ratelimit")
@@ -123,9 +124,9 @@ class SharedRateLimiter(RateLimiter):
         }
         # The resource behind each resource endpoint (see api/resources.py).
         self.endpoint_resources: Mapping[str, str] = {
-            f"resources.{name}:{kind}": name
+            endpoint(name): name
             for name in settings.resources
-            for kind in ("collection", "item")
+            for endpoint in (collection_endpoint, item_endpoint)
         }
         self._skip_until = 0.0
 

@@ -233,8 +233,14 @@ class _Translator:
             reason = details.get("errmsg") or str(error)
             raise BadRequest(f"MongoDB refused the query: {reason}") from error
         if isinstance(error, PyMongoError) and not isinstance(error, BulkWriteError):
-            # The code and class only: MongoDB's messages can quote documents.
-            logger.error("MongoDB error %s: %s", getattr(error, "code", None), type(error).__name__)
+            # The code and class only, here and in the answer: MongoDB's messages
+            # can quote documents, which must not reach the logs or other clients.
+            code = getattr(error, "code", None)
+            logger.error("MongoDB error %s: %s", code, type(error).__name__)
+            raise ApiError(
+                f"the database could not complete the operation ({type(error).__name__})",
+                status=500,
+            ) from None
 
 
 def translate_errors(*, client_query: bool = False) -> _Translator:

@@ -22,11 +22,13 @@ from tests.utils.settings import TEST_SECRET, example_resources
 PASSWORD = "correct horse battery staple"
 
 
-async def _user(app: Quart, name: str = "ed", *roles: str) -> None:
+async def _user(app: Quart, name: str = "editor1", *roles: str) -> None:
     await get_auth(app).accounts.create_user(name, PASSWORD, list(roles or ["editor"]))
 
 
-async def _login(client: Client, name: str = "ed", password: str = PASSWORD, **extra: Any) -> Any:
+async def _login(
+    client: Client, name: str = "editor1", password: str = PASSWORD, **extra: Any
+) -> Any:
     return await client.post("/auth/login", json={"username": name, "password": password, **extra})
 
 
@@ -68,10 +70,10 @@ async def test_login_gives_tokens_that_work(app: Quart, anonymous: Client) -> No
     created = await _post_book(anonymous, bearer(tokens["access_token"]))
     assert created.status_code == 201
     me = await anonymous.get("/auth/me", headers=bearer(tokens["access_token"]))
-    assert (await me.get_json())["name"] == "ed"
+    assert (await me.get_json())["name"] == "editor1"
 
 
-@pytest.mark.parametrize(("name", "password"), [("ed", "wrong"), ("nobody", PASSWORD)])
+@pytest.mark.parametrize(("name", "password"), [("editor1", "wrong"), ("nobody", PASSWORD)])
 async def test_bad_logins_are_401_alike(
     app: Quart, anonymous: Client, name: str, password: str
 ) -> None:
@@ -83,7 +85,7 @@ async def test_bad_logins_are_401_alike(
 
 
 async def test_login_body_is_validated(anonymous: Client) -> None:
-    response = await anonymous.post("/auth/login", json={"username": "ed"})
+    response = await anonymous.post("/auth/login", json={"username": "editor1"})
     assert response.status_code == 422
     assert "password" in (await response.get_json())["_issues"]
     response = await anonymous.post("/auth/login", data="x", headers={"Content-Type": "text/plain"})
@@ -93,7 +95,9 @@ async def test_login_body_is_validated(anonymous: Client) -> None:
 async def test_disabled_users_cannot_log_in(app: Quart, anonymous: Client) -> None:
     await _user(app)
     accounts = get_auth(app).accounts
-    await accounts.storage.update_one(accounts.users, {"name": "ed"}, {"$set": {"disabled": True}})
+    await accounts.storage.update_one(
+        accounts.users, {"name": "editor1"}, {"$set": {"disabled": True}}
+    )
     assert (await _login(anonymous)).status_code == 401
 
 
@@ -191,19 +195,19 @@ async def test_read_and_write_roles(rules_app: Quart) -> None:
 
 
 async def test_owner_restriction(rules_app: Quart) -> None:
-    alice = client_with(rules_app, bearer(await token_for(rules_app, user_id="a" * 24)))
-    bob = client_with(rules_app, bearer(await token_for(rules_app, user_id="b" * 24)))
-    ack = await create(alice, "notes", {"text": "mine"})
-    note = await (await alice.get(f"/notes/{ack['_id']}")).get_json()
+    owner_a = client_with(rules_app, bearer(await token_for(rules_app, user_id="a" * 24)))
+    owner_b = client_with(rules_app, bearer(await token_for(rules_app, user_id="b" * 24)))
+    ack = await create(owner_a, "notes", {"text": "mine"})
+    note = await (await owner_a.get(f"/notes/{ack['_id']}")).get_json()
     assert note["owner"] == "a" * 24
-    assert (await bob.get(f"/notes/{ack['_id']}")).status_code == 404
-    assert (await (await bob.get("/notes")).get_json())["_items"] == []
-    assert (await (await alice.get("/notes")).get_json())["_meta"]["total"] == 1
-    response = await bob.patch(
+    assert (await owner_b.get(f"/notes/{ack['_id']}")).status_code == 404
+    assert (await (await owner_b.get("/notes")).get_json())["_items"] == []
+    assert (await (await owner_a.get("/notes")).get_json())["_meta"]["total"] == 1
+    response = await owner_b.patch(
         f"/notes/{ack['_id']}", json={"text": "hijack"}, headers=if_match(ack["_etag"])
     )
     assert response.status_code == 404
-    response = await bob.delete(f"/notes/{ack['_id']}", headers=if_match(ack["_etag"]))
+    response = await owner_b.delete(f"/notes/{ack['_id']}", headers=if_match(ack["_etag"]))
     assert response.status_code == 404
 
 
@@ -217,11 +221,11 @@ async def test_a_public_read_is_the_same_for_everyone(settings_factory: Settings
     }
     app = create_app(settings_factory(resources=resources))
     async with app.test_app():
-        alice = client_with(app, bearer(await token_for(app, user_id="a" * 24)))
-        bob = client_with(app, bearer(await token_for(app, user_id="b" * 24)))
-        await create(alice, "notes", {"text": "from alice"})
-        await create(bob, "notes", {"text": "from bob"})
-        for caller in (alice, bob, app.test_client()):
+        owner_a = client_with(app, bearer(await token_for(app, user_id="a" * 24)))
+        owner_b = client_with(app, bearer(await token_for(app, user_id="b" * 24)))
+        await create(owner_a, "notes", {"text": "from owner_a"})
+        await create(owner_b, "notes", {"text": "from owner_b"})
+        for caller in (owner_a, owner_b, app.test_client()):
             listed = await (await caller.get("/notes")).get_json()
             assert listed["_meta"]["total"] == 2
 
@@ -244,26 +248,26 @@ async def test_an_anonymous_public_write_cannot_set_the_owner(
 
 
 async def test_the_owner_field_cannot_be_forged_or_overwritten(rules_app: Quart) -> None:
-    alice = client_with(rules_app, bearer(await token_for(rules_app, user_id="a" * 24)))
-    response = await alice.post("/notes", json={"text": "x", "owner": "b" * 24})
+    owner_a = client_with(rules_app, bearer(await token_for(rules_app, user_id="a" * 24)))
+    response = await owner_a.post("/notes", json={"text": "x", "owner": "b" * 24})
     assert response.status_code == 422
     assert (await response.get_json())["_issues"]["owner"]
-    ack = await create(alice, "notes", {"text": "x"})
-    response = await alice.patch(
+    ack = await create(owner_a, "notes", {"text": "x"})
+    response = await owner_a.patch(
         f"/notes/{ack['_id']}", json={"owner": "b" * 24}, headers=if_match(ack["_etag"])
     )
     assert response.status_code == 422
-    response = await alice.put(
+    response = await owner_a.put(
         f"/notes/{ack['_id']}",
         json={"text": "y", "owner": "b" * 24},
         headers=if_match(ack["_etag"]),
     )
     assert response.status_code == 422
-    response = await alice.put(
+    response = await owner_a.put(
         f"/notes/{ack['_id']}", json={"text": "y"}, headers=if_match(ack["_etag"])
     )
     assert response.status_code == 200
-    note = await (await alice.get(f"/notes/{ack['_id']}")).get_json()
+    note = await (await owner_a.get(f"/notes/{ack['_id']}")).get_json()
     assert (note["text"], note["owner"]) == ("y", "a" * 24)
 
 
@@ -343,7 +347,7 @@ async def test_session_cookie_is_secure_behind_a_trusted_tls_proxy(
         client = app.test_client()
         response = await client.post(
             "/auth/login",
-            json={"username": "ed", "password": PASSWORD, "mode": "cookie"},
+            json={"username": "editor1", "password": PASSWORD, "mode": "cookie"},
             headers={"X-Forwarded-Proto": "https"},
             scope_base={"client": ("127.0.0.1", 5000)},
         )

@@ -376,3 +376,27 @@ async def test_documents_written_by_other_tools_do_not_break_reads(
         "/books", headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}
     )
     assert listed.status_code == 200
+
+
+async def test_an_unexpected_database_error_is_a_500_that_quotes_no_document(
+    app: Any, client: Client, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pymongo.errors import OperationFailure
+
+    from shoal.storage import get_storage
+
+    ack = await create(client, "books", {"title": "Dune"})
+    storage = get_storage(app)
+
+    class Refusing:
+        async def find_one(self, *args: Any, **kwargs: Any) -> Any:
+            raise OperationFailure("document {title: 'secret title'} too odd", code=12345)
+
+    monkeypatch.setattr(storage, "collection", lambda name: Refusing())
+    response = await client.get(f"/books/{ack['_id']}")
+    assert response.status_code == 500
+    body = await response.get_json()
+    assert body["_error"]["request_id"] == response.headers["X-Request-ID"]
+    assert "secret title" not in str(body)
+    assert "secret title" not in caplog.text
+    assert "OperationFailure" in caplog.text

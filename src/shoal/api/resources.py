@@ -18,7 +18,14 @@ from quart import Blueprint, Quart, Response, current_app, request
 from ..auth import get_auth
 from ..encoding import http_date
 from ..errors import BadRequest, PreconditionRequired, UnprocessableEntity, error_body
-from ..resources import Resources, ResourceService, Scope
+from ..resources import (
+    BLUEPRINT,
+    Resources,
+    ResourceService,
+    Scope,
+    collection_endpoint,
+    item_endpoint,
+)
 from ..resources.documents import parse_id
 from ..resources.query import parse_http_date, parse_list_query
 from ..resources.render import (
@@ -180,7 +187,7 @@ def item_view(service: ResourceService) -> View:
 
 
 def register_resource_routes(app: Quart, resources: Resources) -> None:
-    blueprint = Blueprint("resources", __name__)
+    blueprint = Blueprint(BLUEPRINT, __name__)
 
     @blueprint.get("/")
     async def home() -> dict[str, Any]:
@@ -190,13 +197,13 @@ def register_resource_routes(app: Quart, resources: Resources) -> None:
         settings = service.resource.settings
         blueprint.add_url_rule(
             f"/{name}",
-            endpoint=f"{name}:collection",
+            endpoint=collection_endpoint(name, qualified=False),
             view_func=collection_view(service),
             methods=list(dict.fromkeys(settings.resource_methods)),
         )
         blueprint.add_url_rule(
             f"/{name}/<item_id>",
-            endpoint=f"{name}:item",
+            endpoint=item_endpoint(name, qualified=False),
             view_func=item_view(service),
             methods=list(dict.fromkeys(settings.item_methods)),
         )

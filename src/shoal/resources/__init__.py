@@ -24,7 +24,30 @@ from .service import (
     record_index_problem,
 )
 
-__all__ = ["Resource", "ResourceService", "Resources", "Scope", "get_resources"]
+__all__ = [
+    "Resource",
+    "ResourceService",
+    "Resources",
+    "Scope",
+    "collection_endpoint",
+    "get_resources",
+    "item_endpoint",
+]
+
+#: The blueprint that serves every resource (api/resources.py).
+BLUEPRINT = "resources"
+
+
+def collection_endpoint(name: str, *, qualified: bool = True) -> str:
+    """The endpoint of ``/<name>`` (``request.endpoint``; unqualified: inside
+    the blueprint)."""
+    return f"{BLUEPRINT}.{name}:collection" if qualified else f"{name}:collection"
+
+
+def item_endpoint(name: str, *, qualified: bool = True) -> str:
+    """The endpoint of ``/<name>/<id>``."""
+    return f"{BLUEPRINT}.{name}:item" if qualified else f"{name}:item"
+
 
 EXTENSION_KEY = "shoal.resources"
 

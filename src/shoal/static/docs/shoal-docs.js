@@ -9,8 +9,9 @@
     presets: [SwaggerUIBundle.presets.apis],
     layout: "BaseLayout",
     deepLinking: true,
-    // The Authorize dialog's token or API key survives a reload of the page.
-    persistAuthorization: true,
+    // Credentials stay in the page's memory: persisting them would put bearer
+    // tokens and API keys in localStorage, readable by any script of the origin.
+    persistAuthorization: false,
     displayRequestDuration: true,
     docExpansion: "list",
     defaultModelsExpandDepth: 0,
