@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import MutableMapping
@@ -47,10 +46,11 @@ from bson import ObjectId
 from quart import Quart, Response, current_app, g, request
 
 from .api.common import no_content
-from .api.resources import is_not_modified, not_modified
+from .api.resources import is_not_modified
 from .auth import get_auth
 from .config import Settings
 from .edge import Send
+from .hashing import sha256_hex
 from .resources import (
     Resource,
     Resources,
@@ -89,7 +89,7 @@ def entry_key(resource: str, *, item: bool, scope: str, args: dict[str, str], ta
     """The key of one cached answer: resource, kind, scope, item id and sorted
     query arguments (as ``request.args.to_dict(flat=True)`` gives them)."""
     query = urlencode(sorted(args.items()))
-    digest = hashlib.sha256(f"{scope}\0{target}\0{query}".encode()).hexdigest()[:40]
+    digest = sha256_hex(f"{scope}\0{target}\0{query}")[:40]
     return f"cache:{{{resource}}}:{'item' if item else 'list'}:{digest}"
 
 
@@ -256,14 +256,9 @@ class ResponseCache:
         decoded = _decode(entry, int(current or 0))
         if decoded is None:
             return False
-        headers, body = decoded
-        etag = headers.get("ETag", "").strip('"')
-        modified = headers.get("Last-Modified")
-        since = parse_http_date(modified) if item and modified else None
-        status = 200
-        if etag and is_not_modified(if_none_match, if_modified_since, etag, since):
-            status, body = 304, b""
-            headers = {name: headers[name] for name in ("ETag", "Last-Modified") if name in headers}
+        status, headers, body = _conditional(
+            *decoded, item=item, if_none_match=if_none_match, if_modified_since=if_modified_since
+        )
         raw = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
         raw.append((b"x-cache", b"HIT"))
         if status == 200:
@@ -276,15 +271,15 @@ class ResponseCache:
         decoded = _decode(entry, generation)
         if decoded is None:
             return None
-        headers, body = decoded
-        etag = headers.get("ETag", "").strip('"')
-        modified = headers.get("Last-Modified")
-        since = parse_http_date(modified) if item and modified else None
-        if etag and not_modified(etag, since):
+        status, headers, body = _conditional(
+            *decoded,
+            item=item,
+            if_none_match=request.headers.get("If-None-Match"),
+            if_modified_since=request.headers.get("If-Modified-Since"),
+        )
+        if status == 304:
             response = no_content(304)
-            for name in ("ETag", "Last-Modified"):
-                if name in headers:
-                    response.headers[name] = headers[name]
+            response.headers.update(headers)
             return response
         return Response(body, status=200, headers=headers)
 
@@ -322,6 +317,27 @@ def _decode(entry: bytes, generation: int) -> tuple[dict[str, str], bytes] | Non
         logger.warning("an unreadable cache entry was ignored")
         return None
     return (headers, body) if current else None
+
+
+def _conditional(
+    headers: dict[str, str],
+    body: bytes,
+    *,
+    item: bool,
+    if_none_match: str | None,
+    if_modified_since: str | None,
+) -> tuple[int, dict[str, str], bytes]:
+    """A cached answer for a request with these validators: the entry itself
+    (200), or a 304 that keeps only ETag and Last-Modified."""
+    etag = headers.get("ETag", "").strip('"')
+    modified = headers.get("Last-Modified")
+    since = parse_http_date(modified) if item and modified else None
+    if etag and is_not_modified(if_none_match, if_modified_since, etag, since):
+        kept: dict[str, str] = {
+            name: headers[name] for name in ("ETag", "Last-Modified") if name in headers
+        }
+        return 304, kept, b""
+    return 200, headers, body
 
 
 def _fast_path_allowed(resource: Resource, settings: Settings) -> bool:

@@ -148,6 +148,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="config file (default: $SHOAL_CONFIG)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shoal", description="A fast, async REST data API for MongoDB."
@@ -156,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the API server (hypercorn)")
-    serve.add_argument("--config", help="config file (default: $SHOAL_CONFIG)")
+    _add_config(serve)
     serve.add_argument("--bind", metavar="HOST:PORT", help="address to listen on")
     serve.add_argument("--workers", type=_positive_int, metavar="N", help="worker processes")
     serve.set_defaults(handler=_serve)
@@ -170,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     create_user.add_argument(
         "--password-stdin", action="store_true", help="read the password from stdin"
     )
-    create_user.add_argument("--config", help="config file (default: $SHOAL_CONFIG)")
+    _add_config(create_user)
     create_user.set_defaults(handler=_users_create)
 
     apikeys = commands.add_parser("apikeys", help="manage API keys").add_subparsers(
@@ -179,14 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     create_key = apikeys.add_parser("create", help="create a key (printed once)")
     create_key.add_argument("--role", action="append", required=True, help="repeatable")
     create_key.add_argument("--name", default="api key", help="what the key is for")
-    create_key.add_argument("--config", help="config file (default: $SHOAL_CONFIG)")
+    _add_config(create_key)
     create_key.set_defaults(handler=_apikeys_create)
     list_keys = apikeys.add_parser("list", help="list keys (never the keys themselves)")
-    list_keys.add_argument("--config", help="config file (default: $SHOAL_CONFIG)")
+    _add_config(list_keys)
     list_keys.set_defaults(handler=_apikeys_list)
     revoke_key = apikeys.add_parser("revoke", help="revoke a key at once")
     revoke_key.add_argument("id", metavar="ID")
-    revoke_key.add_argument("--config", help="config file (default: $SHOAL_CONFIG)")
+    _add_config(revoke_key)
     revoke_key.set_defaults(handler=_apikeys_revoke)
 
     check = commands.add_parser("check-config", help="validate a config file")
@@ -199,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the OpenAPI 3.1 document that /openapi.json serves for this "
         "config. Connects to nothing.",
     )
-    openapi.add_argument("--config", help="config file (default: $SHOAL_CONFIG)")
+    _add_config(openapi)
     openapi.set_defaults(handler=_openapi)
 
     load = commands.add_parser(
@@ -212,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument("resource", metavar="RESOURCE", help="a resource of the config")
     load.add_argument("file", metavar="FILE.jsonl", help="the JSON Lines file")
-    load.add_argument("--config", help="config file (default: $SHOAL_CONFIG)")
+    _add_config(load)
     load.add_argument(
         "--batch-size",
         type=_positive_int,

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from quart import Quart, has_request_context, request
 
 from .config import Settings
-from .net import Networks, trusted
+from .net import Networks, came_over_tls
 
 Message = MutableMapping[str, Any]
 Scope = MutableMapping[str, Any]
@@ -90,13 +90,14 @@ class Edge:
                 self.hsts = value.encode()
 
     def _secure(self, scope: Scope) -> bool:
-        if scope.get("scheme") == "https":
-            return True
         client = scope.get("client")
-        if self.trusted_proxies and client and trusted(client[0], self.trusted_proxies):
-            proto = header(scope, b"x-forwarded-proto") or b""
-            return proto.split(b",")[0].strip().lower() == b"https"
-        return False
+        proto = header(scope, b"x-forwarded-proto")
+        return came_over_tls(
+            scope.get("scheme"),
+            client[0] if client else None,
+            proto.decode("latin-1") if proto is not None else None,
+            self.trusted_proxies,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

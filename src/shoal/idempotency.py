@@ -24,7 +24,6 @@ being kept, so the client can retry. Without Redis, a request with a key gets
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -36,6 +35,7 @@ from quart import Quart, Response, g, request
 
 from .config import Settings
 from .errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableEntity
+from .hashing import sha256_hex
 from .ratelimit import caller_key
 from .resources import collection_endpoint, item_endpoint
 from .state import SharedState, StateUnavailable
@@ -132,9 +132,9 @@ class Idempotency:
             raise BadRequest(f"{HEADER} must be 1 to 255 printable ASCII characters")
         caller = await caller_key(self.trusted_proxies)
         scope = f"{caller}\0{request.method}\0{request.path}\0{supplied}"
-        key = "idem:" + hashlib.sha256(scope.encode()).hexdigest()
+        key = "idem:" + sha256_hex(scope)
         body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
-        fingerprint = hashlib.sha256(body).hexdigest()
+        fingerprint = sha256_hex(body)
         marker = orjson.dumps({"fp": fingerprint})
         try:
             existing = await self.state.set_or_get(key, marker, ttl=self.lock_ttl)

@@ -34,12 +34,20 @@ def client_address(request: Request, proxies: Networks) -> str:
     return hops[0] if hops else peer
 
 
+def came_over_tls(
+    scheme: str | None, peer: str | None, forwarded_proto: str | None, proxies: Networks
+) -> bool:
+    """Whether a request came over TLS: its own scheme, or the first
+    ``X-Forwarded-Proto`` value when the peer is a trusted proxy."""
+    if scheme == "https":
+        return True
+    if proxies and peer and trusted(peer, proxies):
+        return (forwarded_proto or "").split(",")[0].strip().lower() == "https"
+    return False
+
+
 def is_secure(request: Request, proxies: Networks) -> bool:
     """Whether the client reached us over TLS (directly or via a trusted proxy)."""
-    if request.scheme == "https":
-        return True
-    peer = request.remote_addr or ""
-    if proxies and trusted(peer, proxies):
-        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-        return proto == "https"
-    return False
+    return came_over_tls(
+        request.scheme, request.remote_addr, request.headers.get("X-Forwarded-Proto"), proxies
+    )

@@ -28,7 +28,6 @@ While Redis is unreachable, limits fail open (requests pass, uncounted) unless
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -45,6 +44,7 @@ from quart_rate_limiter import (
 from .auth import get_auth
 from .config import RateLimitSettings, Settings, parse_rate
 from .errors import ApiError, ServiceUnavailable, TooManyRequests
+from .hashing import sha256_hex
 from .net import Networks, client_address
 from .resources import collection_endpoint, item_endpoint
 from .state import Rate, RateVerdict, SharedState, StateUnavailable
@@ -102,7 +102,7 @@ async def caller_key(trusted_proxies: Networks) -> str:
 
 def _digest(value: str) -> str:
     # Callers appear hashed, so no address or user id is readable in Redis keys.
-    return hashlib.sha256(value.encode()).hexdigest()[:32]
+    return sha256_hex(value)[:32]
 
 
 class SharedRateLimiter(RateLimiter):

@@ -7,7 +7,6 @@ for high-entropy secrets, and lets a key be found by an indexed lookup).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pymongo import ASCENDING, IndexModel
 
 from ..config import AuthSettings
 from ..errors import Conflict
+from ..hashing import sha256_hex
 from ..resources.documents import now
 from ..storage import Storage
 from .passwords import hash_password, needs_rehash, verify_password
@@ -27,7 +27,7 @@ API_KEY_PREFIX = "shoal_"
 
 
 def _key_hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+    return sha256_hex(key)
 
 
 @dataclass(frozen=True)

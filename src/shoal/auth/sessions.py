@@ -15,17 +15,17 @@ Only hashes of tokens are stored; a leaked Redis dump reveals no credential.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 
 import orjson
 
+from ..hashing import sha256_hex
 from ..state import SharedState
 
 
 def digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    return sha256_hex(secret)
 
 
 @dataclass(frozen=True)

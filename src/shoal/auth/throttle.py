@@ -7,16 +7,16 @@ Counters live in shared state with a TTL, so every instance counts together.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 
 from ..config import AuthSettings
 from ..errors import TooManyRequests
+from ..hashing import sha256_hex
 from ..state import SharedState
 
 
 def _key(kind: str, value: str) -> str:
     # Names and addresses are hashed so that no user name appears in Redis keys.
-    return f"auth:fail:{kind}:{hashlib.sha256(value.encode()).hexdigest()[:32]}"
+    return f"auth:fail:{kind}:{sha256_hex(value)[:32]}"
 
 
 class LoginThrottle:
