@@ -168,7 +168,7 @@ COLLAPSED = """\
 run (asyncio/runners.py:1);handle (/opt/venv/lib/python3.11/site-packages/quart/app.py:10);\
 dumps (/opt/venv/lib/python3.11/site-packages/shoal/encoding.py:50) 30
 run (asyncio/runners.py:1);handle (/opt/venv/lib/python3.11/site-packages/quart/app.py:10) 10
-run (asyncio/runners.py:1);find_one (/home/dev/repo/src/shoal/storage.py:120);\
+run (asyncio/runners.py:1);find_one (/srv/checkout/src/shoal/storage.py:120);\
 _decode (/usr/lib/python3.11/json/decoder.py:5) 60
 """
 
