@@ -64,8 +64,10 @@ def create_app(
     storage.init_app(app)
     state = create_state(settings.redis)
     state.init_app(app)
-    Auth(settings, storage, state).init_app(app)
+    auth = Auth(settings, storage, state)
+    auth.init_app(app)
     resources = Resources(settings, storage)
+    resources.add_indexed(auth.accounts)
     resources.init_app(app)
     # Order matters: before-request hooks run in this order (limits count cache hits).
     SharedRateLimiter(settings, state).init_app(app)

@@ -60,6 +60,7 @@ from .resources import (
 )
 from .resources.query import parse_http_date
 from .state import SharedState, StateUnavailable
+from .tasks import cancel
 
 logger = logging.getLogger("shoal.cache")
 
@@ -168,10 +169,7 @@ class ResponseCache:
 
     async def _stop(self) -> None:
         task, self._repayer = self._repayer, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
 
     # -- reads -------------------------------------------------------------
 

@@ -9,7 +9,6 @@ holds on every instance at the very next request.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hmac
 import secrets
@@ -18,7 +17,7 @@ from typing import Any
 from quart import Quart, g, request
 
 from ..config import Settings
-from ..errors import Forbidden, ServiceUnavailable, Unauthorized
+from ..errors import Forbidden, Unauthorized
 from ..net import client_address
 from ..resources import Resource, Scope
 from ..state import SharedState
@@ -57,32 +56,10 @@ class Auth:
         )
         self.accounts = Accounts(storage, settings.auth)
         self.throttle = LoginThrottle(state, settings.auth)
-        self._index_task: asyncio.Task[None] | None = None
 
     def init_app(self, app: Quart) -> None:
+        # The accounts' indexes are created with the resources' (app.py).
         app.extensions[EXTENSION_KEY] = self
-        app.before_serving(self._create_indexes)
-        app.after_serving(self._stop)
-
-    async def _create_indexes(self) -> None:
-        try:
-            await self.accounts.ensure_indexes()
-        except ServiceUnavailable:
-            self._index_task = asyncio.create_task(self._retry_indexes())
-
-    async def _retry_indexes(self) -> None:
-        while True:
-            await asyncio.sleep(2.0)
-            with contextlib.suppress(ServiceUnavailable):
-                await self.accounts.ensure_indexes()
-                return
-
-    async def _stop(self) -> None:
-        task, self._index_task = self._index_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     # -- who is calling --------------------------------------------------
 
@@ -155,7 +132,17 @@ class Auth:
     # -- may they? -------------------------------------------------------
 
     async def authorize(self, resource: Resource, method: str, *, item: bool) -> Scope:
-        """The caller's scope on ``resource`` for ``method``; 401/403 otherwise."""
+        """The caller's scope on ``resource`` for ``method``; 401/403 otherwise.
+
+        Decided once per request: the response cache asks before the view does.
+        """
+        decided: dict[tuple[str, str, bool], Scope] = g.setdefault("scopes", {})
+        key = (resource.name, method, item)
+        if key not in decided:
+            decided[key] = await self._decide(resource, method, item=item)
+        return decided[key]
+
+    async def _decide(self, resource: Resource, method: str, *, item: bool) -> Scope:
         settings = resource.settings
         method = "GET" if method == "HEAD" else method
         public = settings.public_item_methods if item else settings.public_methods

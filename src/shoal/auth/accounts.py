@@ -56,13 +56,18 @@ class Accounts:
         self.users = settings.users_collection
         self.apikeys = settings.apikeys_collection
 
-    async def ensure_indexes(self) -> None:
+    index_owner = "accounts"
+
+    async def ensure_indexes(self, timeout: float | None = None) -> None:
         await self.storage.ensure_indexes(
-            self.users, [IndexModel([("name", ASCENDING)], unique=True, name="unique_name")]
+            self.users,
+            [IndexModel([("name", ASCENDING)], unique=True, name="unique_name")],
+            timeout=timeout,
         )
         await self.storage.ensure_indexes(
             self.apikeys,
             [IndexModel([("key_hash", ASCENDING)], unique=True, name="unique_key_hash")],
+            timeout=timeout,
         )
 
     # -- users -------------------------------------------------------------

@@ -7,7 +7,6 @@ resource; it creates their indexes when the app starts serving.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from pymongo.errors import PyMongoError
@@ -16,7 +15,9 @@ from quart import Quart
 from ..config import Settings
 from ..errors import ApiError, ServiceUnavailable
 from ..storage import Storage
+from ..tasks import cancel
 from .service import (
+    Indexed,
     Resource,
     ResourceService,
     Scope,
@@ -66,8 +67,14 @@ class Resources:
             for name, resource in settings.resources.items()
         }
         self._index_task: asyncio.Task[None] | None = None
-        #: Resources whose indexes MongoDB refused, and why.
+        #: Whose indexes start-up creates: every resource, and what else asks.
+        self.indexed: list[Indexed] = list(self.services.values())
+        #: Owners whose indexes MongoDB refused, and why.
         self.index_problems: dict[str, str] = {}
+
+    def add_indexed(self, owner: Indexed) -> None:
+        """Create ``owner``'s indexes at start-up too (the auth accounts)."""
+        self.indexed.append(owner)
 
     def init_app(self, app: Quart) -> None:
         app.extensions[EXTENSION_KEY] = self
@@ -79,14 +86,14 @@ class Resources:
         background rather than refusing to start. An index MongoDB refuses
         (say, existing duplicates under a unique field) is logged and makes
         ``/readyz`` fail, naming the resource, until fixed and restarted."""
-        pending = []
-        for service in self.services.values():
+        pending: list[Indexed] = []
+        for owner in self.indexed:
             try:
-                await service.ensure_indexes(timeout=STARTUP_INDEX_TIMEOUT)
+                await owner.ensure_indexes(timeout=STARTUP_INDEX_TIMEOUT)
             except ServiceUnavailable:
-                pending.append(service)
+                pending.append(owner)
             except (ApiError, PyMongoError) as error:
-                record_index_problem(self.index_problems, service.resource.name, error)
+                record_index_problem(self.index_problems, owner.index_owner, error)
         if pending:
             self._index_task = asyncio.create_task(
                 ensure_indexes_in_background(pending, self.index_problems)
@@ -94,10 +101,7 @@ class Resources:
 
     async def stop(self) -> None:
         task, self._index_task = self._index_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
 
 
 def get_resources(app: Quart) -> Resources:

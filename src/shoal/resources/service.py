@@ -14,7 +14,7 @@ import copy
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
@@ -315,16 +315,28 @@ class ResourceService:
         await self.notify_written()
         return deleted
 
+    @property
+    def index_owner(self) -> str:
+        """The name readiness reports this resource's index problems under."""
+        return self.resource.name
+
     async def ensure_indexes(self, timeout: float | None = None) -> None:
         await self.storage.ensure_indexes(self.collection, self.resource.indexes(), timeout=timeout)
 
 
-async def ensure_indexes_in_background(
-    services: list[ResourceService], problems: dict[str, str]
-) -> None:
-    """Create every resource's indexes; while MongoDB is unreachable, retry.
+class Indexed(Protocol):
+    """Anything whose MongoDB indexes are created at start-up (resources, accounts)."""
+
+    @property
+    def index_owner(self) -> str: ...
+
+    async def ensure_indexes(self, timeout: float | None = None) -> None: ...
+
+
+async def ensure_indexes_in_background(owners: list[Indexed], problems: dict[str, str]) -> None:
+    """Create every owner's indexes; while MongoDB is unreachable, retry.
     An index MongoDB refuses is recorded in ``problems`` (readiness reports it)."""
-    pending = list(services)
+    pending = list(owners)
     delay = 1.0
     while pending:
         service = pending[0]
@@ -336,7 +348,7 @@ async def ensure_indexes_in_background(
             delay = min(delay * 2, 30.0)
             continue
         except (ApiError, PyMongoError) as error:
-            record_index_problem(problems, service.resource.name, error)
+            record_index_problem(problems, service.index_owner, error)
         pending.pop(0)
 
 
