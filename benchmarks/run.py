@@ -39,6 +39,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from shoal.embedded import free_port
+
 from . import docs
 from .data import POOL_TITLE, Dataset, make_documents, post_documents, write_docs_file
 from .profile import format_profile, record
@@ -56,7 +58,6 @@ from .report import (
 from .services import (
     Service,
     cpu_seconds,
-    free_port,
     machine_busy_seconds,
     peak_rss_mb,
     rss_mb,

@@ -20,6 +20,7 @@ from quart.typing import TestClientProtocol as Client
 from shoal.app import create_app
 from shoal.config import Settings
 from tests.utils.auth import editor_client
+from tests.utils.instances import two_served
 from tests.utils.servers import EmbeddedStore, RedisServer
 from tests.utils.settings import make_settings
 
@@ -87,6 +88,13 @@ async def app(settings: Settings) -> AsyncIterator[Quart]:
     application = create_app(settings)
     async with application.test_app():
         yield application
+
+
+@pytest.fixture
+async def two_instances(settings: Settings) -> AsyncIterator[tuple[Quart, Quart]]:
+    """Two apps ('instances') on one database and one Redis."""
+    async with two_served(settings) as apps:
+        yield apps
 
 
 @pytest.fixture

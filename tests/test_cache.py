@@ -16,6 +16,7 @@ from shoal.state import RedisState, get_state
 from tests.conftest import SettingsFactory
 from tests.utils.auth import editor_client
 from tests.utils.http import create, if_match
+from tests.utils.instances import two_served
 from tests.utils.settings import example_resources
 
 NOTES: dict[str, Any] = {
@@ -49,10 +50,8 @@ async def cached_app(settings_factory: SettingsFactory) -> AsyncIterator[Quart]:
 @pytest.fixture
 async def two_instances(settings_factory: SettingsFactory) -> AsyncIterator[tuple[Quart, Quart]]:
     """Two apps ('instances') on one database and one Redis, books cached."""
-    settings = settings_factory(resources=cached_resources())
-    first, second = create_app(settings), create_app(settings)
-    async with first.test_app(), second.test_app():
-        yield first, second
+    async with two_served(settings_factory(resources=cached_resources())) as apps:
+        yield apps
 
 
 async def _get(client: Client, path: str, **kwargs: Any) -> tuple[Any, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -27,14 +26,6 @@ async def _total(client: Client, query: str = "") -> int:
     body = await (await client.get(f"/books{query}")).get_json()
     total: int = body["_meta"]["total"]
     return total
-
-
-@pytest.fixture
-async def two_instances(settings_factory: SettingsFactory) -> AsyncIterator[tuple[Quart, Quart]]:
-    settings = settings_factory()
-    first, second = create_app(settings), create_app(settings)
-    async with first.test_app(), second.test_app():
-        yield first, second
 
 
 async def test_one_key_sent_20_times_at_once_across_instances_writes_once(

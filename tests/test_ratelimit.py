@@ -18,6 +18,7 @@ from shoal.auth import get_auth
 from shoal.config import ConfigError, load_settings
 from tests.conftest import SettingsFactory
 from tests.utils.auth import client_with, editor_client
+from tests.utils.instances import two_served
 from tests.utils.settings import example_resources
 
 
@@ -43,8 +44,7 @@ async def test_exactly_n_pass_across_two_instances_under_concurrency(
     settings_factory: SettingsFactory,
 ) -> None:
     settings = settings_factory(rate_limits={"read": "20/minute"})
-    first, second = create_app(settings), create_app(settings)
-    async with first.test_app(), second.test_app():
+    async with two_served(settings) as (first, second):
         clients = [first.test_client(), second.test_client()]
         calls = [clients[n % 2].get("/books", **_from("203.0.113.7")) for n in range(200)]
         assert await _statuses(calls) == {200: 20, 429: 180}

@@ -42,6 +42,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def wait_for_port(host: str, port: int, timeout: float = 20.0) -> None:
+    """Wait until something accepts TCP connections on host:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:g}s")
+
+
 def die_with_parent() -> None:
     """Ask the kernel to SIGTERM this process when its parent dies (Linux only)."""
     with contextlib.suppress(OSError, AttributeError):

@@ -17,6 +17,7 @@ from shoal.auth import get_auth
 from tests.conftest import SettingsFactory
 from tests.utils.auth import bearer, client_with, token_for
 from tests.utils.http import create, if_match
+from tests.utils.instances import two_served
 from tests.utils.settings import TEST_SECRET, example_resources
 
 PASSWORD = "correct horse battery staple"
@@ -404,9 +405,7 @@ async def test_failed_logins_are_slowed_then_refused(settings_factory: SettingsF
 
 
 async def test_two_instances_share_logins_and_logouts(settings_factory: SettingsFactory) -> None:
-    settings = settings_factory()
-    first, second = create_app(settings), create_app(settings)
-    async with first.test_app(), second.test_app():
+    async with two_served(settings_factory()) as (first, second):
         await _user(first)
         a, b = first.test_client(), second.test_client()
         tokens = await (await _login(a)).get_json()

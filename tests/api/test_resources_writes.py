@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -433,15 +432,6 @@ async def test_delete_whole_resource_where_listed(client: Client) -> None:
 
 
 # -- concurrency -----------------------------------------------------------
-
-
-@pytest.fixture
-async def two_instances(settings_factory: SettingsFactory) -> AsyncIterator[tuple[Quart, Quart]]:
-    """Two apps (two 'instances') on one database and one Redis."""
-    settings = settings_factory()
-    first, second = create_app(settings), create_app(settings)
-    async with first.test_app(), second.test_app():
-        yield first, second
 
 
 async def test_concurrent_patches_with_one_etag_have_one_winner(

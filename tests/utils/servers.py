@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
-from shoal.embedded import EmbeddedStore, free_port
+from shoal.embedded import EmbeddedStore, free_port, wait_for_port
 
 __all__ = ["EmbeddedStore", "RedisServer", "free_port", "wait_for_port"]
-
-
-def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            sock.settimeout(0.2)
-            if sock.connect_ex((host, port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:g}s")
 
 
 class RedisServer:

@@ -264,20 +264,9 @@ class ResourceDocument:
                 self._count(),
                 ref("If-None-Match", "parameters"),
             ]
-            success = {
-                "200": {
-                    "description": f"A page of {name}.",
-                    "headers": {
-                        "ETag": header_ref("ETag"),
-                        "Last-Modified": header_ref("Last-Modified"),
-                        "X-Total-Count": header_ref("X-Total-Count"),
-                    },
-                    "content": {"application/json": {"schema": ref(self.names["page"])}},
-                },
-                "304": ref("NotModified", "responses"),
-            }
-            if method == "HEAD":
-                success["200"].pop("content")
+            success = _read_answers(
+                method, f"A page of {name}.", self.names["page"], extra_headers=("X-Total-Count",)
+            )
             operation["responses"] = self._responses(method, success, {400}, item=False)
             return operation
         if method == "POST":
@@ -365,19 +354,7 @@ class ResourceDocument:
                 ref("If-None-Match", "parameters"),
                 ref("If-Modified-Since", "parameters"),
             ]
-            success: dict[str, Schema] = {
-                "200": {
-                    "description": f"The {title}.",
-                    "headers": {
-                        "ETag": header_ref("ETag"),
-                        "Last-Modified": header_ref("Last-Modified"),
-                    },
-                    "content": {"application/json": {"schema": ref(self.names["item"])}},
-                },
-                "304": ref("NotModified", "responses"),
-            }
-            if method == "HEAD":
-                success["200"].pop("content")
+            success = _read_answers(method, f"The {title}.", self.names["item"])
             operation["responses"] = self._responses(method, success, {404}, item=True)
             return operation
         if method == "DELETE":
@@ -443,3 +420,14 @@ def _documented(methods: Iterable[str]) -> list[str]:
     if "GET" in unique:
         unique = [method for method in unique if method != "HEAD"]
     return unique
+
+
+def _read_answers(
+    method: str, description: str, schema: str, *, extra_headers: tuple[str, ...] = ()
+) -> dict[str, Schema]:
+    """A GET's 200 with its validators (a HEAD's without a body), and its 304."""
+    headers = {name: header_ref(name) for name in ("ETag", "Last-Modified", *extra_headers)}
+    ok: Schema = {"description": description, "headers": headers}
+    if method != "HEAD":
+        ok["content"] = {"application/json": {"schema": ref(schema)}}
+    return {"200": ok, "304": ref("NotModified", "responses")}
