@@ -39,7 +39,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from shoal.embedded import free_port
+from shoal.system import free_port
 
 from . import docs
 from .data import POOL_TITLE, Dataset, make_documents, post_documents, write_docs_file
@@ -257,7 +257,7 @@ class Bench:
     # -- services --------------------------------------------------------------
 
     def start_shared(self) -> None:
-        from shoal.embedded import EmbeddedStore
+        from shoal.storage.embedded import EmbeddedStore
 
         self.store = EmbeddedStore(self.workdir / "mongodb")
         self.store.start()

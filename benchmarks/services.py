@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from shoal.embedded import die_with_parent
+from shoal.system import die_with_parent
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

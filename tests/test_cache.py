@@ -11,7 +11,7 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from shoal.app import create_app
-from shoal.cache import get_cache
+from shoal.policies.cache import get_cache
 from shoal.state import RedisState, get_state
 from tests.conftest import SettingsFactory
 from tests.utils.auth import editor_client

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import shoal
-from shoal.embedded import free_port
+from shoal.system import free_port
 from tests.utils.processes import processes_mentioning, run_shoal, wait_until
 from tests.utils.servers import wait_for_port
 from tests.utils.settings import EXAMPLE_CONFIG, TEST_SECRET, example_resources

@@ -7,7 +7,7 @@ from ipaddress import ip_network
 import pytest
 from quart import Quart, request
 
-from shoal.net import came_over_tls, client_address, is_secure
+from shoal.http.net import came_over_tls, client_address, is_secure
 
 PROXIES = [ip_network("10.0.0.0/8"), ip_network("127.0.0.1/32")]
 

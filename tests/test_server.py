@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shoal.embedded import free_port
-from shoal.server import HYPERCORN_DEFAULTS, ServeOptions, hypercorn_config
+from shoal.cli.serve import HYPERCORN_DEFAULTS, ServeOptions, hypercorn_config
+from shoal.system import free_port
 from tests.utils.processes import (
     ProcessInfo,
     ServeProcess,

@@ -13,7 +13,6 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import SentinelConnectionPool
 
 from shoal.config import RedisSettings
-from shoal.embedded import free_port
 from shoal.errors import ApiError
 from shoal.state import (
     MemoryState,
@@ -24,6 +23,7 @@ from shoal.state import (
     connect_redis,
     create_state,
 )
+from shoal.system import free_port
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -1,4 +1,4 @@
-"""The application factory.
+"""The application factory, and the request pipeline in one place.
 
 ``create_app`` builds a Quart app from a config (a ``Settings``, a mapping, a
 YAML path, or None for ``SHOAL_CONFIG``) that a developer extends with their own
@@ -9,40 +9,55 @@ blueprints and hooks, exactly as a Flask app::
     @app.get("/hello")
     async def hello() -> dict[str, str]:
         return {"hello": "world"}
+
+A request passes, in this order (docs/architecture.md draws it):
+
+1. the ASGI middleware of ``middleware()``, outermost first;
+2. Quart's before-request hooks of the request policies of ``policies()``, in
+   order (their after-request hooks run in the opposite order);
+3. the view: blueprint → resource service → storage.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
-from quart import Quart
+from quart import Quart, Response
 from quart_schema import QuartSchema
 
 from .api import register_blueprints
-from .api.resources import register_resource_routes
 from .auth import Auth
-from .cache import ResponseCache
-from .config import Settings, load_settings
-from .edge import install_edge
-from .encoding import install_json_provider
-from .errors import register_error_handlers
-from .hygiene import HttpHygiene
-from .idempotency import Idempotency
+from .config import SETTINGS_KEY, Settings, load_settings
+from .http.asgi import Middleware
+from .http.compression import compressed
+from .http.cors import install_cors
+from .http.edge import Edge
+from .http.errors import register_error_handlers
+from .http.fast_path import FastPath
+from .http.finish_writes import FinishWrites
+from .http.json import install_json_provider
+from .http.stack import build_stack
 from .logs import configure_logging
 from .openapi import ApiDocs, quart_schema_options
-from .ratelimit import SharedRateLimiter
+from .policies.cache import ResponseCache
+from .policies.idempotency import Idempotency
+from .policies.ratelimit import SharedRateLimiter
 from .resources import Resources
 from .state import create_state
 from .storage import Storage
+from .system import follow_serve_process
 
-SETTINGS_KEY = "shoal.settings"
 
+class RequestPolicy(Protocol):
+    """What runs around every view: a before-request hook that may answer in the
+    view's place, and an after-request hook that may change the answer."""
 
-def get_settings(app: Quart) -> Settings:
-    settings: Settings = app.extensions[SETTINGS_KEY]
-    return settings
+    async def before_request(self) -> Response | None: ...
+
+    async def after_request(self, response: Response) -> Response: ...
 
 
 def create_app(
@@ -60,6 +75,8 @@ def create_app(
     install_json_provider(app)
     register_error_handlers(app)
 
+    # Extensions: each keeps its state in app.extensions and opens and closes
+    # its connections with the app (before_serving / after_serving).
     storage = Storage(settings.mongodb)
     storage.init_app(app)
     state = create_state(settings.redis)
@@ -69,36 +86,61 @@ def create_app(
     resources = Resources(settings, storage)
     resources.add_indexed(auth.accounts)
     resources.init_app(app)
-    # Order matters: before-request hooks run in this order (limits count cache hits).
-    SharedRateLimiter(settings, state).init_app(app)
-    Idempotency(settings, state).init_app(app)
+    limiter = SharedRateLimiter(settings, state)
+    limiter.init_app(app)
+    idempotency = Idempotency(settings, state)
+    idempotency.init_app(app)
     cache = ResponseCache(resources, state, settings)
     cache.init_app(app)
-    # The edge sits inside compression (installed by HttpHygiene, after it).
-    install_edge(app, settings, cache if cache.fast else None)
-    HttpHygiene(settings).init_app(app)
-    register_blueprints(app)
-    register_resource_routes(app, resources)
+
+    for policy in policies(limiter, idempotency, cache):
+        app.before_request(policy.before_request)
+        app.after_request(policy.after_request)
+    install_cors(app, settings.cors)
+    register_blueprints(app, resources)
     ApiDocs(settings.docs).init_app(app)
+
+    # Quart types asgi_app with its own event TypedDicts; the protocol is the same.
+    quart_app: Any = app.asgi_app
+    stack: Any = build_stack(quart_app, middleware(settings, cache))
+    app.asgi_app = stack  # type: ignore[method-assign]
     return app
+
+
+def middleware(settings: Settings, cache: ResponseCache) -> list[Middleware]:
+    """The ASGI middleware in front of Quart, outermost first."""
+    stack: list[Middleware] = []
+    if settings.compression.enabled:
+        # Outermost, so that every answer is compressed, the fast path's too.
+        stack.append(partial(compressed, settings=settings.compression))
+    # Request ids and security headers, on every answer (errors and 304s too).
+    stack.append(
+        partial(Edge, policy=settings.security_headers, trusted_proxies=settings.trusted_proxies)
+    )
+    if cache.fast:
+        # Anonymous public GETs that hit the cache, answered without Quart.
+        stack.append(partial(FastPath, answerer=cache))
+    # A write whose body has arrived runs to its end, even if the client leaves.
+    stack.append(FinishWrites)
+    return stack
+
+
+def policies(
+    limiter: SharedRateLimiter, idempotency: Idempotency, cache: ResponseCache
+) -> list[RequestPolicy]:
+    """The request policies around every view, in the order their
+    before-request hooks run."""
+    # Limits first: a refused request costs one Redis round trip, and cache
+    # hits are counted too.
+    ordered: list[RequestPolicy] = [limiter, idempotency]
+    if cache.cached:
+        ordered.append(cache)
+    return ordered
 
 
 def serve_app() -> Quart:
     """The app as `shoal serve` workers load it: config from the environment."""
-    _follow_serve_process()
+    follow_serve_process()
     settings = load_settings()
     configure_logging(settings.log_level)
     return create_app(settings)
-
-
-def _follow_serve_process() -> None:
-    """A worker of `shoal serve` dies with it, even when it is killed outright."""
-    from .embedded import die_with_parent
-    from .server import SERVE_PID_VARIABLE
-
-    parent = os.environ.get(SERVE_PID_VARIABLE)
-    if not parent:
-        return
-    die_with_parent()
-    if os.getppid() != int(parent):  # the parent died before we asked
-        os._exit(1)

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
@@ -30,6 +30,10 @@ from pydantic import (
 )
 
 from . import __version__
+from .schemas import SchemaProblem, check_schema
+
+if TYPE_CHECKING:
+    from quart import Quart
 
 #: The secret key a fresh config starts with; refused outside development.
 SECRET_KEY_PLACEHOLDER = "change-me"  # noqa: S105 - refused outside development
@@ -324,8 +328,6 @@ class ResourceSettings(_Section):
     @field_validator("json_schema")
     @classmethod
     def _valid_json_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
-        from .resources.schema import SchemaProblem, check_schema
-
         try:
             check_schema(schema)
         except SchemaProblem as problem:
@@ -501,3 +503,13 @@ def load_settings(
     except ValidationError as error:
         raise ConfigError(label, _problems(error)) from error
     return settings.model_copy(update={"source": path})
+
+
+#: Where an app keeps its settings (``app.extensions``).
+SETTINGS_KEY = "shoal.settings"
+
+
+def get_settings(app: Quart) -> Settings:
+    """The settings an app was built with."""
+    settings: Settings = app.extensions[SETTINGS_KEY]
+    return settings

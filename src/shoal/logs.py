@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from .edge import request_id
+from .http.request_id import request_id
 
 _RESERVED = {*vars(logging.makeLogRecord({})), "asctime", "message"}
 

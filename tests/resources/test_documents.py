@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
+from shoal.dates import now
 from shoal.errors import NotFound
-from shoal.resources.documents import document_etag, merge_patch, name_issues, now, parse_id
+from shoal.resources.documents import document_etag, merge_patch, name_issues, parse_id
 
 
 def test_etag_ignores_key_order_and_meta_fields() -> None:

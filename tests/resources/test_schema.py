@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from bson import Int64
 
-from shoal.resources.schema import DocumentSchema, SchemaProblem, check_schema
+from shoal.resources.schema import DocumentSchema
+from shoal.schemas import SchemaProblem, check_schema
 
 
 @pytest.mark.parametrize(

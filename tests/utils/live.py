@@ -15,7 +15,7 @@ from bson import ObjectId
 
 from shoal.auth.tokens import TokenIssuer
 from shoal.config import Settings, load_settings
-from shoal.embedded import free_port
+from shoal.system import free_port
 from tests.utils.processes import ServeProcess
 from tests.utils.settings import write_config
 

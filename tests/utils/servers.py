@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
+import time
 from pathlib import Path
 
-from shoal.embedded import EmbeddedStore, free_port, wait_for_port
+from shoal.storage.embedded import EmbeddedStore
+from shoal.system import free_port
 
 __all__ = ["EmbeddedStore", "RedisServer", "free_port", "wait_for_port"]
+
+
+def wait_for_port(host: str, port: int, timeout: float = 20.0) -> None:
+    """Wait until something accepts TCP connections on host:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:g}s")
 
 
 class RedisServer:

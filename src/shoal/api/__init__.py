@@ -1,13 +1,5 @@
 """HTTP blueprints, one module per concern, gathered by ``register_blueprints``."""
 
-from __future__ import annotations
+from .routes import register_blueprints
 
-from quart import Quart
-
-from .auth import auth
-from .health import health
-
-
-def register_blueprints(app: Quart) -> None:
-    app.register_blueprint(health)
-    app.register_blueprint(auth)
+__all__ = ["register_blueprints"]

@@ -9,9 +9,9 @@ from quart import Blueprint, Response, current_app, request
 from quart_schema import document_request, document_response
 
 from ..auth import CSRF_HEADER, get_auth
-from ..net import is_secure
+from ..http.json import json_response, no_content, read_model
+from ..http.net import is_secure
 from ..openapi import document_no_content
-from .common import json_response, no_content, read_model
 
 auth = Blueprint("auth", __name__, url_prefix="/auth")
 

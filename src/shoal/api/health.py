@@ -13,7 +13,8 @@ from collections.abc import Awaitable
 from quart import Blueprint, Response, current_app
 from quart_schema import document_response
 
-from ..errors import ApiError, error_response
+from ..errors import ApiError
+from ..http.errors import error_response
 from ..openapi.models import Health, NotReady, Readiness
 from ..resources import get_resources
 from ..state import get_state

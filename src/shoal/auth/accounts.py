@@ -16,9 +16,9 @@ from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
 
 from ..config import AuthSettings
+from ..dates import now
 from ..errors import Conflict
 from ..hashing import sha256_hex
-from ..resources.documents import now
 from ..storage import Storage
 from .passwords import hash_password, needs_rehash, verify_password
 from .principal import Principal

@@ -1,109 +1,21 @@
-"""Resources: collections declared in the config, served as REST endpoints.
+"""Resources: collections declared in the config, and what each REST verb does
+to their documents."""
 
-``Resources`` is the app extension holding one ``ResourceService`` per
-resource; it creates their indexes when the app starts serving.
-"""
-
-from __future__ import annotations
-
-import asyncio
-import logging
-
-from pymongo.errors import PyMongoError
-from quart import Quart
-
-from ..config import Settings
-from ..errors import ApiError, ServiceUnavailable
-from ..storage import Storage
-from ..tasks import cancel
-from .service import (
-    Indexed,
-    Resource,
-    ResourceService,
-    Scope,
-    ensure_indexes_in_background,
-    record_index_problem,
-)
+from .access import UNRESTRICTED, Access
+from .endpoints import BLUEPRINT, collection_endpoint, item_endpoint
+from .registry import EXTENSION_KEY, Resources, get_resources
+from .service import Page, Resource, ResourceService
 
 __all__ = [
+    "BLUEPRINT",
+    "EXTENSION_KEY",
+    "UNRESTRICTED",
+    "Access",
+    "Page",
     "Resource",
     "ResourceService",
     "Resources",
-    "Scope",
     "collection_endpoint",
     "get_resources",
     "item_endpoint",
 ]
-
-#: The blueprint that serves every resource (api/resources.py).
-BLUEPRINT = "resources"
-
-
-def collection_endpoint(name: str, *, qualified: bool = True) -> str:
-    """The endpoint of ``/<name>`` (``request.endpoint``; unqualified: inside
-    the blueprint)."""
-    return f"{BLUEPRINT}.{name}:collection" if qualified else f"{name}:collection"
-
-
-def item_endpoint(name: str, *, qualified: bool = True) -> str:
-    """The endpoint of ``/<name>/<id>``."""
-    return f"{BLUEPRINT}.{name}:item" if qualified else f"{name}:item"
-
-
-EXTENSION_KEY = "shoal.resources"
-
-logger = logging.getLogger("shoal.resources")
-
-#: Seconds start-up waits for MongoDB before creating indexes in the background.
-STARTUP_INDEX_TIMEOUT = 2.0
-
-
-class Resources:
-    def __init__(self, settings: Settings, storage: Storage) -> None:
-        self.services: dict[str, ResourceService] = {
-            name: ResourceService(
-                Resource(name, resource, max_query_depth=settings.max_query_depth), storage
-            )
-            for name, resource in settings.resources.items()
-        }
-        self._index_task: asyncio.Task[None] | None = None
-        #: Whose indexes start-up creates: every resource, and what else asks.
-        self.indexed: list[Indexed] = list(self.services.values())
-        #: Owners whose indexes MongoDB refused, and why.
-        self.index_problems: dict[str, str] = {}
-
-    def add_indexed(self, owner: Indexed) -> None:
-        """Create ``owner``'s indexes at start-up too (the auth accounts)."""
-        self.indexed.append(owner)
-
-    def init_app(self, app: Quart) -> None:
-        app.extensions[EXTENSION_KEY] = self
-        app.before_serving(self.create_indexes)
-        app.after_serving(self.stop)
-
-    async def create_indexes(self) -> None:
-        """Create indexes now; if MongoDB is unreachable, keep trying in the
-        background rather than refusing to start. An index MongoDB refuses
-        (say, existing duplicates under a unique field) is logged and makes
-        ``/readyz`` fail, naming the resource, until fixed and restarted."""
-        pending: list[Indexed] = []
-        for owner in self.indexed:
-            try:
-                await owner.ensure_indexes(timeout=STARTUP_INDEX_TIMEOUT)
-            except ServiceUnavailable:
-                pending.append(owner)
-            except (ApiError, PyMongoError) as error:
-                record_index_problem(self.index_problems, owner.index_owner, error)
-        if pending:
-            self._index_task = asyncio.create_task(
-                ensure_indexes_in_background(pending, self.index_problems)
-            )
-
-    async def stop(self) -> None:
-        task, self._index_task = self._index_task, None
-        await cancel(task)
-
-
-def get_resources(app: Quart) -> Resources:
-    resources: Resources = app.extensions[EXTENSION_KEY]
-    return resources

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import bson
@@ -24,12 +23,6 @@ def parse_id(text: str) -> ObjectId:
     if not ObjectId.is_valid(text):
         raise NotFound(f"no item with id {text!r} (ids are 24 hexadecimal characters)")
     return ObjectId(text)
-
-
-def now() -> datetime:
-    """The current time as MongoDB stores it (UTC, millisecond precision)."""
-    moment = datetime.now(UTC)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def content_of(document: Mapping[str, Any]) -> Document:

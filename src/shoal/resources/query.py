@@ -11,13 +11,12 @@ from __future__ import annotations
 import ast
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
 from bson import ObjectId
 
+from ..dates import parse_http_date
 from ..errors import BadRequest
 
 #: Query operators a client may use in ``where``.
@@ -177,17 +176,6 @@ def _coerce(value: Any, field: str | None) -> Any:
     if field in _DATE_FIELDS:
         return parse_http_date(value) or value
     return value
-
-
-def parse_http_date(value: str) -> datetime | None:
-    """An RFC 1123 date (as Shoal renders them) or None."""
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if parsed is None:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _field_name(name: Any, parameter: str) -> str:

@@ -1,5 +1,4 @@
-"""A resource's JSON Schema (draft 2020-12): checked at start-up, compiled
-once, applied to every write (see docs/decisions/0003-json-schema-validator.md).
+"""A resource's JSON Schema, compiled once and applied to every write.
 
 Validation reports every problem of a document as Eve does: ``{field: message}``
 with dotted field names (``author.name``).
@@ -14,37 +13,7 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
-_DIALECT = "https://json-schema.org/draft/2020-12/schema"
-# Offline: a schema's remote $ref must never make the server fetch anything.
-_META_VALIDATOR = jsonschema_rs.Draft202012Validator({"$ref": _DIALECT}, offline=True)
-
-
-class SchemaProblem(ValueError):
-    """A resource schema that is not valid JSON Schema 2020-12."""
-
-
-def check_schema(schema: Mapping[str, Any]) -> None:
-    """Raise SchemaProblem naming the schema path that is wrong."""
-    if schema.get("type") != "object":
-        raise SchemaProblem("type: a resource schema must have type: object")
-    dialect = schema.get("$schema", _DIALECT)
-    if dialect != _DIALECT:
-        raise SchemaProblem(f"$schema: only draft 2020-12 ({_DIALECT}) is supported")
-    for error in _META_VALIDATOR.iter_errors(dict(schema)):
-        where = "/".join(str(part) for part in error.instance_path) or "(schema root)"
-        raise SchemaProblem(f"{where}: {error.message}")
-    properties = schema.get("properties", {})
-    for name in properties:
-        if name.startswith("_"):
-            raise SchemaProblem(f"properties/{name}: field names starting with '_' are Shoal's own")
-    try:
-        _compile(dict(schema))
-    except (ValueError, jsonschema_rs.ReferencingError) as error:
-        raise SchemaProblem(str(error)) from None
-
-
-def _compile(schema: dict[str, Any]) -> jsonschema_rs.Draft202012Validator:
-    return jsonschema_rs.Draft202012Validator(schema, validate_formats=True, offline=True)
+from ..schemas import DIALECT, compile_schema
 
 
 class DocumentSchema:
@@ -59,7 +28,7 @@ class DocumentSchema:
         server_fields: Iterable[str] = (),
     ) -> None:
         compiled = copy.deepcopy(dict(schema))
-        compiled.setdefault("$schema", _DIALECT)
+        compiled.setdefault("$schema", DIALECT)
         if not allow_unknown and "additionalProperties" not in compiled:
             compiled["additionalProperties"] = False
         self.schema = compiled
@@ -67,7 +36,7 @@ class DocumentSchema:
         self.readonly = frozenset(readonly) | {
             name for name, rule in self.properties.items() if rule.get("readOnly") is True
         }
-        self._validator = _compile(compiled)
+        self._validator = compile_schema(compiled)
         #: Fields the server sets (the owner field): not validated, not writable.
         self.server_fields = frozenset(server_fields)
 

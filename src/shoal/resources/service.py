@@ -1,7 +1,7 @@
 """The resource service: what each REST verb does to a resource's documents.
 
 The HTTP layer parses requests and renders responses; this layer applies the
-rules (schema, read-only fields, defaults, ETags, owner scope) and calls
+rules (schema, read-only fields, defaults, ETags, owner access) and calls
 storage. Concurrency control lives in the write filter itself: a replace or
 delete matches ``{_id, _etag}``, so of two writers holding the same ETag, one
 wins and the other gets 412, whichever instance each one reached.
@@ -12,31 +12,29 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
-from pymongo.errors import PyMongoError
 
 from ..config import ResourceSettings
+from ..dates import now
 from ..errors import (
-    ApiError,
     BadRequest,
     NotFound,
     PreconditionFailed,
-    ServiceUnavailable,
     UnprocessableEntity,
 )
 from ..storage import Storage
+from .access import UNRESTRICTED, Access
 from .documents import (
     Document,
     content_of,
     document_etag,
     merge_patch,
     name_issues,
-    now,
     storable_issues,
 )
 from .query import META_FIELDS, ListQuery, QueryRules
@@ -45,31 +43,6 @@ from .schema import DocumentSchema
 logger = logging.getLogger("shoal.resources")
 
 WriteListener = Callable[["Resource"], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Which documents a caller may see, and what a caller's inserts carry.
-
-    ``filter`` is added to every lookup (owner restriction); ``owner`` is the
-    (field, value) pair set on every document the caller creates.
-    """
-
-    filter: Mapping[str, Any] = field(default_factory=dict)
-    owner: tuple[str, Any] | None = None
-    #: Callers with the same cache_key see the same documents (the response
-    #: cache keys on it): "public", "all", or "owner:<id>".
-    cache_key: str = "all"
-
-    def restrict(self, query: Mapping[str, Any]) -> Document:
-        if not self.filter:
-            return dict(query)
-        if not query:
-            return dict(self.filter)
-        return {"$and": [dict(query), dict(self.filter)]}
-
-
-UNRESTRICTED = Scope()
 
 
 @dataclass(frozen=True)
@@ -147,8 +120,8 @@ class ResourceService:
 
     # -- reads -----------------------------------------------------------
 
-    async def find(self, query: ListQuery, scope: Scope = UNRESTRICTED) -> Page:
-        filter = scope.restrict(query.filter)
+    async def find(self, query: ListQuery, access: Access = UNRESTRICTED) -> Page:
+        filter = access.restrict(query.filter)
         # Without a count, one extra document tells whether a next page exists.
         limit = query.max_results if query.count else query.max_results + 1
         find = self.storage.find_page(
@@ -167,15 +140,15 @@ class ResourceService:
         has_next = len(items) > query.max_results
         return Page(items[: query.max_results], None, has_next)
 
-    async def get(self, item_id: ObjectId, scope: Scope = UNRESTRICTED) -> Document:
-        document = await self.storage.find_one(self.collection, scope.restrict({"_id": item_id}))
+    async def get(self, item_id: ObjectId, access: Access = UNRESTRICTED) -> Document:
+        document = await self.storage.find_one(self.collection, access.restrict({"_id": item_id}))
         if document is None:
             raise NotFound(f"no {self.resource.singular} with id {item_id}")
         return document
 
     # -- writes ----------------------------------------------------------
 
-    def check_new(self, body: Any, scope: Scope) -> tuple[Document | None, dict[str, str]]:
+    def check_new(self, body: Any, access: Access) -> tuple[Document | None, dict[str, str]]:
         """A new document from a client's body, with defaults and owner applied,
         or the issues that refuse it (as POST and `shoal import` both need)."""
         if not isinstance(body, dict):
@@ -198,8 +171,8 @@ class ResourceService:
         if issues:
             return None, issues
         self.resource.schema.apply_defaults(document)
-        if scope.owner is not None:
-            document[scope.owner[0]] = scope.owner[1]
+        if access.owner is not None:
+            document[access.owner[0]] = access.owner[1]
         issues = self.resource.schema.issues(content_of(document))
         if not issues:
             issues = storable_issues(document)
@@ -215,13 +188,13 @@ class ResourceService:
         document["_etag"] = document_etag(document)
         return document
 
-    async def create(self, bodies: list[Any], scope: Scope = UNRESTRICTED) -> list[Document]:
+    async def create(self, bodies: list[Any], access: Access = UNRESTRICTED) -> list[Document]:
         """Insert one or many documents: all are valid and inserted, or none.
 
         Raises UnprocessableEntity whose ``issues`` is a list with one entry per
         body (``{}`` for the valid ones) when any body is invalid.
         """
-        prepared = [self.check_new(body, scope) for body in bodies]
+        prepared = [self.check_new(body, access) for body in bodies]
         failures = [issues for _, issues in prepared if issues]
         if failures:
             raise UnprocessableEntity(_bulk_message(len(failures)), issues=[i for _, i in prepared])
@@ -235,7 +208,7 @@ class ResourceService:
         return documents
 
     async def patch(
-        self, item_id: ObjectId, changes: Any, etag: str | None, scope: Scope = UNRESTRICTED
+        self, item_id: ObjectId, changes: Any, etag: str | None, access: Access = UNRESTRICTED
     ) -> Document:
         """Merge ``changes`` into the stored document, validate, write if unchanged."""
         if not isinstance(changes, dict) or not changes:
@@ -248,7 +221,7 @@ class ResourceService:
         issues.update(self.resource.schema.readonly_issues(changes))
         if issues:
             raise UnprocessableEntity(_UPDATE_FAILURE, issues=issues)
-        current = await self._current(item_id, etag, scope)
+        current = await self._current(item_id, etag, access)
         updated = copy.deepcopy(current)
         issues = merge_patch(updated, changes)
         if not issues:
@@ -257,61 +230,61 @@ class ResourceService:
             issues = storable_issues(updated)
         if issues:
             raise UnprocessableEntity(_UPDATE_FAILURE, issues=issues)
-        return await self._replace(current, updated, scope)
+        return await self._replace(current, updated, access)
 
     async def replace(
-        self, item_id: ObjectId, body: Any, etag: str | None, scope: Scope = UNRESTRICTED
+        self, item_id: ObjectId, body: Any, etag: str | None, access: Access = UNRESTRICTED
     ) -> Document:
         """Replace the stored document's content with ``body`` (validated)."""
         if isinstance(body, dict) and "_id" in body:
             body = dict(body)
             if str(body.pop("_id")) != str(item_id):
                 raise UnprocessableEntity(_UPDATE_FAILURE, issues={"_id": "cannot be changed"})
-        document, issues = self.check_new(body, Scope(owner=None))
+        document, issues = self.check_new(body, Access(owner=None))
         if issues or document is None:
             raise UnprocessableEntity(_UPDATE_FAILURE, issues=issues)
-        current = await self._current(item_id, etag, scope)
-        if scope.owner is not None and scope.owner[0] in current:
-            document[scope.owner[0]] = current[scope.owner[0]]
-        return await self._replace(current, document, scope)
+        current = await self._current(item_id, etag, access)
+        if access.owner is not None and access.owner[0] in current:
+            document[access.owner[0]] = current[access.owner[0]]
+        return await self._replace(current, document, access)
 
-    async def _current(self, item_id: ObjectId, etag: str | None, scope: Scope) -> Document:
-        current = await self.get(item_id, scope)
+    async def _current(self, item_id: ObjectId, etag: str | None, access: Access) -> Document:
+        current = await self.get(item_id, access)
         if etag is not None and current.get("_etag") != etag:
             raise PreconditionFailed("Client and server etags don't match")
         return current
 
-    async def _replace(self, current: Document, updated: Document, scope: Scope) -> Document:
+    async def _replace(self, current: Document, updated: Document, access: Access) -> Document:
         replacement = {key: value for key, value in updated.items() if key not in META_FIELDS}
         self.stamp(replacement, created=current.get("_created"))
         matched = await self.storage.replace_if(
             self.collection,
-            scope.restrict({"_id": current["_id"], "_etag": current.get("_etag")}),
+            access.restrict({"_id": current["_id"], "_etag": current.get("_etag")}),
             replacement,
         )
         if not matched:
-            await self._lost_race(current["_id"], scope)
+            await self._lost_race(current["_id"], access)
         replacement["_id"] = current["_id"]
         await self.notify_written()
         return replacement
 
-    async def _lost_race(self, item_id: ObjectId, scope: Scope) -> None:
+    async def _lost_race(self, item_id: ObjectId, access: Access) -> None:
         """Another writer changed or deleted the document since it was read."""
-        await self.get(item_id, scope)  # 404 when it is gone
+        await self.get(item_id, access)  # 404 when it is gone
         raise PreconditionFailed("Client and server etags don't match")
 
     async def delete(
-        self, item_id: ObjectId, etag: str | None, scope: Scope = UNRESTRICTED
+        self, item_id: ObjectId, etag: str | None, access: Access = UNRESTRICTED
     ) -> None:
         filter: Document = {"_id": item_id}
         if etag is not None:
             filter["_etag"] = etag
-        if not await self.storage.delete_if(self.collection, scope.restrict(filter)):
-            await self._lost_race(item_id, scope)
+        if not await self.storage.delete_if(self.collection, access.restrict(filter)):
+            await self._lost_race(item_id, access)
         await self.notify_written()
 
-    async def delete_all(self, scope: Scope = UNRESTRICTED) -> int:
-        deleted = await self.storage.delete_many(self.collection, scope.restrict({}))
+    async def delete_all(self, access: Access = UNRESTRICTED) -> int:
+        deleted = await self.storage.delete_many(self.collection, access.restrict({}))
         await self.notify_written()
         return deleted
 
@@ -322,37 +295,3 @@ class ResourceService:
 
     async def ensure_indexes(self, timeout: float | None = None) -> None:
         await self.storage.ensure_indexes(self.collection, self.resource.indexes(), timeout=timeout)
-
-
-class Indexed(Protocol):
-    """Anything whose MongoDB indexes are created at start-up (resources, accounts)."""
-
-    @property
-    def index_owner(self) -> str: ...
-
-    async def ensure_indexes(self, timeout: float | None = None) -> None: ...
-
-
-async def ensure_indexes_in_background(owners: list[Indexed], problems: dict[str, str]) -> None:
-    """Create every owner's indexes; while MongoDB is unreachable, retry.
-    An index MongoDB refuses is recorded in ``problems`` (readiness reports it)."""
-    pending = list(owners)
-    delay = 1.0
-    while pending:
-        service = pending[0]
-        try:
-            await service.ensure_indexes()
-        except ServiceUnavailable:
-            logger.warning("MongoDB unreachable; creating indexes again in %.0fs", delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-            continue
-        except (ApiError, PyMongoError) as error:
-            record_index_problem(problems, service.index_owner, error)
-        pending.pop(0)
-
-
-def record_index_problem(problems: dict[str, str], name: str, error: Exception) -> None:
-    reason = error.message if isinstance(error, ApiError) else str(error)
-    problems[name] = reason
-    logger.error("cannot create the indexes of %s: %s", name, reason)

@@ -51,3 +51,8 @@ def is_secure(request: Request, proxies: Networks) -> bool:
     return came_over_tls(
         request.scheme, request.remote_addr, request.headers.get("X-Forwarded-Proto"), proxies
     )
+
+
+def base_url(request: Request, proxies: Networks) -> str:
+    """This server's root URL as the client sees it (TLS at a trusted proxy too)."""
+    return f"{'https' if is_secure(request, proxies) else 'http'}://{request.host}/"

@@ -1,4 +1,4 @@
-"""MongoDB access: the only module that talks to PyMongo.
+"""MongoDB access: with ``errors``, the only code that talks to PyMongo.
 
 One ``AsyncMongoClient`` per worker process, opened in ``before_serving`` and
 closed in ``after_serving``. Driver errors leave this module as ``ApiError``
@@ -12,23 +12,19 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import (
-    BulkWriteError,
-    ConnectionFailure,
-    DuplicateKeyError,
-    OperationFailure,
-    PyMongoError,
-    ServerSelectionTimeoutError,
-)
-from quart import Quart
+from pymongo.errors import BulkWriteError
 
-from .config import MongoDBSettings
-from .errors import ApiError, BadRequest, Conflict, ServiceUnavailable
+from ..config import MongoDBSettings
+from ..errors import Conflict, ServiceUnavailable
+from .errors import duplicate_message, translate_errors
+
+if TYPE_CHECKING:
+    from quart import Quart
 
 logger = logging.getLogger("shoal.storage")
 
@@ -157,7 +153,7 @@ class Storage:
             first = failures[0]
             if first.get("code") == 11000:
                 raise Conflict(
-                    f"item {first.get('index', 0)}: {_duplicate_message(error, first)}; "
+                    f"item {first.get('index', 0)}: {duplicate_message(error, first)}; "
                     "nothing was inserted"
                 ) from error
             raise
@@ -203,63 +199,6 @@ class Storage:
             await self.run(
                 lambda: self.collection(collection).create_indexes(indexes), timeout=timeout
             )
-
-
-# Server-side codes that are never the query's fault (auth, shutdown, elections).
-_SERVER_FAULT_CODES = frozenset({6, 7, 13, 18, 89, 91, 189, 10107, 11600, 11602, 13435, 13436})
-
-
-class _Translator:
-    def __init__(self, client_query: bool) -> None:
-        self.client_query = client_query
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, _: object
-    ) -> None:
-        if error is None or isinstance(error, ApiError):
-            return
-        if isinstance(error, DuplicateKeyError):
-            raise Conflict(_duplicate_message(error)) from error
-        if isinstance(error, ServerSelectionTimeoutError | ConnectionFailure):
-            logger.warning("MongoDB unreachable: %s", error)
-            raise ServiceUnavailable("MongoDB is unreachable; retry shortly") from error
-        if isinstance(error, OperationFailure) and error.code == 11000:
-            raise Conflict(_duplicate_message(error)) from error
-        if (
-            self.client_query
-            and isinstance(error, OperationFailure)
-            and error.code not in _SERVER_FAULT_CODES
-        ):
-            details = error.details or {}
-            reason = details.get("errmsg") or str(error)
-            raise BadRequest(f"MongoDB refused the query: {reason}") from error
-        if isinstance(error, PyMongoError) and not isinstance(error, BulkWriteError):
-            # The code and class only, here and in the answer: MongoDB's messages
-            # can quote documents, which must not reach the logs or other clients.
-            code = getattr(error, "code", None)
-            logger.error("MongoDB error %s: %s", code, type(error).__name__)
-            raise ApiError(
-                f"the database could not complete the operation ({type(error).__name__})",
-                status=500,
-            ) from None
-
-
-def translate_errors(*, client_query: bool = False) -> _Translator:
-    """A context manager mapping PyMongo errors to ``ApiError`` values."""
-    return _Translator(client_query)
-
-
-def _duplicate_message(error: PyMongoError, details: Document | None = None) -> str:
-    if details is None:
-        details = getattr(error, "details", None) or {}
-    key = details.get("keyValue") if isinstance(details, dict) else None
-    if isinstance(key, dict) and key:
-        fields = ", ".join(sorted(key))
-        return f"a document with the same value of {fields} already exists"
-    return "a document with the same unique value already exists"
 
 
 def get_storage(app: Quart) -> Storage:

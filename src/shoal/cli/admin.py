@@ -13,11 +13,11 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from .auth.accounts import Accounts, ApiKeyInfo
-from .config import ConfigError, MongoDBSettings, Settings, load_settings
-from .embedded import EmbeddedStoreError, mongodb_for_command
-from .errors import ApiError
-from .storage import open_storage
+from ..auth.accounts import Accounts, ApiKeyInfo
+from ..config import ConfigError, MongoDBSettings, Settings, load_settings
+from ..errors import ApiError
+from ..storage import open_storage
+from ..storage.embedded import EmbeddedStoreError, mongodb_for_command
 
 T = TypeVar("T")
 

@@ -23,22 +23,23 @@ being kept, so the client can retry. Without Redis, a request with a key gets
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import orjson
-from quart import Quart, Response, g, request
+from quart import Response, g, request
 
-from .config import Settings
-from .errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableEntity
-from .hashing import sha256_hex
-from .ratelimit import caller_key
-from .resources import collection_endpoint, item_endpoint
-from .state import SharedState, StateUnavailable
+from ..config import Settings
+from ..errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableEntity
+from ..hashing import sha256_hex
+from ..resources import collection_endpoint, item_endpoint
+from ..state import SharedState, StateUnavailable
+from .caller import caller_key
+
+if TYPE_CHECKING:
+    from quart import Quart
 
 logger = logging.getLogger("shoal.idempotency")
 
@@ -50,50 +51,6 @@ KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
 KEPT_HEADERS = ("Content-Type", "Location", "ETag", "Last-Modified")
 #: Answers that are not kept: the request may well succeed when tried again.
 NOT_KEPT = frozenset({401, 403, 408, 412, 428, 429})
-
-
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
-
-
-class FinishWrites:
-    """ASGI: once a write's body has arrived, the write runs to its end, even if
-    the client goes away.
-
-    Quart cancels a request's handler when its client disconnects, and a client
-    that gives up waiting is exactly the one that will retry. Cancelled between
-    MongoDB applying a write and Shoal recording what follows from it, a write
-    would leave its Idempotency-Key claimed but unanswered (a retry after
-    ``lock_ttl`` would write again) and its cache generation not bumped (other
-    instances would serve the old answer for up to ``cache_ttl``). So the
-    disconnect of a write whose body is complete is held back until the handler
-    is done; a client that leaves before sending its whole body still cancels it.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
-            await self.app(scope, receive, send)
-            return
-        complete = False
-
-        async def receive_until_done() -> Message:
-            nonlocal complete
-            message = await receive()
-            if message["type"] == "http.request" and not message.get("more_body", False):
-                complete = True
-            elif message["type"] == "http.disconnect" and complete:
-                # Never returns: Quart cancels this wait once the handler is done.
-                await asyncio.Event().wait()
-            return message
-
-        await self.app(scope, receive_until_done, send)
 
 
 @dataclass(frozen=True)
@@ -116,14 +73,11 @@ class Idempotency:
             self.endpoints[item_endpoint(name)] = "PATCH"
 
     def init_app(self, app: Quart) -> None:
+        """Register the extension; the app factory registers its request hooks
+        (``before_request``, ``after_request``) in the pipeline's order."""
         app.extensions[EXTENSION_KEY] = self
-        app.before_request(self.claim)
-        app.after_request(self.keep)
-        # Quart types asgi_app with its own event TypedDicts; the protocol is the same.
-        finish: Any = FinishWrites(app.asgi_app)  # type: ignore[arg-type]
-        app.asgi_app = finish  # type: ignore[method-assign]
 
-    async def claim(self) -> Response | None:
+    async def before_request(self) -> Response | None:
         """Before the view: replay a kept answer, refuse, or claim the key."""
         supplied = request.headers.get(HEADER)
         if supplied is None or self.endpoints.get(request.endpoint or "") != request.method:
@@ -164,7 +118,7 @@ class Idempotency:
         response.headers[REPLAYED_HEADER] = "true"
         return response
 
-    async def keep(self, response: Response) -> Response:
+    async def after_request(self, response: Response) -> Response:
         """After the view: keep the answer for ``ttl``, or release the key."""
         claim: _Claim | None = g.get("idempotency_claim")
         if claim is None:
@@ -184,8 +138,3 @@ class Idempotency:
             # after the claim lapses could repeat it.
             logger.error("the answer to an %s request could not be kept (Redis down)", HEADER)
         return response
-
-
-def get_idempotency(app: Quart) -> Idempotency:
-    extension: Idempotency = app.extensions[EXTENSION_KEY]
-    return extension

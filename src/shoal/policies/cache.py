@@ -1,7 +1,7 @@
 """The response cache: GET and HEAD answers of items and lists, in shared state.
 
 Opt-in per resource (``cache_ttl: 30`` in its config). A cached answer is keyed
-by the resource, the caller's scope (``Scope.cache_key``: "public", "all" or
+by the resource, the caller's access (``Access.cache_key``: "public", "all" or
 "owner:<id>", so an owner-restricted resource never answers one user with
 another's documents) and the normalised request (item id, query arguments in
 sorted order). It keeps the body and the headers a client relies on (ETag,
@@ -35,62 +35,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from bson import ObjectId
-from quart import Quart, Response, current_app, g, request
+from quart import Response, current_app, g, request
 
-from .api.common import no_content
-from .api.resources import is_not_modified
-from .auth import get_auth
-from .config import Settings
-from .edge import Send
-from .hashing import sha256_hex
-from .resources import (
+from ..auth import get_auth
+from ..config import Settings
+from ..dates import parse_http_date
+from ..hashing import sha256_hex
+from ..http.asgi import Scope, Send
+from ..http.conditional import is_not_modified
+from ..http.json import no_content
+from ..http.methods import READ_METHODS
+from ..resources import (
     Resource,
     Resources,
     ResourceService,
     collection_endpoint,
     item_endpoint,
 )
-from .resources.query import parse_http_date
-from .state import SharedState, StateUnavailable
-from .tasks import cancel
+from ..state import Breaker, SharedState, StateUnavailable, bump_generation, generation_key
+from ..tasks import cancel
+
+if TYPE_CHECKING:
+    from quart import Quart
 
 logger = logging.getLogger("shoal.cache")
 
 EXTENSION_KEY = "shoal.cache"
 #: Response headers a cached answer keeps (besides its body and status 200).
 KEPT_HEADERS = ("Content-Type", "ETag", "Last-Modified", "X-Total-Count")
-#: Seconds between two attempts to reach Redis after it failed.
-RETRY_AFTER_FAILURE = 1.0
 
 
-def generation_key(resource: str) -> str:
-    # The {hash tag} puts a resource's generation and entries in one Cluster slot,
-    # so one MGET reads both.
-    return f"cache:{{{resource}}}:gen"
-
-
-async def bump_generation(state: SharedState, resource: str) -> None:
-    """Make every cached answer of ``resource`` stale, on every instance.
-
-    For writes made outside a served app (e.g. ``shoal import``), which no
-    write listener sees. Raises StateUnavailable when Redis is unreachable.
-    """
-    await state.incr(generation_key(resource))
-
-
-def entry_key(resource: str, *, item: bool, scope: str, args: dict[str, str], target: str) -> str:
-    """The key of one cached answer: resource, kind, scope, item id and sorted
+def entry_key(resource: str, *, item: bool, access: str, args: dict[str, str], target: str) -> str:
+    """The key of one cached answer: resource, kind, access, item id and sorted
     query arguments (as ``request.args.to_dict(flat=True)`` gives them)."""
     query = urlencode(sorted(args.items()))
-    digest = sha256_hex(f"{scope}\0{target}\0{query}")[:40]
+    digest = sha256_hex(f"{access}\0{target}\0{query}")[:40]
     return f"cache:{{{resource}}}:{'item' if item else 'list'}:{digest}"
 
 
@@ -127,15 +112,14 @@ class ResponseCache:
             service.write_listeners.append(self.invalidate)
         #: Resources whose generation this instance still has to bump.
         self.owed: set[str] = set()
-        self._skip_until = 0.0
+        self.breaker = Breaker()
         self._repayer: asyncio.Task[None] | None = None
 
     def init_app(self, app: Quart) -> None:
+        """Register the extension; the app factory registers its request hooks
+        (``before_request``, ``after_request``) in the pipeline's order, and
+        its fast path in the ASGI stack."""
         app.extensions[EXTENSION_KEY] = self
-        if not self.cached:
-            return
-        app.before_request(self.lookup)
-        app.after_request(self.store)
         app.after_serving(self._stop)
 
     # -- writes ------------------------------------------------------------
@@ -150,7 +134,7 @@ class ResponseCache:
 
     def _owe(self, names: list[str]) -> None:
         self.owed.update(names)
-        self._skip_until = time.monotonic() + RETRY_AFTER_FAILURE
+        self.breaker.trip()
         if self._repayer is None or self._repayer.done():
             self._repayer = asyncio.create_task(self._repay_in_background())
 
@@ -163,7 +147,7 @@ class ResponseCache:
 
     async def _repay_in_background(self) -> None:
         while self.owed:
-            await asyncio.sleep(RETRY_AFTER_FAILURE)
+            await asyncio.sleep(self.breaker.pause)
             with contextlib.suppress(StateUnavailable):
                 await self._repay()
 
@@ -173,21 +157,21 @@ class ResponseCache:
 
     # -- reads -------------------------------------------------------------
 
-    async def lookup(self) -> Response | None:
+    async def before_request(self) -> Response | None:
         """Before the view: answer from the cache, or note what to store after it."""
-        if request.method not in ("GET", "HEAD"):
+        if request.method not in READ_METHODS:
             return None
         route = self.services.get(request.endpoint or "")
         if route is None:
             return None
         service, item = route
         resource = service.resource
-        scope = await get_auth(current_app).authorize(resource, request.method, item=item)
+        access = await get_auth(current_app).authorize(resource, request.method, item=item)
         args = request.args.to_dict(flat=True)
         target = str((request.view_args or {}).get("item_id", "")) if item else ""
-        key = entry_key(resource.name, item=item, scope=scope.cache_key, args=args, target=target)
+        key = entry_key(resource.name, item=item, access=access.cache_key, args=args, target=target)
         g.cache_status = "BYPASS"
-        if time.monotonic() < self._skip_until:
+        if not self.breaker.closed:
             return None
         try:
             if self.owed:
@@ -209,7 +193,7 @@ class ResponseCache:
         g.cache_pending = _Pending(key, generation, ttl)
         return None
 
-    async def fast_answer(self, scope: MutableMapping[str, Any], send: Send) -> bool:
+    async def fast_answer(self, scope: Scope, send: Send) -> bool:
         """At the edge, before Quart: answer an anonymous public GET from the
         cache, or return False to leave the request to the app.
 
@@ -217,7 +201,7 @@ class ResponseCache:
         cookie, no ``Origin`` (CORS), no rate limit on the resource, a plain
         ASCII query. Everything else, misses included, takes the full path.
         """
-        if scope["method"] != "GET" or self.owed or time.monotonic() < self._skip_until:
+        if scope["method"] != "GET" or self.owed or not self.breaker.closed:
             return False
         parts = scope["path"].split("/")
         if len(parts) not in (2, 3) or parts[0] != "":
@@ -244,7 +228,7 @@ class ResponseCache:
         for key, value in parse_qsl(query.decode("ascii"), keep_blank_values=True):
             args.setdefault(key, value)
         resource = parts[1]
-        key = entry_key(resource, item=item, scope="public", args=args, target=target)
+        key = entry_key(resource, item=item, access="public", args=args, target=target)
         try:
             current, entry = await self.state.get_many(generation_key(resource), key)
         except StateUnavailable:
@@ -281,7 +265,7 @@ class ResponseCache:
             return response
         return Response(body, status=200, headers=headers)
 
-    async def store(self, response: Response) -> Response:
+    async def after_request(self, response: Response) -> Response:
         """After the view: mark the answer, and keep a fresh 200 for ``cache_ttl``."""
         status = g.get("cache_status")
         if status is None:

@@ -18,8 +18,8 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from . import __version__
-from .config import ConfigError, load_settings
+from .. import __version__
+from ..config import ConfigError, load_settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -27,7 +27,7 @@ EXIT_USAGE = 2
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .server import ServeError, ServeOptions, serve
+    from .serve import ServeError, ServeOptions, serve
 
     try:
         return serve(ServeOptions(config=args.config, bind=args.bind, workers=args.workers))
@@ -70,8 +70,8 @@ def _import(args: argparse.Namespace) -> int:
 def _openapi(args: argparse.Namespace) -> int:
     import orjson
 
-    from .app import create_app
-    from .openapi import openapi_document
+    from ..app import create_app
+    from ..openapi import openapi_document
 
     try:
         settings = load_settings(args.config)

@@ -33,14 +33,13 @@ from pymongo import InsertOne, ReplaceOne
 from pymongo.errors import PyMongoError
 from tqdm import tqdm
 
-from .cache import bump_generation
-from .config import ConfigError, Settings, load_settings
-from .embedded import EmbeddedStoreError, mongodb_for_command
-from .errors import ApiError
-from .resources import Resource, ResourceService, Scope
-from .resources.documents import Document
-from .state import SharedState, StateUnavailable, create_state
-from .storage import Storage
+from ..config import ConfigError, Settings, load_settings
+from ..errors import ApiError
+from ..resources import Access, Resource, ResourceService
+from ..resources.documents import Document
+from ..state import SharedState, StateUnavailable, bump_generation, create_state
+from ..storage import Storage
+from ..storage.embedded import EmbeddedStoreError, mongodb_for_command
 
 DEFAULT_BATCH_SIZE = 500
 #: Rejected lines shown on stderr; the ``--rejects`` file has them all.
@@ -172,7 +171,7 @@ def _kind(value: Any) -> str:
 
 
 def prepare_line(
-    service: ResourceService, number: int, raw: bytes, scope: Scope
+    service: ResourceService, number: int, raw: bytes, access: Access
 ) -> WriteOp | Rejection:
     """The write operation for one line, or why the line is rejected.
 
@@ -185,7 +184,7 @@ def prepare_line(
         return Rejection(number, f"not valid JSON: {error.msg} at column {error.colno}", _text(raw))
     if not isinstance(body, dict):
         return Rejection(number, f"not a JSON object (got {_kind(body)})", _text(raw))
-    document, issues = service.check_new(body, scope)
+    document, issues = service.check_new(body, access)
     if issues or document is None:
         reason = "; ".join(f"{name}: {message}" for name, message in issues.items())
         return Rejection(number, reason, _text(raw), issues)
@@ -222,10 +221,10 @@ class Importer:
         *,
         batch_size: int,
         rejects: RejectLog,
-        scope: Scope | None = None,
+        access: Access | None = None,
     ) -> None:
         self.service = service
-        self.scope = scope or Scope()
+        self.access = access or Access()
         self.batch_size = batch_size
         self.rejects = rejects
         self.report = ImportReport()
@@ -237,7 +236,7 @@ class Importer:
         number = 0
         for number, raw in lines:
             batch.lines += 1
-            prepared = prepare_line(self.service, number, raw, self.scope)
+            prepared = prepare_line(self.service, number, raw, self.access)
             if isinstance(prepared, Rejection):
                 batch.rejections.append(prepared)
             else:
@@ -380,7 +379,7 @@ def run_import(options: ImportOptions) -> int:
             ResourceService(resource, storage),
             batch_size=options.batch_size,
             rejects=rejects,
-            scope=Scope(owner=(owner, options.owner)) if owner and options.owner else None,
+            access=Access(owner=(owner, options.owner)) if owner and options.owner else None,
         )
         progress: tqdm[Any] = tqdm(
             total=path.stat().st_size or None,  # a pipe has no size: a counter then

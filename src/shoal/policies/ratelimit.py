@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from quart import Quart, Response, current_app, g, request
+from quart import Response, current_app, g, request
 from quart_rate_limiter import (
     QUART_RATE_LIMITER_EXEMPT_ATTRIBUTE,
     QUART_RATE_LIMITER_LIMITS_ATTRIBUTE,
@@ -41,28 +41,27 @@ from quart_rate_limiter import (
     RateLimiter,
 )
 
-from .auth import get_auth
-from .config import RateLimitSettings, Settings, parse_rate
-from .errors import ApiError, ServiceUnavailable, TooManyRequests
-from .hashing import sha256_hex
-from .net import Networks, client_address
-from .resources import collection_endpoint, item_endpoint
-from .state import Rate, RateVerdict, SharedState, StateUnavailable
+from ..config import RateLimitSettings, Settings, parse_rate
+from ..errors import ServiceUnavailable, TooManyRequests
+from ..hashing import sha256_hex
+from ..http.methods import SAFE_METHODS
+from ..resources import collection_endpoint, item_endpoint
+from ..state import Breaker, Rate, RateVerdict, SharedState, StateUnavailable
+from .caller import caller_key
+
+if TYPE_CHECKING:
+    from quart import Quart
 
 logger = logging.getLogger("shoal.ratelimit")
 
 EXTENSION_KEY = "shoal.ratelimit"
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Probes a load balancer calls all the time: never limited.
 EXEMPT_ENDPOINTS = frozenset({"health.healthz", "health.readyz"})
-#: After shared state fails, seconds during which it is not asked again (a dead
-#: Redis must not add a connect timeout to every request).
-RETRY_AFTER_FAILURE = 1.0
 
 
 def method_class(method: str) -> str:
     """``read`` for GET, HEAD and OPTIONS; ``write`` for every other method."""
-    return "read" if method in READ_METHODS else "write"
+    return "read" if method in SAFE_METHODS else "write"
 
 
 def _rates(settings: RateLimitSettings | None) -> dict[str, Rate]:
@@ -83,21 +82,6 @@ def _describe(rate: Rate) -> str:
             period = unit
             break
     return f"{rate.count} per {period}"
-
-
-async def caller_key(trusted_proxies: Networks) -> str:
-    """Who is calling, for counting: the API key or user, else the client's address.
-
-    Bad or unverifiable credentials count against the address; the view
-    answers 401 (or 503) for them itself.
-    """
-    try:
-        principal = await get_auth(current_app).current_principal()
-    except ApiError:
-        principal = None
-    if principal is not None:
-        return principal.rate_key
-    return "addr:" + client_address(request, trusted_proxies)
 
 
 def _digest(value: str) -> str:
@@ -128,11 +112,13 @@ class SharedRateLimiter(RateLimiter):
             for name in settings.resources
             for endpoint in (collection_endpoint, item_endpoint)
         }
-        self._skip_until = 0.0
+        self.breaker = Breaker()
 
     def init_app(self, app: Quart, enabled: bool = True) -> None:
+        """Register the extension; the app factory registers its request hooks
+        (``before_request``, ``after_request``) in the pipeline's order."""
         app.extensions[EXTENSION_KEY] = self
-        super().init_app(app, enabled=enabled)
+        app.config.setdefault("QUART_RATE_LIMITER_ENABLED", enabled)
 
     async def caller(self) -> str:
         """Who is counted: the API key or user, else the client's address."""
@@ -175,7 +161,8 @@ class SharedRateLimiter(RateLimiter):
             limits.append((key, Rate(limit.count, period)))
         return limits
 
-    async def _before_request(self) -> None:
+    async def before_request(self) -> None:
+        """Count the request against its limits; 429 when one is exhausted."""
         if not current_app.config["QUART_RATE_LIMITER_ENABLED"]:
             return
         limits = await self.limits()
@@ -202,11 +189,11 @@ class SharedRateLimiter(RateLimiter):
 
     async def _count(self, limits: list[tuple[str, Rate]]) -> list[RateVerdict] | None:
         """The verdicts, or None when shared state is down and limits fail open."""
-        if time.monotonic() >= self._skip_until:
+        if self.breaker.closed:
             try:
                 return await self.state.rate_limit(limits)
             except StateUnavailable:
-                self._skip_until = time.monotonic() + RETRY_AFTER_FAILURE
+                self.breaker.trip()
                 logger.warning(
                     "rate limits unavailable (shared state unreachable); %s",
                     "letting requests through" if self.fail_open else "refusing requests",
@@ -216,10 +203,11 @@ class SharedRateLimiter(RateLimiter):
         raise ServiceUnavailable(
             "rate limits cannot be checked because shared state (Redis) is unreachable; "
             "retry shortly",
-            retry_after=int(RETRY_AFTER_FAILURE) + 1,
+            retry_after=int(self.breaker.pause) + 1,
         )
 
-    async def _after_request(self, response: Response) -> Response:
+    async def after_request(self, response: Response) -> Response:
+        """Describe the limit closest to refusing in ``RateLimit-*`` headers."""
         verdict: RateVerdict | None = g.get("rate_limit_verdict")
         if verdict is not None:
             response.headers["RateLimit-Limit"] = str(verdict.limit)

@@ -19,9 +19,10 @@ from typing import Any
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.run import run as hypercorn_run
 
-from .config import ConfigError, Settings, load_settings
-from .embedded import EmbeddedStore, EmbeddedStoreError, development_store
-from .logs import configure_logging
+from ..config import ConfigError, Settings, load_settings
+from ..logs import configure_logging
+from ..storage.embedded import EmbeddedStore, EmbeddedStoreError, development_store
+from ..system import SERVE_PID_VARIABLE
 
 #: What `shoal serve` uses when no hypercorn.toml is found.
 HYPERCORN_DEFAULTS: dict[str, Any] = {
@@ -34,8 +35,6 @@ HYPERCORN_DEFAULTS: dict[str, Any] = {
 }
 
 APPLICATION_PATH = "shoal.app:serve_app()"
-#: Set by `shoal serve` for its workers: the pid they must not outlive.
-SERVE_PID_VARIABLE = "SHOAL_SERVE_PID"
 
 
 class ServeError(Exception):

@@ -1,0 +1,245 @@
+"""``Auth``: who is calling, and may they do this?
+
+Credentials, in the order they are looked for: ``Authorization: Bearer <JWT>``,
+``X-API-Key``, then the session cookie (browser mode, CSRF-protected). Access
+rules per resource come from the config (``public_methods``, ``allowed_*_roles``,
+``auth_field``). Revocations and sessions live in shared state, so a logout
+holds on every instance at the very next request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import secrets
+from typing import Any
+
+from quart import Quart, g, request
+
+from ..config import Settings
+from ..errors import Forbidden, Unauthorized
+from ..http.methods import SAFE_METHODS
+from ..http.net import client_address
+from ..resources import Access, Resource
+from ..state import SharedState
+from ..storage import Storage
+from .accounts import Accounts, User
+from .principal import Principal
+from .sessions import AuthStore, Grant, RefreshReused
+from .throttle import LoginThrottle
+from .tokens import TokenError, TokenIssuer
+
+EXTENSION_KEY = "shoal.auth"
+CSRF_HEADER = "X-CSRF-Token"
+
+
+def unauthorized(message: str, *, invalid: bool = False) -> Unauthorized:
+    challenge = 'Bearer realm="shoal"'
+    if invalid:
+        challenge += ', error="invalid_token"'
+    return Unauthorized(message, headers={"WWW-Authenticate": challenge})
+
+
+class Auth:
+    """The auth extension: who is calling, and may they do this?"""
+
+    def __init__(self, settings: Settings, storage: Storage, state: SharedState) -> None:
+        self.settings = settings.auth
+        self.trusted_proxies = settings.trusted_proxies
+        self.tokens = TokenIssuer(settings.auth, settings.secret_key.get_secret_value())
+        self.store = AuthStore(
+            state,
+            refresh_ttl=settings.auth.refresh_token_ttl,
+            session_ttl=settings.auth.session_ttl,
+        )
+        self.accounts = Accounts(storage, settings.auth)
+        self.throttle = LoginThrottle(state, settings.auth)
+
+    def init_app(self, app: Quart) -> None:
+        # The accounts' indexes are created with the resources' (app.py).
+        app.extensions[EXTENSION_KEY] = self
+
+    # -- who is calling --------------------------------------------------
+
+    async def current_principal(self) -> Principal | None:
+        """The caller of the current request (resolved once per request)."""
+        if "principal" not in g:
+            g.principal = await self._resolve()
+        principal: Principal | None = g.principal
+        return principal
+
+    async def _resolve(self) -> Principal | None:
+        authorization = request.headers.get("Authorization")
+        if authorization is not None:
+            scheme, _, credentials = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not credentials.strip():
+                raise unauthorized("the Authorization header must be 'Bearer <token>'")
+            return await self._from_token(credentials.strip())
+        api_key = request.headers.get("X-API-Key")
+        if api_key is not None:
+            principal = await self.accounts.principal_for_key(api_key.strip())
+            if principal is None:
+                raise unauthorized("the API key is not valid or was revoked", invalid=True)
+            return principal
+        session_id = request.cookies.get(self.settings.session_cookie)
+        if session_id:
+            return await self._from_session(session_id)
+        return None
+
+    async def _from_token(self, token: str) -> Principal:
+        try:
+            claims = self.tokens.decode(token)
+        except TokenError as error:
+            raise unauthorized(str(error), invalid=True) from None
+        if await self.store.token_refused(claims["jti"], claims.get("fam")):
+            raise unauthorized("the access token was revoked", invalid=True)
+        return Principal(
+            id=str(claims["sub"]),
+            name=str(claims.get("name", "")),
+            roles=frozenset(claims.get("roles", [])),
+            kind="user",
+            via="bearer",
+            token_id=claims["jti"],
+            family=claims.get("fam"),
+        )
+
+    async def _from_session(self, session_id: str) -> Principal:
+        grant = await self.store.session(session_id)
+        if grant is None:
+            raise unauthorized("the session has ended; log in again")
+        if request.method not in SAFE_METHODS:
+            supplied = request.headers.get(CSRF_HEADER, "")
+            if not grant.csrf_token or not hmac.compare_digest(supplied, grant.csrf_token):
+                raise Forbidden(f"a cookie session needs the {CSRF_HEADER} header on writes")
+        return Principal(
+            id=grant.subject,
+            name=grant.name,
+            roles=grant.roles,
+            kind="user",
+            via="session",
+            session_key=session_id,
+            csrf_token=grant.csrf_token,
+        )
+
+    async def require_principal(self) -> Principal:
+        principal = await self.current_principal()
+        if principal is None:
+            raise unauthorized("authentication required")
+        return principal
+
+    # -- may they? -------------------------------------------------------
+
+    async def authorize(self, resource: Resource, method: str, *, item: bool) -> Access:
+        """The caller's access to ``resource`` for ``method``; 401/403 otherwise.
+
+        Decided once per request: the response cache asks before the view does.
+        """
+        decided: dict[tuple[str, str, bool], Access] = g.setdefault("access", {})
+        key = (resource.name, method, item)
+        if key not in decided:
+            decided[key] = await self._decide(resource, method, item=item)
+        return decided[key]
+
+    async def _decide(self, resource: Resource, method: str, *, item: bool) -> Access:
+        settings = resource.settings
+        method = "GET" if method == "HEAD" else method
+        public = settings.public_item_methods if item else settings.public_methods
+        principal = await self.current_principal()
+        if method in public and (principal is None or method == "GET"):
+            # A public read is the same for everyone, owner field or not; a
+            # signed-in caller's public write still carries its owner below.
+            return Access(cache_key="public")
+        if principal is None:
+            raise unauthorized("authentication required")
+        if method not in public:
+            if method == "GET":
+                allowed = settings.allowed_read_roles or settings.allowed_roles
+            else:
+                allowed = settings.allowed_write_roles or settings.allowed_roles
+            if allowed and principal.roles.isdisjoint(allowed):
+                raise Forbidden(
+                    f"{method} on {resource.name} needs one of the roles: {', '.join(allowed)}"
+                )
+        if settings.auth_field:
+            return Access(
+                filter={settings.auth_field: principal.id},
+                owner=(settings.auth_field, principal.id),
+                cache_key=f"owner:{principal.id}",
+            )
+        return Access(cache_key="all")
+
+    # -- logging in and out ----------------------------------------------
+
+    def client_address(self) -> str:
+        return client_address(request, self.trusted_proxies)
+
+    async def login(self, name: str, password: str) -> User:
+        address = self.client_address()
+        await self.throttle.before_attempt(name, address)
+        user = await self.accounts.authenticate(name, password)
+        if user is None:
+            await self.throttle.failed(name, address)
+            raise unauthorized("wrong user name or password")
+        await self.throttle.succeeded(name)
+        return user
+
+    async def issue_tokens(self, user: User, family: str | None = None) -> dict[str, Any]:
+        family = family or secrets.token_urlsafe(12)
+        access = self.tokens.issue(subject=user.id, name=user.name, roles=user.roles, family=family)
+        refresh = await self.store.new_refresh_token(
+            Grant(subject=user.id, name=user.name, roles=user.roles, family=family)
+        )
+        return {
+            "access_token": access.token,
+            "token_type": "Bearer",
+            "expires_in": access.expires_in,
+            "refresh_token": refresh,
+            "refresh_expires_in": self.settings.refresh_token_ttl,
+        }
+
+    async def refresh(self, refresh_token: str) -> dict[str, Any]:
+        try:
+            grant = await self.store.rotate(refresh_token)
+        except RefreshReused:
+            raise unauthorized(
+                "this refresh token was already used; its session is revoked, log in again",
+                invalid=True,
+            ) from None
+        if grant is None:
+            raise unauthorized("the refresh token is not valid or has expired", invalid=True)
+        user = await self.accounts.user(grant.subject)
+        if user is None:
+            await self.store.revoke_family(grant.family)
+            raise unauthorized("the account no longer exists or is disabled", invalid=True)
+        return await self.issue_tokens(user, grant.family)
+
+    async def start_session(self, user: User) -> tuple[str, str]:
+        """A browser session: (session id for the cookie, CSRF token)."""
+        csrf = secrets.token_urlsafe(24)
+        grant = Grant(
+            subject=user.id,
+            name=user.name,
+            roles=user.roles,
+            family=secrets.token_urlsafe(12),
+            csrf_token=csrf,
+        )
+        return await self.store.new_session(grant), csrf
+
+    async def logout(self, principal: Principal, refresh_token: str | None = None) -> None:
+        """End what the caller holds: the token and its family, or the session."""
+        if principal.via == "bearer" and principal.token_id is not None:
+            await self.store.revoke_token(principal.token_id, self.settings.access_token_ttl)
+            if principal.family is not None:
+                await self.store.revoke_family(principal.family)
+        elif principal.via == "session" and principal.session_key is not None:
+            await self.store.end_session(principal.session_key)
+        if refresh_token:
+            with contextlib.suppress(RefreshReused):
+                grant = await self.store.rotate(refresh_token)
+                if grant is not None and grant.subject == principal.id:
+                    await self.store.revoke_family(grant.family)
+
+
+def get_auth(app: Quart) -> Auth:
+    auth: Auth = app.extensions[EXTENSION_KEY]
+    return auth

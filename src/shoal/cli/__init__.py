@@ -1,0 +1,5 @@
+"""The `shoal` command (see ``main``)."""
+
+from .main import main
+
+__all__ = ["main"]

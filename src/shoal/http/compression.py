@@ -1,0 +1,68 @@
+"""Response compression (brotli-asgi, see docs/decisions/0007-http-compression.md):
+brotli when the client accepts ``br``, else gzip, for bodies of at least
+``compression.minimum_size`` bytes. It is the outermost middleware, so it
+applies to every response, those the fast path answers included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from brotli_asgi import BrotliMiddleware
+
+from ..config import CompressionSettings
+from .asgi import ASGIApp, Message, Receive, Scope, Send
+
+#: Bodies up to this size are handed to the compressor whole (see WholeBody).
+WHOLE_BODY_LIMIT = 16 * 1024 * 1024
+
+
+class WholeBody:
+    """ASGI shim: a response whose size is known leaves in one body message.
+
+    Quart sends every body as chunks marked ``more_body`` followed by an empty
+    last message, so an ASGI compressor takes every response for a stream: it
+    compresses even empty and tiny bodies (a 304 would get a body) and drops
+    ``Content-Length``. Given the whole body at once, brotli-asgi applies its
+    minimum size and sets ``Content-Length`` again.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def send_whole(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                length = dict(message["headers"]).get(b"content-length")
+                if length is not None and int(length) <= WHOLE_BODY_LIMIT:
+                    start = message
+                    return
+            elif message["type"] == "http.response.body" and start is not None:
+                chunks.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                await send(start)
+                body = b"".join(chunks)
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_whole)
+
+
+def compressed(app: ASGIApp, settings: CompressionSettings) -> ASGIApp:
+    """``app`` with its responses compressed as ``settings`` say."""
+    middleware: Any = BrotliMiddleware(
+        WholeBody(app),
+        quality=settings.brotli_quality,
+        minimum_size=settings.minimum_size,
+        gzip_fallback=True,
+    )
+    return middleware  # type: ignore[no-any-return]

@@ -1,0 +1,116 @@
+"""JSON in and out: the app's JSON provider, JSON responses and request bodies.
+
+The provider is orjson, speaking MongoDB's types in Eve's format:
+
+- ``ObjectId`` → its 24-hex string;
+- ``datetime`` → RFC 1123 (``Tue, 24 Nov 2026 10:00:00 GMT``), as Eve renders dates;
+- ``Decimal128`` and ``Decimal`` → their exact decimal string (a float would round).
+
+Anything else falls back to the provider quart-schema installed (pydantic models,
+dataclasses), so this provider is installed after quart-schema.
+"""
+
+from __future__ import annotations
+
+import decimal
+from datetime import datetime
+from typing import Any, TypeVar, cast
+
+import orjson
+from bson import Decimal128, ObjectId
+from flask.json.provider import JSONProvider
+from pydantic import BaseModel, ValidationError
+from quart import Quart, Response, current_app, request
+
+from ..dates import http_date
+from ..errors import BadRequest, UnprocessableEntity, UnsupportedMediaType
+
+M = TypeVar("M", bound=BaseModel)
+
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
+
+
+class OrjsonProvider(JSONProvider):
+    """orjson-backed JSON for requests and responses."""
+
+    mimetype = "application/json"
+
+    def __init__(self, app: Quart) -> None:
+        super().__init__(app)
+        self._fallback = app.json  # quart-schema's provider, if installed first
+
+    def _default(self, value: Any) -> Any:
+        if isinstance(value, ObjectId):
+            return str(value)
+        if isinstance(value, datetime):
+            return http_date(value)
+        if isinstance(value, Decimal128):
+            return str(value.to_decimal())
+        if isinstance(value, decimal.Decimal):
+            return str(value)
+        if isinstance(value, set | frozenset):
+            return list(value)
+        fallback = getattr(self._fallback, "default", None)
+        if fallback is not None:
+            return fallback(value)
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+    def dumps_bytes(self, obj: Any) -> bytes:
+        return orjson.dumps(obj, default=self._default, option=_OPTIONS)
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return self.dumps_bytes(obj).decode()
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return orjson.loads(s)
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        obj = self._prepare_response_obj(args, kwargs)
+        response_class = cast(type[Response], self._app.response_class)
+        return response_class(self.dumps_bytes(obj), mimetype=self.mimetype)
+
+
+def install_json_provider(app: Quart) -> None:
+    app.json = OrjsonProvider(app)
+
+
+def no_content(status: int = 204) -> Response:
+    """An empty answer (204, 304): no body, so no Content-Type either."""
+    response = Response(b"", status=status)
+    del response.headers["Content-Type"]
+    return response
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    response = cast(Response, current_app.json.response(body))
+    response.status_code = status
+    return response
+
+
+async def read_json() -> Any:
+    """The request's JSON body; 415, 413 or 400 when it is not usable."""
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"send JSON with Content-Type: application/json (got {mimetype or 'none'})"
+        )
+    data = await request.get_data(cache=False, as_text=False)
+    if not data.strip():
+        raise BadRequest("the request body is empty; send a JSON document")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"the request body is not valid JSON: {error}") from None
+
+
+async def read_model(model: type[M]) -> M:
+    """The JSON body validated as ``model``; 422 with ``_issues`` if it is not."""
+    data = await read_json()
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        issues = {
+            ".".join(str(part) for part in item["loc"]) or "(body)": item["msg"]
+            for item in error.errors(include_input=False, include_url=False)
+        }
+        raise UnprocessableEntity("the request body is not valid", issues=issues) from None

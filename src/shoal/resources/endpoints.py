@@ -1,0 +1,18 @@
+"""The names of the routes that serve resources (``request.endpoint``), which
+the policies in front of the views look up."""
+
+from __future__ import annotations
+
+#: The blueprint that serves every resource (api/resources.py).
+BLUEPRINT = "resources"
+
+
+def collection_endpoint(name: str, *, qualified: bool = True) -> str:
+    """The endpoint of ``/<name>`` (``request.endpoint``; unqualified: inside
+    the blueprint)."""
+    return f"{BLUEPRINT}.{name}:collection" if qualified else f"{name}:collection"
+
+
+def item_endpoint(name: str, *, qualified: bool = True) -> str:
+    """The endpoint of ``/<name>/<id>``."""
+    return f"{BLUEPRINT}.{name}:item" if qualified else f"{name}:item"

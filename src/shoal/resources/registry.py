@@ -1,0 +1,79 @@
+"""``Resources``: the app extension holding one ``ResourceService`` per resource
+of the config; it creates their indexes (and the accounts') when the app
+starts serving."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from pymongo.errors import PyMongoError
+
+from ..config import Settings
+from ..errors import ApiError, ServiceUnavailable
+from ..storage import Storage
+from ..tasks import cancel
+from .indexes import Indexed, ensure_indexes_in_background, record_index_problem
+from .service import Resource, ResourceService
+
+if TYPE_CHECKING:
+    from quart import Quart
+
+EXTENSION_KEY = "shoal.resources"
+
+logger = logging.getLogger("shoal.resources")
+
+#: Seconds start-up waits for MongoDB before creating indexes in the background.
+STARTUP_INDEX_TIMEOUT = 2.0
+
+
+class Resources:
+    def __init__(self, settings: Settings, storage: Storage) -> None:
+        self.services: dict[str, ResourceService] = {
+            name: ResourceService(
+                Resource(name, resource, max_query_depth=settings.max_query_depth), storage
+            )
+            for name, resource in settings.resources.items()
+        }
+        self._index_task: asyncio.Task[None] | None = None
+        #: Whose indexes start-up creates: every resource, and what else asks.
+        self.indexed: list[Indexed] = list(self.services.values())
+        #: Owners whose indexes MongoDB refused, and why.
+        self.index_problems: dict[str, str] = {}
+
+    def add_indexed(self, owner: Indexed) -> None:
+        """Create ``owner``'s indexes at start-up too (the auth accounts)."""
+        self.indexed.append(owner)
+
+    def init_app(self, app: Quart) -> None:
+        app.extensions[EXTENSION_KEY] = self
+        app.before_serving(self.create_indexes)
+        app.after_serving(self.stop)
+
+    async def create_indexes(self) -> None:
+        """Create indexes now; if MongoDB is unreachable, keep trying in the
+        background rather than refusing to start. An index MongoDB refuses
+        (say, existing duplicates under a unique field) is logged and makes
+        ``/readyz`` fail, naming the resource, until fixed and restarted."""
+        pending: list[Indexed] = []
+        for owner in self.indexed:
+            try:
+                await owner.ensure_indexes(timeout=STARTUP_INDEX_TIMEOUT)
+            except ServiceUnavailable:
+                pending.append(owner)
+            except (ApiError, PyMongoError) as error:
+                record_index_problem(self.index_problems, owner.index_owner, error)
+        if pending:
+            self._index_task = asyncio.create_task(
+                ensure_indexes_in_background(pending, self.index_problems)
+            )
+
+    async def stop(self) -> None:
+        task, self._index_task = self._index_task, None
+        await cancel(task)
+
+
+def get_resources(app: Quart) -> Resources:
+    resources: Resources = app.extensions[EXTENSION_KEY]
+    return resources

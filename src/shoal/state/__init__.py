@@ -1,0 +1,24 @@
+"""Shared state: what every instance must see the same (see ``base``)."""
+
+from .base import EXTENSION_KEY, Rate, RateVerdict, SharedState, StateUnavailable
+from .breaker import Breaker
+from .factory import create_state, get_state
+from .generations import bump_generation, generation_key
+from .memory import MemoryState
+from .redis import RedisState, connect_redis
+
+__all__ = [
+    "EXTENSION_KEY",
+    "Breaker",
+    "MemoryState",
+    "Rate",
+    "RateVerdict",
+    "RedisState",
+    "SharedState",
+    "StateUnavailable",
+    "bump_generation",
+    "connect_redis",
+    "create_state",
+    "generation_key",
+    "get_state",
+]

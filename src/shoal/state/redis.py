@@ -1,0 +1,204 @@
+"""Shared state in Redis: standalone, Sentinel or Cluster, from one URL."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import RedisError
+
+from ..config import RedisSettings
+from .base import Rate, RateVerdict, SharedState, StateUnavailable
+
+logger = logging.getLogger("shoal.state")
+
+
+def connect_redis(url: str, *, socket_timeout: float) -> Any:
+    """A redis.asyncio client for a URL: standalone, Sentinel or Cluster.
+
+    - ``redis://``, ``rediss://``, ``unix://``: one server;
+    - ``redis+sentinel://host:port[,host:port]/service[/db]``: the master of a
+      Sentinel-monitored service;
+    - ``redis+cluster://host:port``: a Redis Cluster.
+    """
+    options: dict[str, Any] = {
+        "protocol": 3,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_timeout,
+        "health_check_interval": 15,
+    }
+    if url.startswith("redis+cluster://"):
+        options.pop("health_check_interval")
+        return RedisCluster.from_url("redis://" + url.removeprefix("redis+cluster://"), **options)
+    if url.startswith("redis+sentinel://"):
+        parts = urlsplit(url)
+        hosts = []
+        for host_port in parts.netloc.rsplit("@", 1)[-1].split(","):
+            host, _, port = host_port.partition(":")
+            hosts.append((host, int(port or 26379)))
+        path = [segment for segment in parts.path.split("/") if segment]
+        if not path:
+            raise ValueError("a redis+sentinel:// URL names the service: .../SERVICE[/DB]")
+        service = path[0]
+        db = int(path[1]) if len(path) > 1 else 0
+        query = parse_qs(parts.query)
+        if "password" in query:
+            options["password"] = query["password"][0]
+        elif parts.password:
+            options["password"] = parts.password
+        sentinel = Sentinel(hosts, **options)  # type: ignore[no-untyped-call]
+        return sentinel.master_for(service, db=db)
+    return redis.Redis.from_url(url, **options)
+
+
+# INCR, and give the key its TTL when this INCR created it: one atomic step.
+_INCR_WITH_TTL = """
+local value = redis.call('INCR', KEYS[1])
+if value == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return value
+"""
+
+# GCRA over several limits at once, on Redis's clock (so instances' clocks never
+# matter). Each key holds a theoretical arrival time (TAT) in microseconds.
+# ARGV holds, per key, the interval between requests (µs) and the request count;
+# the capacity is interval * count, so a burst of exactly `count` fits. The
+# request is counted (every TAT moved on) only if every limit admits it.
+# Replies, per key: {admitted 0/1, remaining, µs until full, µs until allowed}.
+_GCRA = """
+if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local tats, admitted, counted = {}, {}, true
+for i, key in ipairs(KEYS) do
+  local interval, count = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  tats[i] = tat
+  admitted[i] = tat + interval - interval * count <= now
+  if not admitted[i] then counted = false end
+end
+local reply = {}
+for i, key in ipairs(KEYS) do
+  local interval, count = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local capacity, tat = interval * count, tats[i]
+  if counted then
+    tat = tat + interval
+    redis.call('SET', key, string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000))
+  end
+  local retry = 0
+  if not admitted[i] then retry = tat + interval - capacity - now end
+  local remaining = math.floor((capacity - (tat - now)) / interval)
+  if remaining < 0 then remaining = 0 end
+  reply[i] = {admitted[i] and 1 or 0, remaining, tat - now, retry}
+end
+return reply
+"""
+
+
+class RedisState(SharedState):
+    """Shared state in Redis, one client (and connection pool) per worker."""
+
+    name = "redis"
+
+    def __init__(self, settings: RedisSettings) -> None:
+        if settings.url is None:
+            raise ValueError("RedisState needs a Redis URL")
+        super().__init__(settings.key_prefix)
+        self.settings = settings
+        self._client: Any = None
+        self._gcra: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            raise RuntimeError("shared state is not open; it opens in before_serving")
+        return self._client
+
+    async def open(self) -> None:
+        if self._client is None:
+            assert self.settings.url is not None
+            self._client = connect_redis(
+                self.settings.url, socket_timeout=self.settings.socket_timeout
+            )
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        self._gcra = None
+        if client is not None:
+            await client.aclose()
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await getattr(self.client, method)(*args, **kwargs)
+        except (RedisError, OSError) as error:
+            logger.warning("Redis %s failed: %s", method, error)
+            raise StateUnavailable() from error
+
+    async def ping(self) -> None:
+        await self._call("ping")
+
+    async def get(self, key: str) -> bytes | None:
+        value: bytes | None = await self._call("get", self.key(key))
+        return value
+
+    async def set(
+        self, key: str, value: bytes, *, ttl: float | None = None, only_if_absent: bool = False
+    ) -> bool:
+        px = int(ttl * 1000) if ttl is not None else None
+        stored = await self._call("set", self.key(key), value, px=px, nx=only_if_absent)
+        return bool(stored)
+
+    async def delete(self, *keys: str) -> int:
+        if not keys:
+            return 0
+        return int(await self._call("delete", *(self.key(key) for key in keys)))
+
+    async def incr(self, key: str, *, ttl: float | None = None) -> int:
+        if ttl is None:
+            return int(await self._call("incr", self.key(key)))
+        return int(await self._call("eval", _INCR_WITH_TTL, 1, self.key(key), int(ttl * 1000)))
+
+    async def get_many(self, *keys: str) -> list[bytes | None]:
+        if not keys:
+            return []
+        values: list[bytes | None] = await self._call("mget", [self.key(key) for key in keys])
+        return values
+
+    async def set_or_get(self, key: str, value: bytes, *, ttl: float) -> bytes | None:
+        # SET NX GET (Redis >= 7.0): the old value, or nil when this SET stored it.
+        existing: bytes | None = await self._call(
+            "set", self.key(key), value, px=max(1, int(ttl * 1000)), nx=True, get=True
+        )
+        return existing
+
+    async def rate_limit(self, limits: Sequence[tuple[str, Rate]]) -> list[RateVerdict]:
+        if not limits:
+            return []
+        if self._gcra is None:
+            self._gcra = self.client.register_script(_GCRA)
+        args: list[int] = []
+        for _, rate in limits:
+            args += [rate.interval_us, rate.count]
+        keys = [self.key(key) for key, _ in limits]
+        try:
+            reply = await self._gcra(keys=keys, args=args)
+        except (RedisError, OSError) as error:
+            logger.warning("Redis rate limit script failed: %s", error)
+            raise StateUnavailable() from error
+        return [
+            RateVerdict(
+                allowed=bool(admitted),
+                limit=rate.count,
+                remaining=int(remaining),
+                reset=int(until_full) / 1_000_000,
+                retry_after=int(until_allowed) / 1_000_000,
+            )
+            for (admitted, remaining, until_full, until_allowed), (_, rate) in zip(
+                reply, limits, strict=True
+            )
+        ]
