@@ -3,7 +3,7 @@
 One command (``scripts/bench``, or ``python -m benchmarks.run`` in the
 project's virtualenv) starts, on free loopback ports:
 
-- the MongoDB stand-in (``shoal.embedded.EmbeddedStore``, in a temp dir) and
+- the MongoDB stand-in (``shoal.storage.embedded.EmbeddedStore``, in a temp dir) and
   ``redis-server``;
 - for each worker count (1, then 2): the minimal Quart app under hypercorn
   (the stack's ceiling), ``shoal serve`` with ``benchmarks/shoal.yaml``, and

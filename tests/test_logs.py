@@ -8,7 +8,8 @@ import logging
 import pytest
 from quart import Quart
 
-from shoal.logs import JsonFormatter, RequestIdFilter
+from shoal.http.request_id import RequestIdFilter
+from shoal.logs import JsonFormatter
 
 
 def _handler(records: list[str]) -> logging.Handler:

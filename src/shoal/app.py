@@ -39,6 +39,7 @@ from .http.errors import register_error_handlers
 from .http.fast_path import FastPath
 from .http.finish_writes import FinishWrites
 from .http.json import install_json_provider
+from .http.request_id import RequestIdFilter
 from .http.stack import build_stack
 from .logs import configure_logging
 from .openapi import ApiDocs, quart_schema_options
@@ -142,5 +143,5 @@ def serve_app() -> Quart:
     """The app as `shoal serve` workers load it: config from the environment."""
     follow_serve_process()
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, filters=[RequestIdFilter()])
     return create_app(settings)

@@ -29,10 +29,10 @@ from pydantic import (
     model_validator,
 )
 
-from . import __version__
 from .schemas import SchemaProblem, check_schema
+from .version import __version__
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
     from quart import Quart
 
 #: The secret key a fresh config starts with; refused outside development.

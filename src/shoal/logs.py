@@ -1,25 +1,16 @@
-"""JSON log lines with request ids, one object per line on stderr."""
+"""JSON log lines, one object per line on stderr (with request ids, stamped
+by ``shoal.http.request_id.RequestIdFilter``)."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import orjson
 
-from .http.request_id import request_id
-
 _RESERVED = {*vars(logging.makeLogRecord({})), "asctime", "message"}
-
-
-class RequestIdFilter(logging.Filter):
-    """Stamp each record with the id of the request being served, if any."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = request_id()
-        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -38,8 +29,9 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Send Shoal's and hypercorn's logs to stderr as JSON lines (idempotent)."""
+def configure_logging(level: str = "INFO", filters: Sequence[logging.Filter] = ()) -> None:
+    """Send Shoal's and hypercorn's logs to stderr as JSON lines, through
+    ``filters`` (idempotent: one handler, each kind of filter once)."""
     root = logging.getLogger()
     for handler in root.handlers:
         if isinstance(handler.formatter, JsonFormatter):
@@ -47,6 +39,9 @@ def configure_logging(level: str = "INFO") -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
-        handler.addFilter(RequestIdFilter())
         root.addHandler(handler)
+    present = {type(existing) for existing in handler.filters}
+    for extra in filters:
+        if type(extra) not in present:
+            handler.addFilter(extra)
     root.setLevel(level)

@@ -9,6 +9,9 @@
 
 Exit status: 0 on success, 1 when the command failed, 2 for a bad invocation
 or an invalid config.
+
+Each command imports what it needs when it runs, so ``shoal --help`` and the
+light commands start fast and never load the server's stack.
 """
 
 from __future__ import annotations
@@ -18,8 +21,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from .. import __version__
-from ..config import ConfigError, load_settings
+from ..version import __version__
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -37,6 +39,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from ..config import ConfigError, load_settings
+
     try:
         settings = load_settings(args.file)
     except ConfigError as error:
@@ -71,6 +75,7 @@ def _openapi(args: argparse.Namespace) -> int:
     import orjson
 
     from ..app import create_app
+    from ..config import ConfigError, load_settings
     from ..openapi import openapi_document
 
     try:

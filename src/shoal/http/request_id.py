@@ -4,6 +4,7 @@ response by the edge."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 
@@ -29,3 +30,12 @@ def request_id() -> str | None:
         return None
     value = request.scope.get(REQUEST_ID)
     return value if isinstance(value, str) else None
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamp each record with the id of the request being served, if any."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id()
+        return True

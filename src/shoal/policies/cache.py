@@ -36,12 +36,12 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from bson import ObjectId
-from quart import Response, current_app, g, request
+from quart import Quart, Response, current_app, g, request
 
 from ..auth import get_auth
 from ..config import Settings
@@ -60,9 +60,6 @@ from ..resources import (
 )
 from ..state import Breaker, SharedState, StateUnavailable, bump_generation, generation_key
 from ..tasks import cancel
-
-if TYPE_CHECKING:
-    from quart import Quart
 
 logger = logging.getLogger("shoal.cache")
 

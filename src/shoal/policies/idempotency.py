@@ -26,10 +26,9 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import orjson
-from quart import Response, g, request
+from quart import Quart, Response, g, request
 
 from ..config import Settings
 from ..errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableEntity
@@ -37,9 +36,6 @@ from ..hashing import sha256_hex
 from ..resources import collection_endpoint, item_endpoint
 from ..state import SharedState, StateUnavailable
 from .caller import caller_key
-
-if TYPE_CHECKING:
-    from quart import Quart
 
 logger = logging.getLogger("shoal.idempotency")
 

@@ -31,9 +31,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
-from quart import Response, current_app, g, request
+from quart import Quart, Response, current_app, g, request
 from quart_rate_limiter import (
     QUART_RATE_LIMITER_EXEMPT_ATTRIBUTE,
     QUART_RATE_LIMITER_LIMITS_ATTRIBUTE,
@@ -48,9 +47,6 @@ from ..http.methods import SAFE_METHODS
 from ..resources import collection_endpoint, item_endpoint
 from ..state import Breaker, Rate, RateVerdict, SharedState, StateUnavailable
 from .caller import caller_key
-
-if TYPE_CHECKING:
-    from quart import Quart
 
 logger = logging.getLogger("shoal.ratelimit")
 

@@ -17,7 +17,7 @@ from ..tasks import cancel
 from .indexes import Indexed, ensure_indexes_in_background, record_index_problem
 from .service import Resource, ResourceService
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
     from quart import Quart
 
 EXTENSION_KEY = "shoal.resources"

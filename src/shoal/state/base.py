@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ServiceUnavailable
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
     from quart import Quart
 
 EXTENSION_KEY = "shoal.state"

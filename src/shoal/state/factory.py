@@ -9,7 +9,7 @@ from .base import EXTENSION_KEY, SharedState
 from .memory import MemoryState
 from .redis import RedisState
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
     from quart import Quart
 
 

@@ -21,6 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
 from ..config import MongoDBSettings, Settings
 from ..system import die_with_parent, free_port
 
@@ -31,9 +34,6 @@ class EmbeddedStoreError(RuntimeError):
 
 def _answers(host: str, port: int) -> bool:
     """Whether a MongoDB-protocol server answers ``ping`` on host:port."""
-    from pymongo import MongoClient
-    from pymongo.errors import PyMongoError
-
     client: MongoClient[dict[str, object]] = MongoClient(
         host, port, serverSelectionTimeoutMS=300, connectTimeoutMS=300, directConnection=True
     )

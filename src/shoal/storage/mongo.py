@@ -23,7 +23,7 @@ from ..config import MongoDBSettings
 from ..errors import Conflict, ServiceUnavailable
 from .errors import duplicate_message, translate_errors
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
     from quart import Quart
 
 logger = logging.getLogger("shoal.storage")

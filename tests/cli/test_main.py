@@ -4,6 +4,8 @@ subprocess with no SHOAL_* variables but the ones a test sets."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -229,3 +231,23 @@ def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "usage:" in result.stderr
+
+
+def _modules_loaded_by(statement: str) -> set[str]:
+    code = f"{statement}; import sys; print('\\n'.join(sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return set(result.stdout.split())
+
+
+def test_the_command_loads_no_server_stack_before_a_command_needs_it() -> None:
+    loaded = _modules_loaded_by("import shoal.cli")
+    heavy = {"quart", "pymongo", "redis", "shoal.app", "shoal.auth", "shoal.policies.cache"}
+    assert loaded.isdisjoint(heavy)
+
+
+def test_shoal_import_runs_without_the_http_stack() -> None:
+    loaded = _modules_loaded_by("import shoal.cli.importer")
+    assert {"pymongo", "shoal.resources"} <= loaded  # what the import needs is there
+    assert loaded.isdisjoint({"quart", "shoal.policies", "shoal.http", "shoal.auth"})

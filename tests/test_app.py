@@ -1,0 +1,66 @@
+"""The app factory's pipeline: one ordered list of middleware, one of policies."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from shoal.app import create_app, middleware, policies
+from shoal.http.compression import compressed
+from shoal.http.edge import Edge
+from shoal.http.fast_path import FastPath
+from shoal.http.finish_writes import FinishWrites
+from shoal.policies.cache import ResponseCache, get_cache
+from shoal.policies.idempotency import EXTENSION_KEY as IDEMPOTENCY_KEY
+from shoal.policies.idempotency import Idempotency
+from shoal.policies.ratelimit import SharedRateLimiter, get_rate_limiter
+from tests.conftest import SettingsFactory
+from tests.utils.settings import example_resources
+
+
+def cached_resources() -> dict[str, Any]:
+    resources = example_resources()
+    resources["books"]["cache_ttl"] = 60
+    return resources
+
+
+def _names(stack: list[Any]) -> list[str]:
+    return [item.func.__name__ if isinstance(item, partial) else item.__name__ for item in stack]
+
+
+def test_the_middleware_runs_compression_edge_fast_path_then_finish_writes(
+    settings_factory: SettingsFactory,
+) -> None:
+    settings = settings_factory(resources=cached_resources())
+    app = create_app(settings)
+    stack = middleware(settings, get_cache(app))
+    assert _names(stack) == [
+        compressed.__name__,
+        Edge.__name__,
+        FastPath.__name__,
+        FinishWrites.__name__,
+    ]
+
+
+def test_middleware_that_has_nothing_to_do_is_left_out(settings_factory: SettingsFactory) -> None:
+    # No compression, and no cached resource for the fast path to answer from.
+    settings = settings_factory(compression={"enabled": False})
+    settings = settings.model_copy(update={"resources": {}})
+    app = create_app(settings)
+    assert _names(middleware(settings, get_cache(app))) == [
+        Edge.__name__,
+        FinishWrites.__name__,
+    ]
+
+
+def test_policies_run_limits_then_idempotency_then_the_cache(
+    settings_factory: SettingsFactory,
+) -> None:
+    app = create_app(settings_factory(resources=cached_resources()))
+    cache = get_cache(app)
+    ordered = policies(get_rate_limiter(app), app.extensions[IDEMPOTENCY_KEY], cache)
+    assert [type(policy) for policy in ordered] == [
+        SharedRateLimiter,
+        Idempotency,
+        ResponseCache,
+    ]
