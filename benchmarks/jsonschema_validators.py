@@ -16,15 +16,14 @@ of a document, instance paths and messages, checking a schema against the metasc
 with the failing schema path, format assertion, and what happens with BSON values
 (``datetime``, ``ObjectId``, ``Int64``) in a document.
 
-Run it from the repository root with the project's virtualenv::
+Run it from the repository root with the project's virtualenv, after
+``scripts/bootstrap bench`` (the ``bench`` extra installs ``fastjsonschema`` and
+``jsonschema``, which Shoal itself does not use)::
 
     .venv/bin/python benchmarks/jsonschema_validators.py            # full run
     .venv/bin/python benchmarks/jsonschema_validators.py --quick    # fewer repeats
 
-It needs ``jsonschema-rs``, ``pymongo`` (for ``bson``) and ``orjson``, which Shoal
-uses, plus ``fastjsonschema`` and ``jsonschema``, which it does not (install those two
-by hand to run this script). The results are recorded in
-docs/decisions/0003-json-schema-validator.md.
+The results are recorded in docs/decisions/0003-json-schema-validator.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Results of a run, the ratios the issue asks for, and the targets they meet.
+"""Results of a run, the ratios that matter, and the targets they meet.
 
 Everything here is pure: it takes ``Result`` values and returns text or
 ``Target`` values, so it is tested on canned figures (tests/test_benchmarks.py).
@@ -99,7 +99,7 @@ class Result:
 
 @dataclass(frozen=True)
 class Target:
-    """One target of the issue, for one worker count."""
+    """One target, for one worker count."""
 
     name: str
     workers: int
@@ -149,7 +149,7 @@ def _at_least(value: float | None, goal: float) -> bool | None:
 
 
 def targets(results: Sequence[Result]) -> list[Target]:
-    """Every target of the issue, for each worker count Shoal ran with."""
+    """Every target, for each worker count Shoal ran with."""
     found: list[Target] = []
     worker_counts = sorted({r.workers for r in results if r.server == "shoal"})
     driver = find(results, "driver", "find_one")

@@ -11,7 +11,7 @@ project's virtualenv) starts, on free loopback ports:
 - once, the driver's ceiling (``benchmarks/driver.py``);
 
 drives each with ``wrk`` for a fixed time, prints requests/s, p50/p99, errors
-and peak RSS per worker, the ratios and the targets of issue 7, samples a Shoal
+and peak RSS per worker, the ratios and the targets they meet, samples a Shoal
 worker with py-spy on the hot read paths, and writes
 ``benchmarks/results/latest.json``, ``docs/benchmarks.md`` and
 ``docs/benchmarks.png``.

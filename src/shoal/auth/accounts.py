@@ -26,10 +26,6 @@ from .principal import Principal
 API_KEY_PREFIX = "shoal_"
 
 
-def _key_hash(key: str) -> str:
-    return sha256_hex(key)
-
-
 @dataclass(frozen=True)
 class User:
     id: str
@@ -121,7 +117,7 @@ class Accounts:
             "_id": ObjectId(),
             "name": name,
             "roles": sorted(set(roles)),
-            "key_hash": _key_hash(key),
+            "key_hash": sha256_hex(key),
             "revoked": False,
             "_created": now(),
         }
@@ -131,7 +127,7 @@ class Accounts:
     async def principal_for_key(self, key: str) -> Principal | None:
         if not key.startswith(API_KEY_PREFIX) or len(key) > 128:
             return None
-        wanted = _key_hash(key)
+        wanted = sha256_hex(key)
         document = await self.storage.find_one(self.apikeys, {"key_hash": wanted})
         if document is None or document.get("revoked"):
             return None

@@ -24,10 +24,6 @@ from ..hashing import sha256_hex
 from ..state import SharedState
 
 
-def digest(secret: str) -> str:
-    return sha256_hex(secret)
-
-
 @dataclass(frozen=True)
 class Grant:
     """Who a refresh token or session belongs to."""
@@ -75,7 +71,9 @@ class AuthStore:
 
     async def new_refresh_token(self, grant: Grant) -> str:
         token = f"{grant.family}.{secrets.token_urlsafe(32)}"
-        await self.state.set(f"auth:refresh:{digest(token)}", grant.encode(), ttl=self.refresh_ttl)
+        await self.state.set(
+            f"auth:refresh:{sha256_hex(token)}", grant.encode(), ttl=self.refresh_ttl
+        )
         return token
 
     async def rotate(self, token: str) -> Grant | None:
@@ -84,7 +82,7 @@ class AuthStore:
         A token presented a second time revokes its whole family (someone
         else holds a copy) and raises RefreshReused.
         """
-        key = digest(token)
+        key = sha256_hex(token)
         raw, used = await self.state.get_many(f"auth:refresh:{key}", f"auth:used:{key}")
         if raw is None:
             return None
@@ -125,13 +123,13 @@ class AuthStore:
     async def new_session(self, grant: Grant) -> str:
         session_id = secrets.token_urlsafe(32)
         await self.state.set(
-            f"auth:session:{digest(session_id)}", grant.encode(), ttl=self.session_ttl
+            f"auth:session:{sha256_hex(session_id)}", grant.encode(), ttl=self.session_ttl
         )
         return session_id
 
     async def session(self, session_id: str) -> Grant | None:
-        raw = await self.state.get(f"auth:session:{digest(session_id)}")
+        raw = await self.state.get(f"auth:session:{sha256_hex(session_id)}")
         return Grant.decode(raw) if raw is not None else None
 
     async def end_session(self, session_id: str) -> None:
-        await self.state.delete(f"auth:session:{digest(session_id)}")
+        await self.state.delete(f"auth:session:{sha256_hex(session_id)}")
