@@ -39,6 +39,7 @@ from .http.errors import register_error_handlers
 from .http.fast_path import FastPath
 from .http.finish_writes import FinishWrites
 from .http.json import install_json_provider
+from .http.lifecycle import Lifecycle
 from .http.request_id import RequestIdFilter
 from .http.stack import build_stack
 from .logs import configure_logging
@@ -46,7 +47,8 @@ from .openapi import ApiDocs, quart_schema_options
 from .policies.cache import ResponseCache
 from .policies.idempotency import Idempotency
 from .policies.ratelimit import SharedRateLimiter
-from .resources import Resources
+from .resources import STREAM_SEGMENT, Resources
+from .resources.changes import ChangeFeeds
 from .state import create_state
 from .storage import Storage
 from .system import follow_serve_process
@@ -93,12 +95,19 @@ def create_app(
     idempotency.init_app(app)
     cache = ResponseCache(resources, state, settings)
     cache.init_app(app)
+    feeds = ChangeFeeds(resources, storage, settings.streams)
+    feeds.init_app(app)
+    lifecycle = Lifecycle()
+    lifecycle.init_app(app)
+    # Draining ends event streams, so that hypercorn's wait for in-flight
+    # requests is not a wait for clients that never leave.
+    lifecycle.on_drain(feeds.close)
 
     for policy in policies(limiter, idempotency, cache):
         app.before_request(policy.before_request)
         app.after_request(policy.after_request)
     install_cors(app, settings.cors)
-    register_blueprints(app, resources)
+    register_blueprints(app, resources, feeds)
     ApiDocs(settings.docs).init_app(app)
 
     # Quart types asgi_app with its own event TypedDicts; the protocol is the same.
@@ -112,8 +121,10 @@ def middleware(settings: Settings, cache: ResponseCache) -> list[Middleware]:
     """The ASGI middleware in front of Quart, outermost first."""
     stack: list[Middleware] = []
     if settings.compression.enabled:
-        # Outermost, so that every answer is compressed, the fast path's too.
-        stack.append(partial(compressed, settings=settings.compression))
+        # Outermost, so that every answer is compressed, the fast path's too;
+        # event streams excepted (a compressor would hold their events back).
+        stream_paths = [rf"/{STREAM_SEGMENT}$"]
+        stack.append(partial(compressed, settings=settings.compression, excluded=stream_paths))
     # Request ids and security headers, on every answer (errors and 304s too).
     stack.append(
         partial(Edge, policy=settings.security_headers, trusted_proxies=settings.trusted_proxies)

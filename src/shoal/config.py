@@ -275,6 +275,29 @@ class CorsSettings(_Section):
         return self
 
 
+class StreamSettings(_Section):
+    """Change streams over Server-Sent Events (resources with ``streams: true``)."""
+
+    max_per_worker: int = Field(
+        default=1000, gt=0, description="Open streams a worker serves; more get 503."
+    )
+    heartbeat: float = Field(
+        default=15.0, gt=0, description="Seconds between keep-alive comments on an idle stream."
+    )
+    backlog: int = Field(
+        default=1000,
+        gt=0,
+        description="Events a slow subscriber may fall behind before its stream is ended "
+        "(it reconnects with Last-Event-ID and misses nothing).",
+    )
+    replay: int = Field(
+        default=1000,
+        ge=0,
+        description="Recent events a worker keeps per resource, so that a client "
+        "reconnecting to the same worker resumes without a new change stream.",
+    )
+
+
 class CompressionSettings(_Section):
     """Response compression: brotli or gzip, as the client accepts."""
 
@@ -319,6 +342,10 @@ class ResourceSettings(_Section):
     unique: list[str] = Field(default_factory=list)
     mongo_indexes: dict[str, list[tuple[str, int]]] = Field(default_factory=dict)
     cache_ttl: int | None = Field(default=None, gt=0, description="Seconds; none: no cache.")
+    streams: bool = Field(
+        default=False,
+        description="Serve change events at /<resource>/_stream and /<resource>/<id>/_stream.",
+    )
     rate_limits: RateLimitSettings | None = Field(
         default=None, description="This resource's own limits, instead of the global ones."
     )
@@ -391,6 +418,7 @@ class Settings(_Section):
     idempotency: IdempotencySettings = IdempotencySettings()
     cors: CorsSettings = CorsSettings()
     compression: CompressionSettings = CompressionSettings()
+    streams: StreamSettings = StreamSettings()
     security_headers: SecurityHeaderSettings = SecurityHeaderSettings()
     resources: dict[str, ResourceSettings] = Field(default_factory=dict)
 

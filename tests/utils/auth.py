@@ -61,6 +61,10 @@ class _HeaderClient:
     async def options(self, path: str, **kwargs: Any) -> Any:
         return await self._client.options(path, **self._merged(kwargs))
 
+    def request(self, path: str, **kwargs: Any) -> Any:
+        """A raw connection (streamed request and response bodies)."""
+        return self._client.request(path, **self._merged(kwargs))
+
 
 def client_with(app: Quart, headers: dict[str, str]) -> Client:
     return cast(Client, _HeaderClient(app.test_client(), headers))

@@ -2,7 +2,8 @@
 
 ``/healthz``: the process answers. ``/readyz``: MongoDB and shared state are
 reachable right now; both checks run on every call, so the answer recovers by
-itself when a dependency comes back.
+itself when a dependency comes back. While the worker drains before stopping,
+``/readyz`` answers 503 at once, so a load balancer stops sending to it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from quart_schema import document_response
 
 from ..errors import ApiError
 from ..http.errors import error_response
+from ..http.lifecycle import get_lifecycle
 from ..openapi.models import Health, NotReady, Readiness
 from ..resources import get_resources
 from ..state import get_state
@@ -46,6 +48,10 @@ async def _check(name: str, probe: Awaitable[None]) -> tuple[str, str]:
 @document_response(Readiness)
 @document_response(NotReady, 503)
 async def readyz() -> Response | dict[str, object]:
+    if get_lifecycle(current_app).draining:
+        return error_response(
+            503, "not ready: shutting down", headers={"Retry-After": "5"}, checks={}
+        )
     state = get_state(current_app)
     results = dict(
         await asyncio.gather(

@@ -29,12 +29,15 @@ from ..http.methods import READ_METHODS
 from ..http.net import base_url
 from ..resources import (
     BLUEPRINT,
+    STREAM_SEGMENT,
     Access,
     Resources,
     ResourceService,
     collection_endpoint,
     item_endpoint,
+    stream_endpoint,
 )
+from ..resources.changes import ChangeFeeds
 from ..resources.documents import parse_id
 from ..resources.query import parse_list_query
 from ..resources.render import (
@@ -44,6 +47,7 @@ from ..resources.render import (
     render_single,
     write_ack,
 )
+from .streams import stream_view
 
 View = Callable[..., Awaitable[Response]]
 
@@ -133,7 +137,7 @@ def item_view(service: ResourceService) -> View:
     return view
 
 
-def resource_blueprint(resources: Resources) -> Blueprint:
+def resource_blueprint(resources: Resources, feeds: ChangeFeeds) -> Blueprint:
     """The blueprint serving ``/`` and every resource's routes."""
     blueprint = Blueprint(BLUEPRINT, __name__)
 
@@ -155,4 +159,15 @@ def resource_blueprint(resources: Resources) -> Blueprint:
             view_func=item_view(service),
             methods=list(dict.fromkeys(settings.item_methods)),
         )
+        if settings.streams:
+            for item, path in (
+                (False, f"/{name}/{STREAM_SEGMENT}"),
+                (True, f"/{name}/<item_id>/{STREAM_SEGMENT}"),
+            ):
+                blueprint.add_url_rule(
+                    path,
+                    endpoint=stream_endpoint(name, item=item, qualified=False),
+                    view_func=stream_view(service, feeds, item=item),
+                    methods=["GET"],
+                )
     return blueprint

@@ -6,6 +6,7 @@ applies to every response, those the fast path answers included.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from brotli_asgi import BrotliMiddleware
@@ -57,12 +58,16 @@ class WholeBody:
         await self.app(scope, receive, send_whole)
 
 
-def compressed(app: ASGIApp, settings: CompressionSettings) -> ASGIApp:
-    """``app`` with its responses compressed as ``settings`` say."""
+def compressed(
+    app: ASGIApp, settings: CompressionSettings, excluded: Sequence[str] = ()
+) -> ASGIApp:
+    """``app`` with its responses compressed as ``settings`` say, except on the
+    paths that match a regular expression of ``excluded``."""
     middleware: Any = BrotliMiddleware(
         WholeBody(app),
         quality=settings.brotli_quality,
         minimum_size=settings.minimum_size,
         gzip_fallback=True,
+        excluded_handlers=list(excluded),
     )
     return middleware  # type: ignore[no-any-return]

@@ -2,13 +2,20 @@
 to their documents."""
 
 from .access import UNRESTRICTED, Access
-from .endpoints import BLUEPRINT, collection_endpoint, item_endpoint
+from .endpoints import (
+    BLUEPRINT,
+    STREAM_SEGMENT,
+    collection_endpoint,
+    item_endpoint,
+    stream_endpoint,
+)
 from .registry import EXTENSION_KEY, Resources, get_resources
 from .service import Page, Resource, ResourceService
 
 __all__ = [
     "BLUEPRINT",
     "EXTENSION_KEY",
+    "STREAM_SEGMENT",
     "UNRESTRICTED",
     "Access",
     "Page",
@@ -18,4 +25,5 @@ __all__ = [
     "collection_endpoint",
     "get_resources",
     "item_endpoint",
+    "stream_endpoint",
 ]

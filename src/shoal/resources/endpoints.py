@@ -16,3 +16,13 @@ def collection_endpoint(name: str, *, qualified: bool = True) -> str:
 def item_endpoint(name: str, *, qualified: bool = True) -> str:
     """The endpoint of ``/<name>/<id>``."""
     return f"{BLUEPRINT}.{name}:item" if qualified else f"{name}:item"
+
+
+#: The last segment of a stream's path: ``/<name>/_stream``, ``/<name>/<id>/_stream``.
+STREAM_SEGMENT = "_stream"
+
+
+def stream_endpoint(name: str, *, item: bool, qualified: bool = True) -> str:
+    """The endpoint of a resource's change stream (of one item, or of all)."""
+    endpoint = f"{name}:{'item_stream' if item else 'stream'}"
+    return f"{BLUEPRINT}.{endpoint}" if qualified else endpoint

@@ -1,5 +1,15 @@
 """MongoDB: the storage layer (the only PyMongo caller) and the embedded store."""
 
+from .changes import ChangeStream
+from .errors import ResumeFailed
 from .mongo import EXTENSION_KEY, Document, Storage, get_storage, open_storage
 
-__all__ = ["EXTENSION_KEY", "Document", "Storage", "get_storage", "open_storage"]
+__all__ = [
+    "EXTENSION_KEY",
+    "ChangeStream",
+    "Document",
+    "ResumeFailed",
+    "Storage",
+    "get_storage",
+    "open_storage",
+]

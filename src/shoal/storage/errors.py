@@ -23,6 +23,18 @@ logger = logging.getLogger("shoal.storage")
 Document = dict[str, Any]
 
 
+#: MongoDB's codes for a change stream it cannot resume after a token:
+#: InvalidResumeToken, ChangeStreamFatalError, ChangeStreamHistoryLost.
+_RESUME_FAILURES = frozenset({260, 280, 286})
+
+
+class ResumeFailed(ApiError):
+    """MongoDB cannot resume a change stream after this token (unknown, or its
+    history is gone)."""
+
+    status = 410
+
+
 # Server-side codes that are never the query's fault (auth, shutdown, elections).
 _SERVER_FAULT_CODES = frozenset({6, 7, 13, 18, 89, 91, 189, 10107, 11600, 11602, 13435, 13436})
 
@@ -46,6 +58,8 @@ class _Translator:
             raise ServiceUnavailable("MongoDB is unreachable; retry shortly") from error
         if isinstance(error, OperationFailure) and error.code == 11000:
             raise Conflict(duplicate_message(error)) from error
+        if isinstance(error, OperationFailure) and error.code in _RESUME_FAILURES:
+            raise ResumeFailed("the change stream cannot resume after this event") from None
         if (
             self.client_query
             and isinstance(error, OperationFailure)

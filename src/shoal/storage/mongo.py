@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,6 +21,7 @@ from pymongo.errors import BulkWriteError
 
 from ..config import MongoDBSettings
 from ..errors import Conflict, ServiceUnavailable
+from .changes import ChangeStream
 from .errors import duplicate_message, translate_errors
 
 if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
@@ -189,6 +190,30 @@ class Storage:
             except BulkWriteError as error:
                 return dict(error.details or {})
             return dict(result.bulk_api_result)
+
+        return await self.run(operation)
+
+    async def watch(
+        self,
+        collection: str,
+        *,
+        resume_after: Mapping[str, Any] | None = None,
+        max_await_ms: int = 500,
+    ) -> ChangeStream:
+        """A change stream of ``collection``, after ``resume_after`` or from now.
+
+        Updates carry the document as it is when the event is read
+        (``fullDocument: updateLookup``). ``ResumeFailed`` when MongoDB cannot
+        resume after the token.
+        """
+
+        async def operation() -> ChangeStream:
+            stream = await self.collection(collection).watch(
+                full_document="updateLookup",
+                resume_after=resume_after,
+                max_await_time_ms=max_await_ms,
+            )
+            return ChangeStream(stream)
 
         return await self.run(operation)
 

@@ -1,0 +1,114 @@
+"""Change streams over Server-Sent Events, for resources with ``streams: true``::
+
+    GET /<resource>/_stream         every change the caller may see
+    GET /<resource>/<id>/_stream    the changes of one document
+
+Each event is one SSE message: ``id`` is its resume token, ``event`` the
+operation (insert, update, replace, delete) and ``data`` a JSON object with
+the ``operation``, the ``_id`` and, except for a delete, the ``document`` as a
+read renders it. A client that reconnects with ``Last-Event-ID`` (browsers'
+EventSource does) resumes after that event on any instance; when MongoDB can no
+longer resume there, the stream starts with a ``reset`` event instead. A
+comment line every ``streams.heartbeat`` seconds keeps idle connections open;
+``end`` says why the server ended a stream (the client reconnects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from quart import Response, current_app, request
+
+from ..auth import get_auth
+from ..errors import BadRequest, ServiceUnavailable
+from ..resources import ResourceService
+from ..resources.changes import (
+    Change,
+    ChangeFeeds,
+    matcher,
+    parse_stream_where,
+    resume_token,
+)
+from ..resources.documents import parse_id
+from ..resources.render import render_item
+
+View = Callable[..., Awaitable[Response]]
+
+#: Longest ``Last-Event-ID`` accepted (MongoDB's tokens are a few hundred bytes).
+MAX_EVENT_ID = 1024
+
+
+Encode = Callable[[Any], str]
+
+
+def sse(event: str, data: str, event_id: str | None = None) -> bytes:
+    """One Server-Sent Events message (``data`` is one line of JSON)."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {data}\n\n".encode()
+
+
+def last_event_id() -> str | None:
+    """The event a reconnecting client saw last (``Last-Event-ID``, or the
+    ``last_event_id`` query argument for clients that cannot set headers)."""
+    value = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+    if not value:
+        return None
+    if len(value) > MAX_EVENT_ID or not value.isascii() or not value.isprintable():
+        raise BadRequest("Last-Event-ID is not an event id of this stream")
+    return value
+
+
+def stream_view(service: ResourceService, feeds: ChangeFeeds, *, item: bool) -> View:
+    resource = service.resource
+    heartbeat = feeds.settings.heartbeat
+
+    async def view(item_id: str | None = None) -> Response:
+        access = await get_auth(current_app).authorize(resource, "GET", item=item)
+        where_text = request.args.get("where")
+        where = parse_stream_where(where_text, resource.rules) if where_text else None
+        target = None
+        if item_id is not None:
+            target = parse_id(item_id)
+            await service.get(target, access)  # 404 unless the caller may see it
+        after = last_event_id()
+        if after is not None:
+            resume_token(after)  # a malformed id is a 400 now, not a broken stream
+        feeds.check_capacity()  # 503 now, rather than a stream that ends at once
+        matches = matcher(access, where, target)
+        encode: Encode = current_app.json.dumps  # the generator runs after the view
+
+        async def events() -> AsyncIterator[bytes]:
+            yield b"retry: 2000\n\n"
+            try:
+                async with feeds.subscribe(resource.name, matches, after) as (subscription, lost):
+                    if lost:
+                        message = "the events after Last-Event-ID are no longer available"
+                        yield sse("reset", encode({"message": message}))
+                    while True:
+                        try:
+                            change = await asyncio.wait_for(subscription.next(), heartbeat)
+                        except TimeoutError:
+                            yield b": keep-alive\n\n"
+                            continue
+                        if change is None:
+                            yield sse("end", encode({"message": subscription.ended}))
+                            return
+                        yield sse(change.operation, encode(render(change)), change.id)
+            except ServiceUnavailable as error:
+                yield sse("end", encode({"message": error.message}))
+
+        response = Response(events(), mimetype="text/event-stream")
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Accel-Buffering"] = "no"  # nginx: pass events on at once
+        response.timeout = None  # the stream lasts as long as the client stays
+        return response
+
+    def render(change: Change) -> dict[str, Any]:
+        body: dict[str, Any] = {"operation": change.operation, "_id": change.document_id}
+        if change.document is not None:
+            body["document"] = render_item(resource, change.document)
+        return body
+
+    return view

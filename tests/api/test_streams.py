@@ -1,0 +1,366 @@
+"""Change streams over Server-Sent Events, over HTTP: events, filters, access,
+resuming with Last-Event-ID on another instance, limits and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from quart import Quart
+from quart.typing import TestClientProtocol as Client
+
+from shoal.app import create_app
+from shoal.http.lifecycle import get_lifecycle
+from shoal.resources.changes import EXTENSION_KEY as FEEDS_KEY
+from shoal.resources.changes import ChangeFeeds
+from tests.conftest import SettingsFactory
+from tests.utils.auth import bearer, client_with, editor_client, token_for
+from tests.utils.instances import two_served
+from tests.utils.settings import example_resources
+
+#: Seconds a test waits for an event it expects.
+EVENT_WAIT = 10.0
+
+NOTES = {
+    "schema": {
+        "type": "object",
+        "required": ["text"],
+        "properties": {"text": {"type": "string"}, "owner": {"type": "string"}},
+    },
+    "resource_methods": ["GET", "POST"],
+    "item_methods": ["GET", "PATCH", "DELETE"],
+    "allowed_roles": ["editor", "reader"],
+    "auth_field": "owner",
+    "streams": True,
+}
+
+
+def streamed_resources() -> dict[str, Any]:
+    resources = example_resources()
+    resources["books"]["streams"] = True
+    resources["notes"] = NOTES
+    return resources
+
+
+@pytest.fixture
+def stream_settings(settings_factory: SettingsFactory) -> Any:
+    return settings_factory(resources=streamed_resources(), streams={"heartbeat": 0.2})
+
+
+@pytest.fixture
+async def app(stream_settings: Any) -> AsyncIterator[Quart]:
+    application = create_app(stream_settings)
+    async with application.test_app():
+        yield application
+
+
+@dataclass
+class Event:
+    name: str
+    id: str | None
+    data: dict[str, Any]
+
+
+@dataclass
+class Listener:
+    """An open stream, read in the background into ``events`` and ``comments``."""
+
+    events: list[Event] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    status: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+
+    async def wait_for(self, count: int, timeout: float = EVENT_WAIT) -> list[Event]:
+        """Until ``count`` events have arrived (or fail after ``timeout``)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.events) < count:
+            remaining = deadline - asyncio.get_running_loop().time()
+            assert remaining > 0, f"only {len(self.events)} of {count} events: {self.events}"
+            self.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), remaining)
+        return self.events[:count]
+
+    def feed(self, text: str) -> None:
+        for block in text.split("\n\n"):
+            if not block.strip():
+                continue
+            lines = block.split("\n")
+            if all(line.startswith(":") for line in lines):
+                self.comments.extend(lines)
+                continue
+            fields: dict[str, str] = {}
+            for line in lines:
+                key, _, value = line.partition(": ")
+                fields[key] = value
+            if "event" in fields:
+                data = json.loads(fields["data"])
+                self.events.append(Event(fields["event"], fields.get("id"), data))
+        self.arrived.set()
+
+
+@asynccontextmanager
+async def listening(
+    client: Client, path: str, headers: dict[str, str] | None = None
+) -> AsyncIterator[Listener]:
+    """Open ``path`` as an event stream and read it until the block ends."""
+    listener = Listener()
+    async with client.request(path, method="GET", headers=headers or {}) as connection:
+        await connection.send_complete()
+        buffer = ""
+
+        async def read() -> None:
+            nonlocal buffer
+            while True:
+                chunk = await connection.receive()
+                if not listener.status:
+                    listener.status = connection.status_code or 0
+                    listener.headers = {k.lower(): v for k, v in connection.headers.items()}
+                buffer += chunk.decode()
+                complete, _, buffer = buffer.rpartition("\n\n")
+                if complete:
+                    listener.feed(complete + "\n\n")
+
+        reader = asyncio.create_task(read())
+        # The first bytes arrive once the stream is open: the retry hint.
+        await asyncio.sleep(0.1)
+        try:
+            yield listener
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            await connection.disconnect()
+
+
+async def _post(client: Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post(path, json=body)
+    assert response.status_code == 201, await response.get_data()
+    created: dict[str, Any] = await response.get_json()
+    return created
+
+
+# -- events ------------------------------------------------------------------
+
+
+async def test_writes_arrive_as_events_rendered_as_reads_are(app: Quart) -> None:
+    editor = await editor_client(app)
+    async with listening(app.test_client(), "/books/_stream") as stream:
+        created = await _post(editor, "/books", {"title": "Dune", "year": 1965})
+        patched = await editor.patch(
+            f"/books/{created['_id']}",
+            json={"year": 1966},
+            headers={"If-Match": created["_etag"]},
+        )
+        assert patched.status_code == 200
+        etag = (await patched.get_json())["_etag"]
+        deleted = await editor.delete(f"/books/{created['_id']}", headers={"If-Match": etag})
+        assert deleted.status_code == 204
+        insert, change, delete = await stream.wait_for(3)
+
+    assert insert.name == "insert"
+    assert insert.data["operation"] == "insert"
+    assert insert.data["_id"] == created["_id"]
+    assert insert.data["document"]["title"] == "Dune"
+    assert insert.data["document"]["_etag"] == created["_etag"]
+    assert insert.data["document"]["_links"]["self"]["href"] == f"books/{created['_id']}"
+    # Shoal's PATCH replaces the document (MongoDB: "replace"; some engines
+    # report it as an update): either way the event carries the new document.
+    assert change.name in {"replace", "update"}
+    assert change.data["document"]["year"] == 1966
+    assert change.data["document"]["_etag"] == etag
+    assert delete.name == "delete"
+    assert delete.data == {"operation": "delete", "_id": created["_id"]}
+    assert len({insert.id, change.id, delete.id}) == 3
+    assert all(event.id for event in (insert, change, delete))
+
+
+async def test_an_idle_stream_is_an_uncompressed_event_stream_with_heartbeats(
+    app: Quart,
+) -> None:
+    headers = {"Accept-Encoding": "gzip, br"}
+    async with listening(app.test_client(), "/books/_stream", headers) as stream:
+        await asyncio.sleep(0.5)
+    assert stream.status == 200
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    assert stream.headers["cache-control"] == "no-store"
+    assert "content-encoding" not in stream.headers
+    assert len(stream.comments) >= 2  # a heartbeat every 0.2 s, each passed on at once
+
+
+async def test_one_documents_stream_sees_only_that_document(app: Quart) -> None:
+    editor = await editor_client(app)
+    mine = await _post(editor, "/books", {"title": "Mine"})
+    async with listening(app.test_client(), f"/books/{mine['_id']}/_stream") as stream:
+        await _post(editor, "/books", {"title": "Other"})
+        response = await editor.patch(
+            f"/books/{mine['_id']}", json={"year": 2000}, headers={"If-Match": mine["_etag"]}
+        )
+        etag = (await response.get_json())["_etag"]
+        await editor.delete(f"/books/{mine['_id']}", headers={"If-Match": etag})
+        events = await stream.wait_for(2)
+    assert [event.data["_id"] for event in events] == [mine["_id"], mine["_id"]]
+    assert events[1].name == "delete"
+
+
+async def test_where_filters_events(app: Quart) -> None:
+    editor = await editor_client(app)
+    where = json.dumps({"year": {"$gte": 2000}})
+    async with listening(app.test_client(), f"/books/_stream?where={where}") as stream:
+        await _post(editor, "/books", {"title": "Old", "year": 1950})
+        await _post(editor, "/books", {"title": "New", "year": 2020})
+        created = await _post(editor, "/books", {"title": "Gone", "year": 2021})
+        await editor.delete(f"/books/{created['_id']}", headers={"If-Match": created["_etag"]})
+        await _post(editor, "/books", {"title": "Last", "year": 2022})
+        events = await stream.wait_for(3)
+        await asyncio.sleep(0.3)
+    titles = [event.data["document"]["title"] for event in events]
+    assert titles == ["New", "Gone", "Last"]
+    # A delete carries no document to match: a filtered stream does not get it.
+    assert [event.name for event in stream.events] == ["insert", "insert", "insert"]
+
+
+async def test_owners_see_only_their_own_documents(app: Quart) -> None:
+    alice = client_with(app, bearer(await token_for(app, "editor", name="alice")))
+    bob = client_with(app, bearer(await token_for(app, "editor", name="bob")))
+    async with (
+        listening(alice, "/notes/_stream") as alices,
+        listening(bob, "/notes/_stream") as bobs,
+    ):
+        await _post(alice, "/notes", {"text": "alice's"})
+        await _post(bob, "/notes", {"text": "bob's"})
+        [seen_by_alice] = await alices.wait_for(1)
+        [seen_by_bob] = await bobs.wait_for(1)
+        await asyncio.sleep(0.3)
+    assert seen_by_alice.data["document"]["text"] == "alice's"
+    assert seen_by_bob.data["document"]["text"] == "bob's"
+    assert len(alices.events) == len(bobs.events) == 1
+
+
+async def test_access_rules_apply_to_streams(app: Quart) -> None:
+    anonymous = app.test_client()
+    refused = await anonymous.get("/notes/_stream")
+    assert refused.status_code == 401
+    stranger = client_with(app, bearer(await token_for(app, "visitor")))
+    assert (await stranger.get("/notes/_stream")).status_code == 403
+    editor = await editor_client(app)
+    note = await _post(editor, "/notes", {"text": "private"})
+    other = client_with(app, bearer(await token_for(app, "editor", name="other")))
+    assert (await other.get(f"/notes/{note['_id']}/_stream")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ('{"$where": "1"}', "$where"),
+        ('{"location": {"$near": [0, 0]}}', "$near"),
+        ("{not json", "where is not valid JSON"),
+    ],
+)
+async def test_bad_filters_are_refused(app: Quart, query: str, message: str) -> None:
+    response = await app.test_client().get("/books/_stream", query_string={"where": query})
+    assert response.status_code == 400
+    assert message in (await response.get_json())["_error"]["message"]
+
+
+async def test_a_resource_without_streams_has_no_stream(app: Quart) -> None:
+    response = await app.test_client().get("/authors/_stream")
+    assert response.status_code == 404
+
+
+async def test_a_malformed_last_event_id_is_refused(app: Quart) -> None:
+    for bad in ("{not ejson", "é" * 3, "x" * 2000):
+        response = await app.test_client().get("/books/_stream", headers={"Last-Event-ID": bad})
+        assert response.status_code == 400, bad
+
+
+# -- resuming ------------------------------------------------------------------
+
+
+async def test_a_reconnect_to_another_instance_misses_nothing(stream_settings: Any) -> None:
+    async with two_served(stream_settings) as (first, second):
+        editor = await editor_client(first)
+        async with listening(first.test_client(), "/books/_stream") as before:
+            await _post(editor, "/books", {"title": "one"})
+            [seen] = await before.wait_for(1)
+        # Disconnected: these are written while nobody listens.
+        for title in ("two", "three", "four"):
+            await _post(editor, "/books", {"title": title})
+        headers = {"Last-Event-ID": seen.id or ""}
+        async with listening(second.test_client(), "/books/_stream", headers) as after:
+            await _post(await editor_client(second), "/books", {"title": "five"})
+            events = await after.wait_for(4)
+            await asyncio.sleep(0.3)
+    assert [event.data["document"]["title"] for event in events] == [
+        "two",
+        "three",
+        "four",
+        "five",
+    ]
+    assert len(after.events) == 4  # nothing twice
+
+
+async def test_a_subscriber_on_one_instance_sees_writes_made_on_another(
+    stream_settings: Any,
+) -> None:
+    async with two_served(stream_settings) as (first, second):
+        writer = await editor_client(second)
+        async with listening(first.test_client(), "/books/_stream") as stream:
+            await _post(writer, "/books", {"title": "from the other side"})
+            [event] = await stream.wait_for(1)
+    assert event.data["document"]["title"] == "from the other side"
+
+
+async def test_a_reconnect_to_the_same_worker_replays_from_memory(app: Quart) -> None:
+    editor = await editor_client(app)
+    async with listening(app.test_client(), "/books/_stream") as keep_open:
+        async with listening(app.test_client(), "/books/_stream") as first:
+            await _post(editor, "/books", {"title": "a"})
+            [seen] = await first.wait_for(1)
+        await _post(editor, "/books", {"title": "b"})
+        await keep_open.wait_for(2)
+        headers = {"Last-Event-ID": seen.id or ""}
+        async with listening(app.test_client(), "/books/_stream", headers) as again:
+            await _post(editor, "/books", {"title": "c"})
+            events = await again.wait_for(2)
+            await asyncio.sleep(0.3)
+    assert [event.data["document"]["title"] for event in events] == ["b", "c"]
+    assert len(again.events) == 2
+
+
+# -- limits and shutdown ---------------------------------------------------------
+
+
+async def test_streams_beyond_the_workers_limit_get_503(
+    settings_factory: SettingsFactory,
+) -> None:
+    settings = settings_factory(resources=streamed_resources(), streams={"max_per_worker": 2})
+    app = create_app(settings)
+    async with app.test_app():
+        client = app.test_client()
+        async with listening(client, "/books/_stream"), listening(client, "/books/_stream"):
+            refused = await client.get("/books/_stream")
+            assert refused.status_code == 503
+            assert refused.headers["Retry-After"] == "1"
+        # Both closed: room again.
+        await asyncio.sleep(0.1)
+        feeds: ChangeFeeds = app.extensions[FEEDS_KEY]
+        assert feeds.open == 0
+
+
+async def test_draining_ends_every_stream_cleanly(app: Quart) -> None:
+    async with listening(app.test_client(), "/books/_stream") as stream:
+        await get_lifecycle(app).drain()
+        [end] = await stream.wait_for(1)
+        refused = await app.test_client().get("/books/_stream")
+    assert end.name == "end"
+    assert "shutting down" in end.data["message"]
+    assert refused.status_code == 503
+    ready = await app.test_client().get("/readyz")
+    assert ready.status_code == 503
