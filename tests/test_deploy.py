@@ -23,6 +23,8 @@ import pytest
 import yaml
 from hypercorn.config import Config as HypercornConfig
 
+from shoal.config import StreamSettings
+
 REPO = Path(__file__).resolve().parent.parent
 
 DOCUMENTED_ENV_VARS = frozenset(
@@ -431,3 +433,15 @@ def test_nginx_accepts_the_config(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "syntax is ok" in result.stderr
+
+
+def test_nginx_passes_change_streams_unbuffered_and_outlasts_heartbeats() -> None:
+    conf = mounted_nginx_conf().read_text(encoding="utf-8")
+    match = re.search(r"location ~ /_stream\$ \{(?P<body>[^}]*)\}", conf)
+    assert match is not None, "no location for /<resource>/_stream"
+    body = match.group("body")
+    assert re.search(r"^\s*proxy_buffering off;", body, re.M)
+    timeout = re.search(r"^\s*proxy_read_timeout (\d+)([smh]);", body, re.M)
+    assert timeout is not None
+    seconds = int(timeout.group(1)) * {"s": 1, "m": 60, "h": 3600}[timeout.group(2)]
+    assert seconds > StreamSettings().heartbeat * 2

@@ -9,8 +9,10 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
@@ -22,7 +24,9 @@ from shoal.resources.changes import ChangeFeeds
 from tests.conftest import SettingsFactory
 from tests.utils.auth import bearer, client_with, editor_client, token_for
 from tests.utils.instances import two_served
-from tests.utils.settings import example_resources
+from tests.utils.live import live_example
+from tests.utils.servers import EmbeddedStore
+from tests.utils.settings import example_resources, make_settings
 
 #: Seconds a test waits for an event it expects.
 EVENT_WAIT = 10.0
@@ -366,3 +370,88 @@ async def test_draining_ends_every_stream_cleanly(app: Quart) -> None:
     assert refused.status_code == 503
     ready = await app.test_client().get("/readyz")
     assert ready.status_code == 503
+
+
+# -- failures ------------------------------------------------------------------
+
+
+async def test_a_stream_survives_a_database_restart_by_resuming(
+    tmp_path: Path, redis_url: str
+) -> None:
+    store = EmbeddedStore(tmp_path / "mongodb")
+    store.start()
+    try:
+        settings = make_settings(
+            store.uri, redis_url, resources=streamed_resources(), streams={"heartbeat": 0.2}
+        )
+        app = create_app(settings)
+        async with app.test_app():
+            editor = await editor_client(app)
+            async with listening(app.test_client(), "/books/_stream") as stream:
+                await _post(editor, "/books", {"title": "before"})
+                await stream.wait_for(1)
+                store.kill()
+                await asyncio.sleep(1.0)  # the feed fails and waits to resume
+                store.start()
+                await _post(editor, "/books", {"title": "after"})
+                events = await stream.wait_for(2, timeout=30)
+    finally:
+        store.stop()
+    assert [event.data["document"]["title"] for event in events] == ["before", "after"]
+    assert all(event.name == "insert" for event in stream.events)  # never ended
+
+
+# -- many subscribers, one real worker ---------------------------------------------
+
+SUBSCRIBERS = 500
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+async def _open_stream(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /books/_stream HTTP/1.1\r\nHost: shoal\r\nAccept: text/event-stream\r\n\r\n")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    return reader, writer
+
+
+async def test_500_subscribers_on_one_worker_share_one_stream_in_bounded_memory(
+    tmp_path: Path, mongodb_uri: str, redis_url: str
+) -> None:
+    with live_example(tmp_path, mongodb_uri, redis_url, resources=streamed_resources()) as server:
+        [worker] = [
+            child for child in server.process.children() if "resource_tracker" not in child.cmdline
+        ]
+        port = int(server.url.rsplit(":", 1)[1])
+        idle = _rss_kib(worker.pid)
+        connections = []
+        try:
+            for _ in range(SUBSCRIBERS // 50):  # in batches, as clients arrive
+                connections += await asyncio.gather(*(_open_stream(port) for _ in range(50)))
+            async with httpx.AsyncClient(base_url=server.url) as http:
+                headers = bearer(server.token("editor"))
+                posted = await http.post("/books", json={"title": "to everyone"}, headers=headers)
+            assert posted.status_code == 201
+            arrived = await asyncio.gather(
+                *(
+                    asyncio.wait_for(reader.readuntil(b"event: insert"), 60)
+                    for reader, _ in connections
+                )
+            )
+            assert len(arrived) == SUBSCRIBERS
+            grown = _rss_kib(worker.pid) - idle
+        finally:
+            for _, writer in connections:
+                writer.close()
+    # One shared change stream and a small queue per subscriber: well under
+    # 100 KiB each (a change stream per client would hold a cursor and a
+    # connection each).
+    print(f"worker RSS grew {grown} KiB for {SUBSCRIBERS} subscribers")
+    assert grown < SUBSCRIBERS * 100, f"{grown} KiB for {SUBSCRIBERS} subscribers"

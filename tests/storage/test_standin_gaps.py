@@ -120,3 +120,72 @@ async def test_unique_index_counts_a_missing_field_as_null(db: Database) -> None
     await db.things.insert_one({"n": 1})
     with pytest.raises(DuplicateKeyError):
         await db.things.insert_one({"n": 2})
+
+
+# -- change streams -------------------------------------------------------------
+
+
+async def _events(db: Database, count: int, *writes: Any) -> list[dict[str, Any]]:
+    """The first ``count`` change events of ``db.things`` after ``writes`` run."""
+    stream = await db.things.watch(full_document="updateLookup", max_await_time_ms=100)
+    try:
+        for write in writes:
+            await write()
+        events: list[dict[str, Any]] = []
+        for _ in range(200):  # bounded: at most 200 polls
+            event = await stream.try_next()
+            if event is not None:
+                events.append(event)
+                if len(events) == count:
+                    return events
+        raise AssertionError(f"only {len(events)} of {count} change events")
+    finally:
+        await stream.close()
+
+
+async def test_change_streams_report_inserts_with_the_document(db: Database) -> None:
+    """The baseline: a change stream works on the stand-in."""
+    [event] = await _events(db, 1, lambda: db.things.insert_one({"n": 1}))
+    assert event["operationType"] == "insert"
+    assert event["fullDocument"]["n"] == 1
+    assert isinstance(event["_id"], dict)
+
+
+@pytest.mark.real_mongodb(reason="a change event's fullDocument carries _id in storage form")
+async def test_full_document_keeps_its_object_id(db: Database) -> None:
+    oid = ObjectId()
+    [event] = await _events(db, 1, lambda: db.things.insert_one({"_id": oid}))
+    assert event["fullDocument"]["_id"] == oid
+
+
+@pytest.mark.real_mongodb(reason="a change event's fullDocument carries dates in storage form")
+async def test_full_document_keeps_its_dates(db: Database) -> None:
+    moment = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+    [event] = await _events(db, 1, lambda: db.things.insert_one({"when": moment}))
+    assert event["fullDocument"]["when"] == moment
+
+
+@pytest.mark.real_mongodb(reason="replace_one is reported as an update")
+async def test_a_replace_is_reported_as_a_replace(db: Database) -> None:
+    oid = ObjectId()
+    events = await _events(
+        db,
+        2,
+        lambda: db.things.insert_one({"_id": oid, "n": 1}),
+        lambda: db.things.replace_one({"_id": oid}, {"n": 2}),
+    )
+    assert [event["operationType"] for event in events] == ["insert", "replace"]
+
+
+@pytest.mark.real_mongodb(reason="delete events carry a fullDocument")
+async def test_a_delete_event_has_no_document(db: Database) -> None:
+    oid = ObjectId()
+    events = await _events(
+        db,
+        2,
+        lambda: db.things.insert_one({"_id": oid}),
+        lambda: db.things.delete_one({"_id": oid}),
+    )
+    assert events[1]["operationType"] == "delete"
+    assert "fullDocument" not in events[1]
+    assert events[1]["documentKey"] == {"_id": oid}
