@@ -441,3 +441,18 @@ def test_the_api_conforms_to_its_document(case: Any, live: LiveServer) -> None:
     ``ignored_auth`` also sends the secured ones without credentials."""
     headers = {"Authorization": f"Bearer {live.token('editor')}"}
     case.call_and_validate(base_url=live.url, headers=headers, checks=CHECKS)
+
+
+def test_streamed_resources_document_their_event_streams() -> None:
+    resources = example_resources()
+    resources["books"]["streams"] = True
+    document = openapi_document(create_app(example_settings(resources=resources)))
+    validate(document)
+    collection = document["paths"]["/books/_stream"]["get"]
+    item = document["paths"]["/books/{item_id}/_stream"]["get"]
+    for operation in (collection, item):
+        assert "text/event-stream" in operation["responses"]["200"]["content"]
+        names = {parameter.get("name") for parameter in operation["parameters"]}
+        assert {"Last-Event-ID", "last_event_id"} <= names
+    assert "404" in item["responses"]
+    assert "/authors/_stream" not in document["paths"]

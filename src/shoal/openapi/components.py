@@ -202,6 +202,11 @@ def query_parameter(name: str, description: str, schema: Schema) -> Schema:
     }
 
 
+def header_parameter(name: str, description: str) -> Schema:
+    """An optional request header holding a string."""
+    return {"name": name, "in": "header", "description": description, "schema": {"type": "string"}}
+
+
 PARAMETERS: dict[str, Schema] = {
     "where": query_parameter(
         "where",

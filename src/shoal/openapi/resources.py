@@ -23,12 +23,13 @@ import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..resources import Resource
+from ..resources import STREAM_SEGMENT, Resource
 from .components import (
     AUTHENTICATED,
     ERROR_STATUSES,
     PUBLIC,
     Schema,
+    header_parameter,
     header_ref,
     query_parameter,
     ref,
@@ -206,7 +207,47 @@ class ResourceDocument:
             paths[f"/{self.name}"] = collection
         if item:
             paths[f"/{self.name}/{{item_id}}"] = item
+        if self.settings.streams:
+            paths[f"/{self.name}/{STREAM_SEGMENT}"] = {"get": self._stream_operation(item=False)}
+            paths[f"/{self.name}/{{item_id}}/{STREAM_SEGMENT}"] = {
+                "get": self._stream_operation(item=True),
+                "parameters": [ref("item_id", "parameters")],
+            }
         return paths
+
+    def _stream_operation(self, *, item: bool) -> Schema:
+        name, title = self.name, self.resource.item_title.lower()
+        operation = self._operation(
+            "GET",
+            item=item,
+            operation_id=f"stream_{name}_item" if item else f"stream_{name}",
+            summary=f"Follow the changes of one {title}" if item else f"Follow {name}' changes",
+            description="Server-Sent Events: one event per insert, update, replace or "
+            "delete the caller may see, `id` being the resume token. Reconnect with "
+            "`Last-Event-ID` to resume after it on any server; a comment line comes "
+            "every heartbeat on an idle stream.",
+        )
+        operation["parameters"] = [
+            ref("where", "parameters"),
+            header_parameter(
+                "Last-Event-ID",
+                "Resume after this event (the `id` of the last event received).",
+            ),
+            query_parameter(
+                "last_event_id",
+                "`Last-Event-ID`, for clients that cannot set headers.",
+                {"type": "string"},
+            ),
+        ]
+        success = {
+            "200": {
+                "description": "The event stream; it lasts until the client leaves.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        }
+        statuses = {400, 404} if item else {400}
+        operation["responses"] = self._responses("GET", success, statuses, item=item)
+        return operation
 
     def _security(self, method: str, *, item: bool) -> list[dict[str, list[str]]]:
         public = self.settings.public_item_methods if item else self.settings.public_methods
