@@ -51,7 +51,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
 HttpMethod = Literal["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
 
 
-RESOURCE_METHODS = frozenset({"GET", "HEAD", "POST", "DELETE"})
+RESOURCE_METHODS = frozenset({"GET", "HEAD", "POST", "PATCH", "DELETE"})
 ITEM_METHODS = frozenset({"GET", "HEAD", "PATCH", "PUT", "DELETE"})
 #: Paths Shoal serves itself; no resource may take them.
 RESERVED_NAMES = frozenset(
@@ -346,6 +346,20 @@ class ResourceSettings(_Section):
         default=False,
         description="Serve change events at /<resource>/_stream and /<resource>/<id>/_stream.",
     )
+    atomic_updates: bool = Field(
+        default=False,
+        description="Accept update operators ($inc, $push, ...) in PATCH, applied in one "
+        "atomic write without If-Match.",
+    )
+    bulk_writes: bool = Field(
+        default=False,
+        description="Accept PATCH and DELETE on /<resource>?where=... (by filter).",
+    )
+    max_affected: int = Field(
+        default=1000,
+        gt=0,
+        description="Most documents one write by filter may change; more matches: 409.",
+    )
     rate_limits: RateLimitSettings | None = Field(
         default=None, description="This resource's own limits, instead of the global ones."
     )
@@ -366,6 +380,11 @@ class ResourceSettings(_Section):
         for method in self.resource_methods:
             if method not in RESOURCE_METHODS:
                 raise ValueError(f"resource_methods: {method} is not served on /<resource>")
+        if "PATCH" in self.resource_methods and not self.bulk_writes:
+            raise ValueError(
+                "resource_methods: PATCH on /<resource> changes documents by filter; "
+                "it needs bulk_writes: true"
+            )
         for method in self.item_methods:
             if method not in ITEM_METHODS:
                 raise ValueError(f"item_methods: {method} is not served on /<resource>/<id>")

@@ -24,7 +24,8 @@ RULES = QueryRules(
 
 def test_defaults() -> None:
     query = parse_list_query({}, RULES)
-    assert (query.page, query.max_results, query.count, query.skip) == (1, 25, True, 0)
+    assert (query.page, query.max_results, query.count, query.skip) == (1, 25, "auto", 0)
+    assert query.cursor is None
     assert query.filter == {}
     assert query.sort is None
     assert query.projection is None

@@ -1,25 +1,32 @@
 """The REST endpoints of every configured resource, in Eve's wire format.
 
-    GET|HEAD|POST|DELETE  /<resource>
-    GET|HEAD|PATCH|PUT|DELETE  /<resource>/<id>
+    GET|HEAD|POST|PATCH|DELETE  /<resource>
+    GET|HEAD|PATCH|PUT|DELETE   /<resource>/<id>
+    GET  /<resource>/_stream, /<resource>/<id>/_stream   (streams: true)
     GET  /                 the resources, with links
 
 Only the methods a resource lists are routed; any other gets 405 with Allow.
+``PATCH`` and ``DELETE`` with ``where`` on ``/<resource>`` write by filter
+(``bulk_writes: true``); a ``PATCH`` of ``/<resource>/<id>`` sent as
+``application/vnd.shoal.update+json`` applies update operators
+(``atomic_updates: true``). ``Prefer`` (RFC 7240) chooses what a write answers
+and how a list counts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from quart import Blueprint, Response, current_app, request
 
 from ..auth import get_auth
 from ..config import get_settings
-from ..errors import BadRequest, UnprocessableEntity, error_body
+from ..errors import BadRequest, UnprocessableEntity, UnsupportedMediaType, error_body
 from ..http.conditional import (
     not_modified,
     not_modified_response,
+    optional_etag,
     required_etag,
     with_validators,
 )
@@ -27,10 +34,12 @@ from ..http.json import json_response as _json
 from ..http.json import no_content, read_json
 from ..http.methods import READ_METHODS
 from ..http.net import base_url
+from ..http.prefer import applied, preferences
 from ..resources import (
     BLUEPRINT,
     STREAM_SEGMENT,
     Access,
+    Resource,
     Resources,
     ResourceService,
     collection_endpoint,
@@ -38,8 +47,8 @@ from ..resources import (
     stream_endpoint,
 )
 from ..resources.changes import ChangeFeeds
-from ..resources.documents import parse_id
-from ..resources.query import parse_list_query
+from ..resources.documents import Document, parse_id
+from ..resources.query import CountMode, parse_list_query, parse_where
 from ..resources.render import (
     last_modified,
     page_etag,
@@ -51,6 +60,9 @@ from .streams import stream_view
 
 View = Callable[..., Awaitable[Response]]
 
+#: The media type of a PATCH body of update operators.
+UPDATE_MEDIA_TYPE = "application/vnd.shoal.update+json"
+
 
 def collection_view(service: ResourceService) -> View:
     resource = service.resource
@@ -58,27 +70,61 @@ def collection_view(service: ResourceService) -> View:
     async def view() -> Response:
         method = request.method
         access = await get_auth(current_app).authorize(resource, method, item=False)
+        prefer = preferences()
         if method in READ_METHODS:
-            args = request.args.to_dict(flat=True)
-            query = parse_list_query(args, resource.rules)
-            page = await service.find(query, access)
-            etag, updated = page_etag(page, query), last_modified(page)
-            if not_modified(etag):
-                return not_modified_response(etag, updated)
-            body = render_page(resource, page, query, args)
-            response = with_validators(_json(body), etag, updated)
-            if page.total is not None:
-                response.headers["X-Total-Count"] = str(page.total)
-            return response
+            return await _list(service, access, prefer)
         if method == "POST":
-            return await _create(service, await read_json(), access)
+            return await _create(service, await read_json(), access, prefer)
+        where = request.args.get("where")
+        if method == "PATCH":
+            if not where:
+                raise BadRequest("PATCH on a collection changes the documents where=... matches")
+            filter = parse_where(where, resource.rules)
+            matched, modified = await service.patch_where(filter, await read_json(), access)
+            counts = {"_matched": matched, "_modified": modified}
+            return _counts(counts, prefer)
+        if where is not None:
+            if not resource.settings.bulk_writes:
+                raise BadRequest(
+                    f"{resource.name} does not delete by filter (bulk_writes is off); "
+                    "a DELETE without where deletes every document you may see"
+                )
+            filter = parse_where(where, resource.rules) if where else {}
+            matched, deleted = await service.delete_where(filter, access)
+            return _counts({"_matched": matched, "_deleted": deleted}, prefer)
         await service.delete_all(access)
         return no_content()
 
     return view
 
 
-async def _create(service: ResourceService, body: Any, access: Access) -> Response:
+async def _list(service: ResourceService, access: Access, prefer: dict[str, str]) -> Response:
+    resource = service.resource
+    args = request.args.to_dict(flat=True)
+    count = cast(CountMode | None, prefer.get("count"))
+    query = parse_list_query(args, resource.rules, count=count)
+    page = await service.find(query, access)
+    etag, updated = page_etag(page, query), last_modified(page)
+    honoured = {"count": count} if count is not None and count == (page.counted or "none") else {}
+    if not_modified(etag):
+        return applied(not_modified_response(etag, updated), honoured)
+    body = render_page(resource, page, query, args)
+    response = with_validators(_json(body), etag, updated)
+    if page.total is not None:
+        response.headers["X-Total-Count"] = str(page.total)
+    return applied(response, honoured)
+
+
+def _counts(counts: dict[str, int], prefer: dict[str, str]) -> Response:
+    """The answer of a write by filter: its counts, or nothing (return=minimal)."""
+    if prefer.get("return") == "minimal":
+        return applied(no_content(), {"return": "minimal"})
+    return applied(_json({"_status": "OK", **counts}), {})
+
+
+async def _create(
+    service: ResourceService, body: Any, access: Access, prefer: dict[str, str]
+) -> Response:
     resource = service.resource
     bulk = isinstance(body, list)
     bodies = body if bulk else [body]
@@ -98,15 +144,27 @@ async def _create(service: ResourceService, body: Any, access: Access) -> Respon
         failure["_items"] = items
         return _json(failure, 422)
     first = documents[0]
-    if bulk:
-        acks = [write_ack(resource, document) for document in documents]
-        response = _json({"_status": "OK", "_items": acks}, 201)
+    returned = prefer.get("return")
+    if returned == "minimal":
+        response = no_content()
+    elif bulk:
+        render = _representation if returned == "representation" else write_ack
+        items = [render(resource, document) for document in documents]
+        response = _json({"_status": "OK", "_items": items}, 201)
     else:
-        response = with_validators(_json(write_ack(resource, first), 201), first["_etag"])
+        render = _representation if returned == "representation" else write_ack
+        response = _json(render(resource, first), 201)
+    if not bulk:
+        with_validators(response, first["_etag"])
     # Eve's Location names the (first) created document, bulk or not.
     proxies = get_settings(current_app).trusted_proxies
     response.headers["Location"] = f"{base_url(request, proxies)}{resource.name}/{first['_id']}"
-    return response
+    return applied(response, {"return": returned} if returned else {})
+
+
+def _representation(resource: Resource, document: Document) -> Document:
+    """A written document as a read renders it, marked as a write's answer."""
+    return {**render_single(resource, document), "_status": "OK"}
 
 
 def item_view(service: ResourceService) -> View:
@@ -125,14 +183,30 @@ def item_view(service: ResourceService) -> View:
         if method == "DELETE":
             await service.delete(object_id, required_etag(), access)
             return no_content()
-        etag = required_etag()
-        body = await read_json()
-        if method == "PATCH":
-            document = await service.patch(object_id, body, etag, access)
+        prefer = preferences()
+        if method == "PATCH" and request.mimetype == UPDATE_MEDIA_TYPE:
+            if not resource.settings.atomic_updates:
+                raise UnsupportedMediaType(
+                    f"{resource.name} does not take update operators (atomic_updates is "
+                    "off); send the changed fields as application/json"
+                )
+            # If-Match is optional: the update is one atomic write.
+            document = await service.update(object_id, await read_json(), optional_etag(), access)
+        elif method == "PATCH":
+            etag = required_etag()
+            document = await service.patch(object_id, await read_json(), etag, access)
         else:
-            document = await service.replace(object_id, body, etag, access)
-        response = _json(write_ack(resource, document))
-        return with_validators(response, document["_etag"], document["_updated"])
+            etag = required_etag()
+            document = await service.replace(object_id, await read_json(), etag, access)
+        returned = prefer.get("return")
+        if returned == "minimal":
+            response = no_content()
+        elif returned == "representation":
+            response = _json(_representation(resource, document))
+        else:
+            response = _json(write_ack(resource, document))
+        with_validators(response, document["_etag"], document.get("_updated"))
+        return applied(response, {"return": returned} if returned else {})
 
     return view
 

@@ -41,6 +41,14 @@ def required_etag() -> str | None:
     return values[0]
 
 
+def optional_etag() -> str | None:
+    """The ETag a write is conditional on, if the client sent ``If-Match``."""
+    header = request.headers.get("If-Match")
+    if header is None or not header.strip():
+        return None
+    return required_etag()
+
+
 def is_not_modified(
     if_none_match: str | None, if_modified_since: str | None, etag: str, last_modified: Any
 ) -> bool:

@@ -156,7 +156,9 @@ class ResponseCache:
 
     async def before_request(self) -> Response | None:
         """Before the view: answer from the cache, or note what to store after it."""
-        if request.method not in READ_METHODS:
+        if request.method not in READ_METHODS or "Prefer" in request.headers:
+            # A preference (say, count=exact) changes the answer, and the
+            # cache keys on the query alone.
             return None
         route = self.services.get(request.endpoint or "")
         if route is None:
@@ -282,8 +284,9 @@ class ResponseCache:
         return response
 
 
-#: Request headers that make an answer depend on who asks (or on CORS).
-_IDENTITY_HEADERS = frozenset({b"authorization", b"x-api-key", b"cookie", b"origin"})
+#: Request headers that make an answer depend on who asks (or on CORS, or on
+#: a preference the cache does not key on).
+_IDENTITY_HEADERS = frozenset({b"authorization", b"x-api-key", b"cookie", b"origin", b"prefer"})
 
 
 def _decode(entry: bytes, generation: int) -> tuple[dict[str, str], bytes] | None:

@@ -5,6 +5,7 @@ and the field names a client may use.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +36,12 @@ def document_etag(document: Mapping[str, Any]) -> str:
     """A deterministic ETag from the document's content (meta fields excluded)."""
     encoded = orjson.dumps(content_of(document), option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.sha1(encoded, usedforsecurity=False).hexdigest()
+
+
+def new_etag() -> str:
+    """An ETag for a version whose content is known only to MongoDB (after
+    update operators): unique, the same length as the content ETags."""
+    return secrets.token_hex(20)
 
 
 def name_issues(document: Mapping[str, Any], *, dotted_top_level: bool = False) -> dict[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from bson import ObjectId
@@ -46,6 +46,12 @@ META_FIELDS = ("_id", "_created", "_updated", "_etag")
 _DATE_FIELDS = frozenset({"_created", "_updated"})
 
 
+#: ``none``: no count; ``auto``: the collection's own count when nothing
+#: filters the list, else an exact count; ``estimated``: the collection's own
+#: count; ``exact``: a count of the matching documents.
+CountMode = Literal["none", "auto", "estimated", "exact"]
+
+
 @dataclass(frozen=True)
 class ListQuery:
     """A parsed, validated list request."""
@@ -55,11 +61,15 @@ class ListQuery:
     projection: dict[str, int] | None
     page: int
     max_results: int
-    count: bool
+    #: How to count the matching documents (see ``CountMode``).
+    count: CountMode
+    #: Keyset pagination: None for pages by number, "" for the first page by
+    #: cursor, else the (signed, still encoded) cursor of the page to read.
+    cursor: str | None = None
 
     @property
     def skip(self) -> int:
-        return (self.page - 1) * self.max_results
+        return (self.page - 1) * self.max_results if self.cursor is None else 0
 
 
 @dataclass(frozen=True)
@@ -78,9 +88,18 @@ class QueryRules:
 MAX_SKIP = 2**31 - 1
 
 
-def parse_list_query(args: Mapping[str, str], rules: QueryRules) -> ListQuery:
-    """Parse the query string of ``GET /<resource>``; bad input is a 400."""
+def parse_list_query(
+    args: Mapping[str, str], rules: QueryRules, *, count: CountMode | None = None
+) -> ListQuery:
+    """Parse the query string of ``GET /<resource>``; bad input is a 400.
+
+    ``count`` (a client's ``Prefer: count=...``) overrides the ``count``
+    argument and the resource's default.
+    """
     where = args.get("where")
+    cursor = args.get("cursor")
+    if cursor is not None and args.get("page"):
+        raise BadRequest("page and cursor cannot be combined: follow _links.next")
     query = ListQuery(
         filter=parse_where(where, rules) if where else {},
         sort=parse_sort(args["sort"]) if args.get("sort") else None,
@@ -89,7 +108,8 @@ def parse_list_query(args: Mapping[str, str], rules: QueryRules) -> ListQuery:
         max_results=min(
             _positive_int(args, "max_results", rules.default_max_results), rules.pagination_limit
         ),
-        count=_boolean(args, "count", rules.count),
+        count=count or ("auto" if _boolean(args, "count", rules.count) else "none"),
+        cursor=cursor,
     )
     if query.skip > MAX_SKIP:
         raise BadRequest(
@@ -134,6 +154,12 @@ def parse_where(text: str, rules: QueryRules) -> dict[str, Any]:
         raise BadRequest('where must be a JSON object, e.g. {"year": {"$gte": 2000}}')
     checked: dict[str, Any] = _check_filter(parsed, rules, depth=1, field=None)
     return checked
+
+
+def check_filter(value: Any, rules: QueryRules) -> Any:
+    """A filter (parsed JSON) checked against the allowlist, with its ids and
+    dates as BSON values; 400 naming what is refused."""
+    return _check_filter(value, rules, depth=1, field=None)
 
 
 def _check_filter(value: Any, rules: QueryRules, *, depth: int, field: str | None) -> Any:

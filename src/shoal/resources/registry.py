@@ -14,6 +14,7 @@ from ..config import Settings
 from ..errors import ApiError, ServiceUnavailable
 from ..storage import Storage
 from ..tasks import cancel
+from .cursors import CursorCodec
 from .indexes import Indexed, ensure_indexes_in_background, record_index_problem
 from .service import Resource, ResourceService
 
@@ -30,9 +31,12 @@ STARTUP_INDEX_TIMEOUT = 2.0
 
 class Resources:
     def __init__(self, settings: Settings, storage: Storage) -> None:
+        cursors = CursorCodec(settings.secret_key.get_secret_value())
         self.services: dict[str, ResourceService] = {
             name: ResourceService(
-                Resource(name, resource, max_query_depth=settings.max_query_depth), storage
+                Resource(name, resource, max_query_depth=settings.max_query_depth),
+                storage,
+                cursors,
             )
             for name, resource in settings.resources.items()
         }

@@ -69,10 +69,18 @@ def _page_href(resource: Resource, args: Mapping[str, str], page: int) -> str:
     return f"{resource.name}?{query}" if query else resource.name
 
 
+def _cursor_href(resource: Resource, args: Mapping[str, str], cursor: str) -> str:
+    kept = [(key, value) for key, value in args.items() if key != "cursor"]
+    kept.append(("cursor", cursor))
+    return f"{resource.name}?{urlencode(kept)}"
+
+
 def render_page(
     resource: Resource, page: Page, query: ListQuery, args: Mapping[str, str]
 ) -> Document:
     """The list envelope: ``_items``, ``_meta``, ``_links``."""
+    if query.cursor is not None:
+        return _render_cursor_page(resource, page, query, args)
     links: dict[str, Any] = {
         "parent": {"title": "home", "href": "/"},
         "self": {"title": resource.name, "href": _page_href(resource, args, query.page)},
@@ -98,10 +106,33 @@ def render_page(
     }
 
 
+def _render_cursor_page(
+    resource: Resource, page: Page, query: ListQuery, args: Mapping[str, str]
+) -> Document:
+    """A page read by cursor: ``next`` carries the next page's cursor; there is
+    no page number, ``prev`` or ``last``."""
+    links: dict[str, Any] = {
+        "parent": {"title": "home", "href": "/"},
+        "self": {"title": resource.name, "href": _cursor_href(resource, args, query.cursor or "")},
+    }
+    if page.next_cursor is not None:
+        href = _cursor_href(resource, args, page.next_cursor)
+        links["next"] = {"title": "next page", "href": href}
+    meta: dict[str, Any] = {"max_results": query.max_results}
+    if page.total is not None:
+        meta["total"] = page.total
+    return {
+        "_items": [render_item(resource, document) for document in page.items],
+        "_links": links,
+        "_meta": meta,
+    }
+
+
 def page_etag(page: Page, query: ListQuery) -> str:
     """An ETag for a list response: from its items' ids and ETags and its meta."""
     digest = hashlib.sha1(usedforsecurity=False)
     digest.update(f"{query.page}:{query.max_results}:{page.total}:{page.has_next}".encode())
+    digest.update(f"{query.cursor}:{page.next_cursor}".encode())
     for document in page.items:
         digest.update(f"|{document.get('_id')}:{document.get('_etag')}".encode())
     if query.projection:

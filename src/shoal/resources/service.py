@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
@@ -23,22 +23,33 @@ from ..config import ResourceSettings
 from ..dates import now
 from ..errors import (
     BadRequest,
+    Conflict,
     NotFound,
     PreconditionFailed,
     UnprocessableEntity,
 )
 from ..storage import Storage
 from .access import UNRESTRICTED, Access
+from .cursors import (
+    CursorCodec,
+    after,
+    keyset_sort,
+    query_digest,
+    sort_values,
+    with_sort_fields,
+)
 from .documents import (
     Document,
     content_of,
     document_etag,
     merge_patch,
     name_issues,
+    new_etag,
     storable_issues,
 )
 from .query import META_FIELDS, ListQuery, QueryRules
 from .schema import DocumentSchema
+from .updates import UPDATE_FAILURE, check_update
 
 logger = logging.getLogger("shoal.resources")
 
@@ -50,6 +61,10 @@ class Page:
     items: list[Document]
     total: int | None
     has_next: bool
+    #: How ``total`` was counted: "exact", "estimated", or None (not counted).
+    counted: str | None = None
+    #: With keyset pagination: the cursor of the next page, if there is one.
+    next_cursor: str | None = None
 
 
 class Resource:
@@ -98,15 +113,19 @@ def _bulk_message(count: int) -> str:
     return f"Insertion failure: {count} document(s) contain(s) error(s)"
 
 
-_UPDATE_FAILURE = "Update failure: the document contains error(s)"
+_UPDATE_FAILURE = UPDATE_FAILURE
 
 
 class ResourceService:
     """The operations of one resource, on one worker's storage."""
 
-    def __init__(self, resource: Resource, storage: Storage) -> None:
+    def __init__(
+        self, resource: Resource, storage: Storage, cursors: CursorCodec | None = None
+    ) -> None:
         self.resource = resource
         self.storage = storage
+        #: Signs keyset cursors (lists by ``cursor`` need it).
+        self.cursors = cursors
         self.write_listeners: list[WriteListener] = []
 
     @property
@@ -121,24 +140,41 @@ class ResourceService:
     # -- reads -----------------------------------------------------------
 
     async def find(self, query: ListQuery, access: Access = UNRESTRICTED) -> Page:
+        """A page of the documents ``query`` asks for, by number or by cursor."""
         filter = access.restrict(query.filter)
-        # Without a count, one extra document tells whether a next page exists.
-        limit = query.max_results if query.count else query.max_results + 1
+        sort, projection, page_filter, digest = query.sort, query.projection, filter, b""
+        if query.cursor is not None:
+            if self.cursors is None:
+                raise RuntimeError("keyset pagination needs the service's cursor codec")
+            sort = keyset_sort(query.sort)
+            digest = query_digest(self.resource.name, filter, sort, query.projection)
+            projection = with_sort_fields(query.projection, sort)
+            if query.cursor:
+                values = self.cursors.decode(query.cursor, digest)
+                beyond = after(sort, values)
+                page_filter = {"$and": [filter, beyond]} if filter else beyond
+        # One document beyond the page tells whether a next page exists.
         find = self.storage.find_page(
             self.collection,
-            filter,
-            sort=query.sort,
-            projection=query.projection,
+            page_filter,
+            sort=sort,
+            projection=projection,
             skip=query.skip,
-            limit=limit,
+            limit=query.max_results + 1,
         )
-        if query.count:
-            items, total = await asyncio.gather(find, self.storage.count(self.collection, filter))
-            has_next = query.skip + len(items) < total
-            return Page(items, total, has_next)
-        items = await find
+        if query.count == "none":
+            items, total, counted = await find, None, None
+        else:
+            exact = query.count == "exact" or (query.count != "estimated" and bool(filter))
+            counting = self.storage.count(self.collection, filter, exact=exact)
+            items, total = await asyncio.gather(find, counting)
+            counted = "exact" if exact or filter else "estimated"
         has_next = len(items) > query.max_results
-        return Page(items[: query.max_results], None, has_next)
+        items = items[: query.max_results]
+        next_cursor = None
+        if query.cursor is not None and has_next and self.cursors is not None:
+            next_cursor = self.cursors.encode(sort_values(items[-1], sort or []), digest)
+        return Page(items, total, has_next, counted, next_cursor)
 
     async def get(self, item_id: ObjectId, access: Access = UNRESTRICTED) -> Document:
         document = await self.storage.find_one(self.collection, access.restrict({"_id": item_id}))
@@ -211,6 +247,16 @@ class ResourceService:
         self, item_id: ObjectId, changes: Any, etag: str | None, access: Access = UNRESTRICTED
     ) -> Document:
         """Merge ``changes`` into the stored document, validate, write if unchanged."""
+        self._check_changes(changes)
+        current = await self._current(item_id, etag, access)
+        updated, issues = self._merged(current, changes)
+        if issues:
+            raise UnprocessableEntity(_UPDATE_FAILURE, issues=issues)
+        return await self._replace(current, updated, access)
+
+    def _check_changes(self, changes: Any) -> None:
+        """A PATCH body's fields: 400 unless an object, 422 for fields a client
+        may not change."""
         if not isinstance(changes, dict) or not changes:
             raise BadRequest("a PATCH body is a non-empty JSON object of fields to change")
         issues = name_issues(changes, dotted_top_level=True)
@@ -221,16 +267,18 @@ class ResourceService:
         issues.update(self.resource.schema.readonly_issues(changes))
         if issues:
             raise UnprocessableEntity(_UPDATE_FAILURE, issues=issues)
-        current = await self._current(item_id, etag, access)
+
+    def _merged(
+        self, current: Document, changes: Mapping[str, Any]
+    ) -> tuple[Document, dict[str, str]]:
+        """``current`` with ``changes`` merged in, and what is wrong with it."""
         updated = copy.deepcopy(current)
         issues = merge_patch(updated, changes)
         if not issues:
             issues = self.resource.schema.issues(content_of(updated))
         if not issues:
             issues = storable_issues(updated)
-        if issues:
-            raise UnprocessableEntity(_UPDATE_FAILURE, issues=issues)
-        return await self._replace(current, updated, access)
+        return updated, issues
 
     async def replace(
         self, item_id: ObjectId, body: Any, etag: str | None, access: Access = UNRESTRICTED
@@ -268,7 +316,7 @@ class ResourceService:
         await self.notify_written()
         return replacement
 
-    async def _lost_race(self, item_id: ObjectId, access: Access) -> None:
+    async def _lost_race(self, item_id: ObjectId, access: Access) -> NoReturn:
         """Another writer changed or deleted the document since it was read."""
         await self.get(item_id, access)  # 404 when it is gone
         raise PreconditionFailed("Client and server etags don't match")
@@ -287,6 +335,118 @@ class ResourceService:
         deleted = await self.storage.delete_many(self.collection, access.restrict({}))
         await self.notify_written()
         return deleted
+
+    # -- update operators --------------------------------------------------
+
+    async def update(
+        self, item_id: ObjectId, body: Any, etag: str | None, access: Access = UNRESTRICTED
+    ) -> Document:
+        """Apply update operators in one atomic write (conditional on ``etag``
+        if given), then check the result against the schema: an update that
+        leaves the document invalid is undone (conditionally on the ETag it
+        wrote, so no later write is overwritten) and answered with 422."""
+        update = check_update(body, self.resource.schema, self.resource.rules)
+        written = new_etag()
+        update.setdefault("$set", {})["_etag"] = written
+        update.setdefault("$currentDate", {})["_updated"] = True
+        filter: Document = {"_id": item_id}
+        if etag is not None:
+            filter["_etag"] = etag
+        before = await self.storage.find_one_and_update(
+            self.collection, access.restrict(filter), update
+        )
+        if before is None:
+            await self._lost_race(item_id, access)
+        after = await self.storage.find_one(self.collection, {"_id": item_id, "_etag": written})
+        if after is None:
+            # Another write followed this one at once; this one's result is
+            # what that write started from.
+            after = {**before, "_etag": written, "_updated": before.get("_updated")}
+        else:
+            issues = self.resource.schema.issues(content_of(after))
+            if issues:
+                await self._undo(before, written)
+                raise UnprocessableEntity(UPDATE_FAILURE, issues=issues)
+        await self.notify_written()
+        return after
+
+    async def _undo(self, before: Document, written: str) -> None:
+        """Put back the document an invalid update replaced."""
+        restored = {key: value for key, value in before.items() if key != "_id"}
+        filter = {"_id": before["_id"], "_etag": written}
+        if not await self.storage.replace_if(self.collection, filter, restored):
+            raise Conflict(
+                "the update left the document invalid, and another write changed it "
+                "before it could be undone; read it again"
+            )
+
+    # -- writes by filter ----------------------------------------------------
+
+    async def _matching(self, filter: Document, access: Access, *, limit: int) -> list[Document]:
+        """The documents ``filter`` matches for this caller, at most ``limit``
+        (409 beyond it: nothing is written)."""
+        documents = await self.storage.find_page(
+            self.collection,
+            access.restrict(filter),
+            sort=[("_id", 1)],
+            projection=None,
+            skip=0,
+            limit=limit + 1,
+        )
+        if len(documents) > limit:
+            raise Conflict(
+                f"the filter matches more than {limit} documents (max_affected); nothing "
+                "was changed: narrow the filter"
+            )
+        return documents
+
+    async def patch_where(
+        self, filter: Document, changes: Any, access: Access = UNRESTRICTED
+    ) -> tuple[int, int]:
+        """Merge ``changes`` into every document ``filter`` matches: all are
+        valid after it, or none is written (422 naming each document's issues).
+        Each document is replaced on its own ETag, so one changed meanwhile by
+        another writer is left as that writer made it. (matched, modified)."""
+        self._check_changes(changes)
+        limit = self.resource.settings.max_affected
+        documents = await self._matching(filter, access, limit=limit)
+        replacements: list[tuple[Document, Document]] = []
+        failures: dict[str, Any] = {}
+        for current in documents:
+            updated, issues = self._merged(current, changes)
+            if issues:
+                failures[str(current["_id"])] = issues
+                continue
+            replacement = {k: v for k, v in updated.items() if k not in META_FIELDS}
+            self.stamp(replacement, created=current.get("_created"))
+            condition = access.restrict({"_id": current["_id"], "_etag": current.get("_etag")})
+            replacements.append((condition, replacement))
+        if failures:
+            raise UnprocessableEntity(
+                f"Update failure: {len(failures)} document(s) would contain error(s); "
+                "nothing was changed",
+                issues=failures,
+            )
+        modified = await self.storage.replace_each(self.collection, replacements)
+        if replacements:
+            await self.notify_written()
+        return len(documents), modified
+
+    async def delete_where(
+        self, filter: Document, access: Access = UNRESTRICTED
+    ) -> tuple[int, int]:
+        """Delete every document ``filter`` matches for this caller (409 beyond
+        ``max_affected``). (matched, deleted)."""
+        limit = self.resource.settings.max_affected
+        documents = await self._matching(filter, access, limit=limit)
+        if not documents:
+            return 0, 0
+        ids = [document["_id"] for document in documents]
+        # Only what still matches when it is deleted.
+        condition = access.restrict({"$and": [filter, {"_id": {"$in": ids}}]})
+        deleted = await self.storage.delete_many(self.collection, condition)
+        await self.notify_written()
+        return len(documents), deleted
 
     @property
     def index_owner(self) -> str:

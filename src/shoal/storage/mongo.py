@@ -14,13 +14,13 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pymongo import AsyncMongoClient, IndexModel
+from pymongo import AsyncMongoClient, IndexModel, ReplaceOne, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from ..config import MongoDBSettings
-from ..errors import Conflict, ServiceUnavailable
+from ..errors import ApiError, Conflict, ServiceUnavailable
 from .changes import ChangeStream
 from .errors import duplicate_message, translate_errors
 
@@ -122,12 +122,12 @@ class Storage:
 
         return await self.run(operation, client_query=True)
 
-    async def count(self, collection: str, filter: Document) -> int:
-        """How many documents match. With no filter, the collection's own count
-        (metadata, as Eve does; exact for an unsharded collection after a clean
-        shutdown) instead of a scan of every document."""
+    async def count(self, collection: str, filter: Document, *, exact: bool = False) -> int:
+        """How many documents match. With no filter and not ``exact``, the
+        collection's own count (metadata, as Eve does; exact for an unsharded
+        collection after a clean shutdown) instead of a scan of every document."""
         target = self.collection(collection)
-        if not filter:
+        if not filter and not exact:
             return await self.run(target.estimated_document_count)
         return await self.run(lambda: target.count_documents(filter), client_query=True)
 
@@ -165,6 +165,37 @@ class Storage:
             lambda: self.collection(collection).replace_one(filter, replacement)
         )
         return result.matched_count == 1
+
+    async def find_one_and_update(
+        self, collection: str, filter: Document, update: Document
+    ) -> Document | None:
+        """Apply an update document to the one document ``filter`` matches, in
+        one atomic step; the document as it was before, or None if none matched.
+        MongoDB refusing the update (``$inc`` of a string, say) is a 400."""
+        target = self.collection(collection)
+        return await self.run(
+            lambda: target.find_one_and_update(
+                filter, update, return_document=ReturnDocument.BEFORE
+            ),
+            client_query=True,
+        )
+
+    async def replace_each(
+        self, collection: str, replacements: list[tuple[Document, Document]]
+    ) -> int:
+        """Replace, in one unordered bulk write, the document each filter matches;
+        how many were replaced (a filter that matches nothing replaces nothing)."""
+        if not replacements:
+            return 0
+        operations = [ReplaceOne(filter, document) for filter, document in replacements]
+        result = await self.bulk_write(collection, operations)
+        if result.get("writeErrors"):
+            first = result["writeErrors"][0]
+            if first.get("code") == 11000:
+                raise Conflict(duplicate_message(BulkWriteError(result), first))
+            code = first.get("code")
+            raise ApiError(f"MongoDB refused part of the write (code {code})", status=500)
+        return int(result.get("nModified", 0))
 
     async def update_one(self, collection: str, filter: Document, update: Document) -> bool:
         """Apply an update operator document; False when nothing matched."""
