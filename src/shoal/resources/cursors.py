@@ -69,19 +69,24 @@ def after(sort: Sort, values: Sequence[Any]) -> Document:
     branches: list[Document] = []
     for index, (field, direction) in enumerate(sort):
         equal = {name: values[i] for i, (name, _) in enumerate(sort[:index])}
-        beyond = _beyond(values[index], direction)
+        beyond = _beyond(field, values[index], direction)
         if beyond is None:
             continue  # nothing sorts past a missing value going down
-        branches.append({**equal, field: beyond})
+        branches.append({**equal, **beyond})
     return {"$or": branches} if branches else {"_id": {"$exists": False}}
 
 
-def _beyond(value: Any, direction: int) -> Any:
-    # Missing and null values sort before every other value (going up), so
-    # after every other value going down.
+def _beyond(field: str, value: Any, direction: int) -> Document | None:
+    """The filter of the values of ``field`` past ``value`` in ``direction``.
+    Missing and null values sort before every other value going up, so after
+    every other value going down."""
+    if direction == 1:
+        if value is None:
+            return {field: {"$exists": True, "$ne": None}}
+        return {field: {"$gt": value}}
     if value is None:
-        return {"$exists": True, "$ne": None} if direction == 1 else None
-    return {"$gt": value} if direction == 1 else {"$not": {"$gte": value}}
+        return None
+    return {"$or": [{field: {"$lt": value}}, {field: None}]}
 
 
 def query_digest(resource: str, filter: Mapping[str, Any], sort: Sort, projection: Any) -> bytes:

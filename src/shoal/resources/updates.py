@@ -32,6 +32,8 @@ OPERATORS = frozenset(
 )
 _NUMBER_OPERATORS = frozenset({"$inc"})
 _EACH_OPERATORS = frozenset({"$push", "$addToSet"})
+#: Operators whose values are stored as they are (so their field names count).
+_STORED_OPERATORS = frozenset({"$set", "$push", "$addToSet"})
 
 UPDATE_FAILURE = "Update failure: the document contains error(s)"
 
@@ -55,16 +57,23 @@ def check_update(body: Any, schema: DocumentSchema, rules: QueryRules) -> Docume
     for operator, fields in body.items():
         if not isinstance(fields, dict) or not fields:
             raise BadRequest(f"{operator} takes a non-empty object of field paths and values")
-        issues.update(name_issues(fields, dotted_top_level=True))
         for path, value in fields.items():
             top = path.split(".", 1)[0]
-            if top.startswith("_") or top in schema.server_fields or top in schema.readonly:
+            parts = path.split(".")
+            if any(not part or part.startswith("$") or "\x00" in part for part in parts):
+                issues[path] = "invalid field name"
+            elif top.startswith("_") or top in schema.server_fields or top in schema.readonly:
                 issues[path] = "field is read-only"
             elif path in seen or any(_overlap(path, other) for other in seen):
                 issues[path] = f"changed by both {seen.get(path, 'another path')} and {operator}"
             problem = _value_problem(operator, value, rules)
             if problem is not None:
                 issues.setdefault(path, problem)
+            elif operator in _STORED_OPERATORS:
+                each = isinstance(value, Mapping) and "$each" in value
+                stored = value["$each"] if each else value
+                for name, message in name_issues({"v": stored}).items():
+                    issues.setdefault(path + name.removeprefix("v"), message)
             seen.setdefault(path, operator)
         update[operator] = dict(fields)
     if not issues:
