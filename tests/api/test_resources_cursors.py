@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,7 +26,7 @@ async def app(settings_factory: SettingsFactory) -> Any:
         yield application
 
 
-async def _seed(app: Quart, years: list[int | None]) -> list[dict[str, Any]]:
+async def _seed(app: Quart, years: Sequence[int | None]) -> list[dict[str, Any]]:
     editor = await editor_client(app)
     books = []
     for number, year in enumerate(years):
