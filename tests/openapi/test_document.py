@@ -456,3 +456,31 @@ def test_streamed_resources_document_their_event_streams() -> None:
         assert {"Last-Event-ID", "last_event_id"} <= names
     assert "404" in item["responses"]
     assert "/authors/_stream" not in document["paths"]
+
+
+def test_writes_by_filter_operators_cursors_and_prefer_are_documented() -> None:
+    resources = example_resources()
+    resources["books"].update(
+        {
+            "resource_methods": ["GET", "POST", "PATCH", "DELETE"],
+            "bulk_writes": True,
+            "atomic_updates": True,
+        }
+    )
+    document = openapi_document(create_app(example_settings(resources=resources)))
+    validate(document)
+    books = document["paths"]["/books"]
+    assert set(books["patch"]["responses"]) >= {"200", "204", "409", "422"}
+    assert any(
+        parameter.get("name") == "where" and parameter.get("required")
+        for parameter in books["patch"]["parameters"]
+    )
+    item_patch = document["paths"]["/books/{item_id}"]["patch"]
+    assert "application/vnd.shoal.update+json" in item_patch["requestBody"]["content"]
+    if_match = next(p for p in item_patch["parameters"] if p.get("name") == "If-Match")
+    assert if_match["required"] is False
+    listing = json.dumps(books["get"]["parameters"])
+    assert "cursor" in listing
+    assert "PreferCount" in listing
+    authors = document["paths"]["/authors"]
+    assert "patch" not in authors

@@ -56,12 +56,10 @@ from ..resources.render import (
     render_single,
     write_ack,
 )
+from ..resources.updates import UPDATE_MEDIA_TYPE
 from .streams import stream_view
 
 View = Callable[..., Awaitable[Response]]
-
-#: The media type of a PATCH body of update operators.
-UPDATE_MEDIA_TYPE = "application/vnd.shoal.update+json"
 
 
 def collection_view(service: ResourceService) -> View:

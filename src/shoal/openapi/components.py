@@ -100,9 +100,13 @@ SCHEMAS: dict[str, Schema] = {
     },
     "PageMeta": {
         "type": "object",
-        "required": ["page", "max_results"],
+        "required": ["max_results"],
         "properties": {
-            "page": {"type": "integer", "minimum": 1},
+            "page": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "The page number; absent on a page read by `cursor`.",
+            },
             "max_results": {"type": "integer", "minimum": 1},
             "total": {
                 "type": "integer",
@@ -131,6 +135,40 @@ SCHEMAS: dict[str, Schema] = {
         "properties": {
             "_status": {"const": "OK"},
             "_items": {"type": "array", "items": ref("WriteAck")},
+        },
+    },
+    "WriteCounts": {
+        "type": "object",
+        "description": "What a write by filter answers: the documents it matched and "
+        "those it changed (`_modified`) or deleted (`_deleted`).",
+        "required": ["_status", "_matched"],
+        "properties": {
+            "_status": {"const": "OK"},
+            "_matched": {"type": "integer", "minimum": 0},
+            "_modified": {"type": "integer", "minimum": 0},
+            "_deleted": {"type": "integer", "minimum": 0},
+        },
+    },
+    "UpdateOperators": {
+        "type": "object",
+        "description": "Update operators, applied in one atomic write: each maps field "
+        "paths (dotted for nested fields) to values. The document after the update must "
+        "still match the schema (else 422, and the update is undone).",
+        "minProperties": 1,
+        "additionalProperties": False,
+        "properties": {
+            name: {"type": "object", "minProperties": 1}
+            for name in (
+                "$set",
+                "$unset",
+                "$inc",
+                "$min",
+                "$max",
+                "$push",
+                "$pull",
+                "$addToSet",
+                "$currentDate",
+            )
         },
     },
     "Error": ERROR,
@@ -184,6 +222,7 @@ HEADERS: dict[str, Schema] = {
     "Idempotent-Replayed": _header(
         "`true` when this is the kept answer to an earlier request with the same `Idempotency-Key`."
     ),
+    "Preference-Applied": _header("The `Prefer` preferences this answer honoured."),
 }
 
 
@@ -260,6 +299,27 @@ PARAMETERS: dict[str, Schema] = {
         "description": "The document's current `_etag` (or `*`). Missing: 428; no longer "
         "current (someone changed the document since you read it): 412. The check is "
         "atomic in the database write, so of two writers with the same ETag one wins.",
+        "schema": {"type": "string"},
+    },
+    "cursor": query_parameter(
+        "cursor",
+        "Keyset pagination: empty for the first page, then the cursor `_links.next` "
+        "carries. Deep pages cost what the first costs; a cursor works only with the "
+        "`where`, `sort` and `projection` it was made for. Not with `page`.",
+        {"type": "string"},
+    ),
+    "PreferReturn": {
+        "name": "Prefer",
+        "in": "header",
+        "description": "`return=representation`: answer with the stored document; "
+        "`return=minimal`: answer 204 with the headers only.",
+        "schema": {"type": "string"},
+    },
+    "PreferCount": {
+        "name": "Prefer",
+        "in": "header",
+        "description": "`count=none` (no total), `count=estimated` (the collection's own "
+        "count, without a filter) or `count=exact`.",
         "schema": {"type": "string"},
     },
     "item_id": {
@@ -347,3 +407,8 @@ def shared_components() -> dict[str, dict[str, Schema]]:
             "responses": RESPONSES,
         }
     )
+
+
+def resolved_parameter(name: str) -> Schema:
+    """A shared parameter's definition itself (to change it for one operation)."""
+    return copy.deepcopy(PARAMETERS[name])

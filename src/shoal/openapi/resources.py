@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..resources import STREAM_SEGMENT, Resource
+from ..resources.updates import UPDATE_MEDIA_TYPE
 from .components import (
     AUTHENTICATED,
     ERROR_STATUSES,
@@ -33,6 +34,7 @@ from .components import (
     header_ref,
     query_parameter,
     ref,
+    resolved_parameter,
 )
 
 #: Methods whose success needs no credentials and changes nothing.
@@ -301,12 +303,17 @@ class ResourceDocument:
                 ref("sort", "parameters"),
                 ref("projection", "parameters"),
                 ref("page", "parameters"),
+                ref("cursor", "parameters"),
                 self._max_results(),
                 self._count(),
                 ref("If-None-Match", "parameters"),
+                ref("PreferCount", "parameters"),
             ]
             success = _read_answers(
-                method, f"A page of {name}.", self.names["page"], extra_headers=("X-Total-Count",)
+                method,
+                f"A page of {name}.",
+                self.names["page"],
+                extra_headers=("X-Total-Count", "Preference-Applied"),
             )
             operation["responses"] = self._responses(method, success, {400}, item=False)
             return operation
@@ -320,7 +327,10 @@ class ResourceDocument:
                 "them all at once: if any of them is invalid, none is inserted and the 422 "
                 "lists the problems of each.",
             )
-            operation["parameters"] = [ref("Idempotency-Key", "parameters")]
+            operation["parameters"] = [
+                ref("Idempotency-Key", "parameters"),
+                ref("PreferReturn", "parameters"),
+            ]
             operation["requestBody"] = {
                 "required": True,
                 "content": {
@@ -334,33 +344,80 @@ class ResourceDocument:
                     }
                 },
             }
+            headers = {
+                "Location": header_ref("Location"),
+                "ETag": header_ref("ETag"),
+                "Idempotent-Replayed": header_ref("Idempotent-Replayed"),
+                "Preference-Applied": header_ref("Preference-Applied"),
+            }
+            item = ref(self.names["item"])
+            answers = [
+                ref("WriteAck"),
+                ref("BulkWriteAck"),
+                item,
+                {"type": "object", "properties": {"_items": {"type": "array", "items": item}}},
+            ]
             success = {
                 "201": {
-                    "description": "Created.",
-                    "headers": {
-                        "Location": header_ref("Location"),
-                        "ETag": header_ref("ETag"),
-                        "Idempotent-Replayed": header_ref("Idempotent-Replayed"),
-                    },
-                    "content": {
-                        "application/json": {
-                            "schema": {"oneOf": [ref("WriteAck"), ref("BulkWriteAck")]}
-                        }
-                    },
-                }
+                    "description": "Created: the ack, or with `Prefer: return=representation` "
+                    "the stored document (documents, for a bulk insert).",
+                    "headers": headers,
+                    "content": {"application/json": {"schema": {"anyOf": answers}}},
+                },
+                "204": {
+                    "description": "Created (`Prefer: return=minimal`).",
+                    "headers": headers,
+                },
             }
             operation["responses"] = self._responses(
                 method, success, {400, 409, 413, 415, 422}, item=False
             )
             return operation
+        if method == "PATCH":
+            operation = self._operation(
+                method,
+                item=False,
+                operation_id=f"update_{name}_where",
+                summary=f"Change the {name} a filter matches",
+                description="The body's fields are merged into every document `where` "
+                f"matches (at most {self.settings.max_affected}, else 409 and nothing is "
+                "written); every result must match the schema, else 422 and nothing is "
+                "written. Each document is written on its own ETag.",
+            )
+            operation["parameters"] = [
+                {**resolved_parameter("where"), "required": True},
+                ref("PreferReturn", "parameters"),
+            ]
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref(self.names["patch"])}},
+            }
+            operation["responses"] = self._responses(
+                method, _counts_answers(), {400, 409, 413, 415, 422}, item=False
+            )
+            return operation
+        bulk = self.settings.bulk_writes
         operation = self._operation(
             method,
             item=False,
             operation_id=f"delete_{name}",
-            summary=f"Delete every document of {name}",
+            summary=f"Delete every document of {name}"
+            + (", or those a filter matches" if bulk else ""),
         )
+        if bulk:
+            operation["description"] = (
+                f"With `where`: only the documents it matches (at most "
+                f"{self.settings.max_affected}, else 409 and nothing is deleted)."
+            )
+            operation["parameters"] = [
+                ref("where", "parameters"),
+                ref("PreferReturn", "parameters"),
+            ]
+            success = {"204": {"description": "Deleted."}, **_counts_answers()}
+            operation["responses"] = self._responses(method, success, {400, 409}, item=False)
+            return operation
         operation["responses"] = self._responses(
-            method, {"204": {"description": "Deleted."}}, set(), item=False
+            method, {"204": {"description": "Deleted."}}, {400}, item=False
         )
         return operation
 
@@ -419,6 +476,12 @@ class ResourceDocument:
             )
             body = ref(self.names["patch"])
             operation["parameters"] = [ref("Idempotency-Key", "parameters")]
+            if self.settings.atomic_updates:
+                operation["description"] = (
+                    "Send the changed fields as `application/json` (with `If-Match`), or "
+                    f"update operators as `{UPDATE_MEDIA_TYPE}`: one atomic write, "
+                    "`If-Match` optional."
+                )
         else:
             operation = self._operation(
                 method,
@@ -429,23 +492,34 @@ class ResourceDocument:
                 "`_created` are kept).",
             )
             body = ref(self.names["input"])
+        if_match = ref("If-Match", "parameters")
+        content: Schema = {"application/json": {"schema": body}}
+        if method == "PATCH" and self.settings.atomic_updates:
+            if_match = {**resolved_parameter("If-Match"), "required": False}
+            content[UPDATE_MEDIA_TYPE] = {"schema": ref("UpdateOperators")}
         operation["parameters"] = [
-            ref("If-Match", "parameters"),
+            if_match,
             *operation.get("parameters", []),
+            ref("PreferReturn", "parameters"),
         ]
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": body}},
+        operation["requestBody"] = {"required": True, "content": content}
+        headers = {
+            "ETag": header_ref("ETag"),
+            "Last-Modified": header_ref("Last-Modified"),
+            "Preference-Applied": header_ref("Preference-Applied"),
         }
         success = {
             "200": {
-                "description": "Saved; the ack carries the new `_etag`.",
-                "headers": {
-                    "ETag": header_ref("ETag"),
-                    "Last-Modified": header_ref("Last-Modified"),
+                "description": "Saved: the ack, carrying the new `_etag`, or with `Prefer: "
+                "return=representation` the stored document.",
+                "headers": headers,
+                "content": {
+                    "application/json": {
+                        "schema": {"anyOf": [ref("WriteAck"), ref(self.names["item"])]}
+                    }
                 },
-                "content": {"application/json": {"schema": ref("WriteAck")}},
-            }
+            },
+            "204": {"description": "Saved (`Prefer: return=minimal`).", "headers": headers},
         }
         if method == "PATCH":
             success["200"]["headers"]["Idempotent-Replayed"] = header_ref("Idempotent-Replayed")
@@ -453,6 +527,18 @@ class ResourceDocument:
             method, success, {400, 404, 409, 412, 413, 415, 422, 428}, item=True
         )
         return operation
+
+
+def _counts_answers() -> dict[str, Schema]:
+    headers = {"Preference-Applied": header_ref("Preference-Applied")}
+    return {
+        "200": {
+            "description": "What the write did.",
+            "headers": headers,
+            "content": {"application/json": {"schema": ref("WriteCounts")}},
+        },
+        "204": {"description": "Done (`Prefer: return=minimal`).", "headers": headers},
+    }
 
 
 def _documented(methods: Iterable[str]) -> list[str]:

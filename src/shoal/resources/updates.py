@@ -26,6 +26,9 @@ from .schema import DocumentSchema
 
 Document = dict[str, Any]
 
+#: The media type of a PATCH body of update operators.
+UPDATE_MEDIA_TYPE = "application/vnd.shoal.update+json"
+
 #: The update operators a client may use.
 OPERATORS = frozenset(
     {"$set", "$unset", "$inc", "$min", "$max", "$push", "$pull", "$addToSet", "$currentDate"}
