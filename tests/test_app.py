@@ -6,6 +6,7 @@ from functools import partial
 from typing import Any
 
 from shoal.app import create_app, middleware, policies
+from shoal.http.admission import Admission
 from shoal.http.compression import compressed
 from shoal.http.edge import Edge
 from shoal.http.fast_path import FastPath
@@ -28,7 +29,7 @@ def _names(stack: list[Any]) -> list[str]:
     return [item.func.__name__ if isinstance(item, partial) else item.__name__ for item in stack]
 
 
-def test_the_middleware_runs_compression_edge_fast_path_then_finish_writes(
+def test_the_middleware_runs_in_the_pipelines_order(
     settings_factory: SettingsFactory,
 ) -> None:
     settings = settings_factory(resources=cached_resources())
@@ -38,13 +39,14 @@ def test_the_middleware_runs_compression_edge_fast_path_then_finish_writes(
         compressed.__name__,
         Edge.__name__,
         FastPath.__name__,
+        Admission.__name__,
         FinishWrites.__name__,
     ]
 
 
 def test_middleware_that_has_nothing_to_do_is_left_out(settings_factory: SettingsFactory) -> None:
     # No compression, and no cached resource for the fast path to answer from.
-    settings = settings_factory(compression={"enabled": False})
+    settings = settings_factory(compression={"enabled": False}, admission={"enabled": False})
     settings = settings.model_copy(update={"resources": {}})
     app = create_app(settings)
     assert _names(middleware(settings, get_cache(app))) == [

@@ -31,6 +31,7 @@ from quart_schema import QuartSchema
 from .api import register_blueprints
 from .auth import Auth
 from .config import SETTINGS_KEY, Settings, load_settings
+from .http.admission import Admission
 from .http.asgi import Middleware
 from .http.compression import compressed
 from .http.cors import install_cors
@@ -132,9 +133,21 @@ def middleware(settings: Settings, cache: ResponseCache) -> list[Middleware]:
     if cache.fast:
         # Anonymous public GETs that hit the cache, answered without Quart.
         stack.append(partial(FastPath, answerer=cache))
+    if settings.admission.enabled:
+        # Everything else waits its turn (FIFO) for one of a bounded number of slots.
+        stack.append(partial(Admission, settings=settings.admission, bypass=_unqueued))
     # A write whose body has arrived runs to its end, even if the client leaves.
     stack.append(FinishWrites)
     return stack
+
+
+#: Paths that never wait in the admission queue: probes, and event streams
+#: (which last as long as their client and have their own limit).
+_PROBES = frozenset({"/healthz", "/readyz"})
+
+
+def _unqueued(path: str) -> bool:
+    return path in _PROBES or path.endswith(f"/{STREAM_SEGMENT}")
 
 
 def policies(

@@ -298,6 +298,20 @@ class StreamSettings(_Section):
     )
 
 
+class AdmissionSettings(_Section):
+    """How many requests a worker runs at once; the rest wait in line (FIFO)."""
+
+    enabled: bool = True
+    max_in_flight: int = Field(
+        default=64, gt=0, description="Requests a worker runs at once; more wait in line."
+    )
+    queue_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a request may wait for its turn before it gets 503.",
+    )
+
+
 class CompressionSettings(_Section):
     """Response compression: brotli or gzip, as the client accepts."""
 
@@ -438,6 +452,7 @@ class Settings(_Section):
     cors: CorsSettings = CorsSettings()
     compression: CompressionSettings = CompressionSettings()
     streams: StreamSettings = StreamSettings()
+    admission: AdmissionSettings = AdmissionSettings()
     security_headers: SecurityHeaderSettings = SecurityHeaderSettings()
     resources: dict[str, ResourceSettings] = Field(default_factory=dict)
 

@@ -455,3 +455,16 @@ async def test_500_subscribers_on_one_worker_share_one_stream_in_bounded_memory(
     # connection each).
     print(f"worker RSS grew {grown} KiB for {SUBSCRIBERS} subscribers")
     assert grown < SUBSCRIBERS * 100, f"{grown} KiB for {SUBSCRIBERS} subscribers"
+
+
+async def test_open_streams_do_not_hold_admission_slots(
+    settings_factory: SettingsFactory,
+) -> None:
+    settings = settings_factory(
+        resources=streamed_resources(), admission={"max_in_flight": 1, "queue_timeout": 0.5}
+    )
+    app = create_app(settings)
+    async with app.test_app():
+        client = app.test_client()
+        async with listening(client, "/books/_stream"), listening(client, "/books/_stream"):
+            assert (await client.get("/books")).status_code == 200
