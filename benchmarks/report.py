@@ -310,3 +310,38 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+# --- the run's summary ------------------------------------------------------------
+
+
+def summary_text(data: dict[str, Any]) -> str:
+    results = [Result.from_json(item) for item in data["results"]]
+    found = targets(results)
+    lines = [
+        "",
+        "Results (wrk on loopback; server, database, Redis and wrk share the machine's "
+        f"{data['machine']['cpus']} cores)",
+        text_table(RESULT_HEADER, results_rows(results)),
+        "",
+        "Ratios and targets (ratios compare 2xx/3xx requests per second)",
+        text_table(TARGET_HEADER, target_rows(found)),
+    ]
+    for note in data.get("notes", []):
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def busy_note(results: Sequence[Result], threshold: float) -> str | None:
+    """A note naming the scenarios that ran while others' processes used the CPU."""
+    busy = [r for r in results if r.cpu_percent.get("other", 0.0) > threshold]
+    if not busy:
+        return None
+    names = ", ".join(
+        f"{r.server} {r.scenario} w{r.workers} ({r.cpu_percent['other']:.0f}%)" for r in busy
+    )
+    return (
+        f"{len(busy)} of {len(results)} scenarios ran while processes outside the benchmark "
+        f"used more than {threshold:g}% of a core (CPU% other); their figures understate "
+        f"what this machine can do: {names}"
+    )

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import pytest
 from benchmarks import docs
+from benchmarks.measure import cpu_percent
 from benchmarks.profile import short_path, summarize
 from benchmarks.report import Result, target_rows, targets, text_table
 from benchmarks.wrk import WrkError, parse_wrk, wrk_command
@@ -154,6 +155,14 @@ def test_targets_are_reported_per_worker_count() -> None:
     ]
     cached = [t for t in targets(results) if t.name.startswith("Shoal cached")]
     assert [(t.workers, t.status) for t in cached] == [(1, "met"), (2, "not yet met")]
+
+
+def test_cpu_shares_leave_the_rest_of_the_machine_as_other() -> None:
+    # app, database, wrk, whole machine: CPU seconds at the start and after 2 s.
+    shares = cpu_percent((10.0, 5.0, 1.0, 100.0), (11.5, 5.5, 1.2, 103.0), 2.0)
+    assert shares == {"app": 75.0, "db": 25.0, "wrk": 10.0, "other": 40.0}
+    # Rounding (or counters read a tick apart) never makes "other" negative.
+    assert cpu_percent((0.0, 0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.99), 1.0)["other"] == 0.0
 
 
 def test_text_table_aligns_columns() -> None:

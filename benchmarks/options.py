@@ -1,0 +1,110 @@
+"""The run's options: scenario durations, connections, worker counts, what to skip.
+
+``parse_options`` reads them from the command line of ``python -m benchmarks.run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Options:
+    duration: float = 10.0
+    warmup: float = 2.0
+    connections: int = 16
+    many_connections: int = 1000
+    threads: int = 2
+    workers: list[int] = field(default_factory=lambda: [1, 2])
+    documents: int = 1000
+    patch_pool: int = 6000
+    timeout: float = 10.0
+    #: Seconds to wait, before each scenario, for a busy machine to calm down
+    #: (others' processes above ``busy_percent`` of one core), and for the whole run.
+    quiet_wait: float = 5.0
+    quiet_budget: float = 60.0
+    busy_percent: float = 25.0
+    profile: bool = True
+    profile_duration: float = 8.0
+    eve: bool = True
+    write_docs: bool = True
+
+
+def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description="Benchmark Shoal against the Quart minimal app, the driver and Eve.",
+    )
+    defaults = Options()
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=defaults.duration,
+        help="seconds of measurement per scenario (default %(default)s)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=defaults.warmup,
+        help="seconds of unmeasured load before each scenario",
+    )
+    parser.add_argument("--connections", type=int, default=defaults.connections)
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=defaults.timeout,
+        help="wrk's request timeout in seconds (a slower answer is an error)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=defaults.quiet_wait,
+        help="seconds to wait before a scenario for a busy machine to calm down",
+    )
+    parser.add_argument("--many-connections", type=int, default=defaults.many_connections)
+    parser.add_argument("--workers", type=int, nargs="+", default=defaults.workers)
+    parser.add_argument("--documents", type=int, default=defaults.documents)
+    parser.add_argument(
+        "--patch-pool",
+        type=int,
+        default=defaults.patch_pool,
+        help="fresh documents for the PATCH scenario (Eve can patch each once)",
+    )
+    parser.add_argument("--no-profile", action="store_true", help="skip py-spy")
+    parser.add_argument("--no-eve", action="store_true", help="skip the Eve baseline")
+    parser.add_argument(
+        "--no-docs",
+        action="store_true",
+        help="do not rewrite docs/benchmarks.md and docs/benchmarks.png",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 2 s per scenario, no warm-up, 1 worker, no profile",
+    )
+    parser.add_argument(
+        "--docs-only",
+        action="store_true",
+        help="re-render the docs from benchmarks/results/latest.json",
+    )
+    args = parser.parse_args(argv)
+    options = Options(
+        duration=args.duration,
+        warmup=args.warmup,
+        connections=args.connections,
+        timeout=args.timeout,
+        quiet_wait=args.quiet_wait,
+        many_connections=args.many_connections,
+        workers=args.workers,
+        documents=args.documents,
+        patch_pool=args.patch_pool,
+        profile=not args.no_profile,
+        eve=not args.no_eve,
+        write_docs=not args.no_docs,
+    )
+    if args.quick:
+        options.duration, options.warmup, options.workers = 2.0, 0.0, [1]
+        options.profile, options.patch_pool = False, 2000
+    return options, args.docs_only

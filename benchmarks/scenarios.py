@@ -1,0 +1,201 @@
+"""What is measured against which server, phase by phase.
+
+For each worker count: the Quart minimal app (the stack's ceiling), then Shoal
+(item GET uncached and cached, list GET, item GET at many connections, POST,
+PATCH), then Eve under gunicorn on the same data. Once: the driver's ceiling.
+Each phase starts its server, measures it (``measure.Meter``) and stops it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from . import servers
+from .data import Workload
+from .measure import Load, Meter
+from .options import Options
+from .profile import format_profile, record
+from .report import SCENARIOS
+from .services import Service
+from .stack import Stack
+from .wrk import wrk_command
+
+
+class Scenarios:
+    """The phases of one run, on one stack and one workload."""
+
+    def __init__(
+        self,
+        options: Options,
+        stack: Stack,
+        workload: Workload,
+        meter: Meter,
+        *,
+        workdir: Path,
+        results_dir: Path,
+    ) -> None:
+        self.options = options
+        self.stack = stack
+        self.workload = workload
+        self.meter = meter
+        self.workdir = workdir
+        self.results_dir = results_dir
+        self.profiles: dict[str, Any] = {}
+
+    # -- what wrk sends ----------------------------------------------------------------
+
+    def _get_args(self, prefix: str) -> tuple[str, ...]:
+        return (str(self.workload.ids_file), prefix, str(self.options.threads))
+
+    def item_get(
+        self,
+        scenario: str = "item_get",
+        prefix: str = "/items/",
+        *,
+        connections: int | None = None,
+        note: str = "",
+    ) -> Load:
+        """GET one item per request, each wrk thread cycling through its share of ids."""
+        args = self._get_args(prefix)
+        return Load(
+            scenario=scenario,
+            script="get.lua",
+            script_args=lambda: args,
+            connections=connections,
+            note=note,
+        )
+
+    def many_connections(self) -> Load:
+        return self.item_get("item_get_1000c", connections=self.options.many_connections)
+
+    def post(self) -> Load:
+        return Load(
+            scenario="post",
+            script="post.lua",
+            script_args=lambda: ("/items",),
+            before=self.workload.remove_posted,
+        )
+
+    def patch(self, *, fresh_only: bool, note: str = "") -> Load:
+        def args() -> tuple[str, ...]:
+            pool = self.workload.pool_file(fresh_only=fresh_only)
+            return (str(pool), "/items/", str(self.options.threads))
+
+        return Load(scenario="patch", script="patch.lua", script_args=args, note=note)
+
+    def reset(self) -> None:
+        """The seed documents only, and an empty Redis."""
+        self.workload.reset()
+        self.stack.flush_redis()
+
+    # -- the phases --------------------------------------------------------------------
+
+    def run(self) -> None:
+        for index, workers in enumerate(self.options.workers):
+            print(f"\n== {workers} worker(s)", flush=True)
+            self.quart_phase(workers)
+            self.shoal_phase(workers)
+            if index == 0:
+                self.meter.driver_ceiling(
+                    self.stack.mongodb_uri, self.stack.database, self.workload.ids_file
+                )
+            if self.options.eve:
+                self.eve_phase(workers)
+
+    def quart_phase(self, workers: int) -> None:
+        with servers.quart(self.workdir, workers) as quart:
+            self.meter.measure(quart, "quart", workers, Load(scenario="minimal", path="/"))
+
+    def _shoal(self, workers: int) -> Service:
+        return servers.shoal(
+            self.workdir,
+            workers,
+            mongodb_uri=self.stack.mongodb_uri,
+            database=self.stack.database,
+            redis_url=self.stack.redis_url,
+        )
+
+    def shoal_phase(self, workers: int) -> None:
+        measure = self.meter.measure
+        with self._shoal(workers) as shoal:
+            if not self.workload.seeded:
+                print(self.workload.seed(shoal.url), flush=True)
+            self.reset()
+            measure(shoal, "shoal", workers, self.item_get())
+            cached = self.item_get(
+                "item_get_cached",
+                "/items_cached/",
+                note="items_cached (cache_ttl 60) on the same collection",
+            )
+            measure(shoal, "shoal", workers, cached)
+            measure(shoal, "shoal", workers, Load(scenario="list_get", path="/items"))
+            measure(shoal, "shoal", workers, self.many_connections())
+            if self.options.profile and workers == 1:
+                self.profile(shoal)
+            measure(shoal, "shoal", workers, self.post())
+            self.workload.remove_posted()
+            self.workload.insert_pool()
+            measure(shoal, "shoal", workers, self.patch(fresh_only=False))
+        self.reset()
+
+    def eve_phase(self, workers: int) -> None:
+        measure = self.meter.measure
+        self.reset()
+        eve = servers.eve(
+            self.workdir, workers, mongodb_uri=self.stack.mongodb_uri, database=self.stack.database
+        )
+        with eve:
+            measure(eve, "eve", workers, self.item_get())
+            measure(eve, "eve", workers, Load(scenario="list_get", path="/items"))
+            measure(eve, "eve", workers, self.many_connections())
+            measure(eve, "eve", workers, self.post())
+            self.workload.remove_posted()
+            # Last, and on documents nothing reads afterwards: once Eve has patched a
+            # document on the stand-in, its `_updated` is a string (the stand-in's
+            # `$set` datetime gap) and Eve fails on it, so each pool document is
+            # patched at most once (the pool is sized for that).
+            self.workload.insert_pool()
+            patch = self.patch(
+                fresh_only=True, note="each pool document patched once (stand-in gap)"
+            )
+            result = measure(eve, "eve", workers, patch)
+            if result is not None and result.requests >= self.workload.pool_size:
+                self.meter.notes.append(
+                    f"Eve's PATCH run (workers {workers}) used up its pool of "
+                    f"{self.workload.pool_size} unpatched documents (its errors are the "
+                    "stand-in gap, not Eve's): raise --patch-pool"
+                )
+        self.reset()
+
+    # -- profiles ----------------------------------------------------------------------
+
+    def profile(self, shoal: Service) -> None:
+        """Sample the (single) Shoal worker under the uncached item GET and list GET."""
+        duration = self.options.profile_duration
+        for scenario, path, script, args in (
+            ("item_get", "", "get.lua", self._get_args("/items/")),
+            ("list_get", "/items", None, ()),
+        ):
+            command = wrk_command(
+                shoal.url + path,
+                duration=duration + 2,
+                connections=self.options.connections,
+                threads=self.options.threads,
+                script=script,
+                script_args=args,
+            )
+            wrk = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                time.sleep(1.0)
+                raw = self.results_dir / f"profile-{scenario}.txt"
+                summary = record(shoal.workers()[0], raw, duration=duration)
+            finally:
+                wrk.wait(duration + 30)
+            if summary is None:
+                self.meter.notes.append(f"py-spy could not sample Shoal's {scenario}")
+                continue
+            self.profiles[scenario] = summary.to_json()
+            print(format_profile(f"py-spy, Shoal {SCENARIOS[scenario]}", summary), flush=True)
