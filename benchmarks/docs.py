@@ -11,12 +11,21 @@ from string import Template
 from typing import Any
 
 from .report import (
+    DISTANCE_HEADER,
+    DISTANCE_RATIO_HEADER,
+    DISTANCE_SCENARIOS,
+    DISTANCE_SERVERS,
     RESULT_HEADER,
     SCENARIOS,
     SERVERS,
     TARGET_HEADER,
     Result,
+    distance_ratio_rows,
+    distance_rows,
+    distant,
     markdown_table,
+    nearby,
+    network_lines,
     results_rows,
     target_rows,
     targets,
@@ -68,9 +77,23 @@ def _notes(data: dict[str, Any]) -> str:
     return "\n".join(f"- {note}" for note in notes)
 
 
+def _distance(data: dict[str, Any], results: list[Result]) -> str:
+    if not distant(results):
+        return "_No scenario with the database at a distance in this run (`--delays`)._"
+    network = [f"- {line}" for line in network_lines(data.get("network") or [])]
+    return "\n\n".join(
+        [
+            markdown_table(DISTANCE_HEADER, distance_rows(results)),
+            markdown_table(DISTANCE_RATIO_HEADER, distance_ratio_rows(results)),
+            "\n".join(network) or "_The added round trip was not measured._",
+        ]
+    )
+
+
 def render(data: dict[str, Any]) -> str:
     results = [Result.from_json(item) for item in data["results"]]
     options = data["options"]
+    cores = options.get("cores", data["machine"]["cpus"])
     return Template(TEMPLATE.read_text()).substitute(
         generated=data["generated"],
         command=data["command"],
@@ -84,7 +107,12 @@ def render(data: dict[str, Any]) -> str:
         patch_pool=f"{options['patch_pool']:,}",
         workers=" and ".join(str(w) for w in options["workers"]),
         machine=_machine(data),
-        results=markdown_table(RESULT_HEADER, results_rows(results)),
+        results=markdown_table(RESULT_HEADER, results_rows(nearby(results))),
+        distance=_distance(data, results),
+        delays=" and ".join(f"{delay:g} ms" for delay in options.get("delays", [])) or "none",
+        distance_connections=options.get("distance_connections", 64),
+        cores=cores,
+        sync_workers=2 * cores + 1,
         targets=markdown_table(TARGET_HEADER, target_rows(targets(results))),
         profiles=_profiles(data),
         notes=_notes(data),
@@ -99,14 +127,18 @@ def plot(data: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
 
-    results = [Result.from_json(item) for item in data["results"]]
+    everything = [Result.from_json(item) for item in data["results"]]
+    results = nearby(everything)
     scenarios = [key for key in SCENARIOS if any(r.scenario == key for r in results)]
     series = sorted(
         {(r.server, r.workers) for r in results if r.server in {"shoal", "eve"}},
         key=lambda pair: (pair[0] != "shoal", pair[1]),
     )
     baselines = [r for r in results if r.server in {"quart", "driver"}]
-    figure, (rate_axis, p99_axis) = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
+    far = distant(everything)
+    rows = 3 if far else 2
+    figure, axes = plt.subplots(rows, 1, figsize=(11, 4 * rows))
+    rate_axis, p99_axis = axes[0], axes[1]
     width = 0.8 / max(1, len(series))
     positions = list(range(len(scenarios)))
     colours = {"shoal": ["#1f77b4", "#6baed6"], "eve": ["#d62728", "#fc9272"]}
@@ -153,11 +185,15 @@ def plot(data: dict[str, Any], path: Path) -> Path:
     rate_axis.set_ylabel("requests/s (higher is better)")
     p99_axis.set_ylabel("p99 latency, ms (lower is better, log scale)")
     p99_axis.set_yscale("log")
+    rate_axis.set_xticks(positions)
+    rate_axis.set_xticklabels([])
     p99_axis.set_xticks(positions)
     p99_axis.set_xticklabels([SCENARIOS[s] for s in scenarios], rotation=20, ha="right")
     rate_axis.legend(fontsize=8, ncol=2)
     rate_axis.grid(axis="y", alpha=0.3)
     p99_axis.grid(axis="y", alpha=0.3)
+    if far:
+        _plot_distance(axes[2], far)
     figure.suptitle(
         f"Shoal benchmarks, {data['machine']['cpus']} cores shared by wrk and the servers "
         f"({data['generated'][:10]})"
@@ -166,6 +202,37 @@ def plot(data: dict[str, Any], path: Path) -> Path:
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def _plot_distance(axis: Any, results: list[Result]) -> None:
+    """Requests/s per added delay and scenario: Shoal, Eve sync and Eve gevent."""
+    groups = [
+        (delay, scenario)
+        for delay in sorted({r.delay_ms for r in results})
+        for scenario in DISTANCE_SCENARIOS
+    ]
+    width = 0.8 / len(DISTANCE_SERVERS)
+    colours = {"shoal": "#1f77b4", "eve": "#d62728", "eve_gevent": "#ff9896"}
+    for index, server in enumerate(DISTANCE_SERVERS):
+        found = [
+            next((r for r in results if (r.delay_ms, r.scenario, r.server) == (*group, server)),
+                 None)
+            for group in groups
+        ]  # fmt: skip
+        rates = [r.ok_per_s if r else 0.0 for r in found]
+        workers = next((r.workers for r in found if r), 0)
+        offsets = [p - 0.4 + width * (index + 0.5) for p in range(len(groups))]
+        label = f"{SERVERS[server]}, {workers} worker{'s' if workers != 1 else ''}"
+        bars = axis.bar(offsets, rates, width, label=label, color=colours[server])
+        axis.bar_label(bars, labels=[f"{rate:.0f}" if rate else "" for rate in rates],
+                       fontsize=6)  # fmt: skip
+    axis.set_xticks(range(len(groups)))
+    axis.set_xticklabels(
+        [f"db +{delay:g} ms\n{SCENARIOS[scenario]}" for delay, scenario in groups], fontsize=8
+    )
+    axis.set_ylabel("2xx/3xx requests/s, database at a distance")
+    axis.legend(fontsize=8)
+    axis.grid(axis="y", alpha=0.3)
 
 
 def write(data: dict[str, Any], root: Path) -> list[Path]:

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pymongo import MongoClient
 
 from .options import Options
 from .proc import cpu_seconds, machine_busy_seconds, peak_rss_mb, rss_mb
@@ -63,6 +67,21 @@ def cpu_percent(start: CpuClock, end: CpuClock, elapsed: float) -> dict[str, flo
     }
 
 
+def ping_ms(mongodb_uri: str, count: int = 50) -> float:
+    """The median time of a MongoDB ``ping`` (one round trip) over ``mongodb_uri``, ms."""
+    client: MongoClient[dict[str, Any]] = MongoClient(mongodb_uri, serverSelectionTimeoutMS=10000)
+    try:
+        client.admin.command("ping")  # connected, authenticated
+        times = []
+        for _ in range(count):
+            started = time.perf_counter()
+            client.admin.command("ping")
+            times.append(time.perf_counter() - started)
+    finally:
+        client.close()
+    return 1000 * statistics.median(times)
+
+
 def print_result(result: Result) -> None:
     print("  " + "  ".join(results_rows([result])[0][1:]), flush=True)
 
@@ -94,7 +113,14 @@ class Meter:
         )
 
     def measure(
-        self, service: Service, server: str, workers: int, load: Load, *, warmup: bool = True
+        self,
+        service: Service,
+        server: str,
+        workers: int,
+        load: Load,
+        *,
+        delay_ms: float = 0.0,
+        warmup: bool = True,
     ) -> Result | None:
         connections = load.connections or self.options.connections
         url = service.url + load.path
@@ -113,7 +139,8 @@ class Meter:
             wrk = self._wrk(url, self.options.duration, connections, load)
             cpu = cpu_percent(start, self._cpu(app_pids), time.monotonic() - clock)
         except (WrkError, subprocess.TimeoutExpired) as error:
-            self.notes.append(f"{server} {scenario} (workers {workers}) failed: {error}")
+            where = f", database +{delay_ms:g} ms" if delay_ms else ""
+            self.notes.append(f"{server} {scenario} (workers {workers}{where}) failed: {error}")
             print(f"  {server} {scenario}: FAILED: {error}", file=sys.stderr, flush=True)
             return None
         workers_now = service.workers()
@@ -144,6 +171,7 @@ class Meter:
             worker_current_rss_mb=[round(rss_mb(pid), 1) for pid in workers_now],
             cpu_percent=cpu,
             note=load.note,
+            delay_ms=delay_ms,
         )
         self.results.append(result)
         print_result(result)

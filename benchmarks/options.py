@@ -6,8 +6,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0))
 
 
 @dataclass
@@ -30,6 +36,13 @@ class Options:
     profile_duration: float = 8.0
     eve: bool = True
     write_docs: bool = True
+    #: Round trips (ms) the delay proxy adds between the servers and the database,
+    #: one phase each; the connections wrk opens in those phases.
+    delays: list[float] = field(default_factory=lambda: [1.0, 5.0])
+    distance_connections: int = 64
+    #: Shoal and Eve's gevent workers per core in those phases (Eve's sync workers:
+    #: 2 x cores + 1, gunicorn's advice).
+    cores: int = field(default_factory=available_cores)
 
 
 def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
@@ -64,13 +77,32 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
         help="seconds to wait before a scenario for a busy machine to calm down",
     )
     parser.add_argument("--many-connections", type=int, default=defaults.many_connections)
-    parser.add_argument("--workers", type=int, nargs="+", default=defaults.workers)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="*",
+        default=defaults.workers,
+        help="worker counts of the phases with the database on loopback (none: skip them)",
+    )
     parser.add_argument("--documents", type=int, default=defaults.documents)
     parser.add_argument(
         "--patch-pool",
         type=int,
         default=defaults.patch_pool,
         help="fresh documents for the PATCH scenario (Eve can patch each once)",
+    )
+    parser.add_argument(
+        "--delays",
+        type=float,
+        nargs="*",
+        default=defaults.delays,
+        help="added database round trips in ms, a phase each (none: skip those phases)",
+    )
+    parser.add_argument(
+        "--distance-connections",
+        type=int,
+        default=defaults.distance_connections,
+        help="wrk connections with the database at a distance",
     )
     parser.add_argument("--no-profile", action="store_true", help="skip py-spy")
     parser.add_argument("--no-eve", action="store_true", help="skip the Eve baseline")
@@ -82,7 +114,7 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a smoke run: 2 s per scenario, no warm-up, 1 worker, no profile",
+        help="a smoke run: 2 s per scenario, no warm-up, 1 worker, one delay, no profile",
     )
     parser.add_argument(
         "--docs-only",
@@ -100,11 +132,14 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
         workers=args.workers,
         documents=args.documents,
         patch_pool=args.patch_pool,
+        delays=args.delays,
+        distance_connections=args.distance_connections,
         profile=not args.no_profile,
         eve=not args.no_eve,
         write_docs=not args.no_docs,
     )
     if args.quick:
-        options.duration, options.warmup, options.workers = 2.0, 0.0, [1]
+        options.duration, options.warmup, options.workers = 2.0, 0.0, options.workers[:1]
         options.profile, options.patch_pool = False, 2000
+        options.delays = options.delays[-1:]
     return options, args.docs_only

@@ -26,7 +26,16 @@ SHOAL_SCENARIOS = ("item_get", "item_get_cached", "list_get", "post", "patch", "
 #: Eve has no response cache: Shoal's cached item GET is compared with Eve's item GET.
 EVE_COUNTERPART = {"item_get_cached": "item_get"}
 CPU_ROLES = ("app", "db", "wrk", "other")
-SERVERS = {"shoal": "Shoal", "quart": "Quart minimal", "driver": "driver", "eve": "Eve"}
+SERVERS = {
+    "shoal": "Shoal",
+    "quart": "Quart minimal",
+    "driver": "driver",
+    "eve": "Eve",
+    "eve_gevent": "Eve gevent",
+}
+#: The scenarios measured with the database at a distance, and the servers compared.
+DISTANCE_SCENARIOS = ("item_get", "post", "patch")
+DISTANCE_SERVERS = ("shoal", "eve", "eve_gevent")
 
 CACHED_VS_MINIMAL = 0.85
 UNCACHED_VS_DRIVER = 0.8
@@ -60,6 +69,8 @@ class Result:
     #: the database, wrk, and everything else on the machine ("other").
     cpu_percent: dict[str, float] = field(default_factory=dict)
     note: str = ""
+    #: Round trip added between the server and the database (the delay proxy), ms.
+    delay_ms: float = 0.0
 
     @property
     def peak_rss_mb(self) -> float:
@@ -119,16 +130,33 @@ class Target:
 
 
 def find(
-    results: Iterable[Result], server: str, scenario: str, workers: int | None = None
+    results: Iterable[Result],
+    server: str,
+    scenario: str,
+    workers: int | None = None,
+    *,
+    delay_ms: float = 0.0,
 ) -> Result | None:
+    """The result of ``server`` in ``scenario`` (with the database ``delay_ms`` away)."""
     for result in results:
         if (
             result.server == server
             and result.scenario == scenario
             and (workers is None or result.workers == workers)
+            and result.delay_ms == delay_ms
         ):
             return result
     return None
+
+
+def nearby(results: Iterable[Result]) -> list[Result]:
+    """The results with the database on loopback (no added delay)."""
+    return [result for result in results if not result.delay_ms]
+
+
+def distant(results: Iterable[Result]) -> list[Result]:
+    """The results with the database behind the delay proxy."""
+    return [result for result in results if result.delay_ms]
 
 
 def ratio(numerator: Result | None, denominator: Result | None) -> float | None:
@@ -151,6 +179,7 @@ def _at_least(value: float | None, goal: float) -> bool | None:
 def targets(results: Sequence[Result]) -> list[Target]:
     """Every target, for each worker count Shoal ran with."""
     found: list[Target] = []
+    results = nearby(results)
     worker_counts = sorted({r.workers for r in results if r.server == "shoal"})
     driver = find(results, "driver", "find_one")
     for workers in worker_counts:
@@ -287,6 +316,50 @@ def target_rows(found: Sequence[Target]) -> list[list[str]]:
 TARGET_HEADER = ["workers", "target", "measured", "per app CPU", "goal", "status"]
 
 
+def distance_rows(results: Sequence[Result]) -> list[list[str]]:
+    """The results with the database at a distance, its added round trip first."""
+    found = distant(results)
+    return [[f"{r.delay_ms:g}", *row] for r, row in zip(found, results_rows(found), strict=True)]
+
+
+DISTANCE_HEADER = ["db +ms", *RESULT_HEADER]
+
+
+def distance_ratio_rows(results: Sequence[Result]) -> list[list[str]]:
+    """Per added delay and scenario: each server's 2xx/3xx requests/s, and Shoal's ratios."""
+    rows = []
+    for delay in sorted({r.delay_ms for r in distant(results)}):
+        for scenario in DISTANCE_SCENARIOS:
+            shoal, eve, gevent = (
+                find(results, server, scenario, delay_ms=delay) for server in DISTANCE_SERVERS
+            )
+            if shoal is None and eve is None and gevent is None:
+                continue
+            rows.append(
+                [
+                    f"{delay:g}",
+                    SCENARIOS[scenario],
+                    *(_number(r.ok_per_s if r else None) for r in (shoal, eve, gevent)),
+                    *(
+                        "-" if value is None else f"{value:.2f}x"
+                        for value in (ratio(shoal, eve), ratio(shoal, gevent))
+                    ),
+                ]
+            )
+    return rows
+
+
+DISTANCE_RATIO_HEADER = [
+    "db +ms",
+    "scenario",
+    "Shoal ok/s",
+    "Eve ok/s",
+    "Eve gevent ok/s",
+    "Shoal / Eve",
+    "Shoal / Eve gevent",
+]
+
+
 def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A plain table; text columns left-aligned, figures right-aligned."""
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
@@ -318,18 +391,40 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def summary_text(data: dict[str, Any]) -> str:
     results = [Result.from_json(item) for item in data["results"]]
     found = targets(results)
-    lines = [
-        "",
-        "Results (wrk on loopback; server, database, Redis and wrk share the machine's "
-        f"{data['machine']['cpus']} cores)",
-        text_table(RESULT_HEADER, results_rows(results)),
-        "",
+    lines = [""]
+    if nearby(results):
+        lines += [
+            "Results (wrk on loopback; server, database, Redis and wrk share the machine's "
+            f"{data['machine']['cpus']} cores)",
+            text_table(RESULT_HEADER, results_rows(nearby(results))),
+            "",
+        ]
+    if distant(results):
+        lines += [
+            "The database at a distance (the delay proxy adds the round trip of db +ms)",
+            text_table(DISTANCE_HEADER, distance_rows(results)),
+            "",
+            text_table(DISTANCE_RATIO_HEADER, distance_ratio_rows(results)),
+            "",
+            *(network_lines(data.get("network") or [])),
+            "",
+        ]
+    lines += [
         "Ratios and targets (ratios compare 2xx/3xx requests per second)",
         text_table(TARGET_HEADER, target_rows(found)),
     ]
     for note in data.get("notes", []):
         lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def network_lines(network: Sequence[dict[str, float]]) -> list[str]:
+    """What the delay proxy added, as measured: a MongoDB ping, direct and through it."""
+    return [
+        f"database +{item['delay_ms']:g} ms: a MongoDB ping took {item['ping_ms']:.2f} ms "
+        f"direct and {item['proxied_ping_ms']:.2f} ms through the delay proxy (median of 50)"
+        for item in network
+    ]
 
 
 def busy_note(results: Sequence[Result], threshold: float) -> str | None:

@@ -86,6 +86,7 @@ def collect(meter: Meter, scenarios: Scenarios, options: Options, elapsed: float
         "results": [result.to_json() for result in results],
         "targets": [{**asdict(target), "status": target.status} for target in targets(results)],
         "profiles": scenarios.profiles,
+        "network": scenarios.network,
         "notes": meter.notes,
     }
 

@@ -3,19 +3,24 @@
 For each worker count: the Quart minimal app (the stack's ceiling), then Shoal
 (item GET uncached and cached, list GET, item GET at many connections, POST,
 PATCH), then Eve under gunicorn on the same data. Once: the driver's ceiling.
-Each phase starts its server, measures it (``measure.Meter``) and stops it.
+Then, for each added delay, the database at that network distance: item GET,
+POST and PATCH at ``distance_connections`` against Shoal (a worker per core),
+Eve on gunicorn's sync workers (2 x cores + 1) and Eve on its gevent workers
+(a worker per core). Each phase starts its server, measures it
+(``measure.Meter``) and stops it.
 """
 
 from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from . import servers
 from .data import Workload
-from .measure import Load, Meter
+from .measure import Load, Meter, ping_ms
 from .options import Options
 from .profile import format_profile, record
 from .report import SCENARIOS
@@ -44,6 +49,8 @@ class Scenarios:
         self.workdir = workdir
         self.results_dir = results_dir
         self.profiles: dict[str, Any] = {}
+        #: Per added delay: a MongoDB ping's round trip, direct and through the proxy.
+        self.network: list[dict[str, float]] = []
 
     # -- what wrk sends ----------------------------------------------------------------
 
@@ -71,20 +78,64 @@ class Scenarios:
     def many_connections(self) -> Load:
         return self.item_get("item_get_1000c", connections=self.options.many_connections)
 
-    def post(self) -> Load:
+    def post(self, connections: int | None = None) -> Load:
         return Load(
             scenario="post",
             script="post.lua",
             script_args=lambda: ("/items",),
+            connections=connections,
             before=self.workload.remove_posted,
         )
 
-    def patch(self, *, fresh_only: bool, note: str = "") -> Load:
+    def patch(self, *, fresh_only: bool, connections: int | None = None, note: str = "") -> Load:
+        """PATCH with If-Match over the pool, put back first (``insert_pool``).
+
+        Eve's runs patch only documents it has not patched yet (``fresh_only``):
+        once Eve has patched a document on the stand-in, its `_updated` is a string
+        (the stand-in's `$set` datetime gap) and Eve fails on it.
+        """
+
         def args() -> tuple[str, ...]:
             pool = self.workload.pool_file(fresh_only=fresh_only)
             return (str(pool), "/items/", str(self.options.threads))
 
-        return Load(scenario="patch", script="patch.lua", script_args=args, note=note)
+        return Load(
+            scenario="patch",
+            script="patch.lua",
+            script_args=args,
+            connections=connections,
+            note=note,
+        )
+
+    def writes(
+        self,
+        service: Service,
+        server: str,
+        workers: int,
+        *,
+        connections: int | None = None,
+        delay_ms: float = 0.0,
+    ) -> None:
+        """POST, then PATCH, each on a clean collection and a fresh pool."""
+        eve = server.startswith("eve")
+        measure = self.meter.measure
+        measure(service, server, workers, self.post(connections), delay_ms=delay_ms)
+        self.workload.remove_posted()
+        self.workload.insert_pool()
+        note = "each pool document patched once (stand-in gap)" if eve else ""
+        patch = self.patch(fresh_only=eve, connections=connections, note=note)
+        result = measure(service, server, workers, patch, delay_ms=delay_ms)
+        if eve and result is not None and result.requests >= self.workload.pool_size:
+            self.meter.notes.append(
+                f"Eve's PATCH run ({service.name}) used up its pool of "
+                f"{self.workload.pool_size} unpatched documents (its errors are the "
+                "stand-in gap, not Eve's): raise --patch-pool"
+            )
+
+    def seed(self, shoal: Service) -> None:
+        """Insert the documents through the first Shoal started (once a run)."""
+        if not self.workload.seeded:
+            print(self.workload.seed(shoal.url), flush=True)
 
     def reset(self) -> None:
         """The seed documents only, and an empty Redis."""
@@ -104,25 +155,35 @@ class Scenarios:
                 )
             if self.options.eve:
                 self.eve_phase(workers)
+        for delay_ms in self.options.delays:
+            self.distance_phase(delay_ms)
 
     def quart_phase(self, workers: int) -> None:
         with servers.quart(self.workdir, workers) as quart:
             self.meter.measure(quart, "quart", workers, Load(scenario="minimal", path="/"))
 
-    def _shoal(self, workers: int) -> Service:
+    def _shoal(self, workers: int, mongodb_uri: str | None = None) -> Service:
         return servers.shoal(
             self.workdir,
             workers,
-            mongodb_uri=self.stack.mongodb_uri,
+            mongodb_uri=mongodb_uri or self.stack.mongodb_uri,
             database=self.stack.database,
             redis_url=self.stack.redis_url,
+        )
+
+    def _eve(self, workers: int, mongodb_uri: str | None = None, **kind: Any) -> Service:
+        return servers.eve(
+            self.workdir,
+            workers,
+            mongodb_uri=mongodb_uri or self.stack.mongodb_uri,
+            database=self.stack.database,
+            **kind,
         )
 
     def shoal_phase(self, workers: int) -> None:
         measure = self.meter.measure
         with self._shoal(workers) as shoal:
-            if not self.workload.seeded:
-                print(self.workload.seed(shoal.url), flush=True)
+            self.seed(shoal)
             self.reset()
             measure(shoal, "shoal", workers, self.item_get())
             cached = self.item_get(
@@ -135,40 +196,57 @@ class Scenarios:
             measure(shoal, "shoal", workers, self.many_connections())
             if self.options.profile and workers == 1:
                 self.profile(shoal)
-            measure(shoal, "shoal", workers, self.post())
-            self.workload.remove_posted()
-            self.workload.insert_pool()
-            measure(shoal, "shoal", workers, self.patch(fresh_only=False))
+            self.writes(shoal, "shoal", workers)
         self.reset()
 
     def eve_phase(self, workers: int) -> None:
         measure = self.meter.measure
         self.reset()
-        eve = servers.eve(
-            self.workdir, workers, mongodb_uri=self.stack.mongodb_uri, database=self.stack.database
-        )
-        with eve:
+        with self._eve(workers) as eve:
             measure(eve, "eve", workers, self.item_get())
             measure(eve, "eve", workers, Load(scenario="list_get", path="/items"))
             measure(eve, "eve", workers, self.many_connections())
-            measure(eve, "eve", workers, self.post())
-            self.workload.remove_posted()
-            # Last, and on documents nothing reads afterwards: once Eve has patched a
-            # document on the stand-in, its `_updated` is a string (the stand-in's
-            # `$set` datetime gap) and Eve fails on it, so each pool document is
-            # patched at most once (the pool is sized for that).
-            self.workload.insert_pool()
-            patch = self.patch(
-                fresh_only=True, note="each pool document patched once (stand-in gap)"
-            )
-            result = measure(eve, "eve", workers, patch)
-            if result is not None and result.requests >= self.workload.pool_size:
-                self.meter.notes.append(
-                    f"Eve's PATCH run (workers {workers}) used up its pool of "
-                    f"{self.workload.pool_size} unpatched documents (its errors are the "
-                    "stand-in gap, not Eve's): raise --patch-pool"
-                )
+            # Last, on documents nothing reads afterwards (see ``patch``).
+            self.writes(eve, "eve", workers)
         self.reset()
+
+    def distance_phase(self, delay_ms: float) -> None:
+        """Shoal and Eve (sync and gevent workers) with the database ``delay_ms`` away."""
+        cores = self.options.cores
+        connections = self.options.distance_connections
+        print(f"\n== database at +{delay_ms:g} ms, {connections} connections", flush=True)
+        with self.stack.distance(delay_ms) as uri:
+            direct, proxied = ping_ms(self.stack.mongodb_uri), ping_ms(uri)
+            self.network.append(
+                {"delay_ms": delay_ms, "ping_ms": direct, "proxied_ping_ms": proxied}
+            )
+            print(f"  MongoDB ping: {direct:.2f} ms direct, {proxied:.2f} ms through the proxy")
+            subjects: list[tuple[str, int, Callable[[], Service]]] = [
+                ("shoal", cores, lambda: self._shoal(cores, uri))
+            ]
+            if self.options.eve:
+                sync, gevent = 2 * cores + 1, cores
+                subjects += [
+                    ("eve", sync, lambda: self._eve(sync, uri)),
+                    ("eve_gevent", gevent, lambda: self._eve(gevent, uri, gevent=True)),
+                ]
+            for server, workers, start in subjects:
+                self.reset()
+                with start() as service:
+                    if server == "shoal":
+                        self.seed(service)
+                        self.reset()
+                    self.meter.measure(
+                        service,
+                        server,
+                        workers,
+                        self.item_get(connections=connections),
+                        delay_ms=delay_ms,
+                    )
+                    self.writes(
+                        service, server, workers, delay_ms=delay_ms, connections=connections
+                    )
+            self.reset()
 
     # -- profiles ----------------------------------------------------------------------
 

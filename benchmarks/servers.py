@@ -3,7 +3,8 @@
 - ``quart``: the minimal Quart app (``benchmarks/apps/minimal.py``) under
   hypercorn with the repository's ``hypercorn.toml``;
 - ``shoal``: ``shoal serve`` with ``benchmarks/shoal.yaml`` and the same toml;
-- ``eve``: Eve 2.3 (``benchmarks/apps/eve_app.py``) under gunicorn's sync workers.
+- ``eve``: Eve 2.3 (``benchmarks/apps/eve_app.py``) under gunicorn, with its sync
+  workers or (``gevent=True``) its gevent workers.
 
 Each factory returns a ``Service`` not yet started: use it as a context manager.
 """
@@ -70,12 +71,26 @@ def quart(workdir: Path, workers: int) -> Service:
     )  # fmt: skip
 
 
-def eve(workdir: Path, workers: int, *, mongodb_uri: str, database: str) -> Service:
+def eve(
+    workdir: Path,
+    workers: int,
+    *,
+    mongodb_uri: str,
+    database: str,
+    gevent: bool = False,
+    worker_connections: int = 128,
+) -> Service:
+    """Eve under gunicorn: sync workers (one request at a time each), or gevent
+    workers (``worker_connections`` greenlets each; gunicorn's gevent worker
+    monkey-patches the standard library before it imports the app, so PyMongo
+    runs on gevent's sockets, and the app checks that it does)."""
     port = free_port()
     host_port = mongodb_uri.split("//", 1)[1].split("/", 1)[0]
+    kind = ["--worker-class", "gevent", "--worker-connections", str(worker_connections)]
     return Service(
-        f"eve-w{workers}",
+        f"eve-{'gevent-' if gevent else ''}w{workers}",
         [sys.executable, "-m", "gunicorn", "--workers", str(workers),
+         *(kind if gevent else []),
          "--bind", f"127.0.0.1:{port}", "--backlog", "2048", "--graceful-timeout", "10",
          "--no-control-socket",
          "benchmarks.apps.eve_app:app"],
@@ -84,6 +99,7 @@ def eve(workdir: Path, workers: int, *, mongodb_uri: str, database: str) -> Serv
         cwd=ROOT,
         ready_path="/items?max_results=1",
         env=clean_env(
-            BENCH_EVE_MONGO_URI=f"mongodb://{host_port}/{database}?directConnection=true"
+            BENCH_EVE_MONGO_URI=f"mongodb://{host_port}/{database}?directConnection=true",
+            BENCH_EVE_GEVENT="1" if gevent else "",
         ),
     )  # fmt: skip

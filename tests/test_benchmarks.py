@@ -4,11 +4,16 @@ the benchmarks themselves run with ``scripts/bench``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import shutil
+import statistics
 import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,8 +22,19 @@ import pytest
 from benchmarks import docs
 from benchmarks.measure import cpu_percent
 from benchmarks.profile import short_path, summarize
-from benchmarks.report import Result, target_rows, targets, text_table
+from benchmarks.report import (
+    Result,
+    distance_ratio_rows,
+    find,
+    target_rows,
+    targets,
+    text_table,
+)
 from benchmarks.wrk import WrkError, parse_wrk, wrk_command
+
+from shoal.system import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
 
 WRK_REPORT = """\
 Running 10s test @ http://127.0.0.1:40001/items
@@ -163,6 +179,26 @@ def test_cpu_shares_leave_the_rest_of_the_machine_as_other() -> None:
     assert shares == {"app": 75.0, "db": 25.0, "wrk": 10.0, "other": 40.0}
     # Rounding (or counters read a tick apart) never makes "other" negative.
     assert cpu_percent((0.0, 0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.99), 1.0)["other"] == 0.0
+
+
+def test_distance_ratios_compare_shoal_with_eve_on_sync_and_gevent_workers() -> None:
+    results = [
+        _result("shoal", "item_get", 900, workers=2, delay_ms=5.0),
+        _result("eve", "item_get", 300, workers=5, delay_ms=5.0),
+        _result("eve_gevent", "item_get", 600, workers=2, delay_ms=5.0),
+        _result("shoal", "post", 500, workers=2, delay_ms=5.0, non_2xx_3xx=1000),
+        _result("eve", "post", 200, workers=5, delay_ms=5.0),
+        _result("shoal", "item_get", 100, workers=2),  # on loopback: not part of it
+        _result("eve", "item_get", 50, workers=2, delay_ms=1.0),
+    ]
+    rows = distance_ratio_rows(results)
+    assert rows[0] == ["1", "item GET uncached", "-", "50.0", "-", "-", "-"]
+    assert rows[1] == ["5", "item GET uncached", "900.0", "300.0", "600.0", "3.00x", "1.50x"]
+    # Errors do not count as throughput: (5000 - 1000) / 10 s = 400/s.
+    assert rows[2] == ["5", "POST insert", "400.0", "200.0", "-", "2.00x", "-"]
+    assert len(rows) == 3  # no PATCH measured
+    assert find(results, "shoal", "item_get", 2) is results[-2]
+    assert find(results, "shoal", "item_get", 2, delay_ms=5.0) is results[0]
 
 
 def test_text_table_aligns_columns() -> None:
@@ -341,3 +377,153 @@ def test_get_script_covers_every_document_and_post_sends_valid_documents(
     posted = handler.seen["post"]
     assert posted
     assert all(body["title"] == "posted by wrk" for body in posted)
+
+
+# --- the delay proxy, between clients and a local echo server -----------------------
+
+PROXY_DELAY_MS = 20.0
+
+
+class _ProxiedEcho:
+    """An echo server (it closes its side once the client's end arrives) behind the
+    delay proxy, run as its own process."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.closed: asyncio.Queue[None] = asyncio.Queue()  # one item per closed connection
+        self.port = free_port()
+        self.server: asyncio.Server | None = None
+        self.proxy: asyncio.subprocess.Process | None = None
+
+    async def _echo(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        self.closed.put_nowait(None)
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._echo, "127.0.0.1", 0)
+        target = self.server.sockets[0].getsockname()[1]
+        self.proxy = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "benchmarks.delay_proxy", "--listen",
+            f"127.0.0.1:{self.port}", "--target", f"127.0.0.1:{target}",
+            "--delay-ms", str(PROXY_DELAY_MS),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert self.proxy.stdout is not None
+        line = await asyncio.wait_for(self.proxy.stdout.readline(), 30)
+        assert line.startswith(b"delay proxy: 127.0.0.1:"), line  # it listens
+
+    async def closed_connections(self, count: int) -> None:
+        """Wait until the server has closed ``count`` more connections."""
+        for _ in range(count):
+            await asyncio.wait_for(self.closed.get(), 10)
+
+    async def stop(self) -> str:
+        """Stop the proxy (by its pid) and the server; the proxy's last words."""
+        output = b""
+        if self.proxy is not None:
+            self.proxy.terminate()
+            output, _ = await asyncio.wait_for(self.proxy.communicate(), 15)
+            self.proxy = None
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+        return output.decode()
+
+
+@pytest.fixture
+async def proxied_echo() -> AsyncIterator[_ProxiedEcho]:
+    echo = _ProxiedEcho()
+    try:
+        await echo.start()
+        yield echo
+    finally:
+        await echo.stop()
+
+
+async def test_delay_proxy_delays_round_trips_and_keeps_large_data_whole(
+    proxied_echo: _ProxiedEcho,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxied_echo.port)
+    for _ in range(3):
+        started = time.monotonic()
+        writer.write(b"ping")
+        await writer.drain()
+        assert await reader.readexactly(4) == b"ping"
+        assert time.monotonic() - started >= PROXY_DELAY_MS / 1000
+
+    # 8 MiB in uneven pieces come back whole and in order, while still being sent.
+    blob = random.Random(5).randbytes(8 * 1024 * 1024)
+
+    async def send() -> None:
+        for start in range(0, len(blob), 100_003):
+            writer.write(blob[start : start + 100_003])
+            await writer.drain()
+        writer.write_eof()  # our end travels through the proxy to the server...
+
+    sending = asyncio.create_task(send())
+    received = await asyncio.wait_for(reader.read(-1), 60)  # ...and the server's end back
+    await sending
+    assert received == blob
+    await proxied_echo.closed_connections(1)
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_delay_proxy_closes_both_ends(proxied_echo: _ProxiedEcho) -> None:
+    for _ in range(3):
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxied_echo.port)
+        writer.write(b"hello")
+        assert await reader.readexactly(5) == b"hello"
+        writer.close()  # a client closing outright, as drivers do
+        await writer.wait_closed()
+    # The client's close reached the server, which closed its side in turn...
+    await proxied_echo.closed_connections(3)
+    # ...and once that close has come back through, the proxy holds nothing open.
+    await asyncio.sleep(3 * PROXY_DELAY_MS / 1000)
+    output = await proxied_echo.stop()
+    assert "3 connections (0 still open when stopped)" in output
+
+
+async def test_delay_proxy_overlaps_chunks_and_connections(proxied_echo: _ProxiedEcho) -> None:
+    delay = PROXY_DELAY_MS / 1000
+
+    async def session(number: int) -> list[float]:
+        """Send 10 messages 2 ms apart without waiting; each one's round trip."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxied_echo.port)
+        messages = [f"{number:03d}-{index:02d};".encode() * 50 for index in range(10)]
+        sent: list[float] = []
+
+        async def send() -> None:
+            for message in messages:
+                sent.append(time.monotonic())
+                writer.write(message)
+                await writer.drain()
+                await asyncio.sleep(0.002)
+
+        sending = asyncio.create_task(send())
+        trips = []
+        for index, message in enumerate(messages):
+            assert await reader.readexactly(len(message)) == message  # whole, in order
+            trips.append(time.monotonic() - sent[index])
+        await sending
+        writer.close()
+        await writer.wait_closed()
+        return trips
+
+    started = time.monotonic()
+    trips = await asyncio.gather(*(session(n) for n in range(100)))
+    elapsed = time.monotonic() - started
+    assert min(trip for session_trips in trips for trip in session_trips) >= delay
+    # A chunk waits its own delay, not behind the previous chunk's: held one after
+    # another, the 10th message of a connection would come back ~10 delays late.
+    assert statistics.median(session_trips[-1] for session_trips in trips) < 3 * delay
+    # The connections overlap too: one after another they would take 100 x 10 x delay.
+    assert elapsed < 100 * 10 * delay / 4
+    assert proxied_echo.connections == 100
