@@ -144,10 +144,6 @@ class Workload:
         self.pool_etags: dict[Any, str] = {}
         self.pool_size = 0  # documents in the last pool file
 
-    @property
-    def seeded(self) -> bool:
-        return bool(self.pool)
-
     def seed(self, shoal_url: str) -> str:
         """Insert the documents through Shoal once, and keep them as the snapshot."""
         started = time.monotonic()

@@ -32,6 +32,12 @@ from .report import (
 )
 
 TEMPLATE = Path(__file__).resolve().parent / "template.md"
+#: The plot's baselines, in a shade per worker count (1, more).
+BASELINE_COLOURS = {
+    "bare": ("#9467bd", "#c5b0d5"),
+    "quart": ("#2ca02c", "#98df8a"),
+    "driver": ("#7f7f7f", "#7f7f7f"),
+}
 
 
 def _machine(data: dict[str, Any]) -> str:
@@ -134,7 +140,7 @@ def plot(data: dict[str, Any], path: Path) -> Path:
         {(r.server, r.workers) for r in results if r.server in {"shoal", "eve"}},
         key=lambda pair: (pair[0] != "shoal", pair[1]),
     )
-    baselines = [r for r in results if r.server in {"quart", "driver"}]
+    baselines = [r for r in results if r.server in BASELINE_COLOURS]
     far = distant(everything)
     rows = 3 if far else 2
     figure, axes = plt.subplots(rows, 1, figsize=(11, 4 * rows))
@@ -164,19 +170,13 @@ def plot(data: dict[str, Any], path: Path) -> Path:
         p99_axis.bar(offsets, p99s, width, label=label, color=shade)
     for baseline in baselines:
         position = scenarios.index(baseline.scenario)
-        offset = (
-            position
-            - 0.4
-            + width * ((baseline.workers - 1 if baseline.server == "quart" else 0) + 0.5)
-        )
-        colour = (
-            ("#2ca02c" if baseline.workers == 1 else "#98df8a")
-            if baseline.server == "quart"
-            else "#7f7f7f"
-        )
+        per_worker = baseline.server != "driver"
+        offset = position - 0.4 + width * ((baseline.workers - 1 if per_worker else 0) + 0.5)
+        shades = BASELINE_COLOURS[baseline.server]
+        colour = shades[0 if baseline.workers == 1 else 1]
         label = f"{SERVERS[baseline.server]}" + (
             f", {baseline.workers} worker{'s' if baseline.workers > 1 else ''}"
-            if baseline.server == "quart"
+            if per_worker
             else " (1 process)"
         )
         bars = rate_axis.bar([offset], [baseline.requests_per_s], width, color=colour, label=label)

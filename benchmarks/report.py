@@ -18,6 +18,7 @@ SCENARIOS: dict[str, str] = {
     "post": "POST insert",
     "patch": "PATCH with If-Match",
     "item_get_1000c": "item GET, 1,000 conns",
+    "bare_get": "item GET paths, fixed JSON",
     "minimal": "minimal JSON app",
     "find_one": "find_one by _id",
 }
@@ -28,6 +29,7 @@ EVE_COUNTERPART = {"item_get_cached": "item_get"}
 CPU_ROLES = ("app", "db", "wrk", "other")
 SERVERS = {
     "shoal": "Shoal",
+    "bare": "bare ASGI",
     "quart": "Quart minimal",
     "driver": "driver",
     "eve": "Eve",

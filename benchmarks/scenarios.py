@@ -1,6 +1,7 @@
 """What is measured against which server, phase by phase.
 
-For each worker count: the Quart minimal app (the stack's ceiling), then Shoal
+For each worker count: a bare ASGI app (the server alone) and the Quart minimal
+app (the framework's ceiling) under the same hypercorn settings, then Shoal
 (item GET uncached and cached, list GET, item GET at many connections, POST,
 PATCH), then Eve under gunicorn on the same data. Once: the driver's ceiling.
 Then, for each added delay, the database at that network distance: item GET,
@@ -132,9 +133,9 @@ class Scenarios:
                 "stand-in gap, not Eve's): raise --patch-pool"
             )
 
-    def seed(self, shoal: Service) -> None:
-        """Insert the documents through the first Shoal started (once a run)."""
-        if not self.workload.seeded:
+    def seed(self) -> None:
+        """Insert the documents through a Shoal of one worker, once a run."""
+        with self._shoal(1) as shoal:
             print(self.workload.seed(shoal.url), flush=True)
 
     def reset(self) -> None:
@@ -145,8 +146,10 @@ class Scenarios:
     # -- the phases --------------------------------------------------------------------
 
     def run(self) -> None:
+        self.seed()
         for index, workers in enumerate(self.options.workers):
             print(f"\n== {workers} worker(s)", flush=True)
+            self.bare_phase(workers)
             self.quart_phase(workers)
             self.shoal_phase(workers)
             if index == 0:
@@ -157,6 +160,11 @@ class Scenarios:
                 self.eve_phase(workers)
         for delay_ms in self.options.delays:
             self.distance_phase(delay_ms)
+
+    def bare_phase(self, workers: int) -> None:
+        """The server alone, on the paths of the item GET (any path, the same body)."""
+        with servers.bare(self.workdir, workers) as bare:
+            self.meter.measure(bare, "bare", workers, self.item_get("bare_get"))
 
     def quart_phase(self, workers: int) -> None:
         with servers.quart(self.workdir, workers) as quart:
@@ -183,7 +191,6 @@ class Scenarios:
     def shoal_phase(self, workers: int) -> None:
         measure = self.meter.measure
         with self._shoal(workers) as shoal:
-            self.seed(shoal)
             self.reset()
             measure(shoal, "shoal", workers, self.item_get())
             cached = self.item_get(
@@ -233,9 +240,6 @@ class Scenarios:
             for server, workers, start in subjects:
                 self.reset()
                 with start() as service:
-                    if server == "shoal":
-                        self.seed(service)
-                        self.reset()
                     self.meter.measure(
                         service,
                         server,

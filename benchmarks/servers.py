@@ -1,7 +1,10 @@
 """The servers under test, each a ``Service`` on a free loopback port.
 
-- ``quart``: the minimal Quart app (``benchmarks/apps/minimal.py``) under
-  hypercorn with the repository's ``hypercorn.toml``;
+- ``bare``: a bare ASGI callable answering a fixed JSON body
+  (``benchmarks/apps/bare.py``) under hypercorn with the repository's
+  ``hypercorn.toml``: the server alone;
+- ``quart``: the minimal Quart app (``benchmarks/apps/minimal.py``) under the same
+  hypercorn settings;
 - ``shoal``: ``shoal serve`` with ``benchmarks/shoal.yaml`` and the same toml;
 - ``eve``: Eve 2.3 (``benchmarks/apps/eve_app.py``) under gunicorn, with its sync
   workers or (``gevent=True``) its gevent workers.
@@ -56,19 +59,27 @@ def shoal(
     )  # fmt: skip
 
 
-def quart(workdir: Path, workers: int) -> Service:
+def hypercorn(workdir: Path, name: str, workers: int, application: str) -> Service:
+    """``application`` under hypercorn with the repository's ``hypercorn.toml``."""
     port = free_port()
     return Service(
-        f"quart-w{workers}",
+        f"{name}-w{workers}",
         [sys.executable, "-m", "hypercorn", "--config", str(HYPERCORN_TOML),
-         "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "benchmarks.apps.minimal:app"],
+         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), application],
         workdir=workdir,
         port=port,
         cwd=ROOT,
         ready_path="/",
         env=clean_env(),
     )  # fmt: skip
+
+
+def bare(workdir: Path, workers: int) -> Service:
+    return hypercorn(workdir, "bare", workers, "benchmarks.apps.bare:app")
+
+
+def quart(workdir: Path, workers: int) -> Service:
+    return hypercorn(workdir, "quart", workers, "benchmarks.apps.minimal:app")
 
 
 def eve(

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import pytest
 from benchmarks import docs
+from benchmarks.apps import bare
 from benchmarks.measure import cpu_percent
 from benchmarks.profile import short_path, summarize
 from benchmarks.report import (
@@ -199,6 +200,37 @@ def test_distance_ratios_compare_shoal_with_eve_on_sync_and_gevent_workers() -> 
     assert len(rows) == 3  # no PATCH measured
     assert find(results, "shoal", "item_get", 2) is results[-2]
     assert find(results, "shoal", "item_get", 2, delay_ms=5.0) is results[0]
+
+
+async def test_bare_asgi_app_answers_any_path_with_its_fixed_json_and_a_lifespan() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def no_body() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    for path in ("/items/6b04fa053196f641d19534f5", "/"):
+        sent.clear()
+        await bare.app({"type": "http", "method": "GET", "path": path}, no_body, send)
+        start, body = sent
+        headers = dict(start["headers"])
+        assert (start["status"], headers[b"content-type"]) == (200, b"application/json")
+        assert int(headers[b"content-length"]) == len(body["body"])
+        assert json.loads(body["body"])["_id"] == "6b04fa053196f641d19534f5"
+
+    lifespan = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> dict[str, Any]:
+        return next(lifespan)
+
+    sent.clear()
+    await bare.app({"type": "lifespan"}, receive, send)
+    assert [m["type"] for m in sent] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
 
 
 def test_text_table_aligns_columns() -> None:
