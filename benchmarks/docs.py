@@ -13,23 +13,25 @@ from typing import Any
 from .report import (
     DISTANCE_HEADER,
     DISTANCE_RATIO_HEADER,
-    DISTANCE_SCENARIOS,
-    DISTANCE_SERVERS,
     RESULT_HEADER,
-    SCENARIOS,
-    SERVERS,
     TARGET_HEADER,
-    Result,
     distance_ratio_rows,
     distance_rows,
-    distant,
     markdown_table,
-    nearby,
     network_lines,
     results_rows,
     target_rows,
-    targets,
 )
+from .results import (
+    DISTANCE_SCENARIOS,
+    DISTANCE_SERVERS,
+    SCENARIOS,
+    SERVERS,
+    Result,
+    distant,
+    nearby,
+)
+from .targets import targets
 
 TEMPLATE = Path(__file__).resolve().parent / "template.md"
 #: The plot's baselines, in a shade per worker count (1, more).
@@ -100,6 +102,7 @@ def render(data: dict[str, Any]) -> str:
     results = [Result.from_json(item) for item in data["results"]]
     options = data["options"]
     cores = options.get("cores", data["machine"]["cpus"])
+    found = targets(results)
     return Template(TEMPLATE.read_text()).substitute(
         generated=data["generated"],
         command=data["command"],
@@ -119,7 +122,8 @@ def render(data: dict[str, Any]) -> str:
         distance_connections=options.get("distance_connections", 64),
         cores=cores,
         sync_workers=2 * cores + 1,
-        targets=markdown_table(TARGET_HEADER, target_rows(targets(results))),
+        targets=markdown_table(TARGET_HEADER, target_rows(found)),
+        targets_met=f"{sum(target.met is True for target in found)} of {len(found)}",
         profiles=_profiles(data),
         notes=_notes(data),
     )

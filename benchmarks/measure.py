@@ -24,7 +24,8 @@ from pymongo import MongoClient
 
 from .options import Options
 from .proc import cpu_seconds, machine_busy_seconds, peak_rss_mb, rss_mb
-from .report import Result, results_rows
+from .report import results_rows
+from .results import Result
 from .services import Service
 from .wrk import WrkError, WrkResult, run_wrk, wrk_command
 

@@ -1,257 +1,28 @@
-"""Results of a run, the ratios that matter, and the targets they meet.
+"""A run's results as text: the tables printed at the end of a run and written to
+docs/benchmarks.md, and the notes about the run.
 
-Everything here is pure: it takes ``Result`` values and returns text or
-``Target`` values, so it is tested on canned figures (tests/test_benchmarks.py).
+Pure: it takes ``Result`` and ``Target`` values and returns text, so it is tested
+on canned figures (tests/test_benchmarks.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
-#: Scenario keys, in the order they are reported, with their labels.
-SCENARIOS: dict[str, str] = {
-    "item_get": "item GET uncached",
-    "item_get_cached": "item GET cached",
-    "list_get": "list GET (25 items)",
-    "post": "POST insert",
-    "patch": "PATCH with If-Match",
-    "item_get_1000c": "item GET, 1,000 conns",
-    "bare_get": "item GET paths, fixed JSON",
-    "minimal": "minimal JSON app",
-    "find_one": "find_one by _id",
-}
-#: The Shoal scenarios every target about Eve covers.
-SHOAL_SCENARIOS = ("item_get", "item_get_cached", "list_get", "post", "patch", "item_get_1000c")
-#: Eve has no response cache: Shoal's cached item GET is compared with Eve's item GET.
-EVE_COUNTERPART = {"item_get_cached": "item_get"}
-CPU_ROLES = ("app", "db", "wrk", "other")
-SERVERS = {
-    "shoal": "Shoal",
-    "bare": "bare ASGI",
-    "quart": "Quart minimal",
-    "driver": "driver",
-    "eve": "Eve",
-    "eve_gevent": "Eve gevent",
-}
-#: The scenarios measured with the database at a distance, and the servers compared.
-DISTANCE_SCENARIOS = ("item_get", "post", "patch")
-DISTANCE_SERVERS = ("shoal", "eve", "eve_gevent")
-
-CACHED_VS_MINIMAL = 0.85
-UNCACHED_VS_DRIVER = 0.8
-VS_EVE = 2.0
-MANY_CONNECTIONS_P99_MS = 500.0
-RSS_PER_WORKER_MB = 100.0
-
-
-@dataclass
-class Result:
-    """One scenario on one server with one worker count."""
-
-    server: str
-    scenario: str
-    workers: int
-    connections: int
-    requests: int
-    seconds: float
-    requests_per_s: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    non_2xx_3xx: int = 0
-    #: The errors by kind: non_2xx_3xx, connect, read, write, timeout.
-    error_detail: dict[str, int] = field(default_factory=dict)
-    #: Peak RSS (VmHWM) of each worker process, MiB, read after the scenario.
-    worker_rss_mb: list[float] = field(default_factory=list)
-    #: RSS (VmRSS) of each worker process right after the scenario, MiB.
-    worker_current_rss_mb: list[float] = field(default_factory=list)
-    #: CPU used during the scenario, in % of one core, by role: the app's processes,
-    #: the database, wrk, and everything else on the machine ("other").
-    cpu_percent: dict[str, float] = field(default_factory=dict)
-    note: str = ""
-    #: Round trip added between the server and the database (the delay proxy), ms.
-    delay_ms: float = 0.0
-
-    @property
-    def peak_rss_mb(self) -> float:
-        return max(self.worker_rss_mb, default=0.0)
-
-    @property
-    def current_rss_mb(self) -> float:
-        return max(self.worker_current_rss_mb, default=0.0)
-
-    @property
-    def ok_per_s(self) -> float:
-        """Requests/s that got a 2xx or 3xx answer (what the ratios compare)."""
-        if self.seconds <= 0:
-            return 0.0
-        return max(0, self.requests - self.non_2xx_3xx) / self.seconds
-
-    @property
-    def per_app_cpu_s(self) -> float | None:
-        """2xx/3xx requests per second of CPU the app itself used: steadier than
-        requests/s when other processes share the machine (the database excluded)."""
-        app = self.cpu_percent.get("app", 0.0)
-        return None if app <= 0 else self.ok_per_s / (app / 100.0)
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["per_app_cpu_s"] = self.per_app_cpu_s
-        data["peak_rss_mb"] = self.peak_rss_mb
-        data["current_rss_mb"] = self.current_rss_mb
-        data["ok_per_s"] = self.ok_per_s
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Result:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{key: value for key, value in data.items() if key in known})
-
-
-@dataclass(frozen=True)
-class Target:
-    """One target, for one worker count."""
-
-    name: str
-    workers: int
-    value: float | None  # the measured ratio or figure; None when not measured
-    goal: str
-    met: bool | None  # None: could not be measured in this run
-    detail: str = ""
-    kind: str = "ratio"  # "ratio", "latency" or "memory": how ``value`` reads
-    #: For ratios: the same ratio of requests per second of the app's own CPU.
-    per_cpu: float | None = None
-
-    @property
-    def status(self) -> str:
-        if self.met is None:
-            return "not measured"
-        return "met" if self.met else "not yet met"
-
-
-def find(
-    results: Iterable[Result],
-    server: str,
-    scenario: str,
-    workers: int | None = None,
-    *,
-    delay_ms: float = 0.0,
-) -> Result | None:
-    """The result of ``server`` in ``scenario`` (with the database ``delay_ms`` away)."""
-    for result in results:
-        if (
-            result.server == server
-            and result.scenario == scenario
-            and (workers is None or result.workers == workers)
-            and result.delay_ms == delay_ms
-        ):
-            return result
-    return None
-
-
-def nearby(results: Iterable[Result]) -> list[Result]:
-    """The results with the database on loopback (no added delay)."""
-    return [result for result in results if not result.delay_ms]
-
-
-def distant(results: Iterable[Result]) -> list[Result]:
-    """The results with the database behind the delay proxy."""
-    return [result for result in results if result.delay_ms]
-
-
-def ratio(numerator: Result | None, denominator: Result | None) -> float | None:
-    if numerator is None or denominator is None or denominator.ok_per_s <= 0:
-        return None
-    return numerator.ok_per_s / denominator.ok_per_s
-
-
-def ratio_per_cpu(numerator: Result | None, denominator: Result | None) -> float | None:
-    if numerator is None or denominator is None:
-        return None
-    top, bottom = numerator.per_app_cpu_s, denominator.per_app_cpu_s
-    return None if top is None or not bottom else top / bottom
-
-
-def _at_least(value: float | None, goal: float) -> bool | None:
-    return None if value is None else value >= goal
-
-
-def targets(results: Sequence[Result]) -> list[Target]:
-    """Every target, for each worker count Shoal ran with."""
-    found: list[Target] = []
-    results = nearby(results)
-    worker_counts = sorted({r.workers for r in results if r.server == "shoal"})
-    driver = find(results, "driver", "find_one")
-    for workers in worker_counts:
-        cached = find(results, "shoal", "item_get_cached", workers)
-        minimal = find(results, "quart", "minimal", workers)
-        value = ratio(cached, minimal)
-        found.append(
-            Target(
-                "Shoal cached item GET / Quart minimal app",
-                workers,
-                value,
-                f">= {CACHED_VS_MINIMAL:g}x",
-                _at_least(value, CACHED_VS_MINIMAL),
-                per_cpu=ratio_per_cpu(cached, minimal),
-            )
-        )
-        uncached = find(results, "shoal", "item_get", workers)
-        value = ratio(uncached, driver)
-        found.append(
-            Target(
-                "Shoal uncached item GET / driver ceiling",
-                workers,
-                value,
-                f">= {UNCACHED_VS_DRIVER:g}x",
-                _at_least(value, UNCACHED_VS_DRIVER),
-                per_cpu=ratio_per_cpu(uncached, driver),
-            )
-        )
-        for scenario in SHOAL_SCENARIOS:
-            shoal = find(results, "shoal", scenario, workers)
-            eve = find(results, "eve", EVE_COUNTERPART.get(scenario, scenario), workers)
-            value = ratio(shoal, eve)
-            found.append(
-                Target(
-                    f"Shoal / Eve, {SCENARIOS[scenario]}",
-                    workers,
-                    value,
-                    f">= {VS_EVE:g}x",
-                    _at_least(value, VS_EVE),
-                    per_cpu=ratio_per_cpu(shoal, eve),
-                )
-            )
-        many = find(results, "shoal", "item_get_1000c", workers)
-        found.append(
-            Target(
-                "1,000 connections: zero errors, p99 < 500 ms",
-                workers,
-                None if many is None else many.p99_ms,
-                f"0 errors, p99 < {MANY_CONNECTIONS_P99_MS:g} ms",
-                None
-                if many is None
-                else many.errors == 0 and many.p99_ms < MANY_CONNECTIONS_P99_MS,
-                "" if many is None else f"{many.errors} errors, p99 {many.p99_ms:.0f} ms",
-                kind="latency",
-            )
-        )
-        peaks = [r.peak_rss_mb for r in results if r.server == "shoal" and r.workers == workers]
-        peak = max(peaks, default=None)
-        found.append(
-            Target(
-                "peak RSS per Shoal worker",
-                workers,
-                peak,
-                f"< {RSS_PER_WORKER_MB:g} MB",
-                None if peak is None or peak == 0 else peak < RSS_PER_WORKER_MB,
-                kind="memory",
-            )
-        )
-    return found
-
+from .results import (
+    CPU_ROLES,
+    DISTANCE_SCENARIOS,
+    DISTANCE_SERVERS,
+    SCENARIOS,
+    SERVERS,
+    Result,
+    distant,
+    find,
+    nearby,
+    ratio,
+)
+from .targets import Target, targets
 
 # --- text -------------------------------------------------------------------------
 
@@ -300,22 +71,10 @@ RESULT_HEADER = [
 
 
 def target_rows(found: Sequence[Target]) -> list[list[str]]:
-    rows = []
-    for target in found:
-        if target.value is None:
-            value = "-"
-        elif target.kind == "memory":
-            value = f"{target.value:.1f} MB"
-        elif target.kind == "latency":
-            value = target.detail
-        else:
-            value = f"{target.value:.2f}x"
-        per_cpu = "-" if target.per_cpu is None else f"{target.per_cpu:.2f}x"
-        rows.append([str(target.workers), target.name, value, per_cpu, target.goal, target.status])
-    return rows
+    return [[target.name, target.figure, target.goal, target.status] for target in found]
 
 
-TARGET_HEADER = ["workers", "target", "measured", "per app CPU", "goal", "status"]
+TARGET_HEADER = ["target", "figure", "goal", "status"]
 
 
 def distance_rows(results: Sequence[Result]) -> list[list[str]]:
@@ -411,12 +170,14 @@ def summary_text(data: dict[str, Any]) -> str:
             *(network_lines(data.get("network") or [])),
             "",
         ]
-    lines += [
-        "Ratios and targets (ratios compare 2xx/3xx requests per second)",
-        text_table(TARGET_HEADER, target_rows(found)),
-    ]
     for note in data.get("notes", []):
         lines.append(f"note: {note}")
+    met = sum(target.met is True for target in found)
+    lines += [
+        "",
+        f"Targets: {met} of {len(found)} met (ratios compare 2xx/3xx requests per second)",
+        text_table(TARGET_HEADER, target_rows(found)),
+    ]
     return "\n".join(lines)
 
 

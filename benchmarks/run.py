@@ -38,9 +38,10 @@ from .data import Dataset, Workload
 from .host import machine, raise_open_files_limit, versions
 from .measure import Meter
 from .options import Options, parse_options
-from .report import busy_note, summary_text, targets
+from .report import busy_note, summary_text
 from .scenarios import Scenarios
 from .stack import Stack
+from .targets import targets
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"

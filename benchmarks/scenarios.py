@@ -24,7 +24,7 @@ from .data import Workload
 from .measure import Load, Meter, ping_ms
 from .options import Options
 from .profile import format_profile, record
-from .report import SCENARIOS
+from .results import SCENARIOS
 from .services import Service
 from .stack import Stack
 from .wrk import wrk_command
