@@ -98,11 +98,46 @@ def _distance(data: dict[str, Any], results: list[Result]) -> str:
     )
 
 
+#: What a run of an older harness (no "engine" in its results) ran against.
+STAND_IN: dict[str, Any] = {
+    "name": "nx-27017, the MongoDB stand-in (SQLite underneath)",
+    "cpu_counted": True,
+}
+
+
+def _engine(data: dict[str, Any]) -> tuple[str, str]:
+    """What the page says of the database: in the introduction, and in the method."""
+    engine = data.get("engine") or STAND_IN
+    if not engine.get("given"):
+        return (
+            "The database is the MongoDB stand-in (nx-27017: one Python process over "
+            "SQLite), not MongoDB, so the database side is far slower than a real `mongod` "
+            "and dominates every read and write; the ratios between servers on the same "
+            "data matter more than the absolute numbers. `--mongodb-uri` (or "
+            "`SHOAL_BENCH_MONGODB_URI`) runs the same scenarios against another engine.",
+            f"{engine['name']} (`shoal.storage.embedded.EmbeddedStore`, data in a temp dir)",
+        )
+    counted = (
+        'its CPU is the "db" share of the CPU% column'
+        if engine.get("cpu_counted")
+        else "it is not a process the harness could see on this machine, so the "
+        'CPU% column\'s "db" share does not count it'
+    )
+    return (
+        f"The database is **{engine['name']}**, given with `--mongodb-uri` "
+        f"(`{engine.get('uri', '?')}`); {counted}. The driver's ceiling is measured on "
+        "it too.",
+        f"**{engine['name']}** (`{engine.get('uri', '?')}`), in a database of the run's "
+        "own, dropped at the end",
+    )
+
+
 def render(data: dict[str, Any]) -> str:
     results = [Result.from_json(item) for item in data["results"]]
     options = data["options"]
     cores = options.get("cores", data["machine"]["cpus"])
     found = targets(results)
+    engine_note, engine_method = _engine(data)
     return Template(TEMPLATE.read_text()).substitute(
         generated=data["generated"],
         command=data["command"],
@@ -116,6 +151,8 @@ def render(data: dict[str, Any]) -> str:
         patch_pool=f"{options['patch_pool']:,}",
         workers=" and ".join(str(w) for w in options["workers"]),
         machine=_machine(data),
+        engine_note=engine_note,
+        engine_method=engine_method,
         results=markdown_table(RESULT_HEADER, results_rows(nearby(results))),
         distance=_distance(data, results),
         delays=" and ".join(f"{delay:g} ms" for delay in options.get("delays", [])) or "none",

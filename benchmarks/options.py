@@ -43,6 +43,9 @@ class Options:
     #: Shoal and Eve's gevent workers per core in those phases (Eve's sync workers:
     #: 2 x cores + 1, gunicorn's advice).
     cores: int = field(default_factory=available_cores)
+    #: A MongoDB-compatible server to run every scenario against instead of the
+    #: stand-in (None: start the stand-in).
+    mongodb_uri: str | None = None
 
 
 def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
@@ -104,6 +107,12 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
         default=defaults.distance_connections,
         help="wrk connections with the database at a distance",
     )
+    parser.add_argument(
+        "--mongodb-uri",
+        default=os.environ.get("SHOAL_BENCH_MONGODB_URI") or None,
+        help="run against this MongoDB-compatible server instead of the stand-in, in a "
+        "database of the run's own, dropped at the end (default: $SHOAL_BENCH_MONGODB_URI)",
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip py-spy")
     parser.add_argument("--no-eve", action="store_true", help="skip the Eve baseline")
     parser.add_argument(
@@ -134,6 +143,7 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
         patch_pool=args.patch_pool,
         delays=args.delays,
         distance_connections=args.distance_connections,
+        mongodb_uri=args.mongodb_uri,
         profile=not args.no_profile,
         eve=not args.no_eve,
         write_docs=not args.no_docs,

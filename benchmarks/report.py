@@ -153,6 +153,9 @@ def summary_text(data: dict[str, Any]) -> str:
     results = [Result.from_json(item) for item in data["results"]]
     found = targets(results)
     lines = [""]
+    engine = data.get("engine")
+    if engine:
+        lines += [f"Database engine: {engine['name']} ({engine.get('uri', '?')})", ""]
     if nearby(results):
         lines += [
             "Results (wrk on loopback; server, database, Redis and wrk share the machine's "

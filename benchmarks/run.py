@@ -35,6 +35,7 @@ from typing import Any
 
 from . import docs
 from .data import Dataset, Workload
+from .engine import redact
 from .host import machine, raise_open_files_limit, versions
 from .measure import Meter
 from .options import Options, parse_options
@@ -56,7 +57,9 @@ def _workdir() -> Iterator[Path]:
 
 def measure_all(options: Options, workdir: Path) -> tuple[Meter, Scenarios]:
     """Start the stack, run every phase, stop the stack."""
-    with Stack(workdir) as stack:
+    with Stack(workdir, options.mongodb_uri) as stack:
+        assert stack.engine is not None
+        print(f"database engine: {stack.engine.name} ({redact(stack.mongodb_uri)})", flush=True)
         dataset = Dataset(stack.mongodb_uri, stack.database)
         try:
             workload = Workload(
@@ -69,11 +72,13 @@ def measure_all(options: Options, workdir: Path) -> tuple[Meter, Scenarios]:
             scenarios.run()
         finally:
             dataset.close()
+        scenarios.engine = stack.engine.describe()
     return meter, scenarios
 
 
 def collect(meter: Meter, scenarios: Scenarios, options: Options, elapsed: float) -> dict[str, Any]:
     results = meter.results
+    redacted_uri = None if options.mongodb_uri is None else redact(options.mongodb_uri)
     note = busy_note(results, options.busy_percent)
     if note is not None:
         meter.notes.append(note)
@@ -81,7 +86,8 @@ def collect(meter: Meter, scenarios: Scenarios, options: Options, elapsed: float
         "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": COMMAND,
         "elapsed_s": round(elapsed, 1),
-        "options": asdict(options),
+        "options": {**asdict(options), "mongodb_uri": redacted_uri},
+        "engine": scenarios.engine,
         "machine": machine(),
         "versions": versions(),
         "results": [result.to_json() for result in results],

@@ -52,6 +52,8 @@ class Scenarios:
         self.profiles: dict[str, Any] = {}
         #: Per added delay: a MongoDB ping's round trip, direct and through the proxy.
         self.network: list[dict[str, float]] = []
+        #: The database engine, as the report names it (``Engine.describe``).
+        self.engine: dict[str, Any] = {}
 
     # -- what wrk sends ----------------------------------------------------------------
 
@@ -222,6 +224,11 @@ class Scenarios:
         cores = self.options.cores
         connections = self.options.distance_connections
         print(f"\n== database at +{delay_ms:g} ms, {connections} connections", flush=True)
+        try:
+            self.stack.database_address()
+        except ValueError as error:
+            self.meter.notes.append(f"no scenario with the database at a distance: {error}")
+            return
         with self.stack.distance(delay_ms) as uri:
             direct, proxied = ping_ms(self.stack.mongodb_uri), ping_ms(uri)
             self.network.append(

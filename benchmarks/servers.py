@@ -21,6 +21,7 @@ from pathlib import Path
 
 from shoal.system import free_port
 
+from .engine import with_database
 from .services import Service
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +97,6 @@ def eve(
     monkey-patches the standard library before it imports the app, so PyMongo
     runs on gevent's sockets, and the app checks that it does)."""
     port = free_port()
-    host_port = mongodb_uri.split("//", 1)[1].split("/", 1)[0]
     kind = ["--worker-class", "gevent", "--worker-connections", str(worker_connections)]
     return Service(
         f"eve-{'gevent-' if gevent else ''}w{workers}",
@@ -110,7 +110,7 @@ def eve(
         cwd=ROOT,
         ready_path="/items?max_results=1",
         env=clean_env(
-            BENCH_EVE_MONGO_URI=f"mongodb://{host_port}/{database}?directConnection=true",
+            BENCH_EVE_MONGO_URI=with_database(mongodb_uri, database),
             BENCH_EVE_GEVENT="1" if gevent else "",
         ),
     )  # fmt: skip

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +22,9 @@ from typing import Any, ClassVar
 import pytest
 from benchmarks import docs
 from benchmarks.apps import bare
+from benchmarks.engine import MongoURI, name_of, redact, with_address, with_database
 from benchmarks.measure import cpu_percent
+from benchmarks.proc import listening_pid
 from benchmarks.profile import short_path, summarize
 from benchmarks.report import distance_ratio_rows, target_rows, text_table
 from benchmarks.results import Result, find
@@ -265,6 +269,73 @@ async def test_bare_asgi_app_answers_any_path_with_its_fixed_json_and_a_lifespan
     ]
 
 
+# --- the engine: URIs and names ---------------------------------------------------
+
+
+def test_a_uri_moved_to_the_delay_proxy_keeps_its_credentials_and_options() -> None:
+    uri = "mongodb://reader:s3cret@mongo.internal:27018/app?tls=true&replicaSet=rs0"
+    assert with_address(uri, "127.0.0.1", 40001) == (
+        "mongodb://reader:s3cret@127.0.0.1:40001/app?tls=true&replicaSet=rs0&directConnection=true"
+    )
+    # An existing directConnection is replaced, not repeated.
+    assert with_address("mongodb://h:1/?directConnection=false", "127.0.0.1", 2) == (
+        "mongodb://127.0.0.1:2/?directConnection=true"
+    )
+    assert MongoURI.parse("mongodb://[::1]:27019/").address() == ("::1", 27019)
+    assert MongoURI.parse("mongodb://mongo.internal/").address() == ("mongo.internal", 27017)
+    for many in ("mongodb+srv://cluster.internal/", "mongodb://a:1,b:2/?replicaSet=rs0"):
+        with pytest.raises(ValueError, match="one host"):
+            with_address(many, "127.0.0.1", 40001)
+
+
+def test_a_uri_for_eve_names_the_runs_database_and_keeps_its_auth_source() -> None:
+    assert with_database("mongodb://127.0.0.1:1/?directConnection=true", "bench") == (
+        "mongodb://127.0.0.1:1/bench?directConnection=true"
+    )
+    # Credentials authenticate against the URI's database, or admin, as before.
+    assert with_database("mongodb://u:p@h:1/app?tls=true", "shoal_bench_1") == (
+        "mongodb://u:p@h:1/shoal_bench_1?tls=true&authSource=app"
+    )
+    assert with_database("mongodb://u:p@h:1/", "b") == "mongodb://u:p@h:1/b?authSource=admin"
+    assert with_database("mongodb://u:p@h:1/x?authSource=ops", "b") == (
+        "mongodb://u:p@h:1/b?authSource=ops"
+    )
+
+
+def test_the_report_never_shows_a_password() -> None:
+    assert (
+        redact("mongodb://reader:s3cret@h:1/app?tls=true")
+        == "mongodb://reader:***@h:1/app?tls=true"
+    )
+    assert redact("mongodb://h:1/") == "mongodb://h:1/"
+    assert "s3cret" not in redact("not a uri s3cret")
+
+
+def test_engines_are_named_from_what_they_answer() -> None:
+    assert name_of({"version": "7.0.0", "ferretdbVersion": "v1.24.2"}, {}) == (
+        "FerretDB v1.24.2 (MongoDB 7.0.0 compatible)"
+    )
+    assert name_of({"version": "7.0.0"}, {"ferretdb": {"version": "v2.1.0"}}).startswith(
+        "FerretDB v2.1.0"
+    )
+    assert name_of({"version": "7.0.0", "process": "nx_27017"}, {}).startswith("nx-27017")
+    assert "stand-in" in name_of({"version": "7.0.0", "process": "nx_27017"}, {})
+    assert name_of({"version": "8.0.4"}, {"process": "/usr/bin/mongod"}) == "MongoDB 8.0.4"
+    assert name_of({"version": "6.0.0"}, {"process": "other-db"}) == (
+        "other-db (MongoDB 6.0.0 compatible)"
+    )
+
+
+def test_the_process_listening_on_a_port_is_found() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        assert listening_pid(listener.getsockname()[1]) == os.getpid()
+    with socket.socket() as bound_only:  # bound, not listening: nobody to count
+        bound_only.bind(("127.0.0.1", 0))
+        assert listening_pid(bound_only.getsockname()[1]) is None
+
+
 def test_text_table_aligns_columns() -> None:
     table = text_table(["name", "req/s"], [["a", "1,234.5"], ["longer", "9.0"]])
     lines = table.splitlines()
@@ -342,6 +413,19 @@ def test_docs_render_figures_and_target_status(tmp_path: Path) -> None:
     assert "2 cores (Some CPU)" in page
     assert "- a note" in page
     assert "$" not in page.replace("$set", "")
+    assert "The database is the MongoDB stand-in" in page  # results without an engine
+
+    data["engine"] = {
+        "name": "FerretDB v1.24.2 (MongoDB 7.0.0 compatible)",
+        "uri": redact("mongodb://bench:s3cret@127.0.0.1:27018/"),
+        "cpu_counted": False,
+        "given": True,
+    }
+    page = docs.render(data)
+    assert "The database is **FerretDB v1.24.2 (MongoDB 7.0.0 compatible)**" in page
+    assert "`mongodb://bench:***@127.0.0.1:27018/`" in page
+    assert "does not count it" in page
+    assert "stand-in (nx-27017" not in page
 
 
 # --- the Lua scripts, against a tiny server -----------------------------------------
