@@ -18,8 +18,16 @@ def available_cores() -> int:
 
 @dataclass
 class Options:
-    duration: float = 10.0
-    warmup: float = 2.0
+    """What a run measures and for how long.
+
+    The defaults keep the whole of ``scripts/bench`` under 12 minutes on 2 cores:
+    about 45 scenarios of ``warmup`` + ``duration`` seconds and two or three of
+    settling each, 14 server starts, the profiles and at most ``quiet_budget``
+    seconds of waiting for a busy machine.
+    """
+
+    duration: float = 6.0
+    warmup: float = 1.0
     connections: int = 16
     many_connections: int = 1000
     threads: int = 2
@@ -30,10 +38,10 @@ class Options:
     #: Seconds to wait, before each scenario, for a busy machine to calm down
     #: (others' processes above ``busy_percent`` of one core), and for the whole run.
     quiet_wait: float = 5.0
-    quiet_budget: float = 60.0
+    quiet_budget: float = 45.0
     busy_percent: float = 25.0
     profile: bool = True
-    profile_duration: float = 8.0
+    profile_duration: float = 5.0
     eve: bool = True
     write_docs: bool = True
     #: Round trips (ms) the delay proxy adds between the servers and the database,
