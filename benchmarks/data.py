@@ -3,13 +3,15 @@
 The seed documents are inserted once through Shoal's own bulk POST (so they
 are stored exactly as Shoal stores them, ETags and dates included; Eve reads
 them as its own), then kept as a snapshot that ``reset`` puts back before each
-phase and after each write scenario.
+phase and after each write scenario. ``Workload`` holds them with the PATCH
+pool and writes the files the wrk scripts read.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,3 +125,56 @@ def write_docs_file(path: Path, documents: Sequence[tuple[Any, str]]) -> Path:
     """One ``<id> <etag>`` line per document, as the wrk scripts read them."""
     path.write_text("".join(f"{item} {etag}\n" for item, etag in documents))
     return path
+
+
+class Workload:
+    """The seed documents and the PATCH pool, and the files wrk's scripts read.
+
+    ``seed`` fills them once, through a running Shoal; ``reset`` puts the seed
+    back; ``insert_pool`` and ``pool_file`` prepare each PATCH scenario.
+    """
+
+    def __init__(self, dataset: Dataset, workdir: Path, *, documents: int, patch_pool: int) -> None:
+        self.dataset = dataset
+        self.documents = documents
+        self.patch_pool = patch_pool
+        self.ids_file = workdir / "ids.txt"
+        self.pool_path = workdir / "pool.txt"
+        self.pool: list[Document] = []  # inserted afresh before each PATCH scenario
+        self.pool_etags: dict[Any, str] = {}
+        self.pool_size = 0  # documents in the last pool file
+
+    def seed(self, shoal_url: str) -> str:
+        """Insert the documents through Shoal once, and keep them as the snapshot."""
+        started = time.monotonic()
+        post_documents(shoal_url, make_documents(self.documents))
+        seeds = self.dataset.take_snapshot()
+        write_docs_file(self.ids_file, [(d["_id"], d["_etag"]) for d in seeds])
+        post_documents(shoal_url, make_documents(self.patch_pool, seed=11, title=POOL_TITLE))
+        self.pool = list(self.dataset.collection.find({"title": POOL_TITLE}).sort("_id", 1))
+        self.pool_etags = {d["_id"]: d["_etag"] for d in self.pool}
+        self.dataset.reset()
+        return (
+            f"seeded {len(seeds)} documents and a PATCH pool of {len(self.pool)} through "
+            f"Shoal's bulk POST in {time.monotonic() - started:.1f}s"
+        )
+
+    def reset(self) -> None:
+        self.dataset.reset()
+
+    def remove_posted(self) -> int:
+        return self.dataset.remove_posted()
+
+    def insert_pool(self) -> None:
+        self.dataset.collection.delete_many({"title": POOL_TITLE})
+        self.dataset.collection.insert_many([dict(d) for d in self.pool])
+
+    def pool_file(self, *, fresh_only: bool) -> Path:
+        """The PATCH pool as it is now: untouched documents first, then the others
+        (with their current ETags) unless ``fresh_only``."""
+        current = self.dataset.current([d["_id"] for d in self.pool])
+        fresh = [(i, etag) for i, etag in current if self.pool_etags.get(i) == etag]
+        patched = [(i, etag) for i, etag in current if self.pool_etags.get(i) != etag]
+        chosen = fresh if fresh_only else fresh + patched
+        self.pool_size = len(chosen)
+        return write_docs_file(self.pool_path, chosen)

@@ -11,18 +11,35 @@ from string import Template
 from typing import Any
 
 from .report import (
+    DISTANCE_HEADER,
+    DISTANCE_RATIO_HEADER,
     RESULT_HEADER,
-    SCENARIOS,
-    SERVERS,
     TARGET_HEADER,
-    Result,
+    distance_ratio_rows,
+    distance_rows,
     markdown_table,
+    network_lines,
     results_rows,
     target_rows,
-    targets,
 )
+from .results import (
+    DISTANCE_SCENARIOS,
+    DISTANCE_SERVERS,
+    SCENARIOS,
+    SERVERS,
+    Result,
+    distant,
+    nearby,
+)
+from .targets import targets
 
 TEMPLATE = Path(__file__).resolve().parent / "template.md"
+#: The plot's baselines, in a shade per worker count (1, more).
+BASELINE_COLOURS = {
+    "bare": ("#9467bd", "#c5b0d5"),
+    "quart": ("#2ca02c", "#98df8a"),
+    "driver": ("#7f7f7f", "#7f7f7f"),
+}
 
 
 def _machine(data: dict[str, Any]) -> str:
@@ -68,9 +85,59 @@ def _notes(data: dict[str, Any]) -> str:
     return "\n".join(f"- {note}" for note in notes)
 
 
+def _distance(data: dict[str, Any], results: list[Result]) -> str:
+    if not distant(results):
+        return "_No scenario with the database at a distance in this run (`--delays`)._"
+    network = [f"- {line}" for line in network_lines(data.get("network") or [])]
+    return "\n\n".join(
+        [
+            markdown_table(DISTANCE_HEADER, distance_rows(results)),
+            markdown_table(DISTANCE_RATIO_HEADER, distance_ratio_rows(results)),
+            "\n".join(network) or "_The added round trip was not measured._",
+        ]
+    )
+
+
+#: What a run of an older harness (no "engine" in its results) ran against.
+STAND_IN: dict[str, Any] = {
+    "name": "nx-27017, the MongoDB stand-in (SQLite underneath)",
+    "cpu_counted": True,
+}
+
+
+def _engine(data: dict[str, Any]) -> tuple[str, str]:
+    """What the page says of the database: in the introduction, and in the method."""
+    engine = data.get("engine") or STAND_IN
+    if not engine.get("given"):
+        return (
+            "The database is the MongoDB stand-in (nx-27017: one Python process over "
+            "SQLite), not MongoDB, so the database side is far slower than a real `mongod` "
+            "and dominates every read and write; the ratios between servers on the same "
+            "data matter more than the absolute numbers. `--mongodb-uri` (or "
+            "`SHOAL_BENCH_MONGODB_URI`) runs the same scenarios against another engine.",
+            f"{engine['name']} (`shoal.storage.embedded.EmbeddedStore`, data in a temp dir)",
+        )
+    counted = (
+        'its CPU is the "db" share of the CPU% column'
+        if engine.get("cpu_counted")
+        else "it is not a process the harness could see on this machine, so the "
+        'CPU% column\'s "db" share does not count it'
+    )
+    return (
+        f"The database is **{engine['name']}**, given with `--mongodb-uri` "
+        f"(`{engine.get('uri', '?')}`); {counted}. The driver's ceiling is measured on "
+        "it too.",
+        f"**{engine['name']}** (`{engine.get('uri', '?')}`), in a database of the run's "
+        "own, dropped at the end",
+    )
+
+
 def render(data: dict[str, Any]) -> str:
     results = [Result.from_json(item) for item in data["results"]]
     options = data["options"]
+    cores = options.get("cores", data["machine"]["cpus"])
+    found = targets(results)
+    engine_note, engine_method = _engine(data)
     return Template(TEMPLATE.read_text()).substitute(
         generated=data["generated"],
         command=data["command"],
@@ -84,8 +151,16 @@ def render(data: dict[str, Any]) -> str:
         patch_pool=f"{options['patch_pool']:,}",
         workers=" and ".join(str(w) for w in options["workers"]),
         machine=_machine(data),
-        results=markdown_table(RESULT_HEADER, results_rows(results)),
-        targets=markdown_table(TARGET_HEADER, target_rows(targets(results))),
+        engine_note=engine_note,
+        engine_method=engine_method,
+        results=markdown_table(RESULT_HEADER, results_rows(nearby(results))),
+        distance=_distance(data, results),
+        delays=" and ".join(f"{delay:g} ms" for delay in options.get("delays", [])) or "none",
+        distance_connections=options.get("distance_connections", 64),
+        cores=cores,
+        sync_workers=2 * cores + 1,
+        targets=markdown_table(TARGET_HEADER, target_rows(found)),
+        targets_met=f"{sum(target.met is True for target in found)} of {len(found)}",
         profiles=_profiles(data),
         notes=_notes(data),
     )
@@ -99,14 +174,18 @@ def plot(data: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
 
-    results = [Result.from_json(item) for item in data["results"]]
+    everything = [Result.from_json(item) for item in data["results"]]
+    results = nearby(everything)
     scenarios = [key for key in SCENARIOS if any(r.scenario == key for r in results)]
     series = sorted(
         {(r.server, r.workers) for r in results if r.server in {"shoal", "eve"}},
         key=lambda pair: (pair[0] != "shoal", pair[1]),
     )
-    baselines = [r for r in results if r.server in {"quart", "driver"}]
-    figure, (rate_axis, p99_axis) = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
+    baselines = [r for r in results if r.server in BASELINE_COLOURS]
+    far = distant(everything)
+    rows = 3 if far else 2
+    figure, axes = plt.subplots(rows, 1, figsize=(11, 4 * rows))
+    rate_axis, p99_axis = axes[0], axes[1]
     width = 0.8 / max(1, len(series))
     positions = list(range(len(scenarios)))
     colours = {"shoal": ["#1f77b4", "#6baed6"], "eve": ["#d62728", "#fc9272"]}
@@ -132,19 +211,13 @@ def plot(data: dict[str, Any], path: Path) -> Path:
         p99_axis.bar(offsets, p99s, width, label=label, color=shade)
     for baseline in baselines:
         position = scenarios.index(baseline.scenario)
-        offset = (
-            position
-            - 0.4
-            + width * ((baseline.workers - 1 if baseline.server == "quart" else 0) + 0.5)
-        )
-        colour = (
-            ("#2ca02c" if baseline.workers == 1 else "#98df8a")
-            if baseline.server == "quart"
-            else "#7f7f7f"
-        )
+        per_worker = baseline.server != "driver"
+        offset = position - 0.4 + width * ((baseline.workers - 1 if per_worker else 0) + 0.5)
+        shades = BASELINE_COLOURS[baseline.server]
+        colour = shades[0 if baseline.workers == 1 else 1]
         label = f"{SERVERS[baseline.server]}" + (
             f", {baseline.workers} worker{'s' if baseline.workers > 1 else ''}"
-            if baseline.server == "quart"
+            if per_worker
             else " (1 process)"
         )
         bars = rate_axis.bar([offset], [baseline.requests_per_s], width, color=colour, label=label)
@@ -153,11 +226,15 @@ def plot(data: dict[str, Any], path: Path) -> Path:
     rate_axis.set_ylabel("requests/s (higher is better)")
     p99_axis.set_ylabel("p99 latency, ms (lower is better, log scale)")
     p99_axis.set_yscale("log")
+    rate_axis.set_xticks(positions)
+    rate_axis.set_xticklabels([])
     p99_axis.set_xticks(positions)
     p99_axis.set_xticklabels([SCENARIOS[s] for s in scenarios], rotation=20, ha="right")
     rate_axis.legend(fontsize=8, ncol=2)
     rate_axis.grid(axis="y", alpha=0.3)
     p99_axis.grid(axis="y", alpha=0.3)
+    if far:
+        _plot_distance(axes[2], far)
     figure.suptitle(
         f"Shoal benchmarks, {data['machine']['cpus']} cores shared by wrk and the servers "
         f"({data['generated'][:10]})"
@@ -166,6 +243,37 @@ def plot(data: dict[str, Any], path: Path) -> Path:
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def _plot_distance(axis: Any, results: list[Result]) -> None:
+    """Requests/s per added delay and scenario: Shoal, Eve sync and Eve gevent."""
+    groups = [
+        (delay, scenario)
+        for delay in sorted({r.delay_ms for r in results})
+        for scenario in DISTANCE_SCENARIOS
+    ]
+    width = 0.8 / len(DISTANCE_SERVERS)
+    colours = {"shoal": "#1f77b4", "eve": "#d62728", "eve_gevent": "#ff9896"}
+    for index, server in enumerate(DISTANCE_SERVERS):
+        found = [
+            next((r for r in results if (r.delay_ms, r.scenario, r.server) == (*group, server)),
+                 None)
+            for group in groups
+        ]  # fmt: skip
+        rates = [r.ok_per_s if r else 0.0 for r in found]
+        workers = next((r.workers for r in found if r), 0)
+        offsets = [p - 0.4 + width * (index + 0.5) for p in range(len(groups))]
+        label = f"{SERVERS[server]}, {workers} worker{'s' if workers != 1 else ''}"
+        bars = axis.bar(offsets, rates, width, label=label, color=colours[server])
+        axis.bar_label(bars, labels=[f"{rate:.0f}" if rate else "" for rate in rates],
+                       fontsize=6)  # fmt: skip
+    axis.set_xticks(range(len(groups)))
+    axis.set_xticklabels(
+        [f"db +{delay:g} ms\n{SCENARIOS[scenario]}" for delay, scenario in groups], fontsize=8
+    )
+    axis.set_ylabel("2xx/3xx requests/s, database at a distance")
+    axis.legend(fontsize=8)
+    axis.grid(axis="y", alpha=0.3)
 
 
 def write(data: dict[str, Any], root: Path) -> list[Path]:

@@ -23,7 +23,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
-from .services import peak_rss_mb, rss_mb
+from .proc import peak_rss_mb, rss_mb
 
 
 def read_ids(path: Path) -> list[ObjectId]:

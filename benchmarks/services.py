@@ -1,4 +1,4 @@
-"""The processes a benchmark run starts, and what /proc says about them.
+"""The processes a benchmark run starts: one ``Service`` per server or helper.
 
 Every process is started in a session of its own and dies with the harness
 (parent-death signal), so an interrupted run leaves nothing behind; ``stop``
@@ -21,81 +21,7 @@ from types import TracebackType
 
 from shoal.system import die_with_parent
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-# --- /proc --------------------------------------------------------------------
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()
-
-
-def cmdline(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return ""
-    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
-
-
-def children(pid: int) -> list[int]:
-    """The pids whose parent is ``pid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = _stat_fields(int(entry.name))
-            if fields is not None and int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return sorted(found)
-
-
-def _status_mb(pid: int, key: str) -> float:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0
-    for line in status.splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024.0
-    return 0.0
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident set size (VmHWM) in MiB; 0 when it is gone."""
-    return _status_mb(pid, "VmHWM")
-
-
-def rss_mb(pid: int) -> float:
-    """The process's resident set size now (VmRSS) in MiB; 0 when it is gone."""
-    return _status_mb(pid, "VmRSS")
-
-
-def machine_busy_seconds() -> float:
-    """CPU time all CPUs have spent busy since boot (from /proc/stat)."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    values = [int(value) for value in fields]
-    # user nice system idle iowait irq softirq steal (guest time is inside user).
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return (sum(values[:8]) - idle) / CLOCK_TICKS
-
-
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """User plus system CPU time the processes have used so far."""
-    total = 0
-    for pid in pids:
-        fields = _stat_fields(pid)
-        if fields is not None:
-            # Fields 14 and 15 of stat (utime, stime); fields[0] is field 3.
-            total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
-
-
-# --- processes ------------------------------------------------------------------
+from .proc import children, cmdline, cpu_seconds
 
 
 class Service:

@@ -4,20 +4,36 @@ the benchmarks themselves run with ``scripts/bench``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import random
 import shutil
+import socket
 import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from benchmarks import docs
+from benchmarks.apps import bare
+from benchmarks.engine import MongoURI, name_of, redact, with_address, with_database
+from benchmarks.measure import cpu_percent
+from benchmarks.proc import listening_pid
 from benchmarks.profile import short_path, summarize
-from benchmarks.report import Result, target_rows, targets, text_table
+from benchmarks.report import distance_ratio_rows, target_rows, text_table
+from benchmarks.results import Result, find
+from benchmarks.targets import Target, targets
 from benchmarks.wrk import WrkError, parse_wrk, wrk_command
+
+from shoal.system import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
 
 WRK_REPORT = """\
 Running 10s test @ http://127.0.0.1:40001/items
@@ -86,74 +102,238 @@ def _result(server: str, scenario: str, rate: float, workers: int = 1, **extra: 
     return Result(**fields)
 
 
-def _status(found: list[Any], name: str) -> str:
-    matches = [target.status for target in found if target.name == name]
+def _target(found: list[Target], name: str) -> Target:
+    matches = [target for target in found if target.name == name]
     assert len(matches) == 1, name
-    return str(matches[0])
+    return matches[0]
 
 
-def test_targets_compare_ratios_with_the_goals_of_the_issue() -> None:
+def _status(found: list[Target], name: str) -> str:
+    return _target(found, name).status
+
+
+def test_targets_compare_the_figures_with_their_goals() -> None:
+    cpu = {"app": 100.0}
     results = [
-        _result("quart", "minimal", 1000),
-        _result("driver", "find_one", 1000),
-        _result("shoal", "item_get", 700),  # 0.7x the driver: below 0.8
-        _result("shoal", "item_get_cached", 900),  # 0.9x Quart: above 0.85
-        _result("shoal", "list_get", 100),
-        _result("shoal", "post", 400),
-        _result("shoal", "patch", 300),
-        _result("shoal", "item_get_1000c", 800, connections=1000, p99_ms=450.0),
-        _result("eve", "item_get", 300),
-        _result("eve", "list_get", 60),
-        _result("eve", "post", 100),
-        _result("eve", "item_get_1000c", 300),
+        _result("bare", "bare_get", 1000),
+        _result("shoal", "item_get_cached", 950),  # 0.95x the bare app: at least 0.9
+        _result("shoal", "item_get", 700, cpu_percent=cpu),
+        _result("shoal", "post", 400, cpu_percent=cpu),
+        _result("shoal", "patch", 300, cpu_percent=cpu),
+        _result("eve", "item_get", 300, cpu_percent=cpu),  # 2.33x per CPU
+        _result("eve", "post", 250, cpu_percent=cpu),  # 1.6x per CPU
         # No Eve PATCH: that comparison cannot be made.
+        _result("shoal", "item_get_1000c", 720, connections=1000, p50_ms=40.0, p99_ms=80.0),
+        _result("shoal", "item_get", 900, workers=2, delay_ms=5.0),
+        _result("eve", "item_get", 300, workers=5, delay_ms=5.0),  # 3x: met
+        _result("eve_gevent", "item_get", 700, workers=2, delay_ms=5.0),  # 1.29x: not met
+        _result("shoal", "post", 500, workers=2, delay_ms=5.0, worker_rss_mb=[79.0, 81.0]),
+        _result("eve", "post", 200, workers=5, delay_ms=5.0),  # 2.5x: not met
+        _result("eve_gevent", "post", 300, workers=2, delay_ms=5.0),  # 1.67x: met
+        _result("eve", "item_get", 100, workers=5, delay_ms=1.0),  # another delay: not judged
     ]
     found = targets(results)
-    assert _status(found, "Shoal cached item GET / Quart minimal app") == "met"
-    assert _status(found, "Shoal uncached item GET / driver ceiling") == "not yet met"
-    assert _status(found, "Shoal / Eve, item GET uncached") == "met"  # 2.33x
-    assert _status(found, "Shoal / Eve, item GET cached") == "met"  # against Eve's item GET
-    assert _status(found, "Shoal / Eve, list GET (25 items)") == "not yet met"  # 1.67x
-    assert _status(found, "Shoal / Eve, PATCH with If-Match") == "not measured"
-    assert _status(found, "1,000 connections: zero errors, p99 < 500 ms") == "met"
-    assert _status(found, "peak RSS per Shoal worker") == "met"
+    sync, gevent = "Eve on 2 x cores + 1 sync workers", "Eve on gevent workers"
+    assert _status(found, f"db +5 ms, item GET uncached: Shoal / {sync}") == "met"
+    assert _status(found, f"db +5 ms, item GET uncached: Shoal / {gevent}") == "not met"
+    assert _status(found, f"db +5 ms, POST insert: Shoal / {sync}") == "not met"
+    post_gevent = _target(found, f"db +5 ms, POST insert: Shoal / {gevent}")
+    assert (post_gevent.status, post_gevent.figure) == ("met", "1.67x (500/s vs 300/s)")
+    per_cpu = "per app CPU-second, {}: Shoal / Eve, 1 worker"
+    assert _status(found, per_cpu.format("item GET uncached")) == "met"
+    assert _status(found, per_cpu.format("POST insert")) == "not met"
+    assert _status(found, per_cpu.format("PATCH with If-Match")) == "not measured"
+    assert _status(found, "1,000 conns, 1 worker: errors") == "met"
+    assert _status(found, "1,000 conns, 1 worker: p99 / p50") == "met"  # exactly 2x
+    throughput = _target(found, "1,000 conns, 1 worker: throughput / at 16 conns")
+    assert throughput.status == "met"
+    assert throughput.value == pytest.approx(720 / 700)
+    assert _status(found, "peak RSS per Shoal worker, 1 worker") == "met"  # 60 MB
+    # The workers of the distance phase count too, the largest one: 81 MB.
+    assert _status(found, "peak RSS per Shoal worker, 2 workers") == "not met"
+    assert _status(found, "cached item GET / bare ASGI app, 1 worker") == "met"
+    # The distance phase's Shoal (2 workers) adds no loopback targets of its own.
+    assert not any("2 workers" in t.name and "RSS" not in t.name for t in found)
 
 
-def test_errors_fail_the_many_connections_target_and_do_not_count_as_throughput() -> None:
+def test_errors_latency_spread_and_lost_throughput_fail_the_many_connections_targets() -> None:
     results = [
-        _result("shoal", "item_get_1000c", 800, p99_ms=120.0, errors=3, non_2xx_3xx=3),
-        _result("eve", "item_get_1000c", 400),
-        _result("shoal", "item_get", 100, worker_rss_mb=[80.0, 120.0]),
-    ]
+        _result("shoal", "item_get_1000c", 800, connections=1000, p50_ms=100.0, p99_ms=250.0,
+                errors=3, non_2xx_3xx=2, error_detail={"non_2xx_3xx": 2, "timeout": 1}),
+        _result("shoal", "item_get", 900),
+        _result("shoal", "item_get_cached", 100, worker_rss_mb=[80.0, 120.0]),
+    ]  # fmt: skip
     found = targets(results)
-    assert _status(found, "1,000 connections: zero errors, p99 < 500 ms") == "not yet met"
-    ratio = next(t for t in found if t.name == "Shoal / Eve, item GET, 1,000 conns").value
-    assert ratio == pytest.approx((8000 - 3) / 10 / 400)
+    errors = _target(found, "1,000 conns, 1 worker: errors")
+    assert (errors.status, errors.figure) == ("not met", "3 (non_2xx_3xx 2, timeout 1)")
+    spread = _target(found, "1,000 conns, 1 worker: p99 / p50")
+    assert spread.status == "not met"
+    assert spread.value == pytest.approx(2.5)
+    # Errors do not count as throughput: (8000 - 2) / 10 s against 900/s.
+    throughput = _target(found, "1,000 conns, 1 worker: throughput / at 16 conns")
+    assert throughput.status == "not met"
+    assert throughput.value == pytest.approx((8000 - 2) / 10 / 900)
     # The largest worker counts.
-    assert _status(found, "peak RSS per Shoal worker") == "not yet met"
+    rss = _target(found, "peak RSS per Shoal worker, 1 worker")
+    assert (rss.status, rss.figure) == ("not met", "120.0 MB")
     rows = target_rows(found)
-    assert any(row[1] == "peak RSS per Shoal worker" and row[2] == "120.0 MB" for row in rows)
+    assert ["peak RSS per Shoal worker, 1 worker", "120.0 MB", "<= 80 MB", "not met"] in rows
+    # Nothing measured against the bare app or Eve: not measured, never met.
+    assert _status(found, "cached item GET / bare ASGI app, 1 worker") == "not measured"
+    assert _target(found, "cached item GET / bare ASGI app, 1 worker").met is None
 
 
-def test_ratios_per_app_cpu_discount_a_busy_machine() -> None:
-    # Eve served half as much only because it got half the CPU: per CPU, Shoal is 1x.
-    shoal = _result("shoal", "item_get", 600, cpu_percent={"app": 100.0})
-    eve = _result("eve", "item_get", 300, cpu_percent={"app": 50.0})
-    target = next(t for t in targets([shoal, eve]) if t.name == "Shoal / Eve, item GET uncached")
-    assert target.value == pytest.approx(2.0)
-    assert target.per_cpu == pytest.approx(1.0)
+def test_per_app_cpu_targets_discount_a_busy_machine() -> None:
+    # Eve served a third as much only because it got half the CPU: per CPU, Shoal is 1.5x.
+    shoal = _result("shoal", "patch", 600, cpu_percent={"app": 100.0})
+    eve = _result("eve", "patch", 200, cpu_percent={"app": 50.0})
+    target = _target(
+        targets([shoal, eve]), "per app CPU-second, PATCH with If-Match: Shoal / Eve, 1 worker"
+    )
+    assert target.status == "not met"
+    assert target.value == pytest.approx(1.5)
+    assert target.figure == "1.50x (600 vs 400 req/CPU-s)"
     assert shoal.per_app_cpu_s == pytest.approx(600.0)
 
 
 def test_targets_are_reported_per_worker_count() -> None:
     results = [
         _result("shoal", "item_get_cached", 900, workers=1),
-        _result("quart", "minimal", 1000, workers=1),
+        _result("bare", "bare_get", 1000, workers=1),
         _result("shoal", "item_get_cached", 1000, workers=2),
-        _result("quart", "minimal", 2000, workers=2),
+        _result("bare", "bare_get", 2000, workers=2),
     ]
-    cached = [t for t in targets(results) if t.name.startswith("Shoal cached")]
-    assert [(t.workers, t.status) for t in cached] == [(1, "met"), (2, "not yet met")]
+    cached = [t for t in targets(results) if t.name.startswith("cached item GET")]
+    assert [(t.name, t.status) for t in cached] == [
+        ("cached item GET / bare ASGI app, 1 worker", "met"),
+        ("cached item GET / bare ASGI app, 2 workers", "not met"),
+    ]
+
+
+def test_cpu_shares_leave_the_rest_of_the_machine_as_other() -> None:
+    # app, database, wrk, whole machine: CPU seconds at the start and after 2 s.
+    shares = cpu_percent((10.0, 5.0, 1.0, 100.0), (11.5, 5.5, 1.2, 103.0), 2.0)
+    assert shares == {"app": 75.0, "db": 25.0, "wrk": 10.0, "other": 40.0}
+    # Rounding (or counters read a tick apart) never makes "other" negative.
+    assert cpu_percent((0.0, 0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.99), 1.0)["other"] == 0.0
+
+
+def test_distance_ratios_compare_shoal_with_eve_on_sync_and_gevent_workers() -> None:
+    results = [
+        _result("shoal", "item_get", 900, workers=2, delay_ms=5.0),
+        _result("eve", "item_get", 300, workers=5, delay_ms=5.0),
+        _result("eve_gevent", "item_get", 600, workers=2, delay_ms=5.0),
+        _result("shoal", "post", 500, workers=2, delay_ms=5.0, non_2xx_3xx=1000),
+        _result("eve", "post", 200, workers=5, delay_ms=5.0),
+        _result("shoal", "item_get", 100, workers=2),  # on loopback: not part of it
+        _result("eve", "item_get", 50, workers=2, delay_ms=1.0),
+    ]
+    rows = distance_ratio_rows(results)
+    assert rows[0] == ["1", "item GET uncached", "-", "50.0", "-", "-", "-"]
+    assert rows[1] == ["5", "item GET uncached", "900.0", "300.0", "600.0", "3.00x", "1.50x"]
+    # Errors do not count as throughput: (5000 - 1000) / 10 s = 400/s.
+    assert rows[2] == ["5", "POST insert", "400.0", "200.0", "-", "2.00x", "-"]
+    assert len(rows) == 3  # no PATCH measured
+    assert find(results, "shoal", "item_get", 2) is results[-2]
+    assert find(results, "shoal", "item_get", 2, delay_ms=5.0) is results[0]
+
+
+async def test_bare_asgi_app_answers_any_path_with_its_fixed_json_and_a_lifespan() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def no_body() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    for path in ("/items/6b04fa053196f641d19534f5", "/"):
+        sent.clear()
+        await bare.app({"type": "http", "method": "GET", "path": path}, no_body, send)
+        start, body = sent
+        headers = dict(start["headers"])
+        assert (start["status"], headers[b"content-type"]) == (200, b"application/json")
+        assert int(headers[b"content-length"]) == len(body["body"])
+        assert json.loads(body["body"])["_id"] == "6b04fa053196f641d19534f5"
+
+    lifespan = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> dict[str, Any]:
+        return next(lifespan)
+
+    sent.clear()
+    await bare.app({"type": "lifespan"}, receive, send)
+    assert [m["type"] for m in sent] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+
+
+# --- the engine: URIs and names ---------------------------------------------------
+
+
+def test_a_uri_moved_to_the_delay_proxy_keeps_its_credentials_and_options() -> None:
+    uri = "mongodb://reader:s3cret@mongo.internal:27018/app?tls=true&replicaSet=rs0"
+    assert with_address(uri, "127.0.0.1", 40001) == (
+        "mongodb://reader:s3cret@127.0.0.1:40001/app?tls=true&replicaSet=rs0&directConnection=true"
+    )
+    # An existing directConnection is replaced, not repeated.
+    assert with_address("mongodb://h:1/?directConnection=false", "127.0.0.1", 2) == (
+        "mongodb://127.0.0.1:2/?directConnection=true"
+    )
+    assert MongoURI.parse("mongodb://[::1]:27019/").address() == ("::1", 27019)
+    assert MongoURI.parse("mongodb://mongo.internal/").address() == ("mongo.internal", 27017)
+    for many in ("mongodb+srv://cluster.internal/", "mongodb://a:1,b:2/?replicaSet=rs0"):
+        with pytest.raises(ValueError, match="one host"):
+            with_address(many, "127.0.0.1", 40001)
+
+
+def test_a_uri_for_eve_names_the_runs_database_and_keeps_its_auth_source() -> None:
+    assert with_database("mongodb://127.0.0.1:1/?directConnection=true", "bench") == (
+        "mongodb://127.0.0.1:1/bench?directConnection=true"
+    )
+    # Credentials authenticate against the URI's database, or admin, as before.
+    assert with_database("mongodb://u:p@h:1/app?tls=true", "shoal_bench_1") == (
+        "mongodb://u:p@h:1/shoal_bench_1?tls=true&authSource=app"
+    )
+    assert with_database("mongodb://u:p@h:1/", "b") == "mongodb://u:p@h:1/b?authSource=admin"
+    assert with_database("mongodb://u:p@h:1/x?authSource=ops", "b") == (
+        "mongodb://u:p@h:1/b?authSource=ops"
+    )
+
+
+def test_the_report_never_shows_a_password() -> None:
+    assert (
+        redact("mongodb://reader:s3cret@h:1/app?tls=true")
+        == "mongodb://reader:***@h:1/app?tls=true"
+    )
+    assert redact("mongodb://h:1/") == "mongodb://h:1/"
+    assert "s3cret" not in redact("not a uri s3cret")
+
+
+def test_engines_are_named_from_what_they_answer() -> None:
+    assert name_of({"version": "7.0.0", "ferretdbVersion": "v1.24.2"}, {}) == (
+        "FerretDB v1.24.2 (MongoDB 7.0.0 compatible)"
+    )
+    assert name_of({"version": "7.0.0"}, {"ferretdb": {"version": "v2.1.0"}}).startswith(
+        "FerretDB v2.1.0"
+    )
+    assert name_of({"version": "7.0.0", "process": "nx_27017"}, {}).startswith("nx-27017")
+    assert "stand-in" in name_of({"version": "7.0.0", "process": "nx_27017"}, {})
+    assert name_of({"version": "8.0.4"}, {"process": "/usr/bin/mongod"}) == "MongoDB 8.0.4"
+    assert name_of({"version": "6.0.0"}, {"process": "other-db"}) == (
+        "other-db (MongoDB 6.0.0 compatible)"
+    )
+
+
+def test_the_process_listening_on_a_port_is_found() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        assert listening_pid(listener.getsockname()[1]) == os.getpid()
+    with socket.socket() as bound_only:  # bound, not listening: nobody to count
+        bound_only.bind(("127.0.0.1", 0))
+        assert listening_pid(bound_only.getsockname()[1]) is None
 
 
 def test_text_table_aligns_columns() -> None:
@@ -189,8 +369,10 @@ def test_profile_summary_counts_own_and_inclusive_time_without_machine_paths() -
 
 def test_docs_render_figures_and_target_status(tmp_path: Path) -> None:
     results = [
-        _result("quart", "minimal", 1000),
+        _result("bare", "bare_get", 1000),
         _result("shoal", "item_get_cached", 900),
+        _result("shoal", "item_get", 900, workers=2, delay_ms=5.0),
+        _result("eve", "item_get", 300, workers=5, delay_ms=5.0),
     ]
     data = {
         "generated": "2026-01-01T00:00:00+00:00",
@@ -219,10 +401,31 @@ def test_docs_render_figures_and_target_status(tmp_path: Path) -> None:
         "notes": ["a note"],
     }
     page = docs.render(data)
-    assert "| 1 | Shoal cached item GET / Quart minimal app | 0.90x | - | >= 0.85x | met |" in page
+    assert (
+        "| cached item GET / bare ASGI app, 1 worker | 0.90x (900/s vs 1,000/s) | >= 0.9x | met |"
+        in page
+    )
+    assert (
+        "| db +5 ms, item GET uncached: Shoal / Eve on 2 x cores + 1 sync workers "
+        "| 3.00x (900/s vs 300/s) | >= 3x | met |" in page
+    )
+    assert "| 5 | item GET uncached | 900.0 | 300.0 | - | 3.00x | - |" in page
     assert "2 cores (Some CPU)" in page
     assert "- a note" in page
     assert "$" not in page.replace("$set", "")
+    assert "The database is the MongoDB stand-in" in page  # results without an engine
+
+    data["engine"] = {
+        "name": "FerretDB v1.24.2 (MongoDB 7.0.0 compatible)",
+        "uri": redact("mongodb://bench:s3cret@127.0.0.1:27018/"),
+        "cpu_counted": False,
+        "given": True,
+    }
+    page = docs.render(data)
+    assert "The database is **FerretDB v1.24.2 (MongoDB 7.0.0 compatible)**" in page
+    assert "`mongodb://bench:***@127.0.0.1:27018/`" in page
+    assert "does not count it" in page
+    assert "stand-in (nx-27017" not in page
 
 
 # --- the Lua scripts, against a tiny server -----------------------------------------
@@ -332,3 +535,169 @@ def test_get_script_covers_every_document_and_post_sends_valid_documents(
     posted = handler.seen["post"]
     assert posted
     assert all(body["title"] == "posted by wrk" for body in posted)
+
+
+# --- the delay proxy, between clients and a local echo server -----------------------
+
+PROXY_DELAY_MS = 20.0
+
+
+class _ProxiedEcho:
+    """An echo server (it closes its side once the client's end arrives) behind the
+    delay proxy, run as its own process."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.closed: asyncio.Queue[None] = asyncio.Queue()  # one item per closed connection
+        self.port = free_port()
+        self.server: asyncio.Server | None = None
+        self.proxy: asyncio.subprocess.Process | None = None
+
+    async def _echo(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        self.closed.put_nowait(None)
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._echo, "127.0.0.1", 0, backlog=1024)
+        target = self.server.sockets[0].getsockname()[1]
+        self.proxy = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "benchmarks.delay_proxy", "--listen",
+            f"127.0.0.1:{self.port}", "--target", f"127.0.0.1:{target}",
+            "--delay-ms", str(PROXY_DELAY_MS),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert self.proxy.stdout is not None
+        line = await asyncio.wait_for(self.proxy.stdout.readline(), 30)
+        assert line.startswith(b"delay proxy: 127.0.0.1:"), line  # it listens
+
+    async def closed_connections(self, count: int) -> None:
+        """Wait until the server has closed ``count`` more connections."""
+        for _ in range(count):
+            await asyncio.wait_for(self.closed.get(), 10)
+
+    async def stop(self) -> str:
+        """Stop the proxy (by its pid) and the server; the proxy's last words."""
+        output = b""
+        if self.proxy is not None:
+            self.proxy.terminate()
+            output, _ = await asyncio.wait_for(self.proxy.communicate(), 15)
+            self.proxy = None
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+        return output.decode()
+
+
+@pytest.fixture
+async def proxied_echo() -> AsyncIterator[_ProxiedEcho]:
+    echo = _ProxiedEcho()
+    try:
+        await echo.start()
+        yield echo
+    finally:
+        await echo.stop()
+
+
+async def test_delay_proxy_delays_round_trips_and_keeps_large_data_whole(
+    proxied_echo: _ProxiedEcho,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxied_echo.port)
+    for _ in range(3):
+        started = time.monotonic()
+        writer.write(b"ping")
+        await writer.drain()
+        assert await reader.readexactly(4) == b"ping"
+        assert time.monotonic() - started >= PROXY_DELAY_MS / 1000
+
+    # 8 MiB in uneven pieces come back whole and in order, while still being sent.
+    blob = random.Random(5).randbytes(8 * 1024 * 1024)
+
+    async def send() -> None:
+        for start in range(0, len(blob), 100_003):
+            writer.write(blob[start : start + 100_003])
+            await writer.drain()
+        writer.write_eof()  # our end travels through the proxy to the server...
+
+    sending = asyncio.create_task(send())
+    received = await asyncio.wait_for(reader.read(-1), 60)  # ...and the server's end back
+    await sending
+    assert received == blob
+    await proxied_echo.closed_connections(1)
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_delay_proxy_closes_both_ends(proxied_echo: _ProxiedEcho) -> None:
+    for _ in range(3):
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxied_echo.port)
+        writer.write(b"hello")
+        assert await reader.readexactly(5) == b"hello"
+        writer.close()  # a client closing outright, as drivers do
+        await writer.wait_closed()
+    # The client's close reached the server, which closed its side in turn...
+    await proxied_echo.closed_connections(3)
+    # ...and once that close has come back through, the proxy holds nothing open.
+    await asyncio.sleep(3 * PROXY_DELAY_MS / 1000)
+    output = await proxied_echo.stop()
+    assert "3 connections (0 still open when stopped)" in output
+
+
+async def test_delay_proxy_does_not_hold_a_chunk_behind_the_previous_one(
+    proxied_echo: _ProxiedEcho,
+) -> None:
+    delay = PROXY_DELAY_MS / 1000
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxied_echo.port)
+    messages = [f"message {index:02d};".encode() * 20 for index in range(20)]
+    sent: list[float] = []
+
+    async def send() -> None:
+        for message in messages:  # 1 ms apart, without waiting for the answers
+            sent.append(time.monotonic())
+            writer.write(message)
+            await writer.drain()
+            await asyncio.sleep(0.001)
+
+    sending = asyncio.create_task(send())
+    trips = []
+    for index, message in enumerate(messages):
+        assert await reader.readexactly(len(message)) == message  # whole, in order
+        trips.append(time.monotonic() - sent[index])
+    await sending
+    writer.close()
+    await writer.wait_closed()
+    assert min(trips) >= delay
+    # Each chunk waits its own half delay each way: held one behind the other, the
+    # 20th message would come back after about 20 half delays up and more down.
+    assert trips[-1] < 5 * delay
+
+
+async def test_delay_proxy_carries_many_connections_at_once(proxied_echo: _ProxiedEcho) -> None:
+    delay = PROXY_DELAY_MS / 1000
+
+    async def session(number: int) -> float:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxied_echo.port)
+        message = f"connection {number:03d};".encode() * 100
+        started = time.monotonic()
+        writer.write(message)
+        await writer.drain()
+        assert await reader.readexactly(len(message)) == message
+        trip = time.monotonic() - started
+        writer.close()
+        await writer.wait_closed()
+        return trip
+
+    started = time.monotonic()
+    trips = await asyncio.gather(*(session(n) for n in range(200)))
+    elapsed = time.monotonic() - started
+    assert min(trips) >= delay
+    # One after another, 200 round trips would take 200 delays.
+    assert elapsed < 200 * delay / 4
+    assert proxied_echo.connections == 200
+    await proxied_echo.closed_connections(200)

@@ -6,6 +6,11 @@
 The schema is ``benchmarks/shoal.yaml``'s in Cerberus terms, and the settings
 match Shoal's: the same collection, If-Match required on writes, pages of 25
 (counted), public reads and writes.
+
+Under gunicorn's gevent workers (``-k gevent``, with ``BENCH_EVE_GEVENT=1``), the
+worker monkey-patches the standard library before it imports this module; the
+module refuses to load otherwise, since PyMongo imported before the patch would
+block the whole worker on each database round trip.
 """
 
 from __future__ import annotations
@@ -47,7 +52,22 @@ def settings(mongo_uri: str) -> dict[str, Any]:
     }
 
 
+def check_gevent_patched() -> None:
+    """With BENCH_EVE_GEVENT=1: fail unless sockets and threads are gevent's."""
+    if not os.environ.get("BENCH_EVE_GEVENT"):
+        return
+    from gevent import monkey  # type: ignore[import-untyped, unused-ignore]
+
+    unpatched = [name for name in ("socket", "threading") if not monkey.is_module_patched(name)]
+    if unpatched:
+        raise RuntimeError(
+            f"BENCH_EVE_GEVENT is set but {', '.join(unpatched)} is not monkey-patched: "
+            "serve this app with gunicorn's gevent worker (-k gevent)"
+        )
+
+
 def create_app() -> Any:
+    check_gevent_patched()
     return Eve(settings=settings(os.environ["BENCH_EVE_MONGO_URI"]))
 
 

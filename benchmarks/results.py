@@ -1,0 +1,143 @@
+"""A run's results: one ``Result`` per scenario, server and worker count, how to
+find one, and the ratios between two.
+
+Pure: tested on canned figures (tests/test_benchmarks.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Scenario keys, in the order they are reported, with their labels.
+SCENARIOS: dict[str, str] = {
+    "item_get": "item GET uncached",
+    "item_get_cached": "item GET cached",
+    "list_get": "list GET (25 items)",
+    "post": "POST insert",
+    "patch": "PATCH with If-Match",
+    "item_get_1000c": "item GET, 1,000 conns",
+    "bare_get": "item GET paths, fixed JSON",
+    "minimal": "minimal JSON app",
+    "find_one": "find_one by _id",
+}
+CPU_ROLES = ("app", "db", "wrk", "other")
+SERVERS = {
+    "shoal": "Shoal",
+    "bare": "bare ASGI",
+    "quart": "Quart minimal",
+    "driver": "driver",
+    "eve": "Eve",
+    "eve_gevent": "Eve gevent",
+}
+#: The scenarios measured with the database at a distance, and the servers compared.
+DISTANCE_SCENARIOS = ("item_get", "post", "patch")
+DISTANCE_SERVERS = ("shoal", "eve", "eve_gevent")
+
+
+@dataclass
+class Result:
+    """One scenario on one server with one worker count."""
+
+    server: str
+    scenario: str
+    workers: int
+    connections: int
+    requests: int
+    seconds: float
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    non_2xx_3xx: int = 0
+    #: The errors by kind: non_2xx_3xx, connect, read, write, timeout.
+    error_detail: dict[str, int] = field(default_factory=dict)
+    #: Peak RSS (VmHWM) of each worker process, MiB, read after the scenario.
+    worker_rss_mb: list[float] = field(default_factory=list)
+    #: RSS (VmRSS) of each worker process right after the scenario, MiB.
+    worker_current_rss_mb: list[float] = field(default_factory=list)
+    #: CPU used during the scenario, in % of one core, by role: the app's processes,
+    #: the database, wrk, and everything else on the machine ("other").
+    cpu_percent: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+    #: Round trip added between the server and the database (the delay proxy), ms.
+    delay_ms: float = 0.0
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return max(self.worker_rss_mb, default=0.0)
+
+    @property
+    def current_rss_mb(self) -> float:
+        return max(self.worker_current_rss_mb, default=0.0)
+
+    @property
+    def ok_per_s(self) -> float:
+        """Requests/s that got a 2xx or 3xx answer (what the ratios compare)."""
+        if self.seconds <= 0:
+            return 0.0
+        return max(0, self.requests - self.non_2xx_3xx) / self.seconds
+
+    @property
+    def per_app_cpu_s(self) -> float | None:
+        """2xx/3xx requests per second of CPU the app itself used: steadier than
+        requests/s when other processes share the machine (the database excluded)."""
+        app = self.cpu_percent.get("app", 0.0)
+        return None if app <= 0 else self.ok_per_s / (app / 100.0)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["per_app_cpu_s"] = self.per_app_cpu_s
+        data["peak_rss_mb"] = self.peak_rss_mb
+        data["current_rss_mb"] = self.current_rss_mb
+        data["ok_per_s"] = self.ok_per_s
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Result:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def find(
+    results: Iterable[Result],
+    server: str,
+    scenario: str,
+    workers: int | None = None,
+    *,
+    delay_ms: float = 0.0,
+) -> Result | None:
+    """The result of ``server`` in ``scenario`` (with the database ``delay_ms`` away)."""
+    for result in results:
+        if (
+            result.server == server
+            and result.scenario == scenario
+            and (workers is None or result.workers == workers)
+            and result.delay_ms == delay_ms
+        ):
+            return result
+    return None
+
+
+def nearby(results: Iterable[Result]) -> list[Result]:
+    """The results with the database on loopback (no added delay)."""
+    return [result for result in results if not result.delay_ms]
+
+
+def distant(results: Iterable[Result]) -> list[Result]:
+    """The results with the database behind the delay proxy."""
+    return [result for result in results if result.delay_ms]
+
+
+def ratio(numerator: Result | None, denominator: Result | None) -> float | None:
+    if numerator is None or denominator is None or denominator.ok_per_s <= 0:
+        return None
+    return numerator.ok_per_s / denominator.ok_per_s
+
+
+def ratio_per_cpu(numerator: Result | None, denominator: Result | None) -> float | None:
+    if numerator is None or denominator is None:
+        return None
+    top, bottom = numerator.per_app_cpu_s, denominator.per_app_cpu_s
+    return None if top is None or not bottom else top / bottom

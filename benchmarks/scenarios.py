@@ -1,0 +1,290 @@
+"""What is measured against which server, phase by phase.
+
+For each worker count: a bare ASGI app (the server alone) and the Quart minimal
+app (the framework's ceiling) under the same hypercorn settings, then Shoal
+(item GET uncached and cached, list GET, item GET at many connections, POST,
+PATCH), then Eve under gunicorn on the same data. Once: the driver's ceiling.
+Then, for each added delay, the database at that network distance: item GET,
+POST and PATCH at ``distance_connections`` against Shoal (a worker per core),
+Eve on gunicorn's sync workers (2 x cores + 1) and Eve on its gevent workers
+(a worker per core). Each phase starts its server, measures it
+(``measure.Meter``) and stops it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import servers
+from .data import Workload
+from .measure import Load, Meter, ping_ms
+from .options import Options
+from .profile import format_profile, record
+from .results import SCENARIOS
+from .services import Service
+from .stack import Stack
+from .wrk import wrk_command
+
+
+class Scenarios:
+    """The phases of one run, on one stack and one workload."""
+
+    def __init__(
+        self,
+        options: Options,
+        stack: Stack,
+        workload: Workload,
+        meter: Meter,
+        *,
+        workdir: Path,
+        results_dir: Path,
+    ) -> None:
+        self.options = options
+        self.stack = stack
+        self.workload = workload
+        self.meter = meter
+        self.workdir = workdir
+        self.results_dir = results_dir
+        self.profiles: dict[str, Any] = {}
+        #: Per added delay: a MongoDB ping's round trip, direct and through the proxy.
+        self.network: list[dict[str, float]] = []
+        #: The database engine, as the report names it (``Engine.describe``).
+        self.engine: dict[str, Any] = {}
+
+    # -- what wrk sends ----------------------------------------------------------------
+
+    def _get_args(self, prefix: str) -> tuple[str, ...]:
+        return (str(self.workload.ids_file), prefix, str(self.options.threads))
+
+    def item_get(
+        self,
+        scenario: str = "item_get",
+        prefix: str = "/items/",
+        *,
+        connections: int | None = None,
+        note: str = "",
+    ) -> Load:
+        """GET one item per request, each wrk thread cycling through its share of ids."""
+        args = self._get_args(prefix)
+        return Load(
+            scenario=scenario,
+            script="get.lua",
+            script_args=lambda: args,
+            connections=connections,
+            note=note,
+        )
+
+    def many_connections(self) -> Load:
+        return self.item_get("item_get_1000c", connections=self.options.many_connections)
+
+    def post(self, connections: int | None = None) -> Load:
+        return Load(
+            scenario="post",
+            script="post.lua",
+            script_args=lambda: ("/items",),
+            connections=connections,
+            before=self.workload.remove_posted,
+        )
+
+    def patch(self, *, fresh_only: bool, connections: int | None = None, note: str = "") -> Load:
+        """PATCH with If-Match over the pool, put back first (``insert_pool``).
+
+        Eve's runs patch only documents it has not patched yet (``fresh_only``):
+        once Eve has patched a document on the stand-in, its `_updated` is a string
+        (the stand-in's `$set` datetime gap) and Eve fails on it.
+        """
+
+        def args() -> tuple[str, ...]:
+            pool = self.workload.pool_file(fresh_only=fresh_only)
+            return (str(pool), "/items/", str(self.options.threads))
+
+        return Load(
+            scenario="patch",
+            script="patch.lua",
+            script_args=args,
+            connections=connections,
+            note=note,
+        )
+
+    def writes(
+        self,
+        service: Service,
+        server: str,
+        workers: int,
+        *,
+        connections: int | None = None,
+        delay_ms: float = 0.0,
+    ) -> None:
+        """POST, then PATCH, each on a clean collection and a fresh pool."""
+        eve = server.startswith("eve")
+        measure = self.meter.measure
+        measure(service, server, workers, self.post(connections), delay_ms=delay_ms)
+        self.workload.remove_posted()
+        self.workload.insert_pool()
+        note = "each pool document patched once (stand-in gap)" if eve else ""
+        patch = self.patch(fresh_only=eve, connections=connections, note=note)
+        result = measure(service, server, workers, patch, delay_ms=delay_ms)
+        if eve and result is not None and result.requests >= self.workload.pool_size:
+            self.meter.notes.append(
+                f"Eve's PATCH run ({service.name}) used up its pool of "
+                f"{self.workload.pool_size} unpatched documents (its errors are the "
+                "stand-in gap, not Eve's): raise --patch-pool"
+            )
+
+    def seed(self) -> None:
+        """Insert the documents through a Shoal of one worker, once a run."""
+        with self._shoal(1) as shoal:
+            print(self.workload.seed(shoal.url), flush=True)
+
+    def reset(self) -> None:
+        """The seed documents only, and an empty Redis."""
+        self.workload.reset()
+        self.stack.flush_redis()
+
+    # -- the phases --------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.seed()
+        for index, workers in enumerate(self.options.workers):
+            print(f"\n== {workers} worker(s)", flush=True)
+            self.bare_phase(workers)
+            self.quart_phase(workers)
+            self.shoal_phase(workers)
+            if index == 0:
+                self.meter.driver_ceiling(
+                    self.stack.mongodb_uri, self.stack.database, self.workload.ids_file
+                )
+            if self.options.eve:
+                self.eve_phase(workers)
+        for delay_ms in self.options.delays:
+            self.distance_phase(delay_ms)
+
+    def bare_phase(self, workers: int) -> None:
+        """The server alone, on the paths of the item GET (any path, the same body)."""
+        with servers.bare(self.workdir, workers) as bare:
+            self.meter.measure(bare, "bare", workers, self.item_get("bare_get"))
+
+    def quart_phase(self, workers: int) -> None:
+        with servers.quart(self.workdir, workers) as quart:
+            self.meter.measure(quart, "quart", workers, Load(scenario="minimal", path="/"))
+
+    def _shoal(self, workers: int, mongodb_uri: str | None = None) -> Service:
+        return servers.shoal(
+            self.workdir,
+            workers,
+            mongodb_uri=mongodb_uri or self.stack.mongodb_uri,
+            database=self.stack.database,
+            redis_url=self.stack.redis_url,
+        )
+
+    def _eve(self, workers: int, mongodb_uri: str | None = None, **kind: Any) -> Service:
+        return servers.eve(
+            self.workdir,
+            workers,
+            mongodb_uri=mongodb_uri or self.stack.mongodb_uri,
+            database=self.stack.database,
+            **kind,
+        )
+
+    def shoal_phase(self, workers: int) -> None:
+        measure = self.meter.measure
+        with self._shoal(workers) as shoal:
+            self.reset()
+            measure(shoal, "shoal", workers, self.item_get())
+            cached = self.item_get(
+                "item_get_cached",
+                "/items_cached/",
+                note="items_cached (cache_ttl 60) on the same collection",
+            )
+            measure(shoal, "shoal", workers, cached)
+            measure(shoal, "shoal", workers, Load(scenario="list_get", path="/items"))
+            measure(shoal, "shoal", workers, self.many_connections())
+            if self.options.profile and workers == 1:
+                self.profile(shoal)
+            self.writes(shoal, "shoal", workers)
+        self.reset()
+
+    def eve_phase(self, workers: int) -> None:
+        measure = self.meter.measure
+        self.reset()
+        with self._eve(workers) as eve:
+            measure(eve, "eve", workers, self.item_get())
+            measure(eve, "eve", workers, Load(scenario="list_get", path="/items"))
+            measure(eve, "eve", workers, self.many_connections())
+            # Last, on documents nothing reads afterwards (see ``patch``).
+            self.writes(eve, "eve", workers)
+        self.reset()
+
+    def distance_phase(self, delay_ms: float) -> None:
+        """Shoal and Eve (sync and gevent workers) with the database ``delay_ms`` away."""
+        cores = self.options.cores
+        connections = self.options.distance_connections
+        print(f"\n== database at +{delay_ms:g} ms, {connections} connections", flush=True)
+        try:
+            self.stack.database_address()
+        except ValueError as error:
+            self.meter.notes.append(f"no scenario with the database at a distance: {error}")
+            return
+        with self.stack.distance(delay_ms) as uri:
+            direct, proxied = ping_ms(self.stack.mongodb_uri), ping_ms(uri)
+            self.network.append(
+                {"delay_ms": delay_ms, "ping_ms": direct, "proxied_ping_ms": proxied}
+            )
+            print(f"  MongoDB ping: {direct:.2f} ms direct, {proxied:.2f} ms through the proxy")
+            subjects: list[tuple[str, int, Callable[[], Service]]] = [
+                ("shoal", cores, lambda: self._shoal(cores, uri))
+            ]
+            if self.options.eve:
+                sync, gevent = 2 * cores + 1, cores
+                subjects += [
+                    ("eve", sync, lambda: self._eve(sync, uri)),
+                    ("eve_gevent", gevent, lambda: self._eve(gevent, uri, gevent=True)),
+                ]
+            for server, workers, start in subjects:
+                self.reset()
+                with start() as service:
+                    self.meter.measure(
+                        service,
+                        server,
+                        workers,
+                        self.item_get(connections=connections),
+                        delay_ms=delay_ms,
+                    )
+                    self.writes(
+                        service, server, workers, delay_ms=delay_ms, connections=connections
+                    )
+            self.reset()
+
+    # -- profiles ----------------------------------------------------------------------
+
+    def profile(self, shoal: Service) -> None:
+        """Sample the (single) Shoal worker under the uncached item GET and list GET."""
+        duration = self.options.profile_duration
+        for scenario, path, script, args in (
+            ("item_get", "", "get.lua", self._get_args("/items/")),
+            ("list_get", "/items", None, ()),
+        ):
+            command = wrk_command(
+                shoal.url + path,
+                duration=duration + 2,
+                connections=self.options.connections,
+                threads=self.options.threads,
+                script=script,
+                script_args=args,
+            )
+            wrk = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                time.sleep(1.0)
+                raw = self.results_dir / f"profile-{scenario}.txt"
+                summary = record(shoal.workers()[0], raw, duration=duration)
+            finally:
+                wrk.wait(duration + 30)
+            if summary is None:
+                self.meter.notes.append(f"py-spy could not sample Shoal's {scenario}")
+                continue
+            self.profiles[scenario] = summary.to_json()
+            print(format_profile(f"py-spy, Shoal {SCENARIOS[scenario]}", summary), flush=True)

@@ -1,0 +1,116 @@
+"""The servers under test, each a ``Service`` on a free loopback port.
+
+- ``bare``: a bare ASGI callable answering a fixed JSON body
+  (``benchmarks/apps/bare.py``) under hypercorn with the repository's
+  ``hypercorn.toml``: the server alone;
+- ``quart``: the minimal Quart app (``benchmarks/apps/minimal.py``) under the same
+  hypercorn settings;
+- ``shoal``: ``shoal serve`` with ``benchmarks/shoal.yaml`` and the same toml;
+- ``eve``: Eve 2.3 (``benchmarks/apps/eve_app.py``) under gunicorn, with its sync
+  workers or (``gevent=True``) its gevent workers.
+
+Each factory returns a ``Service`` not yet started: use it as a context manager.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from shoal.system import free_port
+
+from .engine import with_database
+from .services import Service
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "benchmarks" / "shoal.yaml"
+HYPERCORN_TOML = ROOT / "hypercorn.toml"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The harness's environment without SHOAL_* settings, plus ``extra``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SHOAL_")}
+    env.update(extra)
+    return env
+
+
+def shoal(
+    workdir: Path, workers: int, *, mongodb_uri: str, database: str, redis_url: str
+) -> Service:
+    port = free_port()
+    beside = Path(sys.executable).with_name("shoal")
+    command = [str(beside)] if beside.is_file() else [sys.executable, "-m", "shoal.cli"]
+    return Service(
+        f"shoal-w{workers}",
+        [*command, "serve", "--config", str(CONFIG), "--bind", f"127.0.0.1:{port}",
+         "--workers", str(workers)],
+        workdir=workdir,
+        port=port,
+        cwd=ROOT,
+        ready_path="/readyz",
+        env=clean_env(
+            SHOAL_MONGODB_URI=mongodb_uri,
+            SHOAL_MONGODB_DATABASE=database,
+            SHOAL_REDIS_URL=redis_url,
+            SHOAL_SECRET_KEY=secrets.token_hex(24),
+            SHOAL_HYPERCORN_CONFIG=str(HYPERCORN_TOML),
+        ),
+    )  # fmt: skip
+
+
+def hypercorn(workdir: Path, name: str, workers: int, application: str) -> Service:
+    """``application`` under hypercorn with the repository's ``hypercorn.toml``."""
+    port = free_port()
+    return Service(
+        f"{name}-w{workers}",
+        [sys.executable, "-m", "hypercorn", "--config", str(HYPERCORN_TOML),
+         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), application],
+        workdir=workdir,
+        port=port,
+        cwd=ROOT,
+        ready_path="/",
+        env=clean_env(),
+    )  # fmt: skip
+
+
+def bare(workdir: Path, workers: int) -> Service:
+    return hypercorn(workdir, "bare", workers, "benchmarks.apps.bare:app")
+
+
+def quart(workdir: Path, workers: int) -> Service:
+    return hypercorn(workdir, "quart", workers, "benchmarks.apps.minimal:app")
+
+
+def eve(
+    workdir: Path,
+    workers: int,
+    *,
+    mongodb_uri: str,
+    database: str,
+    gevent: bool = False,
+    worker_connections: int = 128,
+) -> Service:
+    """Eve under gunicorn: sync workers (one request at a time each), or gevent
+    workers (``worker_connections`` greenlets each; gunicorn's gevent worker
+    monkey-patches the standard library before it imports the app, so PyMongo
+    runs on gevent's sockets, and the app checks that it does)."""
+    port = free_port()
+    kind = ["--worker-class", "gevent", "--worker-connections", str(worker_connections)]
+    return Service(
+        f"eve-{'gevent-' if gevent else ''}w{workers}",
+        [sys.executable, "-m", "gunicorn", "--workers", str(workers),
+         *(kind if gevent else []),
+         "--bind", f"127.0.0.1:{port}", "--backlog", "2048", "--graceful-timeout", "10",
+         "--no-control-socket",
+         "benchmarks.apps.eve_app:app"],
+        workdir=workdir,
+        port=port,
+        cwd=ROOT,
+        ready_path="/items?max_results=1",
+        env=clean_env(
+            BENCH_EVE_MONGO_URI=with_database(mongodb_uri, database),
+            BENCH_EVE_GEVENT="1" if gevent else "",
+        ),
+    )  # fmt: skip

@@ -1,0 +1,153 @@
+"""The services every server under test shares: the database and Redis.
+
+``Stack`` starts them once per run, on free loopback ports, and stops them at
+the end; between phases it puts Redis back to empty (``flush_redis``). The
+database is the MongoDB stand-in it starts, or the MongoDB-compatible server of
+``mongodb_uri`` (``engine.py``), in a database of the run's own that is dropped at
+the end. For the scenarios with the database at a network distance,
+``distance`` puts a delay proxy (``benchmarks/delay_proxy.py``, its own process)
+in front of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pymongo import MongoClient
+
+from shoal.system import free_port
+
+from .engine import Engine, MongoURI, identify, with_address
+from .services import Service
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: The database every server uses on the stand-in (the only one there is).
+DATABASE = "bench"
+
+
+class Stack:
+    """The database engine and ``redis-server``, with their files in ``workdir``."""
+
+    def __init__(self, workdir: Path, mongodb_uri: str | None = None) -> None:
+        self.workdir = workdir
+        self.given_uri = mongodb_uri
+        # On a server of someone else's, a database no one else uses.
+        self.database = DATABASE if mongodb_uri is None else f"shoal_bench_{secrets.token_hex(4)}"
+        self.store: Any = None
+        self.engine: Engine | None = None
+        self.redis: Service | None = None
+        self.proxy: Service | None = None
+
+    def start(self) -> Stack:
+        if self.given_uri is None:
+            from shoal.storage.embedded import EmbeddedStore
+
+            self.store = EmbeddedStore(self.workdir / "mongodb")
+            self.store.start()
+            self.engine = identify(self.store.uri)
+            self.engine.pids = [self.store.pid]
+        else:
+            self.engine = identify(self.given_uri)
+            self.engine.given = True
+        port = free_port()
+        self.redis = Service(
+            "redis",
+            [
+                "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no",
+            ],
+            workdir=self.workdir,
+            port=port,
+        ).start()  # fmt: skip
+        return self
+
+    def stop(self) -> None:
+        if self.redis is not None:
+            self.redis.stop()
+        if self.store is not None:
+            self.store.stop()
+        elif self.engine is not None:
+            self._drop_database()
+
+    def _drop_database(self) -> None:
+        assert self.engine is not None
+        client: MongoClient[dict[str, Any]] = MongoClient(
+            self.engine.uri, serverSelectionTimeoutMS=10000
+        )
+        try:
+            client.drop_database(self.database)
+        finally:
+            client.close()
+
+    def __enter__(self) -> Stack:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def mongodb_uri(self) -> str:
+        assert self.engine is not None
+        return self.engine.uri
+
+    @property
+    def redis_url(self) -> str:
+        assert self.redis is not None
+        return f"redis://127.0.0.1:{self.redis.port}/0"
+
+    def db_pids(self) -> list[int]:
+        """The database's processes, whose CPU the results count as "db" (the delay
+        proxy's too while it runs: it is the database's network)."""
+        pids = list(self.engine.pids) if self.engine is not None else []
+        if self.proxy is not None:
+            pids.append(self.proxy.pid)
+        return pids
+
+    def flush_redis(self) -> None:
+        assert self.redis is not None
+        import redis
+
+        with redis.Redis(port=self.redis.port) as client:
+            client.flushall()
+
+    def database_address(self) -> tuple[str, int]:
+        """The database server's host and port; ValueError if the URI names no single
+        server (then the delay proxy cannot stand in front of it)."""
+        return MongoURI.parse(self.mongodb_uri).address()
+
+    @contextlib.contextmanager
+    def distance(self, delay_ms: float) -> Iterator[str]:
+        """The database ``delay_ms`` of round trip away: a delay proxy in front of
+        it for as long as the block runs; yields the URI that goes through it."""
+        host, target_port = self.database_address()
+        port = free_port()
+        proxy = Service(
+            f"delay-proxy-{delay_ms:g}ms",
+            [sys.executable, "-m", "benchmarks.delay_proxy", "--listen", f"127.0.0.1:{port}",
+             "--target", f"{host}:{target_port}", "--delay-ms", f"{delay_ms:g}"],
+            workdir=self.workdir,
+            port=port,
+            cwd=ROOT,
+        )  # fmt: skip
+        with proxy:
+            self.proxy = proxy
+            try:
+                yield with_address(self.mongodb_uri, "127.0.0.1", port)
+            finally:
+                self.proxy = None

@@ -1,0 +1,183 @@
+"""The targets a run is judged on, each met or not met, with its figure.
+
+- The database at 5 ms, item GET and POST: Shoal at least 3x Eve on 2 x cores + 1
+  sync workers, and at least 1.5x Eve on gevent workers (requests/s).
+- Per second of the app's own CPU: Shoal at least 2x Eve on the uncached item
+  GET, POST and PATCH (the database on loopback, the same worker count).
+- 1,000 connections: zero errors, p99 at most 2x p50, and throughput no lower
+  than at 16 connections.
+- Peak RSS at most 80 MB per Shoal worker.
+- Shoal's cached item GET at least 0.9x the bare ASGI app on the same hypercorn
+  settings (requests/s).
+
+Pure: tested on canned figures (tests/test_benchmarks.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .results import SCENARIOS, Result, find, nearby, ratio, ratio_per_cpu
+
+DISTANCE_DELAY_MS = 5.0
+DISTANCE_SCENARIOS = ("item_get", "post")
+VS_EVE_SYNC_AT_DISTANCE = 3.0
+VS_EVE_GEVENT_AT_DISTANCE = 1.5
+PER_CPU_SCENARIOS = ("item_get", "post", "patch")
+VS_EVE_PER_CPU = 2.0
+MANY_P99_OVER_P50 = 2.0
+MANY_VS_FEW = 1.0
+RSS_PER_WORKER_MB = 80.0
+CACHED_VS_BARE = 0.9
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target: what it compares, the figure measured, the goal, and whether
+    the figure meets it (None: not measured in this run)."""
+
+    name: str
+    figure: str
+    goal: str
+    met: bool | None
+    #: The number judged against the goal (a ratio, a count, MB); None if not measured.
+    value: float | None = None
+
+    @property
+    def status(self) -> str:
+        if self.met is None:
+            return "not measured"
+        return "met" if self.met else "not met"
+
+
+def _workers(count: int) -> str:
+    return f"{count} worker{'s' if count != 1 else ''}"
+
+
+def _at_least(name: str, value: float | None, goal: float, detail: str = "") -> Target:
+    figure = "-" if value is None else f"{value:.2f}x" + (f" ({detail})" if detail else "")
+    return Target(name, figure, f">= {goal:g}x", None if value is None else value >= goal, value)
+
+
+def _rate(result: Result) -> str:
+    return f"{result.ok_per_s:,.0f}/s"
+
+
+def distance_targets(results: Sequence[Result]) -> list[Target]:
+    """Shoal against Eve's two kinds of workers, the database 5 ms away."""
+    found = []
+    delay = DISTANCE_DELAY_MS
+    for scenario in DISTANCE_SCENARIOS:
+        shoal = find(results, "shoal", scenario, delay_ms=delay)
+        for server, kind, goal in (
+            ("eve", "Eve on 2 x cores + 1 sync workers", VS_EVE_SYNC_AT_DISTANCE),
+            ("eve_gevent", "Eve on gevent workers", VS_EVE_GEVENT_AT_DISTANCE),
+        ):
+            eve = find(results, server, scenario, delay_ms=delay)
+            detail = "" if shoal is None or eve is None else f"{_rate(shoal)} vs {_rate(eve)}"
+            found.append(
+                _at_least(
+                    f"db +{delay:g} ms, {SCENARIOS[scenario]}: Shoal / {kind}",
+                    ratio(shoal, eve),
+                    goal,
+                    detail,
+                )
+            )
+    return found
+
+
+def per_cpu_targets(results: Sequence[Result], workers: int) -> list[Target]:
+    """Shoal against Eve per second of the app's own CPU, the database on loopback."""
+    found = []
+    for scenario in PER_CPU_SCENARIOS:
+        shoal = find(results, "shoal", scenario, workers)
+        eve = find(results, "eve", scenario, workers)
+        detail = ""
+        if shoal is not None and eve is not None and shoal.per_app_cpu_s and eve.per_app_cpu_s:
+            detail = f"{shoal.per_app_cpu_s:,.0f} vs {eve.per_app_cpu_s:,.0f} req/CPU-s"
+        found.append(
+            _at_least(
+                f"per app CPU-second, {SCENARIOS[scenario]}: Shoal / Eve, {_workers(workers)}",
+                ratio_per_cpu(shoal, eve),
+                VS_EVE_PER_CPU,
+                detail,
+            )
+        )
+    return found
+
+
+def many_connections_targets(results: Sequence[Result], workers: int) -> list[Target]:
+    """At many connections: no errors, a p99 close to the p50, no loss of throughput."""
+    many = find(results, "shoal", "item_get_1000c", workers)
+    few = find(results, "shoal", "item_get", workers)
+    name = f"{many.connections if many else 1000:,} conns, {_workers(workers)}"
+    if many is None:
+        errors = Target(f"{name}: errors", "-", "0", None)
+    else:
+        detail = ", ".join(f"{kind} {count}" for kind, count in many.error_detail.items())
+        errors = Target(
+            f"{name}: errors",
+            f"{many.errors}" + (f" ({detail})" if detail else ""),
+            "0",
+            many.errors == 0,
+            float(many.errors),
+        )
+    spread = None if many is None or many.p50_ms <= 0 else many.p99_ms / many.p50_ms
+    spread_target = Target(
+        f"{name}: p99 / p50",
+        "-"
+        if spread is None or many is None
+        else f"{spread:.2f}x (p50 {many.p50_ms:,.0f} ms, p99 {many.p99_ms:,.0f} ms)",
+        f"<= {MANY_P99_OVER_P50:g}x",
+        None if spread is None else spread <= MANY_P99_OVER_P50,
+        spread,
+    )
+    few_name = f"{few.connections if few else 16} conns"
+    throughput = _at_least(
+        f"{name}: throughput / at {few_name}",
+        ratio(many, few),
+        MANY_VS_FEW,
+        "" if many is None or few is None else f"{_rate(many)} vs {_rate(few)}",
+    )
+    return [errors, spread_target, throughput]
+
+
+def rss_target(results: Sequence[Result], workers: int) -> Target:
+    """The largest peak RSS of any Shoal worker, in any scenario with that many."""
+    peaks = [r.peak_rss_mb for r in results if r.server == "shoal" and r.workers == workers]
+    peak = max(peaks, default=0.0)
+    return Target(
+        f"peak RSS per Shoal worker, {_workers(workers)}",
+        "-" if not peak else f"{peak:.1f} MB",
+        f"<= {RSS_PER_WORKER_MB:g} MB",
+        None if not peak else peak <= RSS_PER_WORKER_MB,
+        peak or None,
+    )
+
+
+def cached_target(results: Sequence[Result], workers: int) -> Target:
+    """Shoal's cached item GET against the server alone (the bare ASGI app)."""
+    cached = find(results, "shoal", "item_get_cached", workers)
+    bare = find(results, "bare", "bare_get", workers)
+    return _at_least(
+        f"cached item GET / bare ASGI app, {_workers(workers)}",
+        ratio(cached, bare),
+        CACHED_VS_BARE,
+        "" if cached is None or bare is None else f"{_rate(cached)} vs {_rate(bare)}",
+    )
+
+
+def targets(results: Sequence[Result]) -> list[Target]:
+    """Every target, those of the loopback phases for each worker count Shoal ran with."""
+    loopback = nearby(results)
+    counts = sorted({r.workers for r in loopback if r.server == "shoal"})
+    every_count = sorted({r.workers for r in results if r.server == "shoal"})
+    found = distance_targets(results)
+    for workers in counts:
+        found += per_cpu_targets(loopback, workers)
+    for workers in counts:
+        found += many_connections_targets(loopback, workers)
+    found += [rss_target(results, workers) for workers in every_count]
+    found += [cached_target(loopback, workers) for workers in counts]
+    return found
