@@ -300,3 +300,78 @@ def test_trusted_proxies_from_the_environment() -> None:
 def test_a_bad_trusted_proxy_is_named() -> None:
     problems = _problems({"environment": "development", "trusted_proxies": ["10.0.0.1", "nope"]})
     assert problems == ["trusted_proxies: 'nope' is not an IP address or CIDR range"]
+
+
+# --- data_api ----------------------------------------------------------------------------
+
+
+def _data_api(collections: dict[str, Any], database: str = "shoal") -> dict[str, Any]:
+    return {
+        "environment": "development",
+        "data_api": {
+            "enabled": True,
+            "data_sources": {
+                "mongodb-atlas": {"databases": {database: {"collections": collections}}}
+            },
+        },
+    }
+
+
+def test_the_data_api_is_off_and_serves_nothing_by_default() -> None:
+    settings = load_settings({"environment": "development"}, env={})
+    assert settings.data_api.enabled is False
+    assert settings.data_api.data_sources == {}
+
+
+def test_a_served_collection_needs_a_role() -> None:
+    problems = _problems(_data_api({"tasks": {}}))
+    assert problems == [
+        "data_api.data_sources.mongodb-atlas.databases.shoal.collections.tasks: "
+        "gives no role any access: set roles, read_roles or write_roles"
+    ]
+
+
+def test_read_and_write_roles_replace_roles() -> None:
+    settings = load_settings(
+        _data_api({"tasks": {"roles": ["editor"], "read_roles": ["viewer", "editor"]}}), env={}
+    )
+    rules = settings.data_api.data_sources["mongodb-atlas"].databases["shoal"].collections["tasks"]
+    assert rules.reader_roles == {"viewer", "editor"}
+    assert rules.writer_roles == {"editor"}
+
+
+@pytest.mark.parametrize("collection", ["shoal_users", "shoal_apikeys"])
+def test_shoals_accounts_are_never_served(collection: str) -> None:
+    problems = _problems(_data_api({collection: {"roles": ["admin"]}}))
+    assert len(problems) == 1
+    assert problems[0].startswith("data_api: data_sources.mongodb-atlas.databases.shoal.")
+    assert "never served" in problems[0]
+
+
+def test_the_accounts_of_an_aliased_database_are_never_served_either() -> None:
+    raw = _data_api({"shoal_users": {"roles": ["admin"]}}, database="app")
+    raw["data_api"]["data_sources"]["mongodb-atlas"]["databases"]["app"]["name"] = "shoal"
+    assert "never served" in _problems(raw)[0]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("databases", {"bad.name": {}}),
+        ("databases", {"ok": {"collections": {"$x": {"roles": ["a"]}}}}),
+    ],
+)
+def test_names_mongodb_refuses_are_refused(key: str, value: Any) -> None:
+    raw = {"environment": "development", "data_api": {"data_sources": {"s": {key: value}}}}
+    problems = _problems(raw)
+    assert len(problems) == 1
+    assert problems[0].startswith("data_api.data_sources.s.databases"), problems
+
+
+def test_the_hosted_prefix_takes_the_path_of_a_resource_named_app() -> None:
+    raw = {
+        "environment": "development",
+        "resources": {"app": BOOKS},
+        "data_api": {"enabled": True, "app_id": "data-abcde"},
+    }
+    assert _problems(raw) == ["data_api: app_id serves /app/...: rename the resource named app"]

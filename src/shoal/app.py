@@ -15,7 +15,7 @@ A request passes, in this order (docs/architecture.md draws it):
 1. the ASGI middleware of ``middleware()``, outermost first;
 2. Quart's before-request hooks of the request policies of ``policies()``, in
    order (their after-request hooks run in the opposite order);
-3. the view: blueprint → resource service → storage.
+3. the view: blueprint → resource service (or the Data API service) → storage.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from quart_schema import QuartSchema
 from .api import register_blueprints
 from .auth import Auth
 from .config import SETTINGS_KEY, Settings, load_settings
+from .dataapi import DataApi
 from .http.admission import Admission
 from .http.asgi import Middleware
 from .http.compression import compressed
@@ -90,6 +91,8 @@ def create_app(
     resources = Resources(settings, storage)
     resources.add_indexed(auth.accounts)
     resources.init_app(app)
+    data_api = DataApi(settings, storage, resources)
+    data_api.init_app(app)
     limiter = SharedRateLimiter(settings, state)
     limiter.init_app(app)
     idempotency = Idempotency(settings, state)
@@ -108,7 +111,7 @@ def create_app(
         app.before_request(policy.before_request)
         app.after_request(policy.after_request)
     install_cors(app, settings.cors)
-    register_blueprints(app, resources, feeds)
+    register_blueprints(app, resources, feeds, data_api)
     ApiDocs(settings.docs).init_app(app)
 
     # Quart types asgi_app with its own event TypedDicts; the protocol is the same.

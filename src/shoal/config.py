@@ -414,6 +414,90 @@ class ResourceSettings(_Section):
         return self
 
 
+#: A MongoDB database name (MongoDB refuses these characters in one).
+_DATABASE_NAME = r"^[^/\\. \"$\x00]{1,63}$"
+
+
+class DataApiCollectionSettings(_Section):
+    """One collection the Data API serves, and the roles that may use it.
+
+    ``roles`` may read and write; ``read_roles`` and ``write_roles``, when given,
+    replace it for reads (find, findOne, aggregate) or writes (insert, update,
+    replace, delete). A role list left empty gives that kind of access to no one.
+    """
+
+    roles: list[str] = Field(default_factory=list)
+    read_roles: list[str] | None = None
+    write_roles: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _someone_may_use_it(self) -> DataApiCollectionSettings:
+        if not self.reader_roles and not self.writer_roles:
+            raise ValueError("gives no role any access: set roles, read_roles or write_roles")
+        return self
+
+    @property
+    def reader_roles(self) -> frozenset[str]:
+        return frozenset(self.roles if self.read_roles is None else self.read_roles)
+
+    @property
+    def writer_roles(self) -> frozenset[str]:
+        return frozenset(self.roles if self.write_roles is None else self.write_roles)
+
+
+class DataApiDatabaseSettings(_Section):
+    name: str | None = Field(
+        default=None,
+        pattern=_DATABASE_NAME,
+        description="The MongoDB database this Data API database stands for; "
+        "none: the one of the same name.",
+    )
+    collections: dict[str, DataApiCollectionSettings] = Field(default_factory=dict)
+
+    @field_validator("collections")
+    @classmethod
+    def _collection_names(
+        cls, collections: dict[str, DataApiCollectionSettings]
+    ) -> dict[str, DataApiCollectionSettings]:
+        for name in collections:
+            if not name or "$" in name or "\x00" in name or name.startswith("system."):
+                raise ValueError(f"{name!r} is not a collection name MongoDB accepts")
+        return collections
+
+
+class DataApiSourceSettings(_Section):
+    databases: dict[str, DataApiDatabaseSettings] = Field(default_factory=dict)
+
+    @field_validator("databases")
+    @classmethod
+    def _database_names(
+        cls, databases: dict[str, DataApiDatabaseSettings]
+    ) -> dict[str, DataApiDatabaseSettings]:
+        for name in databases:
+            if not re.fullmatch(_DATABASE_NAME, name):
+                raise ValueError(f"{name!r} is not a database name MongoDB accepts")
+        return databases
+
+
+class DataApiSettings(_Section):
+    """The Atlas Data API v1 drop-in (``POST /action/<action>``): off by default,
+    and serving only the collections listed under ``data_sources``."""
+
+    enabled: bool = False
+    app_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Also serve /app/<app_id>/endpoint/data/v1/action/..., the hosted URL's shape.",
+    )
+    max_time_ms: int = Field(
+        default=60_000, gt=0, description="Longest a find or aggregate may run in MongoDB."
+    )
+    data_sources: dict[str, DataApiSourceSettings] = Field(
+        default_factory=dict,
+        description="dataSource name → database name → collection name → roles.",
+    )
+
+
 class Settings(_Section):
     """The whole validated config of one Shoal deployment."""
 
@@ -455,6 +539,7 @@ class Settings(_Section):
     admission: AdmissionSettings = AdmissionSettings()
     security_headers: SecurityHeaderSettings = SecurityHeaderSettings()
     resources: dict[str, ResourceSettings] = Field(default_factory=dict)
+    data_api: DataApiSettings = DataApiSettings()
 
     @field_validator("resources")
     @classmethod
@@ -467,6 +552,29 @@ class Settings(_Section):
             if name in RESERVED_NAMES:
                 raise ValueError(f"{name!r} is a path Shoal serves itself; rename the resource")
         return resources
+
+    @field_validator("data_api")
+    @classmethod
+    def _data_api_paths_and_secrets(
+        cls, data_api: DataApiSettings, info: ValidationInfo
+    ) -> DataApiSettings:
+        resources = info.data.get("resources") or {}
+        if data_api.app_id is not None and "app" in resources:
+            raise ValueError("app_id serves /app/...: rename the resource named app")
+        auth: AuthSettings = info.data.get("auth") or AuthSettings()
+        mongodb: MongoDBSettings = info.data.get("mongodb") or MongoDBSettings()
+        hidden = {auth.users_collection, auth.apikeys_collection}
+        for source_name, source in data_api.data_sources.items():
+            for database_name, database in source.databases.items():
+                if (database.name or database_name) != mongodb.database:
+                    continue
+                exposed = hidden & set(database.collections)
+                if exposed:
+                    raise ValueError(
+                        f"data_sources.{source_name}.databases.{database_name}"
+                        f".collections.{min(exposed)}: Shoal's accounts are never served"
+                    )
+        return data_api
 
     #: The file this config came from (set by the loader, not read from YAML).
     source: Path | None = Field(default=None, exclude=True)

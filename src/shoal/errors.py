@@ -26,6 +26,7 @@ class ApiError(Exception):
         status: int | None = None,
         issues: Mapping[str, Any] | list[Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -33,6 +34,9 @@ class ApiError(Exception):
             self.status = status
         self.issues = issues
         self.headers = dict(headers or {})
+        #: A name for the error where an API defines one (the Data API's
+        #: ``error_code``); Shoal's own envelope does not show it.
+        self.code = code
 
 
 class BadRequest(ApiError):

@@ -162,6 +162,9 @@ async def test_client_supplied_id(client: Client) -> None:
     assert response.status_code == 409
     response = await client.post("/books", json={"_id": "short", "title": "y"})
     assert response.status_code == 422
+    response = await client.post("/books", json={"_id": None, "title": "y"})
+    assert response.status_code == 422
+    assert "_id" in (await response.get_json())["_issues"]
 
 
 async def test_unique_field_duplicate_is_409(client: Client) -> None:

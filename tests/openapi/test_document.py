@@ -3,7 +3,9 @@ every route, and a property-based run of the API against it (schemathesis)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
 from quart import Quart, Response
 from quart_schema import document_response, security_scheme
+from quart_schema.openapi import QUART_SCHEMA_HIDDEN_ATTRIBUTE
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -27,9 +30,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from shoal.app import create_app
+from shoal.auth.accounts import Accounts
 from shoal.config import ConfigError, Settings, load_settings
 from shoal.openapi import ShoalOpenAPIProvider, document_no_content, openapi_document
 from shoal.openapi.models import ErrorResponse
+from shoal.storage import open_storage
 from tests.utils.live import LiveServer, live_example
 from tests.utils.processes import run_shoal
 from tests.utils.settings import EXAMPLE_CONFIG, TEST_SECRET, example_resources
@@ -100,15 +105,34 @@ ODD_RESOURCES = {
 }
 
 
-@pytest.mark.parametrize("resources", [None, ODD_RESOURCES], ids=["example", "odd"])
-async def test_every_route_appears_with_its_methods(resources: dict[str, Any] | None) -> None:
-    app = create_app(example_settings(**({"resources": resources} if resources else {})))
+#: The Data API, with the hosted URL shape as well.
+DATA_API = {
+    "enabled": True,
+    "app_id": "data-abcde",
+    "data_sources": {
+        "mongodb-atlas": {"databases": {"shoal": {"collections": {"books": {"roles": ["editor"]}}}}}
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"resources": ODD_RESOURCES}, {"data_api": DATA_API}],
+    ids=["example", "odd", "data-api"],
+)
+async def test_every_route_appears_with_its_methods(overrides: dict[str, Any]) -> None:
+    app = create_app(example_settings(**overrides))
     document = await served_document(app)
     validate(document)
     expected: dict[str, set[str]] = {}
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("docs."):
             continue  # the docs page and its files are not part of the API
+        view = app.view_functions[rule.endpoint]
+        if rule.endpoint.startswith("data_api.") and getattr(
+            view, QUART_SCHEMA_HIDDEN_ATTRIBUTE, False
+        ):
+            continue  # the Data API's answers to paths it does not serve, and its beta copies
         methods = set(rule.methods or ()) - {"OPTIONS"}
         if "GET" in methods:
             methods.discard("HEAD")  # implied by GET
@@ -230,6 +254,33 @@ async def test_security_follows_public_methods(example_app: Quart) -> None:
         assert operation["security"] == both
         assert {"401", "403"} <= operation["responses"].keys()
     assert "403" not in books["get"]["responses"]
+
+
+async def test_the_data_api_actions_are_documented_when_it_is_on(example_app: Quart) -> None:
+    assert not [path for path in (await served_document(example_app))["paths"] if "action" in path]
+    document = await served_document(create_app(example_settings(data_api=DATA_API)))
+    paths = document["paths"]
+    actions = ["findOne", "find", "insertOne", "insertMany", "updateOne", "updateMany"]
+    actions += ["replaceOne", "deleteOne", "deleteMany", "aggregate"]
+    for action in actions:
+        for path in (f"/action/{action}", f"/app/data-abcde/endpoint/data/v1/action/{action}"):
+            operation = paths[path]["post"]
+            assert operation["tags"] == ["data-api"]
+            body = operation["requestBody"]["content"]
+            assert body.keys() == {"application/json", "application/ejson"}
+            required = body["application/json"]["schema"]["required"]
+            assert required[:3] == ["dataSource", "database", "collection"]
+            assert {"400", "401", "403"} <= operation["responses"].keys()
+            error = operation["responses"]["401"]["content"]["application/json"]["schema"]
+            assert set(resolve(document, error["$ref"])["required"]) == {"error", "error_code"}
+    insert = paths["/action/insertOne"]["post"]
+    assert "201" in insert["responses"]
+    assert resolve(document, insert["parameters"][0]["$ref"])["name"] == "Idempotency-Key"
+    schemes = document["components"]["securitySchemes"]
+    assert (schemes["dataApiKey"]["name"], schemes["dataApiKeyHyphen"]["name"]) == (
+        "apiKey",
+        "api-key",
+    )
 
 
 def test_local_refs_of_a_resource_schema_point_inside_its_component() -> None:
@@ -484,3 +535,49 @@ def test_writes_by_filter_operators_cursors_and_prefer_are_documented() -> None:
     assert "PreferCount" in listing
     authors = document["paths"]["/authors"]
     assert "patch" not in authors
+
+
+# --- the Data API against its document (property-based) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def data_api_live(
+    tmp_path_factory: pytest.TempPathFactory, mongodb_uri: str, redis_url: str
+) -> Iterator[tuple[LiveServer, str]]:
+    """`shoal serve` with the Data API on, serving a database of its own."""
+    database = {
+        "name": f"fuzz_{uuid.uuid4().hex[:10]}",
+        "collections": {"books": {"roles": ["editor"]}},
+    }
+    config = {**DATA_API, "data_sources": {"mongodb-atlas": {"databases": {"shoal": database}}}}
+    with live_example(
+        tmp_path_factory.mktemp("fuzz-data-api"), mongodb_uri, redis_url, data_api=config
+    ) as server:
+        yield server, asyncio.run(_editor_key(server))
+
+
+async def _editor_key(server: LiveServer) -> str:
+    async with open_storage(server.settings.mongodb) as storage:
+        key, _ = await Accounts(storage, server.settings.auth).create_api_key("fuzz", ["editor"])
+    return key
+
+
+# Extended JSON is JSON text: send the generated bodies as they are.
+schemathesis.serializer.alias("application/ejson", "application/json")
+
+data_api_schema = schemathesis.openapi.from_dict(
+    json.loads(json.dumps(openapi_document(create_app(example_settings(data_api=DATA_API)))))
+).include(tag="data-api", path_regex="^/action/")  # the hosted paths run the same views
+
+
+@data_api_schema.parametrize()
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+def test_the_data_api_conforms_to_its_document(
+    case: Any, data_api_live: tuple[LiveServer, str]
+) -> None:
+    """Every action against a real server, with a key. ``ignored_auth`` is left
+    out: the Data API answers a request without credentials with 400
+    (``InvalidParameter``), as the hosted service did, where the check wants 401."""
+    server, key = data_api_live
+    checks = [check for check in CHECKS if check is not ignored_auth]
+    case.call_and_validate(base_url=server.url, headers={"apiKey": key}, checks=checks)

@@ -189,3 +189,10 @@ async def test_a_delete_event_has_no_document(db: Database) -> None:
     assert events[1]["operationType"] == "delete"
     assert "fullDocument" not in events[1]
     assert events[1]["documentKey"] == {"_id": oid}
+
+
+@pytest.mark.real_mongodb(reason="collection names with a hyphen are refused")
+async def test_a_collection_name_may_have_a_hyphen(db: Database) -> None:
+    # The Data API docs' examples write to "data-types".
+    await db["data-types"].insert_one({"n": 1})
+    assert await db["data-types"].count_documents({}) == 1

@@ -54,7 +54,7 @@ class WhoAmI(BaseModel):
     name: str
     roles: list[str]
     kind: Literal["user", "apikey"]
-    via: Literal["bearer", "apikey", "session"]
+    via: Literal["bearer", "apikey", "session", "password"]
 
 
 @auth.post("/login")

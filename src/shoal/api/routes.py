@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from quart import Quart
 
+from ..auth import get_auth
+from ..dataapi import DataApi
 from ..resources import Resources
 from ..resources.changes import ChangeFeeds
 from .auth import auth
+from .data_api import data_api_blueprint
 from .health import health
 from .resources import resource_blueprint
 
 
-def register_blueprints(app: Quart, resources: Resources, feeds: ChangeFeeds) -> None:
+def register_blueprints(
+    app: Quart, resources: Resources, feeds: ChangeFeeds, data_api: DataApi
+) -> None:
     app.register_blueprint(health)
     app.register_blueprint(auth)
+    if data_api.enabled:
+        app.register_blueprint(data_api_blueprint(data_api, get_auth(app)))
     app.register_blueprint(resource_blueprint(resources, feeds))

@@ -1,6 +1,21 @@
 """Authentication and access control (see ``service.Auth``)."""
 
 from .principal import Principal
-from .service import CSRF_HEADER, EXTENSION_KEY, Auth, get_auth
+from .service import (
+    CSRF_HEADER,
+    EXTENSION_KEY,
+    Auth,
+    CredentialHeaders,
+    get_auth,
+    resource_access,
+)
 
-__all__ = ["CSRF_HEADER", "EXTENSION_KEY", "Auth", "Principal", "get_auth"]
+__all__ = [
+    "CSRF_HEADER",
+    "EXTENSION_KEY",
+    "Auth",
+    "CredentialHeaders",
+    "Principal",
+    "get_auth",
+    "resource_access",
+]

@@ -12,8 +12,9 @@ class Principal:
     name: str
     roles: frozenset[str]
     kind: Literal["user", "apikey"]
-    #: How the caller proved it: "bearer", "apikey" or "session".
-    via: Literal["bearer", "apikey", "session"]
+    #: How the caller proved it: "bearer", "apikey", "session", or "password"
+    #: (name and password headers on every request, where a route accepts them).
+    via: Literal["bearer", "apikey", "session", "password"]
     #: For bearer tokens: the token's id and refresh family (for logout).
     token_id: str | None = None
     family: str | None = None

@@ -1,10 +1,13 @@
 """``Auth``: who is calling, and may they do this?
 
 Credentials, in the order they are looked for: ``Authorization: Bearer <JWT>``,
-``X-API-Key``, then the session cookie (browser mode, CSRF-protected). Access
-rules per resource come from the config (``public_methods``, ``allowed_*_roles``,
-``auth_field``). Revocations and sessions live in shared state, so a logout
-holds on every instance at the very next request.
+``X-API-Key``, then the session cookie (browser mode, CSRF-protected). A
+blueprint may name other headers for its routes (``Auth.accept_credentials``):
+the Data API takes ``apiKey`` / ``api-key`` and ``email`` + ``password``, as the
+hosted service did. Access rules per resource come from the config
+(``public_methods``, ``allowed_*_roles``, ``auth_field``; ``resource_access``).
+Revocations and sessions live in shared state, so a logout holds on every
+instance at the very next request.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ from __future__ import annotations
 import contextlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from quart import Quart, g, request
 
-from ..config import Settings
-from ..errors import Forbidden, Unauthorized
+from ..config import ResourceSettings, Settings
+from ..errors import ApiError, BadRequest, Forbidden, Unauthorized
 from ..http.methods import SAFE_METHODS
 from ..http.net import client_address
 from ..resources import Access, Resource
@@ -40,6 +44,50 @@ def unauthorized(message: str, *, invalid: bool = False) -> Unauthorized:
     return Unauthorized(message, headers={"WWW-Authenticate": challenge})
 
 
+@dataclass(frozen=True)
+class CredentialHeaders:
+    """Where a group of routes looks for credentials, after ``Authorization:
+    Bearer``: API key headers (the first one sent is used), a name and password
+    header pair checked like a login (throttled alike), and the session cookie."""
+
+    api_key: tuple[str, ...] = ("X-API-Key",)
+    login: tuple[str, str] | None = None
+    cookie: bool = True
+
+
+DEFAULT_CREDENTIALS = CredentialHeaders()
+
+
+def resource_access(
+    settings: ResourceSettings, name: str, method: str, principal: Principal | None, *, item: bool
+) -> Access:
+    """What ``principal`` (None: anonymous) may reach of a resource with
+    ``method``: the resource's public methods, roles and owner field decide;
+    401 or 403 when it may not."""
+    method = "GET" if method == "HEAD" else method
+    public = settings.public_item_methods if item else settings.public_methods
+    if method in public and (principal is None or method == "GET"):
+        # A public read is the same for everyone, owner field or not; a
+        # signed-in caller's public write still carries its owner below.
+        return Access(cache_key="public")
+    if principal is None:
+        raise unauthorized("authentication required")
+    if method not in public:
+        if method == "GET":
+            allowed = settings.allowed_read_roles or settings.allowed_roles
+        else:
+            allowed = settings.allowed_write_roles or settings.allowed_roles
+        if allowed and principal.roles.isdisjoint(allowed):
+            raise Forbidden(f"{method} on {name} needs one of the roles: {', '.join(allowed)}")
+    if settings.auth_field:
+        return Access(
+            filter={settings.auth_field: principal.id},
+            owner=(settings.auth_field, principal.id),
+            cache_key=f"owner:{principal.id}",
+        )
+    return Access(cache_key="all")
+
+
 class Auth:
     """The auth extension: who is calling, and may they do this?"""
 
@@ -54,6 +102,12 @@ class Auth:
         )
         self.accounts = Accounts(storage, settings.auth)
         self.throttle = LoginThrottle(state, settings.auth)
+        #: Blueprints that take other credential headers than Shoal's own.
+        self.credential_headers: dict[str, CredentialHeaders] = {}
+
+    def accept_credentials(self, blueprint: str, headers: CredentialHeaders) -> None:
+        """Look for credentials in ``headers`` on the routes of ``blueprint``."""
+        self.credential_headers[blueprint] = headers
 
     def init_app(self, app: Quart) -> None:
         # The accounts' indexes are created with the resources' (app.py).
@@ -62,29 +116,56 @@ class Auth:
     # -- who is calling --------------------------------------------------
 
     async def current_principal(self) -> Principal | None:
-        """The caller of the current request (resolved once per request)."""
+        """The caller of the current request, resolved once per request: the
+        policies ask before the view does, and a refusal is remembered too (a
+        wrong password counts once against the login throttle, not twice)."""
+        if "principal_error" in g:
+            raise g.principal_error
         if "principal" not in g:
-            g.principal = await self._resolve()
+            try:
+                g.principal = await self._resolve()
+            except ApiError as error:
+                g.principal_error = error
+                raise
         principal: Principal | None = g.principal
         return principal
 
     async def _resolve(self) -> Principal | None:
+        accepted = self.credential_headers.get(request.blueprint or "", DEFAULT_CREDENTIALS)
         authorization = request.headers.get("Authorization")
         if authorization is not None:
             scheme, _, credentials = authorization.partition(" ")
             if scheme.lower() != "bearer" or not credentials.strip():
                 raise unauthorized("the Authorization header must be 'Bearer <token>'")
             return await self._from_token(credentials.strip())
-        api_key = request.headers.get("X-API-Key")
-        if api_key is not None:
-            principal = await self.accounts.principal_for_key(api_key.strip())
-            if principal is None:
-                raise unauthorized("the API key is not valid or was revoked", invalid=True)
-            return principal
-        session_id = request.cookies.get(self.settings.session_cookie)
+        for header in accepted.api_key:
+            api_key = request.headers.get(header)
+            if api_key is not None:
+                principal = await self.accounts.principal_for_key(api_key.strip())
+                if principal is None:
+                    raise unauthorized("the API key is not valid or was revoked", invalid=True)
+                return principal
+        if accepted.login is not None:
+            principal = await self._from_login_headers(*accepted.login)
+            if principal is not None:
+                return principal
+        session_id = request.cookies.get(self.settings.session_cookie) if accepted.cookie else None
         if session_id:
             return await self._from_session(session_id)
         return None
+
+    async def _from_login_headers(self, name_header: str, password_header: str) -> Principal | None:
+        name = request.headers.get(name_header)
+        password = request.headers.get(password_header)
+        if name is None and password is None:
+            return None
+        if not name or not password:
+            raise BadRequest(
+                f"the {name_header} and {password_header} headers go together; send both",
+                code="MissingParameter",
+            )
+        user = await self.login(name, password)
+        return Principal(id=user.id, name=user.name, roles=user.roles, kind="user", via="password")
 
     async def _from_token(self, token: str) -> Principal:
         try:
@@ -141,32 +222,8 @@ class Auth:
         return decided[key]
 
     async def _decide(self, resource: Resource, method: str, *, item: bool) -> Access:
-        settings = resource.settings
-        method = "GET" if method == "HEAD" else method
-        public = settings.public_item_methods if item else settings.public_methods
         principal = await self.current_principal()
-        if method in public and (principal is None or method == "GET"):
-            # A public read is the same for everyone, owner field or not; a
-            # signed-in caller's public write still carries its owner below.
-            return Access(cache_key="public")
-        if principal is None:
-            raise unauthorized("authentication required")
-        if method not in public:
-            if method == "GET":
-                allowed = settings.allowed_read_roles or settings.allowed_roles
-            else:
-                allowed = settings.allowed_write_roles or settings.allowed_roles
-            if allowed and principal.roles.isdisjoint(allowed):
-                raise Forbidden(
-                    f"{method} on {resource.name} needs one of the roles: {', '.join(allowed)}"
-                )
-        if settings.auth_field:
-            return Access(
-                filter={settings.auth_field: principal.id},
-                owner=(settings.auth_field, principal.id),
-                cache_key=f"owner:{principal.id}",
-            )
-        return Access(cache_key="all")
+        return resource_access(resource.settings, resource.name, method, principal, item=item)
 
     # -- logging in and out ----------------------------------------------
 

@@ -7,6 +7,7 @@ from typing import Any
 from quart import Quart
 
 from ..config import Settings
+from . import data_api
 from .components import SECURITY_SCHEMES
 from .provider import ShoalOpenAPIProvider
 
@@ -49,7 +50,10 @@ def quart_schema_options(settings: Settings) -> dict[str, Any]:
         "scalar_ui_path": None,
         "info": info,
         "servers": servers or None,
-        "security_schemes": dict(SECURITY_SCHEMES),
+        "security_schemes": {
+            **SECURITY_SCHEMES,
+            **(data_api.SECURITY_SCHEMES if settings.data_api.enabled else {}),
+        },
         "openapi_provider_class": ShoalOpenAPIProvider,
     }
 

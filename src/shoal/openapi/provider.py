@@ -1,5 +1,5 @@
 """The OpenAPI provider: quart-schema's document of static routes, plus every
-configured resource, built once per process.
+configured resource and the Data API's actions, built once per process.
 
 quart-schema documents the routes registered with its decorators (health,
 auth, a developer's own blueprints). Resource routes are made at start-up from
@@ -15,8 +15,12 @@ from typing import Any, TypeVar
 from quart_schema import OpenAPIProvider
 from werkzeug.routing import Rule
 
+from ..dataapi import BLUEPRINT as DATA_API_BLUEPRINT
+from ..dataapi import EXTENSION_KEY as DATA_API_KEY
+from ..dataapi import DataApi, routes
 from ..resources import EXTENSION_KEY as RESOURCES_KEY
 from ..resources import Resources
+from . import data_api
 from .components import (
     SECURITY_DESCRIPTIONS,
     Schema,
@@ -30,6 +34,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 _NO_CONTENT_ATTRIBUTE = "_shoal_openapi_no_content"
 #: Endpoints of the resource blueprint; their paths are built from the config.
 _RESOURCE_BLUEPRINT = "resources"
+#: Blueprints whose operations are built here rather than by quart-schema.
+_BUILT_HERE = frozenset({_RESOURCE_BLUEPRINT, DATA_API_BLUEPRINT})
 
 
 def document_no_content(status: int = 204, description: str = "No content.") -> Callable[[F], F]:
@@ -64,7 +70,7 @@ class ShoalOpenAPIProvider(OpenAPIProvider):
 
     def generate_rules(self) -> Iterable[Rule]:
         for rule in super().generate_rules():
-            if rule.endpoint.split(".", 1)[0] != _RESOURCE_BLUEPRINT:
+            if rule.endpoint.split(".", 1)[0] not in _BUILT_HERE:
                 yield rule
 
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -93,9 +99,10 @@ class ShoalOpenAPIProvider(OpenAPIProvider):
         components: dict[str, dict[str, Any]] = document["components"]
         for kind, entries in shared_components().items():
             _merge(components.setdefault(kind, {}), entries, kind)
+        descriptions = {**SECURITY_DESCRIPTIONS, **data_api.SECURITY_DESCRIPTIONS}
         for name, scheme in components.get("securitySchemes", {}).items():
-            if name in SECURITY_DESCRIPTIONS:
-                scheme.setdefault("description", SECURITY_DESCRIPTIONS[name])
+            if name in descriptions:
+                scheme.setdefault("description", descriptions[name])
 
         paths: dict[str, Any] = {}
         if f"{_RESOURCE_BLUEPRINT}.home" in self._app.view_functions:
@@ -112,6 +119,17 @@ class ShoalOpenAPIProvider(OpenAPIProvider):
                     "name": resource.name,
                     "description": f"The `{resource.name}` resource "
                     f"(MongoDB collection `{resource_service.collection}`).",
+                }
+            )
+        service: DataApi = self._app.extensions[DATA_API_KEY]
+        if service.enabled:
+            paths.update(data_api.paths(routes(service.settings)))
+            _merge(components["schemas"], data_api.schemas(), "schemas")
+            tags.append(
+                {
+                    "name": data_api.TAG,
+                    "description": "The Atlas Data API v1 drop-in: the same actions, request "
+                    "and response bodies and credential headers, at `/action/<action>`.",
                 }
             )
         paths.update(static_paths)

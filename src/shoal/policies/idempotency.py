@@ -1,4 +1,5 @@
-"""``Idempotency-Key`` on POST and PATCH of resources: a retry gets the first answer.
+"""``Idempotency-Key`` on POST and PATCH of resources, and on the Data API's
+write actions: a retry gets the first answer.
 
 A client that cannot tell whether its POST went through (a timeout, a dropped
 connection) sends it again with the same ``Idempotency-Key`` header; Shoal does
@@ -31,6 +32,7 @@ import orjson
 from quart import Quart, Response, g, request
 
 from ..config import Settings
+from ..dataapi import action_endpoints
 from ..errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableEntity
 from ..hashing import sha256_hex
 from ..resources import collection_endpoint, item_endpoint
@@ -67,6 +69,9 @@ class Idempotency:
         for name in settings.resources:
             self.endpoints[collection_endpoint(name)] = "POST"
             self.endpoints[item_endpoint(name)] = "PATCH"
+        for endpoint, action in action_endpoints(settings.data_api).items():
+            if action.writes:
+                self.endpoints[endpoint] = "POST"
 
     def init_app(self, app: Quart) -> None:
         """Register the extension; the app factory registers its request hooks

@@ -16,7 +16,8 @@ limit of a request at once::
 
 A caller is counted by API key, else by user, else by client address (behind
 the ``trusted_proxies`` only, ``X-Forwarded-For`` is believed). Reads (GET,
-HEAD, OPTIONS) and writes (the other methods) have separate buckets. A route
+HEAD, OPTIONS) and writes (the other methods) have separate buckets; a Data API
+action counts as the read or write it is, though every action is a POST. A route
 without a resource override shares one bucket per caller and class ("*"); a
 resource with an override has its own. Over the limit: 429 with
 ``Retry-After``; every limited response carries ``RateLimit-Limit``,
@@ -41,6 +42,7 @@ from quart_rate_limiter import (
 )
 
 from ..config import RateLimitSettings, Settings, parse_rate
+from ..dataapi import action_endpoints
 from ..errors import ServiceUnavailable, TooManyRequests
 from ..hashing import sha256_hex
 from ..http.methods import SAFE_METHODS
@@ -108,6 +110,11 @@ class SharedRateLimiter(RateLimiter):
             for name in settings.resources
             for endpoint in (collection_endpoint, item_endpoint)
         }
+        # Data API actions are all POSTs: each counts as the read or write it is.
+        self.endpoint_kinds: Mapping[str, str] = {
+            endpoint: "write" if action.writes else "read"
+            for endpoint, action in action_endpoints(settings.data_api).items()
+        }
         self.breaker = Breaker()
 
     def init_app(self, app: Quart, enabled: bool = True) -> None:
@@ -128,7 +135,7 @@ class SharedRateLimiter(RateLimiter):
         view = current_app.view_functions.get(endpoint)
         if view is None or getattr(view, QUART_RATE_LIMITER_EXEMPT_ATTRIBUTE, False):
             return []
-        kind = method_class(request.method)
+        kind = self.endpoint_kinds.get(endpoint) or method_class(request.method)
         resource = self.endpoint_resources.get(endpoint)
         own = self.resource_rates.get(resource, {}) if resource is not None else {}
         decorated: list[RateLimit] = [

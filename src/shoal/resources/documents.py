@@ -4,9 +4,10 @@ and the field names a client may use.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import bson
@@ -93,6 +94,48 @@ def merge_patch(document: Document, changes: Mapping[str, Any]) -> dict[str, str
             else:
                 target[leaf] = value
     return issues
+
+
+def set_paths(
+    document: Document, values: Mapping[str, Any], removed: Iterable[str] = ()
+) -> dict[str, str]:
+    """MongoDB's ``$set`` and ``$unset`` on ``document``, in place: a dotted path
+    (``author.name``) reaches into nested objects, which ``$set`` creates where
+    they are missing; unlike a PATCH, a value replaces what was there. Returns
+    issues for paths that cross something other than an object (an array index
+    included)."""
+    issues: dict[str, str] = {}
+    for path, value in values.items():
+        *parents, leaf = path.split(".")
+        target = _walk(document, parents, create=True)
+        if isinstance(target, str):
+            issues[path] = target
+        elif target is not None:
+            target[leaf] = copy.deepcopy(value)
+    for path in removed:
+        *parents, leaf = path.split(".")
+        target = _walk(document, parents, create=False)
+        if isinstance(target, str):
+            issues[path] = target
+        elif target is not None:
+            target.pop(leaf, None)
+    return issues
+
+
+def _walk(document: Document, parents: list[str], *, create: bool) -> Document | str | None:
+    """The object at ``parents`` (created when asked), None when it is absent,
+    or a message when the path crosses a value that is not an object."""
+    target: Document = document
+    for depth, part in enumerate(parents):
+        child = target.get(part)
+        if child is None and part not in target:
+            if not create:
+                return None
+            child = target[part] = {}
+        if not isinstance(child, dict):
+            return f"{'.'.join(parents[: depth + 1])} is not an object"
+        target = child
+    return target
 
 
 def _deep_merge(target: Document, changes: Mapping[str, Any]) -> None:

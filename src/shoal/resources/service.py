@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -45,6 +45,7 @@ from .documents import (
     merge_patch,
     name_issues,
     new_etag,
+    set_paths,
     storable_issues,
 )
 from .query import META_FIELDS, ListQuery, QueryRules
@@ -199,8 +200,10 @@ class ResourceService:
         for name in self.resource.schema.server_fields & body.keys():
             issues[name] = "field is set by the server"
         document = content_of(body)
-        if client_id is not None:
-            if isinstance(client_id, str) and ObjectId.is_valid(client_id):
+        if "_id" in body:  # an explicit null is no id either
+            if isinstance(client_id, ObjectId):
+                document["_id"] = client_id
+            elif isinstance(client_id, str) and ObjectId.is_valid(client_id):
                 document["_id"] = ObjectId(client_id)
             else:
                 issues["_id"] = "must be a 24-hex-character ObjectId"
@@ -295,6 +298,37 @@ class ResourceService:
         if access.owner is not None and access.owner[0] in current:
             document[access.owner[0]] = current[access.owner[0]]
         return await self._replace(current, document, access)
+
+    async def set_fields(
+        self,
+        current: Document,
+        values: Mapping[str, Any],
+        removed: Iterable[str],
+        access: Access = UNRESTRICTED,
+    ) -> Document | None:
+        """``$set`` and ``$unset`` (dotted paths) on a stored document: the result
+        is validated as a whole and written only if the document is unchanged
+        since ``current`` was read (412 otherwise). None when nothing changes."""
+        issues: dict[str, str] = {}
+        for path in [*values, *removed]:
+            top = path.split(".", 1)[0]
+            if top.startswith("_") or top in self.resource.schema.server_fields:
+                issues[path] = "field is read-only"
+        issues.update(self.resource.schema.readonly_issues({**values, **dict.fromkeys(removed)}))
+        issues.update(name_issues(dict(values), dotted_top_level=True))
+        if issues:
+            raise UnprocessableEntity(_UPDATE_FAILURE, issues=issues)
+        updated = copy.deepcopy(current)
+        issues = set_paths(updated, values, removed)
+        if not issues:
+            issues = self.resource.schema.issues(content_of(updated))
+        if not issues:
+            issues = storable_issues(updated)
+        if issues:
+            raise UnprocessableEntity(_UPDATE_FAILURE, issues=issues)
+        if content_of(updated) == content_of(current):
+            return None
+        return await self._replace(current, updated, access)
 
     async def _current(self, item_id: ObjectId, etag: str | None, access: Access) -> Document:
         current = await self.get(item_id, access)

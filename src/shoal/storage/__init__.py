@@ -2,7 +2,7 @@
 
 from .changes import ChangeStream
 from .errors import ResumeFailed
-from .mongo import EXTENSION_KEY, Document, Storage, get_storage, open_storage
+from .mongo import EXTENSION_KEY, Document, Storage, UpdateOutcome, get_storage, open_storage
 
 __all__ = [
     "EXTENSION_KEY",
@@ -10,6 +10,7 @@ __all__ = [
     "Document",
     "ResumeFailed",
     "Storage",
+    "UpdateOutcome",
     "get_storage",
     "open_storage",
 ]

@@ -1,12 +1,14 @@
 """PyMongo's errors as API errors: 503 when MongoDB cannot be reached, 409 on a
-duplicate key, 400 when MongoDB refuses a client's query, 500 otherwise (with
-the error's class only: MongoDB's messages can quote documents)."""
+duplicate key, 400 when MongoDB refuses a client's query or BSON cannot hold a
+client's document, 500 otherwise (with the error's class only: MongoDB's
+messages can quote documents)."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from bson.errors import InvalidDocument
 from pymongo.errors import (
     BulkWriteError,
     ConnectionFailure,
@@ -36,7 +38,7 @@ class ResumeFailed(ApiError):
 
 
 # Server-side codes that are never the query's fault (auth, shutdown, elections).
-_SERVER_FAULT_CODES = frozenset({6, 7, 13, 18, 89, 91, 189, 10107, 11600, 11602, 13435, 13436})
+SERVER_FAULT_CODES = frozenset({6, 7, 13, 18, 89, 91, 189, 10107, 11600, 11602, 13435, 13436})
 
 
 class _Translator:
@@ -51,6 +53,10 @@ class _Translator:
     ) -> None:
         if error is None or isinstance(error, ApiError):
             return
+        if isinstance(error, InvalidDocument | OverflowError):
+            # BSON cannot hold what was sent (an integer beyond 64 bits...): the
+            # document is at fault, and it is the client's own.
+            raise BadRequest(f"MongoDB cannot store this document: {error}") from error
         if isinstance(error, DuplicateKeyError):
             raise Conflict(duplicate_message(error)) from error
         if isinstance(error, ServerSelectionTimeoutError | ConnectionFailure):
@@ -63,7 +69,7 @@ class _Translator:
         if (
             self.client_query
             and isinstance(error, OperationFailure)
-            and error.code not in _SERVER_FAULT_CODES
+            and error.code not in SERVER_FAULT_CODES
         ):
             details = error.details or {}
             reason = details.get("errmsg") or str(error)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pymongo import AsyncMongoClient, IndexModel, ReplaceOne, ReturnDocument
@@ -20,9 +21,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from ..config import MongoDBSettings
-from ..errors import ApiError, Conflict, ServiceUnavailable
+from ..errors import ApiError, BadRequest, Conflict, ServiceUnavailable
 from .changes import ChangeStream
-from .errors import duplicate_message, translate_errors
+from .errors import SERVER_FAULT_CODES, duplicate_message, translate_errors
 
 if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
     from quart import Quart
@@ -33,6 +34,15 @@ Document = dict[str, Any]
 T = TypeVar("T")
 
 EXTENSION_KEY = "shoal.storage"
+
+
+@dataclass(frozen=True)
+class UpdateOutcome:
+    """What an update or replace did, in MongoDB's terms."""
+
+    matched: int
+    modified: int
+    upserted_id: Any = None
 
 
 class Storage:
@@ -75,8 +85,10 @@ class Storage:
     def database(self) -> AsyncDatabase[Document]:
         return self.client[self.settings.database]
 
-    def collection(self, name: str) -> AsyncCollection[Document]:
-        return self.database[name]
+    def collection(self, name: str, database: str | None = None) -> AsyncCollection[Document]:
+        """A collection of the configured database, or of ``database``."""
+        target = self.database if database is None else self.client[database]
+        return target[name]
 
     async def ping(self, timeout: float = 2.0) -> None:
         """Raise ServiceUnavailable unless MongoDB answers within ``timeout`` seconds."""
@@ -138,11 +150,20 @@ class Storage:
             lambda: self.collection(collection).find_one(filter, projection=projection)
         )
 
-    async def insert_many(self, collection: str, documents: list[Document]) -> None:
-        """Insert all documents or none: on a duplicate key, undo the ones inserted."""
-        target = self.collection(collection)
+    async def insert_many(
+        self,
+        collection: str,
+        documents: list[Document],
+        *,
+        database: str | None = None,
+        client_query: bool = False,
+    ) -> None:
+        """Insert all documents or none: on a duplicate key, undo the ones inserted.
+        Documents without an ``_id`` get one (PyMongo sets it in place). With
+        ``client_query``, a document MongoDB refuses is the client's: a 400."""
+        target = self.collection(collection, database)
         if len(documents) == 1:
-            await self.run(lambda: target.insert_one(documents[0]))
+            await self.run(lambda: target.insert_one(documents[0]), client_query=client_query)
             return
         try:
             await self.run(lambda: target.insert_many(documents, ordered=True))
@@ -156,6 +177,11 @@ class Storage:
                 raise Conflict(
                     f"item {first.get('index', 0)}: {duplicate_message(error, first)}; "
                     "nothing was inserted"
+                ) from error
+            if client_query and first.get("code") not in SERVER_FAULT_CODES:
+                raise BadRequest(
+                    f"item {first.get('index', 0)}: MongoDB refused the document: "
+                    f"{first.get('errmsg', 'no reason given')}; nothing was inserted"
                 ) from error
             raise
 
@@ -247,6 +273,103 @@ class Storage:
             return ChangeStream(stream)
 
         return await self.run(operation)
+
+    # -- the operations the Data API adds (any database; filters are the client's) --
+
+    async def find_many(
+        self,
+        collection: str,
+        filter: Document,
+        *,
+        database: str | None = None,
+        projection: Document | None = None,
+        sort: Document | None = None,
+        skip: int = 0,
+        limit: int = 0,
+        max_time_ms: int | None = None,
+    ) -> list[Document]:
+        """The matching documents; what MongoDB refuses in the query is a 400."""
+
+        async def operation() -> list[Document]:
+            cursor = self.collection(collection, database).find(
+                filter,
+                projection=projection or None,
+                sort=list(sort.items()) if sort else None,
+                skip=skip,
+                limit=limit,
+                max_time_ms=max_time_ms,
+            )
+            return await cursor.to_list(None)
+
+        return await self.run(operation, client_query=True)
+
+    async def update(
+        self,
+        collection: str,
+        filter: Document,
+        update: Document,
+        *,
+        database: str | None = None,
+        upsert: bool = False,
+        many: bool = False,
+    ) -> UpdateOutcome:
+        """``updateOne`` / ``updateMany`` with MongoDB's own counts."""
+        target = self.collection(collection, database)
+        if many:
+            result = await self.run(
+                lambda: target.update_many(filter, update, upsert=upsert), client_query=True
+            )
+        else:
+            result = await self.run(
+                lambda: target.update_one(filter, update, upsert=upsert), client_query=True
+            )
+        return UpdateOutcome(result.matched_count, result.modified_count, result.upserted_id)
+
+    async def replace(
+        self,
+        collection: str,
+        filter: Document,
+        replacement: Document,
+        *,
+        database: str | None = None,
+        upsert: bool = False,
+    ) -> UpdateOutcome:
+        target = self.collection(collection, database)
+        result = await self.run(
+            lambda: target.replace_one(filter, replacement, upsert=upsert), client_query=True
+        )
+        return UpdateOutcome(result.matched_count, result.modified_count, result.upserted_id)
+
+    async def delete(
+        self, collection: str, filter: Document, *, database: str | None = None, many: bool
+    ) -> int:
+        target = self.collection(collection, database)
+        if many:
+            result = await self.run(lambda: target.delete_many(filter), client_query=True)
+        else:
+            result = await self.run(lambda: target.delete_one(filter), client_query=True)
+        return result.deleted_count
+
+    async def aggregate(
+        self,
+        collection: str,
+        pipeline: list[Document],
+        *,
+        database: str | None = None,
+        max_time_ms: int | None = None,
+        max_documents: int | None = None,
+    ) -> list[Document]:
+        """The pipeline's output, at most ``max_documents`` + 1 documents (so a
+        caller can tell that there were more)."""
+
+        async def operation() -> list[Document]:
+            cursor = await self.collection(collection, database).aggregate(
+                pipeline, maxTimeMS=max_time_ms
+            )
+            length = None if max_documents is None else max_documents + 1
+            return await cursor.to_list(length)
+
+        return await self.run(operation, client_query=True)
 
     async def ensure_indexes(
         self, collection: str, indexes: list[IndexModel], *, timeout: float | None = None

@@ -1,0 +1,461 @@
+"""The Data API service: which collections a caller may reach, and what each
+action does to them.
+
+A namespace is served only if the config lists it (``data_api.data_sources``),
+and only to the roles listed there. A collection of the configured database
+that belongs to a declared resource keeps that resource's rules as well: the
+resource must serve the REST method the action stands for, the caller needs
+the resource's roles, an ``auth_field`` keeps each caller to their own
+documents, every written document is checked against the schema and stamped
+(``_etag``, ``_updated``) as a REST write would be, and the resource's cache
+generation moves on. Anything else goes to MongoDB as the client sent it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..auth import Principal, resource_access
+from ..config import DataApiCollectionSettings, Settings
+from ..errors import (
+    ApiError,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    UnprocessableEntity,
+)
+from ..resources import UNRESTRICTED, Access, Resources, ResourceService
+from ..resources.documents import content_of
+from ..storage import Storage, UpdateOutcome
+from .refusals import JoinCheck, check_expression, check_pipeline
+from .requests import ACTIONS, MAX_LIMIT, Action, ActionRequest, Namespace
+
+if TYPE_CHECKING:  # Quart only for types
+    from quart import Quart
+
+EXTENSION_KEY = "shoal.data_api"
+
+#: How often an update of a resource's document is tried again after another
+#: writer changed the document between the read and the write.
+_RACE_RETRIES = 3
+
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Result:
+    """A success: the body (BSON values) and its status."""
+
+    body: Document
+    status: int = 200
+
+
+@dataclass(frozen=True)
+class Target:
+    """A namespace the caller may use for one action, the MongoDB database it
+    stands for, and the rules that apply."""
+
+    namespace: Namespace
+    database: str
+    service: ResourceService | None
+    access: Access
+
+    @property
+    def collection(self) -> str:
+        return self.namespace.collection
+
+
+def no_rule(namespace: Namespace) -> Forbidden:
+    return Forbidden(f"no rule exists for namespace '{namespace}'", code="NoMatchingRuleFound")
+
+
+class DataApi:
+    """The extension: the Data API's rules and actions, on one worker's storage."""
+
+    def __init__(self, settings: Settings, storage: Storage, resources: Resources) -> None:
+        self.settings = settings.data_api
+        self.storage = storage
+        self.home_database = settings.mongodb.database
+        #: (database, collection) → the resource whose rules apply there.
+        self.resources: dict[tuple[str, str], ResourceService] = {}
+        for service in resources.services.values():
+            self.resources.setdefault((self.home_database, service.collection), service)
+
+    def init_app(self, app: Quart) -> None:
+        app.extensions[EXTENSION_KEY] = self
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enabled
+
+    # -- who may reach what --------------------------------------------------
+
+    def rules(self, namespace: Namespace) -> tuple[str, DataApiCollectionSettings]:
+        """The MongoDB database and the config entry of ``namespace``; 400 for
+        an unknown data source, 403 for a database or collection not served."""
+        source = self.settings.data_sources.get(namespace.data_source)
+        if source is None:
+            raise BadRequest(
+                f"The data source '{namespace.data_source}' is disabled or does not exist",
+                code="InvalidParameter",
+            )
+        database = source.databases.get(namespace.database)
+        rules = database.collections.get(namespace.collection) if database else None
+        if database is None or rules is None:
+            raise no_rule(namespace)
+        return database.name or namespace.database, rules
+
+    def target(self, namespace: Namespace, action: Action, principal: Principal) -> Target:
+        """What ``principal`` may do with ``action`` on ``namespace``; 403 otherwise."""
+        database, rules = self.rules(namespace)
+        allowed = rules.writer_roles if action.writes else rules.reader_roles
+        if principal.roles.isdisjoint(allowed):
+            kind = "write to" if action.writes else "read"
+            raise Forbidden(
+                f"no rule lets this caller {kind} '{namespace}'"
+                + (f"; it needs one of the roles: {', '.join(sorted(allowed))}" if allowed else ""),
+                code="NoMatchingRuleFound",
+            )
+        service = self.resources.get((database, namespace.collection))
+        if service is None:
+            return Target(namespace, database, None, UNRESTRICTED)
+        settings = service.resource.settings
+        if action.method in settings.resource_methods:
+            item = False
+        elif action.method in settings.item_methods:
+            item = True
+        else:
+            raise Forbidden(
+                f"{action.name} is not allowed on '{namespace}': its resource "
+                f"{service.resource.name} does not serve {action.method}",
+                code="NoMatchingRuleFound",
+            )
+        try:
+            access = resource_access(
+                settings, service.resource.name, action.method, principal, item=item
+            )
+        except ApiError as error:
+            raise Forbidden(error.message, code="NoMatchingRuleFound") from None
+        return Target(namespace, database, service, access)
+
+    def _join_check(self, home: Target, principal: Principal) -> JoinCheck:
+        def may_join(collection: str) -> str | None:
+            namespace = Namespace(home.namespace.data_source, home.namespace.database, collection)
+            try:
+                target = self.target(namespace, ACTIONS["find"], principal)
+            except ApiError as error:
+                return error.message
+            if target.access.filter:
+                return "its documents are kept to their owners (auth_field)"
+            return None
+
+        return may_join
+
+    # -- the actions -----------------------------------------------------------
+
+    async def run(self, request: ActionRequest, principal: Principal) -> Result:
+        """Do ``request`` as ``principal``; errors are ``ApiError`` values."""
+        target = self.target(request.namespace, request.action, principal)
+        check_expression(request.filter, "filter")
+        if request.update is not None:
+            check_expression(request.update, "update")
+        if request.action.name == "aggregate":
+            check_pipeline(request.pipeline, self._join_check(target, principal))
+        handler = _HANDLERS[request.action.name]
+        body = await handler(self, target, request)
+        return Result(body, request.action.status)
+
+    async def _find_one(self, target: Target, request: ActionRequest) -> Document:
+        documents = await self.storage.find_many(
+            target.collection,
+            target.access.restrict(request.filter),
+            database=target.database,
+            projection=request.projection,
+            sort=request.sort,
+            limit=1,
+            max_time_ms=self.settings.max_time_ms,
+        )
+        return {"document": documents[0] if documents else None}
+
+    async def _find(self, target: Target, request: ActionRequest) -> Document:
+        documents = await self.storage.find_many(
+            target.collection,
+            target.access.restrict(request.filter),
+            database=target.database,
+            projection=request.projection,
+            sort=request.sort,
+            skip=request.skip,
+            limit=request.limit,
+            max_time_ms=self.settings.max_time_ms,
+        )
+        return {"documents": documents}
+
+    async def _aggregate(self, target: Target, request: ActionRequest) -> Document:
+        pipeline = list(request.pipeline)
+        if target.access.filter:
+            pipeline.insert(0, {"$match": dict(target.access.filter)})
+        documents = await self.storage.aggregate(
+            target.collection,
+            pipeline,
+            database=target.database,
+            max_time_ms=self.settings.max_time_ms,
+            max_documents=MAX_LIMIT,
+        )
+        if len(documents) > MAX_LIMIT:
+            raise BadRequest(
+                f"the pipeline returns more than {MAX_LIMIT} documents; "
+                "end it with $limit (and page with $skip)",
+                code="InvalidParameter",
+            )
+        return {"documents": documents}
+
+    async def _insert(self, target: Target, request: ActionRequest) -> Document:
+        single = request.action.name == "insertOne"
+        bodies = [request.document] if single else request.documents
+        if target.service is not None:
+            try:
+                documents = await target.service.create(list(bodies), target.access)
+            except UnprocessableEntity as error:
+                raise _schema_failure(error) from None
+        else:
+            documents = [dict(document) for document in bodies if document is not None]
+            await self.storage.insert_many(
+                target.collection, documents, database=target.database, client_query=True
+            )
+        ids = [document["_id"] for document in documents]
+        return {"insertedId": ids[0]} if single else {"insertedIds": ids}
+
+    async def _update(self, target: Target, request: ActionRequest) -> Document:
+        assert request.update is not None
+        many = request.action.name == "updateMany"
+        if target.service is not None:
+            outcome = await self._update_resource(target, target.service, request, many=many)
+        else:
+            outcome = await self.storage.update(
+                target.collection,
+                target.access.restrict(request.filter),
+                request.update,
+                database=target.database,
+                upsert=request.upsert,
+                many=many,
+            )
+        return _counts(outcome)
+
+    async def _update_resource(
+        self, target: Target, service: ResourceService, request: ActionRequest, *, many: bool
+    ) -> UpdateOutcome:
+        """Each matching document through the resource's own update: its
+        operators in one atomic write where it takes them, else ``$set`` and
+        ``$unset`` as a PATCH; an upsert is built from the filter's equalities,
+        ``$setOnInsert`` and ``$set``, and validated before it is inserted."""
+        update = dict(request.update or {})
+        on_insert: Mapping[str, Any] = update.pop("$setOnInsert", {})
+        documents = await self.storage.find_many(
+            target.collection,
+            target.access.restrict(request.filter),
+            database=target.database,
+            limit=0 if many else 1,
+        )
+        if not documents:
+            if not request.upsert:
+                return UpdateOutcome(0, 0)
+            others = sorted(set(update) - {"$set"})
+            if others:
+                raise BadRequest(
+                    f"an upsert on '{target.namespace}' (a resource's collection) takes "
+                    f"$set and $setOnInsert, not {others[0]}: the new document is checked "
+                    "against the resource's schema before it is written",
+                    code="InvalidParameter",
+                )
+            new = _upserted(request.filter, {**on_insert, **update.get("$set", {})})
+            return UpdateOutcome(0, 0, await self._insert_validated(target, service, new))
+        if not update:
+            return UpdateOutcome(len(documents), 0)
+        if not service.resource.settings.atomic_updates:
+            return await self._set_fields(target, service, documents, update)
+        matched = modified = 0
+        for current in documents:
+            try:
+                after = await service.update(current["_id"], dict(update), None, target.access)
+            except NotFound:
+                continue  # deleted since it was read
+            except UnprocessableEntity as error:
+                raise _schema_failure(error) from None
+            matched += 1
+            if content_of(after) != content_of(current):
+                modified += 1
+        return UpdateOutcome(matched, modified)
+
+    async def _set_fields(
+        self,
+        target: Target,
+        service: ResourceService,
+        documents: list[Document],
+        update: Mapping[str, Any],
+    ) -> UpdateOutcome:
+        """``$set`` and ``$unset`` as a PATCH applies changes: each document
+        merged, validated, then written if unchanged since it was read (read
+        again and retried when another writer came first)."""
+        others = sorted(set(update) - {"$set", "$unset"})
+        if others:
+            raise BadRequest(
+                f"{others[0]} is not allowed on '{target.namespace}': its resource "
+                f"{service.resource.name} takes $set and $unset (other update operators "
+                "need atomic_updates: true)",
+                code="InvalidParameter",
+            )
+        values: Mapping[str, Any] = update.get("$set", {})
+        removed = list(update.get("$unset", {}))
+        matched = modified = 0
+        for current in documents:
+            for attempt in range(_RACE_RETRIES):
+                try:
+                    changed = await service.set_fields(current, values, removed, target.access)
+                except UnprocessableEntity as error:
+                    raise _schema_failure(error) from None
+                except PreconditionFailed:
+                    if attempt == _RACE_RETRIES - 1:
+                        raise
+                    fresh = await self.storage.find_many(
+                        target.collection,
+                        target.access.restrict({"_id": current["_id"]}),
+                        database=target.database,
+                        limit=1,
+                    )
+                    if not fresh:
+                        break  # deleted since it was read
+                    current = fresh[0]
+                    continue
+                matched += 1
+                modified += changed is not None
+                break
+        if modified:
+            await service.notify_written()
+        return UpdateOutcome(matched, modified)
+
+    async def _insert_validated(
+        self, target: Target, service: ResourceService, document: Document
+    ) -> Any:
+        try:
+            (created,) = await service.create([document], target.access)
+        except UnprocessableEntity as error:
+            raise _schema_failure(error) from None
+        return created["_id"]
+
+    async def _replace(self, target: Target, request: ActionRequest) -> Document:
+        assert request.replacement is not None
+        service = target.service
+        if service is None:
+            outcome = await self.storage.replace(
+                target.collection,
+                target.access.restrict(request.filter),
+                request.replacement,
+                database=target.database,
+                upsert=request.upsert,
+            )
+            return _counts(outcome)
+        documents = await self.storage.find_many(
+            target.collection,
+            target.access.restrict(request.filter),
+            database=target.database,
+            limit=1,
+        )
+        if not documents:
+            if not request.upsert:
+                return _counts(UpdateOutcome(0, 0))
+            new = {**_equalities(request.filter), **request.replacement}
+            return _counts(UpdateOutcome(0, 0, await self._insert_validated(target, service, new)))
+        current = documents[0]
+        try:
+            await service.replace(current["_id"], request.replacement, None, target.access)
+        except UnprocessableEntity as error:
+            raise _schema_failure(error) from None
+        return _counts(UpdateOutcome(1, 1))
+
+    async def _delete(self, target: Target, request: ActionRequest) -> Document:
+        deleted = await self.storage.delete(
+            target.collection,
+            target.access.restrict(request.filter),
+            database=target.database,
+            many=request.action.name == "deleteMany",
+        )
+        if target.service is not None and deleted:
+            await target.service.notify_written()
+        return {"deletedCount": deleted}
+
+
+def _counts(outcome: UpdateOutcome) -> Document:
+    body: Document = {"matchedCount": outcome.matched, "modifiedCount": outcome.modified}
+    if outcome.upserted_id is not None:
+        body["upsertedId"] = outcome.upserted_id
+    return body
+
+
+def _equalities(filter: Mapping[str, Any]) -> Document:
+    """The fields an upsert copies from its filter: top-level equalities
+    (``{"a": 1}`` or ``{"a": {"$eq": 1}}``), as MongoDB does."""
+    fields: Document = {}
+    for key, value in filter.items():
+        if key.startswith("$") or "." in key:
+            continue
+        if isinstance(value, dict) and any(k.startswith("$") for k in value):
+            if set(value) == {"$eq"}:
+                fields[key] = value["$eq"]
+            continue
+        fields[key] = value
+    return fields
+
+
+def _upserted(filter: Mapping[str, Any], values: Mapping[str, Any]) -> Document:
+    document = _equalities(filter)
+    for path, value in values.items():
+        *parents, leaf = path.split(".")
+        target = document
+        for part in parents:
+            child = target.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise BadRequest(f"upsert: {path} crosses a value that is not an object")
+            target = child
+        target[leaf] = value
+    return document
+
+
+def _schema_failure(error: UnprocessableEntity) -> BadRequest:
+    """A document a resource's schema refuses: the hosted service's code for a
+    write that breaks a schema, with every problem in the message."""
+    issues = error.issues
+    if isinstance(issues, list):
+        parts = [
+            f"documents[{index}]: " + "; ".join(f"{k}: {v}" for k, v in item.items())
+            for index, item in enumerate(issues)
+            if item
+        ]
+    else:
+        parts = [f"{k}: {v}" for k, v in (issues or {}).items()]
+    return BadRequest(
+        f"{error.message} ({'; '.join(parts)})",
+        code="SchemaValidationFailedWrite",
+        issues=issues,
+    )
+
+
+_HANDLERS = {
+    "findOne": DataApi._find_one,
+    "find": DataApi._find,
+    "aggregate": DataApi._aggregate,
+    "insertOne": DataApi._insert,
+    "insertMany": DataApi._insert,
+    "updateOne": DataApi._update,
+    "updateMany": DataApi._update,
+    "replaceOne": DataApi._replace,
+    "deleteOne": DataApi._delete,
+    "deleteMany": DataApi._delete,
+}
+
+
+def get_data_api(app: Quart) -> DataApi:
+    data_api: DataApi = app.extensions[EXTENSION_KEY]
+    return data_api
