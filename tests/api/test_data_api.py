@@ -940,3 +940,32 @@ async def test_an_idempotency_key_inserts_once(tasks: DataApiClient) -> None:
 
 def _json(body: Body) -> str:
     return json.dumps(body)
+
+
+async def test_writes_by_filter_on_a_resource_keep_its_max_affected(
+    settings_factory: SettingsFactory, database: str
+) -> None:
+    resources = example_resources()
+    resources["books"] = {**resources["books"], "max_affected": 2}
+    settings = settings_factory(
+        mongodb={"database": database},
+        resources=resources,
+        data_api=data_api_config(database, books={"roles": ["editor"]}),
+    )
+    app = create_app(settings)
+    async with app.test_app():
+        books = await api(app, database, "editor", collection="books")
+        documents = [{"title": f"b{n}", "year": 2000} for n in range(3)]
+        assert (await books.call("insertMany", {"documents": documents})).status == 201
+        for action, body in (
+            ("updateMany", {"filter": {"year": 2000}, "update": {"$set": {"year": 1}}}),
+            ("deleteMany", {"filter": {"year": 2000}}),
+        ):
+            refused = await books.call(action, body)
+            assert refused.status == 409, action
+            assert refused.json["error_code"] == "TooManyMatches"
+            assert "max_affected" in refused.json["error"]
+        left = await books.call("find", {"filter": {"year": 2000}})
+        assert len(left.json["documents"]) == 3  # nothing was changed or deleted
+        two = await books.call("deleteMany", {"filter": {"title": {"$in": ["b0", "b1"]}}})
+        assert two.json == {"deletedCount": 2}

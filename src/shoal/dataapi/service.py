@@ -22,6 +22,7 @@ from ..config import DataApiCollectionSettings, Settings
 from ..errors import (
     ApiError,
     BadRequest,
+    Conflict,
     Forbidden,
     NotFound,
     PreconditionFailed,
@@ -253,12 +254,20 @@ class DataApi:
         ``$setOnInsert`` and ``$set``, and validated before it is inserted."""
         update = dict(request.update or {})
         on_insert: Mapping[str, Any] = update.pop("$setOnInsert", {})
+        bound = service.resource.settings.max_affected
         documents = await self.storage.find_many(
             target.collection,
             target.access.restrict(request.filter),
             database=target.database,
-            limit=0 if many else 1,
+            limit=bound + 1 if many else 1,
         )
+        if len(documents) > bound:
+            raise Conflict(
+                f"updateMany on '{target.namespace}' (a resource's collection) matches more "
+                f"than its max_affected ({bound}) documents; nothing was changed: narrow "
+                "the filter",
+                code=TOO_MANY_MATCHES,
+            )
         if not documents:
             if not request.upsert:
                 return UpdateOutcome(0, 0)
@@ -376,15 +385,29 @@ class DataApi:
         return _counts(UpdateOutcome(1, 1))
 
     async def _delete(self, target: Target, request: ActionRequest) -> Document:
+        many = request.action.name == "deleteMany"
+        if target.service is not None and many:
+            # The resource's bound holds here too (409 beyond max_affected).
+            try:
+                _, deleted = await target.service.delete_where(dict(request.filter), target.access)
+            except Conflict as error:
+                raise Conflict(error.message, code=TOO_MANY_MATCHES) from None
+            return {"deletedCount": deleted}
         deleted = await self.storage.delete(
             target.collection,
             target.access.restrict(request.filter),
             database=target.database,
-            many=request.action.name == "deleteMany",
+            many=many,
         )
         if target.service is not None and deleted:
             await target.service.notify_written()
         return {"deletedCount": deleted}
+
+
+#: The ``error_code`` of a write by filter on a resource's collection that
+#: matches more than the resource's ``max_affected`` (not one of the hosted
+#: service's codes: it had no such bound).
+TOO_MANY_MATCHES = "TooManyMatches"
 
 
 def _counts(outcome: UpdateOutcome) -> Document:
