@@ -26,6 +26,9 @@ from tests.utils.settings import make_settings
 
 REAL_MONGODB_URI = os.environ.get("SHOAL_TEST_MONGODB_URI")
 
+#: Fixtures kept in tests/utils for any test to use: ``redis_cluster_url``.
+pytest_plugins = ["tests.utils.cluster"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if REAL_MONGODB_URI:

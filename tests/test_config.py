@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shoal.config import SECRET_KEY_PLACEHOLDER, ConfigError, Settings, load_settings
 from tests.utils.settings import EXAMPLE_CONFIG, TEST_SECRET
@@ -263,11 +265,50 @@ def test_thirty_two_characters_are_enough() -> None:
     assert settings.secret_key.get_secret_value() == "x" * 32
 
 
-def test_development_allows_the_placeholder_and_short_secrets() -> None:
+def test_development_allows_the_placeholder_but_not_a_short_secret() -> None:
+    # The placeholder never signs anything: a generated secret does (tests/auth/test_signing.py).
     default = load_settings({"environment": "development"}, env={})
     assert default.secret_key.get_secret_value() == SECRET_KEY_PLACEHOLDER
-    short = load_settings({"environment": "development", "secret_key": "dev"}, env={})
-    assert short.secret_key.get_secret_value() == "dev"
+    problems = _problems({"environment": "development", "secret_key": "dev"})
+    assert problems == [
+        "secret_key: must be at least 32 bytes with HS256; "
+        "or leave it out in development to have one generated"
+    ]
+
+
+@pytest.mark.parametrize(("algorithm", "needed"), [("HS256", 32), ("HS384", 48), ("HS512", 64)])
+def test_the_secret_is_at_least_as_long_as_the_hash(algorithm: str, needed: int) -> None:
+    raw = {"environment": "production", "auth": {"algorithm": algorithm}}
+    problems = _problems({**raw, "secret_key": "x" * (needed - 1)})
+    assert problems == [f"secret_key: must be at least {needed} bytes with {algorithm}"]
+    settings = load_settings({**raw, "secret_key": "x" * needed}, env={})
+    assert settings.auth.algorithm == algorithm
+
+
+def test_a_weak_rsa_key_file_is_refused(tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - the point
+    private = tmp_path / "private.pem"
+    public = tmp_path / "public.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    (tmp_path / "not-a-key.pem").write_text("hello")
+    auth = {"algorithm": "RS256", "private_key_file": str(private), "public_key_file": str(public)}
+    problems = _problems({"environment": "production", "secret_key": TEST_SECRET, "auth": auth})
+    assert len(problems) == 1
+    assert "private_key_file: The RSA key is 1024 bits long" in problems[0]
+    auth["private_key_file"] = str(tmp_path / "not-a-key.pem")
+    problems = _problems({"environment": "production", "secret_key": TEST_SECRET, "auth": auth})
+    assert "is not a PEM key for RS256" in problems[0]
 
 
 def test_production_is_the_default_environment() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 
 import pytest
 from quart import Quart
@@ -75,3 +77,21 @@ def app() -> Quart:
 
     # No connections are made: the route above touches neither MongoDB nor Redis.
     return create_app({"environment": "development", "mongodb": {"uri": "mongodb://127.0.0.1:1"}})
+
+
+def test_a_library_warning_becomes_a_json_line_not_raw_text() -> None:
+    """PyJWT warns about a short HMAC key; once logging is configured, the warning
+    reaches stderr as a JSON log line."""
+    code = (
+        "import jwt; from shoal.logs import configure_logging; configure_logging(); "
+        "jwt.encode({'sub': 'x'}, 'short', algorithm='HS256')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    entry = json.loads(lines[0])
+    assert entry["logger"] == "py.warnings"
+    assert entry["level"] == "WARNING"
+    assert "InsecureKeyLengthWarning" in entry["message"]

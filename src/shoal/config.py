@@ -38,6 +38,9 @@ if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
 #: The secret key a fresh config starts with; refused outside development.
 SECRET_KEY_PLACEHOLDER = "change-me"  # noqa: S105 - refused outside development
 
+#: The shortest secret_key for each HMAC algorithm: the hash's output size.
+HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+
 #: ``SHOAL_*`` variables and the config key each one overrides.
 ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "SHOAL_MONGODB_URI": ("mongodb", "uri"),
@@ -103,7 +106,9 @@ class RedisSettings(_Section):
     )
     socket_timeout: float = Field(default=2.0, gt=0)
     key_prefix: str = Field(
-        default="shoal:", description="Prefix of every key Shoal writes (one Redis, many APIs)."
+        default="shoal:",
+        description="Prefix of every key Shoal writes (one Redis, many APIs). No braces: "
+        "Shoal's keys carry Redis Cluster hash tags ({...}) after it.",
     )
 
     @field_validator("url")
@@ -113,6 +118,15 @@ class RedisSettings(_Section):
         if url is not None and not url.startswith(schemes):
             raise ValueError(f"must start with one of {', '.join(schemes)}")
         return url
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _no_hash_tag(cls, prefix: str) -> str:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError(
+                "must not contain { or }: Redis Cluster would take them for a hash tag"
+            )
+        return prefix
 
 
 class AuthSettings(_Section):
@@ -143,12 +157,24 @@ class AuthSettings(_Section):
     def _keys_for_algorithm(self) -> AuthSettings:
         if self.algorithm.startswith("HS"):
             return self
+        # Imported here, not at the top: only configs with key files pay for
+        # loading PyJWT and cryptography (the CLI's light commands do not).
+        import jwt
+
+        algorithm = jwt.get_algorithm_by_name(self.algorithm)
         for key in ("private_key_file", "public_key_file"):
             path = getattr(self, key)
             if path is None:
                 raise ValueError(f"{key} is required with algorithm {self.algorithm}")
             if not Path(path).is_file():
                 raise ValueError(f"{key}: {path} is not a readable file")
+            try:
+                loaded = algorithm.prepare_key(Path(path).read_bytes())
+            except (ValueError, TypeError, jwt.InvalidKeyError) as error:
+                raise ValueError(f"{key}: {path} is not a PEM key for {self.algorithm}") from error
+            weakness = algorithm.check_key_length(loaded)
+            if weakness is not None:
+                raise ValueError(f"{key}: {weakness}")
         return self
 
 
@@ -502,6 +528,8 @@ class Settings(_Section):
     """The whole validated config of one Shoal deployment."""
 
     environment: Literal["development", "test", "production"] = "production"
+    # Before secret_key: how long the secret must be depends on the algorithm.
+    auth: AuthSettings = AuthSettings()
     # validate_default: the placeholder default is refused outside development too.
     secret_key: SecretStr = Field(default=SecretStr(SECRET_KEY_PLACEHOLDER), validate_default=True)
     mongodb: MongoDBSettings = MongoDBSettings()
@@ -509,7 +537,6 @@ class Settings(_Section):
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     max_query_depth: int = Field(default=8, gt=0, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    auth: AuthSettings = AuthSettings()
     trusted_proxies: list[IPv4Network | IPv6Network] = Field(
         default_factory=list,
         description="Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed "
@@ -583,15 +610,23 @@ class Settings(_Section):
     @classmethod
     def _refuse_unsafe_secret(cls, secret_key: SecretStr, info: ValidationInfo) -> SecretStr:
         secret = secret_key.get_secret_value()
-        if info.data.get("environment", "production") != "development":
-            if secret == SECRET_KEY_PLACEHOLDER:
-                raise ValueError(
-                    "is still the placeholder; set SHOAL_SECRET_KEY "
-                    "(or environment: development for local work)"
-                )
-            if len(secret) < 32:
-                # HS256 wants a key at least as long as its 256-bit output.
-                raise ValueError("must be at least 32 characters outside development")
+        development = info.data.get("environment", "production") == "development"
+        if secret == SECRET_KEY_PLACEHOLDER:
+            if development:
+                return secret_key  # never signs: a generated secret does (auth/signing.py)
+            raise ValueError(
+                "is still the placeholder; set SHOAL_SECRET_KEY "
+                "(or environment: development for local work)"
+            )
+        auth = info.data.get("auth")
+        algorithm = auth.algorithm if isinstance(auth, AuthSettings) else "HS256"
+        # An HMAC key at least as long as the hash's output (RFC 7518 3.2, and
+        # PyJWT's InsecureKeyLengthWarning); RS/ES/EdDSA sign with key files,
+        # yet the secret must still not be guessable.
+        needed = HMAC_KEY_BYTES.get(algorithm, HMAC_KEY_BYTES["HS256"])
+        if len(secret.encode()) < needed:
+            hint = "; or leave it out in development to have one generated" if development else ""
+            raise ValueError(f"must be at least {needed} bytes with {algorithm}{hint}")
         return secret_key
 
     @property
@@ -599,6 +634,21 @@ class Settings(_Section):
         """Where the embedded store keeps its data: ``.shoal/`` beside the config."""
         base = self.source.parent if self.source is not None else Path.cwd()
         return base / ".shoal"
+
+    @property
+    def generates_secret(self) -> bool:
+        """Whether tokens are signed with a generated development secret (no
+        secret_key in development; see ``shoal.auth.signing``)."""
+        return (
+            self.environment == "development"
+            and self.auth.algorithm.startswith("HS")
+            and self.secret_key.get_secret_value() == SECRET_KEY_PLACEHOLDER
+        )
+
+    @property
+    def development_secret_file(self) -> Path:
+        """Where a generated development secret is kept."""
+        return self.data_dir / "secret_key"
 
 
 def _format_location(location: tuple[int | str, ...]) -> str:

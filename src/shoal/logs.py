@@ -31,7 +31,12 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str = "INFO", filters: Sequence[logging.Filter] = ()) -> None:
     """Send Shoal's and hypercorn's logs to stderr as JSON lines, through
-    ``filters`` (idempotent: one handler, each kind of filter once)."""
+    ``filters`` (idempotent: one handler, each kind of filter once).
+
+    Python warnings (a library's ``DeprecationWarning``, PyJWT's key warnings)
+    become log records of the ``py.warnings`` logger, so they reach stderr as
+    JSON lines too, never as raw text."""
+    logging.captureWarnings(True)
     root = logging.getLogger()
     for handler in root.handlers:
         if isinstance(handler.formatter, JsonFormatter):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -13,12 +16,17 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from shoal.app import create_app
+from shoal.auth import accounts as accounts_module
 from shoal.auth import get_auth
+from shoal.auth.passwords import verify_password
+from shoal.auth.users import UserAdmin
+from shoal.config import load_settings
 from tests.conftest import SettingsFactory
 from tests.utils.auth import bearer, client_with, token_for
 from tests.utils.http import create, if_match
 from tests.utils.instances import two_served
-from tests.utils.settings import TEST_SECRET, example_resources
+from tests.utils.processes import run_shoal
+from tests.utils.settings import TEST_SECRET, example_resources, write_config
 
 PASSWORD = "correct horse battery staple"
 
@@ -451,3 +459,262 @@ async def test_no_secret_reaches_the_logs(
         refreshed["refresh_token"],
     ):
         assert secret not in logged
+
+
+# -- the user lifecycle, across instances ------------------------------------------
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def shared_config(
+    request: pytest.FixtureRequest, tmp_path: Path, mongodb_uri: str, redis_url: str
+) -> Path:
+    """A config file on the test MongoDB and Redis (one server, or a Cluster), for
+    instances and `shoal users`."""
+    unique = uuid.uuid4().hex[:12]
+    url = redis_url if request.param == "redis" else request.getfixturevalue("redis_cluster_url")
+    return write_config(
+        tmp_path,
+        mongodb={"uri": mongodb_uri, "database": f"test_{unique}"},
+        redis={"url": url, "key_prefix": f"test:{unique}:"},
+    )
+
+
+def _users(config: Path, *args: str, password: str | None = None) -> str:
+    """Run `shoal users ARGS` as an operator would; its output, asserting success."""
+    stdin = None if password is None else password + "\n"
+    result = run_shoal(["users", *args, "--config", str(config)], cwd=config.parent, input=stdin)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+class Holder:
+    """What a logged-in user holds: a token pair from one instance and a cookie
+    session from the other, each used on both."""
+
+    def __init__(self, first: Quart, second: Quart) -> None:
+        self.instances = (first.test_client(), second.test_client())
+        self.browser = second.test_client()
+        self.tokens: dict[str, Any] = {}
+
+    async def log_in(self, password: str = PASSWORD) -> None:
+        response = await _login(self.instances[0], password=password)
+        assert response.status_code == 200
+        self.tokens = await response.get_json()
+        response = await _login(self.browser, password=password, mode="cookie")
+        assert response.status_code == 200
+
+    async def token_statuses(self) -> list[int]:
+        headers = bearer(self.tokens["access_token"])
+        return [(await client.get("/auth/me", headers=headers)).status_code
+                for client in self.instances]  # fmt: skip
+
+    async def session_status(self) -> int:
+        return (await self.browser.get("/auth/me")).status_code
+
+    async def refresh_status(self) -> int:
+        response = await self.instances[1].post(
+            "/auth/refresh", json={"refresh_token": self.tokens["refresh_token"]}
+        )
+        return response.status_code
+
+
+async def test_a_disabled_user_is_refused_everywhere_at_the_next_request(
+    shared_config: Path,
+) -> None:
+    """`shoal users disable`, run as its own process while two instances serve: the
+    user's token and session are refused on both at the very next request."""
+    async with two_served(load_settings(shared_config, env={})) as (first, second):
+        await _user(first)
+        holder = Holder(first, second)
+        await holder.log_in()
+        assert await holder.token_statuses() == [200, 200]
+        assert await holder.session_status() == 200
+
+        out = _users(shared_config, "disable", "editor1")
+        assert "disabled user editor1" in out
+
+        assert await holder.token_statuses() == [401, 401]
+        response = await second.test_client().get(
+            "/auth/me", headers=bearer(holder.tokens["access_token"])
+        )
+        assert "account changed" in (await response.get_json())["_error"]["message"]
+        assert await holder.session_status() == 401
+        # The session's write path too, CSRF token and all.
+        assert (await _post_book(holder.browser, {})).status_code == 401
+        assert await holder.refresh_status() == 401
+        assert (await _login(holder.instances[0])).status_code == 401
+
+        _users(shared_config, "enable", "editor1")
+        # What was cut off stays cut off; a new login works.
+        assert await holder.token_statuses() == [401, 401]
+        await holder.log_in()
+        assert await holder.token_statuses() == [200, 200]
+        assert await holder.session_status() == 200
+
+
+@pytest.mark.parametrize(
+    ("args", "password"),
+    [
+        (("delete", "editor1"), None),
+        (("set-roles", "editor1", "--role", "reader"), None),
+        (("set-password", "editor1", "--password-stdin"), "a brand new password"),
+    ],
+    ids=["delete", "set-roles", "set-password"],
+)
+async def test_each_change_to_a_user_cuts_off_what_they_hold(
+    shared_config: Path, args: tuple[str, ...], password: str | None
+) -> None:
+    async with two_served(load_settings(shared_config, env={})) as (first, second):
+        await _user(first)
+        holder = Holder(first, second)
+        await holder.log_in()
+        _users(shared_config, *args, password=password)
+        assert await holder.token_statuses() == [401, 401]
+        assert await holder.session_status() == 401
+        assert await holder.refresh_status() == 401
+
+        client = first.test_client()
+        if args[0] == "delete":
+            assert (await _login(client)).status_code == 401
+        elif args[0] == "set-roles":
+            tokens = await (await _login(client)).get_json()
+            me = await client.get("/auth/me", headers=bearer(tokens["access_token"]))
+            assert (await me.get_json())["roles"] == ["reader"]
+            assert (await _post_book(client, bearer(tokens["access_token"]))).status_code == 403
+        else:
+            assert (await _login(client)).status_code == 401
+            assert password is not None
+            assert (await _login(client, password=password)).status_code == 200
+
+
+async def test_changing_one_user_leaves_the_others_alone(shared_config: Path) -> None:
+    async with two_served(load_settings(shared_config, env={})) as (first, second):
+        await _user(first)
+        await _user(first, "other")
+        tokens = await (await _login(first.test_client(), "other")).get_json()
+        _users(shared_config, "disable", "editor1")
+        me = await second.test_client().get("/auth/me", headers=bearer(tokens["access_token"]))
+        assert me.status_code == 200
+
+
+async def test_a_login_racing_a_change_gets_nothing_that_outlives_it(
+    app: Quart, anonymous: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user is disabled after the password was checked but before the login
+    answers: what the login issues is refused (the mark is read before the
+    final read of the user)."""
+    await _user(app)
+    auth = get_auth(app)
+    admin = UserAdmin(auth.accounts, auth.store)
+    epoch = auth.store.epoch
+
+    async def epoch_then_disable(user_id: str) -> int:
+        value = await epoch(user_id)
+        await admin.disable("editor1")
+        await admin.enable("editor1")  # the account is usable again, the login is not
+        return value
+
+    monkeypatch.setattr(auth.store, "epoch", epoch_then_disable)
+    tokens = await (await _login(anonymous)).get_json()
+    monkeypatch.undo()
+    me = await anonymous.get("/auth/me", headers=bearer(tokens["access_token"]))
+    assert me.status_code == 401
+    refreshed = await anonymous.post(
+        "/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    )
+    assert refreshed.status_code == 401
+
+
+# -- concurrent guesses ------------------------------------------------------------
+
+
+async def test_a_burst_of_guesses_across_two_instances_is_checked_at_most_the_limit(
+    settings_factory: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """24 wrong passwords for one user, sent at once to two instances: only the
+    first `login_lockout_after` are checked against the hash; the rest are 429."""
+    limit = 6
+    settings = settings_factory(auth={"login_slowdown_after": 100, "login_lockout_after": limit})
+    checked: list[str] = []
+
+    def counting(stored_hash: str | None, password: str) -> bool:
+        checked.append(password)
+        return verify_password(stored_hash, password)
+
+    async with two_served(settings) as (first, second):
+        await _user(first)
+        monkeypatch.setattr(accounts_module, "verify_password", counting)
+        clients = [first.test_client(), second.test_client()]
+        guesses = [_login(clients[n % 2], password=f"guess number {n}") for n in range(24)]
+        responses = await asyncio.gather(*guesses)
+        statuses = sorted(response.status_code for response in responses)
+        assert statuses == [401] * limit + [429] * (24 - limit)
+        assert len(checked) == limit
+        # And the right password, now, is refused too without being checked.
+        assert (await _login(clients[0])).status_code == 429
+        assert len(checked) == limit
+
+
+# -- on a Redis Cluster ------------------------------------------------------------
+
+
+async def test_every_auth_path_works_on_a_redis_cluster(
+    settings_factory: SettingsFactory, redis_cluster_url: str
+) -> None:
+    """Logins (failed and good, token and cookie), refresh, logout, revocation and
+    bearer reads on a three-master Cluster: each multi-key read stays in one slot,
+    so nothing answers 5xx."""
+    settings = settings_factory(redis={"url": redis_cluster_url})
+    statuses: list[int] = []
+
+    async def call(client: Client, method: str, path: str, **kwargs: Any) -> Any:
+        response = await client.open(path, method=method, **kwargs)
+        statuses.append(response.status_code)
+        return response
+
+    async with two_served(settings) as (first, second):
+        await _user(first)
+        a, browser = first.test_client(), second.test_client()
+        login = {"username": "editor1", "password": PASSWORD}
+
+        wrong = await call(a, "POST", "/auth/login", json={**login, "password": "wrong"})
+        assert wrong.status_code == 401
+        tokens = await (await call(a, "POST", "/auth/login", json=login)).get_json()
+        headers = bearer(tokens["access_token"])
+        created = await call(second.test_client(), "POST", "/books", json={"title": "x"},
+                             headers=headers)  # fmt: skip
+        assert created.status_code == 201
+        book = (await created.get_json())["_id"]
+        assert (await call(a, "GET", f"/books/{book}", headers=headers)).status_code == 200
+        assert (await call(a, "GET", "/auth/me", headers=headers)).status_code == 200
+
+        session = await call(browser, "POST", "/auth/login", json={**login, "mode": "cookie"})
+        csrf = (await session.get_json())["csrf_token"]
+        assert (await call(browser, "GET", "/auth/me")).status_code == 200
+        written = await call(browser, "POST", "/books", json={"title": "y"},
+                             headers={"X-CSRF-Token": csrf})  # fmt: skip
+        assert written.status_code == 201
+
+        rotated = await call(a, "POST", "/auth/refresh",
+                             json={"refresh_token": tokens["refresh_token"]})  # fmt: skip
+        assert rotated.status_code == 200
+        replay = await call(a, "POST", "/auth/refresh",
+                            json={"refresh_token": tokens["refresh_token"]})  # fmt: skip
+        assert replay.status_code == 401
+
+        fresh = await (await call(a, "POST", "/auth/login", json=login)).get_json()
+        out = await call(a, "POST", "/auth/logout", headers=bearer(fresh["access_token"]),
+                         json={"refresh_token": fresh["refresh_token"]})  # fmt: skip
+        assert out.status_code == 204
+        assert (await call(a, "GET", "/auth/me",
+                           headers=bearer(fresh["access_token"]))).status_code == 401  # fmt: skip
+
+        last = await (await call(a, "POST", "/auth/login", json=login)).get_json()
+        await UserAdmin(get_auth(first).accounts, get_auth(first).store).disable("editor1")
+        assert (await call(browser, "GET", "/auth/me")).status_code == 401
+        me = await call(a, "GET", "/auth/me", headers=bearer(last["access_token"]))
+        assert me.status_code == 401
+        assert (await call(a, "POST", "/auth/login", json=login)).status_code == 401
+
+    assert statuses
+    assert all(status < 500 for status in statuses), statuses

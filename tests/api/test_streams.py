@@ -18,6 +18,8 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from shoal.app import create_app
+from shoal.auth import get_auth
+from shoal.auth.users import UserAdmin
 from shoal.http.lifecycle import get_lifecycle
 from shoal.resources.changes import EXTENSION_KEY as FEEDS_KEY
 from shoal.resources.changes import ChangeFeeds
@@ -468,3 +470,34 @@ async def test_open_streams_do_not_hold_admission_slots(
         client = app.test_client()
         async with listening(client, "/books/_stream"), listening(client, "/books/_stream"):
             assert (await client.get("/books")).status_code == 200
+
+
+# -- credentials that end while a stream is open ------------------------------------
+
+
+@pytest.mark.parametrize("how", ["disable", "logout"])
+async def test_a_stream_ends_when_its_credentials_are_revoked(app: Quart, how: str) -> None:
+    """A real user's open stream: once the user is disabled (or logs out), the
+    stream ends, and later writes are not sent to it."""
+    auth = get_auth(app)
+    await auth.accounts.create_user("watcher", "a long enough password", ["editor"])
+    client = app.test_client()
+    login = await client.post(
+        "/auth/login", json={"username": "watcher", "password": "a long enough password"}
+    )
+    headers = bearer((await login.get_json())["access_token"])
+    editor = await editor_client(app)
+    async with listening(app.test_client(), "/books/_stream", headers) as stream:
+        await _post(editor, "/books", {"title": "before"})
+        (first,) = await stream.wait_for(1)
+        assert first.data["document"]["title"] == "before"
+        if how == "disable":
+            await UserAdmin(auth.accounts, auth.store).disable("watcher")
+        else:
+            assert (await client.post("/auth/logout", headers=headers)).status_code == 204
+        _, ended = await stream.wait_for(2)
+        assert ended.name == "end"
+        assert "revoked" in ended.data["message"]
+        await _post(editor, "/books", {"title": "after"})
+        await asyncio.sleep(0.5)
+        assert [event.name for event in stream.events] == ["insert", "end"]

@@ -11,6 +11,7 @@ import pytest
 from quart import Quart
 
 from shoal.app import create_app
+from shoal.system import free_port
 from tests.utils.processes import run_shoal
 from tests.utils.settings import write_config
 
@@ -103,3 +104,92 @@ async def test_api_key_lifecycle(config: Path, app: Quart) -> None:
     status, _, err = _shoal(config, "apikeys", "revoke", "0" * 24)
     assert status == 1
     assert "no API key" in err
+
+
+# -- the user lifecycle ----------------------------------------------------------
+
+
+def _create(config: Path, name: str, *roles: str) -> None:
+    args = ["users", "create", name, "--password-stdin"]
+    for role in roles or ("editor",):
+        args += ["--role", role]
+    status, _, err = _shoal(config, *args, input=PASSWORD + "\n")
+    assert status == 0, err
+
+
+def test_users_list_shows_state_and_roles_never_passwords(config: Path) -> None:
+    _create(config, "editor1", "editor")
+    _create(config, "ops", "editor", "admin")
+    assert _shoal(config, "users", "disable", "ops")[0] == 0
+    status, out, err = _shoal(config, "users", "list")
+    assert status == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 2
+    assert re.fullmatch(r"[0-9a-f]{24}  enabled   editor1  roles: editor", lines[0])
+    assert re.fullmatch(r"[0-9a-f]{24}  disabled  ops  roles: admin, editor", lines[1])
+    assert "argon2" not in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("disable", "ghost"),
+        ("enable", "ghost"),
+        ("delete", "ghost"),
+        ("set-roles", "ghost", "--role", "editor"),
+    ],
+)
+def test_changing_a_user_that_does_not_exist_exits_1(config: Path, args: tuple[str, ...]) -> None:
+    status, out, err = _shoal(config, "users", *args)
+    assert status == 1
+    assert "no user named 'ghost'" in err
+    assert out == ""
+
+
+def test_set_password_follows_the_password_rules(config: Path) -> None:
+    _create(config, "editor1")
+    for password, fragment in (("short", "8 characters"), ("x" * 1025, "at most 1024")):
+        status, _, err = _shoal(
+            config, "users", "set-password", "editor1", "--password-stdin", input=password
+        )
+        assert status == 2
+        assert fragment in err
+
+
+def test_without_redis_a_change_warns_that_servers_keep_what_they_hold(config: Path) -> None:
+    _create(config, "editor1")
+    status, out, err = _shoal(config, "users", "disable", "editor1")
+    assert status == 0, err
+    assert "disabled user editor1" in out
+    assert "WARNING: no redis.url" in err
+    assert "until they expire" in err
+
+
+@pytest.fixture
+def config_with_dead_redis(tmp_path: Path, mongodb_uri: str) -> Path:
+    database = f"admin_{uuid.uuid4().hex[:10]}"
+    return write_config(
+        tmp_path,
+        mongodb={"uri": mongodb_uri, "database": database},
+        redis={"url": f"redis://:secret-password@127.0.0.1:{free_port()}/0", "socket_timeout": 0.5},
+    )
+
+
+def test_an_unreachable_redis_is_reported_and_the_command_can_be_run_again(
+    config_with_dead_redis: Path,
+) -> None:
+    config = config_with_dead_redis
+    _create(config, "editor1")
+    status, out, err = _shoal(config, "users", "delete", "editor1")
+    assert status == 1
+    assert out == ""
+    assert "done in MongoDB, but Redis (redis://127.0.0.1:" in err
+    assert "Run the command again" in err
+    assert "secret-password" not in err
+    assert "Traceback" not in err
+    # The user was left disabled, not deleted, so the command can be run again.
+    listing = _shoal(config, "users", "list")[1]
+    assert "disabled  editor1" in listing
+    status, _, err = _shoal(config, "users", "delete", "editor1")
+    assert status == 1
+    assert "done in MongoDB" in err

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import shoal
+from shoal.cli.serve import is_loopback_bind
 from shoal.system import free_port
 from tests.utils.processes import processes_mentioning, run_shoal, wait_until
 from tests.utils.servers import wait_for_port
@@ -190,6 +191,39 @@ def test_serve_in_production_without_mongodb_uri_is_refused(tmp_path: Path) -> N
     assert "SHOAL_MONGODB_URI" in result.stderr or "mongodb.uri" in result.stderr
     assert not (tmp_path / ".shoal").exists()
     assert wait_until(lambda: not processes_mentioning(str(tmp_path)), 5)
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0", "[::]"])  # noqa: S104 - refused before binding
+def test_a_development_server_on_a_public_address_is_refused(tmp_path: Path, bind: str) -> None:
+    shutil.copy(EXAMPLE_CONFIG, tmp_path / "shoal.yaml")
+    port = free_port()
+    result = run_shoal(
+        ["serve", "--config", "shoal.yaml", "--bind", f"{bind}:{port}"], cwd=tmp_path, timeout=20
+    )
+    assert result.returncode == 2
+    assert f"{bind}:{port} can be reached from other machines" in result.stderr
+    assert "--allow-non-loopback" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / ".shoal").exists(), "the embedded store was started anyway"
+
+
+@pytest.mark.parametrize(
+    ("bind", "loopback"),
+    [
+        ("127.0.0.1:8000", True),
+        ("127.0.0.5:8000", True),
+        ("[::1]:8000", True),
+        ("localhost:8000", True),
+        ("unix:/run/shoal.sock", True),
+        ("0.0.0.0:8000", False),
+        ("[::]:8000", False),
+        ("192.0.2.10:8000", False),
+    ],
+)
+def test_which_binds_stay_on_this_machine(bind: str, loopback: bool) -> None:
+    """What --allow-non-loopback is needed for (tests never listen on a public
+    address, so the flag's effect is checked here)."""
+    assert is_loopback_bind(bind) is loopback
 
 
 def test_serve_with_an_invalid_config_is_refused(tmp_path: Path) -> None:

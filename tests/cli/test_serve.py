@@ -183,7 +183,8 @@ def test_two_workers_with_redis_and_mongodb(
         assert len({info.pid for info in _workers(children)}) == 2, children
         assert not _embedded_store(children), "a MongoDB URI was given: no embedded store"
         assert "embedded store" not in process.stderr()
-        assert not (workdir / ".shoal").exists()
+        # No store data: only the development secret the workers sign with.
+        assert [path.name for path in (workdir / ".shoal").iterdir()] == ["secret_key"]
 
         started = process.remember_descendants()
         process.signal(signal.SIGTERM)
@@ -321,3 +322,36 @@ def test_commands_use_the_store_serve_is_running(serve: ServeProcess, workdir: P
     )
     assert response.status_code == 200
     assert "access_token" in response.json()
+
+
+def test_a_second_serve_on_the_same_config_says_one_is_running(
+    serve: ServeProcess, workdir: Path
+) -> None:
+    """Two `scripts/serve-example` at once (on two ports): the second says why it
+    cannot start, instead of pointing at a log file."""
+    result = run_shoal(
+        ["serve", "--config", "shoal.yaml", "--bind", f"127.0.0.1:{free_port()}"],
+        cwd=workdir,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "an embedded store is already running on" in result.stderr
+    assert str(workdir / ".shoal") in result.stderr
+    assert "stop it first" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert serve.get("/readyz")[0] == 200  # the first one is untouched
+
+
+def test_development_without_a_secret_signs_with_one_kept_beside_the_config(
+    serve: ServeProcess, workdir: Path
+) -> None:
+    secret_file = workdir / ".shoal" / "secret_key"
+    notices = [line for line in serve.stderr().splitlines() if "secret_key" in line]
+    assert notices == [
+        f"WARNING: no secret_key: tokens are signed with a random secret kept in {secret_file} "
+        "(development only)"
+    ], serve.output()
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    # Nothing on stderr is raw text from a library: Shoal's own notices, or JSON.
+    for line in serve.stderr().splitlines():
+        assert line.startswith("WARNING: ") or json.loads(line), line

@@ -1,7 +1,8 @@
 """/docs in a real browser (Debian's chromium, driven by Playwright) against a
 real `shoal serve`: the page lists every resource, runs requests through "Try it
-out" (an anonymous GET, then a POST with a bearer token set in the Authorize
-dialog), and loads nothing from anywhere but the server under test."""
+out" (an anonymous GET, then, with a real user's bearer token set in the
+Authorize dialog, GET /auth/me and a POST), and loads nothing from anywhere but
+the server under test."""
 
 from __future__ import annotations
 
@@ -84,11 +85,16 @@ def test_the_vendored_swagger_ui_is_unmodified_and_licensed() -> None:
 # --- in a browser, against `shoal serve` -------------------------------------------------
 
 
+#: A real user, made with `shoal users create`, who logs in over HTTP.
+EDITOR = ("docs-editor", "a long enough docs password")
+
+
 @pytest.fixture(scope="module")
 def live(
     tmp_path_factory: pytest.TempPathFactory, mongodb_uri: str, redis_url: str
 ) -> Iterator[LiveServer]:
     with live_example(tmp_path_factory.mktemp("docs"), mongodb_uri, redis_url) as server:
+        server.create_user(*EDITOR, "editor")
         yield server
 
 
@@ -166,7 +172,7 @@ async def test_the_docs_page_lists_resources_and_runs_requests(
     live: LiveServer, browser: Browser, tmp_path: Path
 ) -> None:
     title = f"Seeded through HTTP {uuid.uuid4().hex[:8]}"
-    editor = live.token("editor")
+    editor = live.login(*EDITOR)["access_token"]
     status, _ = post_json(f"{live.url}/books", {"title": title, "year": 2001}, editor)
     assert status == 201
 
@@ -196,11 +202,20 @@ async def test_the_docs_page_lists_resources_and_runs_requests(
     dialog = page.locator(".dialog-ux .modal-ux")
     await expect(dialog).to_contain_text("bearerAuth")
     await expect(dialog).to_contain_text("apiKeyAuth")
+    await expect(dialog).to_contain_text("sessionCookie")
     bearer = dialog.locator(".auth-container").filter(has_text="bearerAuth")
     await bearer.locator("input").fill(editor)
     await bearer.locator("button.authorize").click()
     await expect(bearer.locator("h6")).to_have_text("Authorized")
     await dialog.locator("button.close-modal").click()
+
+    # GET /auth/me sends the token it was given: it declares its security.
+    whoami = await open_operation(page, "auth", "get_me")
+    await whoami.locator("button.execute").click()
+    answered = whoami.locator(".live-responses-table")
+    await expect(answered.locator("tr.response .response-col_status")).to_have_text("200")
+    await expect(answered).to_contain_text(f'"name": "{EDITOR[0]}"')
+    await expect(answered).to_contain_text('"via": "bearer"')
 
     written = f"Written through the docs page {uuid.uuid4().hex[:8]}"
     create = await open_operation(page, "books", "create_books")

@@ -17,6 +17,7 @@ from openapi_spec_validator import validate
 from quart import Quart, Response
 from quart_schema import document_response, security_scheme
 from quart_schema.openapi import QUART_SCHEMA_HIDDEN_ATTRIBUTE
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -32,7 +33,13 @@ from schemathesis.specs.openapi.checks import (
 from shoal.app import create_app
 from shoal.auth.accounts import Accounts
 from shoal.config import ConfigError, Settings, load_settings
-from shoal.openapi import ShoalOpenAPIProvider, document_no_content, openapi_document
+from shoal.openapi import (
+    POLICY_ERRORS,
+    ShoalOpenAPIProvider,
+    document_errors,
+    document_no_content,
+    openapi_document,
+)
 from shoal.openapi.models import ErrorResponse
 from shoal.storage import open_storage
 from tests.utils.live import LiveServer, live_example
@@ -245,15 +252,78 @@ async def test_security_follows_public_methods(example_app: Quart) -> None:
     assert schemes["apiKeyAuth"]["in"] == "header"
     assert schemes["apiKeyAuth"]["name"] == "X-API-Key"
 
-    both: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"apiKeyAuth": []}]
+    assert schemes["sessionCookie"] == {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "shoal_session",
+        "description": schemes["sessionCookie"]["description"],
+    }
+    assert schemes["csrfToken"]["in"] == "header"
+    assert schemes["csrfToken"]["name"] == "X-CSRF-Token"
+
+    # A write takes a token, a key, or a session with its CSRF token (both at once).
+    writes: list[dict[str, list[str]]] = [
+        {"bearerAuth": []},
+        {"apiKeyAuth": []},
+        {"sessionCookie": [], "csrfToken": []},
+    ]
     books = document["paths"]["/books"]
     item = document["paths"]["/books/{item_id}"]
     assert books["get"]["security"] == []  # public_methods: [GET]
     assert item["get"]["security"] == []  # public_item_methods: [GET]
     for operation in (books["post"], books["delete"], item["patch"], item["put"], item["delete"]):
-        assert operation["security"] == both
+        assert operation["security"] == writes
         assert {"401", "403"} <= operation["responses"].keys()
     assert "403" not in books["get"]["responses"]
+
+    private = create_app(example_settings(resources={"notes": {"schema": {"type": "object"}}}))
+    notes = (await served_document(private))["paths"]["/notes"]["get"]
+    assert notes["security"] == [{"bearerAuth": []}, {"apiKeyAuth": []}, {"sessionCookie": []}]
+
+
+async def test_shoals_own_routes_declare_their_security_and_every_status(
+    example_app: Quart,
+) -> None:
+    paths = (await served_document(example_app))["paths"]
+    me, logout = paths["/auth/me"]["get"], paths["/auth/logout"]["post"]
+    assert me["security"] == [{"bearerAuth": []}, {"apiKeyAuth": []}, {"sessionCookie": []}]
+    assert logout["security"] == [
+        {"bearerAuth": []},
+        {"apiKeyAuth": []},
+        {"sessionCookie": [], "csrfToken": []},
+    ]
+    assert paths["/auth/login"]["post"]["security"] == []
+    assert paths["/auth/refresh"]["post"]["security"] == []
+    assert logout["requestBody"]["required"] is False
+    assert paths["/auth/login"]["post"]["requestBody"]["required"] is True
+
+    # No catch-all: each error status a route answers is listed, with its envelope.
+    for path, item in paths.items():
+        for method, operation in item.items():
+            if isinstance(operation, dict) and "responses" in operation:
+                assert "default" not in operation["responses"], (method, path)
+    assert set(paths["/auth/login"]["post"]["responses"]) == {
+        "200", "400", "401", "413", "415", "422", "429", "503"
+    }  # fmt: skip
+    assert set(me["responses"]) == {"200", "401", "429", "503"}
+    assert set(paths["/healthz"]["get"]["responses"]) == {"200"}
+
+    # Both answers of a login: a token pair, or a cookie session.
+    login = paths["/auth/login"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert login["schema"]["anyOf"] == [
+        {"$ref": "#/components/schemas/TokenResponse"},
+        {"$ref": "#/components/schemas/SessionResponse"},
+    ]
+
+
+async def test_a_write_ack_documents_only_the_links_it_carries(example_app: Quart) -> None:
+    document = await served_document(example_app)
+    ack = document["components"]["schemas"]["WriteAck"]
+    links = resolve(document, ack["properties"]["_links"]["$ref"])
+    assert links["properties"].keys() == {"self"}
+    assert links["additionalProperties"] is False
+    # Nothing else either (the live run below checks real answers against this).
+    assert ack["additionalProperties"] is False
 
 
 async def test_the_data_api_actions_are_documented_when_it_is_on(example_app: Quart) -> None:
@@ -357,6 +427,23 @@ async def test_a_developers_own_route_is_documented(example_app: Quart) -> None:
     assert operation["responses"]["default"] == {"$ref": "#/components/responses/Error"}
 
 
+async def test_a_route_with_document_errors_lists_them_and_nothing_else(
+    example_app: Quart,
+) -> None:
+    @example_app.get("/reports/<report_id>")
+    @security_scheme([{"bearerAuth": []}])
+    @document_response(ErrorResponse, 200)
+    @document_errors(401, 404, *POLICY_ERRORS)
+    async def report(report_id: str) -> Response:
+        return Response(b"{}")
+
+    operation = (await served_document(example_app))["paths"]["/reports/{report_id}"]["get"]
+    assert set(operation["responses"]) == {"200", "401", "404", "429", "503"}
+    assert operation["responses"]["404"] == {"$ref": "#/components/responses/NotFound"}
+    with pytest.raises(ValueError, match="no shared OpenAPI response for status"):
+        document_errors(418)
+
+
 async def test_the_document_is_built_once_per_process(
     example_app: Quart, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -448,16 +535,22 @@ def test_shoal_openapi_with_a_bad_config_names_the_key(tmp_path: Path) -> None:
 # --- the API against its document (property-based) --------------------------------------
 
 
+#: The real user the live run logs in as (made with `shoal users create`).
+EDITOR = ("fuzz-editor", "a long enough fuzzing password")
+
+
 @pytest.fixture(scope="module")
 def live(
     tmp_path_factory: pytest.TempPathFactory, mongodb_uri: str, redis_url: str
 ) -> Iterator[LiveServer]:
-    """`shoal serve` on the example config, on the test MongoDB and Redis."""
+    """`shoal serve` on the example config, on the test MongoDB and Redis, with a
+    real editor user."""
     # Failed logins are slowed down on purpose; fuzzing makes hundreds of them.
     throttle = {"login_slowdown_after": 10_000, "login_lockout_after": 10_000}
     with live_example(
         tmp_path_factory.mktemp("fuzz"), mongodb_uri, redis_url, auth=throttle
     ) as server:
+        server.create_user(*EDITOR, "editor")
         yield server
 
 
@@ -465,6 +558,9 @@ def live(
 schema = schemathesis.openapi.from_dict(
     json.loads(json.dumps(openapi_document(create_app(example_settings()))))
 )
+# Both phases: documents that fit the schemas, and documents that break them
+# (which must be refused with a 4xx the document lists).
+schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 
 #: What "conforms to the document" means here, plus "no 5xx" and "auth is enforced".
 CHECKS = [
@@ -485,12 +581,34 @@ schema.config.checks.missing_required_header.expected_statuses = [
 ]
 
 
+class Tokens:
+    """A real editor's tokens, kept fresh through /auth/refresh (no password check
+    per case); a login again when a case logged them out."""
+
+    def __init__(self) -> None:
+        self.refresh_token: str | None = None
+
+    def fresh(self, live: LiveServer) -> str:
+        tokens = None
+        if self.refresh_token is not None:
+            tokens = live.refresh(self.refresh_token)
+        if tokens is None:
+            tokens = live.login(*EDITOR)
+        self.refresh_token = tokens["refresh_token"]
+        access: str = tokens["access_token"]
+        return access
+
+
+EDITOR_TOKENS = Tokens()
+
+
 @schema.parametrize()
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_api_conforms_to_its_document(case: Any, live: LiveServer) -> None:
-    """Every operation against a real server, as an editor (writes really write);
-    ``ignored_auth`` also sends the secured ones without credentials."""
-    headers = {"Authorization": f"Bearer {live.token('editor')}"}
+    """Every operation against a real server, as a real editor logged in over HTTP
+    (writes really write; a logout really ends that login, so each case logs in
+    afresh); ``ignored_auth`` also sends the secured ones without credentials."""
+    headers = {"Authorization": f"Bearer {EDITOR_TOKENS.fresh(live)}"}
     case.call_and_validate(base_url=live.url, headers=headers, checks=CHECKS)
 
 

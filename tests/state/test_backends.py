@@ -365,3 +365,61 @@ async def test_connect_redis_plain_url_speaks_resp3() -> None:
         assert kwargs["protocol"] == 3
     finally:
         await client.aclose()
+
+
+# -- on a Redis Cluster ------------------------------------------------------------
+
+
+@pytest.fixture
+async def cluster_state(redis_cluster_url: str) -> AsyncIterator[RedisState]:
+    prefix = f"test-state:{uuid.uuid4().hex[:12]}:"
+    state = RedisState(RedisSettings(url=redis_cluster_url, key_prefix=prefix))
+    await state.open()
+    try:
+        yield state
+    finally:
+        await state.close()
+
+
+async def test_on_a_cluster_keys_with_one_hash_tag_are_read_together(
+    cluster_state: RedisState,
+) -> None:
+    await cluster_state.set("auth:{u1}:a", b"1")
+    await cluster_state.set("auth:{u1}:b", b"2")
+    assert await cluster_state.get_many("auth:{u1}:a", "auth:{u1}:b", "auth:{u1}:c") == [
+        b"1",
+        b"2",
+        None,
+    ]
+    assert await cluster_state.stamp("auth:{u1}:epoch", ttl=30) > 0
+    assert await cluster_state.incr("counter", ttl=30) == 1
+    assert await cluster_state.incr("counter", amount=-1) == 0
+    assert await cluster_state.incr("absent", amount=-1) == 0
+    assert await cluster_state.get("absent") is None
+
+
+async def test_a_cluster_error_is_state_unavailable_not_a_crash(
+    cluster_state: RedisState,
+) -> None:
+    """Keys in different slots cannot be read in one MGET: redis-py raises a
+    RedisClusterException (not a RedisError), which must leave as StateUnavailable
+    (a 503), never escape as a 500."""
+    with pytest.raises(StateUnavailable):
+        await cluster_state.get_many("{a}:one", "{b}:two")
+
+
+async def test_stamps_only_go_up(state: SharedState) -> None:
+    first = await state.stamp("mark", ttl=30)
+    second = await state.stamp("mark", ttl=30)
+    assert second > first
+    # A stamp far in the future (a clock that ran ahead) is still passed.
+    await state.set("mark", b"99999999999999", ttl=30)
+    assert await state.stamp("mark", ttl=30) == 100_000_000_000_000
+
+
+async def test_a_negative_incr_never_creates_a_key(state: SharedState) -> None:
+    assert await state.incr("undo", amount=-1) == 0
+    assert await state.get("undo") is None
+    assert await state.incr("undo", ttl=30) == 1
+    assert await state.incr("undo", amount=-1) == 0
+    assert await state.get("undo") == b"0"

@@ -12,11 +12,13 @@ import asyncio
 from collections.abc import Awaitable
 
 from quart import Blueprint, Response, current_app
-from quart_schema import document_response
+from quart_schema import document_response, security_scheme
 
 from ..errors import ApiError
 from ..http.errors import error_response
 from ..http.lifecycle import get_lifecycle
+from ..openapi import document_errors
+from ..openapi.components import PUBLIC
 from ..openapi.models import Health, NotReady, Readiness
 from ..resources import get_resources
 from ..state import get_state
@@ -29,7 +31,9 @@ CHECK_TIMEOUT = 2.0
 
 
 @health.get("/healthz")
+@security_scheme(PUBLIC)
 @document_response(Health)
+@document_errors()  # exempt from rate limits: it answers 200 whenever the process runs
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -45,8 +49,10 @@ async def _check(name: str, probe: Awaitable[None]) -> tuple[str, str]:
 
 
 @health.get("/readyz")
+@security_scheme(PUBLIC)
 @document_response(Readiness)
 @document_response(NotReady, 503)
+@document_errors()  # its 503 is documented above (with the checks); no rate limits
 async def readyz() -> Response | dict[str, object]:
     if get_lifecycle(current_app).draining:
         return error_response(

@@ -11,11 +11,17 @@ EventSource does) resumes after that event on any instance; when MongoDB can no
 longer resume there, the stream starts with a ``reset`` event instead. A
 comment line every ``streams.heartbeat`` seconds keeps idle connections open;
 ``end`` says why the server ended a stream (the client reconnects).
+
+The caller's credentials are checked again while the stream lasts (at most once
+a second, before an event and at each heartbeat): once they expire or are
+revoked (a logout, a revoked key, a user disabled or changed), the stream ends,
+and no event is sent more than a second after that.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -38,6 +44,9 @@ View = Callable[..., Awaitable[Response]]
 
 #: Longest ``Last-Event-ID`` accepted (MongoDB's tokens are a few hundred bytes).
 MAX_EVENT_ID = 1024
+#: Seconds a check of the caller's credentials holds for, on an open stream.
+RECHECK_AFTER = 1.0
+REVOKED = "the credentials of this stream expired or were revoked; reconnect with valid ones"
 
 
 Encode = Callable[[Any], str]
@@ -65,7 +74,18 @@ def stream_view(service: ResourceService, feeds: ChangeFeeds, *, item: bool) -> 
     heartbeat = feeds.settings.heartbeat
 
     async def view(item_id: str | None = None) -> Response:
-        access = await get_auth(current_app).authorize(resource, "GET", item=item)
+        auth = get_auth(current_app)
+        access = await auth.authorize(resource, "GET", item=item)
+        principal = await auth.current_principal()
+        checked = time.monotonic()
+
+        async def still_allowed() -> bool:
+            nonlocal checked
+            if principal is None or time.monotonic() - checked < RECHECK_AFTER:
+                return True
+            checked = time.monotonic()
+            return await auth.still_valid(principal)
+
         where_text = request.args.get("where")
         where = parse_stream_where(where_text, resource.rules) if where_text else None
         target = None
@@ -90,10 +110,15 @@ def stream_view(service: ResourceService, feeds: ChangeFeeds, *, item: bool) -> 
                         try:
                             change = await asyncio.wait_for(subscription.next(), heartbeat)
                         except TimeoutError:
-                            yield b": keep-alive\n\n"
-                            continue
+                            change = None
+                            if await still_allowed():
+                                yield b": keep-alive\n\n"
+                                continue
+                        if change is not None and not await still_allowed():
+                            change = None
                         if change is None:
-                            yield sse("end", encode({"message": subscription.ended}))
+                            ended = subscription.ended or REVOKED
+                            yield sse("end", encode({"message": ended}))
                             return
                         yield sse(change.operation, encode(render(change)), change.id)
             except ServiceUnavailable as error:

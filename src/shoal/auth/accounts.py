@@ -2,7 +2,11 @@
 
 Users carry an argon2id password hash. API keys are random 256-bit secrets,
 shown once at creation; only their SHA-256 is stored (a fast hash is right
-for high-entropy secrets, and lets a key be found by an indexed lookup).
+for high-entropy secrets, and lets a key be found by an indexed lookup). A key
+is looked up in MongoDB on every request, so revoking it holds at the next one.
+
+Changing a user here changes only MongoDB; ``users.UserAdmin`` also ends the
+user's credentials on every instance.
 """
 
 from __future__ import annotations
@@ -35,6 +39,27 @@ class User:
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> User:
         return cls(str(document["_id"]), document["name"], frozenset(document.get("roles", [])))
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """A user as ``shoal users list`` shows it (never the password hash)."""
+
+    id: str
+    name: str
+    roles: frozenset[str]
+    disabled: bool
+    created: Any
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> UserInfo:
+        return cls(
+            id=str(document["_id"]),
+            name=document["name"],
+            roles=frozenset(document.get("roles", [])),
+            disabled=bool(document.get("disabled")),
+            created=document.get("_created"),
+        )
 
 
 @dataclass(frozen=True)
@@ -83,30 +108,77 @@ class Accounts:
             raise Conflict(f"a user named {name!r} already exists") from None
         return User.from_document(document)
 
-    async def authenticate(self, name: str, password: str) -> User | None:
-        """The user, if the password is right and the account enabled."""
+    async def authenticate(self, name: str, password: str) -> tuple[User, str] | None:
+        """The user and the password hash now stored, if the password is right
+        and the account enabled."""
         document = await self.storage.find_one(self.users, {"name": name})
         stored = document.get("password_hash") if document else None
-        if not verify_password(stored, password) or document is None:
+        if not verify_password(stored, password) or document is None or stored is None:
             return None
         if document.get("disabled"):
             return None
-        if stored and needs_rehash(stored):
-            await self.storage.update_one(
+        if needs_rehash(stored):
+            rehashed = hash_password(password)
+            if await self.storage.update_one(
                 self.users,
-                {"_id": document["_id"]},
-                {"$set": {"password_hash": hash_password(password)}},
-            )
-        return User.from_document(document)
+                {"_id": document["_id"], "password_hash": stored},
+                {"$set": {"password_hash": rehashed}},
+            ):
+                stored = rehashed
+        return User.from_document(document), stored
 
-    async def user(self, user_id: str) -> User | None:
-        """An enabled user by id (refresh re-reads roles and status)."""
+    async def user(self, user_id: str, *, password_hash: str | None = None) -> User | None:
+        """An enabled user by id, as stored now (login and refresh re-read roles
+        and status); with ``password_hash``, only while that is still the hash."""
         if not ObjectId.is_valid(user_id):
             return None
         document = await self.storage.find_one(self.users, {"_id": ObjectId(user_id)})
         if document is None or document.get("disabled"):
             return None
+        if password_hash is not None and document.get("password_hash") != password_hash:
+            return None
         return User.from_document(document)
+
+    async def find_user(self, name: str) -> UserInfo | None:
+        document = await self.storage.find_one(self.users, {"name": name})
+        return UserInfo.from_document(document) if document is not None else None
+
+    async def list_users(self) -> list[UserInfo]:
+        documents = await self.storage.find_page(
+            self.users,
+            {},
+            sort=[("name", 1)],
+            projection={"password_hash": 0},
+            skip=0,
+            limit=0,
+        )
+        return [UserInfo.from_document(document) for document in documents]
+
+    async def _change(self, name: str, update: dict[str, Any]) -> UserInfo | None:
+        document = await self.storage.find_one(self.users, {"name": name})
+        if document is None:
+            return None
+        if not await self.storage.update_one(self.users, {"_id": document["_id"]}, update):
+            return None  # deleted in between
+        changed = await self.storage.find_one(self.users, {"_id": document["_id"]})
+        return UserInfo.from_document(changed) if changed is not None else None
+
+    async def set_disabled(self, name: str, disabled: bool) -> UserInfo | None:
+        return await self._change(name, {"$set": {"disabled": disabled}})
+
+    async def set_roles(self, name: str, roles: list[str]) -> UserInfo | None:
+        return await self._change(name, {"$set": {"roles": sorted(set(roles))}})
+
+    async def set_password(self, name: str, password: str) -> UserInfo | None:
+        return await self._change(name, {"$set": {"password_hash": hash_password(password)}})
+
+    async def delete_user(self, name: str) -> UserInfo | None:
+        document = await self.storage.find_one(self.users, {"name": name})
+        if document is None:
+            return None
+        if not await self.storage.delete_if(self.users, {"_id": document["_id"]}):
+            return None
+        return UserInfo.from_document(document)
 
     # -- API keys ----------------------------------------------------------
 
@@ -142,6 +214,15 @@ class Accounts:
             kind="apikey",
             via="apikey",
         )
+
+    async def api_key_active(self, key_id: str) -> bool:
+        """Whether the API key ``key_id`` exists and is not revoked."""
+        if not ObjectId.is_valid(key_id):
+            return False
+        document = await self.storage.find_one(
+            self.apikeys, {"_id": ObjectId(key_id)}, projection={"revoked": 1}
+        )
+        return document is not None and not document.get("revoked")
 
     async def list_api_keys(self) -> list[ApiKeyInfo]:
         documents = await self.storage.find_page(

@@ -21,6 +21,10 @@ class Principal:
     #: For cookie sessions: the session's key and CSRF token.
     session_key: str | None = None
     csrf_token: str | None = None
+    #: The user's not-before mark the credentials carry (bearer, password), and
+    #: when a bearer token expires.
+    epoch: int = 0
+    expires: float | None = None
 
     @property
     def rate_key(self) -> str:

@@ -6,8 +6,10 @@ blueprint may name other headers for its routes (``Auth.accept_credentials``):
 the Data API takes ``apiKey`` / ``api-key`` and ``email`` + ``password``, as the
 hosted service did. Access rules per resource come from the config
 (``public_methods``, ``allowed_*_roles``, ``auth_field``; ``resource_access``).
-Revocations and sessions live in shared state, so a logout holds on every
-instance at the very next request.
+Revocations, sessions and each user's not-before mark live in shared state, so a
+logout, or a user disabled, deleted or changed, holds on every instance at the
+very next request; a bearer token or a session costs one round trip to shared
+state (``AuthStore.token_refused``, ``AuthStore.session``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +32,8 @@ from ..state import SharedState
 from ..storage import Storage
 from .accounts import Accounts, User
 from .principal import Principal
-from .sessions import AuthStore, Grant, RefreshReused
+from .sessions import AuthStore, Grant, RefreshReused, SignedOut
+from .signing import signing_secret
 from .throttle import LoginThrottle
 from .tokens import TokenError, TokenIssuer
 
@@ -94,12 +98,9 @@ class Auth:
     def __init__(self, settings: Settings, storage: Storage, state: SharedState) -> None:
         self.settings = settings.auth
         self.trusted_proxies = settings.trusted_proxies
-        self.tokens = TokenIssuer(settings.auth, settings.secret_key.get_secret_value())
-        self.store = AuthStore(
-            state,
-            refresh_ttl=settings.auth.refresh_token_ttl,
-            session_ttl=settings.auth.session_ttl,
-        )
+        self._config = settings
+        self._tokens: TokenIssuer | None = None
+        self.store = AuthStore.for_settings(state, settings.auth)
         self.accounts = Accounts(storage, settings.auth)
         self.throttle = LoginThrottle(state, settings.auth)
         #: Blueprints that take other credential headers than Shoal's own.
@@ -112,6 +113,19 @@ class Auth:
     def init_app(self, app: Quart) -> None:
         # The accounts' indexes are created with the resources' (app.py).
         app.extensions[EXTENSION_KEY] = self
+        app.before_serving(self.open)
+
+    async def open(self) -> None:
+        """Load the signing key: when the app serves, not when it is built (a
+        development secret is made on first use; see signing.py)."""
+        if self._tokens is None:
+            self._tokens = TokenIssuer(self.settings, signing_secret(self._config))
+
+    @property
+    def tokens(self) -> TokenIssuer:
+        if self._tokens is None:
+            raise RuntimeError("auth is not open; it opens in before_serving")
+        return self._tokens
 
     # -- who is calling --------------------------------------------------
 
@@ -164,16 +178,21 @@ class Auth:
                 f"the {name_header} and {password_header} headers go together; send both",
                 code="MissingParameter",
             )
-        user = await self.login(name, password)
-        return Principal(id=user.id, name=user.name, roles=user.roles, kind="user", via="password")
+        user, epoch = await self.login(name, password)
+        return Principal(
+            id=user.id, name=user.name, roles=user.roles, kind="user", via="password", epoch=epoch
+        )
 
     async def _from_token(self, token: str) -> Principal:
         try:
             claims = self.tokens.decode(token)
         except TokenError as error:
             raise unauthorized(str(error), invalid=True) from None
-        if await self.store.token_refused(claims["jti"], claims.get("fam")):
-            raise unauthorized("the access token was revoked", invalid=True)
+        refused = await self.store.token_refused(
+            claims["sub"], claims["jti"], claims.get("fam"), claims["epoch"]
+        )
+        if refused is not None:
+            raise unauthorized(refused, invalid=True)
         return Principal(
             id=str(claims["sub"]),
             name=str(claims.get("name", "")),
@@ -182,6 +201,8 @@ class Auth:
             via="bearer",
             token_id=claims["jti"],
             family=claims.get("fam"),
+            epoch=claims["epoch"],
+            expires=float(claims["exp"]),
         )
 
     async def _from_session(self, session_id: str) -> Principal:
@@ -201,6 +222,24 @@ class Auth:
             session_key=session_id,
             csrf_token=grant.csrf_token,
         )
+
+    async def still_valid(self, principal: Principal) -> bool:
+        """Whether credentials accepted earlier would still be accepted now (for
+        what lasts, like an event stream): not expired, revoked or signed out,
+        nor an API key revoked since. Raises StateUnavailable if Redis is down."""
+        if principal.via == "bearer" and principal.token_id is not None:
+            if principal.expires is not None and time.time() >= principal.expires:
+                return False
+            refused = await self.store.token_refused(
+                principal.id, principal.token_id, principal.family, principal.epoch
+            )
+            return refused is None
+        if principal.via == "session" and principal.session_key is not None:
+            return await self.store.session(principal.session_key) is not None
+        if principal.via == "password":
+            # Checked at the start; a change to the user since moves the mark.
+            return await self.store.epoch(principal.id) <= principal.epoch
+        return await self.accounts.api_key_active(principal.id)
 
     async def require_principal(self) -> Principal:
         principal = await self.current_principal()
@@ -230,21 +269,33 @@ class Auth:
     def client_address(self) -> str:
         return client_address(request, self.trusted_proxies)
 
-    async def login(self, name: str, password: str) -> User:
+    async def login(self, name: str, password: str) -> tuple[User, int]:
+        """The user, and the not-before mark their credentials are to carry."""
         address = self.client_address()
-        await self.throttle.before_attempt(name, address)
-        user = await self.accounts.authenticate(name, password)
-        if user is None:
-            await self.throttle.failed(name, address)
+        # Counted before the password is checked: see throttle.py.
+        await self.throttle.attempt(name, address)
+        checked = await self.accounts.authenticate(name, password)
+        if checked is None:
             raise unauthorized("wrong user name or password")
-        await self.throttle.succeeded(name)
-        return user
+        found, password_hash = checked
+        # The mark first, then the document again: a change to the user that
+        # this read misses stamps a newer mark, which refuses what we issue.
+        epoch = await self.store.epoch(found.id)
+        user = await self.accounts.user(found.id, password_hash=password_hash)
+        if user is None:
+            raise unauthorized("wrong user name or password")
+        await self.throttle.succeeded(name, address)
+        return user, epoch
 
-    async def issue_tokens(self, user: User, family: str | None = None) -> dict[str, Any]:
+    async def issue_tokens(
+        self, user: User, epoch: int = 0, family: str | None = None
+    ) -> dict[str, Any]:
         family = family or secrets.token_urlsafe(12)
-        access = self.tokens.issue(subject=user.id, name=user.name, roles=user.roles, family=family)
+        access = self.tokens.issue(
+            subject=user.id, name=user.name, roles=user.roles, family=family, epoch=epoch
+        )
         refresh = await self.store.new_refresh_token(
-            Grant(subject=user.id, name=user.name, roles=user.roles, family=family)
+            Grant(subject=user.id, name=user.name, roles=user.roles, family=family, epoch=epoch)
         )
         return {
             "access_token": access.token,
@@ -256,21 +307,29 @@ class Auth:
 
     async def refresh(self, refresh_token: str) -> dict[str, Any]:
         try:
-            grant = await self.store.rotate(refresh_token)
+            rotation = await self.store.rotate(refresh_token)
         except RefreshReused:
             raise unauthorized(
                 "this refresh token was already used; its session is revoked, log in again",
                 invalid=True,
             ) from None
-        if grant is None:
+        except SignedOut:
+            raise unauthorized(
+                "the account changed since this login (disabled, deleted, new roles or "
+                "password); log in again",
+                invalid=True,
+            ) from None
+        if rotation is None:
             raise unauthorized("the refresh token is not valid or has expired", invalid=True)
+        grant = rotation.grant
+        # The mark was read by rotate(), before this read of the user: see login().
         user = await self.accounts.user(grant.subject)
         if user is None:
-            await self.store.revoke_family(grant.family)
+            await self.store.revoke_family(grant.subject, grant.family)
             raise unauthorized("the account no longer exists or is disabled", invalid=True)
-        return await self.issue_tokens(user, grant.family)
+        return await self.issue_tokens(user, rotation.epoch, grant.family)
 
-    async def start_session(self, user: User) -> tuple[str, str]:
+    async def start_session(self, user: User, epoch: int = 0) -> tuple[str, str]:
         """A browser session: (session id for the cookie, CSRF token)."""
         csrf = secrets.token_urlsafe(24)
         grant = Grant(
@@ -279,22 +338,26 @@ class Auth:
             roles=user.roles,
             family=secrets.token_urlsafe(12),
             csrf_token=csrf,
+            epoch=epoch,
         )
         return await self.store.new_session(grant), csrf
 
     async def logout(self, principal: Principal, refresh_token: str | None = None) -> None:
         """End what the caller holds: the token and its family, or the session."""
         if principal.via == "bearer" and principal.token_id is not None:
-            await self.store.revoke_token(principal.token_id, self.settings.access_token_ttl)
+            await self.store.revoke_token(
+                principal.id, principal.token_id, self.settings.access_token_ttl
+            )
             if principal.family is not None:
-                await self.store.revoke_family(principal.family)
+                await self.store.revoke_family(principal.id, principal.family)
         elif principal.via == "session" and principal.session_key is not None:
             await self.store.end_session(principal.session_key)
-        if refresh_token:
-            with contextlib.suppress(RefreshReused):
-                grant = await self.store.rotate(refresh_token)
-                if grant is not None and grant.subject == principal.id:
-                    await self.store.revoke_family(grant.family)
+        # Only the caller's own refresh token is consumed and revoked.
+        if refresh_token and self.store.refresh_subject(refresh_token) == principal.id:
+            with contextlib.suppress(RefreshReused, SignedOut):
+                rotation = await self.store.rotate(refresh_token)
+                if rotation is not None:
+                    await self.store.revoke_family(principal.id, rotation.grant.family)
 
 
 def get_auth(app: Quart) -> Auth:

@@ -1,7 +1,19 @@
-"""Login throttling: after a few failures for one user or one address, each
-attempt is slowed; after more, refused for a while (429 + Retry-After).
+"""Login throttling: after a few attempts for one user name or one address,
+each attempt is slowed; after more, refused for a while (429 + Retry-After).
 
-Counters live in shared state with a TTL, so every instance counts together.
+An attempt is counted *before* its password is checked, each counter with one
+atomic ``INCR`` in shared state: of N guesses sent at once, to any number of
+instances, the counters hand out N different values, and only those within the
+limit go on to the password check. A successful login then takes its attempt
+back (the user's counter is cleared, the address's decremented), so only
+failures accumulate.
+
+The user's count comes first, and only an attempt within its limit is counted
+for the address: of a burst for one user, exactly the limit reach the password
+check (with both counted in any order, a guess could pair a low count with a
+high one, and a burst could lock out before any check). The two counters live
+in different Redis Cluster slots (one key each, never read together), so they
+are two single-key calls.
 """
 
 from __future__ import annotations
@@ -26,21 +38,30 @@ class LoginThrottle:
         self.lockout_after = settings.login_lockout_after
         self.lockout_seconds = settings.login_lockout_seconds
 
-    async def before_attempt(self, name: str, address: str) -> None:
-        values = await self.state.get_many(_key("user", name), _key("addr", address))
-        failures = max(int(value or 0) for value in values)
-        if failures >= self.lockout_after:
+    async def attempt(self, name: str, address: str) -> None:
+        """Count this attempt; 429 when it is beyond the limit (then its password
+        must not be checked), else return once its slow-down, if any, is over."""
+        ttl = self.lockout_seconds
+        by_user = await self.state.incr(_key("user", name), ttl=ttl)
+        self._refuse_beyond_the_limit(by_user)
+        # Only an attempt the user's count let through counts for the address,
+        # so a burst for one user costs the address at most the limit.
+        by_address = await self.state.incr(_key("addr", address), ttl=ttl)
+        self._refuse_beyond_the_limit(by_address)
+        attempts = max(by_user, by_address)  # this one included
+        if attempts > self.slowdown_after:
+            excess = attempts - self.slowdown_after - 1
+            await asyncio.sleep(min(0.25 * 2**excess, 4.0))
+
+    def _refuse_beyond_the_limit(self, attempts: int) -> None:
+        if attempts > self.lockout_after:
             raise TooManyRequests(
                 "too many failed logins; try again later",
                 headers={"Retry-After": str(self.lockout_seconds)},
             )
-        if failures >= self.slowdown_after:
-            excess = failures - self.slowdown_after
-            await asyncio.sleep(min(0.25 * 2**excess, 4.0))
 
-    async def failed(self, name: str, address: str) -> None:
-        for key in (_key("user", name), _key("addr", address)):
-            await self.state.incr(key, ttl=self.lockout_seconds)
-
-    async def succeeded(self, name: str) -> None:
+    async def succeeded(self, name: str, address: str) -> None:
+        """The attempt was right: forget the user's failures, and take this
+        attempt back from the address's count."""
         await self.state.delete(_key("user", name))
+        await self.state.incr(_key("addr", address), amount=-1)

@@ -3,11 +3,17 @@ or a key file (RS256/ES256/EdDSA); see docs/decisions/0005-auth-libraries.md.
 
 Decoding accepts only the configured algorithm (so ``alg: none`` and algorithm
 confusion are refused), and requires ``iss``, ``aud``, ``exp``, ``iat``, ``jti``
-and ``sub``; a token issued in the future is refused.
+and ``sub``; a token issued in the future is refused. A token also carries
+``epoch``, the user's not-before mark when it was issued (see ``sessions``).
+
+Keys shorter than PyJWT recommends for the algorithm are refused by the config
+(``config.py``); PyJWT is also told to refuse them, so its
+``InsecureKeyLengthWarning`` can never be raised.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -18,6 +24,8 @@ import jwt
 from ..config import AuthSettings
 
 _REQUIRED = ["iss", "aud", "exp", "iat", "jti", "sub"]
+#: Subjects are user ids (an ObjectId's hex); they name Redis keys (sessions.py).
+_SUBJECT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class TokenError(Exception):
@@ -35,6 +43,7 @@ class TokenIssuer:
     def __init__(self, settings: AuthSettings, secret_key: str) -> None:
         self.settings = settings
         self.algorithm = settings.algorithm
+        self._jwt = jwt.PyJWT(options={"enforce_minimum_key_length": True})
         if settings.algorithm.startswith("HS"):
             self._signing_key: Any = secret_key
             self._verifying_key: Any = secret_key
@@ -45,7 +54,13 @@ class TokenIssuer:
             self._verifying_key = settings.public_key_file.read_bytes()
 
     def issue(
-        self, *, subject: str, name: str, roles: frozenset[str], family: str | None
+        self,
+        *,
+        subject: str,
+        name: str,
+        roles: frozenset[str],
+        family: str | None,
+        epoch: int = 0,
     ) -> AccessToken:
         now = int(time.time())
         jti = secrets.token_urlsafe(16)
@@ -58,15 +73,16 @@ class TokenIssuer:
             "sub": subject,
             "name": name,
             "roles": sorted(roles),
+            "epoch": epoch,
         }
         if family is not None:
             claims["fam"] = family
-        token = jwt.encode(claims, self._signing_key, algorithm=self.algorithm)
+        token = self._jwt.encode(claims, self._signing_key, algorithm=self.algorithm)
         return AccessToken(token, jti, self.settings.access_token_ttl)
 
     def decode(self, token: str) -> dict[str, Any]:
         try:
-            claims: dict[str, Any] = jwt.decode(
+            claims: dict[str, Any] = self._jwt.decode(
                 token,
                 self._verifying_key,
                 algorithms=[self.algorithm],
@@ -94,4 +110,9 @@ class TokenIssuer:
         roles = claims.get("roles", [])
         if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
             raise TokenError("the access token's roles claim is malformed")
+        if not isinstance(claims["sub"], str) or not _SUBJECT.match(claims["sub"]):
+            raise TokenError("the access token's sub claim is malformed")
+        epoch = claims.setdefault("epoch", 0)
+        if not isinstance(epoch, int) or isinstance(epoch, bool):
+            raise TokenError("the access token's epoch claim is malformed")
         return claims

@@ -1,8 +1,10 @@
 """The `shoal` command.
 
-    shoal serve [--config FILE] [--bind HOST:PORT] [--workers N]
+    shoal serve [--config FILE] [--bind HOST:PORT] [--workers N] [--allow-non-loopback]
     shoal check-config FILE
     shoal users create NAME --role ROLE [--password-stdin] [--config FILE]
+    shoal users list | disable NAME | enable NAME | delete NAME  [--config FILE]
+    shoal users set-roles NAME --role ROLE | set-password NAME [--password-stdin]  [--config FILE]
     shoal apikeys create --role ROLE [--name N] | list | revoke ID  [--config FILE]
     shoal openapi [--config FILE]
     shoal import RESOURCE FILE.jsonl [--config FILE] [--batch-size N] [--rejects FILE] [--owner ID]
@@ -32,7 +34,13 @@ def _serve(args: argparse.Namespace) -> int:
     from .serve import ServeError, ServeOptions, serve
 
     try:
-        return serve(ServeOptions(config=args.config, bind=args.bind, workers=args.workers))
+        options = ServeOptions(
+            config=args.config,
+            bind=args.bind,
+            workers=args.workers,
+            allow_non_loopback=args.allow_non_loopback,
+        )
+        return serve(options)
     except ServeError as error:
         print(f"shoal serve: {error}", file=sys.stderr)
         return error.status
@@ -112,6 +120,66 @@ def _users_create(args: argparse.Namespace) -> int:
 
 
 @_admin
+def _users_list(args: argparse.Namespace) -> int:
+    from .admin import list_users
+
+    for user in list_users(args.config):
+        state = "disabled" if user.disabled else "enabled"
+        print(f"{user.id}  {state:8}  {user.name}  roles: {', '.join(sorted(user.roles))}")
+    return EXIT_OK
+
+
+_CUT_OFF = "its tokens and sessions are refused from now on, on every instance"
+
+
+@_admin
+def _users_disable(args: argparse.Namespace) -> int:
+    from .admin import disable_user
+
+    user = disable_user(args.config, args.name)
+    print(f"disabled user {user.name} ({user.id}); {_CUT_OFF}")
+    return EXIT_OK
+
+
+@_admin
+def _users_enable(args: argparse.Namespace) -> int:
+    from .admin import enable_user
+
+    user = enable_user(args.config, args.name)
+    print(f"enabled user {user.name} ({user.id}); it can log in again")
+    return EXIT_OK
+
+
+@_admin
+def _users_delete(args: argparse.Namespace) -> int:
+    from .admin import delete_user
+
+    user = delete_user(args.config, args.name)
+    print(f"deleted user {user.name} ({user.id}); {_CUT_OFF}")
+    return EXIT_OK
+
+
+@_admin
+def _users_set_roles(args: argparse.Namespace) -> int:
+    from .admin import set_roles
+
+    user = set_roles(args.config, args.name, args.role)
+    roles = ", ".join(sorted(user.roles))
+    print(f"user {user.name} ({user.id}) now has roles: {roles}; {_CUT_OFF} (log in again)")
+    return EXIT_OK
+
+
+@_admin
+def _users_set_password(args: argparse.Namespace) -> int:
+    from .admin import read_password, set_password
+
+    password = read_password(args.password_stdin)
+    user = set_password(args.config, args.name, password)
+    print(f"set the password of user {user.name} ({user.id}); {_CUT_OFF}")
+    return EXIT_OK
+
+
+@_admin
 def _apikeys_create(args: argparse.Namespace) -> int:
     from .admin import create_api_key
 
@@ -168,19 +236,50 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(serve)
     serve.add_argument("--bind", metavar="HOST:PORT", help="address to listen on")
     serve.add_argument("--workers", type=_positive_int, metavar="N", help="worker processes")
+    serve.add_argument(
+        "--allow-non-loopback",
+        action="store_true",
+        help="let a development config listen on an address other machines can reach "
+        "(refused otherwise)",
+    )
     serve.set_defaults(handler=_serve)
 
     users = commands.add_parser("users", help="manage users").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
+    stdin_help = (
+        "read the password from stdin (one line) instead of a prompt; "
+        "8 to 1024 characters either way"
+    )
     create_user = users.add_parser("create", help="create a user (password from a prompt)")
     create_user.add_argument("name", metavar="NAME")
     create_user.add_argument("--role", action="append", required=True, help="repeatable")
-    create_user.add_argument(
-        "--password-stdin", action="store_true", help="read the password from stdin"
-    )
+    create_user.add_argument("--password-stdin", action="store_true", help=stdin_help)
     _add_config(create_user)
     create_user.set_defaults(handler=_users_create)
+    list_users = users.add_parser("list", help="list users (never their passwords)")
+    _add_config(list_users)
+    list_users.set_defaults(handler=_users_list)
+    cut_off = "; ends the user's tokens and sessions on every instance at once"
+    for action, handler, summary in (
+        ("disable", _users_disable, "refuse a user's logins" + cut_off),
+        ("enable", _users_enable, "let a disabled user log in again"),
+        ("delete", _users_delete, "delete a user" + cut_off),
+    ):
+        command = users.add_parser(action, help=summary)
+        command.add_argument("name", metavar="NAME")
+        _add_config(command)
+        command.set_defaults(handler=handler)
+    roles = users.add_parser("set-roles", help="replace a user's roles" + cut_off)
+    roles.add_argument("name", metavar="NAME")
+    roles.add_argument("--role", action="append", required=True, help="repeatable")
+    _add_config(roles)
+    roles.set_defaults(handler=_users_set_roles)
+    password = users.add_parser("set-password", help="set a user's password" + cut_off)
+    password.add_argument("name", metavar="NAME")
+    password.add_argument("--password-stdin", action="store_true", help=stdin_help)
+    _add_config(password)
+    password.set_defaults(handler=_users_set_password)
 
     apikeys = commands.add_parser("apikeys", help="manage API keys").add_subparsers(
         dest="action", required=True, metavar="ACTION"

@@ -8,8 +8,10 @@ flags override both.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import socket
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -54,6 +56,8 @@ class ServeOptions:
     config: str | None = None
     bind: str | None = None
     workers: int | None = None
+    #: Let a development config listen on an address other machines can reach.
+    allow_non_loopback: bool = False
 
 
 def hypercorn_config(options: ServeOptions) -> HypercornConfig:
@@ -105,6 +109,8 @@ def serve(options: ServeOptions) -> int:
     if settings.source is not None:
         os.environ["SHOAL_CONFIG"] = str(settings.source)
 
+    if settings.environment == "development" and not options.allow_non_loopback:
+        _refuse_exposure(config)
     _check_bind(config)
     # Workers die with this process, even if it is killed outright (see app.serve_app).
     os.environ[SERVE_PID_VARIABLE] = str(os.getpid())
@@ -115,6 +121,11 @@ def serve(options: ServeOptions) -> int:
             store = _start_embedded(settings)
         if settings.redis.url is None:
             _warn("no redis.url: shared state is in-process (one process only; development)")
+        if settings.generates_secret:
+            _warn(
+                "no secret_key: tokens are signed with a random secret kept in "
+                f"{settings.development_secret_file} (development only)"
+            )
         for url in _urls(config):
             print(f"Shoal is serving {url} (workers: {config.workers})", flush=True)
         try:
@@ -125,6 +136,39 @@ def serve(options: ServeOptions) -> int:
     finally:
         if store is not None:
             store.stop()
+
+
+def _refuse_exposure(config: HypercornConfig) -> None:
+    """A development server listens on loopback only, unless told otherwise."""
+    exposed = [bind for bind in config.bind if not is_loopback_bind(bind)]
+    if exposed:
+        raise ServeError(
+            f"environment is development, and {', '.join(exposed)} can be reached from "
+            "other machines. A development server (embedded store, generated secret, "
+            "in-process state) is meant for this machine: bind 127.0.0.1 "
+            "(--bind 127.0.0.1:PORT), or pass --allow-non-loopback if you mean to expose it."
+        )
+
+
+def is_loopback_bind(bind: str) -> bool:
+    """Whether a hypercorn bind (``host:port``, ``[v6]:port``, ``unix:``, ``fd://``)
+    is reachable from this machine only. A name counts when every address it
+    resolves to is a loopback one."""
+    if bind.startswith(("unix:", "fd://")):
+        return True
+    host = bind.rsplit(":", 1)[0] if ":" in bind else bind
+    host = host.strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(addresses) and all(
+        ipaddress.ip_address(str(address).split("%", 1)[0]).is_loopback for address in addresses
+    )
 
 
 def _check_bind(config: HypercornConfig) -> None:

@@ -12,14 +12,23 @@ process. ``ApiDocs`` serves Swagger UI from Shoal's own files. In the factory::
 
 from .docs import ApiDocs
 from .document import DEFAULT_DESCRIPTION, OPENAPI_PATH, openapi_document, quart_schema_options
-from .provider import ShoalOpenAPIProvider, document_no_content
+from .provider import (
+    POLICY_ERRORS,
+    ShoalOpenAPIProvider,
+    document_errors,
+    document_no_content,
+    optional_body,
+)
 
 __all__ = [
     "DEFAULT_DESCRIPTION",
     "OPENAPI_PATH",
+    "POLICY_ERRORS",
     "ApiDocs",
     "ShoalOpenAPIProvider",
+    "document_errors",
     "document_no_content",
     "openapi_document",
+    "optional_body",
     "quart_schema_options",
 ]

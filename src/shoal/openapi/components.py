@@ -17,19 +17,37 @@ Schema = dict[str, Any]
 
 BEARER = "bearerAuth"
 API_KEY = "apiKeyAuth"
-#: Either scheme will do (OpenAPI: the entries of ``security`` are alternatives).
-AUTHENTICATED: list[dict[str, list[str]]] = [{BEARER: []}, {API_KEY: []}]
-PUBLIC: list[dict[str, list[str]]] = []
+SESSION = "sessionCookie"
+CSRF = "csrfToken"
+CSRF_HEADER = "X-CSRF-Token"
+Security = list[dict[str, list[str]]]
+#: What a read accepts; any one will do (the entries of ``security`` are alternatives).
+AUTHENTICATED_READ: Security = [{BEARER: []}, {API_KEY: []}, {SESSION: []}]
+#: What a write accepts: a cookie session only with its CSRF token (both, together).
+AUTHENTICATED_WRITE: Security = [{BEARER: []}, {API_KEY: []}, {SESSION: [], CSRF: []}]
+PUBLIC: Security = []
 
-SECURITY_SCHEMES = {
-    BEARER: HttpSecurityScheme(scheme="bearer", bearer_format="JWT"),
-    API_KEY: APIKeySecurityScheme(name="X-API-Key", in_="header"),
-}
+
+def security_schemes(session_cookie: str) -> dict[str, Any]:
+    """The credentials Shoal accepts, as OpenAPI security schemes."""
+    return {
+        BEARER: HttpSecurityScheme(scheme="bearer", bearer_format="JWT"),
+        API_KEY: APIKeySecurityScheme(name="X-API-Key", in_="header"),
+        SESSION: APIKeySecurityScheme(name=session_cookie, in_="cookie"),
+        CSRF: APIKeySecurityScheme(name=CSRF_HEADER, in_="header"),
+    }
+
+
 #: quart-schema's scheme classes have no description field; these are added after.
 SECURITY_DESCRIPTIONS = {
     BEARER: "An access token from `POST /auth/login` (or `/auth/refresh`), sent as "
     "`Authorization: Bearer <token>`.",
     API_KEY: "An API key made with `shoal apikeys create`, sent as `X-API-Key: <key>`.",
+    SESSION: 'A browser session from `POST /auth/login` with `"mode": "cookie"`: an '
+    "HttpOnly cookie the browser sends by itself (this page cannot set it; log in "
+    'with "Try it out" and its requests carry it).',
+    CSRF: f"The `csrf_token` of a cookie-mode login, sent as `{CSRF_HEADER}` with the "
+    "session cookie on POST, PATCH, PUT and DELETE.",
 }
 
 
@@ -115,6 +133,13 @@ SCHEMAS: dict[str, Schema] = {
             },
         },
     },
+    "AckLinks": {
+        "type": "object",
+        "description": "The written document's own link.",
+        "required": ["self"],
+        "properties": {"self": ref("Link")},
+        "additionalProperties": False,
+    },
     "WriteAck": {
         "type": "object",
         "description": "What a write answers for one document.",
@@ -125,8 +150,9 @@ SCHEMAS: dict[str, Schema] = {
             "_created": ref("HttpDate"),
             "_updated": ref("HttpDate"),
             "_etag": ref("ETag"),
-            "_links": ref("ItemLinks"),
+            "_links": ref("AckLinks"),
         },
+        "additionalProperties": False,
     },
     "BulkWriteAck": {
         "type": "object",

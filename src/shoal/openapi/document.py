@@ -8,7 +8,7 @@ from quart import Quart
 
 from ..config import Settings
 from . import data_api
-from .components import SECURITY_SCHEMES
+from .components import security_schemes
 from .provider import ShoalOpenAPIProvider
 
 OPENAPI_PATH = "/openapi.json"
@@ -27,8 +27,9 @@ A REST data API for MongoDB, in Eve's wire format.
 - **Errors**: `{"_status": "ERR", "_error": {"code", "message"}}`, with `_issues`
   (field → problem) on a 422.
 - **Authentication**: methods that are not public need a bearer token
-  (`POST /auth/login`) or an API key (`X-API-Key`); use **Authorize** to set one for
-  "Try it out".
+  (`POST /auth/login`), an API key (`X-API-Key`) or a browser session (a cookie-mode
+  login; writes also need its `X-CSRF-Token`); use **Authorize** to set a token or a
+  key for "Try it out".
 """
 
 
@@ -51,7 +52,7 @@ def quart_schema_options(settings: Settings) -> dict[str, Any]:
         "info": info,
         "servers": servers or None,
         "security_schemes": {
-            **SECURITY_SCHEMES,
+            **security_schemes(settings.auth.session_cookie),
             **(data_api.SECURITY_SCHEMES if settings.data_api.enabled else {}),
         },
         "openapi_provider_class": ShoalOpenAPIProvider,

@@ -22,6 +22,7 @@ from ..resources import EXTENSION_KEY as RESOURCES_KEY
 from ..resources import Resources
 from . import data_api
 from .components import (
+    ERROR_STATUSES,
     SECURITY_DESCRIPTIONS,
     Schema,
     ref,
@@ -32,6 +33,11 @@ from .resources import ResourceDocument
 F = TypeVar("F", bound=Callable[..., Any])
 
 _NO_CONTENT_ATTRIBUTE = "_shoal_openapi_no_content"
+_ERRORS_ATTRIBUTE = "_shoal_openapi_errors"
+_OPTIONAL_BODY_ATTRIBUTE = "_shoal_openapi_optional_body"
+#: What any route behind the request policies may answer: 429 from a rate limit,
+#: 503 when limits fail closed and Redis is down (see policies/ratelimit.py).
+POLICY_ERRORS = (429, 503)
 #: Endpoints of the resource blueprint; their paths are built from the config.
 _RESOURCE_BLUEPRINT = "resources"
 #: Blueprints whose operations are built here rather than by quart-schema.
@@ -56,6 +62,35 @@ def document_no_content(status: int = 204, description: str = "No content.") -> 
     return decorator
 
 
+def document_errors(*statuses: int) -> Callable[[F], F]:
+    """Document every error a route answers, each with the shared response of its
+    status (``components.RESPONSES``). A route documented so is complete: it gets
+    no catch-all ``default`` response, so an undocumented status is a defect a
+    checker can see::
+
+        @auth.get("/me")
+        @document_errors(401, 429, 503)
+        async def me() -> Response: ...
+    """
+
+    unknown = [status for status in statuses if status not in ERROR_STATUSES]
+    if unknown:
+        raise ValueError(f"no shared OpenAPI response for status {unknown}")
+
+    def decorator(func: F) -> F:
+        known: set[int] = set(getattr(func, _ERRORS_ATTRIBUTE, set()))
+        setattr(func, _ERRORS_ATTRIBUTE, known | set(statuses))
+        return func
+
+    return decorator
+
+
+def optional_body(func: F) -> F:
+    """Document the route's request body (``document_request``) as optional."""
+    setattr(func, _OPTIONAL_BODY_ATTRIBUTE, True)
+    return func
+
+
 class ShoalOpenAPIProvider(OpenAPIProvider):
     """quart-schema's provider with the resources added; the document is built
     on first use and kept (the routes and the config do not change while the
@@ -78,17 +113,32 @@ class ShoalOpenAPIProvider(OpenAPIProvider):
         func = self._app.view_functions[rule.endpoint]
         blueprint = rule.endpoint.rsplit(".", 1)[0] if "." in rule.endpoint else "meta"
         no_content: dict[int, str] = getattr(func, _NO_CONTENT_ATTRIBUTE, {})
+        errors: set[int] | None = getattr(func, _ERRORS_ATTRIBUTE, None)
         for path_item in paths.values():
             for method, operation in list(path_item.items()):
                 operation = path_item[method] = dict(operation)
                 operation.setdefault("tags", [blueprint])
+                # quart-schema keeps the blank line after a docstring's summary.
+                description = operation.pop("description", "").strip()
+                if description:
+                    operation["description"] = description
                 responses = dict(operation.get("responses", {}))
                 for status, description in no_content.items():
                     responses[str(status)] = {"description": description}
-                # Whatever else the route answers is an error, and every error leaves
-                # Shoal in one envelope (see errors.py).
-                responses.setdefault("default", ref("Error", "responses"))
-                operation["responses"] = {str(key): value for key, value in responses.items()}
+                if errors is None:
+                    # Whatever else the route answers is an error, and every error
+                    # leaves Shoal in one envelope (see errors.py).
+                    responses.setdefault("default", ref("Error", "responses"))
+                else:
+                    for status in sorted(errors):
+                        responses.setdefault(str(status), ref(ERROR_STATUSES[status], "responses"))
+                operation["responses"] = dict(
+                    sorted((str(key), value) for key, value in responses.items())
+                )
+                if "requestBody" in operation:
+                    body = dict(operation["requestBody"])
+                    body["required"] = not getattr(func, _OPTIONAL_BODY_ATTRIBUTE, False)
+                    operation["requestBody"] = body
                 if not operation.get("parameters"):
                     operation.pop("parameters", None)
         return paths, components
@@ -162,13 +212,19 @@ def _home_operation() -> Schema:
         "tags": ["meta"],
         "summary": "The resources this API serves, with links",
         "operationId": "get_home",
+        "security": [],
         "responses": {
             "200": {
                 "description": "One link per resource.",
                 "content": {"application/json": {"schema": ref("Home")}},
-            }
+            },
+            **_policy_errors(),
         },
     }
+
+
+def _policy_errors() -> dict[str, Schema]:
+    return {str(status): ref(ERROR_STATUSES[status], "responses") for status in POLICY_ERRORS}
 
 
 def _openapi_operation() -> Schema:
@@ -176,10 +232,12 @@ def _openapi_operation() -> Schema:
         "tags": ["meta"],
         "summary": "This OpenAPI document",
         "operationId": "get_openapi",
+        "security": [],
         "responses": {
             "200": {
                 "description": "The OpenAPI 3.1 document of this API.",
                 "content": {"application/json": {"schema": {"type": "object"}}},
-            }
+            },
+            **_policy_errors(),
         },
     }

@@ -26,10 +26,12 @@ from typing import Any
 from ..resources import STREAM_SEGMENT, Resource
 from ..resources.updates import UPDATE_MEDIA_TYPE
 from .components import (
-    AUTHENTICATED,
+    AUTHENTICATED_READ,
+    AUTHENTICATED_WRITE,
     ERROR_STATUSES,
     PUBLIC,
     Schema,
+    Security,
     header_parameter,
     header_ref,
     query_parameter,
@@ -251,10 +253,12 @@ class ResourceDocument:
         operation["responses"] = self._responses("GET", success, statuses, item=item)
         return operation
 
-    def _security(self, method: str, *, item: bool) -> list[dict[str, list[str]]]:
+    def _security(self, method: str, *, item: bool) -> Security:
         public = self.settings.public_item_methods if item else self.settings.public_methods
         public_method = "GET" if method == "HEAD" else method
-        return PUBLIC if public_method in public else AUTHENTICATED
+        if public_method in public:
+            return PUBLIC
+        return AUTHENTICATED_READ if method in _SAFE else AUTHENTICATED_WRITE
 
     def _responses(
         self, method: str, success: Mapping[str, Schema], statuses: Iterable[int], *, item: bool

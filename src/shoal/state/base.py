@@ -102,10 +102,22 @@ class SharedState(abc.ABC):
     async def delete(self, *keys: str) -> int: ...
 
     @abc.abstractmethod
-    async def incr(self, key: str, *, ttl: float | None = None) -> int:
-        """Atomically add one and return the new value (a missing key counts as 0).
+    async def incr(self, key: str, *, ttl: float | None = None, amount: int = 1) -> int:
+        """Atomically add ``amount`` (one by default) and return the new value (a
+        missing key counts as 0).
 
-        With ``ttl``, a key this call creates expires after ``ttl`` seconds.
+        With ``ttl``, a key this call creates expires after ``ttl`` seconds. A
+        negative ``amount`` never creates a key: on a missing key it returns 0 and
+        stores nothing (so undoing a count after its window ended leaves no trace).
+        """
+
+    @abc.abstractmethod
+    async def stamp(self, key: str, *, ttl: float) -> int:
+        """Store, atomically, a stamp greater than any ``key`` held before, and return it.
+
+        The stamp is the store's clock in milliseconds (Redis's, so the clocks of
+        instances and command processes never matter), or one more than the old
+        stamp when that is not behind the clock. The key expires after ``ttl`` seconds.
         """
 
     @abc.abstractmethod

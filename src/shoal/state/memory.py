@@ -46,15 +46,23 @@ class MemoryState(SharedState):
     async def delete(self, *keys: str) -> int:
         return sum(self._data.pop(self.key(key), None) is not None for key in keys)
 
-    async def incr(self, key: str, *, ttl: float | None = None) -> int:
+    async def incr(self, key: str, *, ttl: float | None = None, amount: int = 1) -> int:
         key = self.key(key)
         current = self._live(key)
-        value = int(current or b"0") + 1
+        if current is None and amount < 0:
+            return 0
+        value = int(current or b"0") + amount
         if current is not None:
             expires = self._data[key][1]
         else:
             expires = time.monotonic() + ttl if ttl is not None else None
         self._data[key] = (str(value).encode(), expires)
+        return value
+
+    async def stamp(self, key: str, *, ttl: float) -> int:
+        key = self.key(key)
+        value = max(time.time_ns() // 1_000_000, int(self._live(key) or b"0") + 1)
+        self._data[key] = (str(value).encode(), time.monotonic() + ttl)
         return value
 
     async def get_many(self, *keys: str) -> list[bytes | None]:

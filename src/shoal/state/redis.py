@@ -10,12 +10,17 @@ from urllib.parse import parse_qs, urlsplit
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from ..config import RedisSettings
 from .base import Rate, RateVerdict, SharedState, StateUnavailable
 
 logger = logging.getLogger("shoal.state")
+
+#: What a failed Redis call raises. redis-py's cluster client raises
+#: ``RedisClusterException`` (not a ``RedisError``) when it cannot map keys to
+#: nodes, e.g. a multi-key command whose keys live in different slots.
+REDIS_FAILURES = (RedisError, RedisClusterException, OSError)
 
 
 def connect_redis(url: str, *, socket_timeout: float) -> Any:
@@ -56,10 +61,26 @@ def connect_redis(url: str, *, socket_timeout: float) -> Any:
     return redis.Redis.from_url(url, **options)
 
 
-# INCR, and give the key its TTL when this INCR created it: one atomic step.
-_INCR_WITH_TTL = """
-local value = redis.call('INCR', KEYS[1])
-if value == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+# INCRBY, and give the key its TTL (ARGV[2] ms, 0 for none) when this call
+# created it; a negative amount never creates the key. One atomic step.
+_INCR = """
+local amount = tonumber(ARGV[1])
+local existed = redis.call('EXISTS', KEYS[1])
+if existed == 0 and amount < 0 then return 0 end
+local value = redis.call('INCRBY', KEYS[1], amount)
+if existed == 0 and tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return value
+"""
+
+# A stamp above the old one: Redis's clock in ms, or the old stamp + 1 when the
+# clock has not passed it. TTL in ARGV[1] (ms).
+_STAMP = """
+if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+local value = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local old = tonumber(redis.call('GET', KEYS[1]) or '0')
+if value <= old then value = old + 1 end
+redis.call('SET', KEYS[1], string.format('%d', value), 'PX', ARGV[1])
 return value
 """
 
@@ -135,7 +156,7 @@ class RedisState(SharedState):
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return await getattr(self.client, method)(*args, **kwargs)
-        except (RedisError, OSError) as error:
+        except REDIS_FAILURES as error:
             logger.warning("Redis %s failed: %s", method, error)
             raise StateUnavailable() from error
 
@@ -158,10 +179,14 @@ class RedisState(SharedState):
             return 0
         return int(await self._call("delete", *(self.key(key) for key in keys)))
 
-    async def incr(self, key: str, *, ttl: float | None = None) -> int:
-        if ttl is None:
-            return int(await self._call("incr", self.key(key)))
-        return int(await self._call("eval", _INCR_WITH_TTL, 1, self.key(key), int(ttl * 1000)))
+    async def incr(self, key: str, *, ttl: float | None = None, amount: int = 1) -> int:
+        if ttl is None and amount > 0:
+            return int(await self._call("incrby", self.key(key), amount))
+        ttl_ms = max(1, int(ttl * 1000)) if ttl is not None else 0
+        return int(await self._call("eval", _INCR, 1, self.key(key), amount, ttl_ms))
+
+    async def stamp(self, key: str, *, ttl: float) -> int:
+        return int(await self._call("eval", _STAMP, 1, self.key(key), max(1, int(ttl * 1000))))
 
     async def get_many(self, *keys: str) -> list[bytes | None]:
         if not keys:
@@ -187,7 +212,7 @@ class RedisState(SharedState):
         keys = [self.key(key) for key, _ in limits]
         try:
             reply = await self._gcra(keys=keys, args=args)
-        except (RedisError, OSError) as error:
+        except REDIS_FAILURES as error:
             logger.warning("Redis rate limit script failed: %s", error)
             raise StateUnavailable() from error
         return [

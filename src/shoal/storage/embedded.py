@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -96,8 +97,18 @@ class EmbeddedStore:
                 "the embedded store needs the `embedded` extra: pip install 'shoal[embedded]' "
                 "(or set mongodb.uri / SHOAL_MONGODB_URI)"
             )
+        running = running_store(self.data_dir)
+        if running is not None:
+            raise EmbeddedStoreError(
+                f"an embedded store is already running on {self.data_dir} ({running.uri}, "
+                f"pid {running.pid}): another `shoal serve` on this config is probably "
+                "running; stop it first, or use that one (the `shoal` commands find it by "
+                "themselves)"
+            )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.data_dir / "nx-27017.out").open("ab")
+        output = self.data_dir / "nx-27017.out"
+        start = output.stat().st_size if output.exists() else 0
+        log = output.open("ab")
         try:
             self._process = subprocess.Popen(
                 self.command(),
@@ -114,9 +125,11 @@ class EmbeddedStore:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
+                reason = _last_error(output, start)
                 raise EmbeddedStoreError(
-                    f"the embedded store exited with status {self._process.returncode}; "
-                    f"see {self.data_dir / 'nx-27017.out'}"
+                    f"the embedded store exited with status {self._process.returncode}"
+                    + (f": {reason}" if reason else "")
+                    + f" (its output: {output})"
                 )
             if _answers(self.host, self.port):
                 self._announce()
@@ -180,15 +193,40 @@ def development_store(settings: Settings) -> EmbeddedStore:
     return EmbeddedStore(settings.data_dir)
 
 
-def running_store_uri(data_dir: Path) -> str | None:
-    """The URI of an embedded store already serving ``data_dir`` (say, the one
-    `shoal serve` started), if it still answers."""
+@dataclass(frozen=True)
+class RunningStore:
+    uri: str
+    pid: int | None
+
+
+def running_store(data_dir: Path) -> RunningStore | None:
+    """The embedded store already serving ``data_dir`` (say, the one `shoal
+    serve` started), if it still answers."""
     try:
         record = json.loads((data_dir / "running.json").read_text(encoding="utf-8"))
         host, port, uri = str(record["host"]), int(record["port"]), str(record["uri"])
+        pid = int(record["pid"]) if record.get("pid") is not None else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return uri if _answers(host, port) else None
+    return RunningStore(uri, pid) if _answers(host, port) else None
+
+
+def running_store_uri(data_dir: Path) -> str | None:
+    """The URI of an embedded store already serving ``data_dir``, if any."""
+    running = running_store(data_dir)
+    return running.uri if running is not None else None
+
+
+def _last_error(output: Path, start: int) -> str:
+    """The last ERROR line the store wrote since ``start`` (its message only)."""
+    try:
+        with output.open("rb") as file:
+            file.seek(start)
+            lines = file.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line for line in lines if " - ERROR - " in line]
+    return errors[-1].rsplit(" - ", 1)[-1].strip() if errors else ""
 
 
 @contextlib.contextmanager
