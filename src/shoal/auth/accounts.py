@@ -24,7 +24,7 @@ from ..dates import now
 from ..errors import Conflict
 from ..hashing import sha256_hex
 from ..storage import Storage
-from .passwords import hash_password, needs_rehash, verify_password
+from .passwords import hash_password, needs_rehash, off_the_loop, verify_password
 from .principal import Principal
 
 API_KEY_PREFIX = "shoal_"
@@ -97,7 +97,7 @@ class Accounts:
         document = {
             "_id": ObjectId(),
             "name": name,
-            "password_hash": hash_password(password),
+            "password_hash": await off_the_loop(hash_password, password),
             "roles": sorted(set(roles)),
             "disabled": False,
             "_created": now(),
@@ -113,12 +113,13 @@ class Accounts:
         and the account enabled."""
         document = await self.storage.find_one(self.users, {"name": name})
         stored = document.get("password_hash") if document else None
-        if not verify_password(stored, password) or document is None or stored is None:
+        checked = await off_the_loop(verify_password, stored, password)
+        if not checked or document is None or stored is None:
             return None
         if document.get("disabled"):
             return None
         if needs_rehash(stored):
-            rehashed = hash_password(password)
+            rehashed = await off_the_loop(hash_password, password)
             if await self.storage.update_one(
                 self.users,
                 {"_id": document["_id"], "password_hash": stored},
@@ -170,7 +171,8 @@ class Accounts:
         return await self._change(name, {"$set": {"roles": sorted(set(roles))}})
 
     async def set_password(self, name: str, password: str) -> UserInfo | None:
-        return await self._change(name, {"$set": {"password_hash": hash_password(password)}})
+        hashed = await off_the_loop(hash_password, password)
+        return await self._change(name, {"$set": {"password_hash": hashed}})
 
     async def delete_user(self, name: str) -> UserInfo | None:
         document = await self.storage.find_one(self.users, {"name": name})

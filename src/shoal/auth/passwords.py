@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -11,6 +15,18 @@ from argon2.exceptions import InvalidHashError, VerificationError
 # needs this much memory in a worker, so the library's 64 MiB default would push
 # a worker past its memory budget for every concurrent login.
 _HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+
+#: One thread of a worker hashes: a login never stalls the worker's event loop
+#: (argon2 releases the GIL while it works), and concurrent logins hash one at
+#: a time, so a burst of them needs the 19 MiB of one hash, not of each.
+_HASHING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="argon2")
+
+T = TypeVar("T")
+
+
+async def off_the_loop(function: Callable[..., T], *args: object) -> T:
+    """Run a hashing ``function`` on the hashing thread and await its result."""
+    return await asyncio.get_running_loop().run_in_executor(_HASHING, function, *args)
 
 
 @functools.cache
