@@ -23,6 +23,7 @@ from shoal.auth.users import UserAdmin
 from shoal.http.lifecycle import get_lifecycle
 from shoal.resources.changes import EXTENSION_KEY as FEEDS_KEY
 from shoal.resources.changes import ChangeFeeds
+from shoal.storage import ChangeStreamsUnsupported, get_storage
 from tests.conftest import SettingsFactory
 from tests.utils.auth import bearer, client_with, editor_client, token_for
 from tests.utils.instances import two_served
@@ -501,3 +502,18 @@ async def test_a_stream_ends_when_its_credentials_are_revoked(app: Quart, how: s
         await _post(editor, "/books", {"title": "after"})
         await asyncio.sleep(0.5)
         assert [event.name for event in stream.events] == ["insert", "end"]
+
+
+async def test_a_database_without_change_streams_answers_501(
+    app: Quart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a standalone MongoDB (or a server without change streams) answers.
+    async def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise ChangeStreamsUnsupported("the database has no change streams")
+
+    monkeypatch.setattr(get_storage(app), "watch", refuse)
+    for _ in range(2):  # asked once, remembered
+        response = await app.test_client().get("/books/_stream")
+        assert response.status_code == 501
+        body = await response.get_json()
+        assert "change streams" in body["_error"]["message"]

@@ -96,6 +96,7 @@ def stream_view(service: ResourceService, feeds: ChangeFeeds, *, item: bool) -> 
         if after is not None:
             resume_token(after)  # a malformed id is a 400 now, not a broken stream
         feeds.check_capacity()  # 503 now, rather than a stream that ends at once
+        await feeds.check_supported(resource.name)  # 501 without change streams
         matches = matcher(access, where, target)
         encode: Encode = current_app.json.dumps  # the generator runs after the view
 

@@ -394,6 +394,9 @@ RESPONSES: dict[str, Schema] = {
     ),
     "PreconditionRequired": _error("`If-Match` is required to change a document."),
     "TooManyRequests": _error("Too many requests: slow down.", headers=("Retry-After",)),
+    "NotImplemented": _error(
+        "The database cannot do this (a change stream needs a MongoDB replica set)."
+    ),
     "ServiceUnavailable": _error(
         "A dependency (MongoDB, Redis) is unreachable right now; retry later.",
         headers=("Retry-After",),
@@ -414,6 +417,7 @@ ERROR_STATUSES: dict[int, str] = {
     422: "UnprocessableEntity",
     428: "PreconditionRequired",
     429: "TooManyRequests",
+    501: "NotImplemented",
     503: "ServiceUnavailable",
 }
 

@@ -249,7 +249,7 @@ class ResourceDocument:
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
             }
         }
-        statuses = {400, 404} if item else {400}
+        statuses = {400, 404, 501} if item else {400, 501}
         operation["responses"] = self._responses("GET", success, statuses, item=item)
         return operation
 

@@ -34,7 +34,7 @@ from mongoquery import Query, QueryError
 
 from ..config import StreamSettings
 from ..errors import ApiError, BadRequest, ServiceUnavailable
-from ..storage import ChangeStream, ResumeFailed, Storage
+from ..storage import ChangeStream, ChangeStreamsUnsupported, ResumeFailed, Storage
 from ..tasks import cancel
 from .access import Access
 from .query import QueryRules, parse_where
@@ -243,6 +243,26 @@ class ChangeFeed:
         self.recent: deque[Change] = deque(maxlen=settings.replay)
         self._task: asyncio.Task[None] | None = None
         self._opened = asyncio.Event()
+        #: Set once the database said it has no change streams (the error).
+        self.unsupported: ChangeStreamsUnsupported | None = None
+        self._probed = False
+
+    async def check_supported(self) -> None:
+        """501 if the database has no change streams (asked once per feed; a
+        database that cannot be reached now is asked again next time)."""
+        if self.unsupported is not None:
+            raise self.unsupported
+        if self._probed:
+            return
+        try:
+            stream = await self.storage.watch(self.collection, max_await_ms=10)
+        except ChangeStreamsUnsupported as error:
+            self.unsupported = error
+            raise
+        except ApiError:
+            return
+        self._probed = True
+        await _close(stream)
 
     # -- subscribing -------------------------------------------------------
 
@@ -336,6 +356,10 @@ class ChangeFeed:
         while True:
             try:
                 stream = await self.storage.watch(self.collection, resume_after=token)
+            except ChangeStreamsUnsupported as error:
+                self.unsupported = error
+                self.end_all(error.message)
+                return
             except ResumeFailed:
                 token = None
                 self.end_all("the stream's history is gone; reconnect")
@@ -398,6 +422,10 @@ class ChangeFeeds:
     def init_app(self, app: Quart) -> None:
         app.extensions[EXTENSION_KEY] = self
         app.after_serving(self.close)
+
+    async def check_supported(self, name: str) -> None:
+        """501 when the database has no change streams."""
+        await self.feeds[name].check_supported()
 
     def check_capacity(self) -> None:
         """503 when this worker serves no more streams (its limit, or shutting down)."""

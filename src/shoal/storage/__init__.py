@@ -1,12 +1,13 @@
 """MongoDB: the storage layer (the only PyMongo caller) and the embedded store."""
 
-from .changes import ChangeStream
+from .changes import ChangeStream, ChangeStreamsUnsupported
 from .errors import ResumeFailed
 from .mongo import EXTENSION_KEY, Document, Storage, UpdateOutcome, get_storage, open_storage
 
 __all__ = [
     "EXTENSION_KEY",
     "ChangeStream",
+    "ChangeStreamsUnsupported",
     "Document",
     "ResumeFailed",
     "Storage",

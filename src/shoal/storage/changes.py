@@ -12,7 +12,20 @@ from typing import Any
 
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 
+from ..errors import ApiError
 from .errors import translate_errors
+
+#: What MongoDB (and compatible servers) answer when they have no change streams:
+#: a standalone MongoDB (40573: replica sets only), a server without them
+#: (238 NotImplemented, 115 CommandNotSupported).
+UNSUPPORTED_CODES = frozenset({40573, 238, 115})
+
+
+class ChangeStreamsUnsupported(ApiError):
+    """The database has no change streams (MongoDB needs a replica set for them)."""
+
+    status = 501
+
 
 Document = dict[str, Any]
 

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pymongo import AsyncMongoClient, IndexModel, ReplaceOne, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from ..config import MongoDBSettings
 from ..errors import ApiError, BadRequest, Conflict, ServiceUnavailable
-from .changes import ChangeStream
+from .changes import UNSUPPORTED_CODES, ChangeStream, ChangeStreamsUnsupported
 from .errors import SERVER_FAULT_CODES, duplicate_message, translate_errors
 
 if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
@@ -265,11 +265,19 @@ class Storage:
         """
 
         async def operation() -> ChangeStream:
-            stream = await self.collection(collection).watch(
-                full_document="updateLookup",
-                resume_after=resume_after,
-                max_await_time_ms=max_await_ms,
-            )
+            try:
+                stream = await self.collection(collection).watch(
+                    full_document="updateLookup",
+                    resume_after=resume_after,
+                    max_await_time_ms=max_await_ms,
+                )
+            except OperationFailure as error:
+                if error.code in UNSUPPORTED_CODES:
+                    raise ChangeStreamsUnsupported(
+                        "the database has no change streams (MongoDB serves them on a "
+                        "replica set or a sharded cluster, not on a standalone server)"
+                    ) from None
+                raise
             return ChangeStream(stream)
 
         return await self.run(operation)
