@@ -11,7 +11,8 @@ from quart.typing import TestClientProtocol as Client
 
 from shoal.app import create_app
 from tests.conftest import SettingsFactory
-from tests.utils.servers import EmbeddedStore, RedisServer
+from tests.utils.engines import DatabaseServer
+from tests.utils.servers import RedisServer
 
 
 async def test_healthz_answers(client: Client) -> None:
@@ -28,16 +29,6 @@ async def test_readyz_reports_each_dependency(client: Client) -> None:
 
 
 @pytest.fixture
-def own_mongodb(tmp_path: Path) -> Iterator[EmbeddedStore]:
-    store = EmbeddedStore(tmp_path / "mongodb")
-    store.start()
-    try:
-        yield store
-    finally:
-        store.stop()
-
-
-@pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis").start()
     try:
@@ -48,10 +39,10 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 async def fragile_app(
-    settings_factory: SettingsFactory, own_mongodb: EmbeddedStore, own_redis: RedisServer
+    settings_factory: SettingsFactory, own_database: DatabaseServer, own_redis: RedisServer
 ) -> AsyncIterator[Quart]:
     settings = settings_factory(
-        mongodb={"uri": own_mongodb.uri, "server_selection_timeout_ms": 500},
+        mongodb={"uri": own_database.uri, "server_selection_timeout_ms": 500},
         redis={"url": own_redis.url, "socket_timeout": 0.5},
     )
     application = create_app(settings)
@@ -65,11 +56,11 @@ async def _ready(app: Quart) -> tuple[int, dict[str, object]]:
 
 
 async def test_readyz_names_mongodb_while_it_is_down_and_recovers(
-    fragile_app: Quart, own_mongodb: EmbeddedStore
+    fragile_app: Quart, own_database: DatabaseServer
 ) -> None:
     assert (await _ready(fragile_app))[0] == 200
 
-    own_mongodb.kill()
+    own_database.kill()
     status, body = await _ready(fragile_app)
     assert status == 503
     error = body["_error"]
@@ -79,7 +70,7 @@ async def test_readyz_names_mongodb_while_it_is_down_and_recovers(
     assert error["checks"]["redis"] == "ok"
     assert error["checks"]["mongodb"] != "ok"
 
-    own_mongodb.start()
+    own_database.start()
     status, body = await _ready(fragile_app)
     assert status == 200, body
 

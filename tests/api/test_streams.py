@@ -25,9 +25,9 @@ from shoal.resources.changes import EXTENSION_KEY as FEEDS_KEY
 from shoal.resources.changes import ChangeFeeds
 from tests.conftest import SettingsFactory
 from tests.utils.auth import bearer, client_with, editor_client, token_for
+from tests.utils.engines import DatabaseServer
 from tests.utils.instances import two_served
 from tests.utils.live import live_example
-from tests.utils.servers import EmbeddedStore
 from tests.utils.settings import example_resources, make_settings
 
 #: Seconds a test waits for an event it expects.
@@ -378,27 +378,23 @@ async def test_draining_ends_every_stream_cleanly(app: Quart) -> None:
 
 
 async def test_a_stream_survives_a_database_restart_by_resuming(
-    tmp_path: Path, redis_url: str
+    own_database: DatabaseServer, redis_url: str
 ) -> None:
-    store = EmbeddedStore(tmp_path / "mongodb")
-    store.start()
-    try:
-        settings = make_settings(
-            store.uri, redis_url, resources=streamed_resources(), streams={"heartbeat": 0.2}
-        )
-        app = create_app(settings)
-        async with app.test_app():
-            editor = await editor_client(app)
-            async with listening(app.test_client(), "/books/_stream") as stream:
-                await _post(editor, "/books", {"title": "before"})
-                await stream.wait_for(1)
-                store.kill()
-                await asyncio.sleep(1.0)  # the feed fails and waits to resume
-                store.start()
-                await _post(editor, "/books", {"title": "after"})
-                events = await stream.wait_for(2, timeout=30)
-    finally:
-        store.stop()
+    store = own_database
+    settings = make_settings(
+        store.uri, redis_url, resources=streamed_resources(), streams={"heartbeat": 0.2}
+    )
+    app = create_app(settings)
+    async with app.test_app():
+        editor = await editor_client(app)
+        async with listening(app.test_client(), "/books/_stream") as stream:
+            await _post(editor, "/books", {"title": "before"})
+            await stream.wait_for(1)
+            store.kill()
+            await asyncio.sleep(1.0)  # the feed fails and waits to resume
+            store.start()
+            await _post(editor, "/books", {"title": "after"})
+            events = await stream.wait_for(2, timeout=30)
     assert [event.data["document"]["title"] for event in events] == ["before", "after"]
     assert all(event.name == "insert" for event in stream.events)  # never ended
 
