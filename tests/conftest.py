@@ -15,7 +15,8 @@ that engine only, so an engine that gains the behaviour is noticed:
   ``tests/storage/test_standin_gaps.py``);
 - ``@pytest.mark.engine_gap(ferretdb=NAME)``: FerretDB lacks it, NAME being one
   of the gaps in ``tests/utils/gaps.py`` (pinned in
-  ``tests/storage/test_ferretdb_gaps.py``).
+  ``tests/storage/test_ferretdb_gaps.py``); a tuple of names when the test
+  meets one gap after another (the first hides the next).
 
 On a real MongoDB every test is an ordinary test.
 """
@@ -71,7 +72,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"MongoDB engines: {', '.join(config.stash[ENGINES_KEY])}"
+    engines: list[str] = config.stash[ENGINES_KEY]
+    return f"MongoDB engines: {', '.join(engines)}"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -96,19 +98,25 @@ def _gap_reason(item: pytest.Item, engine: str | None) -> str | None:
     for marker in item.iter_markers("engine_gap"):
         if marker.args or not marker.kwargs:
             raise pytest.UsageError(f"{item.nodeid}: use engine_gap(<engine>=<gap name>)")
-        for gap_engine, name in marker.kwargs.items():
-            gaps = ENGINE_GAPS.get(gap_engine)
-            if gaps is None or name not in gaps:
+        for gap_engine, value in marker.kwargs.items():
+            names = [value] if isinstance(value, str) else list(value)
+            gaps = ENGINE_GAPS.get(gap_engine, {})
+            unknown = [name for name in names if name not in gaps]
+            if unknown or not names:
                 raise pytest.UsageError(
-                    f"{item.nodeid}: engine_gap({gap_engine}={name!r}) names no gap in "
+                    f"{item.nodeid}: engine_gap({gap_engine}={value!r}) names no gap in "
                     "tests/utils/gaps.py"
                 )
             if gap_engine == engine:
-                reason = f"{engine} lacks it ({name}): {gaps[name]}"
+                reason = f"{engine} lacks it: " + "; then ".join(
+                    f"{name}: {gaps[name]}" for name in names
+                )
     if engine == "standin":
-        marker = item.get_closest_marker("real_mongodb")
-        if marker is not None:
-            why = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+        standin_mark = item.get_closest_marker("real_mongodb")
+        if standin_mark is not None:
+            why = standin_mark.kwargs.get("reason") or (
+                standin_mark.args[0] if standin_mark.args else ""
+            )
             reason = f"needs a real MongoDB (the stand-in lacks it): {why}"
     return reason
 

@@ -157,6 +157,7 @@ async def _post(client: Client, path: str, body: dict[str, Any]) -> dict[str, An
 # -- events ------------------------------------------------------------------
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_writes_arrive_as_events_rendered_as_reads_are(app: Quart) -> None:
     editor = await editor_client(app)
     async with listening(app.test_client(), "/books/_stream") as stream:
@@ -202,6 +203,7 @@ async def test_an_idle_stream_is_an_uncompressed_event_stream_with_heartbeats(
     assert len(stream.comments) >= 2  # a heartbeat every 0.2 s, each passed on at once
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_one_documents_stream_sees_only_that_document(app: Quart) -> None:
     editor = await editor_client(app)
     mine = await _post(editor, "/books", {"title": "Mine"})
@@ -217,6 +219,7 @@ async def test_one_documents_stream_sees_only_that_document(app: Quart) -> None:
     assert events[1].name == "delete"
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_where_filters_events(app: Quart) -> None:
     editor = await editor_client(app)
     where = json.dumps({"year": {"$gte": 2000}})
@@ -234,6 +237,7 @@ async def test_where_filters_events(app: Quart) -> None:
     assert [event.name for event in stream.events] == ["insert", "insert", "insert"]
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_owners_see_only_their_own_documents(app: Quart) -> None:
     alice = client_with(app, bearer(await token_for(app, "editor", name="alice")))
     bob = client_with(app, bearer(await token_for(app, "editor", name="bob")))
@@ -291,6 +295,7 @@ async def test_a_malformed_last_event_id_is_refused(app: Quart) -> None:
 # -- resuming ------------------------------------------------------------------
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_a_reconnect_to_another_instance_misses_nothing(stream_settings: Any) -> None:
     async with two_served(stream_settings) as (first, second):
         editor = await editor_client(first)
@@ -314,6 +319,7 @@ async def test_a_reconnect_to_another_instance_misses_nothing(stream_settings: A
     assert len(after.events) == 4  # nothing twice
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_a_subscriber_on_one_instance_sees_writes_made_on_another(
     stream_settings: Any,
 ) -> None:
@@ -325,6 +331,7 @@ async def test_a_subscriber_on_one_instance_sees_writes_made_on_another(
     assert event.data["document"]["title"] == "from the other side"
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_a_reconnect_to_the_same_worker_replays_from_memory(app: Quart) -> None:
     editor = await editor_client(app)
     async with listening(app.test_client(), "/books/_stream") as keep_open:
@@ -377,6 +384,7 @@ async def test_draining_ends_every_stream_cleanly(app: Quart) -> None:
 # -- failures ------------------------------------------------------------------
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_a_stream_survives_a_database_restart_by_resuming(
     own_database: DatabaseServer, redis_url: str
 ) -> None:
@@ -420,6 +428,7 @@ async def _open_stream(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamW
     return reader, writer
 
 
+@pytest.mark.engine_gap(ferretdb=("partial_indexes", "change_streams"))
 async def test_500_subscribers_on_one_worker_share_one_stream_in_bounded_memory(
     tmp_path: Path, mongodb_uri: str, redis_url: str
 ) -> None:

@@ -602,6 +602,7 @@ class Tokens:
 EDITOR_TOKENS = Tokens()
 
 
+@pytest.mark.engine_gap(ferretdb="partial_indexes")
 @schema.parametrize()
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_api_conforms_to_its_document(case: Any, live: LiveServer) -> None:
