@@ -445,7 +445,7 @@ async def test_delete_whole_resource_where_listed(client: Client) -> None:
 CONCURRENT_ROUNDS = 50
 
 
-@pytest.mark.engine_gap(ferretdb="atomic_conditional_writes")
+@pytest.mark.engine_gap(ferretdb="write_atomicity")
 async def test_concurrent_patches_with_one_etag_have_one_winner(
     two_instances: tuple[Quart, Quart],
 ) -> None:
@@ -480,7 +480,7 @@ async def test_concurrent_deletes_with_one_etag_have_one_winner(
     assert sorted(response.status_code for response in responses) == [204, 404]
 
 
-@pytest.mark.engine_gap(ferretdb="atomic_conditional_writes")
+@pytest.mark.engine_gap(ferretdb="write_atomicity")
 async def test_the_etag_check_is_in_the_write_itself(
     two_instances: tuple[Quart, Quart], monkeypatch: pytest.MonkeyPatch
 ) -> None:

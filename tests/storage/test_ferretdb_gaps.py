@@ -103,11 +103,12 @@ async def test_asking_again_for_existing_indexes_changes_nothing(db: Database) -
 ROUNDS = 20
 
 
-@pytest.mark.engine_gap(ferretdb="atomic_conditional_writes")
+@pytest.mark.engine_gap(ferretdb="write_atomicity")
 async def test_a_conditional_write_matches_one_version_once(db: Database) -> None:
     """Two writers holding one version (Shoal's ``{_id, _etag}`` condition):
-    MongoDB checks the filter inside the write, so exactly one matches."""
-    await db.things.insert_one({"_id": 1})
+    MongoDB checks the filter inside the write, so exactly one matches; and
+    concurrent increments of one document all count."""
+    await db.things.insert_one({"_id": 1, "hits": 0})
     doubles: list[str] = []
     for round_ in range(ROUNDS):
         version = f"v{round_}"
@@ -127,6 +128,11 @@ async def test_a_conditional_write_matches_one_version_once(db: Database) -> Non
         if sum(document is not None for document in found) != 1:
             doubles.append(f"find_one_and_update in round {round_}")
     assert doubles == []
+    await db.things.replace_one({"_id": 1}, {"hits": 0})
+    await asyncio.gather(
+        *(db.things.update_one({"_id": 1}, {"$inc": {"hits": 1}}) for _ in range(ROUNDS))
+    )
+    assert await db.things.find_one({"_id": 1}) == {"_id": 1, "hits": ROUNDS}
 
 
 # -- types --------------------------------------------------------------------

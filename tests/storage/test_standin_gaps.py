@@ -73,6 +73,36 @@ async def test_regex_matches_array_elements(db: Database) -> None:
     assert await db.things.count_documents({"tags": {"$regex": "^al"}}) == 1
 
 
+@pytest.mark.real_mongodb(
+    reason="equality on an ObjectId in a field other than _id matches nothing"
+)
+async def test_an_object_id_reference_matches_by_equality(db: Database) -> None:
+    author = ObjectId()
+    await db.books.insert_many([{"author": author}, {"author": ObjectId()}])
+    assert len(await db.books.find({"author": author}).to_list(None)) == 1
+
+
+@pytest.mark.real_mongodb(reason="count_documents with an ObjectId in its filter counts nothing")
+async def test_count_documents_matches_object_ids(db: Database) -> None:
+    result = await db.books.insert_one({"title": "Dune"})
+    assert await db.books.count_documents({"_id": result.inserted_id}) == 1
+
+
+@pytest.mark.real_mongodb(reason="a boolean inside $set is stored as 1")
+async def test_a_boolean_in_set_stays_a_boolean(db: Database) -> None:
+    result = await db.things.insert_one({"n": 1})
+    await db.things.update_one({"_id": result.inserted_id}, {"$set": {"done": True}})
+    stored = await db.things.find_one({"_id": result.inserted_id})
+    assert stored is not None
+    assert stored["done"] is True
+
+
+@pytest.mark.real_mongodb(reason="distinct on _id fails")
+async def test_distinct_lists_ids(db: Database) -> None:
+    await db.things.insert_many([{"_id": "a"}, {"_id": "b"}])
+    assert sorted(await db.things.distinct("_id")) == ["a", "b"]
+
+
 @pytest.mark.real_mongodb(reason="$lookup followed by a dotted projection returns nothing")
 @pytest.mark.engine_gap(ferretdb="lookup")
 async def test_lookup_then_dotted_projection(db: Database) -> None:

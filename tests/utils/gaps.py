@@ -37,10 +37,11 @@ FERRETDB_GAPS: dict[str, str] = {
         "asking createIndexes again for two or more existing indexes crashes the "
         "connection (a no-op on MongoDB): https://github.com/FerretDB/FerretDB/issues/3858"
     ),
-    "atomic_conditional_writes": (
-        "an update or replace finds the document, then writes it by _id without "
-        "checking its filter again, so two writers conditional on one version can "
-        "both win: https://github.com/FerretDB/FerretDB/issues/3040"
+    "write_atomicity": (
+        "an update or replace reads the document, changes it in FerretDB and writes it "
+        "back by _id without checking it is unchanged, so two writers conditional on "
+        "one version can both win and concurrent $inc lose increments: "
+        "https://github.com/FerretDB/FerretDB/issues/3040"
     ),
     "decimal128": (
         "Decimal128 is not implemented (FerretDB docs, element query operators); a "
