@@ -176,6 +176,36 @@ async def test_facet_runs_its_pipelines_on_the_same_input(db: Database) -> None:
     assert rows == [{"total": [{"n": 2}], "top": [{"n": 2}]}]
 
 
+@pytest.mark.engine_gap(ferretdb="union_with")
+async def test_union_with_appends_another_collection(db: Database) -> None:
+    await db.things.insert_one({"_id": 1, "k": 1})
+    await db.others.insert_one({"_id": 2, "title": "Dune"})
+    pipeline: list[dict[str, Any]] = [{"$unionWith": {"coll": "others"}}]
+    rows = await (await db.things.aggregate(pipeline)).to_list(None)
+    assert rows == [{"_id": 1, "k": 1}, {"_id": 2, "title": "Dune"}]
+
+
+@pytest.mark.engine_gap(ferretdb="group_accumulators")
+async def test_group_collects_values_with_push(db: Database) -> None:
+    await db.tasks.insert_many([{"status": "done", "text": "a"}, {"status": "done", "text": "b"}])
+    pipeline: list[dict[str, Any]] = [
+        {"$sort": {"text": 1}},
+        {"$group": {"_id": "$status", "texts": {"$push": "$text"}, "last": {"$max": "$text"}}},
+    ]
+    rows = await (await db.tasks.aggregate(pipeline)).to_list(None)
+    assert rows == [{"_id": "done", "texts": ["a", "b"], "last": "b"}]
+
+
+@pytest.mark.engine_gap(ferretdb="group_several_accumulators")
+async def test_group_computes_every_accumulator(db: Database) -> None:
+    await db.things.insert_many([{"g": 1, "v": 1}, {"g": 1, "v": 2}])
+    pipeline: list[dict[str, Any]] = [
+        {"$group": {"_id": "$g", "count": {"$sum": 1}, "total": {"$sum": "$v"}}}
+    ]
+    rows = await (await db.things.aggregate(pipeline)).to_list(None)
+    assert rows == [{"_id": 1, "count": 2, "total": 3}]
+
+
 # -- change streams and transactions (MongoDB: replica sets only) ---------------
 
 

@@ -53,6 +53,17 @@ FERRETDB_GAPS: dict[str, str] = {
     "facet": (
         "the $facet stage is not implemented: https://github.com/FerretDB/FerretDB/issues/1420"
     ),
+    "union_with": (
+        "the $unionWith stage is not implemented: https://github.com/FerretDB/FerretDB/issues/1441"
+    ),
+    "group_accumulators": (
+        "$group implements only the $sum and $count accumulators ($push, $addToSet, "
+        "$first, $max, $avg... are refused): https://github.com/FerretDB/FerretDB/issues/1467"
+    ),
+    "group_several_accumulators": (
+        "a $group with several accumulators computes only the first; the others come "
+        "back 0, silently: https://github.com/FerretDB/FerretDB/issues/4616"
+    ),
     "change_streams": (
         "change streams ($changeStream) are not implemented: "
         "https://github.com/FerretDB/FerretDB/issues/175"
