@@ -480,6 +480,7 @@ async def test_open_streams_do_not_hold_admission_slots(
 # -- credentials that end while a stream is open ------------------------------------
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 @pytest.mark.parametrize("how", ["disable", "logout"])
 async def test_a_stream_ends_when_its_credentials_are_revoked(app: Quart, how: str) -> None:
     """A real user's open stream: once the user is disabled (or logs out), the
