@@ -47,6 +47,10 @@ from tests.utils.instances import two_served
 from tests.utils.servers import RedisServer
 from tests.utils.settings import make_settings
 
+#: Fixtures kept in tests/utils for any test to use: ``redis_cluster_url``.
+pytest_plugins = ["tests.utils.cluster"]
+
+
 ENGINES_KEY = pytest.StashKey[list[str]]()
 
 #: A fixture that starts a database of the test's engine for that test alone.
@@ -119,9 +123,6 @@ def _gap_reason(item: pytest.Item, engine: str | None) -> str | None:
             )
             reason = f"needs a real MongoDB (the stand-in lacks it): {why}"
     return reason
-
-#: Fixtures kept in tests/utils for any test to use: ``redis_cluster_url``.
-pytest_plugins = ["tests.utils.cluster"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
