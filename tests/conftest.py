@@ -1,9 +1,24 @@
-"""Shared fixtures: real Redis, the MongoDB stand-in, apps and clients.
+"""Shared fixtures: real Redis, a MongoDB engine, apps and clients.
 
-``SHOAL_TEST_MONGODB_URI`` runs the suite against a real MongoDB (tests marked
-``real_mongodb`` run there as ordinary tests; on the stand-in they are expected
-to fail, strictly, so a stand-in that gains the feature is noticed).
-``SHOAL_TEST_REDIS_URL`` points the suite at another Redis.
+Tests that touch MongoDB (through ``mongodb_uri``, directly or through
+``settings``, ``app``, ``client``...) run once per selected engine, named in
+their id (``test_x[standin]``, ``test_x[ferretdb]``); the others run once.
+``--engines standin,ferretdb`` or ``SHOAL_TEST_ENGINES`` selects the engines;
+the default is the stand-in, or a real MongoDB when ``SHOAL_TEST_MONGODB_URI``
+is set (``tests/utils/engines.py``). ``SHOAL_TEST_REDIS_URL`` points the suite
+at another Redis.
+
+A test of MongoDB behaviour an engine lacks is a strict expected failure on
+that engine only, so an engine that gains the behaviour is noticed:
+
+- ``@pytest.mark.real_mongodb(reason=...)``: the stand-in lacks it (pinned in
+  ``tests/storage/test_standin_gaps.py``);
+- ``@pytest.mark.engine_gap(ferretdb=NAME)``: FerretDB lacks it, NAME being one
+  of the gaps in ``tests/utils/gaps.py`` (pinned in
+  ``tests/storage/test_ferretdb_gaps.py``); a tuple of names when the test
+  meets one gap after another (the first hides the next).
+
+On a real MongoDB every test is an ordinary test.
 """
 
 from __future__ import annotations
@@ -20,38 +35,137 @@ from quart.typing import TestClientProtocol as Client
 from shoal.app import create_app
 from shoal.config import Settings
 from tests.utils.auth import editor_client
+from tests.utils.engines import (
+    MONGODB_URI_VARIABLE,
+    DatabaseServer,
+    database_server,
+    selected_engines,
+    startable_engines,
+)
+from tests.utils.gaps import ENGINE_GAPS
 from tests.utils.instances import two_served
-from tests.utils.servers import EmbeddedStore, RedisServer
+from tests.utils.servers import RedisServer
 from tests.utils.settings import make_settings
-
-REAL_MONGODB_URI = os.environ.get("SHOAL_TEST_MONGODB_URI")
 
 #: Fixtures kept in tests/utils for any test to use: ``redis_cluster_url``.
 pytest_plugins = ["tests.utils.cluster"]
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if REAL_MONGODB_URI:
+ENGINES_KEY = pytest.StashKey[list[str]]()
+
+#: A fixture that starts a database of the test's engine for that test alone.
+OWN_DATABASE = "own_database"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--engines",
+        default=None,
+        metavar="NAMES",
+        help="MongoDB engines for the tests that touch the database, comma-separated: "
+        "standin, ferretdb, mongodb (needs SHOAL_TEST_MONGODB_URI). Default: "
+        "SHOAL_TEST_ENGINES, else mongodb when SHOAL_TEST_MONGODB_URI is set, else standin.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        config.stash[ENGINES_KEY] = selected_engines(config.getoption("--engines"), os.environ)
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    engines: list[str] = config.stash[ENGINES_KEY]
+    return f"MongoDB engines: {', '.join(engines)}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "engine" not in metafunc.fixturenames:
         return
-    for item in items:
-        marker = item.get_closest_marker("real_mongodb")
-        if marker is not None:
-            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
-            item.add_marker(
-                pytest.mark.xfail(
-                    strict=True, reason=f"needs a real MongoDB (the stand-in lacks it): {reason}"
+    engines = metafunc.config.stash[ENGINES_KEY]
+    if OWN_DATABASE in metafunc.fixturenames:
+        engines = startable_engines(engines)
+    metafunc.parametrize("engine", engines, indirect=True, scope="session")
+
+
+def _engine_of(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    engine = callspec.params.get("engine") if callspec is not None else None
+    return engine if isinstance(engine, str) else None
+
+
+def _gap_reason(item: pytest.Item, engine: str | None) -> str | None:
+    """Why ``item`` is expected to fail on ``engine``, if it is; checks every
+    ``engine_gap`` mark names a known engine and gap."""
+    reason = None
+    for marker in item.iter_markers("engine_gap"):
+        if marker.args or not marker.kwargs:
+            raise pytest.UsageError(f"{item.nodeid}: use engine_gap(<engine>=<gap name>)")
+        for gap_engine, value in marker.kwargs.items():
+            names = [value] if isinstance(value, str) else list(value)
+            gaps = ENGINE_GAPS.get(gap_engine, {})
+            unknown = [name for name in names if name not in gaps]
+            if unknown or not names:
+                raise pytest.UsageError(
+                    f"{item.nodeid}: engine_gap({gap_engine}={value!r}) names no gap in "
+                    "tests/utils/gaps.py"
                 )
+            if gap_engine == engine:
+                reason = f"{engine} lacks it: " + "; then ".join(
+                    f"{name}: {gaps[name]}" for name in names
+                )
+    if engine == "standin":
+        standin_mark = item.get_closest_marker("real_mongodb")
+        if standin_mark is not None:
+            why = standin_mark.kwargs.get("reason") or (
+                standin_mark.args[0] if standin_mark.args else ""
             )
+            reason = f"needs a real MongoDB (the stand-in lacks it): {why}"
+    return reason
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        engine = _engine_of(item)
+        marked = item.get_closest_marker("real_mongodb") or item.get_closest_marker("engine_gap")
+        if engine is None and marked is not None:
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked as an engine's gap but touches no database "
+                "(use the mongodb_uri fixture, or own_database for a server of its own)"
+            )
+        reason = _gap_reason(item, engine)
+        if reason is not None:
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
 
 
 @pytest.fixture(scope="session")
-def mongodb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A MongoDB for the session: a real one if configured, else the stand-in."""
-    if REAL_MONGODB_URI:
-        yield REAL_MONGODB_URI
+def engine(request: pytest.FixtureRequest) -> str:
+    """The MongoDB engine this test runs on: standin, ferretdb or mongodb."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="session")
+def mongodb_uri(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's MongoDB on this test's engine."""
+    if engine == "mongodb":
+        yield os.environ[MONGODB_URI_VARIABLE]
         return
-    with EmbeddedStore(tmp_path_factory.mktemp("mongodb")) as store:
-        yield store.uri
+    with database_server(engine, tmp_path_factory.mktemp(engine)) as server:
+        yield server.uri
+
+
+@pytest.fixture
+def own_database(engine: str, tmp_path: Path) -> Iterator[DatabaseServer]:
+    """A running database of this test's engine for this test alone, which it
+    may kill and start again (with only a real MongoDB selected: the stand-in)."""
+    server = database_server(engine, tmp_path / f"own-{engine}")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +201,7 @@ def settings(settings_factory: SettingsFactory) -> Settings:
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[Quart]:
-    """A served app (before_serving has run) on real Redis and the stand-in."""
+    """A served app (before_serving has run) on real Redis and this test's engine."""
     application = create_app(settings)
     async with application.test_app():
         yield application

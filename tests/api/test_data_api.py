@@ -455,6 +455,7 @@ async def test_refused_operators_and_stages_are_400(
     assert (await tasks.call("find", {"projection": {"_id": 0}})).json == {"documents": [{"a": 1}]}
 
 
+@pytest.mark.engine_gap(ferretdb="union_with")
 async def test_a_join_into_a_served_collection_is_allowed(
     data_app: Quart, database: str, tasks: DataApiClient
 ) -> None:

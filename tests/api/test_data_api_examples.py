@@ -55,6 +55,15 @@ STAND_IN_GAPS = {
     "ex108": "the stand-in refuses Decimal128 values",
 }
 
+#: Examples that need MongoDB behaviour FerretDB lacks (gap names of tests/utils/gaps.py).
+FERRETDB_GAPS = {
+    "ex025": "group_accumulators",  # $push
+    "ex072": "group_accumulators",
+    "ex100": "group_accumulators",
+    "ex079": "decimal128",
+    "ex108": "decimal128",
+}
+
 
 def _gap(example: dict[str, Any]) -> str | None:
     if example["id"] in STAND_IN_GAPS:
@@ -71,6 +80,8 @@ def _cases(kinds: set[str]) -> list[Any]:
             continue
         gap = _gap(example)
         marks = [pytest.mark.real_mongodb(reason=gap)] if gap else []
+        if example["id"] in FERRETDB_GAPS:
+            marks.append(pytest.mark.engine_gap(ferretdb=FERRETDB_GAPS[example["id"]]))
         cases.append(pytest.param(example, id=example["id"], marks=marks))
     return cases
 

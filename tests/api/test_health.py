@@ -11,7 +11,8 @@ from quart.typing import TestClientProtocol as Client
 
 from shoal.app import create_app
 from tests.conftest import SettingsFactory
-from tests.utils.servers import EmbeddedStore, RedisServer
+from tests.utils.engines import DatabaseServer
+from tests.utils.servers import RedisServer
 
 
 async def test_healthz_answers(client: Client) -> None:
@@ -20,21 +21,12 @@ async def test_healthz_answers(client: Client) -> None:
     assert await response.get_json() == {"status": "ok"}
 
 
+@pytest.mark.engine_gap(ferretdb="partial_indexes")
 async def test_readyz_reports_each_dependency(client: Client) -> None:
     response = await client.get("/readyz")
     assert response.status_code == 200
     body = await response.get_json()
     assert body == {"status": "ready", "checks": {"mongodb": "ok", "redis": "ok"}}
-
-
-@pytest.fixture
-def own_mongodb(tmp_path: Path) -> Iterator[EmbeddedStore]:
-    store = EmbeddedStore(tmp_path / "mongodb")
-    store.start()
-    try:
-        yield store
-    finally:
-        store.stop()
 
 
 @pytest.fixture
@@ -48,10 +40,10 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 async def fragile_app(
-    settings_factory: SettingsFactory, own_mongodb: EmbeddedStore, own_redis: RedisServer
+    settings_factory: SettingsFactory, own_database: DatabaseServer, own_redis: RedisServer
 ) -> AsyncIterator[Quart]:
     settings = settings_factory(
-        mongodb={"uri": own_mongodb.uri, "server_selection_timeout_ms": 500},
+        mongodb={"uri": own_database.uri, "server_selection_timeout_ms": 500},
         redis={"url": own_redis.url, "socket_timeout": 0.5},
     )
     application = create_app(settings)
@@ -64,12 +56,13 @@ async def _ready(app: Quart) -> tuple[int, dict[str, object]]:
     return response.status_code, await response.get_json()
 
 
+@pytest.mark.engine_gap(ferretdb="partial_indexes")
 async def test_readyz_names_mongodb_while_it_is_down_and_recovers(
-    fragile_app: Quart, own_mongodb: EmbeddedStore
+    fragile_app: Quart, own_database: DatabaseServer
 ) -> None:
     assert (await _ready(fragile_app))[0] == 200
 
-    own_mongodb.kill()
+    own_database.kill()
     status, body = await _ready(fragile_app)
     assert status == 503
     error = body["_error"]
@@ -79,11 +72,12 @@ async def test_readyz_names_mongodb_while_it_is_down_and_recovers(
     assert error["checks"]["redis"] == "ok"
     assert error["checks"]["mongodb"] != "ok"
 
-    own_mongodb.start()
+    own_database.start()
     status, body = await _ready(fragile_app)
     assert status == 200, body
 
 
+@pytest.mark.engine_gap(ferretdb="partial_indexes")
 async def test_readyz_names_redis_while_it_is_down_and_recovers(
     fragile_app: Quart, own_redis: RedisServer
 ) -> None:
@@ -102,6 +96,7 @@ async def test_readyz_names_redis_while_it_is_down_and_recovers(
     assert status == 200, body
 
 
+@pytest.mark.engine_gap(ferretdb="partial_indexes")
 async def test_readyz_without_redis_checks_in_process_state(
     settings_factory: SettingsFactory,
 ) -> None:

@@ -209,6 +209,7 @@ async def test_an_update_makes_every_instance_drop_its_cached_answer(
         assert (await fresh.get_json())["hits"] == 3
 
 
+@pytest.mark.engine_gap(ferretdb="write_atomicity")
 async def test_200_concurrent_increments_through_two_instances_add_exactly_200(
     counter_settings: Any,
 ) -> None:

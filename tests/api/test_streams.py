@@ -26,9 +26,9 @@ from shoal.resources.changes import ChangeFeeds
 from shoal.storage import ChangeStreamsUnsupported, get_storage
 from tests.conftest import SettingsFactory
 from tests.utils.auth import bearer, client_with, editor_client, token_for
+from tests.utils.engines import DatabaseServer
 from tests.utils.instances import two_served
 from tests.utils.live import live_example
-from tests.utils.servers import EmbeddedStore
 from tests.utils.settings import example_resources, make_settings
 
 #: Seconds a test waits for an event it expects.
@@ -158,6 +158,7 @@ async def _post(client: Client, path: str, body: dict[str, Any]) -> dict[str, An
 # -- events ------------------------------------------------------------------
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_writes_arrive_as_events_rendered_as_reads_are(app: Quart) -> None:
     editor = await editor_client(app)
     async with listening(app.test_client(), "/books/_stream") as stream:
@@ -203,6 +204,7 @@ async def test_an_idle_stream_is_an_uncompressed_event_stream_with_heartbeats(
     assert len(stream.comments) >= 2  # a heartbeat every 0.2 s, each passed on at once
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_one_documents_stream_sees_only_that_document(app: Quart) -> None:
     editor = await editor_client(app)
     mine = await _post(editor, "/books", {"title": "Mine"})
@@ -218,6 +220,7 @@ async def test_one_documents_stream_sees_only_that_document(app: Quart) -> None:
     assert events[1].name == "delete"
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_where_filters_events(app: Quart) -> None:
     editor = await editor_client(app)
     where = json.dumps({"year": {"$gte": 2000}})
@@ -235,6 +238,7 @@ async def test_where_filters_events(app: Quart) -> None:
     assert [event.name for event in stream.events] == ["insert", "insert", "insert"]
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_owners_see_only_their_own_documents(app: Quart) -> None:
     alice = client_with(app, bearer(await token_for(app, "editor", name="alice")))
     bob = client_with(app, bearer(await token_for(app, "editor", name="bob")))
@@ -292,6 +296,7 @@ async def test_a_malformed_last_event_id_is_refused(app: Quart) -> None:
 # -- resuming ------------------------------------------------------------------
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_a_reconnect_to_another_instance_misses_nothing(stream_settings: Any) -> None:
     async with two_served(stream_settings) as (first, second):
         editor = await editor_client(first)
@@ -315,6 +320,7 @@ async def test_a_reconnect_to_another_instance_misses_nothing(stream_settings: A
     assert len(after.events) == 4  # nothing twice
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_a_subscriber_on_one_instance_sees_writes_made_on_another(
     stream_settings: Any,
 ) -> None:
@@ -326,6 +332,7 @@ async def test_a_subscriber_on_one_instance_sees_writes_made_on_another(
     assert event.data["document"]["title"] == "from the other side"
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_a_reconnect_to_the_same_worker_replays_from_memory(app: Quart) -> None:
     editor = await editor_client(app)
     async with listening(app.test_client(), "/books/_stream") as keep_open:
@@ -378,28 +385,25 @@ async def test_draining_ends_every_stream_cleanly(app: Quart) -> None:
 # -- failures ------------------------------------------------------------------
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_a_stream_survives_a_database_restart_by_resuming(
-    tmp_path: Path, redis_url: str
+    own_database: DatabaseServer, redis_url: str
 ) -> None:
-    store = EmbeddedStore(tmp_path / "mongodb")
-    store.start()
-    try:
-        settings = make_settings(
-            store.uri, redis_url, resources=streamed_resources(), streams={"heartbeat": 0.2}
-        )
-        app = create_app(settings)
-        async with app.test_app():
-            editor = await editor_client(app)
-            async with listening(app.test_client(), "/books/_stream") as stream:
-                await _post(editor, "/books", {"title": "before"})
-                await stream.wait_for(1)
-                store.kill()
-                await asyncio.sleep(1.0)  # the feed fails and waits to resume
-                store.start()
-                await _post(editor, "/books", {"title": "after"})
-                events = await stream.wait_for(2, timeout=30)
-    finally:
-        store.stop()
+    store = own_database
+    settings = make_settings(
+        store.uri, redis_url, resources=streamed_resources(), streams={"heartbeat": 0.2}
+    )
+    app = create_app(settings)
+    async with app.test_app():
+        editor = await editor_client(app)
+        async with listening(app.test_client(), "/books/_stream") as stream:
+            await _post(editor, "/books", {"title": "before"})
+            await stream.wait_for(1)
+            store.kill()
+            await asyncio.sleep(1.0)  # the feed fails and waits to resume
+            store.start()
+            await _post(editor, "/books", {"title": "after"})
+            events = await stream.wait_for(2, timeout=30)
     assert [event.data["document"]["title"] for event in events] == ["before", "after"]
     assert all(event.name == "insert" for event in stream.events)  # never ended
 
@@ -425,6 +429,7 @@ async def _open_stream(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamW
     return reader, writer
 
 
+@pytest.mark.engine_gap(ferretdb=("partial_indexes", "change_streams"))
 async def test_500_subscribers_on_one_worker_share_one_stream_in_bounded_memory(
     tmp_path: Path, mongodb_uri: str, redis_url: str
 ) -> None:
@@ -476,6 +481,7 @@ async def test_open_streams_do_not_hold_admission_slots(
 # -- credentials that end while a stream is open ------------------------------------
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 @pytest.mark.parametrize("how", ["disable", "logout"])
 async def test_a_stream_ends_when_its_credentials_are_revoked(app: Quart, how: str) -> None:
     """A real user's open stream: once the user is disabled (or logs out), the

@@ -159,6 +159,7 @@ def test_sigkill_of_serve_takes_its_workers_with_it(serve: ServeProcess) -> None
 # --- several workers ------------------------------------------------------------------
 
 
+@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_two_workers_with_redis_and_mongodb(
     workdir: Path, redis_url: str, mongodb_uri: str
 ) -> None:

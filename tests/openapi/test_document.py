@@ -602,6 +602,7 @@ class Tokens:
 EDITOR_TOKENS = Tokens()
 
 
+@pytest.mark.engine_gap(ferretdb="partial_indexes")
 @schema.parametrize()
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_api_conforms_to_its_document(case: Any, live: LiveServer) -> None:
@@ -688,6 +689,7 @@ data_api_schema = schemathesis.openapi.from_dict(
 ).include(tag="data-api", path_regex="^/action/")  # the hosted paths run the same views
 
 
+@pytest.mark.engine_gap(ferretdb="partial_indexes")
 @data_api_schema.parametrize()
 @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_data_api_conforms_to_its_document(

@@ -3,37 +3,22 @@
 Each test asserts MongoDB's documented behaviour. On the stand-in each is a
 strict xfail (the ``real_mongodb`` marker), so an upgrade that fixes a gap
 turns its test into an unexpected pass and fails the run: then drop the marker
-here and wherever else the gap was marked. With ``SHOAL_TEST_MONGODB_URI`` set
-they run as ordinary tests against a real MongoDB.
+here and wherever else the gap was marked. On a real MongoDB they run as
+ordinary tests; on FerretDB too, except where FerretDB lacks the same thing
+(``engine_gap``, pinned in ``test_ferretdb_gaps.py``).
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from bson import Decimal128, ObjectId
-from pymongo import AsyncMongoClient, IndexModel, ReturnDocument
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo import IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
-Database = AsyncDatabase[dict[str, Any]]
-
-
-@pytest.fixture
-async def db(mongodb_uri: str) -> AsyncIterator[Database]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=5000
-    )
-    database = client[f"gaps_{uuid.uuid4().hex[:10]}"]
-    try:
-        yield database
-    finally:
-        await client.drop_database(database.name)
-        await client.close()
+from tests.storage.conftest import Database
 
 
 async def test_plain_round_trip_works(db: Database) -> None:
@@ -56,6 +41,7 @@ async def test_datetime_in_set_stays_a_date(db: Database) -> None:
 
 
 @pytest.mark.real_mongodb(reason="Decimal128 values are refused")
+@pytest.mark.engine_gap(ferretdb="decimal128")
 async def test_decimal128_round_trips(db: Database) -> None:
     result = await db.things.insert_one({"price": Decimal128("1.10")})
     stored = await db.things.find_one({"_id": result.inserted_id})
@@ -74,13 +60,51 @@ async def test_find_one_and_replace_returns_an_object_id(db: Database) -> None:
     assert isinstance(after["_id"], ObjectId)
 
 
+@pytest.mark.real_mongodb(reason="an upsert by _id inserts a new ObjectId, not the filter's _id")
+async def test_an_upsert_takes_the_id_from_its_filter(db: Database) -> None:
+    result = await db.things.replace_one({"_id": "dune"}, {"n": 1}, upsert=True)
+    assert result.upserted_id == "dune"
+    assert await db.things.find_one({"_id": "dune"}) == {"_id": "dune", "n": 1}
+
+
 @pytest.mark.real_mongodb(reason="$regex does not match inside arrays")
 async def test_regex_matches_array_elements(db: Database) -> None:
     await db.things.insert_one({"tags": ["alpha", "beta"]})
     assert await db.things.count_documents({"tags": {"$regex": "^al"}}) == 1
 
 
+@pytest.mark.real_mongodb(
+    reason="equality on an ObjectId in a field other than _id matches nothing"
+)
+async def test_an_object_id_reference_matches_by_equality(db: Database) -> None:
+    author = ObjectId()
+    await db.books.insert_many([{"author": author}, {"author": ObjectId()}])
+    assert len(await db.books.find({"author": author}).to_list(None)) == 1
+
+
+@pytest.mark.real_mongodb(reason="count_documents with an ObjectId in its filter counts nothing")
+async def test_count_documents_matches_object_ids(db: Database) -> None:
+    result = await db.books.insert_one({"title": "Dune"})
+    assert await db.books.count_documents({"_id": result.inserted_id}) == 1
+
+
+@pytest.mark.real_mongodb(reason="a boolean inside $set is stored as 1")
+async def test_a_boolean_in_set_stays_a_boolean(db: Database) -> None:
+    result = await db.things.insert_one({"n": 1})
+    await db.things.update_one({"_id": result.inserted_id}, {"$set": {"done": True}})
+    stored = await db.things.find_one({"_id": result.inserted_id})
+    assert stored is not None
+    assert stored["done"] is True
+
+
+@pytest.mark.real_mongodb(reason="distinct on _id fails")
+async def test_distinct_lists_ids(db: Database) -> None:
+    await db.things.insert_many([{"_id": "a"}, {"_id": "b"}])
+    assert sorted(await db.things.distinct("_id")) == ["a", "b"]
+
+
 @pytest.mark.real_mongodb(reason="$lookup followed by a dotted projection returns nothing")
+@pytest.mark.engine_gap(ferretdb="lookup")
 async def test_lookup_then_dotted_projection(db: Database) -> None:
     author = await db.authors.insert_one({"name": "Herbert"})
     await db.books.insert_one({"title": "Dune", "author_id": author.inserted_id})
@@ -94,6 +118,7 @@ async def test_lookup_then_dotted_projection(db: Database) -> None:
 
 
 @pytest.mark.real_mongodb(reason="$facet output carries a stray _id")
+@pytest.mark.engine_gap(ferretdb="facet")
 async def test_facet_output_has_only_its_facets(db: Database) -> None:
     await db.things.insert_many([{"n": 1}, {"n": 2}])
     pipeline: list[dict[str, Any]] = [{"$facet": {"total": [{"$count": "n"}]}}]
@@ -115,11 +140,32 @@ async def test_index_directions_are_kept(db: Database) -> None:
 
 
 @pytest.mark.real_mongodb(reason="a unique index lets many documents lack the field")
+@pytest.mark.engine_gap(ferretdb="unique_missing_field")
 async def test_unique_index_counts_a_missing_field_as_null(db: Database) -> None:
     await db.things.create_indexes([IndexModel([("code", 1)], unique=True)])
     await db.things.insert_one({"n": 1})
     with pytest.raises(DuplicateKeyError):
         await db.things.insert_one({"n": 2})
+
+
+@pytest.mark.real_mongodb(reason="duplicate-key errors carry no keyValue")
+@pytest.mark.engine_gap(ferretdb="duplicate_key_details")
+async def test_a_duplicate_key_error_names_the_key(db: Database) -> None:
+    await db.things.create_indexes([IndexModel([("code", 1)], unique=True)])
+    await db.things.insert_one({"code": "a"})
+    with pytest.raises(DuplicateKeyError) as raised:
+        await db.things.insert_one({"code": "a"})
+    assert raised.value.details is not None
+    assert raised.value.details["keyValue"] == {"code": "a"}
+
+
+@pytest.mark.real_mongodb(reason="a unique index over stored duplicates fails with no error code")
+@pytest.mark.engine_gap(ferretdb="unique_index_over_duplicates")
+async def test_a_unique_index_over_duplicates_is_a_duplicate_key_error(db: Database) -> None:
+    await db.things.insert_many([{"year": 1}, {"year": 1}])
+    with pytest.raises(OperationFailure) as raised:
+        await db.things.create_indexes([IndexModel([("year", 1)], unique=True)])
+    assert raised.value.code == 11000
 
 
 # -- change streams -------------------------------------------------------------
@@ -143,6 +189,7 @@ async def _events(db: Database, count: int, *writes: Any) -> list[dict[str, Any]
         await stream.close()
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_change_streams_report_inserts_with_the_document(db: Database) -> None:
     """The baseline: a change stream works on the stand-in."""
     [event] = await _events(db, 1, lambda: db.things.insert_one({"n": 1}))
@@ -152,6 +199,7 @@ async def test_change_streams_report_inserts_with_the_document(db: Database) -> 
 
 
 @pytest.mark.real_mongodb(reason="a change event's fullDocument carries _id in storage form")
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_full_document_keeps_its_object_id(db: Database) -> None:
     oid = ObjectId()
     [event] = await _events(db, 1, lambda: db.things.insert_one({"_id": oid}))
@@ -159,6 +207,7 @@ async def test_full_document_keeps_its_object_id(db: Database) -> None:
 
 
 @pytest.mark.real_mongodb(reason="a change event's fullDocument carries dates in storage form")
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_full_document_keeps_its_dates(db: Database) -> None:
     moment = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
     [event] = await _events(db, 1, lambda: db.things.insert_one({"when": moment}))
@@ -166,6 +215,7 @@ async def test_full_document_keeps_its_dates(db: Database) -> None:
 
 
 @pytest.mark.real_mongodb(reason="replace_one is reported as an update")
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_a_replace_is_reported_as_a_replace(db: Database) -> None:
     oid = ObjectId()
     events = await _events(
@@ -178,6 +228,7 @@ async def test_a_replace_is_reported_as_a_replace(db: Database) -> None:
 
 
 @pytest.mark.real_mongodb(reason="delete events carry a fullDocument")
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_a_delete_event_has_no_document(db: Database) -> None:
     oid = ObjectId()
     events = await _events(

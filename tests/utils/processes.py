@@ -248,16 +248,20 @@ class ServeProcess:
             return 0, b""
 
     def wait_ready(self, path: str = "/readyz", timeout: float = 30.0) -> None:
-        """Wait until ``path`` answers 200; fail with the output if it never does."""
+        """Wait until ``path`` answers 200; fail with the output if it never does,
+        or at once when MongoDB refused an index (Shoal does not ask again)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(
                     f"`shoal serve` exited with {self.process.returncode}\n{self.output()}"
                 )
-            if self.get(path, timeout=1.0)[0] == 200:
+            status, body = self.get(path, timeout=1.0)
+            if status == 200:
                 self.remember_descendants()
                 return
+            if b"indexes refused" in body:  # never retried: waiting longer is no use
+                raise AssertionError(f"{self.url}{path}: {body.decode(errors='replace')}")
             time.sleep(0.1)
         raise AssertionError(
             f"{self.url}{path} did not answer 200 in {timeout:g}s\n{self.output()}"

@@ -1,0 +1,184 @@
+"""The MongoDB engines the suite runs on, and the servers it starts for them.
+
+- ``standin``: nx-27017, the embedded store (SQLite underneath); needs nothing
+  but the Python packages, so it is the default.
+- ``ferretdb``: FerretDB v1 (SQLite backend), built from the Go module proxy
+  and run by ``scripts/ferretdb``; written by others to match MongoDB.
+- ``mongodb``: a real MongoDB at ``SHOAL_TEST_MONGODB_URI``; the suite cannot
+  start or stop it.
+
+Where an engine lacks a MongoDB behaviour a test checks, the test carries a
+marker for that engine (see ``tests/conftest.py``) and is a strict expected
+failure there only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+from shoal.system import die_with_parent, free_port
+from tests.utils.servers import EmbeddedStore
+
+ROOT = Path(__file__).resolve().parents[2]
+FERRETDB_SCRIPT = ROOT / "scripts" / "ferretdb"
+
+#: Every engine name, in the order runs list them.
+ENGINES = ("standin", "ferretdb", "mongodb")
+#: Engines the suite can start (and kill, for fault tests) itself.
+STARTABLE = ("standin", "ferretdb")
+
+ENGINES_VARIABLE = "SHOAL_TEST_ENGINES"
+MONGODB_URI_VARIABLE = "SHOAL_TEST_MONGODB_URI"
+
+
+def selected_engines(option: str | None, env: Mapping[str, str]) -> list[str]:
+    """The engines a run covers: ``--engines``, else ``SHOAL_TEST_ENGINES``,
+    else a real MongoDB when ``SHOAL_TEST_MONGODB_URI`` is set, else the stand-in."""
+    raw = option or env.get(ENGINES_VARIABLE) or ""
+    if not raw.strip():
+        return ["mongodb"] if env.get(MONGODB_URI_VARIABLE) else ["standin"]
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ENGINES]
+    if unknown:
+        raise ValueError(f"unknown engine {', '.join(unknown)}: choose from {', '.join(ENGINES)}")
+    if "mongodb" in names and not env.get(MONGODB_URI_VARIABLE):
+        raise ValueError(f"the mongodb engine needs {MONGODB_URI_VARIABLE}=mongodb://...")
+    return sorted(set(names), key=ENGINES.index)
+
+
+def startable_engines(engines: list[str]) -> list[str]:
+    """The engines a test that starts its own database runs on: the selected
+    ones the suite can start, or the stand-in when only a real MongoDB is selected."""
+    return [engine for engine in engines if engine in STARTABLE] or ["standin"]
+
+
+def _answers(port: int) -> bool:
+    client: MongoClient[dict[str, object]] = MongoClient(
+        "127.0.0.1", port, serverSelectionTimeoutMS=300, connectTimeoutMS=300, directConnection=True
+    )
+    try:
+        client.admin.command("ping")
+    except PyMongoError:
+        return False
+    finally:
+        client.close()
+    return True
+
+
+@functools.cache
+def ferretdb_binary() -> Path:
+    """FerretDB's binary, built by ``scripts/ferretdb`` on first use (a minute
+    or two with a cold Go build cache; instant once built)."""
+    result = subprocess.run(
+        [str(FERRETDB_SCRIPT), "build"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"scripts/ferretdb build failed:\n{result.stderr[-4000:]}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+class FerretDB:
+    """FerretDB (SQLite backend) on a free loopback port, data in ``data_dir``;
+    the same ``start`` / ``stop`` / ``kill`` / ``uri`` as ``EmbeddedStore``."""
+
+    def __init__(self, data_dir: Path, *, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    @property
+    def log(self) -> Path:
+        """FerretDB's own log (it logs every command it refuses)."""
+        return self.data_dir / "ferretdb.log"
+
+    def start(self, timeout: float = 30.0) -> str:
+        ferretdb_binary()  # build outside the start-up deadline
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            # `scripts/ferretdb run` execs the binary: this pid is FerretDB's.
+            self._process = subprocess.Popen(
+                [
+                    str(FERRETDB_SCRIPT), "run",
+                    "--port", str(self.port),
+                    "--data-dir", str(self.data_dir),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(
+                    f"FerretDB exited with status {self._process.returncode}; see {self.log}"
+                )
+            if _answers(self.port):
+                return self.uri
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"FerretDB did not answer within {timeout:g}s; see {self.log}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def kill(self) -> None:
+        """Stop the server at once, as a crash would (for fault tests)."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def __enter__(self) -> FerretDB:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+DatabaseServer = EmbeddedStore | FerretDB
+
+
+def database_server(engine: str, data_dir: Path) -> DatabaseServer:
+    """A server of ``engine`` (not yet started) keeping its data in ``data_dir``."""
+    if engine == "standin":
+        return EmbeddedStore(data_dir)
+    if engine == "ferretdb":
+        return FerretDB(data_dir)
+    raise ValueError(f"the suite cannot start a {engine} server")

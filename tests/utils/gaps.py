@@ -1,0 +1,79 @@
+"""What FerretDB lacks of MongoDB's documented behaviour, by name.
+
+Each gap is pinned by one test in ``tests/storage/test_ferretdb_gaps.py`` that
+asserts MongoDB's behaviour. A test anywhere that fails on FerretDB because of
+a gap says so with ``@pytest.mark.engine_gap(ferretdb="<name>")``: it is then a
+strict expected failure on FerretDB only, with the reason below, so a FerretDB
+release that closes a gap turns those tests into unexpected passes (and fails
+the run) until the marks come off. The stand-in's gaps are marked with
+``real_mongodb`` and pinned in ``tests/storage/test_standin_gaps.py``.
+
+Observed on FerretDB v1.24.2 with its SQLite backend (``scripts/ferretdb``).
+"""
+
+from __future__ import annotations
+
+#: Gap name → what FerretDB does instead of what MongoDB documents, and the evidence.
+FERRETDB_GAPS: dict[str, str] = {
+    "partial_indexes": (
+        "partialFilterExpression is refused (NotImplemented), and with it the whole "
+        "createIndexes call: https://github.com/FerretDB/FerretDB/issues/2448"
+    ),
+    "unique_missing_field": (
+        "a unique index lets many documents lack the field, where MongoDB indexes a "
+        "missing field as null: https://github.com/FerretDB/FerretDB/issues/2830"
+    ),
+    "duplicate_key_details": (
+        "duplicate-key errors carry no keyValue or keyPattern and name no index "
+        "(E11000 duplicate key error collection: db.coll): "
+        "https://github.com/FerretDB/FerretDB/pull/2814"
+    ),
+    "unique_index_over_duplicates": (
+        "a unique index over stored duplicates fails with InternalError (1) and "
+        "SQLite's message, not DuplicateKey (11000); FerretDB's compatibility page "
+        "promises MongoDB's error codes"
+    ),
+    "recreate_indexes": (
+        "asking createIndexes again for two or more existing indexes crashes the "
+        "connection (a no-op on MongoDB): https://github.com/FerretDB/FerretDB/issues/3858"
+    ),
+    "write_atomicity": (
+        "an update or replace reads the document, changes it in FerretDB and writes it "
+        "back by _id without checking it is unchanged, so two writers conditional on "
+        "one version can both win and concurrent $inc lose increments: "
+        "https://github.com/FerretDB/FerretDB/issues/3040"
+    ),
+    "decimal128": (
+        "Decimal128 is not implemented (FerretDB docs, element query operators); a "
+        "document holding one drops the connection"
+    ),
+    "lookup": (
+        "the $lookup stage is not implemented: https://github.com/FerretDB/FerretDB/issues/1427"
+    ),
+    "facet": (
+        "the $facet stage is not implemented: https://github.com/FerretDB/FerretDB/issues/1420"
+    ),
+    "union_with": (
+        "the $unionWith stage is not implemented: https://github.com/FerretDB/FerretDB/issues/1441"
+    ),
+    "group_accumulators": (
+        "$group implements only the $sum and $count accumulators ($push, $addToSet, "
+        "$first, $max, $avg... are refused): https://github.com/FerretDB/FerretDB/issues/1467"
+    ),
+    "group_several_accumulators": (
+        "a $group with several accumulators computes only the first; the others come "
+        "back 0, silently: https://github.com/FerretDB/FerretDB/issues/4616"
+    ),
+    "change_streams": (
+        "change streams ($changeStream) are not implemented: "
+        "https://github.com/FerretDB/FerretDB/issues/175"
+    ),
+    "transactions": (
+        "transactions are not implemented (startTransaction is refused; no "
+        "commitTransaction or abortTransaction): "
+        "https://github.com/FerretDB/FerretDB/issues/1548"
+    ),
+}
+
+#: Engine → its gap table, for ``@pytest.mark.engine_gap(<engine>=<name>)``.
+ENGINE_GAPS: dict[str, dict[str, str]] = {"ferretdb": FERRETDB_GAPS}
