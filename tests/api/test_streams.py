@@ -138,9 +138,14 @@ async def listening(
                     listener.feed(complete + "\n\n")
 
         reader = asyncio.create_task(read())
-        # The first bytes arrive once the stream is open: the retry hint.
-        await asyncio.sleep(0.1)
         try:
+            # The first bytes (the retry hint) arrive once the stream is open.
+            for _ in range(100):  # bounded: 10 s at most
+                if listener.status or reader.done():
+                    break
+                await asyncio.sleep(0.1)
+            assert listener.status == 200, f"the stream answered {listener.status}"
+            await asyncio.sleep(0.1)  # the subscription is registered by now
             yield listener
         finally:
             reader.cancel()
