@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import pymongo
 from pymongo import AsyncMongoClient, IndexModel, ReplaceOne, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -34,6 +35,8 @@ Document = dict[str, Any]
 T = TypeVar("T")
 
 EXTENSION_KEY = "shoal.storage"
+#: Seconds closing the client may wait for MongoDB to end its server sessions.
+CLOSE_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,11 @@ class Storage:
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            await client.close()
+            # Ending the server sessions is a courtesy (MongoDB expires them by
+            # itself): a MongoDB that does not answer must not hold a stopping
+            # worker for the whole server selection timeout.
+            with pymongo.timeout(CLOSE_TIMEOUT):
+                await client.close()
 
     @property
     def client(self) -> AsyncMongoClient[Document]:
