@@ -453,7 +453,7 @@ def _port_open(port: int) -> bool:
 # --- the command ---------------------------------------------------------------------------
 
 
-def _load(pointer: Path) -> tuple[Path, list[Process]]:
+def load_state(pointer: Path) -> tuple[Path, list[Process]]:
     try:
         workdir = Path(json.loads(pointer.read_text(encoding="utf-8"))["workdir"])
         state = json.loads((workdir / "state.json").read_text(encoding="utf-8"))
@@ -465,7 +465,7 @@ def _load(pointer: Path) -> tuple[Path, list[Process]]:
 def _up(args: argparse.Namespace) -> int:
     if args.pointer.exists():
         with contextlib.suppress(StackError):
-            _, processes = _load(args.pointer)
+            _, processes = load_state(args.pointer)
             if any(process.alive() for process in processes):
                 print(f"a stack is already up (see {args.pointer}); `down` first", file=sys.stderr)
                 return 1
@@ -500,7 +500,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    workdir, processes = _load(args.pointer)
+    workdir, processes = load_state(args.pointer)
     state = json.loads((workdir / "state.json").read_text(encoding="utf-8"))
     print(f"{state['url']}  ({workdir})")
     for process in processes:
@@ -511,7 +511,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    workdir, processes = _load(args.pointer)
+    workdir, processes = load_state(args.pointer)
     stack = Stack(workdir, attached=False)
     stack.processes = {process.name: process for process in processes}
     stack.down()
