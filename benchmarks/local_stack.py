@@ -12,9 +12,9 @@ in ``state.json`` there; ``.shoal/stack.json`` in the working directory points
 to it. ``down`` stops each recorded process by its id (checking that the id
 still names the process it started) and removes the directory.
 
-Tests and benchmarks use ``Stack`` directly::
+Tests and benchmarks use ``LocalStack`` directly::
 
-    with Stack(workdir, instances=3, config=path, mongodb_uri=uri, redis_url=url) as stack:
+    with LocalStack(workdir, instances=3, config=path, mongodb_uri=uri, redis_url=url) as stack:
         httpx.get(stack.url + "/books")   # through nginx
         stack.kill(1)                     # SIGKILL instance 1 and its workers
 
@@ -173,7 +173,7 @@ def nginx_config(base: str, *, port: int, upstreams: Sequence[int], workdir: Pat
     return head + conf
 
 
-class Stack:
+class LocalStack:
     """The processes of one local deployment (see the module's docstring)."""
 
     def __init__(
@@ -370,7 +370,7 @@ class Stack:
         self._launch("nginx", command, port=self.nginx_port)
         self._wait("nginx", lambda: _http_status(f"{self.url}/healthz") == 200, 20)
 
-    def up(self) -> Stack:
+    def up(self) -> LocalStack:
         """Start everything (Redis and the stand-in unless given) and wait until
         nginx answers."""
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -432,7 +432,7 @@ class Stack:
                 process.signal(signal.SIGKILL, group=True)
                 self._reap(process.name)
 
-    def __enter__(self) -> Stack:
+    def __enter__(self) -> LocalStack:
         return self.up()
 
     def __exit__(
@@ -470,7 +470,7 @@ def _up(args: argparse.Namespace) -> int:
                 print(f"a stack is already up (see {args.pointer}); `down` first", file=sys.stderr)
                 return 1
     workdir = Path(tempfile.mkdtemp(prefix="shoal-stack-"))
-    stack = Stack(
+    stack = LocalStack(
         workdir,
         instances=args.instances,
         workers=args.workers,
@@ -512,7 +512,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     workdir, processes = load_state(args.pointer)
-    stack = Stack(workdir, attached=False)
+    stack = LocalStack(workdir, attached=False)
     stack.processes = {process.name: process for process in processes}
     stack.down()
     left = [process.name for process in processes if process.alive()]

@@ -30,18 +30,16 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from benchmarks.local_stack import Stack
+from benchmarks.local_stack import LocalStack
 from pymongo import MongoClient
 
-from tests.utils.proxy import DelayProxy
 from tests.utils.scaleout import (
     PASSWORD,
+    at_a_distance,
     create_user,
-    host_and_port,
     instance_of,
     running_stack,
     stack_config,
-    via_proxy,
 )
 from tests.utils.settings import example_resources
 
@@ -63,7 +61,7 @@ def _resources() -> dict[str, Any]:
 
 @dataclass
 class Deployment:
-    stack: Stack
+    stack: LocalStack
     config: Path
 
     @property
@@ -294,17 +292,16 @@ def test_an_instance_killed_mid_load_loses_no_acknowledged_write_and_doubles_non
     tmp_path: Path, mongodb_uri: str, redis_url: str
 ) -> None:
     """SIGKILL of one instance (and its workers) while POSTs run through it.
-    Each write waits 50 ms for MongoDB's answer (a delaying proxy), so the kill
+    Each MongoDB round trip takes 50 ms more (a delay proxy), so the kill
     lands between writes and their recorded answers; the retries, with the
     same keys, reach the other instances."""
     config = stack_config(tmp_path / "config", idempotency={"lock_ttl": 2})
-    host, port = host_and_port(mongodb_uri)
     with (
-        DelayProxy(host, port, delay=0.05) as proxy,
+        at_a_distance(tmp_path, mongodb_uri, delay_ms=50) as distant,
         running_stack(
             tmp_path / "run",
             config,
-            mongodb_uri=via_proxy(mongodb_uri, proxy.port),
+            mongodb_uri=distant,
             redis_url=redis_url,
             instances=3,
         ) as stack,
@@ -383,16 +380,15 @@ def test_a_rolling_restart_under_load_fails_no_request(
 ) -> None:
     """Two instances of two workers; instance-1 gets SIGTERM mid-load, exits,
     and is started again, while requests keep coming through nginx. Each
-    MongoDB answer is held back 30 ms, so requests are in flight on
+    MongoDB round trip takes 30 ms more, so requests are in flight on
     instance-1 when it is told to stop."""
     config = stack_config(tmp_path / "config")
-    host, port = host_and_port(mongodb_uri)
     with (
-        DelayProxy(host, port, delay=0.03) as proxy,
+        at_a_distance(tmp_path, mongodb_uri, delay_ms=30) as distant,
         running_stack(
             tmp_path / "run",
             config,
-            mongodb_uri=via_proxy(mongodb_uri, proxy.port),
+            mongodb_uri=distant,
             redis_url=redis_url,
             instances=2,
             workers=2,

@@ -488,8 +488,10 @@ def test_a_worker_that_dies_is_replaced(workdir: Path, redis_url: str, mongodb_u
     try:
         process.start()
         process.wait_ready()
-        assert wait_until(lambda: len(_workers(process.children())) == 2, 20), process.output()
+        # Both workers serve (each logs its "Running on" line once it listens).
+        assert wait_until(lambda: process.stderr().count("Running on") == 2, 20), process.output()
         first = _workers(process.children())
+        assert len(first) == 2
         first[0].kill()
         assert wait_until(
             lambda: bool(

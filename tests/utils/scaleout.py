@@ -4,38 +4,44 @@ on the suite's MongoDB and Redis, each stack with its own database and key prefi
 from __future__ import annotations
 
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 import yaml
-from benchmarks.local_stack import INSTANCE_HEADER, Stack
+from benchmarks.engine import MongoURI, with_address
+from benchmarks.local_stack import INSTANCE_HEADER, ROOT, LocalStack
+from benchmarks.services import Service
 
+from shoal.system import free_port
 from tests.utils.processes import run_shoal
 from tests.utils.settings import TEST_SECRET, example_resources
 
 PASSWORD = "a long enough password"
 
 
-def via_proxy(uri: str, port: int) -> str:
-    """``uri`` pointed at a proxy on 127.0.0.1:``port`` (one host, direct connection)."""
-    parts = urlsplit(uri)
-    query = dict(parse_qsl(parts.query))
-    query["directConnection"] = "true"
-    netloc = parts.netloc.rsplit("@", 1)
-    host = f"127.0.0.1:{port}"
-    netloc_text = f"{netloc[0]}@{host}" if len(netloc) == 2 else host
-    return urlunsplit((parts.scheme, netloc_text, parts.path or "/", urlencode(query), ""))
-
-
-def host_and_port(uri: str) -> tuple[str, int]:
-    parts = urlsplit(uri)
-    host = parts.hostname or "127.0.0.1"
-    return host, parts.port or 27017
+@contextmanager
+def at_a_distance(workdir: Path, mongodb_uri: str, delay_ms: float) -> Iterator[str]:
+    """MongoDB ``delay_ms`` of round trip away, through the benchmarks' delay
+    proxy (its own process, stopped by its id afterwards); yields the URI
+    that goes through it. Requests then stay in flight long enough for a
+    test to stop or kill an instance in the middle of them."""
+    host, target = MongoURI.parse(mongodb_uri).address()
+    port = free_port()
+    proxy = Service(
+        "delay-proxy",
+        [sys.executable, "-m", "benchmarks.delay_proxy", "--listen", f"127.0.0.1:{port}",
+         "--target", f"{host}:{target}", "--delay-ms", f"{delay_ms:g}"],
+        workdir=workdir,
+        port=port,
+        cwd=ROOT,
+    )  # fmt: skip
+    with proxy:
+        yield with_address(mongodb_uri, "127.0.0.1", port)
 
 
 def stack_config(directory: Path, **overrides: Any) -> Path:
@@ -67,8 +73,8 @@ def running_stack(
     instances: int,
     workers: int = 1,
     hypercorn_toml: str | None = None,
-) -> Iterator[Stack]:
-    stack = Stack(
+) -> Iterator[LocalStack]:
+    stack = LocalStack(
         workdir,
         instances=instances,
         workers=workers,
@@ -81,7 +87,7 @@ def running_stack(
         yield stack
 
 
-def create_user(stack: Stack, config: Path, name: str, *roles: str) -> None:
+def create_user(stack: LocalStack, config: Path, name: str, *roles: str) -> None:
     """A user made with `shoal users create`, as an operator would."""
     arguments = ["users", "create", name, "--password-stdin", "--config", str(config)]
     for role in roles:
