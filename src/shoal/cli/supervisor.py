@@ -21,8 +21,8 @@ SIGINT:
    worker's ``after_serving`` closes its MongoDB and Redis clients.
 
 A second signal skips the rest of the drain delay; a third kills the workers.
-Workers still running ``STOP_MARGIN`` seconds after the time they were given
-are killed, and the exit status is then 1.
+Workers still running ``stop_seconds()`` after the signal are killed, and the
+exit status is then 1.
 """
 
 from __future__ import annotations
@@ -49,9 +49,11 @@ logger = logging.getLogger("shoal.serve")
 #: Seconds a stopping worker gives connections it has just accepted to send
 #: their request, before hypercorn closes idle connections.
 SETTLE = 0.5
-#: Seconds a worker's ``after_serving`` may take (closing MongoDB and Redis,
-#: stopping background tasks) before the worker counts as hung.
+#: Seconds a worker has, once its requests are done, to run ``after_serving``
+#: (closing MongoDB and Redis, stopping background tasks) and exit; the app's
+#: shutdown itself gets one second less (hypercorn's ``shutdown_timeout``).
 AFTER_SERVING = 5.0
+EXIT_ALLOWANCE = 1.0
 #: A worker that dies within this many seconds of its start died "at once".
 MIN_UPTIME = 5.0
 #: So many deaths at once in a row stop the instance (exit status 1): a worker
@@ -86,7 +88,7 @@ class Supervisor:
         self.config = copy.copy(config)
         # Each worker serves the sockets as hypercorn's single worker.
         self.config.workers = 1
-        self.config.shutdown_timeout = AFTER_SERVING
+        self.config.shutdown_timeout = AFTER_SERVING - EXIT_ALLOWANCE
         self.size = workers
         self.drain_delay = drain_delay
         #: After the stop: settle, requests, after_serving; then workers are killed.
@@ -162,7 +164,7 @@ class Supervisor:
         self._close_sockets()
         for item in self.workers.values():
             item.control.close()  # end of file: stop
-        self.kill_at = time.monotonic() + self.stop_budget + 1.0
+        self.kill_at = time.monotonic() + self.stop_budget
         logger.info("stopped accepting; waiting for in-flight requests")
 
     def _on_signal(self) -> None:

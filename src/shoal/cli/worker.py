@@ -214,7 +214,9 @@ async def _serve(
         taken = 0
         for listener in listeners:
             taken += await listener.stop_accepting(loop)
-        logger.info("stopped accepting (%s queued connections taken)", taken)
+        logger.info(
+            "stopped accepting on %s sockets (%s queued connections taken)", len(listeners), taken
+        )
         # Connections accepted just now: let their request arrive and their
         # handler start, so hypercorn waits for them instead of closing them
         # as idle.
