@@ -23,7 +23,8 @@ RUN pip install .
 
 FROM build AS test
 # The suite starts its own redis-server, puts nginx in front of several
-# `shoal serve` processes, drives the docs page in Chromium and runs wrk's Lua
+# `shoal serve` processes (tests/test_scale_out.py, through benchmarks/stack.py),
+# checks nginx's config, drives the docs page in Chromium and runs wrk's Lua
 # scripts: all must be on PATH, as scripts/test installs them.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends redis-server nginx chromium wrk \

@@ -11,6 +11,8 @@ from shoal.http.compression import compressed
 from shoal.http.edge import Edge
 from shoal.http.fast_path import FastPath
 from shoal.http.finish_writes import FinishWrites
+from shoal.http.instance import InstanceHeader
+from shoal.http.lifecycle import CloseWhenDraining, get_lifecycle
 from shoal.policies.cache import ResponseCache, get_cache
 from shoal.policies.idempotency import EXTENSION_KEY as IDEMPOTENCY_KEY
 from shoal.policies.idempotency import Idempotency
@@ -32,12 +34,14 @@ def _names(stack: list[Any]) -> list[str]:
 def test_the_middleware_runs_in_the_pipelines_order(
     settings_factory: SettingsFactory,
 ) -> None:
-    settings = settings_factory(resources=cached_resources())
+    settings = settings_factory(resources=cached_resources(), instance={"header": True})
     app = create_app(settings)
-    stack = middleware(settings, get_cache(app))
+    stack = middleware(settings, get_cache(app), get_lifecycle(app))
     assert _names(stack) == [
         compressed.__name__,
         Edge.__name__,
+        InstanceHeader.__name__,
+        CloseWhenDraining.__name__,
         FastPath.__name__,
         Admission.__name__,
         FinishWrites.__name__,
@@ -49,8 +53,9 @@ def test_middleware_that_has_nothing_to_do_is_left_out(settings_factory: Setting
     settings = settings_factory(compression={"enabled": False}, admission={"enabled": False})
     settings = settings.model_copy(update={"resources": {}})
     app = create_app(settings)
-    assert _names(middleware(settings, get_cache(app))) == [
+    assert _names(middleware(settings, get_cache(app), get_lifecycle(app))) == [
         Edge.__name__,
+        CloseWhenDraining.__name__,
         FinishWrites.__name__,
     ]
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +24,7 @@ import pytest
 from benchmarks import docs
 from benchmarks.apps import bare
 from benchmarks.engine import MongoURI, name_of, redact, with_address, with_database
+from benchmarks.local_stack import NGINX_CONF, load_state, main, nginx_binary, nginx_config
 from benchmarks.measure import cpu_percent
 from benchmarks.proc import listening_pid
 from benchmarks.profile import short_path, summarize
@@ -696,3 +698,65 @@ async def test_delay_proxy_carries_many_connections_at_once(proxied_echo: _Proxi
     assert min(trips) >= delay
     assert proxied_echo.connections == 200
     await proxied_echo.closed_connections(200)
+
+
+# --- scripts/stack (benchmarks/local_stack.py) ----------------------------------------------------
+
+
+def test_the_stack_nginx_config_keeps_the_base_and_passes_nginx(tmp_path: Path) -> None:
+    conf = nginx_config(
+        NGINX_CONF.read_text(encoding="utf-8"),
+        port=18080,
+        upstreams=[18001, 18002],
+        workdir=tmp_path,
+    )
+    assert "server 127.0.0.1:18001;" in conf
+    assert "server 127.0.0.1:18002;" in conf
+    assert "listen 127.0.0.1:18080;" in conf
+    directives = [line for line in conf.splitlines() if not line.strip().startswith("#")]
+    assert not [line for line in directives if "api:8000" in line or "resolver" in line]
+    stream = conf[conf.index("location ~ /_stream$") :]
+    assert "proxy_buffering off;" in stream[: stream.index("}")]
+    path = tmp_path / "nginx.conf"
+    path.write_text(conf)
+    checked = subprocess.run(
+        [nginx_binary(), "-t", "-p", str(tmp_path), "-e", str(tmp_path / "e.log"), "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_stack_up_status_down_start_and_stop_every_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`scripts/stack up`, as a newcomer runs it (its own Redis and stand-in),
+    then `status` and `down`: each recorded process is gone afterwards."""
+    pointer = tmp_path / "stack.json"
+    base = ["--pointer", str(pointer)]
+    workdir: Path | None = None
+    try:
+        assert main([*base, "up", "--instances", "2", "--workers", "1"]) == 0
+        printed = capsys.readouterr().out
+        url = printed.splitlines()[0].rsplit(" ", 1)[1]
+        workdir, processes = load_state(pointer)
+        assert {process.name for process in processes} == {
+            "redis", "mongodb", "instance-1", "instance-2", "nginx"
+        }  # fmt: skip
+        seen = set()
+        for _ in range(4):
+            with urllib.request.urlopen(f"{url}/books", timeout=10) as response:  # noqa: S310
+                assert response.status == 200
+                seen.add(response.headers["X-Shoal-Instance"])
+        assert seen == {"instance-1", "instance-2"}
+        assert main([*base, "status"]) == 0
+        assert main([*base, "up"]) == 1, "a second stack on top of the first"
+    finally:
+        down = main([*base, "down"])
+    assert down == 0
+    assert all(not process.alive() for process in processes)
+    assert workdir is not None
+    assert not workdir.exists()
+    assert not pointer.exists()

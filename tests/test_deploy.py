@@ -1,9 +1,11 @@
-"""The container deployment files agree with each other and with Shoal's contracts.
+"""The deployment files agree with each other and with Shoal's contracts.
 
-Docker does not run where the suite runs, so these tests read `Dockerfile`,
-`compose.yaml` and `deploy/nginx/nginx.conf` and check what ties them together:
-service names, ports, environment variables, mounted files. The nginx config is
-also checked by the real nginx binary.
+Docker and Kubernetes do not run where the suite runs, so these tests read
+`Dockerfile`, `compose.yaml`, `deploy/nginx/nginx.conf` and `deploy/k8s/` and
+check what ties them together: service names, ports, probes, environment
+variables, mounted files, grace periods. The nginx config is also checked by
+the real nginx binary, and the Kubernetes manifests by kubernetes-validate
+(offline, against the API schemas it bundles).
 """
 
 from __future__ import annotations
@@ -19,24 +21,19 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
+import kubernetes_validate
 import pytest
 import yaml
-from hypercorn.config import Config as HypercornConfig
 
-from shoal.config import StreamSettings
+from shoal.cli.serve import HYPERCORN_DEFAULTS, ServeOptions, serve_config
+from shoal.cli.supervisor import stop_seconds
+from shoal.config import ENV_OVERRIDES, StreamSettings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
+K8S = REPO / "deploy" / "k8s"
 
-DOCUMENTED_ENV_VARS = frozenset(
-    {
-        "SHOAL_CONFIG",
-        "SHOAL_MONGODB_URI",
-        "SHOAL_MONGODB_DATABASE",
-        "SHOAL_REDIS_URL",
-        "SHOAL_SECRET_KEY",
-        "SHOAL_ENVIRONMENT",
-    }
-)
+#: The variables the configuration reference documents.
+DOCUMENTED_ENV_VARS = frozenset({"SHOAL_CONFIG", "SHOAL_HYPERCORN_CONFIG", *ENV_OVERRIDES})
 REQUIRED_API_ENV_VARS = frozenset(
     {"SHOAL_CONFIG", "SHOAL_MONGODB_URI", "SHOAL_REDIS_URL", "SHOAL_SECRET_KEY"}
 )
@@ -345,11 +342,18 @@ def test_service_waits_for_healthy_mongodb_and_redis(name: str) -> None:
         assert "test" in service(dependency).get("healthcheck", {}), f"{dependency} healthcheck"
 
 
-def test_api_stop_grace_period_outlasts_hypercorn_graceful_timeout() -> None:
-    settings = tomllib.loads((REPO / "hypercorn.toml").read_text())
-    graceful = float(settings.get("graceful_timeout", HypercornConfig.graceful_timeout))
+def serve_stop_seconds(toml_text: str) -> float:
+    """The longest `shoal serve` with these hypercorn.toml settings takes to
+    stop after SIGTERM (drain delay, requests, after_serving)."""
+    settings = {**HYPERCORN_DEFAULTS, **tomllib.loads(toml_text)}
+    return stop_seconds(float(settings["graceful_timeout"]), float(settings["drain_delay"]))
+
+
+def test_api_stop_grace_period_outlasts_a_graceful_stop() -> None:
+    """The image's hypercorn.toml is the repository's."""
+    stopping = serve_stop_seconds((REPO / "hypercorn.toml").read_text())
     grace = duration_seconds(str(service("api")["stop_grace_period"]))
-    assert grace > graceful, f"Docker kills at {grace}s, hypercorn drains for {graceful}s"
+    assert grace > stopping, f"Docker kills at {grace}s, a replica may take {stopping}s"
 
 
 def test_nginx_proxies_to_the_port_the_image_serves_on() -> None:
@@ -445,3 +449,181 @@ def test_nginx_passes_change_streams_unbuffered_and_outlasts_heartbeats() -> Non
     assert timeout is not None
     seconds = int(timeout.group(1)) * {"s": 1, "m": 60, "h": 3600}[timeout.group(2)]
     assert seconds > StreamSettings().heartbeat * 2
+
+
+# --- Kubernetes (deploy/k8s) ------------------------------------------------------
+
+#: The oldest Kubernetes the manifests are written for, and the newest
+#: kubernetes-validate knows.
+K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+
+
+def k8s_documents() -> list[tuple[str, dict[str, Any]]]:
+    documents = []
+    for path in sorted(K8S.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if document is not None:
+                documents.append((path.name, document))
+    return documents
+
+
+def k8s(kind: str) -> dict[str, Any]:
+    found = [document for _, document in k8s_documents() if document["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind} in deploy/k8s, found {len(found)}"
+    return found[0]
+
+
+def api_container() -> dict[str, Any]:
+    containers = k8s("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    container: dict[str, Any] = containers[0]
+    return container
+
+
+def container_env() -> dict[str, dict[str, Any]]:
+    return {item["name"]: item for item in api_container().get("env", [])}
+
+
+def config_map_file(path_in_pod: str) -> str:
+    """The ConfigMap entry that appears at ``path_in_pod`` through the volume mounts."""
+    pod = k8s("Deployment")["spec"]["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    for mount in api_container()["volumeMounts"]:
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        if path_in_pod.startswith(prefix) and "configMap" in volumes[mount["name"]]:
+            assert (
+                volumes[mount["name"]]["configMap"]["name"] == k8s("ConfigMap")["metadata"]["name"]
+            )
+            key = path_in_pod[len(prefix) :]
+            data = k8s("ConfigMap")["data"]
+            assert key in data, f"the ConfigMap has no {key} for {path_in_pod}"
+            return str(data[key])
+    raise AssertionError(f"nothing from the ConfigMap is mounted at {path_in_pod}")
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_k8s_manifests_are_valid_kubernetes_objects(version: str) -> None:
+    documents = [(name, doc) for name, doc in k8s_documents() if doc["kind"] != "Kustomization"]
+    assert {doc["kind"] for _, doc in documents} == {
+        "ConfigMap", "Secret", "Deployment", "Service", "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    }  # fmt: skip
+    for name, document in documents:
+        try:
+            kubernetes_validate.validate(document, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{name}: {error}")
+
+
+def test_the_validator_catches_a_broken_manifest() -> None:
+    broken = k8s("Deployment")
+    broken["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["paht"] = "/"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSIONS[0], strict=True)
+
+
+def test_the_kustomization_lists_every_manifest() -> None:
+    listed = set(k8s("Kustomization")["resources"])
+    files = {path.name for path in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == files
+
+
+def test_k8s_probes_use_shoals_health_routes_on_the_served_port() -> None:
+    container = api_container()
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert set(ports.values()) == exposed_ports() == {bind_port()}
+    expected = {
+        "readinessProbe": "/readyz",
+        "livenessProbe": "/healthz",
+        "startupProbe": "/healthz",
+    }
+    for probe, path in expected.items():
+        check = container[probe]["httpGet"]
+        assert check["path"] == path, probe
+        assert ports.get(check["port"], check["port"]) == bind_port(), probe
+    # Liveness never depends on MongoDB or Redis: an outage must not restart pods.
+    assert container["livenessProbe"]["httpGet"]["path"] != "/readyz"
+
+
+def test_k8s_env_is_documented_complete_and_resolvable() -> None:
+    env = container_env()
+    shoal_vars = {name for name in env if name.startswith("SHOAL_")}
+    assert shoal_vars <= DOCUMENTED_ENV_VARS, f"undocumented: {shoal_vars - DOCUMENTED_ENV_VARS}"
+    assert shoal_vars >= REQUIRED_API_ENV_VARS, f"missing: {REQUIRED_API_ENV_VARS - shoal_vars}"
+    secret = k8s("Secret")
+    for name, item in env.items():
+        reference = item.get("valueFrom", {}).get("secretKeyRef")
+        if reference is not None:
+            assert reference["name"] == secret["metadata"]["name"], name
+            assert reference["key"] in secret["stringData"], name
+    # What must stay secret comes from the Secret, never a literal.
+    for name in ("SHOAL_SECRET_KEY", "SHOAL_MONGODB_URI", "SHOAL_REDIS_URL"):
+        assert "secretKeyRef" in env[name].get("valueFrom", {}), name
+
+
+def test_k8s_config_files_are_what_shoal_accepts() -> None:
+    env = container_env()
+    config = yaml.safe_load(config_map_file(env["SHOAL_CONFIG"]["value"]))
+    secret = k8s("Secret")["stringData"]
+    overrides = {
+        "SHOAL_ENVIRONMENT": env["SHOAL_ENVIRONMENT"]["value"],
+        "SHOAL_MONGODB_URI": secret["SHOAL_MONGODB_URI"],
+        "SHOAL_REDIS_URL": secret["SHOAL_REDIS_URL"],
+        "SHOAL_SECRET_KEY": "a real secret key of at least 32 characters",
+    }
+    settings = load_settings(config, env=overrides)
+    assert settings.environment == "production"
+    assert settings.redis.url is not None
+    # The placeholder in secret.yaml is refused, so nobody runs with it.
+    with pytest.raises(Exception, match="placeholder"):
+        load_settings(config, env={**overrides, "SHOAL_SECRET_KEY": secret["SHOAL_SECRET_KEY"]})
+
+
+def test_k8s_hypercorn_toml_is_read_as_shoal_serve_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = container_env()
+    text = config_map_file(env["SHOAL_HYPERCORN_CONFIG"]["value"])
+    (tmp_path / "hypercorn.toml").write_text(text)
+    monkeypatch.setenv("SHOAL_HYPERCORN_CONFIG", str(tmp_path / "hypercorn.toml"))
+    served = serve_config(ServeOptions())
+    assert served.hypercorn.workers >= 2
+    assert served.hypercorn.worker_class == "uvloop"
+
+
+def test_k8s_grace_period_outlasts_prestop_and_a_graceful_stop() -> None:
+    pod = k8s("Deployment")["spec"]["template"]["spec"]
+    pre_stop = api_container()["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    waited = float(pre_stop[1])
+    assert waited > 0
+    toml = config_map_file(container_env()["SHOAL_HYPERCORN_CONFIG"]["value"])
+    stopping = serve_stop_seconds(toml)
+    grace = float(pod["terminationGracePeriodSeconds"])
+    assert grace > waited + stopping, f"SIGKILL at {grace}s; preStop {waited}s + stop {stopping}s"
+
+
+def test_k8s_pods_run_as_the_images_non_root_user() -> None:
+    pod = k8s("Deployment")["spec"]["template"]["spec"]
+    image_user = server_stage().args("USER")[-1].split(":")[0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert str(pod["securityContext"]["runAsUser"]) == image_user
+    container = api_container()
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["resources"]["requests"]["cpu"]
+    assert container["resources"]["limits"]["memory"]
+
+
+def test_k8s_service_hpa_and_pdb_select_the_deployment() -> None:
+    deployment = k8s("Deployment")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    service = k8s("Service")
+    assert service["spec"]["selector"].items() <= labels.items()
+    container_ports = {port["name"] for port in api_container()["ports"]}
+    assert {port["targetPort"] for port in service["spec"]["ports"]} <= container_ports
+    assert k8s("PodDisruptionBudget")["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    hpa = k8s("HorizontalPodAutoscaler")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+    # The budget leaves a replica when the autoscaler is at its floor.
+    assert hpa["spec"]["minReplicas"] - k8s("PodDisruptionBudget")["spec"]["maxUnavailable"] >= 2

@@ -40,8 +40,9 @@ from .http.edge import Edge
 from .http.errors import register_error_handlers
 from .http.fast_path import FastPath
 from .http.finish_writes import FinishWrites
+from .http.instance import InstanceHeader
 from .http.json import install_json_provider
-from .http.lifecycle import Lifecycle
+from .http.lifecycle import CloseWhenDraining, Lifecycle
 from .http.request_id import RequestIdFilter
 from .http.stack import build_stack
 from .logs import configure_logging
@@ -53,7 +54,6 @@ from .resources import STREAM_SEGMENT, Resources
 from .resources.changes import ChangeFeeds
 from .state import create_state
 from .storage import Storage
-from .system import follow_serve_process
 
 
 class RequestPolicy(Protocol):
@@ -116,12 +116,12 @@ def create_app(
 
     # Quart types asgi_app with its own event TypedDicts; the protocol is the same.
     quart_app: Any = app.asgi_app
-    stack: Any = build_stack(quart_app, middleware(settings, cache))
+    stack: Any = build_stack(quart_app, middleware(settings, cache, lifecycle))
     app.asgi_app = stack  # type: ignore[method-assign]
     return app
 
 
-def middleware(settings: Settings, cache: ResponseCache) -> list[Middleware]:
+def middleware(settings: Settings, cache: ResponseCache, lifecycle: Lifecycle) -> list[Middleware]:
     """The ASGI middleware in front of Quart, outermost first."""
     stack: list[Middleware] = []
     if settings.compression.enabled:
@@ -133,6 +133,11 @@ def middleware(settings: Settings, cache: ResponseCache) -> list[Middleware]:
     stack.append(
         partial(Edge, policy=settings.security_headers, trusted_proxies=settings.trusted_proxies)
     )
+    if settings.instance_header:
+        # Which instance answered (development, or when configured).
+        stack.append(partial(InstanceHeader, name=settings.instance_name))
+    # While the worker drains before stopping, keep-alive connections end.
+    stack.append(partial(CloseWhenDraining, lifecycle=lifecycle))
     if cache.fast:
         # Anonymous public GETs that hit the cache, answered without Quart.
         stack.append(partial(FastPath, answerer=cache))
@@ -168,7 +173,6 @@ def policies(
 
 def serve_app() -> Quart:
     """The app as `shoal serve` workers load it: config from the environment."""
-    follow_serve_process()
     settings = load_settings()
     configure_logging(settings.log_level, filters=[RequestIdFilter()])
     return create_app(settings)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Mapping
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -49,6 +50,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "SHOAL_SECRET_KEY": ("secret_key",),
     "SHOAL_ENVIRONMENT": ("environment",),
     "SHOAL_TRUSTED_PROXIES": ("trusted_proxies",),
+    "SHOAL_INSTANCE_NAME": ("instance", "name"),
 }
 
 HttpMethod = Literal["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
@@ -359,6 +361,21 @@ class SecurityHeaderSettings(_Section):
     hsts_include_subdomains: bool = False
 
 
+class InstanceSettings(_Section):
+    """How this instance names itself in answers (``X-Shoal-Instance``)."""
+
+    name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
+        description="The instance's name in X-Shoal-Instance (SHOAL_INSTANCE_NAME); "
+        "none: the host name.",
+    )
+    header: bool | None = Field(
+        default=None,
+        description="Send X-Shoal-Instance on every answer; none: only in development.",
+    )
+
+
 class ResourceSettings(_Section):
     """One resource: a MongoDB collection, its JSON Schema and who may do what."""
 
@@ -565,6 +582,7 @@ class Settings(_Section):
     streams: StreamSettings = StreamSettings()
     admission: AdmissionSettings = AdmissionSettings()
     security_headers: SecurityHeaderSettings = SecurityHeaderSettings()
+    instance: InstanceSettings = InstanceSettings()
     resources: dict[str, ResourceSettings] = Field(default_factory=dict)
     data_api: DataApiSettings = DataApiSettings()
 
@@ -628,6 +646,18 @@ class Settings(_Section):
             hint = "; or leave it out in development to have one generated" if development else ""
             raise ValueError(f"must be at least {needed} bytes with {algorithm}{hint}")
         return secret_key
+
+    @property
+    def instance_name(self) -> str:
+        """This instance's name: ``instance.name``, else the host name."""
+        return self.instance.name or socket.gethostname()
+
+    @property
+    def instance_header(self) -> bool:
+        """Whether answers carry X-Shoal-Instance (by default in development only)."""
+        if self.instance.header is not None:
+            return self.instance.header
+        return self.environment == "development"
 
     @property
     def data_dir(self) -> Path:

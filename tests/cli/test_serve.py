@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shoal.cli.serve import HYPERCORN_DEFAULTS, ServeOptions, hypercorn_config
+from shoal.cli.serve import (
+    HYPERCORN_DEFAULTS,
+    ServeError,
+    ServeOptions,
+    hypercorn_config,
+    serve_config,
+)
+from shoal.cli.supervisor import stop_seconds
 from shoal.system import free_port
 from tests.utils.processes import (
     ProcessInfo,
@@ -32,10 +40,14 @@ from tests.utils.processes import (
 from tests.utils.settings import EXAMPLE_CONFIG
 
 GRACEFUL_TIMEOUT = float(HYPERCORN_DEFAULTS["graceful_timeout"])
+#: Seconds a stopped `shoal serve` may take at most (it then kills its workers).
+STOP_DEADLINE = stop_seconds(GRACEFUL_TIMEOUT) + 5
 #: Seconds a child has to disappear once its parent is gone.
 ORPHAN_DEADLINE = 10.0
 #: Seconds a child has to notice its parent was killed (a parent-death signal is instant).
 KILLED_PARENT_DEADLINE = 5.0
+#: Seconds an orphaned worker takes: it stops as if told to (drains its requests).
+ORPHANED_WORKER_DEADLINE = stop_seconds(GRACEFUL_TIMEOUT)
 
 
 def _embedded_store(processes: list[ProcessInfo]) -> list[ProcessInfo]:
@@ -101,7 +113,7 @@ def test_signal_stops_serve_and_its_children(serve: ServeProcess, signum: int) -
     assert _workers(started), f"no hypercorn worker among {started}"
 
     serve.signal(signum)
-    assert serve.wait(GRACEFUL_TIMEOUT + 5) == 0, serve.output()
+    assert serve.wait(STOP_DEADLINE) == 0, serve.output()
 
     assert wait_until(lambda: not alive(started), ORPHAN_DEADLINE), (
         f"left running: {alive(started)}"
@@ -119,7 +131,7 @@ def test_ctrl_c_in_a_terminal_stops_everything(workdir: Path) -> None:
         process.wait_ready()
         started = process.remember_descendants()
         os.killpg(process.pid, signal.SIGINT)
-        assert process.wait(GRACEFUL_TIMEOUT + 5) == 0, process.output()
+        assert process.wait(STOP_DEADLINE) == 0, process.output()
         assert wait_until(lambda: not alive(started), ORPHAN_DEADLINE), (
             f"left running: {alive(started)}"
         )
@@ -141,19 +153,21 @@ def test_sigkill_of_serve_takes_the_embedded_store_with_it(serve: ServeProcess) 
 
 
 def test_sigkill_of_serve_takes_its_workers_with_it(serve: ServeProcess) -> None:
-    """A killed `shoal serve` must not leave hypercorn workers serving on its port."""
+    """A killed `shoal serve` must not leave workers serving on its port: each
+    one stops as it would on SIGTERM (its requests finish), then exits."""
     started = serve.remember_descendants()
-    assert _workers(started), f"no hypercorn worker among {started}"
+    assert _workers(started), f"no worker among {started}"
     # The embedded store has its own test above; here: workers and their helpers.
     others = [info for info in started if info not in _embedded_store(started)]
 
     serve.signal(signal.SIGKILL)
     serve.wait(10)
 
-    assert wait_until(lambda: not alive(others), KILLED_PARENT_DEADLINE), (
+    assert wait_until(lambda: not alive(others), ORPHANED_WORKER_DEADLINE), (
         f"processes outlived a killed `shoal serve`: {alive(others)}"
     )
     assert serve.get("/healthz", timeout=1.0)[0] == 0, "an orphan still answers on the port"
+    assert "Traceback" not in serve.stderr(), serve.output()
 
 
 # --- several workers ------------------------------------------------------------------
@@ -189,7 +203,7 @@ def test_two_workers_with_redis_and_mongodb(
 
         started = process.remember_descendants()
         process.signal(signal.SIGTERM)
-        assert process.wait(GRACEFUL_TIMEOUT + 5) == 0, process.output()
+        assert process.wait(STOP_DEADLINE) == 0, process.output()
         assert wait_until(lambda: not alive(started), ORPHAN_DEADLINE), (
             f"left running: {alive(started)}"
         )
@@ -356,3 +370,196 @@ def test_development_without_a_secret_signs_with_one_kept_beside_the_config(
     # Nothing on stderr is raw text from a library: Shoal's own notices, or JSON.
     for line in serve.stderr().splitlines():
         assert line.startswith("WARNING: ") or json.loads(line), line
+
+
+# --- graceful shutdown, crashes, a taken port with several workers ----------------------
+
+
+def _served_with_redis(
+    workdir: Path, redis_url: str, mongodb_uri: str, *, workers: int = 2, port: int | None = None
+) -> ServeProcess:
+    return ServeProcess(
+        workdir,
+        config="shoal.yaml",
+        bind=f"127.0.0.1:{port or free_port()}",
+        workers=workers,
+        env={"SHOAL_REDIS_URL": redis_url, "SHOAL_MONGODB_URI": mongodb_uri},
+        new_session=True,
+    )
+
+
+def _refuses(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(("127.0.0.1", port))
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
+        return False
+
+
+def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response read off a raw socket: status, headers, body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before the headers: {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize("to_group", [False, True], ids=["to-serve", "to-process-group"])
+def test_sigterm_closes_the_listener_and_lets_a_request_in_flight_finish(
+    workdir: Path, redis_url: str, mongodb_uri: str, to_group: bool
+) -> None:
+    """The port refuses new connections while a request already in flight is
+    still served to its end, with two workers; signalling the whole process
+    group (systemd's default) changes nothing."""
+    process = _served_with_redis(workdir, redis_url, mongodb_uri)
+    port = int(process.bind.rsplit(":", 1)[1])
+    try:
+        process.start()
+        process.wait_ready()
+        body = json.dumps({"username": "nobody", "password": "not the password"}).encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /auth/login HTTP/1.1\r\nHost: shoal\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body[:10]
+            )
+            time.sleep(0.3)  # the request has reached a worker, which awaits the rest
+            if to_group:
+                os.killpg(process.pid, signal.SIGTERM)
+            else:
+                process.signal(signal.SIGTERM)
+            assert wait_until(lambda: _refuses(port), 5), "the port still accepts connections"
+            sock.sendall(body[10:])
+            status, headers, answer = _read_response(sock)
+        assert status == 401, answer
+        assert json.loads(answer)["_status"] == "ERR"
+        assert headers.get("connection") == "close"
+        assert process.wait(STOP_DEADLINE) == 0, process.output()
+        assert "Traceback" not in process.stderr(), process.output()
+    finally:
+        process.cleanup()
+
+
+def test_drain_delay_keeps_serving_with_readyz_503_then_closes(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (workdir / "hypercorn.toml").write_text("drain_delay = 2\n")
+    process = ServeProcess(workdir, config="shoal.yaml", bind=f"127.0.0.1:{free_port()}")
+    port = int(process.bind.rsplit(":", 1)[1])
+    try:
+        process.start()
+        process.wait_ready()
+        process.signal(signal.SIGTERM)
+        assert wait_until(lambda: process.get("/readyz")[0] == 503, 2), process.output()
+        status, body = process.get("/readyz")
+        assert status == 503
+        assert json.loads(body)["_error"]["message"] == "not ready: shutting down"
+        # Still serving everything else during the delay, keep-alive ended.
+        response = httpx.get(f"{process.url}/books", timeout=5)
+        assert response.status_code == 200
+        assert response.headers["connection"] == "close"
+        assert not _refuses(port)
+        assert wait_until(lambda: _refuses(port), 5), "the listener never closed"
+        assert process.wait(STOP_DEADLINE) == 0, process.output()
+    finally:
+        process.cleanup()
+
+
+def test_a_worker_that_dies_is_replaced(workdir: Path, redis_url: str, mongodb_uri: str) -> None:
+    process = _served_with_redis(workdir, redis_url, mongodb_uri)
+    try:
+        process.start()
+        process.wait_ready()
+        # Both workers serve (each logs its "Running on" line once it listens).
+        assert wait_until(lambda: process.stderr().count("Running on") == 2, 20), process.output()
+        first = _workers(process.children())
+        assert len(first) == 2
+        first[0].kill()
+        assert wait_until(
+            lambda: bool(
+                {info.pid for info in _workers(process.children())} - {w.pid for w in first}
+            ),
+            20,
+        ), process.output()
+        assert wait_until(lambda: len(_workers(process.children())) == 2, 20)
+        assert wait_until(lambda: process.stderr().count("Running on") == 3, 20), process.output()
+        for _ in range(6):
+            assert process.get("/readyz")[0] == 200
+        assert "died" in process.stderr()
+        process.signal(signal.SIGTERM)
+        assert process.wait(STOP_DEADLINE) == 0, process.output()
+    finally:
+        process.cleanup()
+
+
+def test_a_second_serve_on_a_taken_port_fails_even_with_several_workers(
+    tmp_path: Path, redis_url: str, mongodb_uri: str
+) -> None:
+    """hypercorn sets SO_REUSEPORT for several workers, which would let a
+    second server share the port silently; Shoal's sockets do not."""
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    for directory in (first_dir, second_dir):
+        directory.mkdir()
+        shutil.copy(EXAMPLE_CONFIG, directory / "shoal.yaml")
+    port = free_port()
+    first = _served_with_redis(first_dir, redis_url, mongodb_uri, port=port)
+    second = _served_with_redis(second_dir, redis_url, mongodb_uri, port=port)
+    try:
+        first.start()
+        first.wait_ready()
+        second.start()
+        assert second.wait(30) == 1, second.output()
+        assert f"127.0.0.1:{port}" in second.stderr()
+        assert "in use" in second.stderr().lower(), second.output()
+        assert "Traceback" not in second.stderr()
+        assert first.get("/readyz")[0] == 200
+    finally:
+        second.cleanup()
+        first.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("drain_delay = -1\n", "drain_delay must be a number of seconds"),
+        ('drain_delay = "soon"\n', "drain_delay must be a number of seconds"),
+        ('worker_class = "trio"\n', "worker_class 'trio' is not supported"),
+    ],
+)
+def test_bad_serve_settings_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toml: str, message: str
+) -> None:
+    (tmp_path / "hypercorn.toml").write_text(toml)
+    monkeypatch.delenv("SHOAL_HYPERCORN_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ServeError, match=message) as refused:
+        serve_config(ServeOptions())
+    assert refused.value.status == 2
+
+
+def test_drain_delay_comes_from_the_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHOAL_HYPERCORN_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert serve_config(ServeOptions()).drain_delay == 0
+    (tmp_path / "hypercorn.toml").write_text("drain_delay = 7.5\n")
+    assert serve_config(ServeOptions()).drain_delay == 7.5
+    assert not hasattr(serve_config(ServeOptions()).hypercorn, "drain_delay")

@@ -35,6 +35,7 @@ from ..http.json import no_content, read_json
 from ..http.methods import READ_METHODS
 from ..http.net import base_url
 from ..http.prefer import applied, preferences
+from ..policies.idempotency import REPLAYED_HEADER, write_key
 from ..resources import (
     BLUEPRINT,
     STREAM_SEGMENT,
@@ -48,6 +49,7 @@ from ..resources import (
 )
 from ..resources.changes import ChangeFeeds
 from ..resources.documents import Document, parse_id
+from ..resources.once import WriteKey
 from ..resources.query import CountMode, parse_list_query, parse_where
 from ..resources.render import (
     last_modified,
@@ -128,8 +130,9 @@ async def _create(
     bodies = body if bulk else [body]
     if bulk and not bodies:
         raise BadRequest("an empty list inserts nothing; send one or more documents")
+    key = write_key()
     try:
-        documents = await service.create(bodies, access)
+        documents = await service.create(bodies, access, key)
     except UnprocessableEntity as error:
         per_item = error.issues if isinstance(error.issues, list) else [error.issues]
         if not bulk:
@@ -157,7 +160,15 @@ async def _create(
     # Eve's Location names the (first) created document, bulk or not.
     proxies = get_settings(current_app).trusted_proxies
     response.headers["Location"] = f"{base_url(request, proxies)}{resource.name}/{first['_id']}"
-    return applied(response, {"return": returned} if returned else {})
+    return _replayed(applied(response, {"return": returned} if returned else {}), key)
+
+
+def _replayed(response: Response, key: WriteKey | None) -> Response:
+    """Marked as a replay when the keyed write had been done before (by a
+    request whose answer was lost): nothing was written now."""
+    if key is not None and key.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return response
 
 
 def _representation(resource: Resource, document: Document) -> Document:
@@ -182,6 +193,7 @@ def item_view(service: ResourceService) -> View:
             await service.delete(object_id, required_etag(), access)
             return no_content()
         prefer = preferences()
+        key = write_key()
         if method == "PATCH" and request.mimetype == UPDATE_MEDIA_TYPE:
             if not resource.settings.atomic_updates:
                 raise UnsupportedMediaType(
@@ -189,13 +201,14 @@ def item_view(service: ResourceService) -> View:
                     "off); send the changed fields as application/json"
                 )
             # If-Match is optional: the update is one atomic write.
-            document = await service.update(object_id, await read_json(), optional_etag(), access)
+            etag = optional_etag()
+            document = await service.update(object_id, await read_json(), etag, access, key)
         elif method == "PATCH":
             etag = required_etag()
-            document = await service.patch(object_id, await read_json(), etag, access)
+            document = await service.patch(object_id, await read_json(), etag, access, key)
         else:
             etag = required_etag()
-            document = await service.replace(object_id, await read_json(), etag, access)
+            document = await service.replace(object_id, await read_json(), etag, access, key)
         returned = prefer.get("return")
         if returned == "minimal":
             response = no_content()
@@ -204,7 +217,7 @@ def item_view(service: ResourceService) -> View:
         else:
             response = _json(write_ack(resource, document))
         with_validators(response, document["_etag"], document.get("_updated"))
-        return applied(response, {"return": returned} if returned else {})
+        return _replayed(applied(response, {"return": returned} if returned else {}), key)
 
     return view
 

@@ -1,9 +1,12 @@
-"""`shoal serve`: hypercorn with the settings of ``hypercorn.toml``.
+"""`shoal serve`: the app's workers under hypercorn, with the settings of
+``hypercorn.toml``, run by Shoal's supervisor (``supervisor.py``).
 
 The defaults below are the ones the repository's ``hypercorn.toml`` holds (a
 test keeps the two equal); a ``hypercorn.toml`` in the working directory, or
 the file named by ``SHOAL_HYPERCORN_CONFIG``, replaces them, and the command's
-flags override both.
+flags override both. One key of the file is Shoal's, not hypercorn's:
+``drain_delay``, the seconds a stopping server keeps serving with ``/readyz``
+answering 503 before it closes its listener.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.run import run as hypercorn_run
 
 from ..config import ConfigError, Settings, load_settings
 from ..logs import configure_logging
 from ..storage.embedded import EmbeddedStore, EmbeddedStoreError, development_store
 from ..system import SERVE_PID_VARIABLE
+from .supervisor import Supervisor
+from .worker import WORKER_CLASSES
 
 #: What `shoal serve` uses when no hypercorn.toml is found.
 HYPERCORN_DEFAULTS: dict[str, Any] = {
@@ -34,7 +38,10 @@ HYPERCORN_DEFAULTS: dict[str, Any] = {
     "graceful_timeout": 10,
     "backlog": 2048,
     "keep_alive_timeout": 5,
+    "drain_delay": 0,
 }
+#: The keys of hypercorn.toml that Shoal reads itself (hypercorn never sees them).
+SHOAL_KEYS = ("drain_delay",)
 
 APPLICATION_PATH = "shoal.app:serve_app()"
 
@@ -60,8 +67,22 @@ class ServeOptions:
     allow_non_loopback: bool = False
 
 
+@dataclass(frozen=True)
+class ServeConfig:
+    """What `shoal serve` runs with: hypercorn's config and Shoal's own keys."""
+
+    hypercorn: HypercornConfig
+    #: Seconds between SIGTERM and closing the listener, serving with /readyz 503.
+    drain_delay: float
+
+
 def hypercorn_config(options: ServeOptions) -> HypercornConfig:
     """hypercorn's config: the toml file (or defaults), then the flags."""
+    return serve_config(options).hypercorn
+
+
+def serve_config(options: ServeOptions) -> ServeConfig:
+    """The toml file (or the defaults), then the flags."""
     named = os.environ.get("SHOAL_HYPERCORN_CONFIG")
     toml = Path(named or "hypercorn.toml")
     settings = dict(HYPERCORN_DEFAULTS)
@@ -73,6 +94,9 @@ def hypercorn_config(options: ServeOptions) -> HypercornConfig:
             raise ServeError(f"{toml}: not a readable TOML file: {error}") from error
     elif named:
         raise ServeError(f"SHOAL_HYPERCORN_CONFIG names {named}, which is not a file")
+    drain_delay = settings.pop("drain_delay")
+    if isinstance(drain_delay, bool) or not isinstance(drain_delay, int | float) or drain_delay < 0:
+        raise ServeError(f"{toml}: drain_delay must be a number of seconds, 0 or more")
     config = HypercornConfig.from_mapping(settings)
     if options.bind is not None:
         config.bind = [options.bind]
@@ -80,11 +104,16 @@ def hypercorn_config(options: ServeOptions) -> HypercornConfig:
         config.workers = options.workers
     if config.workers < 1:
         raise ServeError("--workers must be at least 1")
+    if config.worker_class not in WORKER_CLASSES:
+        raise ServeError(
+            f"worker_class {config.worker_class!r} is not supported; "
+            f"use one of {', '.join(WORKER_CLASSES)}"
+        )
     config.application_path = APPLICATION_PATH
     # hypercorn logs through the "hypercorn.error" logger, which Shoal's JSON
     # handler on the root logger formats; no second plain-text handler.
     config.errorlog = logging.getLogger("hypercorn.error")
-    return config
+    return ServeConfig(config, float(drain_delay))
 
 
 def _urls(config: HypercornConfig) -> list[str]:
@@ -92,13 +121,14 @@ def _urls(config: HypercornConfig) -> list[str]:
 
 
 def serve(options: ServeOptions) -> int:
-    """Validate, start the embedded store if needed, and run hypercorn."""
+    """Validate, bind, start the embedded store if needed, and run the workers."""
     try:
         settings = load_settings(options.config)
     except ConfigError as error:
         raise ServeError(str(error)) from error
     configure_logging(settings.log_level)
-    config = hypercorn_config(options)
+    served = serve_config(options)
+    config = served.hypercorn
     if settings.redis.url is None and config.workers > 1:
         raise ServeError(
             f"--workers {config.workers} needs Redis: without redis.url (SHOAL_REDIS_URL) "
@@ -111,12 +141,20 @@ def serve(options: ServeOptions) -> int:
 
     if settings.environment == "development" and not options.allow_non_loopback:
         _refuse_exposure(config)
-    _check_bind(config)
-    # Workers die with this process, even if it is killed outright (see app.serve_app).
+    supervisor = Supervisor(config, workers=config.workers, drain_delay=served.drain_delay)
+    # Bound before anything is announced or started: a taken address fails here.
+    try:
+        supervisor.bind()
+    except OSError as error:
+        message = f"cannot listen on {', '.join(config.bind)}: {error.strerror}"
+        raise ServeError(message, status=1) from None
+    # Workers die with this process, even if it is killed outright (shoal.system).
     os.environ[SERVE_PID_VARIABLE] = str(os.getpid())
 
     store: EmbeddedStore | None = None
     try:
+        # Started after the sockets exist, it does not inherit them (subprocess
+        # closes inherited descriptors), so it cannot keep the port open.
         if settings.mongodb.uri is None:
             store = _start_embedded(settings)
         if settings.redis.url is None:
@@ -128,12 +166,10 @@ def serve(options: ServeOptions) -> int:
             )
         for url in _urls(config):
             print(f"Shoal is serving {url} (workers: {config.workers})", flush=True)
-        try:
-            return hypercorn_run(config)
-        except OSError as error:
-            message = f"cannot listen on {', '.join(config.bind)}: {error}"
-            raise ServeError(message, status=1) from error
+        return supervisor.run()
     finally:
+        supervisor.close()
+        # After the workers have closed their MongoDB clients.
         if store is not None:
             store.stop()
 
@@ -169,18 +205,6 @@ def is_loopback_bind(bind: str) -> bool:
     return bool(addresses) and all(
         ipaddress.ip_address(str(address).split("%", 1)[0]).is_loopback for address in addresses
     )
-
-
-def _check_bind(config: HypercornConfig) -> None:
-    """Fail before announcing anything if an address cannot be bound (hypercorn's
-    own socket logic, its sockets closed again at once)."""
-    try:
-        sockets = config.create_sockets()
-    except OSError as error:
-        message = f"cannot listen on {', '.join(config.bind)}: {error.strerror}"
-        raise ServeError(message, status=1) from None
-    for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
-        sock.close()
 
 
 def _start_embedded(settings: Settings) -> EmbeddedStore:

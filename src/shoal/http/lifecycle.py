@@ -1,7 +1,9 @@
 """A worker's serving state: serving, then draining once it has been told to
-stop. While draining, ``/readyz`` answers 503 (a load balancer stops sending)
-and long-lived answers (event streams) end, so that in-flight requests can
-finish before the worker exits."""
+stop. While draining, ``/readyz`` answers 503 (a load balancer stops sending),
+long-lived answers (event streams) end, and HTTP/1.1 answers carry
+``Connection: close`` (a keep-alive client opens its next connection
+elsewhere), so that in-flight requests can finish before the worker exits.
+`shoal serve`'s supervisor starts the drain (``shoal.cli.supervisor``)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from quart import Quart
+
+from .asgi import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("shoal.lifecycle")
 
@@ -53,3 +57,27 @@ class Lifecycle:
 def get_lifecycle(app: Quart) -> Lifecycle:
     lifecycle: Lifecycle = app.extensions[EXTENSION_KEY]
     return lifecycle
+
+
+class CloseWhenDraining:
+    """ASGI: while the worker drains, HTTP/1.x answers carry ``Connection:
+    close``, so the server ends each connection after its answer instead of
+    keeping it open (HTTP/2 has no such header; its connections end when the
+    worker stops)."""
+
+    def __init__(self, app: ASGIApp, lifecycle: Lifecycle) -> None:
+        self.app = app
+        self.lifecycle = lifecycle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("http_version") not in ("1.0", "1.1"):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and self.lifecycle.draining:
+                headers = [item for item in message["headers"] if item[0].lower() != b"connection"]
+                message["headers"] = [*headers, (b"connection", b"close")]
+            await send(message)
+
+        await self.app(scope, receive, send_closing)

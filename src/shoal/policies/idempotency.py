@@ -1,7 +1,8 @@
-"""``Idempotency-Key`` on POST and PATCH of resources, and on the Data API's
-write actions: a retry gets the first answer.
+"""``Idempotency-Key`` on the writes of resources (POST of a collection; PATCH,
+PUT and DELETE of an item) and on the Data API's write actions: a retry gets
+the first answer.
 
-A client that cannot tell whether its POST went through (a timeout, a dropped
+A client that cannot tell whether its write went through (a timeout, a dropped
 connection) sends it again with the same ``Idempotency-Key`` header; Shoal does
 the write once and answers the retry with the first response (status, body,
 ``Location``, ``ETag``), marked ``Idempotent-Replayed: true``::
@@ -15,11 +16,17 @@ is still running, a second one → 409 (retry it shortly); a key that is empty,
 longer than 255 characters or not printable ASCII → 400.
 
 The first request claims the key with ``SET NX`` (a marker that lapses after
-``idempotency.lock_ttl`` seconds, should its worker die), so of any number of
-concurrent requests on any instances exactly one does the write. Answers that
-say nothing about the body (5xx, 401, 403, 408, 412, 428, 429) release the key instead of
-being kept, so the client can retry. Without Redis, a request with a key gets
-503: doing the write without the guarantee is what the client asked not to.
+``idempotency.lock_ttl`` seconds, should its worker die), so that concurrent
+requests with the key get 409 while it runs. Answers that say nothing about
+the body (5xx, 401, 403, 408, 412, 428, 429) release the key instead of being
+kept, so the client can retry. Without Redis, a request with a key gets 503:
+doing the write without the guarantee is what the client asked not to.
+
+The record of an answer cannot be written in the same step as the write (one
+is in Redis, the other in MongoDB), so a worker can die between the two. What
+makes the write happen once anyway is the write itself: its new ids and ETags
+are derived from the key's scope (``write_key``, ``shoal.resources.once``), so
+a retry after the claim has lapsed finds the write done and answers with it.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from ..dataapi import action_endpoints
 from ..errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableEntity
 from ..hashing import sha256_hex
 from ..resources import collection_endpoint, item_endpoint
+from ..resources.once import WriteKey
 from ..state import SharedState, StateUnavailable
 from .caller import caller_key
 
@@ -49,6 +57,10 @@ KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
 KEPT_HEADERS = ("Content-Type", "Location", "ETag", "Last-Modified")
 #: Answers that are not kept: the request may well succeed when tried again.
 NOT_KEPT = frozenset({401, 403, 408, 412, 428, 429})
+#: The methods a key applies to, on a collection and on an item.
+KEYED_COLLECTION_METHODS = frozenset({"POST"})
+KEYED_ITEM_METHODS = frozenset({"PATCH", "PUT", "DELETE"})
+KEYED_ACTION_METHODS = frozenset({"POST"})
 
 
 @dataclass(frozen=True)
@@ -65,13 +77,13 @@ class Idempotency:
         self.ttl = settings.idempotency.ttl
         self.lock_ttl = settings.idempotency.lock_ttl
         self.trusted_proxies = settings.trusted_proxies
-        self.endpoints: dict[str, str] = {}
+        self.endpoints: dict[str, frozenset[str]] = {}
         for name in settings.resources:
-            self.endpoints[collection_endpoint(name)] = "POST"
-            self.endpoints[item_endpoint(name)] = "PATCH"
+            self.endpoints[collection_endpoint(name)] = KEYED_COLLECTION_METHODS
+            self.endpoints[item_endpoint(name)] = KEYED_ITEM_METHODS
         for endpoint, action in action_endpoints(settings.data_api).items():
             if action.writes:
-                self.endpoints[endpoint] = "POST"
+                self.endpoints[endpoint] = KEYED_ACTION_METHODS
 
     def init_app(self, app: Quart) -> None:
         """Register the extension; the app factory registers its request hooks
@@ -81,7 +93,9 @@ class Idempotency:
     async def before_request(self) -> Response | None:
         """Before the view: replay a kept answer, refuse, or claim the key."""
         supplied = request.headers.get(HEADER)
-        if supplied is None or self.endpoints.get(request.endpoint or "") != request.method:
+        if supplied is None or request.method not in self.endpoints.get(
+            request.endpoint or "", frozenset()
+        ):
             return None
         if not KEY_PATTERN.fullmatch(supplied):
             raise BadRequest(f"{HEADER} must be 1 to 255 printable ASCII characters")
@@ -139,3 +153,10 @@ class Idempotency:
             # after the claim lapses could repeat it.
             logger.error("the answer to an %s request could not be kept (Redis down)", HEADER)
         return response
+
+
+def write_key() -> WriteKey | None:
+    """The current request's claimed key, as the write it guards uses it (the
+    key's ids and ETags), or None when the request has no key."""
+    claim: _Claim | None = g.get("idempotency_claim")
+    return WriteKey(claim.key) if claim is not None else None

@@ -5,6 +5,9 @@ rules (schema, read-only fields, defaults, ETags, owner access) and calls
 storage. Concurrency control lives in the write filter itself: a replace or
 delete matches ``{_id, _etag}``, so of two writers holding the same ETag, one
 wins and the other gets 412, whichever instance each one reached.
+
+A write with an ``Idempotency-Key`` (a ``WriteKey``) derives its new ids and
+ETags from the key, so that doing it again finds it done (``once.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ..errors import (
     Conflict,
     NotFound,
     PreconditionFailed,
+    PreconditionRequired,
     UnprocessableEntity,
 )
 from ..storage import Storage
@@ -48,6 +52,7 @@ from .documents import (
     set_paths,
     storable_issues,
 )
+from .once import WriteKey
 from .query import META_FIELDS, ListQuery, QueryRules
 from .schema import DocumentSchema
 from .updates import UPDATE_FAILURE, check_update
@@ -115,6 +120,7 @@ def _bulk_message(count: int) -> str:
 
 
 _UPDATE_FAILURE = UPDATE_FAILURE
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class ResourceService:
@@ -227,35 +233,76 @@ class ResourceService:
         document["_etag"] = document_etag(document)
         return document
 
-    async def create(self, bodies: list[Any], access: Access = UNRESTRICTED) -> list[Document]:
+    async def create(
+        self, bodies: list[Any], access: Access = UNRESTRICTED, key: WriteKey | None = None
+    ) -> list[Document]:
         """Insert one or many documents: all are valid and inserted, or none.
 
         Raises UnprocessableEntity whose ``issues`` is a list with one entry per
-        body (``{}`` for the valid ones) when any body is invalid.
+        body (``{}`` for the valid ones) when any body is invalid. With a
+        ``key``, new documents get the key's ids; a document already stored
+        under its id with the same content is the answer instead of a new
+        insert (409 if its content differs).
         """
         prepared = [self.check_new(body, access) for body in bodies]
         failures = [issues for _, issues in prepared if issues]
         if failures:
             raise UnprocessableEntity(_bulk_message(len(failures)), issues=[i for _, i in prepared])
         documents = []
-        for document, _ in prepared:
+        for index, (document, _) in enumerate(prepared):
             assert document is not None
-            document.setdefault("_id", ObjectId())
+            if "_id" not in document:
+                document["_id"] = key.object_id(index) if key is not None else ObjectId()
             documents.append(self.stamp(document))
-        await self.storage.insert_many(self.collection, documents)
+        if key is None:
+            await self.storage.insert_many(self.collection, documents)
+        else:
+            documents = await self._insert_once(documents, key)
         await self.notify_written()
         return documents
 
+    async def _insert_once(self, documents: list[Document], key: WriteKey) -> list[Document]:
+        """Insert what is not stored yet; a document stored under the same id
+        with the same content (its content ETag) was this write, done before."""
+        existing = await self.storage.insert_once(self.collection, documents)
+        if not existing:
+            return documents
+        differing = [
+            document["_id"]
+            for document in documents
+            if document["_id"] in existing
+            and existing[document["_id"]].get("_etag") != document["_etag"]
+        ]
+        if differing:
+            new = [document["_id"] for document in documents if document["_id"] not in existing]
+            if new:
+                await self.storage.delete_many(self.collection, {"_id": {"$in": new}})
+            raise Conflict(
+                f"the document this {IDEMPOTENCY_HEADER} created ({differing[0]}) differs from "
+                "this request's, or has changed since; nothing was inserted. Use a new key "
+                "for a new request"
+            )
+        key.replayed = len(existing) == len(documents)
+        return [existing.get(document["_id"], document) for document in documents]
+
     async def patch(
-        self, item_id: ObjectId, changes: Any, etag: str | None, access: Access = UNRESTRICTED
+        self,
+        item_id: ObjectId,
+        changes: Any,
+        etag: str | None,
+        access: Access = UNRESTRICTED,
+        key: WriteKey | None = None,
     ) -> Document:
         """Merge ``changes`` into the stored document, validate, write if unchanged."""
         self._check_changes(changes)
-        current = await self._current(item_id, etag, access)
+        current = await self.get(item_id, access)
+        if _done_before(current, etag, key):
+            return current
+        _check_etag(current, etag)
         updated, issues = self._merged(current, changes)
         if issues:
             raise UnprocessableEntity(_UPDATE_FAILURE, issues=issues)
-        return await self._replace(current, updated, access)
+        return await self._replace(current, updated, access, etag, key)
 
     def _check_changes(self, changes: Any) -> None:
         """A PATCH body's fields: 400 unless an object, 422 for fields a client
@@ -284,7 +331,12 @@ class ResourceService:
         return updated, issues
 
     async def replace(
-        self, item_id: ObjectId, body: Any, etag: str | None, access: Access = UNRESTRICTED
+        self,
+        item_id: ObjectId,
+        body: Any,
+        etag: str | None,
+        access: Access = UNRESTRICTED,
+        key: WriteKey | None = None,
     ) -> Document:
         """Replace the stored document's content with ``body`` (validated)."""
         if isinstance(body, dict) and "_id" in body:
@@ -294,10 +346,13 @@ class ResourceService:
         document, issues = self.check_new(body, Access(owner=None))
         if issues or document is None:
             raise UnprocessableEntity(_UPDATE_FAILURE, issues=issues)
-        current = await self._current(item_id, etag, access)
+        current = await self.get(item_id, access)
+        if _done_before(current, etag, key):
+            return current
+        _check_etag(current, etag)
         if access.owner is not None and access.owner[0] in current:
             document[access.owner[0]] = current[access.owner[0]]
-        return await self._replace(current, document, access)
+        return await self._replace(current, document, access, etag, key)
 
     async def set_fields(
         self,
@@ -330,22 +385,25 @@ class ResourceService:
             return None
         return await self._replace(current, updated, access)
 
-    async def _current(self, item_id: ObjectId, etag: str | None, access: Access) -> Document:
-        current = await self.get(item_id, access)
-        if etag is not None and current.get("_etag") != etag:
-            raise PreconditionFailed("Client and server etags don't match")
-        return current
-
-    async def _replace(self, current: Document, updated: Document, access: Access) -> Document:
-        replacement = {key: value for key, value in updated.items() if key not in META_FIELDS}
+    async def _replace(
+        self,
+        current: Document,
+        updated: Document,
+        access: Access,
+        etag: str | None = None,
+        key: WriteKey | None = None,
+    ) -> Document:
+        replacement = {name: value for name, value in updated.items() if name not in META_FIELDS}
         self.stamp(replacement, created=current.get("_created"))
+        if key is not None:
+            replacement["_etag"] = key.etag(etag)
         matched = await self.storage.replace_if(
             self.collection,
             access.restrict({"_id": current["_id"], "_etag": current.get("_etag")}),
             replacement,
         )
         if not matched:
-            await self._lost_race(current["_id"], access)
+            return await self._lost_race_unless_done(current["_id"], access, etag, key)
         replacement["_id"] = current["_id"]
         await self.notify_written()
         return replacement
@@ -354,6 +412,16 @@ class ResourceService:
         """Another writer changed or deleted the document since it was read."""
         await self.get(item_id, access)  # 404 when it is gone
         raise PreconditionFailed("Client and server etags don't match")
+
+    async def _lost_race_unless_done(
+        self, item_id: ObjectId, access: Access, etag: str | None, key: WriteKey | None
+    ) -> Document:
+        """The document, if the writer that won was this very write (done
+        again at the same time on another instance); else as ``_lost_race``."""
+        current = await self.get(item_id, access)  # 404 when it is gone
+        if not _done_before(current, etag, key):
+            raise PreconditionFailed("Client and server etags don't match")
+        return current
 
     async def delete(
         self, item_id: ObjectId, etag: str | None, access: Access = UNRESTRICTED
@@ -373,14 +441,28 @@ class ResourceService:
     # -- update operators --------------------------------------------------
 
     async def update(
-        self, item_id: ObjectId, body: Any, etag: str | None, access: Access = UNRESTRICTED
+        self,
+        item_id: ObjectId,
+        body: Any,
+        etag: str | None,
+        access: Access = UNRESTRICTED,
+        key: WriteKey | None = None,
     ) -> Document:
         """Apply update operators in one atomic write (conditional on ``etag``
         if given), then check the result against the schema: an update that
         leaves the document invalid is undone (conditionally on the ETag it
-        wrote, so no later write is overwritten) and answered with 422."""
+        wrote, so no later write is overwritten) and answered with 422.
+
+        With a ``key``, the update must be conditional (``etag``): applied
+        twice, an operator such as ``$inc`` would count twice.
+        """
         update = check_update(body, self.resource.schema, self.resource.rules)
-        written = new_etag()
+        if key is not None and etag is None:
+            raise PreconditionRequired(
+                f"an update with an {IDEMPOTENCY_HEADER} needs If-Match with the document's "
+                "ETag, so that doing it again cannot apply it twice"
+            )
+        written = new_etag() if key is None else key.etag(etag)
         update.setdefault("$set", {})["_etag"] = written
         update.setdefault("$currentDate", {})["_updated"] = True
         filter: Document = {"_id": item_id}
@@ -390,7 +472,7 @@ class ResourceService:
             self.collection, access.restrict(filter), update
         )
         if before is None:
-            await self._lost_race(item_id, access)
+            return await self._lost_race_unless_done(item_id, access, etag, key)
         after = await self.storage.find_one(self.collection, {"_id": item_id, "_etag": written})
         if after is None:
             # Another write followed this one at once; this one's result is
@@ -489,3 +571,18 @@ class ResourceService:
 
     async def ensure_indexes(self, timeout: float | None = None) -> None:
         await self.storage.ensure_indexes(self.collection, self.resource.indexes(), timeout=timeout)
+
+
+def _check_etag(current: Document, etag: str | None) -> None:
+    """412 unless the stored document is the version ``If-Match`` names."""
+    if etag is not None and current.get("_etag") != etag:
+        raise PreconditionFailed("Client and server etags don't match")
+
+
+def _done_before(current: Document, etag: str | None, key: WriteKey | None) -> bool:
+    """Whether ``current`` is the version this keyed write makes from ``etag``:
+    the write was done already (and nothing was written since)."""
+    if key is None or current.get("_etag") != key.etag(etag):
+        return False
+    key.replayed = True
+    return True

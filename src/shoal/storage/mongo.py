@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import pymongo
 from pymongo import AsyncMongoClient, IndexModel, ReplaceOne, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -34,6 +35,8 @@ Document = dict[str, Any]
 T = TypeVar("T")
 
 EXTENSION_KEY = "shoal.storage"
+#: Seconds closing the client may wait for MongoDB to end its server sessions.
+CLOSE_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,11 @@ class Storage:
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            await client.close()
+            # Ending the server sessions is a courtesy (MongoDB expires them by
+            # itself): a MongoDB that does not answer must not hold a stopping
+            # worker for the whole server selection timeout.
+            with pymongo.timeout(CLOSE_TIMEOUT):
+                await client.close()
 
     @property
     def client(self) -> AsyncMongoClient[Document]:
@@ -184,6 +191,40 @@ class Storage:
                     f"{first.get('errmsg', 'no reason given')}; nothing was inserted"
                 ) from error
             raise
+
+    async def insert_once(self, collection: str, documents: list[Document]) -> dict[Any, Document]:
+        """Insert the documents whose ``_id`` is new; the stored documents whose
+        ``_id`` exists already, by ``_id`` (those are not inserted).
+
+        All or none of the new ones: a duplicate of another unique field undoes
+        this call's inserts (409), as in ``insert_many``.
+        """
+        target = self.collection(collection)
+        try:
+            await self.run(lambda: target.insert_many(documents, ordered=False))
+        except BulkWriteError as error:
+            details: Document = dict(error.details or {})
+        else:
+            return {}
+        failures: list[Document] = details.get("writeErrors") or []
+        failed = {int(failure["index"]) for failure in failures}
+        inserted = [document["_id"] for n, document in enumerate(documents) if n not in failed]
+        taken = [documents[n]["_id"] for n in sorted(failed)]
+
+        async def stored() -> list[Document]:
+            return await target.find({"_id": {"$in": taken}}).to_list(None)
+
+        existing = {document["_id"]: document for document in await self.run(stored)}
+        others = [f for f in failures if documents[int(f["index"])]["_id"] not in existing]
+        if not others:
+            return existing
+        if inserted:
+            await self.run(lambda: target.delete_many({"_id": {"$in": inserted}}))
+        first = others[0]
+        if first.get("code") == 11000:
+            message = duplicate_message(BulkWriteError(details), first)
+            raise Conflict(f"item {first.get('index', 0)}: {message}; nothing was inserted")
+        raise ApiError(f"MongoDB refused part of the write (code {first.get('code')})", status=500)
 
     async def replace_if(self, collection: str, filter: Document, replacement: Document) -> bool:
         """Replace the document matching ``filter``; False when none matched."""
