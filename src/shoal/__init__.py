@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .version import __version__
 
-__all__ = ["__version__", "create_app"]
+__all__ = ["__version__", "create_app", "shoal_hooks"]
 
 
 def __getattr__(name: str) -> object:
@@ -13,4 +13,8 @@ def __getattr__(name: str) -> object:
         from .app import create_app
 
         return create_app
+    if name == "shoal_hooks":
+        from .resources import shoal_hooks
+
+        return shoal_hooks
     raise AttributeError(name)

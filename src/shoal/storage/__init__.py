@@ -2,13 +2,22 @@
 
 from .changes import ChangeStream
 from .errors import ResumeFailed
-from .mongo import EXTENSION_KEY, Document, Storage, UpdateOutcome, get_storage, open_storage
+from .mongo import (
+    EXTENSION_KEY,
+    Document,
+    Session,
+    Storage,
+    UpdateOutcome,
+    get_storage,
+    open_storage,
+)
 
 __all__ = [
     "EXTENSION_KEY",
     "ChangeStream",
     "Document",
     "ResumeFailed",
+    "Session",
     "Storage",
     "UpdateOutcome",
     "get_storage",
