@@ -1055,7 +1055,10 @@ def _problems(error: ValidationError) -> list[str]:
     for item in error.errors():
         location = _format_location(item["loc"])
         message = item["msg"].removeprefix("Value error, ")
-        problems.append(f"{location}: {message}")
+        if not item["loc"] and message.startswith("resources."):
+            problems.append(message)  # a check across resources names its own key
+        else:
+            problems.append(f"{location}: {message}")
     return problems
 
 

@@ -9,6 +9,7 @@ they run as ordinary tests against a real MongoDB.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -196,3 +197,33 @@ async def test_a_collection_name_may_have_a_hyphen(db: Database) -> None:
     # The Data API docs' examples write to "data-types".
     await db["data-types"].insert_one({"n": 1})
     assert await db["data-types"].count_documents({}) == 1
+
+
+# -- transactions and writes -------------------------------------------------------
+
+
+@pytest.mark.real_mongodb(reason="a filter with $ne on a missing field matches nothing in writes")
+async def test_ne_matches_a_missing_field_in_writes(db: Database) -> None:
+    result = await db.things.insert_one({"n": 1})
+    replaced = await db.things.replace_one(
+        {"_id": result.inserted_id, "hidden": {"$ne": True}}, {"n": 2}
+    )
+    assert replaced.matched_count == 1
+
+
+@pytest.mark.real_mongodb(reason="two transactions open at once break each other")
+async def test_two_transactions_at_once_both_commit(db: Database) -> None:
+    await db.things.insert_many([{"_id": 1}, {"_id": 2}])
+
+    async def write(key: int) -> None:
+        async with db.client.start_session() as session:
+
+            async def work(session: Any) -> None:
+                await db.things.replace_one({"_id": key}, {"v": key}, session=session)
+                await asyncio.sleep(0.05)  # the other transaction opens meanwhile
+                await db.other.insert_one({"k": key}, session=session)
+
+            await session.with_transaction(work)
+
+    await asyncio.gather(write(1), write(2))
+    assert await db.other.count_documents({}) == 2

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from bson import ObjectId
 from pymongo import AsyncMongoClient, IndexModel, ReplaceOne, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
@@ -134,7 +135,10 @@ class Storage:
                         self.client.start_session() as session,
                         await session.start_transaction(),
                     ):
-                        await self.database["shoal_transactions"].find_one({}, session=session)
+                        # A write that changes nothing (and so needs no read).
+                        await self.database["shoal_transactions"].delete_one(
+                            {"_id": ObjectId()}, session=session
+                        )
                 except OperationFailure as error:
                     if error.code == _ILLEGAL_OPERATION:
                         return False
