@@ -51,6 +51,9 @@ _NOT_TAKEN = ("where", "sort", "projection", "embedded", "version", "show_delete
 class _Pruned:
     """What a variable sent as ``{}`` leaves: the condition that holds it goes."""
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Pruned:
+        return self  # one marker, compared by identity
+
 
 PRUNED = _Pruned()
 
@@ -156,7 +159,7 @@ class Aggregation:
             items = await self.storage.aggregate(self.resource.collection, stages, self.options)
             total = len(items)
             has_next = False
-        elif page.count:
+        elif page.count != "none":
             facet = {
                 "$facet": {
                     "items": [{"$skip": page.skip}, {"$limit": page.max_results}],
