@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .version import __version__
+
+if TYPE_CHECKING:  # imported on first use, below
+    from .app import create_app
+    from .resources import shoal_hooks
 
 __all__ = ["__version__", "create_app", "shoal_hooks"]
 

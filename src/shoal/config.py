@@ -920,6 +920,19 @@ class Settings(_Section):
     security_headers: SecurityHeaderSettings = SecurityHeaderSettings()
     resources: dict[str, ResourceSettings] = Field(default_factory=dict)
     data_api: DataApiSettings = DataApiSettings()
+    hooks: list[str] = Field(
+        default_factory=list,
+        description="Functions that register event hooks, as module:function; each is "
+        "called with the app (modules beside the config file are found too).",
+    )
+
+    @field_validator("hooks")
+    @classmethod
+    def _hook_functions(cls, hooks: list[str]) -> list[str]:
+        for entry in hooks:
+            if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", entry):
+                raise ValueError(f"{entry!r} is not module:function (e.g. orders:register)")
+        return hooks
 
     @field_validator("resources")
     @classmethod

@@ -58,7 +58,7 @@ import inspect
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from quart import Quart
@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("shoal.hooks")
 
 Hook = Callable[..., Awaitable[None] | None]
+H = TypeVar("H", bound=Hook)
 
 #: Events on documents and aggregations (Eve's names, without ``on_``/resource).
 EVENTS = frozenset(
@@ -108,7 +109,7 @@ class Hooks:
 
     # -- registering -----------------------------------------------------
 
-    def add(self, event: str, hook: Hook, resource: str | None = None) -> Hook:
+    def add(self, event: str, hook: H, resource: str | None = None) -> H:
         """Register ``hook`` for ``event`` (of ``resource``, or of every one)."""
         if event not in _ALL:
             raise ValueError(f"{event!r} is not an event; events: {', '.join(sorted(_ALL))}")
@@ -118,7 +119,7 @@ class Hooks:
         self._hooks.setdefault((event, resource), []).append(hook)
         return hook
 
-    def on(self, name: str, resource: str | None = None) -> Callable[[Hook], Hook]:
+    def on(self, name: str, resource: str | None = None) -> Callable[[H], H]:
         """Register by Eve's name: ``on_insert``, ``on_insert_books``,
         ``on_pre_GET``, ``on_pre_GET_books``...::
 
@@ -129,11 +130,92 @@ class Hooks:
         if named is not None and resource is not None and named != resource:
             raise ValueError(f"{name!r} names {named!r}, not {resource!r}")
         target = named or resource
+        if target is not None and self._resources and target not in self._resources:
+            names = ", ".join(sorted(self._resources))
+            raise ValueError(f"no resource named {target!r}; resources: {names}")
 
-        def decorator(hook: Hook) -> Hook:
+        def decorator(hook: H) -> H:
             return self.add(event, hook, target)
 
         return decorator
+
+    # One decorator per event: ``@hooks.on_insert("books")`` for one resource,
+    # ``@hooks.on_insert()`` for every resource (the hook gets its name first).
+
+    def on_fetched_resource(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_fetched_resource", resource)
+
+    def on_fetched_item(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_fetched_item", resource)
+
+    def on_fetched_diffs(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_fetched_diffs", resource)
+
+    def on_insert(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_insert", resource)
+
+    def on_inserted(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_inserted", resource)
+
+    def on_replace(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_replace", resource)
+
+    def on_replaced(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_replaced", resource)
+
+    def on_update(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_update", resource)
+
+    def on_updated(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_updated", resource)
+
+    def on_delete_item(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_delete_item", resource)
+
+    def on_deleted_item(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_deleted_item", resource)
+
+    def on_delete_resource(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_delete_resource", resource)
+
+    def on_deleted_resource(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_deleted_resource", resource)
+
+    def before_aggregation(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("before_aggregation", resource)
+
+    def after_aggregation(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("after_aggregation", resource)
+
+    def on_pre_GET(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_pre_GET", resource)
+
+    def on_pre_POST(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_pre_POST", resource)
+
+    def on_pre_PATCH(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_pre_PATCH", resource)
+
+    def on_pre_PUT(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_pre_PUT", resource)
+
+    def on_pre_DELETE(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_pre_DELETE", resource)
+
+    def on_post_GET(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_post_GET", resource)
+
+    def on_post_POST(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_post_POST", resource)
+
+    def on_post_PATCH(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_post_PATCH", resource)
+
+    def on_post_PUT(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_post_PUT", resource)
+
+    def on_post_DELETE(self, resource: str | None = None) -> Callable[[H], H]:
+        return self.on("on_post_DELETE", resource)
 
     def parse_name(self, name: str) -> tuple[str, str | None]:
         """Eve's hook name as (event, resource or None)."""
@@ -146,25 +228,17 @@ class Hooks:
             raise ValueError(f"{name!r}: no resource named {resource!r}")
         return event, resource
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        """``hooks.on_insert("books")`` (a decorator for one resource),
-        ``hooks.on_insert()`` (for every resource), or Eve's attribute names
-        ``hooks.on_insert_books`` (a decorator)."""
+    def __getattr__(self, name: str) -> Callable[[Hook], Hook]:
+        """Eve's per-resource names as decorators: ``@hooks.on_insert_books``."""
         if name.startswith("_"):
             raise AttributeError(name)
         try:
-            event, resource = self.parse_name(name)
+            _, resource = self.parse_name(name)
         except ValueError as error:
             raise AttributeError(str(error)) from None
-        if resource is not None:
-            return self.on(name)
-
-        def for_resource(resource: str | None = None) -> Callable[[Hook], Hook]:
-            if callable(resource):
-                raise TypeError(f"write @hooks.{name}() or @hooks.{name}('books')")
-            return self.on(event, resource)
-
-        return for_resource
+        if resource is None:
+            raise AttributeError(name)
+        return self.on(name)
 
     # -- firing ------------------------------------------------------------
 
