@@ -475,7 +475,7 @@ async def _version(
         page = Page(span, latest, last < latest)
         items = []
         for version in span:
-            rendered = render_version(resource, version, base)
+            rendered = render_version(resource, version, base, listed=True)
             if wanted == "diffs":
                 rendered, previous = diff(rendered, previous), rendered
             items.append(rendered)

@@ -107,13 +107,17 @@ def render_deleted(resource: Resource, document: Document, base: str | None = No
     return rendered
 
 
-def render_version(resource: Resource, version: Document, base: str | None = None) -> Document:
-    """One version (``?version=N``): links to itself, the item and all versions."""
+def render_version(
+    resource: Resource, version: Document, base: str | None = None, *, listed: bool = False
+) -> Document:
+    """One version (``?version=N``): links to itself, the item and all versions
+    (in a list of versions, to itself only, as in Eve)."""
     rendered = render_item(resource, version, base)
     href = item_href(resource, version.get(resource.ids.field), base)
     rendered["_links"]["self"]["href"] = f"{href}?version={version[VERSION]}"
-    rendered["_links"]["parent"] = {"title": resource.item_title, "href": href}
-    rendered["_links"]["collection"] = {"title": resource.name, "href": f"{href}?version=all"}
+    if not listed:
+        rendered["_links"]["parent"] = {"title": resource.item_title, "href": href}
+        rendered["_links"]["collection"] = {"title": resource.name, "href": f"{href}?version=all"}
     return rendered
 
 
@@ -145,6 +149,9 @@ def write_ack(resource: Resource, document: Document, base: str | None = None) -
         ack[VERSION] = version_of(document)
         ack[LATEST_VERSION] = ack[VERSION]
     ack["_links"] = item_links(resource, document.get(resource.ids.field), base)
+    related = _related(resource, document)
+    if related:
+        ack["_links"]["related"] = related
     ack["_status"] = "OK"
     return ack
 

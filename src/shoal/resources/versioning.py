@@ -164,7 +164,7 @@ def diff(version: Document, previous: Document | None) -> Document:
     changed = {
         key: value
         for key, value in version.items()
-        if key in ("_id", VERSION, LATEST_VERSION, "_links")
+        if key in ("_id", VERSION, "_links")
         or previous.get(key) != value
         or key not in previous
     }
