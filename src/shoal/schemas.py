@@ -33,7 +33,7 @@ def check_schema(schema: Mapping[str, Any]) -> None:
         raise SchemaProblem(f"$schema: only draft 2020-12 ({DIALECT}) is supported")
     for path, rule in schema_fields(schema):
         kind = rule.get("type")
-        if kind in _EVE_TYPES:
+        if isinstance(kind, str) and kind in _EVE_TYPES:
             where = "/".join(path)
             raise SchemaProblem(
                 f"{where}: type {kind} is Eve's (Cerberus); in JSON Schema write "
