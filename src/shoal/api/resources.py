@@ -74,6 +74,7 @@ from ..resources.query import (
 )
 from ..resources.render import (
     content_etag,
+    item_href,
     last_modified,
     page_etag,
     render_aggregation,
@@ -148,6 +149,16 @@ async def _post(service: ResourceService, response: Response) -> Response:
     return response
 
 
+def _query_args() -> dict[str, str]:
+    """The query string, each parameter once (400 for one given twice: which
+    one was meant cannot be told)."""
+    args = request.args
+    for name in args:
+        if len(args.getlist(name)) > 1:
+            raise BadRequest(f"{name} is given more than once; send it once")
+    return args.to_dict(flat=True)
+
+
 def _hook_method(method: str) -> str:
     return "GET" if method == "HEAD" else method
 
@@ -204,7 +215,7 @@ def collection_view(service: ResourceService) -> View:
         access = await _pre(service, _hook_method(method), access, {})
         prefer = preferences()
         if method in READ_METHODS:
-            args = request.args.to_dict(flat=True)
+            args = _query_args()
             if service.aggregation is not None:
                 return await _post(service, await _aggregate(service, access, args))
             return await _post(service, await _list(service, access, args, variables, prefer))
@@ -355,8 +366,9 @@ async def _create(
         with_validators(response, first["_etag"])
     # Eve's Location names the (first) created document, bulk or not.
     proxies = get_settings(current_app).trusted_proxies
-    item = first.get(resource.ids.field)
-    response.headers["Location"] = f"{base_url(request, proxies)}{base}/{item}"
+    response.headers["Location"] = base_url(request, proxies) + item_href(
+        resource, first.get(resource.ids.field), base
+    )
     return applied(response, {"return": returned} if returned else {})
 
 
@@ -379,7 +391,7 @@ def item_view(service: ResourceService) -> View:
         access = await _pre(service, _hook_method(method), access, {resource.ids.field: item})
         base = resource.href(variables)
         if method in READ_METHODS:
-            args = request.args.to_dict(flat=True)
+            args = _query_args()
             if "version" in args:
                 response = await _version(service, access, item, args, base)
             else:
@@ -531,7 +543,7 @@ def lookup_view(service: ResourceService) -> View:
             raise NotFound(f"no {resource.singular} with {lookup.field} {value!r}")
         typed = _typed(resource, lookup.field, value)
         access = await _pre(service, "GET", access, {lookup.field: typed})
-        args = request.args.to_dict(flat=True)
+        args = _query_args()
         if "version" in args:
             raise BadRequest("version is a parameter of /<resource>/<id>")
         base = resource.href(variables)

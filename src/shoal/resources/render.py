@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import orjson
 
@@ -26,7 +26,8 @@ def _base(resource: Resource, base: str | None) -> str:
 
 
 def item_href(resource: Resource, item_id: Any, base: str | None = None) -> str:
-    return f"{_base(resource, base)}/{item_id}"
+    # Ids chosen by clients may hold anything: a link is a URL.
+    return f"{_base(resource, base)}/{quote(str(item_id), safe='')}"
 
 
 def item_links(resource: Resource, item_id: Any, base: str | None = None) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def _related(resource: Resource, document: Document) -> dict[str, Any]:
 def _link(target: Resource, prefix: str, field: str, reference: Any) -> Document:
     if isinstance(reference, Mapping):  # embedded
         reference = reference.get(field)
-    return {"title": target.item_title, "href": f"{prefix}/{reference}"}
+    return {"title": target.item_title, "href": f"{prefix}/{quote(str(reference), safe='')}"}
 
 
 def with_features(resource: Resource, document: Document) -> Document:

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 from pymongo import ASCENDING, IndexModel, ReplaceOne
 
@@ -148,7 +149,7 @@ class Resource:
         """The resource's path with a sub-resource's variables filled in."""
         path = self.path
         for name, value in (variables or {}).items():
-            path = path.replace(f"<{name}>", value)
+            path = path.replace(f"<{name}>", quote(value, safe=""))
         return path
 
     def lookup(self, item_id: Any) -> Document:

@@ -164,9 +164,7 @@ def diff(version: Document, previous: Document | None) -> Document:
     changed = {
         key: value
         for key, value in version.items()
-        if key in ("_id", VERSION, "_links")
-        or previous.get(key) != value
-        or key not in previous
+        if key in ("_id", VERSION, "_links") or previous.get(key) != value or key not in previous
     }
     removed = sorted(
         key for key in previous if key not in version and key not in ("_links", "_removed")

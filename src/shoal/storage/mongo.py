@@ -265,7 +265,16 @@ class Storage:
         document MongoDB refuses is the client's: a 400."""
         target = self.collection(collection, database)
         if session is not None:
-            await target.insert_many(documents, ordered=True, session=session)
+            try:
+                await target.insert_many(documents, ordered=True, session=session)
+            except BulkWriteError as error:
+                first = (error.details.get("writeErrors") or [{}])[0]
+                if first.get("code") != 11000:
+                    raise
+                message = duplicate_message(error, first)
+                if len(documents) > 1:
+                    message = f"item {first.get('index', 0)}: {message}; nothing was inserted"
+                raise Conflict(message) from error
             return
         if len(documents) == 1:
             await self.run(lambda: target.insert_one(documents[0]), client_query=client_query)
