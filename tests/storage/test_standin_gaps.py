@@ -227,3 +227,17 @@ async def test_two_transactions_at_once_both_commit(db: Database) -> None:
 
     await asyncio.gather(write(1), write(2))
     assert await db.other.count_documents({}) == 2
+
+
+@pytest.mark.real_mongodb(reason="$facet after $unwind fails (a unique constraint of its own)")
+async def test_facet_after_unwind(db: Database) -> None:
+    await db.things.insert_many([{"tags": ["x", "y"]}, {"tags": ["x"]}])
+    pipeline = [
+        {"$unwind": "$tags"},
+        {"$group": {"_id": "$tags", "n": {"$sum": 1}}},
+        {"$sort": {"_id": 1}},
+        {"$facet": {"items": [{"$skip": 0}, {"$limit": 10}], "total": [{"$count": "n"}]}},
+    ]
+    (result,) = await (await db.things.aggregate(pipeline)).to_list(None)
+    assert result["items"] == [{"_id": "x", "n": 2}, {"_id": "y", "n": 1}]
+    assert result["total"] == [{"n": 2}]

@@ -85,6 +85,7 @@ from ..resources.render import (
     render_versions,
     write_ack,
 )
+from ..resources.service import DELETED_MESSAGE
 from ..resources.updates import UPDATE_MEDIA_TYPE
 from ..resources.versioning import diff, version_of
 from .streams import stream_view
@@ -518,7 +519,7 @@ async def _version(
     etag = content_etag(body)
     if found.get("_deleted") is True:
         body["_status"] = "ERR"
-        body["_error"] = {"code": 404, "message": f"the {resource.singular} was deleted"}
+        body["_error"] = {"code": 404, "message": DELETED_MESSAGE}
         return with_validators(_json(body, 404), etag, current.get("_updated"))
     if not_modified(etag):
         return not_modified_response(etag, current.get("_updated"))

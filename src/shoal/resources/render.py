@@ -17,7 +17,7 @@ import orjson
 from ..schemas import ITEMS
 from .documents import Document
 from .query import ListQuery
-from .service import DELETED, Page, Resource
+from .service import DELETED, DELETED_MESSAGE, Page, Resource
 from .versioning import LATEST_VERSION, VERSION, version_of
 
 
@@ -104,7 +104,7 @@ def render_deleted(resource: Resource, document: Document, base: str | None = No
     """A soft-deleted item: Eve's 404 shows it, with the error."""
     rendered = render_item(resource, document, base)
     rendered["_status"] = "ERR"
-    rendered["_error"] = {"code": 404, "message": f"the {resource.singular} was deleted"}
+    rendered["_error"] = {"code": 404, "message": DELETED_MESSAGE}
     return rendered
 
 

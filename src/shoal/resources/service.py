@@ -76,11 +76,15 @@ class Page:
     next_cursor: str | None = None
 
 
+#: The message of a soft-deleted document's 404.
+DELETED_MESSAGE = "the document was deleted; PUT or PATCH with its _etag restores it"
+
+
 class SoftDeleted(NotFound):
     """A soft-deleted document: a 404 that still shows it (Eve's answer)."""
 
     def __init__(self, resource: Resource, document: Document) -> None:
-        super().__init__(f"the {resource.singular} was deleted")
+        super().__init__(DELETED_MESSAGE)
         self.document = document
 
 
@@ -425,6 +429,7 @@ class ResourceService:
                 document["_id"] = self.resource.mongo_ids.generate()
         await self.hooks.fire("on_insert", self.resource.name, documents)
         for document in documents:
+            self.resource.fields.to_native(document)  # what a hook added, too
             self.stamp(document)
 
         async def insert(session: Session) -> None:
