@@ -232,7 +232,7 @@ async def test_two_transactions_at_once_both_commit(db: Database) -> None:
 @pytest.mark.real_mongodb(reason="$facet after $unwind fails (a unique constraint of its own)")
 async def test_facet_after_unwind(db: Database) -> None:
     await db.things.insert_many([{"tags": ["x", "y"]}, {"tags": ["x"]}])
-    pipeline = [
+    pipeline: list[dict[str, Any]] = [
         {"$unwind": "$tags"},
         {"$group": {"_id": "$tags", "n": {"$sum": 1}}},
         {"$sort": {"_id": 1}},
