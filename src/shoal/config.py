@@ -972,7 +972,6 @@ class Settings(_Section):
                     )
         return data_api
 
-
     @model_validator(mode="after")
     def _resources_refer_to_each_other(self) -> Settings:
         """What one resource names of another exists: data_relation targets,

@@ -156,7 +156,9 @@ class Aggregation:
         page = query.page
         total: int | None = None
         if not page.paginated:
-            items = await self.storage.aggregate(self.resource.collection, stages, self.options)
+            items = await self.storage.run_aggregation(
+                self.resource.collection, stages, self.options
+            )
             total = len(items)
             has_next = False
         elif page.count != "none":
@@ -166,7 +168,7 @@ class Aggregation:
                     "total": [{"$count": "count"}],
                 }
             }
-            result = await self.storage.aggregate(
+            result = await self.storage.run_aggregation(
                 self.resource.collection, [*stages, facet], self.options
             )
             # One document: the page and the count (read by name; nothing else).
@@ -177,7 +179,7 @@ class Aggregation:
             has_next = page.skip + len(items) < total
         else:
             window = [{"$skip": page.skip}, {"$limit": page.max_results + 1}]
-            items = await self.storage.aggregate(
+            items = await self.storage.run_aggregation(
                 self.resource.collection, [*stages, *window], self.options
             )
             has_next = len(items) > page.max_results

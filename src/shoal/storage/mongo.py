@@ -228,10 +228,11 @@ class Storage:
 
         return await self._run(operation, session)
 
-    async def aggregate(
+    async def run_aggregation(
         self, collection: str, pipeline: list[Document], options: Document
     ) -> list[Document]:
-        """The documents a pipeline yields; a pipeline that runs out of its
+        """Every document a configured pipeline yields (an aggregation endpoint's,
+        given the aggregate command's ``options``); one that runs out of its
         ``maxTimeMS`` is a 503 (MongoDB is busy or the pipeline too costly)."""
 
         async def operation() -> list[Document]:
