@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from shoal.app import create_app, middleware, policies
+from shoal.config import ConfigError, read_config_file
 from shoal.http.admission import Admission
 from shoal.http.compression import compressed
 from shoal.http.edge import Edge
@@ -18,6 +22,8 @@ from shoal.policies.idempotency import EXTENSION_KEY as IDEMPOTENCY_KEY
 from shoal.policies.idempotency import Idempotency
 from shoal.policies.ratelimit import SharedRateLimiter, get_rate_limiter
 from tests.conftest import SettingsFactory
+from tests.utils.auth import bearer, client_with, token_for
+from tests.utils.http import create, fetch, if_match
 from tests.utils.settings import example_resources
 
 
@@ -71,3 +77,48 @@ def test_policies_run_limits_then_idempotency_then_the_cache(
         Idempotency,
         ResponseCache,
     ]
+
+
+# --- hooks named by the config -------------------------------------------------------
+
+HOOKS_EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hooks" / "shoal.yaml"
+
+
+async def test_the_configs_hook_functions_get_the_app(
+    settings_factory: SettingsFactory,
+) -> None:
+    """The hooks example, in process: its rules hold through HTTP."""
+    example = read_config_file(HOOKS_EXAMPLE)
+    settings = settings_factory(resources=example["resources"], hooks=example["hooks"])
+    settings = settings.model_copy(update={"source": HOOKS_EXAMPLE})
+    app = create_app(settings)
+    async with app.test_app():
+        clerk = client_with(app, bearer(await token_for(app, "clerk")))
+        customer = await create(clerk, "customers", {"name": "Ann"})
+        lines = [{"sku": "a", "quantity": 2, "price": 2.5}, {"sku": "b", "quantity": 1, "price": 1}]
+        order = await create(clerk, "orders", {"customer": customer["_id"], "lines": lines})
+        item = await fetch(clerk, "orders", order["_id"])
+        assert item["total"] == 6.0
+        assert item["placed_at"].endswith(" GMT")
+        response = await clerk.patch(
+            f"/orders/{order['_id']}", json={"status": "shipped"}, headers=if_match(item["_etag"])
+        )
+        assert response.status_code == 200
+        shipped = await response.get_json()
+        response = await clerk.patch(
+            f"/orders/{order['_id']}", json={"lines": lines[:1]}, headers=if_match(shipped["_etag"])
+        )
+        assert response.status_code == 409
+        response = await clerk.delete(f"/orders/{order['_id']}", headers=if_match(shipped["_etag"]))
+        assert response.status_code == 403
+
+
+def test_a_hook_module_that_cannot_be_imported_is_a_config_error(
+    settings_factory: SettingsFactory,
+) -> None:
+    with pytest.raises(ConfigError, match="hooks: cannot import no_such_module"):
+        create_app(settings_factory(hooks=["no_such_module:register"]))
+    with pytest.raises(ConfigError, match="hooks: json has no function nothing"):
+        create_app(settings_factory(hooks=["json:nothing"]))
+    with pytest.raises(ConfigError, match="is not module:function"):
+        settings_factory(hooks=["not a function"])

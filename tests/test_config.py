@@ -416,3 +416,51 @@ def test_the_hosted_prefix_takes_the_path_of_a_resource_named_app() -> None:
         "data_api": {"enabled": True, "app_id": "data-abcde"},
     }
     assert _problems(raw) == ["data_api: app_id serves /app/...: rename the resource named app"]
+
+
+def test_eves_cerberus_types_get_a_hint() -> None:
+    schema = {"type": "object", "properties": {"at": {"type": "datetime"}}}
+    problems = _problems({"environment": "development", "resources": {"e": {"schema": schema}}})
+    assert problems == [
+        "resources.e.schema: at: type datetime is Eve's (Cerberus); in JSON Schema write "
+        "type: string, format: date-time"
+    ]
+
+
+# --- Eve's resource settings -----------------------------------------------------------
+
+
+def _resource_problems(resources: dict[str, Any]) -> list[str]:
+    return _problems({"environment": "development", "resources": resources})
+
+
+def test_config_errors_name_the_dotted_key() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    assert _resource_problems({"x": {"schema": schema, "id_field": "b"}}) == [
+        "resources.x: id_field: 'b' is not a property of the schema"
+    ]
+    assert _resource_problems({"x": {"schema": schema, "url": "x/<b>/y"}}) == [
+        "resources.x: url: <b> must be a property of the schema (the parent's id it holds)"
+    ]
+    problems = _resource_problems(
+        {"x": {"schema": schema, "datasource": {"source": "x", "sort": 1}}}
+    )
+    assert problems == ["resources.x.datasource.sort: Extra inputs are not permitted"]
+    problems = _resource_problems(
+        {"x": {"schema": schema, "datasource": {"projection": {"a": 1, "b": 0}}}}
+    )
+    assert problems == [
+        "resources.x.datasource.projection: cannot mix inclusion (1) and exclusion (0)"
+    ]
+    assert _resource_problems({"x": {"schema": schema}, "y": {"schema": schema, "url": "x"}}) == [
+        "resources.y.url: 'x' is the same path as x's"
+    ]
+
+
+def test_a_string_datasource_is_the_collection() -> None:
+    schema = {"type": "object"}
+    settings = load_settings(
+        {"environment": "development", "resources": {"x": {"schema": schema, "datasource": "y"}}},
+        env={},
+    )
+    assert settings.resources["x"].datasource.source == "y"

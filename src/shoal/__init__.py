@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .version import __version__
 
-__all__ = ["__version__", "create_app"]
+if TYPE_CHECKING:  # imported on first use, below
+    from .app import create_app
+    from .resources import shoal_hooks
+
+__all__ = ["__version__", "create_app", "shoal_hooks"]
 
 
 def __getattr__(name: str) -> object:
@@ -13,4 +19,8 @@ def __getattr__(name: str) -> object:
         from .app import create_app
 
         return create_app
+    if name == "shoal_hooks":
+        from .resources import shoal_hooks
+
+        return shoal_hooks
     raise AttributeError(name)

@@ -20,7 +20,9 @@ A request passes, in this order (docs/architecture.md draws it):
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from collections.abc import Mapping
 from functools import partial
 from typing import Any, Protocol
@@ -30,7 +32,7 @@ from quart_schema import QuartSchema
 
 from .api import register_blueprints
 from .auth import Auth
-from .config import SETTINGS_KEY, Settings, load_settings
+from .config import SETTINGS_KEY, ConfigError, Settings, load_settings
 from .dataapi import DataApi
 from .http.admission import Admission
 from .http.asgi import Middleware
@@ -113,12 +115,39 @@ def create_app(
     install_cors(app, settings.cors)
     register_blueprints(app, resources, feeds, data_api)
     ApiDocs(settings.docs).init_app(app)
+    register_hooks(app, settings)
 
     # Quart types asgi_app with its own event TypedDicts; the protocol is the same.
     quart_app: Any = app.asgi_app
     stack: Any = build_stack(quart_app, middleware(settings, cache, lifecycle))
     app.asgi_app = stack  # type: ignore[method-assign]
     return app
+
+
+def register_hooks(app: Quart, settings: Settings) -> None:
+    """Call the config's ``hooks`` functions (``module:function``) with the
+    app, so that every worker of ``shoal serve`` has them. A module beside the
+    config file is found as if it were installed."""
+    if not settings.hooks:
+        return
+    if settings.source is not None and str(settings.source.parent) not in sys.path:
+        sys.path.insert(0, str(settings.source.parent))
+    for entry in settings.hooks:
+        module_name, _, function_name = entry.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise ConfigError(
+                str(settings.source or "the config"),
+                [f"hooks: cannot import {module_name}: {error}"],
+            ) from error
+        register = getattr(module, function_name, None)
+        if not callable(register):
+            raise ConfigError(
+                str(settings.source or "the config"),
+                [f"hooks: {module_name} has no function {function_name}"],
+            )
+        register(app)
 
 
 def middleware(settings: Settings, cache: ResponseCache, lifecycle: Lifecycle) -> list[Middleware]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,7 +30,14 @@ from pydantic import (
     model_validator,
 )
 
-from .schemas import SchemaProblem, check_schema
+from .schemas import (
+    SchemaProblem,
+    check_schema,
+    check_value_schema,
+    dotted,
+    resolve_ref,
+    schema_fields,
+)
 from .version import __version__
 
 if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
@@ -376,12 +383,233 @@ class InstanceSettings(_Section):
     )
 
 
+#: Aggregation stages that write, and operators that run JavaScript: never in
+#: a configured pipeline.
+FORBIDDEN_STAGES = frozenset({"$out", "$merge"})
+FORBIDDEN_PIPELINE_OPERATORS = frozenset({"$function", "$accumulator", "$where"})
+#: Stages that read another collection (its name under ``from`` or ``coll``).
+JOINING_STAGES = {"$lookup": "from", "$graphLookup": "from", "$unionWith": "coll"}
+_VARIABLE = re.compile(r"^\$[A-Za-z_][A-Za-z0-9_]*$")
+_COLLECTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,119}$")
+
+
+def walk_pipeline(node: Any) -> Iterator[tuple[str, Any]]:
+    """Every (key, value) pair inside a pipeline, at any depth."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield key, value
+            yield from walk_pipeline(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from walk_pipeline(item)
+
+
+def joined_collections(pipeline: list[dict[str, Any]]) -> list[str]:
+    """The collections a pipeline reads besides its own (``$lookup``,
+    ``$graphLookup``, ``$unionWith``, at any depth)."""
+    names: list[str] = []
+    for key, value in walk_pipeline(pipeline):
+        if key in JOINING_STAGES:
+            target = value if isinstance(value, str) else None
+            if isinstance(value, Mapping):
+                target = value.get(JOINING_STAGES[key])
+            if isinstance(target, str):
+                names.append(target)
+    return names
+
+
+def pipeline_strings(node: Any) -> Iterator[str]:
+    """Every string value in a pipeline (keys excluded), at any depth."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, Mapping):
+        for value in node.values():
+            yield from pipeline_strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from pipeline_strings(item)
+
+
+class AggregationOptions(_Section):
+    """Options of the aggregate command (MongoDB's names)."""
+
+    allowDiskUse: bool = False  # MongoDB's option names, as written in a pipeline's options
+    maxTimeMS: int = Field(
+        default=10_000,
+        gt=0,
+        le=3_600_000,
+        description="Milliseconds MongoDB may spend on one request's pipeline (503 beyond).",
+    )
+    batchSize: int | None = Field(default=None, gt=0)
+    collation: dict[str, Any] | None = None
+    comment: str | None = None
+
+
+class AggregationSettings(_Section):
+    """An aggregation endpoint: ``GET /<resource>`` runs ``pipeline``."""
+
+    pipeline: list[dict[str, Any]] = Field(min_length=1)
+    options: AggregationOptions = AggregationOptions()
+    variables: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="The $names a client may fill in with ?aggregate=, each with the "
+        "JSON Schema its value must satisfy (a default applies when the client omits it).",
+    )
+
+    @field_validator("pipeline")
+    @classmethod
+    def _safe_pipeline(cls, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for number, stage in enumerate(pipeline):
+            if not isinstance(stage, Mapping) or len(stage) != 1:
+                raise ValueError(f"stage {number} must be an object with one $stage key")
+            (name,) = stage
+            if not str(name).startswith("$"):
+                raise ValueError(f"stage {number}: {name!r} is not a stage ($match, $group...)")
+            if name in FORBIDDEN_STAGES:
+                raise ValueError(f"stage {number}: {name} writes to a collection; not allowed")
+        for key, _ in walk_pipeline(pipeline):
+            if key in FORBIDDEN_PIPELINE_OPERATORS:
+                raise ValueError(f"{key} runs JavaScript on the server; not allowed")
+        for target in joined_collections(pipeline):
+            if not _COLLECTION.match(target):
+                raise ValueError(f"{target!r} is not a collection name")
+        return pipeline
+
+    @model_validator(mode="after")
+    def _variables_used(self) -> AggregationSettings:
+        used = set(pipeline_strings(self.pipeline))
+        for name, schema in self.variables.items():
+            if not _VARIABLE.match(name):
+                raise ValueError(f"variables.{name}: a variable is $ and a name, e.g. $author")
+            if name not in used:
+                raise ValueError(f"variables.{name}: the pipeline does not use {name}")
+            try:
+                check_value_schema(schema)
+            except SchemaProblem as problem:
+                raise ValueError(f"variables.{name}: {problem}") from None
+        return self
+
+
+def parse_sort_text(text: str) -> list[tuple[str, int]]:
+    """``"year,-title"`` → ``[("year", 1), ("title", -1)]``."""
+    keys = []
+    for part in text.split(","):
+        name = part.strip().lstrip("+-")
+        if not name:
+            raise ValueError(f"{text!r} is not a sort: write it as 'year,-title'")
+        keys.append((name, -1 if part.strip().startswith("-") else 1))
+    return keys
+
+
+class DatasourceSettings(_Section):
+    """Where a resource's documents come from (Eve's ``datasource``)."""
+
+    source: str | None = Field(
+        default=None, description="MongoDB collection; the resource's name by default."
+    )
+    filter: dict[str, Any] | None = Field(
+        default=None, description="Every read and write of the resource only sees these."
+    )
+    projection: dict[str, Literal[0, 1]] | None = Field(
+        default=None, description="Fields returned by default (1) or never (0)."
+    )
+    default_sort: list[tuple[str, Literal[1, -1]]] | None = Field(
+        default=None, description="The order of lists whose request names no sort."
+    )
+    aggregation: AggregationSettings | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _collection_name(cls, source: str | None) -> str | None:
+        if source is not None and not _COLLECTION.match(source):
+            raise ValueError(f"{source!r} is not a usable collection name")
+        return source
+
+    @field_validator("default_sort", mode="before")
+    @classmethod
+    def _sort_text(cls, value: Any) -> Any:
+        return parse_sort_text(value) if isinstance(value, str) else value
+
+    @field_validator("filter")
+    @classmethod
+    def _safe_filter(cls, filter: dict[str, Any] | None) -> dict[str, Any] | None:
+        for key, _ in walk_pipeline(filter or {}):
+            if key in FORBIDDEN_PIPELINE_OPERATORS or key == "$expr":
+                raise ValueError(f"{key} is not allowed in a filter")
+        return filter
+
+    @field_validator("projection")
+    @classmethod
+    def _one_kind_of_projection(cls, projection: dict[str, int] | None) -> dict[str, int] | None:
+        if projection and len(set(projection.values())) > 1:
+            raise ValueError("cannot mix inclusion (1) and exclusion (0)")
+        for name in projection or {}:
+            if not name or name.startswith("$"):
+                raise ValueError(f"{name!r} is not a field name")
+        return projection
+
+
+class AdditionalLookupSettings(_Section):
+    """A second item URL by another unique field: ``/<resource>/by-<field>/<value>``."""
+
+    field: str = Field(min_length=1)
+    url: str | None = Field(
+        default=None,
+        description='What values look like: a regular expression, or Eve\'s regex("...").',
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _pattern(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        pattern = lookup_pattern(url)
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"{pattern!r} is not a regular expression: {error}") from None
+        return url
+
+
+_EVE_REGEX = re.compile(r"""^regex\((["'])(.*)\1\)$""", re.DOTALL)
+
+
+def lookup_pattern(url: str) -> str:
+    """The regular expression of an ``additional_lookup.url`` (Eve writes
+    ``regex("[\\w]+")``)."""
+    match = _EVE_REGEX.match(url.strip())
+    return match.group(2) if match else url
+
+
+_URL_VARIABLE = re.compile(r"<([^<>]+)>")
+
+
 class ResourceSettings(_Section):
     """One resource: a MongoDB collection, its JSON Schema and who may do what."""
 
     # ``schema`` shadows a BaseModel attribute name, hence the alias.
     json_schema: dict[str, Any] = Field(alias="schema")
-    datasource: str | None = Field(default=None, description="Collection name; the resource's.")
+    datasource: DatasourceSettings = Field(
+        default_factory=DatasourceSettings,
+        description="A collection name, or Eve's mapping (source, filter, projection, "
+        "default_sort, aggregation).",
+    )
+    url: str | None = Field(
+        default=None,
+        description="The path the resource is served at, if not its name; may name a "
+        "field of the parent: authors/<author>/books.",
+    )
+    id_field: str = Field(default="_id", description="The field that names items in URLs.")
+    additional_lookup: AdditionalLookupSettings | None = None
+    soft_delete: bool = False
+    versioning: bool = False
+    allowed_filters: list[str] = Field(
+        default_factory=lambda: ["*"], description='Fields where may filter on; ["*"]: any.'
+    )
+    pagination: bool = True
+    sorting: bool = True
+    embedding: bool = True
+    embedded_fields: list[str] = Field(default_factory=list)
     resource_methods: list[HttpMethod] = Field(default_factory=_read_only)
     item_methods: list[HttpMethod] = Field(default_factory=_read_only)
     public_methods: list[HttpMethod] = Field(default_factory=list)
@@ -431,6 +659,91 @@ class ResourceSettings(_Section):
         except SchemaProblem as problem:
             raise ValueError(str(problem)) from None
         return schema
+
+    @field_validator("datasource", mode="before")
+    @classmethod
+    def _datasource_name(cls, value: Any) -> Any:
+        # A string is the collection's name (the form Shoal took first).
+        if value is None:
+            return {}
+        return {"source": value} if isinstance(value, str) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aggregation_methods(cls, data: Any) -> Any:
+        # An aggregation endpoint only reads lists: no item routes by default.
+        if isinstance(data, Mapping):
+            datasource = data.get("datasource")
+            if isinstance(datasource, Mapping) and datasource.get("aggregation"):
+                data = dict(data)
+                data.setdefault("item_methods", [])
+                data.setdefault("public_item_methods", [])
+        return data
+
+    @property
+    def aggregation(self) -> AggregationSettings | None:
+        return self.datasource.aggregation
+
+    @property
+    def url_variables(self) -> list[str]:
+        """The fields a sub-resource's URL names (``authors/<author>/books``)."""
+        return _URL_VARIABLE.findall(self.url or "")
+
+    @model_validator(mode="after")
+    def _consistent_features(self) -> ResourceSettings:
+        properties = self.json_schema.get("properties", {})
+        paths = {dotted(path): rule for path, rule in schema_fields(self.json_schema)}
+        if self.aggregation is not None:
+            extra = sorted(set(self.resource_methods) - {"GET", "HEAD"})
+            if extra:
+                raise ValueError(f"resource_methods: an aggregation endpoint only reads ({extra})")
+            if self.item_methods:
+                raise ValueError("item_methods: an aggregation endpoint has no items")
+            for key in ("soft_delete", "versioning", "additional_lookup", "streams"):
+                if getattr(self, key):
+                    raise ValueError(f"{key}: not available on an aggregation endpoint")
+        if self.streams and self.url_variables:
+            raise ValueError("streams: not available on a sub-resource (a url with <variables>)")
+        if self.id_field != "_id":
+            if self.id_field not in properties:
+                raise ValueError(f"id_field: {self.id_field!r} is not a property of the schema")
+            if self.id_field not in self.json_schema.get("required", []):
+                raise ValueError(f"id_field: {self.id_field!r} must be required in the schema")
+        if self.additional_lookup is not None:
+            field = self.additional_lookup.field
+            if field not in properties:
+                raise ValueError(f"additional_lookup.field: {field!r} is not a property")
+            if "GET" not in self.item_methods:
+                raise ValueError("additional_lookup: serves GET of items; list GET in item_methods")
+        if self.url is not None:
+            _check_url(self.url, properties)
+        for field in self.embedded_fields:
+            rule = paths.get(field) or paths.get(field.removesuffix(".[]"))
+            relation = _relation_of(rule, self.json_schema) if rule else None
+            if relation is None or not relation.get("embeddable"):
+                raise ValueError(f"embedded_fields: {field!r} is no embeddable data_relation")
+        if "*" in self.allowed_filters and len(self.allowed_filters) > 1:
+            raise ValueError('allowed_filters: ["*"] allows every field; list fields or "*"')
+        if not self.sorting and self.datasource.default_sort:
+            raise ValueError("datasource.default_sort: sorting is off on this resource")
+        if self.soft_delete and "_deleted" in properties:
+            raise ValueError("schema: _deleted is Shoal's own with soft_delete")
+        for path, rule in schema_fields(self.json_schema):
+            relation = rule.get("data_relation")
+            if relation is None:
+                continue
+            where = ".".join(path)
+            if not isinstance(relation, Mapping) or not isinstance(relation.get("resource"), str):
+                raise ValueError(f"schema.{where}.data_relation: needs resource: <name>")
+            unknown = sorted(set(relation) - {"resource", "field", "embeddable"})
+            if unknown:
+                hint = " (versioned relations are not supported)" if "version" in unknown else ""
+                raise ValueError(
+                    f"schema.{where}.data_relation: unknown keys {', '.join(unknown)}{hint}"
+                )
+            if not isinstance(relation.get("embeddable", False), bool):
+                raise ValueError(f"schema.{where}.data_relation.embeddable: true or false")
+        return self
 
     @model_validator(mode="after")
     def _consistent_methods(self) -> ResourceSettings:
@@ -541,6 +854,46 @@ class DataApiSettings(_Section):
     )
 
 
+def _relation_of(rule: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The ``data_relation`` of a field, or of its items when it is an array."""
+    rule = resolve_ref(rule, root)
+    relation = rule.get("data_relation")
+    if relation is None and isinstance(rule.get("items"), Mapping):
+        relation = resolve_ref(rule["items"], root).get("data_relation")
+    return relation if isinstance(relation, Mapping) else None
+
+
+def _check_url(url: str, properties: Mapping[str, Any]) -> None:
+    parts = url.strip("/").split("/")
+    if not url or url != url.strip("/") or any(not part for part in parts):
+        raise ValueError(f"url: {url!r} is a path like authors/<author>/books (no outer /)")
+    if parts[0].startswith("<") or parts[-1].startswith("<"):
+        raise ValueError("url: must start and end with a fixed name, e.g. authors/<author>/books")
+    for part in parts:
+        variable = _URL_VARIABLE.fullmatch(part)
+        if variable is None:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", part):
+                raise ValueError(f"url: {part!r} is not a path segment (letters, digits, _ and -)")
+            continue
+        name = variable.group(1)
+        if not name.isidentifier() or name == "item_id":
+            raise ValueError(f"url: <{name}> must be a name like <author> (and not <item_id>)")
+        if name not in properties:
+            raise ValueError(
+                f"url: <{name}> must be a property of the schema (the parent's id it holds)"
+            )
+
+
+def relations(settings: ResourceSettings) -> list[tuple[tuple[str, ...], Mapping[str, Any]]]:
+    """Every ``data_relation`` of a resource's schema, with the field's path
+    (``("cc", "[]")`` for the items of an array of references)."""
+    return [
+        (path, rule["data_relation"])
+        for path, rule in schema_fields(settings.json_schema)
+        if isinstance(rule.get("data_relation"), Mapping)
+    ]
+
+
 class Settings(_Section):
     """The whole validated config of one Shoal deployment."""
 
@@ -585,6 +938,19 @@ class Settings(_Section):
     instance: InstanceSettings = InstanceSettings()
     resources: dict[str, ResourceSettings] = Field(default_factory=dict)
     data_api: DataApiSettings = DataApiSettings()
+    hooks: list[str] = Field(
+        default_factory=list,
+        description="Functions that register event hooks, as module:function; each is "
+        "called with the app (modules beside the config file are found too).",
+    )
+
+    @field_validator("hooks")
+    @classmethod
+    def _hook_functions(cls, hooks: list[str]) -> list[str]:
+        for entry in hooks:
+            if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", entry):
+                raise ValueError(f"{entry!r} is not module:function (e.g. orders:register)")
+        return hooks
 
     @field_validator("resources")
     @classmethod
@@ -596,6 +962,9 @@ class Settings(_Section):
                 )
             if name in RESERVED_NAMES:
                 raise ValueError(f"{name!r} is a path Shoal serves itself; rename the resource")
+            url = resources[name].url
+            if url is not None and url.split("/", 1)[0] in RESERVED_NAMES:
+                raise ValueError(f"{name}.url: {url!r} starts with a path Shoal serves itself")
         return resources
 
     @field_validator("data_api")
@@ -620,6 +989,44 @@ class Settings(_Section):
                         f".collections.{min(exposed)}: Shoal's accounts are never served"
                     )
         return data_api
+
+    @model_validator(mode="after")
+    def _resources_refer_to_each_other(self) -> Settings:
+        """What one resource names of another exists: data_relation targets,
+        collections an aggregation joins, and URLs that do not overlap."""
+        collections = {
+            resource.datasource.source or name for name, resource in self.resources.items()
+        }
+        paths: dict[str, str] = {}
+        for name, resource in self.resources.items():
+            for path, relation in relations(resource):
+                target = relation["resource"]
+                where = f"resources.{name}.schema.{'.'.join(path)}.data_relation"
+                if target not in self.resources:
+                    raise ValueError(f"{where}.resource: no resource named {target!r}")
+                field = relation.get("field")
+                if field is not None and field != self.resources[target].id_field:
+                    target_fields = self.resources[target].json_schema.get("properties", {})
+                    if field != "_id" and field not in target_fields:
+                        raise ValueError(f"{where}.field: {target} has no field {field!r}")
+                if self.resources[target].aggregation is not None:
+                    raise ValueError(f"{where}.resource: {target} is an aggregation endpoint")
+            if resource.aggregation is not None:
+                for joined in joined_collections(resource.aggregation.pipeline):
+                    if joined not in collections:
+                        raise ValueError(
+                            f"resources.{name}.datasource.aggregation.pipeline: {joined!r} "
+                            "is no resource's collection; only collections the API serves "
+                            "can be joined (their read rules apply)"
+                        )
+            url = resource.url or name
+            shape = re.sub(r"<[^>]+>", "<>", url)
+            if shape in paths:
+                raise ValueError(
+                    f"resources.{name}.url: {url!r} is the same path as {paths[shape]}'s"
+                )
+            paths[shape] = name
+        return self
 
     #: The file this config came from (set by the loader, not read from YAML).
     source: Path | None = Field(default=None, exclude=True)
@@ -690,7 +1097,10 @@ def _problems(error: ValidationError) -> list[str]:
     for item in error.errors():
         location = _format_location(item["loc"])
         message = item["msg"].removeprefix("Value error, ")
-        problems.append(f"{location}: {message}")
+        if not item["loc"] and message.startswith("resources."):
+            problems.append(message)  # a check across resources names its own key
+        else:
+            problems.append(f"{location}: {message}")
     return problems
 
 

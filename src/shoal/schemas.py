@@ -1,9 +1,15 @@
 """JSON Schema draft 2020-12 (jsonschema-rs, see
 docs/decisions/0003-json-schema-validator.md): a resource's schema is checked
-when the config is loaded and compiled once."""
+when the config is loaded and compiled once.
+
+Besides the standard formats, ``format: objectid`` names a MongoDB ObjectId (24
+hexadecimal digits); with ``format: date-time`` it is one of the formats Shoal
+stores as a native BSON type (see ``resources/fields.py``).
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,12 +31,22 @@ def check_schema(schema: Mapping[str, Any]) -> None:
     dialect = schema.get("$schema", DIALECT)
     if dialect != DIALECT:
         raise SchemaProblem(f"$schema: only draft 2020-12 ({DIALECT}) is supported")
+    for path, rule in schema_fields(schema):
+        kind = rule.get("type")
+        if isinstance(kind, str) and kind in _EVE_TYPES:
+            where = "/".join(path)
+            raise SchemaProblem(
+                f"{where}: type {kind} is Eve's (Cerberus); in JSON Schema write "
+                f"type: string, {_EVE_TYPES[kind]}"
+            )
     for error in _META_VALIDATOR.iter_errors(dict(schema)):
         where = "/".join(str(part) for part in error.instance_path) or "(schema root)"
         raise SchemaProblem(f"{where}: {error.message}")
     properties = schema.get("properties", {})
     for name in properties:
-        if name.startswith("_"):
+        if name == "_id":
+            _check_id_rule(properties[name])
+        elif name.startswith("_"):
             raise SchemaProblem(f"properties/{name}: field names starting with '_' are Shoal's own")
     try:
         compile_schema(dict(schema))
@@ -38,5 +54,94 @@ def check_schema(schema: Mapping[str, Any]) -> None:
         raise SchemaProblem(str(error)) from None
 
 
+def check_value_schema(schema: Mapping[str, Any]) -> None:
+    """Raise SchemaProblem unless ``schema`` is a JSON Schema 2020-12 (of any value)."""
+    for error in _META_VALIDATOR.iter_errors(dict(schema)):
+        where = "/".join(str(part) for part in error.instance_path) or "(schema root)"
+        raise SchemaProblem(f"{where}: {error.message}")
+    try:
+        compile_schema(dict(schema))
+    except (ValueError, jsonschema_rs.ReferencingError) as error:
+        raise SchemaProblem(str(error)) from None
+
+
+#: Eve's (Cerberus) types that are formats in JSON Schema.
+_EVE_TYPES = {"datetime": "format: date-time", "objectid": "format: objectid"}
+_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
+
+
+def _check_id_rule(rule: Any) -> None:
+    """``_id`` may be declared to say what ids look like: an ObjectId (the
+    default), a string or an integer."""
+    kind = rule.get("type") if isinstance(rule, Mapping) else None
+    if kind not in ("string", "integer"):
+        raise SchemaProblem(
+            "properties/_id: declare ids as {type: string} (format: objectid for "
+            "ObjectIds) or {type: integer}"
+        )
+
+
+def _is_object_id(value: str) -> bool:
+    return bool(_OBJECT_ID.match(value))
+
+
 def compile_schema(schema: dict[str, Any]) -> jsonschema_rs.Draft202012Validator:
-    return jsonschema_rs.Draft202012Validator(schema, validate_formats=True, offline=True)
+    return jsonschema_rs.Draft202012Validator(
+        schema, validate_formats=True, offline=True, formats={"objectid": _is_object_id}
+    )
+
+
+#: A path segment that stands for "every item of the array" (``tags.[]``).
+ITEMS = "[]"
+
+
+def resolve_ref(rule: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``rule`` with a local ``$ref`` (``#/$defs/...``) followed; anything else as is."""
+    seen: set[str] = set()
+    while isinstance(rule.get("$ref"), str) and rule["$ref"].startswith("#/"):
+        pointer = rule["$ref"]
+        if pointer in seen:
+            break
+        seen.add(pointer)
+        node: Any = root
+        for part in pointer[2:].split("/"):
+            part = part.replace("~1", "/").replace("~0", "~")
+            if not isinstance(node, Mapping) or part not in node:
+                return rule
+            node = node[part]
+        if not isinstance(node, Mapping):
+            return rule
+        rule = node
+    return rule
+
+
+def schema_fields(
+    schema: Mapping[str, Any], *, max_depth: int = 16
+) -> list[tuple[tuple[str, ...], Mapping[str, Any]]]:
+    """Every property rule of an object schema with its path: ``("author",)``,
+    ``("meta", "reviewer")``, ``("tags", "[]")`` for the items of an array.
+    Local ``$ref``s are followed; recursion stops at ``max_depth``."""
+    found: list[tuple[tuple[str, ...], Mapping[str, Any]]] = []
+
+    def visit(rule: Mapping[str, Any], path: tuple[str, ...]) -> None:
+        if len(path) > max_depth:
+            return
+        rule = resolve_ref(rule, schema)
+        if path:
+            found.append((path, rule))
+        properties = rule.get("properties")
+        if isinstance(properties, Mapping):
+            for name, child in properties.items():
+                if isinstance(child, Mapping):
+                    visit(child, (*path, str(name)))
+        items = rule.get("items")
+        if isinstance(items, Mapping) and path:
+            visit(items, (*path, ITEMS))
+
+    visit(schema, ())
+    return found
+
+
+def dotted(path: tuple[str, ...]) -> str:
+    """A schema path as MongoDB names the field: ``("tags", "[]")`` → ``tags``."""
+    return ".".join(part for part in path if part != ITEMS)

@@ -563,3 +563,33 @@ def test_drain_delay_comes_from_the_toml(tmp_path: Path, monkeypatch: pytest.Mon
     (tmp_path / "hypercorn.toml").write_text("drain_delay = 7.5\n")
     assert serve_config(ServeOptions()).drain_delay == 7.5
     assert not hasattr(serve_config(ServeOptions()).hypercorn, "drain_delay")
+
+
+# --- an app with hooks --------------------------------------------------------------
+
+
+def test_serve_runs_the_hooks_the_config_names(tmp_path: Path) -> None:
+    """examples/hooks as an operator serves it: the workers import orders.py
+    from beside the config and its rules hold."""
+    example = EXAMPLE_CONFIG.parents[1] / "hooks"
+    for name in ("shoal.yaml", "orders.py"):
+        shutil.copy(example / name, tmp_path / name)
+    process = ServeProcess(tmp_path, config="shoal.yaml", bind=f"127.0.0.1:{free_port()}")
+    try:
+        process.start()
+        process.wait_ready()
+        created = run_shoal(
+            ["apikeys", "create", "--role", "clerk", "--config", "shoal.yaml"], cwd=tmp_path
+        )
+        assert created.returncode == 0, created.stderr
+        key = {"X-API-Key": created.stdout.strip().splitlines()[-1]}
+        customer = httpx.post(
+            f"{process.url}/customers", json={"name": "Ann"}, headers=key, timeout=10
+        ).json()
+        order = {"customer": customer["_id"], "lines": [{"sku": "a", "quantity": 3, "price": 2}]}
+        created_order = httpx.post(f"{process.url}/orders", json=order, headers=key, timeout=10)
+        assert created_order.status_code == 201, created_order.text
+        item = httpx.get(created_order.headers["Location"], headers=key, timeout=10).json()
+        assert item["total"] == 6
+    finally:
+        process.cleanup()

@@ -32,7 +32,7 @@ from schemathesis.specs.openapi.checks import (
 
 from shoal.app import create_app
 from shoal.auth.accounts import Accounts
-from shoal.config import ConfigError, Settings, load_settings
+from shoal.config import ConfigError, Settings, load_settings, read_config_file
 from shoal.openapi import (
     POLICY_ERRORS,
     ShoalOpenAPIProvider,
@@ -45,6 +45,8 @@ from shoal.storage import open_storage
 from tests.utils.live import LiveServer, live_example
 from tests.utils.processes import run_shoal
 from tests.utils.settings import EXAMPLE_CONFIG, TEST_SECRET, example_resources
+
+EVE_EXAMPLE = EXAMPLE_CONFIG.parents[1] / "eve-migration" / "shoal.yaml"
 
 Document = dict[str, Any]
 
@@ -122,10 +124,52 @@ DATA_API = {
 }
 
 
+#: Eve's features: a sub-resource, a lookup, an aggregation, soft delete,
+#: versions, references, ids that are not ObjectIds.
+EVE_RESOURCES: dict[str, Any] = {
+    **read_config_file(EVE_EXAMPLE)["resources"],
+    "person_invoices": {
+        "schema": {
+            "type": "object",
+            "properties": {
+                "person": {
+                    "type": "string",
+                    "format": "objectid",
+                    "data_relation": {"resource": "people", "embeddable": True},
+                },
+                "number": {"type": "integer"},
+            },
+        },
+        "datasource": "invoices",
+        "url": "people/<person>/invoices",
+        "resource_methods": ["GET", "POST"],
+        "item_methods": ["GET"],
+    },
+    "tags": {
+        "schema": {
+            "type": "object",
+            "properties": {"_id": {"type": "string", "pattern": "^[a-z]+$"}},
+        },
+        "resource_methods": ["GET", "POST"],
+        "item_methods": ["GET", "PUT"],
+    },
+    "products": {
+        "schema": {
+            "type": "object",
+            "required": ["sku"],
+            "properties": {"sku": {"type": "string"}, "price": {"type": "number"}},
+        },
+        "id_field": "sku",
+        "resource_methods": ["GET", "POST"],
+        "item_methods": ["GET", "PATCH"],
+    },
+}
+
+
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"resources": ODD_RESOURCES}, {"data_api": DATA_API}],
-    ids=["example", "odd", "data-api"],
+    [{}, {"resources": ODD_RESOURCES}, {"data_api": DATA_API}, {"resources": EVE_RESOURCES}],
+    ids=["example", "odd", "data-api", "eve"],
 )
 async def test_every_route_appears_with_its_methods(overrides: dict[str, Any]) -> None:
     app = create_app(example_settings(**overrides))
@@ -613,6 +657,42 @@ def test_the_api_conforms_to_its_document(case: Any, live: LiveServer) -> None:
     case.call_and_validate(base_url=live.url, headers=headers, checks=CHECKS)
 
 
+@pytest.fixture(scope="module")
+def live_eve(
+    tmp_path_factory: pytest.TempPathFactory, mongodb_uri: str, redis_url: str
+) -> Iterator[LiveServer]:
+    """`shoal serve` on Eve's features (EVE_RESOURCES)."""
+    throttle = {"login_slowdown_after": 10_000, "login_lockout_after": 10_000}
+    with live_example(
+        tmp_path_factory.mktemp("fuzz-eve"),
+        mongodb_uri,
+        redis_url,
+        auth=throttle,
+        resources=EVE_RESOURCES,
+    ) as server:
+        yield server
+
+
+eve_schema = schemathesis.openapi.from_dict(
+    json.loads(json.dumps(openapi_document(create_app(example_settings(resources=EVE_RESOURCES)))))
+)
+eve_schema.config.checks.missing_required_header.expected_statuses = [
+    *eve_schema.config.checks.missing_required_header.expected_statuses,
+    "428",
+]
+
+
+@eve_schema.parametrize()
+# Derandomized: the same cases every run, so a failure is the API's and not the
+# generator's luck (its negative cases can be valid requests with allowEmptyValue).
+@settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_eves_features_conform_to_their_document(case: Any, live_eve: LiveServer) -> None:
+    """Sub-resources, lookups, an aggregation, soft delete, versions, references
+    and ids that are not ObjectIds, against a real server."""
+    headers = {"Authorization": f"Bearer {live_eve.token('editor')}"}
+    case.call_and_validate(base_url=live_eve.url, headers=headers, checks=CHECKS)
+
+
 def test_streamed_resources_document_their_event_streams() -> None:
     resources = example_resources()
     resources["books"]["streams"] = True
@@ -701,3 +781,44 @@ def test_the_data_api_conforms_to_its_document(
     server, key = data_api_live
     checks = [check for check in CHECKS if check is not ignored_auth]
     case.call_and_validate(base_url=server.url, headers={"apiKey": key}, checks=checks)
+
+
+def test_eves_features_are_documented() -> None:
+    document = openapi_document(create_app(example_settings(resources=EVE_RESOURCES)))
+    validate(document)
+    paths = document["paths"]
+    schemas = document["components"]["schemas"]
+
+    def names(operation: dict[str, Any]) -> set[str]:
+        return {parameter.get("name") or parameter["$ref"] for parameter in operation["parameters"]}
+
+    assert "show_deleted" in names(paths["/people"]["get"])
+    assert "embedded" in names(paths["/invoices"]["get"])
+    assert {"version", "#/components/parameters/projection"} <= names(
+        paths["/people/{item_id}"]["get"]
+    )
+    assert "embedded" in names(paths["/invoices/{item_id}"]["get"])
+    lookup = paths["/people/by-lastname/{value}"]
+    assert set(lookup) == {"get", "parameters"}
+    people = schemas["people.item"]["properties"]
+    assert {"_deleted", "_version", "_latest_version"} <= people.keys()
+    assert "format" not in people["born"]  # read as RFC 1123
+    invoice = schemas["invoices.item"]["properties"]["person"]
+    assert {"type": ["object", "null"]}.items() <= invoice["anyOf"][1].items()
+
+    aggregation = paths["/people_by_role"]
+    assert set(aggregation) == {"get"}
+    assert "aggregate" in names(aggregation["get"])
+    assert "people_by_role.item" not in schemas
+
+    parent = paths["/people/{person}/invoices"]
+    assert parent["parameters"][0]["name"] == "person"
+    item = paths["/people/{person}/invoices/{item_id}"]
+    assert [parameter.get("name", "item_id") for parameter in item["parameters"]] == [
+        "person",
+        "item_id",
+    ]
+    tag = paths["/tags/{item_id}"]["parameters"][0]
+    assert tag["schema"] == {"type": "string", "pattern": "^[a-z]+$"}
+    assert schemas["tags.ack"]["properties"]["_id"] == tag["schema"]
+    assert schemas["products.ack"]["properties"]["sku"] == {"type": "string"}

@@ -315,3 +315,111 @@ async def test_a_write_then_a_read_at_the_other_instance_edge_is_fresh(
         await create(writer, "books", {"title": f"book {round_}"})
         listed = await (await reader.get("/books")).get_json()
         assert listed["_meta"]["total"] == round_ + 1
+
+
+# --- aggregations, embedding, sub-resources and lookups -----------------------------
+
+EVE_FEATURES: dict[str, Any] = {
+    "people": {
+        "schema": {"type": "object", "properties": {"name": {"type": "string"}}},
+        "resource_methods": ["GET", "POST"],
+        "item_methods": ["GET", "PATCH"],
+        "public_methods": ["GET", "POST"],
+        "public_item_methods": ["GET", "PATCH"],
+        "additional_lookup": {"field": "name"},
+        "cache_ttl": 60,
+    },
+    "invoices": {
+        "schema": {
+            "type": "object",
+            "properties": {
+                "person": {
+                    "type": "string",
+                    "format": "objectid",
+                    "data_relation": {"resource": "people", "embeddable": True},
+                },
+                "owner": {"type": "string"},
+                "amount": {"type": "integer"},
+            },
+        },
+        "url": "owners/<owner>/invoices",
+        "resource_methods": ["GET", "POST"],
+        "item_methods": ["GET"],
+        "public_methods": ["GET", "POST"],
+        "public_item_methods": ["GET"],
+        "cache_ttl": 60,
+    },
+    "totals": {
+        "schema": {"type": "object"},
+        "datasource": {
+            "source": "invoices",
+            "aggregation": {
+                "pipeline": [{"$group": {"_id": "$owner", "amount": {"$sum": "$amount"}}}]
+            },
+        },
+        "public_methods": ["GET"],
+        "cache_ttl": 60,
+    },
+}
+
+
+@pytest.fixture
+async def eve_app(settings_factory: SettingsFactory) -> AsyncIterator[Quart]:
+    app = create_app(settings_factory(resources=EVE_FEATURES))
+    async with app.test_app():
+        yield app
+
+
+async def test_an_aggregation_is_cached_and_made_stale_by_writes_to_its_source(
+    eve_app: Quart,
+) -> None:
+    client = eve_app.test_client()
+    await create(client, "owners/ann/invoices", {"amount": 5})
+    first, body = await _get(client, "/totals")
+    assert (first.headers["X-Cache"], body["_items"]) == ("MISS", [{"_id": "ann", "amount": 5}])
+    hit, _ = await _get(client, "/totals")
+    assert hit.headers["X-Cache"] == "HIT"
+    await create(client, "owners/ann/invoices", {"amount": 2})
+    again, body = await _get(client, "/totals")
+    assert (again.headers["X-Cache"], body["_items"]) == ("MISS", [{"_id": "ann", "amount": 7}])
+
+
+async def test_a_sub_resource_is_cached_per_parent(eve_app: Quart) -> None:
+    client = eve_app.test_client()
+    await create(client, "owners/ann/invoices", {"amount": 1})
+    await create(client, "owners/bob/invoices", {"amount": 2})
+    for _ in range(2):
+        _, ann = await _get(client, "/owners/ann/invoices")
+        _, bob = await _get(client, "/owners/bob/invoices")
+        assert [item["amount"] for item in ann["_items"]] == [1]
+        assert [item["amount"] for item in bob["_items"]] == [2]
+
+
+async def test_embedded_documents_are_made_stale_by_writes_to_their_resource(
+    eve_app: Quart,
+) -> None:
+    client = eve_app.test_client()
+    person = await create(client, "people", {"name": "ann"})
+    invoice = await create(client, "owners/ann/invoices", {"person": person["_id"]})
+    path = f"/owners/ann/invoices/{invoice['_id']}?embedded=%7B%22person%22%3A1%7D"
+    _, body = await _get(client, path)
+    hit, _ = await _get(client, path)
+    assert (hit.headers["X-Cache"], body["person"]["name"]) == ("HIT", "ann")
+    response = await client.patch(
+        f"/people/{person['_id']}", json={"name": "anne"}, headers=if_match(person["_etag"])
+    )
+    assert response.status_code == 200
+    again, body = await _get(client, path)
+    assert (again.headers["X-Cache"], body["person"]["name"]) == ("MISS", "anne")
+
+
+async def test_an_additional_lookup_is_cached_and_made_stale(eve_app: Quart) -> None:
+    client = eve_app.test_client()
+    person = await create(client, "people", {"name": "ann"})
+    await _get(client, "/people/by-name/ann")
+    hit, _ = await _get(client, "/people/by-name/ann")
+    assert hit.headers["X-Cache"] == "HIT"
+    await client.patch(
+        f"/people/{person['_id']}", json={"name": "ann"}, headers=if_match(person["_etag"])
+    )
+    assert (await _get(client, "/people/by-name/ann"))[0].headers["X-Cache"] == "MISS"

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from bson import ObjectId
 
 from shoal.dates import now
-from shoal.errors import NotFound
-from shoal.resources.documents import document_etag, merge_patch, name_issues, parse_id
+from shoal.resources.documents import document_etag, merge_patch, name_issues
 
 
 def test_etag_ignores_key_order_and_meta_fields() -> None:
@@ -23,11 +21,12 @@ def test_now_has_millisecond_precision_like_bson() -> None:
     assert now().microsecond % 1000 == 0
 
 
-def test_parse_id() -> None:
-    oid = ObjectId()
-    assert parse_id(str(oid)) == oid
-    with pytest.raises(NotFound):
-        parse_id("nope")
+def test_etag_changes_with_a_soft_delete_and_a_version() -> None:
+    content = {"title": "x"}
+    live = document_etag({**content, "_deleted": False})
+    assert live == document_etag(content)  # turning soft delete on keeps ETags
+    assert document_etag({**content, "_deleted": True}) != live
+    assert document_etag({**content, "_version": 2}) != document_etag({**content, "_version": 3})
 
 
 def test_merge_patch_dotted_and_nested() -> None:

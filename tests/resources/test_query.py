@@ -73,10 +73,10 @@ def test_sort_forms() -> None:
 
 
 def test_inclusion_projection_keeps_meta_fields() -> None:
-    projection = parse_projection('{"title": 1}')
+    projection = parse_projection('{"title": 1}', RULES)
     assert projection == {"title": 1, **dict.fromkeys(META_FIELDS, 1)}
 
 
 def test_exclusion_projection_cannot_hide_meta_fields() -> None:
-    assert parse_projection('{"author": 0, "_etag": 0}') == {"author": 0}
-    assert parse_projection('{"_etag": 0}') is None
+    assert parse_projection('{"author": 0, "_etag": 0}', RULES) == {"author": 0}
+    assert parse_projection('{"_etag": 0}', RULES) is None

@@ -10,6 +10,7 @@ ordinary tests; on FerretDB too, except where FerretDB lacks the same thing
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -247,3 +248,47 @@ async def test_a_collection_name_may_have_a_hyphen(db: Database) -> None:
     # The Data API docs' examples write to "data-types".
     await db["data-types"].insert_one({"n": 1})
     assert await db["data-types"].count_documents({}) == 1
+
+
+# -- transactions and writes -------------------------------------------------------
+
+
+@pytest.mark.real_mongodb(reason="a filter with $ne on a missing field matches nothing in writes")
+async def test_ne_matches_a_missing_field_in_writes(db: Database) -> None:
+    result = await db.things.insert_one({"n": 1})
+    replaced = await db.things.replace_one(
+        {"_id": result.inserted_id, "hidden": {"$ne": True}}, {"n": 2}
+    )
+    assert replaced.matched_count == 1
+
+
+@pytest.mark.real_mongodb(reason="two transactions open at once break each other")
+async def test_two_transactions_at_once_both_commit(db: Database) -> None:
+    await db.things.insert_many([{"_id": 1}, {"_id": 2}])
+
+    async def write(key: int) -> None:
+        async with db.client.start_session() as session:
+
+            async def work(session: Any) -> None:
+                await db.things.replace_one({"_id": key}, {"v": key}, session=session)
+                await asyncio.sleep(0.05)  # the other transaction opens meanwhile
+                await db.other.insert_one({"k": key}, session=session)
+
+            await session.with_transaction(work)
+
+    await asyncio.gather(write(1), write(2))
+    assert await db.other.count_documents({}) == 2
+
+
+@pytest.mark.real_mongodb(reason="$facet after $unwind fails (a unique constraint of its own)")
+async def test_facet_after_unwind(db: Database) -> None:
+    await db.things.insert_many([{"tags": ["x", "y"]}, {"tags": ["x"]}])
+    pipeline: list[dict[str, Any]] = [
+        {"$unwind": "$tags"},
+        {"$group": {"_id": "$tags", "n": {"$sum": 1}}},
+        {"$sort": {"_id": 1}},
+        {"$facet": {"items": [{"$skip": 0}, {"$limit": 10}], "total": [{"$count": "n"}]}},
+    ]
+    (result,) = await (await db.things.aggregate(pipeline)).to_list(None)
+    assert result["items"] == [{"_id": "x", "n": 2}, {"_id": "y", "n": 1}]
+    assert result["total"] == [{"n": 2}]

@@ -37,7 +37,6 @@ from ..resources.changes import (
     parse_stream_where,
     resume_token,
 )
-from ..resources.documents import parse_id
 from ..resources.render import render_item
 
 View = Callable[..., Awaitable[Response]]
@@ -90,7 +89,7 @@ def stream_view(service: ResourceService, feeds: ChangeFeeds, *, item: bool) -> 
         where = parse_stream_where(where_text, resource.rules) if where_text else None
         target = None
         if item_id is not None:
-            target = parse_id(item_id)
+            target = resource.ids.parse(item_id)
             await service.get(target, access)  # 404 unless the caller may see it
         after = last_event_id()
         if after is not None:

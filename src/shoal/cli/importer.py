@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from ..config import ConfigError, Settings, load_settings
 from ..errors import ApiError
-from ..resources import Access, Resource, ResourceService
+from ..resources import Access, Resource, ResourceService, build_resources, readers
 from ..resources.documents import Document
 from ..state import SharedState, StateUnavailable, bump_generation, create_state
 from ..storage import Storage
@@ -309,7 +309,7 @@ def _load(options: ImportOptions) -> tuple[Settings, Resource]:
         )
     if options.owner and not resource.auth_field:
         raise ImportUsageError(f"{options.resource} has no auth_field; --owner does not apply")
-    return settings, Resource(options.resource, resource, max_query_depth=settings.max_query_depth)
+    return settings, build_resources(settings)[options.resource]
 
 
 def _open_input(path: Path) -> IO[bytes]:
@@ -337,22 +337,29 @@ def _warn(message: str) -> None:
 
 
 async def _cache_invalidation(settings: Settings, service: ResourceService) -> SharedState | None:
-    """Served answers of a cached resource go stale with every imported batch,
-    as after any write through the API (Redis only: the in-process cache of a
-    development server is not reachable from here)."""
-    if service.resource.settings.cache_ttl is None or settings.redis.url is None:
+    """Served answers go stale with every imported batch, as after any write
+    through the API: the cached resources that show documents of the
+    collection (Redis only: the in-process cache of a development server is
+    not reachable from here)."""
+    cached = [
+        name
+        for name in readers(settings, service.collection)
+        if settings.resources[name].cache_ttl is not None
+    ]
+    if not cached or settings.redis.url is None:
         return None
     state = create_state(settings.redis)
     await state.open()
 
     async def bump(resource: Resource) -> None:
-        try:
-            await bump_generation(state, resource.name)
-        except StateUnavailable:
-            _warn(
-                f"Redis is unreachable: cached answers of {resource.name} may be stale "
-                f"for up to {resource.settings.cache_ttl}s"
-            )
+        for name in cached:
+            try:
+                await bump_generation(state, name)
+            except StateUnavailable:
+                _warn(
+                    f"Redis is unreachable: cached answers of {name} may be stale "
+                    f"for up to {settings.resources[name].cache_ttl}s"
+                )
 
     service.write_listeners.append(bump)
     return state

@@ -8,6 +8,7 @@
     shoal apikeys create --role ROLE [--name N] | list | revoke ID  [--config FILE]
     shoal openapi [--config FILE]
     shoal import RESOURCE FILE.jsonl [--config FILE] [--batch-size N] [--rejects FILE] [--owner ID]
+    shoal from-eve SETTINGS.py [--output FILE]
 
 Exit status: 0 on success, 1 when the command failed, 2 for a bad invocation
 or an invalid config.
@@ -56,6 +57,34 @@ def _check_config(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     names = ", ".join(settings.resources) or "none"
     print(f"{args.file}: OK ({len(settings.resources)} resources: {names})")
+    return EXIT_OK
+
+
+def _from_eve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..config import ConfigError, load_settings
+    from .eve import write
+
+    source = Path(args.settings)
+    if not source.is_file():
+        print(f"shoal from-eve: {source}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    output = Path(args.output) if args.output else None
+    try:
+        result = write(source, output)
+    except Exception as error:  # the settings file is the user's Python
+        print(f"shoal from-eve: {source} did not run: {error!r}", file=sys.stderr)
+        return EXIT_USAGE
+    if output is None:
+        print(result.yaml(), end="")
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    try:
+        load_settings(result.config, env={})
+    except ConfigError as error:
+        print(f"the translation needs edits before Shoal takes it:\n{error}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -309,6 +338,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config(openapi)
     openapi.set_defaults(handler=_openapi)
+
+    from_eve = commands.add_parser(
+        "from-eve",
+        help="translate an Eve settings file into a Shoal config",
+        description="Print (or write with --output) the Shoal config of an Eve settings "
+        "module: Eve's resource keys, Cerberus schemas as JSON Schema. What does not "
+        "carry over is listed on stderr and atop the config. The file is run as Python. "
+        "Exit status: 0 the config is valid, 1 it needs edits, 2 the file did not run.",
+    )
+    from_eve.add_argument("settings", metavar="SETTINGS.py", help="Eve's settings module")
+    from_eve.add_argument("--output", metavar="FILE", help="write the config here")
+    from_eve.set_defaults(handler=_from_eve)
 
     load = commands.add_parser(
         "import",

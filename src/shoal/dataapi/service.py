@@ -288,7 +288,9 @@ class DataApi:
         matched = modified = 0
         for current in documents:
             try:
-                after = await service.update(current["_id"], dict(update), None, target.access)
+                after = await service.update(
+                    _item(service, current), dict(update), None, target.access
+                )
             except NotFound:
                 continue  # deleted since it was read
             except UnprocessableEntity as error:
@@ -379,7 +381,7 @@ class DataApi:
             return _counts(UpdateOutcome(0, 0, await self._insert_validated(target, service, new)))
         current = documents[0]
         try:
-            await service.replace(current["_id"], request.replacement, None, target.access)
+            await service.replace(_item(service, current), request.replacement, None, target.access)
         except UnprocessableEntity as error:
             raise _schema_failure(error) from None
         return _counts(UpdateOutcome(1, 1))
@@ -402,6 +404,11 @@ class DataApi:
         if target.service is not None and deleted:
             await target.service.notify_written()
         return {"deletedCount": deleted}
+
+
+def _item(service: ResourceService, document: Document) -> Any:
+    """What names a stored document in the resource's service (its id field)."""
+    return document.get(service.resource.ids.field)
 
 
 #: The ``error_code`` of a write by filter on a resource's collection that

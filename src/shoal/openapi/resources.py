@@ -8,11 +8,16 @@ they cannot collide with the shared components)::
     components/schemas/books.item    a stored document: the fields plus _id, _etag,
                                      _created, _updated and _links
     components/schemas/books.page    the list envelope: _items, _meta, _links
+    components/schemas/books.ack     what a write answers for one document
 
     /books              GET (list), POST (one object or an array), DELETE (all)
     /books/{item_id}    GET, PATCH, PUT, DELETE
+    /books/by-isbn/{value}           GET (additional_lookup)
 
-only with the methods the resource serves. JSON Schema 2020-12 is OpenAPI 3.1's
+only with the methods the resource serves, at its ``url`` when it has one
+(``/people/{person}/invoices``, the parent's id a path parameter). An
+aggregation endpoint has its page only, of the pipeline's documents. Dates are
+documented as read: RFC 1123, as Eve renders them. JSON Schema 2020-12 is OpenAPI 3.1's
 own dialect, so the resource schema is embedded as it is; only its local
 ``$ref``s are rewritten to point inside the component that now holds it.
 """
@@ -20,6 +25,7 @@ own dialect, so the resource schema is embedded as it is; only its local
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -62,7 +68,7 @@ _WHOLE_DOCUMENT_KEYWORDS = (
 
 def component_names(name: str) -> dict[str, str]:
     """The component names of one resource's schemas."""
-    return {kind: f"{name}.{kind}" for kind in ("input", "patch", "item", "page")}
+    return {kind: f"{name}.{kind}" for kind in ("input", "patch", "item", "page", "ack")}
 
 
 def _rewrite_refs(node: Any, base: str) -> Any:
@@ -114,26 +120,152 @@ class ResourceDocument:
             if isinstance(rule, dict):
                 rule["readOnly"] = True
         self.owner_field = self.settings.auth_field
+        #: The resource's path in the document (``people/{person}/invoices``).
+        self.path = re.sub(r"<([^<>]+)>", r"{\1}", resource.path)
+        self.relations = list(resource.fields.relations.values())
+        self.embeddable = sorted(r.name for r in self.relations if r.embeddable)
+
+    # -- parameters --------------------------------------------------------
+
+    def _field_schema(self, name: str) -> Schema:
+        """What a field's values look like in a URL."""
+        rule = self.settings.json_schema.get("properties", {}).get(name)
+        if name == "_id" and rule is None:
+            return ref("ObjectId")
+        if not isinstance(rule, dict):
+            return {"type": "string"}
+        if rule.get("format") == "objectid":
+            return ref("ObjectId")
+        if rule.get("type") == "integer":
+            return {"type": "integer"}
+        schema: Schema = {"type": "string"}
+        if isinstance(rule.get("pattern"), str):
+            schema["pattern"] = rule["pattern"]
+        return schema
+
+    def _path_parameters(self) -> list[Schema]:
+        """A sub-resource's parent ids, named in its path."""
+        return [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "description": f"The `{name}` of the parent whose {self.name} these are.",
+                "schema": self._field_schema(name),
+            }
+            for name in self.settings.url_variables
+        ]
+
+    def _item_parameter(self) -> Schema:
+        field = self.resource.ids.field
+        if field == "_id" and "_id" not in self.settings.json_schema.get("properties", {}):
+            return ref("item_id", "parameters")
+        return {
+            "name": "item_id",
+            "in": "path",
+            "required": True,
+            "description": f"The document's `{field}`.",
+            "schema": self._field_schema(field),
+        }
+
+    def _embedded(self) -> Schema:
+        names = ", ".join(f"`{name}`" for name in self.embeddable)
+        return query_parameter(
+            "embedded",
+            'References to embed, as JSON: `{"author": 1}` (`0` leaves out one embedded '
+            f"by default). Embeddable here: {names}.",
+            {"type": "string"},
+        )
 
     # -- schemas ---------------------------------------------------------
 
     def schemas(self) -> dict[str, Schema]:
+        if self.settings.aggregation is not None:
+            return {self.names["page"]: self._aggregation_page_schema()}
         return {
             self.names["input"]: self._input_schema(),
             self.names["patch"]: self._patch_schema(),
             self.names["item"]: self._item_schema(),
             self.names["page"]: self._page_schema(),
+            self.names["ack"]: self._ack_schema(),
         }
 
     def _input_schema(self) -> Schema:
         schema = copy.deepcopy(self.base_schema)
         schema.setdefault("title", self.name)
         # A client may choose the new document's id (POST) or repeat it (PUT).
-        schema["properties"] = {
-            "_id": {**ref("ObjectId"), "description": "Optional: the id to give the document."},
-            **schema["properties"],
-        }
+        declared = schema["properties"].pop("_id", None)
+        if declared is None:
+            declared = {**ref("ObjectId"), "description": "Optional: the id to give the document."}
+        schema["properties"] = {"_id": declared, **schema["properties"]}
         return schema
+
+    def _ack_schema(self) -> Schema:
+        """What a write answers for one document of this resource."""
+        properties: dict[str, Schema] = {
+            "_status": {"const": "OK"},
+            "_id": self._field_schema("_id"),
+            "_created": ref("HttpDate"),
+            "_updated": ref("HttpDate"),
+            "_etag": ref("ETag"),
+            "_links": ref("ItemLinks"),
+            **self._feature_properties(),
+        }
+        if self.resource.ids.field != "_id":
+            properties[self.resource.ids.field] = self._field_schema(self.resource.ids.field)
+        return {
+            "title": f"{self.name} write",
+            "type": "object",
+            "description": "What a write answers for one document.",
+            "required": ["_status", "_id", "_created", "_updated", "_etag", "_links"],
+            "properties": properties,
+        }
+
+    def _feature_properties(self) -> dict[str, Schema]:
+        """The fields soft delete and versioning add to documents."""
+        properties: dict[str, Schema] = {}
+        if self.settings.soft_delete:
+            properties["_deleted"] = {
+                "type": "boolean",
+                "description": "Whether the document was (soft-)deleted.",
+            }
+        if self.settings.versioning:
+            properties["_version"] = {"type": "integer", "minimum": 1}
+            properties["_latest_version"] = {"type": "integer", "minimum": 1}
+        return properties
+
+    def _versions_page(self) -> Schema:
+        """``?version=all`` or ``diffs``: a page of versions (a diff holds only
+        what changed)."""
+        return {
+            "type": "object",
+            "required": ["_items", "_meta", "_links"],
+            "properties": {
+                "_items": {"type": "array", "items": {"type": "object"}},
+                "_meta": ref("PageMeta"),
+                "_links": ref("PageLinks"),
+            },
+        }
+
+    def _aggregation_page_schema(self) -> Schema:
+        properties: dict[str, Schema] = {
+            "_items": {
+                "type": "array",
+                "items": {"type": "object"},
+                "description": "The documents as the pipeline makes them.",
+            },
+            "_links": ref("PageLinks"),
+        }
+        required = ["_items", "_links"]
+        if self.settings.pagination:
+            properties["_meta"] = ref("PageMeta")
+            required.append("_meta")
+        return {
+            "title": f"{self.name} page",
+            "type": "object",
+            "required": required,
+            "properties": properties,
+        }
 
     def _patch_schema(self) -> Schema:
         base = copy.deepcopy(self.base_schema)
@@ -161,18 +293,24 @@ class ResourceDocument:
             schema.pop(keyword, None)
         schema["title"] = f"{self.name} item"
         meta: dict[str, Schema] = {
-            "_id": ref("ObjectId"),
+            "_id": self._field_schema("_id"),
             "_created": ref("HttpDate"),
             "_updated": ref("HttpDate"),
             "_etag": ref("ETag"),
             "_links": ref("ItemLinks"),
+            **self._feature_properties(),
         }
         if self.owner_field:
             meta[self.owner_field] = {
                 "description": "The owner's id, set by the server.",
                 "readOnly": True,
             }
-        schema["properties"] = {**meta, **schema.get("properties", {})}
+        own = _as_read(schema.get("properties", {}))
+        own.pop("_id", None)
+        for relation in self.relations:
+            if relation.embeddable and len(relation.path) <= 2 and relation.path[0] in own:
+                own[relation.path[0]] = _embeddable(own[relation.path[0]], relation.many)
+        schema["properties"] = {**meta, **own}
         # A projection may leave out any field but these.
         schema["required"] = ["_id", "_created", "_updated", "_etag", "_links"]
         if required:
@@ -187,7 +325,7 @@ class ResourceDocument:
         return {
             "title": f"{self.name} page",
             "type": "object",
-            "required": ["_items", "_meta", "_links"],
+            "required": ["_items", "_meta", "_links"] if self.settings.pagination else ["_items"],
             "properties": {
                 "_items": {"type": "array", "items": ref(self.names["item"])},
                 "_meta": ref("PageMeta"),
@@ -200,24 +338,93 @@ class ResourceDocument:
     def paths(self) -> dict[str, dict[str, Any]]:
         collection: dict[str, Any] = {}
         for method in _documented(self.settings.resource_methods):
-            collection[method.lower()] = self._collection_operation(method)
+            if self.settings.aggregation is not None:
+                collection[method.lower()] = self._aggregation_operation(method)
+            else:
+                collection[method.lower()] = self._collection_operation(method)
         item: dict[str, Any] = {}
         for method in _documented(self.settings.item_methods):
             item[method.lower()] = self._item_operation(method)
+        parents = self._path_parameters()
+        if collection and parents:
+            collection["parameters"] = parents
         if item:
-            item["parameters"] = [ref("item_id", "parameters")]
+            item["parameters"] = [*parents, self._item_parameter()]
         paths = {}
         if collection:
-            paths[f"/{self.name}"] = collection
+            paths[f"/{self.path}"] = collection
         if item:
-            paths[f"/{self.name}/{{item_id}}"] = item
+            paths[f"/{self.path}/{{item_id}}"] = item
+        lookup = self.settings.additional_lookup
+        if lookup is not None:
+            paths[f"/{self.path}/by-{lookup.field}/{{value}}"] = self._lookup_path(lookup.field)
         if self.settings.streams:
-            paths[f"/{self.name}/{STREAM_SEGMENT}"] = {"get": self._stream_operation(item=False)}
-            paths[f"/{self.name}/{{item_id}}/{STREAM_SEGMENT}"] = {
+            paths[f"/{self.path}/{STREAM_SEGMENT}"] = {"get": self._stream_operation(item=False)}
+            paths[f"/{self.path}/{{item_id}}/{STREAM_SEGMENT}"] = {
                 "get": self._stream_operation(item=True),
-                "parameters": [ref("item_id", "parameters")],
+                "parameters": [self._item_parameter()],
             }
         return paths
+
+    def _lookup_path(self, field: str) -> dict[str, Any]:
+        title = self.resource.item_title.lower()
+        operation = self._operation(
+            "GET",
+            item=True,
+            operation_id=f"get_{self.name}_by_{field}",
+            summary=f"Get one {title} by its {field}",
+            description=f"The first {title} whose `{field}` is the value (read only; its "
+            "`_links.self` names it by id).",
+        )
+        operation["parameters"] = [
+            ref("projection", "parameters"),
+            *([self._embedded()] if self.embeddable else []),
+            ref("If-None-Match", "parameters"),
+            ref("If-Modified-Since", "parameters"),
+        ]
+        success = _read_answers("GET", f"The {title}.", self.names["item"])
+        operation["responses"] = self._responses("GET", success, {400, 404}, item=True)
+        value: Schema = {
+            "name": "value",
+            "in": "path",
+            "required": True,
+            "description": f"A `{field}` value.",
+            "schema": self._field_schema(field),
+        }
+        return {"get": operation, "parameters": [*self._path_parameters(), value]}
+
+    def _aggregation_operation(self, method: str) -> Schema:
+        name = self.name
+        aggregation = self.settings.aggregation
+        assert aggregation is not None
+        variables = ", ".join(f"`{variable}`" for variable in aggregation.variables) or "none"
+        operation = self._operation(
+            method,
+            item=False,
+            operation_id=f"{method.lower()}_{name}" if method == "HEAD" else f"aggregate_{name}",
+            summary=f"Run the {name} aggregation",
+            description="A page of what the resource's pipeline makes. Its variables: "
+            f"{variables}.",
+        )
+        operation["parameters"] = [
+            query_parameter(
+                "aggregate",
+                'Values of the pipeline\'s variables, as JSON: `{"$name": value}`; `{}` '
+                "drops the condition that holds a variable.",
+                {"type": "string"},
+            ),
+            *(
+                [ref("page", "parameters"), self._max_results(), self._count()]
+                if self.settings.pagination
+                else []
+            ),
+            ref("If-None-Match", "parameters"),
+        ]
+        success = _read_answers(
+            method, f"A page of {name}.", self.names["page"], extra_headers=("X-Total-Count",)
+        )
+        operation["responses"] = self._responses(method, success, {400}, item=False)
+        return operation
 
     def _stream_operation(self, *, item: bool) -> Schema:
         name, title = self.name, self.resource.item_title.lower()
@@ -265,6 +472,8 @@ class ResourceDocument:
     ) -> dict[str, Schema]:
         # 401 even where the method is public: credentials sent must be valid.
         codes = set(statuses) | {401, 429, 503}
+        if self.settings.url_variables:
+            codes.add(404)  # a parent id that cannot be one
         if self._security(method, item=item) or method not in _SAFE:
             codes.add(403)  # roles, or a browser session's CSRF check on a write
         responses = dict(success)
@@ -302,14 +511,33 @@ class ResourceDocument:
                 description="A page of documents, filtered, sorted and projected as asked. "
                 "Pages hold `max_results` documents; `_links.next` names the next page.",
             )
+            settings = self.settings
             operation["parameters"] = [
                 ref("where", "parameters"),
-                ref("sort", "parameters"),
+                *([ref("sort", "parameters")] if settings.sorting else []),
                 ref("projection", "parameters"),
-                ref("page", "parameters"),
-                ref("cursor", "parameters"),
-                self._max_results(),
-                self._count(),
+                *(
+                    [
+                        ref("page", "parameters"),
+                        ref("cursor", "parameters"),
+                        self._max_results(),
+                        self._count(),
+                    ]
+                    if settings.pagination
+                    else []
+                ),
+                *([self._embedded()] if self.embeddable else []),
+                *(
+                    [
+                        query_parameter(
+                            "show_deleted",
+                            "Include (soft-)deleted documents (`true`, `1`, or no value).",
+                            {"type": "boolean"},
+                        )
+                    ]
+                    if settings.soft_delete
+                    else []
+                ),
                 ref("If-None-Match", "parameters"),
                 ref("PreferCount", "parameters"),
             ]
@@ -355,9 +583,17 @@ class ResourceDocument:
                 "Preference-Applied": header_ref("Preference-Applied"),
             }
             item = ref(self.names["item"])
+            ack = ref(self.names["ack"])
             answers = [
-                ref("WriteAck"),
-                ref("BulkWriteAck"),
+                ack,
+                {
+                    "type": "object",
+                    "required": ["_status", "_items"],
+                    "properties": {
+                        "_status": {"const": "OK"},
+                        "_items": {"type": "array", "items": ack},
+                    },
+                },
                 item,
                 {"type": "object", "properties": {"_items": {"type": "array", "items": item}}},
             ]
@@ -453,11 +689,33 @@ class ResourceDocument:
                 summary=f"Get one {title}",
             )
             operation["parameters"] = [
+                ref("projection", "parameters"),
+                *([self._embedded()] if self.embeddable else []),
+                *(
+                    [
+                        query_parameter(
+                            "version",
+                            "A version of the document (`1`, `2`...), `all` of them, or "
+                            "`diffs` (each version's changes), oldest first, in pages "
+                            "(`page`, `max_results`).",
+                            {"type": "string", "pattern": "^([1-9][0-9]*|all|diffs)$"},
+                        ),
+                        ref("page", "parameters"),
+                        self._max_results(),
+                    ]
+                    if self.settings.versioning
+                    else []
+                ),
                 ref("If-None-Match", "parameters"),
                 ref("If-Modified-Since", "parameters"),
             ]
-            success = _read_answers(method, f"The {title}.", self.names["item"])
-            operation["responses"] = self._responses(method, success, {404}, item=True)
+            schema = self.names["item"]
+            success = _read_answers(method, f"The {title}.", schema)
+            if self.settings.versioning and method != "HEAD":
+                success["200"]["content"]["application/json"]["schema"] = {
+                    "anyOf": [ref(schema), self._versions_page()]
+                }
+            operation["responses"] = self._responses(method, success, {400, 404}, item=True)
             return operation
         if method == "DELETE":
             operation = self._operation(
@@ -519,7 +777,7 @@ class ResourceDocument:
                 "headers": headers,
                 "content": {
                     "application/json": {
-                        "schema": {"anyOf": [ref("WriteAck"), ref(self.names["item"])]}
+                        "schema": {"anyOf": [ref(self.names["ack"]), ref(self.names["item"])]}
                     }
                 },
             },
@@ -531,6 +789,34 @@ class ResourceDocument:
             method, success, {400, 404, 409, 412, 413, 415, 422, 428}, item=True
         )
         return operation
+
+
+def _as_read(properties: Mapping[str, Any]) -> dict[str, Any]:
+    """Property schemas as documents are read: dates in RFC 1123, as Eve renders
+    them (a client sends RFC 3339 or RFC 1123)."""
+
+    def visit(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("format") == "date-time":
+                read = {key: value for key, value in node.items() if key != "format"}
+                read["description"] = "A date, in RFC 1123 (`Tue, 24 Nov 2026 10:00:00 GMT`)."
+                return read
+            return {key: visit(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [visit(item) for item in node]
+        return node
+
+    return {name: visit(rule) for name, rule in properties.items()}
+
+
+def _embeddable(rule: Schema, many: bool) -> Schema:
+    """A reference that ``?embedded`` may turn into the document it names (or
+    ``null`` when none is found)."""
+    document: Schema = {"type": ["object", "null"], "description": "The embedded document."}
+    if many:
+        items = rule.get("items", {})
+        return {**rule, "items": {"anyOf": [items, document]}}
+    return {"anyOf": [rule, document]}
 
 
 def _counts_answers() -> dict[str, Schema]:

@@ -9,9 +9,15 @@ Last-Modified, X-Total-Count), so ``If-None-Match`` still gives 304.
 
 Every resource has a **generation**, a counter in Redis that every write
 increments (a ``ResourceService`` write listener, which runs before the write's
-response is sent). An entry records the generation it was computed under; a
-read fetches the current generation and the entry in one ``MGET`` and uses the
-entry only if the two match. So after a write through any instance, no
+response is sent). A write to a collection bumps every resource whose answers
+show its documents: the resources on that collection, those that embed its
+documents, and aggregations that read or join it. Where an answer also shows
+documents of other resources (embedded, or joined by an aggregation), the key
+also holds the caller's access to each of those.
+
+An entry records the generation it was computed under; a read fetches the
+current generation and the entry in one ``MGET`` and uses the entry only if
+the two match. So after a write through any instance, no
 instance serves an answer computed before it. (The generation sits in the
 entry rather than in the key's name: one round trip without a script, entries
 are replaced in place instead of piling up until their TTL.)
@@ -44,8 +50,9 @@ from bson import ObjectId
 from quart import Quart, Response, current_app, g, request
 
 from ..auth import get_auth
-from ..config import Settings
+from ..config import Settings, joined_collections
 from ..dates import parse_http_date
+from ..errors import ApiError
 from ..hashing import sha256_hex
 from ..http.asgi import Scope, Send
 from ..http.conditional import is_not_modified
@@ -57,6 +64,7 @@ from ..resources import (
     ResourceService,
     collection_endpoint,
     item_endpoint,
+    lookup_endpoint,
 )
 from ..state import Breaker, SharedState, StateUnavailable, bump_generation, generation_key
 from ..tasks import cancel
@@ -68,9 +76,16 @@ EXTENSION_KEY = "shoal.cache"
 KEPT_HEADERS = ("Content-Type", "ETag", "Last-Modified", "X-Total-Count")
 
 
+def route_target(view_args: dict[str, Any]) -> str:
+    """What a route's path names: the item id, a sub-resource's parent, a
+    lookup's value (``item_id=…``), in a stable order."""
+    return "&".join(f"{name}={value}" for name, value in sorted(view_args.items()))
+
+
 def entry_key(resource: str, *, item: bool, access: str, args: dict[str, str], target: str) -> str:
-    """The key of one cached answer: resource, kind, access, item id and sorted
-    query arguments (as ``request.args.to_dict(flat=True)`` gives them)."""
+    """The key of one cached answer: resource, kind, access, the path's values
+    (``route_target``) and sorted query arguments (as
+    ``request.args.to_dict(flat=True)`` gives them)."""
     query = urlencode(sorted(args.items()))
     digest = sha256_hex(f"{access}\0{target}\0{query}")[:40]
     return f"cache:{{{resource}}}:{'item' if item else 'list'}:{digest}"
@@ -94,10 +109,13 @@ class ResponseCache:
         self.cached: list[str] = []
         #: Resources whose public GETs the edge may answer: (list public, item public).
         self.fast: dict[str, tuple[bool, bool]] = {}
+        #: Per cached resource: the other resources its answers show.
+        self.dependencies: dict[str, list[Resource]] = {}
         for name, service in resources.services.items():
             if service.resource.settings.cache_ttl is None:
                 continue
-            if _fast_path_allowed(service.resource, settings):
+            self.dependencies[name] = _dependencies(service.resource)
+            if _fast_path_allowed(service.resource, settings) and not self.dependencies[name]:
                 config = service.resource.settings
                 self.fast[name] = (
                     "GET" in config.public_methods,
@@ -106,7 +124,15 @@ class ResponseCache:
             self.cached.append(name)
             self.services[collection_endpoint(name)] = (service, False)
             self.services[item_endpoint(name)] = (service, True)
-            service.write_listeners.append(self.invalidate)
+            self.services[lookup_endpoint(name)] = (service, True)
+        #: Collection → the cached resources a write to it makes stale.
+        self.stale_after: dict[str, list[str]] = {
+            collection: [name for name in names if name in self.dependencies]
+            for collection, names in resources.readers.items()
+        }
+        for service in resources.services.values():
+            if self.stale_after.get(service.collection):
+                service.write_listeners.append(self.invalidate)
         #: Resources whose generation this instance still has to bump.
         self.owed: set[str] = set()
         self.breaker = Breaker()
@@ -122,12 +148,14 @@ class ResponseCache:
     # -- writes ------------------------------------------------------------
 
     async def invalidate(self, resource: Resource) -> None:
-        """Bump ``resource``'s generation; never fail the write that called it."""
-        try:
-            await bump_generation(self.state, resource.name)
-        except StateUnavailable:
-            logger.warning("cache of %s not invalidated (Redis unreachable); owed", resource.name)
-            self._owe([resource.name])
+        """Bump the generation of every cached resource that shows documents of
+        ``resource``'s collection; never fail the write that called it."""
+        for name in self.stale_after.get(resource.collection, []):
+            try:
+                await bump_generation(self.state, name)
+            except StateUnavailable:
+                logger.warning("cache of %s not invalidated (Redis unreachable); owed", name)
+                self._owe([name])
 
     def _owe(self, names: list[str]) -> None:
         self.owed.update(names)
@@ -165,10 +193,18 @@ class ResponseCache:
             return None
         service, item = route
         resource = service.resource
-        access = await get_auth(current_app).authorize(resource, request.method, item=item)
+        auth = get_auth(current_app)
+        access = await auth.authorize(resource, request.method, item=item)
+        scope = access.cache_key
+        for other in self.dependencies[resource.name]:
+            try:
+                seen = (await auth.authorize(other, "GET", item=True)).cache_key
+            except ApiError:
+                seen = "none"
+            scope += f"|{other.name}:{seen}"
         args = request.args.to_dict(flat=True)
-        target = str((request.view_args or {}).get("item_id", "")) if item else ""
-        key = entry_key(resource.name, item=item, access=access.cache_key, args=args, target=target)
+        target = route_target(request.view_args or {})
+        key = entry_key(resource.name, item=item, access=scope, args=args, target=target)
         g.cache_status = "BYPASS"
         if not self.breaker.closed:
             return None
@@ -227,7 +263,8 @@ class ResponseCache:
         for key, value in parse_qsl(query.decode("ascii"), keep_blank_values=True):
             args.setdefault(key, value)
         resource = parts[1]
-        key = entry_key(resource, item=item, access="public", args=args, target=target)
+        path_target = route_target({"item_id": target} if item else {})
+        key = entry_key(resource, item=item, access="public", args=args, target=path_target)
         try:
             current, entry = await self.state.get_many(generation_key(resource), key)
         except StateUnavailable:
@@ -323,10 +360,30 @@ def _conditional(
 
 
 def _fast_path_allowed(resource: Resource, settings: Settings) -> bool:
-    """Whether no rate limit or CORS rule applies to the resource's reads."""
+    """Whether the edge can answer the resource's anonymous reads: served at
+    its name with ObjectId ids, and no rate limit or CORS rule applies."""
+    if resource.path != resource.name or resource.ids.kind != "objectid":
+        return False
+    if resource.ids.field != "_id":
+        return False
     own = resource.settings.rate_limits
     limited = (own.read if own is not None else None) or settings.rate_limits.read
     return not limited and not settings.cors.allow_origins
+
+
+def _dependencies(resource: Resource) -> list[Resource]:
+    """The other resources whose documents the resource's answers may show."""
+    names = [
+        relation.resource for relation in resource.fields.relations.values() if relation.embeddable
+    ]
+    if resource.settings.aggregation is not None:
+        joined = set(joined_collections(resource.settings.aggregation.pipeline))
+        names += [
+            other.name
+            for other in resource.catalog.values()
+            if other.collection in joined and other.settings.aggregation is None
+        ]
+    return [resource.catalog[name] for name in dict.fromkeys(names) if name != resource.name]
 
 
 def get_cache(app: Quart) -> ResponseCache:

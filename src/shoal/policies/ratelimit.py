@@ -46,7 +46,7 @@ from ..dataapi import action_endpoints
 from ..errors import ServiceUnavailable, TooManyRequests
 from ..hashing import sha256_hex
 from ..http.methods import SAFE_METHODS
-from ..resources import collection_endpoint, item_endpoint
+from ..resources import resource_endpoints
 from ..state import Breaker, Rate, RateVerdict, SharedState, StateUnavailable
 from .caller import caller_key
 
@@ -106,9 +106,7 @@ class SharedRateLimiter(RateLimiter):
         }
         # The resource behind each resource endpoint (see api/resources.py).
         self.endpoint_resources: Mapping[str, str] = {
-            endpoint(name): name
-            for name in settings.resources
-            for endpoint in (collection_endpoint, item_endpoint)
+            endpoint: name for name in settings.resources for endpoint in resource_endpoints(name)
         }
         # Data API actions are all POSTs: each counts as the read or write it is.
         self.endpoint_kinds: Mapping[str, str] = {

@@ -7,10 +7,13 @@ from .endpoints import (
     STREAM_SEGMENT,
     collection_endpoint,
     item_endpoint,
+    lookup_endpoint,
+    resource_endpoints,
     stream_endpoint,
 )
-from .registry import EXTENSION_KEY, Resources, get_resources
-from .service import Page, Resource, ResourceService
+from .hooks import Hooks, shoal_hooks
+from .registry import EXTENSION_KEY, Resources, build_resources, get_resources, readers
+from .service import Page, Resource, ResourceService, SoftDeleted
 
 __all__ = [
     "BLUEPRINT",
@@ -18,12 +21,19 @@ __all__ = [
     "STREAM_SEGMENT",
     "UNRESTRICTED",
     "Access",
+    "Hooks",
     "Page",
     "Resource",
     "ResourceService",
     "Resources",
+    "SoftDeleted",
+    "build_resources",
     "collection_endpoint",
     "get_resources",
     "item_endpoint",
+    "lookup_endpoint",
+    "readers",
+    "resource_endpoints",
+    "shoal_hooks",
     "stream_endpoint",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 Document = dict[str, Any]
@@ -13,8 +13,10 @@ Document = dict[str, Any]
 class Access:
     """Which documents a caller may see, and what a caller's inserts carry.
 
-    ``filter`` is added to every lookup (owner restriction); ``owner`` is the
-    (field, value) pair set on every document the caller creates.
+    ``filter`` is added to every lookup (owner restriction, a sub-resource's
+    parent, a hook's lookup); ``owner`` is the (field, value) pair set on every
+    document the caller creates; ``fixed`` are the values every document the
+    caller writes must hold (a sub-resource's parent from the URL).
     """
 
     filter: Mapping[str, Any] = field(default_factory=dict)
@@ -22,6 +24,7 @@ class Access:
     #: Callers with the same cache_key see the same documents (the response
     #: cache keys on it): "public", "all", or "owner:<id>".
     cache_key: str = "all"
+    fixed: Mapping[str, Any] = field(default_factory=dict)
 
     def restrict(self, query: Mapping[str, Any]) -> Document:
         if not self.filter:
@@ -29,6 +32,13 @@ class Access:
         if not query:
             return dict(self.filter)
         return {"$and": [dict(query), dict(self.filter)]}
+
+    def narrowed(
+        self, filter: Mapping[str, Any], *, fixed: Mapping[str, Any] | None = None
+    ) -> Access:
+        """This access, limited further by ``filter`` (and with ``fixed``)."""
+        combined = self.restrict(filter) if filter else dict(self.filter)
+        return replace(self, filter=combined, fixed={**self.fixed, **(fixed or {})})
 
 
 UNRESTRICTED = Access()

@@ -12,19 +12,9 @@ from typing import Any
 
 import bson
 import orjson
-from bson import ObjectId
 from bson.errors import InvalidDocument
 
-from ..errors import NotFound
-
 Document = dict[str, Any]
-
-
-def parse_id(text: str) -> ObjectId:
-    """An item id from a URL; anything that is not an ObjectId names no item."""
-    if not ObjectId.is_valid(text):
-        raise NotFound(f"no item with id {text!r} (ids are 24 hexadecimal characters)")
-    return ObjectId(text)
 
 
 def content_of(document: Mapping[str, Any]) -> Document:
@@ -34,8 +24,15 @@ def content_of(document: Mapping[str, Any]) -> Document:
 
 
 def document_etag(document: Mapping[str, Any]) -> str:
-    """A deterministic ETag from the document's content (meta fields excluded)."""
-    encoded = orjson.dumps(content_of(document), option=orjson.OPT_SORT_KEYS, default=str)
+    """A deterministic ETag from the document's content (meta fields excluded),
+    its version where it has one, and whether it is (soft-)deleted: deleting or
+    writing a new version always changes the ETag, so a writer holding the old
+    one gets 412."""
+    content = content_of(document)
+    for name in ("_deleted", "_version"):
+        if document.get(name):
+            content[name] = document[name]
+    encoded = orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.sha1(encoded, usedforsecurity=False).hexdigest()
 
 

@@ -18,6 +18,16 @@ def item_endpoint(name: str, *, qualified: bool = True) -> str:
     return f"{BLUEPRINT}.{name}:item" if qualified else f"{name}:item"
 
 
+def lookup_endpoint(name: str, *, qualified: bool = True) -> str:
+    """The endpoint of ``/<name>/by-<field>/<value>`` (``additional_lookup``)."""
+    return f"{BLUEPRINT}.{name}:lookup" if qualified else f"{name}:lookup"
+
+
+def resource_endpoints(name: str) -> tuple[str, ...]:
+    """Every endpoint that serves documents of the resource ``name`` (qualified)."""
+    return (collection_endpoint(name), item_endpoint(name), lookup_endpoint(name))
+
+
 #: The last segment of a stream's path: ``/<name>/_stream``, ``/<name>/<id>/_stream``.
 STREAM_SEGMENT = "_stream"
 

@@ -38,10 +38,13 @@ class WriteKey:
     #: Set by the service when it found this write done already: nothing was written now.
     replayed: bool = False
 
+    def digest(self, index: int) -> bytes:
+        """What the id of the ``index``-th document a keyed POST inserts is made of."""
+        return hashlib.sha256(f"{self.seed}\0id\0{index}".encode()).digest()
+
     def object_id(self, index: int) -> ObjectId:
         """The ``_id`` of the ``index``-th document a keyed POST inserts."""
-        digest = hashlib.sha256(f"{self.seed}\0id\0{index}".encode()).digest()
-        return ObjectId(digest[:12])
+        return ObjectId(self.digest(index)[:12])
 
     def etag(self, base: str | None) -> str:
         """The ETag a keyed write gives the version it makes from ``base``

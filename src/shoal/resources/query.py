@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
-from bson import ObjectId
 
-from ..dates import parse_http_date
 from ..errors import BadRequest
+from .fields import DATE_MESSAGE, OBJECTID_MESSAGE, Kind, to_native
 
 #: Query operators a client may use in ``where``.
 ALLOWED_OPERATORS = frozenset(
@@ -43,7 +42,12 @@ FORBIDDEN_OPERATORS = frozenset({"$where", "$function", "$accumulator", "$expr"}
 
 #: Fields Shoal maintains on every document.
 META_FIELDS = ("_id", "_created", "_updated", "_etag")
-_DATE_FIELDS = frozenset({"_created", "_updated"})
+#: Fields Shoal keeps on documents of resources with soft delete or versioning.
+FEATURE_FIELDS = ("_deleted", "_version")
+#: Operators whose operands are values of the field (so a date field's operand
+#: is a date); the operands of the others ($type, $size, $regex...) are not.
+_VALUE_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$all"})
+_META_KINDS = {"_created": Kind.DATE, "_updated": Kind.DATE}
 
 
 #: ``none``: no count; ``auto``: the collection's own count when nothing
@@ -66,10 +70,14 @@ class ListQuery:
     #: Keyset pagination: None for pages by number, "" for the first page by
     #: cursor, else the (signed, still encoded) cursor of the page to read.
     cursor: str | None = None
+    #: False where the resource turns pagination off: every document, one page.
+    paginated: bool = True
 
     @property
     def skip(self) -> int:
-        return (self.page - 1) * self.max_results if self.cursor is None else 0
+        if self.cursor is not None or not self.paginated:
+            return 0
+        return (self.page - 1) * self.max_results
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,28 @@ class QueryRules:
     count: bool
     allow_regex: bool
     max_depth: int
+    #: Fields (dotted) whose values are native BSON types, by kind.
+    kinds: Mapping[str, Kind] = field(default_factory=dict)
+    #: Fields ``where`` may name (a dotted name passes if a prefix is listed);
+    #: None: any field.
+    allowed_filters: frozenset[str] | None = None
+    sorting: bool = True
+    pagination: bool = True
+    default_sort: list[tuple[str, int]] | None = None
+    #: The resource's own projection (``datasource.projection``).
+    projection: Mapping[str, int] | None = None
+    #: Fields every document is returned with, whatever is projected.
+    meta_fields: tuple[str, ...] = META_FIELDS
+    #: What ``_id`` holds: ObjectIds, or (None) strings or numbers as they are.
+    id_kind: Kind | None = Kind.OBJECTID
+
+    def kind_of(self, name: str) -> Kind | None:
+        if name == "_id":
+            return self.id_kind
+        kind = self.kinds.get(name) or _META_KINDS.get(name)
+        if kind is None and name.endswith("._id"):
+            kind = Kind.OBJECTID
+        return kind
 
 
 #: The deepest a list may be paged into (MongoDB's skip is a 64-bit integer, and
@@ -100,16 +130,27 @@ def parse_list_query(
     cursor = args.get("cursor")
     if cursor is not None and args.get("page"):
         raise BadRequest("page and cursor cannot be combined: follow _links.next")
+    if args.get("sort") and not rules.sorting:
+        raise BadRequest("sorting is off on this resource; send no sort")
+    if not rules.pagination:
+        for name in ("page", "max_results", "cursor"):
+            if args.get(name) is not None:
+                raise BadRequest(
+                    f"pagination is off on this resource: every document "
+                    f"comes in one answer; send no {name}"
+                )
+    sort = parse_sort(args["sort"]) if args.get("sort") else None
     query = ListQuery(
         filter=parse_where(where, rules) if where else {},
-        sort=parse_sort(args["sort"]) if args.get("sort") else None,
-        projection=parse_projection(args["projection"]) if args.get("projection") else None,
+        sort=sort or (rules.default_sort if rules.sorting else None),
+        projection=parse_projection(args.get("projection"), rules),
         page=_positive_int(args, "page", 1),
         max_results=min(
             _positive_int(args, "max_results", rules.default_max_results), rules.pagination_limit
         ),
         count=count or ("auto" if _boolean(args, "count", rules.count) else "none"),
         cursor=cursor,
+        paginated=rules.pagination,
     )
     if query.skip > MAX_SKIP:
         raise BadRequest(
@@ -132,6 +173,13 @@ def _positive_int(args: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def parse_boolean(args: Mapping[str, str], name: str, default: bool) -> bool:
+    """A true/false parameter; present without a value (``?show_deleted``) is true."""
+    if name in args and args[name] == "":
+        return True
+    return _boolean(args, name, default)
+
+
 def _boolean(args: Mapping[str, str], name: str, default: bool) -> bool:
     text = args.get(name)
     if text is None or text == "":
@@ -146,39 +194,62 @@ def _boolean(args: Mapping[str, str], name: str, default: bool) -> bool:
 
 def parse_where(text: str, rules: QueryRules) -> dict[str, Any]:
     """``where`` as MongoDB JSON, checked against the operator allowlist."""
+    if rules.allowed_filters is not None and not rules.allowed_filters:
+        raise BadRequest("filtering is off on this resource; send no where")
     try:
         parsed = orjson.loads(text)
     except orjson.JSONDecodeError as error:
         raise BadRequest(f"where is not valid JSON: {error}") from None
     if not isinstance(parsed, dict):
         raise BadRequest('where must be a JSON object, e.g. {"year": {"$gte": 2000}}')
-    checked: dict[str, Any] = _check_filter(parsed, rules, depth=1, field=None)
+    checked: dict[str, Any] = _check_filter(parsed, rules, depth=1, field=None, operator=None)
     return checked
 
 
 def check_filter(value: Any, rules: QueryRules) -> Any:
     """A filter (parsed JSON) checked against the allowlist, with its ids and
     dates as BSON values; 400 naming what is refused."""
-    return _check_filter(value, rules, depth=1, field=None)
+    return _check_filter(value, rules, depth=1, field=None, operator=None)
 
 
-def _check_filter(value: Any, rules: QueryRules, *, depth: int, field: str | None) -> Any:
+def _check_filter(
+    value: Any, rules: QueryRules, *, depth: int, field: str | None, operator: str | None
+) -> Any:
     if depth > rules.max_depth:
         raise BadRequest(f"where is nested too deeply (more than {rules.max_depth} levels)")
     if isinstance(value, list):
-        return [_check_filter(item, rules, depth=depth + 1, field=field) for item in value]
+        return [
+            _check_filter(item, rules, depth=depth + 1, field=field, operator=operator)
+            for item in value
+        ]
     if not isinstance(value, dict):
-        return _coerce(value, field)
+        if operator is None or operator in _VALUE_OPERATORS:
+            return _coerce(value, field, rules)
+        return value
     checked: dict[str, Any] = {}
     for key, item in value.items():
         if key.startswith("$"):
             _check_operator(key, rules)
-            checked[key] = _check_filter(item, rules, depth=depth + 1, field=field)
+            checked[key] = _check_filter(item, rules, depth=depth + 1, field=field, operator=key)
         else:
             if not key or "\x00" in key:
                 raise BadRequest(f"where has an invalid field name {key!r}")
-            checked[key] = _check_filter(item, rules, depth=depth + 1, field=key)
+            # Inside $elemMatch, names are relative to the array's field.
+            nested = operator == "$elemMatch" and field is not None
+            name = f"{field}.{key}" if nested else key
+            if not nested:
+                _check_allowed(key, rules)
+            checked[key] = _check_filter(item, rules, depth=depth + 1, field=name, operator=None)
     return checked
+
+
+def _check_allowed(name: str, rules: QueryRules) -> None:
+    allowed = rules.allowed_filters
+    if allowed is None:
+        return
+    parts = name.split(".")
+    if not any(".".join(parts[:end]) in allowed for end in range(1, len(parts) + 1)):
+        raise BadRequest(f"filter on {name!r} not allowed; allowed: {', '.join(sorted(allowed))}")
 
 
 def _check_operator(operator: str, rules: QueryRules) -> None:
@@ -193,15 +264,21 @@ def _check_operator(operator: str, rules: QueryRules) -> None:
     raise BadRequest(f"unknown or unsupported query operator {operator}")
 
 
-def _coerce(value: Any, field: str | None) -> Any:
-    """JSON has no ObjectId or date: turn the strings that mean one into one."""
+def _coerce(value: Any, field: str | None, rules: QueryRules) -> Any:
+    """JSON has no ObjectId or date: turn the strings that mean one into one,
+    by the field's type in the schema (a string field's strings stay strings)."""
     if not isinstance(value, str) or field is None:
         return value
-    if (field == "_id" or field.endswith("._id")) and ObjectId.is_valid(value):
-        return ObjectId(value)
-    if field in _DATE_FIELDS:
-        return parse_http_date(value) or value
-    return value
+    kind = rules.kind_of(field)
+    if kind is None:
+        return value
+    native = to_native(kind, value)
+    if native is not None:
+        return native
+    if field not in rules.kinds or field == "_id":
+        return value  # Shoal's own fields: a string that is none matches nothing
+    message = DATE_MESSAGE if kind is Kind.DATE else OBJECTID_MESSAGE
+    raise BadRequest(f"where: {field} {message}")
 
 
 def _field_name(name: Any, parameter: str) -> str:
@@ -238,8 +315,38 @@ def parse_sort(text: str) -> list[tuple[str, int]]:
     return keys
 
 
-def parse_projection(text: str) -> dict[str, int] | None:
-    """``{"title": 1}`` (include) or ``{"title": 0}`` (exclude), not both."""
+def parse_projection(text: str | None, rules: QueryRules) -> dict[str, int] | None:
+    """The client's ``projection`` (``{"title": 1}`` to include, ``{"title": 0}``
+    to exclude, not both) within the resource's own: a client cannot widen an
+    inclusive ``datasource.projection`` nor see what an exclusive one hides."""
+    client = (_client_projection(text) or None) if text else None
+    own = dict(rules.projection) if rules.projection else None
+    if client is None and own is None:
+        return None
+    if own is None:
+        projection = client or {}
+    elif client is None:
+        projection = own
+    elif 1 in own.values():
+        if 1 in client.values():
+            projection = {name: 1 for name in client if own.get(name) == 1}
+        else:
+            projection = {name: 1 for name in own if name not in client}
+    elif 1 in client.values():
+        projection = {name: 1 for name in client if name not in own}
+    else:
+        projection = {**own, **client}
+    if 1 in projection.values() or not projection:
+        # Documents always carry their meta fields, whatever is projected.
+        included = dict.fromkeys(projection, 1)
+        included.update(dict.fromkeys(rules.meta_fields, 1))
+        return included
+    for meta in rules.meta_fields:
+        projection.pop(meta, None)
+    return projection or None
+
+
+def _client_projection(text: str) -> dict[str, int]:
     try:
         parsed = orjson.loads(text)
     except orjson.JSONDecodeError as error:
@@ -251,13 +358,11 @@ def parse_projection(text: str) -> dict[str, int] | None:
         if flag not in (0, 1) or isinstance(flag, float):
             raise BadRequest(f"projection values are 1 or 0, got {flag!r} for {name!r}")
         projection[_field_name(name, "projection")] = int(flag)
-    user_flags = {flag for name, flag in projection.items() if name not in META_FIELDS}
+    user_flags = {flag for name, flag in projection.items() if not name.startswith("_")}
     if len(user_flags) > 1:
         raise BadRequest("projection cannot mix inclusion (1) and exclusion (0)")
-    if user_flags == {1}:
-        # Documents always carry their meta fields, whatever is projected.
-        projection.update(dict.fromkeys(META_FIELDS, 1))
-    else:
-        for meta in META_FIELDS:
-            projection.pop(meta, None)
-    return projection or None
+    meta = [name for name in projection if name.startswith("_")]
+    if user_flags:
+        for name in meta:
+            projection.pop(name)
+    return projection

@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING
 
 from pymongo.errors import PyMongoError
 
-from ..config import Settings
+from ..config import Settings, joined_collections, relations
 from ..errors import ApiError, ServiceUnavailable
 from ..storage import Storage
 from ..tasks import cancel
 from .cursors import CursorCodec
+from .hooks import EXTENSION_KEY as HOOKS_KEY
+from .hooks import Hooks
 from .indexes import Indexed, ensure_indexes_in_background, record_index_problem
 from .service import Resource, ResourceService
 
@@ -29,16 +31,50 @@ logger = logging.getLogger("shoal.resources")
 STARTUP_INDEX_TIMEOUT = 2.0
 
 
+def build_resources(settings: Settings) -> dict[str, Resource]:
+    """Every resource of the config, each knowing the others (its catalog)."""
+    built = {
+        name: Resource(name, resource, max_query_depth=settings.max_query_depth)
+        for name, resource in settings.resources.items()
+    }
+    for resource in built.values():
+        resource.catalog = built
+    return built
+
+
+def readers(settings: Settings, collection: str) -> list[str]:
+    """The resources whose answers show documents of ``collection``: its own
+    resources, those that embed them, and aggregations that read or join it.
+    A write to the collection makes their cached answers stale."""
+    sources = {
+        name: resource.datasource.source or name for name, resource in settings.resources.items()
+    }
+    names = []
+    for name, resource in settings.resources.items():
+        read = {sources[name]}
+        for _, relation in relations(resource):
+            if relation.get("embeddable"):
+                read.add(sources[relation["resource"]])
+        if resource.aggregation is not None:
+            read.update(joined_collections(resource.aggregation.pipeline))
+        if collection in read:
+            names.append(name)
+    return names
+
+
 class Resources:
     def __init__(self, settings: Settings, storage: Storage) -> None:
         cursors = CursorCodec(settings.secret_key.get_secret_value())
+        #: The app's event hooks (``shoal_hooks(app)``).
+        self.hooks = Hooks(frozenset(settings.resources))
         self.services: dict[str, ResourceService] = {
-            name: ResourceService(
-                Resource(name, resource, max_query_depth=settings.max_query_depth),
-                storage,
-                cursors,
-            )
-            for name, resource in settings.resources.items()
+            name: ResourceService(resource, storage, cursors, self.hooks)
+            for name, resource in build_resources(settings).items()
+        }
+        #: Collection → the resources whose answers show its documents.
+        self.readers = {
+            service.collection: readers(settings, service.collection)
+            for service in self.services.values()
         }
         self._index_task: asyncio.Task[None] | None = None
         #: Whose indexes start-up creates: every resource, and what else asks.
@@ -52,6 +88,7 @@ class Resources:
 
     def init_app(self, app: Quart) -> None:
         app.extensions[EXTENSION_KEY] = self
+        app.extensions[HOOKS_KEY] = self.hooks
         app.before_serving(self.create_indexes)
         app.after_serving(self.stop)
 

@@ -39,6 +39,7 @@ class DocumentSchema:
         self._validator = compile_schema(compiled)
         #: Fields the server sets (the owner field): not validated, not writable.
         self.server_fields = frozenset(server_fields)
+        self._id_validator: jsonschema_rs.Draft202012Validator | None = None
 
     def issues(self, document: Mapping[str, Any]) -> dict[str, str]:
         """Every problem with ``document``; empty when it is valid."""
@@ -58,6 +59,18 @@ class DocumentSchema:
             for field, message in _describe(error):
                 issues.setdefault(field, message)
         return issues
+
+    def id_issues(self, value: Any) -> dict[str, str]:
+        """Problems of an ``_id`` with the ``_id`` rule the schema declares."""
+        rule = self.properties.get("_id")
+        if rule is None:
+            return {}
+        if self._id_validator is None:
+            self._id_validator = compile_schema({"$schema": DIALECT, **rule})
+        value = value if isinstance(value, str | int) else str(value)
+        for error in self._id_validator.iter_errors(value):
+            return {"_id": error.message}
+        return {}
 
     def readonly_issues(self, body: Mapping[str, Any]) -> dict[str, str]:
         """Fields a client sent that only the server may set."""

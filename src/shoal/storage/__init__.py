@@ -2,7 +2,15 @@
 
 from .changes import ChangeStream, ChangeStreamsUnsupported
 from .errors import ResumeFailed
-from .mongo import EXTENSION_KEY, Document, Storage, UpdateOutcome, get_storage, open_storage
+from .mongo import (
+    EXTENSION_KEY,
+    Document,
+    Session,
+    Storage,
+    UpdateOutcome,
+    get_storage,
+    open_storage,
+)
 
 __all__ = [
     "EXTENSION_KEY",
@@ -10,6 +18,7 @@ __all__ = [
     "ChangeStreamsUnsupported",
     "Document",
     "ResumeFailed",
+    "Session",
     "Storage",
     "UpdateOutcome",
     "get_storage",

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pymongo
+from bson import ObjectId
 from pymongo import AsyncMongoClient, IndexModel, ReplaceOne, ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.errors import BulkWriteError, ExecutionTimeout, OperationFailure
 
 from ..config import MongoDBSettings
 from ..errors import ApiError, BadRequest, Conflict, ServiceUnavailable
@@ -33,6 +35,11 @@ logger = logging.getLogger("shoal.storage")
 
 Document = dict[str, Any]
 T = TypeVar("T")
+#: A transaction's session, or None where MongoDB has no transactions.
+Session = AsyncClientSession | None
+
+#: MongoDB's answer to a transaction on a standalone server.
+_ILLEGAL_OPERATION = 20
 
 EXTENSION_KEY = "shoal.storage"
 #: Seconds closing the client may wait for MongoDB to end its server sessions.
@@ -54,6 +61,8 @@ class Storage:
     def __init__(self, settings: MongoDBSettings) -> None:
         self.settings = settings
         self._client: AsyncMongoClient[Document] | None = None
+        #: Whether MongoDB runs transactions (None: not found out yet).
+        self._transactions: bool | None = None
 
     def init_app(self, app: Quart) -> None:
         app.extensions[EXTENSION_KEY] = self
@@ -121,6 +130,49 @@ class Storage:
             except TimeoutError as error:
                 raise ServiceUnavailable("MongoDB did not answer in time") from error
 
+    async def supports_transactions(self) -> bool:
+        """Whether this MongoDB runs multi-document transactions (a replica set
+        or a sharded cluster does, a standalone server does not). Found out by
+        trying once, as a server's own description can be wrong either way."""
+        if self._transactions is None:
+
+            async def probe() -> bool:
+                try:
+                    async with (
+                        self.client.start_session() as session,
+                        await session.start_transaction(),
+                    ):
+                        # A write that changes nothing (and so needs no read).
+                        await self.database["shoal_transactions"].delete_one(
+                            {"_id": ObjectId()}, session=session
+                        )
+                except OperationFailure as error:
+                    if error.code == _ILLEGAL_OPERATION:
+                        return False
+                    raise
+                return True
+
+            self._transactions = await self.run(probe)
+            logger.info("MongoDB %s transactions", "runs" if self._transactions else "has no")
+        return self._transactions
+
+    async def atomic(self, work: Callable[[Session], Coroutine[Any, Any, T]]) -> T:
+        """Run ``work`` in one transaction where MongoDB has them, else as it is
+        (``work`` gets None for a session and must order its writes safely).
+
+        Inside a transaction, operations given the session raise PyMongo's own
+        errors, so that transient ones are retried (``with_transaction``);
+        whatever escapes is translated as usual.
+        """
+        if not await self.supports_transactions():
+            return await work(None)
+
+        async def transaction() -> T:
+            async with self.client.start_session() as session:
+                return await session.with_transaction(work)
+
+        return await self.run(transaction)
+
     # -- the operations resources use ------------------------------------
 
     async def find_page(
@@ -151,11 +203,60 @@ class Storage:
         return await self.run(lambda: target.count_documents(filter), client_query=True)
 
     async def find_one(
-        self, collection: str, filter: Document, projection: dict[str, int] | None = None
+        self,
+        collection: str,
+        filter: Document,
+        projection: dict[str, int] | None = None,
+        *,
+        session: Session = None,
     ) -> Document | None:
-        return await self.run(
-            lambda: self.collection(collection).find_one(filter, projection=projection)
+        operation = self.collection(collection).find_one
+        return await self._run(
+            lambda: operation(filter, projection=projection, session=session), session
         )
+
+    async def find_all(
+        self,
+        collection: str,
+        filter: Document,
+        *,
+        projection: dict[str, int] | None = None,
+        sort: list[tuple[str, int]] | None = None,
+        limit: int = 0,
+        session: Session = None,
+    ) -> list[Document]:
+        """Every document matching ``filter`` (up to ``limit``, 0: all)."""
+
+        async def operation() -> list[Document]:
+            cursor = self.collection(collection).find(
+                filter, projection=projection, sort=sort, limit=limit, session=session
+            )
+            return await cursor.to_list(None)
+
+        return await self._run(operation, session)
+
+    async def run_aggregation(
+        self, collection: str, pipeline: list[Document], options: Document
+    ) -> list[Document]:
+        """Every document a configured pipeline yields (an aggregation endpoint's,
+        given the aggregate command's ``options``); one that runs out of its
+        ``maxTimeMS`` is a 503 (MongoDB is busy or the pipeline too costly)."""
+
+        async def operation() -> list[Document]:
+            try:
+                cursor = await self.collection(collection).aggregate(pipeline, **options)
+                return await cursor.to_list(None)
+            except ExecutionTimeout as error:
+                raise ServiceUnavailable(
+                    "the aggregation ran longer than its time limit "
+                    f"(maxTimeMS {options.get('maxTimeMS')}); retry later or narrow it"
+                ) from error
+
+        return await self.run(operation, client_query=True)
+
+    async def _run(self, operation: Callable[[], Coroutine[Any, Any, T]], session: Session) -> T:
+        # Inside a transaction PyMongo's errors go to with_transaction as they are.
+        return await (operation() if session is not None else self.run(operation))
 
     async def insert_many(
         self,
@@ -164,11 +265,25 @@ class Storage:
         *,
         database: str | None = None,
         client_query: bool = False,
+        session: Session = None,
     ) -> None:
-        """Insert all documents or none: on a duplicate key, undo the ones inserted.
-        Documents without an ``_id`` get one (PyMongo sets it in place). With
-        ``client_query``, a document MongoDB refuses is the client's: a 400."""
+        """Insert all documents or none: on a duplicate key, undo the ones inserted
+        (inside a transaction, the transaction undoes them). Documents without an
+        ``_id`` get one (PyMongo sets it in place). With ``client_query``, a
+        document MongoDB refuses is the client's: a 400."""
         target = self.collection(collection, database)
+        if session is not None:
+            try:
+                await target.insert_many(documents, ordered=True, session=session)
+            except BulkWriteError as error:
+                first = (error.details.get("writeErrors") or [{}])[0]
+                if first.get("code") != 11000:
+                    raise
+                message = duplicate_message(error, first)
+                if len(documents) > 1:
+                    message = f"item {first.get('index', 0)}: {message}; nothing was inserted"
+                raise Conflict(message) from error
+            return
         if len(documents) == 1:
             await self.run(lambda: target.insert_one(documents[0]), client_query=client_query)
             return
@@ -226,12 +341,22 @@ class Storage:
             raise Conflict(f"item {first.get('index', 0)}: {message}; nothing was inserted")
         raise ApiError(f"MongoDB refused part of the write (code {first.get('code')})", status=500)
 
-    async def replace_if(self, collection: str, filter: Document, replacement: Document) -> bool:
-        """Replace the document matching ``filter``; False when none matched."""
-        result = await self.run(
-            lambda: self.collection(collection).replace_one(filter, replacement)
+    async def replace_if(
+        self,
+        collection: str,
+        filter: Document,
+        replacement: Document,
+        *,
+        upsert: bool = False,
+        session: Session = None,
+    ) -> bool:
+        """Replace the document matching ``filter``; False when none matched
+        (with ``upsert``, True when one was inserted instead)."""
+        operation = self.collection(collection).replace_one
+        result = await self._run(
+            lambda: operation(filter, replacement, upsert=upsert, session=session), session
         )
-        return result.matched_count == 1
+        return result.matched_count == 1 or result.upserted_id is not None
 
     async def find_one_and_update(
         self, collection: str, filter: Document, update: Document
@@ -269,12 +394,18 @@ class Storage:
         result = await self.run(lambda: self.collection(collection).update_one(filter, update))
         return result.matched_count == 1
 
-    async def delete_if(self, collection: str, filter: Document) -> bool:
-        result = await self.run(lambda: self.collection(collection).delete_one(filter))
+    async def delete_if(
+        self, collection: str, filter: Document, *, session: Session = None
+    ) -> bool:
+        operation = self.collection(collection).delete_one
+        result = await self._run(lambda: operation(filter, session=session), session)
         return result.deleted_count == 1
 
-    async def delete_many(self, collection: str, filter: Document) -> int:
-        result = await self.run(lambda: self.collection(collection).delete_many(filter))
+    async def delete_many(
+        self, collection: str, filter: Document, *, session: Session = None
+    ) -> int:
+        operation = self.collection(collection).delete_many
+        result = await self._run(lambda: operation(filter, session=session), session)
         return result.deleted_count
 
     async def bulk_write(self, collection: str, operations: list[Any]) -> Document:

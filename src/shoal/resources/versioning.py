@@ -1,0 +1,174 @@
+"""Document versioning (``versioning: true``), as Eve does it: every write
+makes a new version, kept in a shadow collection ``<collection>_versions``.
+
+A document holds its version number (``_version``); each version is a shadow
+document ``{_id_document, _version, <fields>, _updated, _etag[, _deleted]}``,
+unique on ``(_id_document, _version)``. ``_latest_version`` is the document's
+own ``_version``, added when it is read.
+
+Consistency. The write of the document is the conditional replace on
+``{_id, _etag}``, so of two writers one makes version n+1 and the other gets
+412. Where MongoDB runs transactions (a replica set, a sharded cluster), the
+document and its version are written in one transaction. Where it does not (a
+standalone server), the document is written first and its version after it:
+a crash in between leaves no version that names a write that did not happen;
+the only version that can be missing is the latest, whose content is the
+document itself. So reads take the latest version from the document, and the
+next write stores the missing version (from the document, before it changes)
+before writing its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pymongo import ASCENDING, IndexModel
+
+from ..errors import Conflict
+from ..storage import Session, Storage
+
+if TYPE_CHECKING:  # the service module imports this one
+    from .service import Resource
+
+Document = dict[str, Any]
+
+VERSION = "_version"
+LATEST_VERSION = "_latest_version"
+ID_DOCUMENT = "_id_document"
+SUFFIX = "_versions"
+#: Fields of a document that are not part of a version.
+_NOT_VERSIONED = frozenset({"_id", "_created", VERSION, LATEST_VERSION, "_links", ID_DOCUMENT})
+
+
+def version_of(document: Mapping[str, Any]) -> int:
+    """A document's version; one for a document that predates versioning."""
+    value = document.get(VERSION)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+
+class Versions:
+    """The versions of one resource's documents."""
+
+    def __init__(self, resource: Resource, storage: Storage) -> None:
+        self.resource = resource
+        self.storage = storage
+
+    @property
+    def collection(self) -> str:
+        return f"{self.resource.collection}{SUFFIX}"
+
+    def indexes(self) -> list[IndexModel]:
+        return [
+            IndexModel(
+                [(ID_DOCUMENT, ASCENDING), (VERSION, ASCENDING)],
+                unique=True,
+                name="document_version",
+            )
+        ]
+
+    def _of_document(self, item_id: Any) -> Document:
+        # A one-element $in matches as equality does; the embedded store only
+        # matches an ObjectId held outside _id this way.
+        return {ID_DOCUMENT: {"$in": [item_id]}}
+
+    def shadow(self, document: Mapping[str, Any]) -> Document:
+        """The version a document is at, as it is kept."""
+        kept = {key: value for key, value in document.items() if key not in _NOT_VERSIONED}
+        kept[ID_DOCUMENT] = document["_id"]
+        kept[VERSION] = version_of(document)
+        return kept
+
+    # -- writes ----------------------------------------------------------
+
+    async def insert(self, documents: list[Document], session: Session) -> None:
+        """Version 1 of new documents."""
+        await self.storage.insert_many(
+            self.collection, [self.shadow(document) for document in documents], session=session
+        )
+
+    async def record(self, document: Mapping[str, Any], session: Session) -> None:
+        """Keep the version ``document`` is at (again, if it is kept already:
+        the same version always has the same content)."""
+        shadow = self.shadow(document)
+        filter = {**self._of_document(document["_id"]), VERSION: shadow[VERSION]}
+        try:
+            await self.storage.replace_if(
+                self.collection, filter, shadow, upsert=True, session=session
+            )
+        except Conflict:
+            # Another writer stored the same version at the same moment.
+            if session is not None:
+                raise
+
+    async def forget(self, item_id: Any, session: Session) -> None:
+        """Every version of a document (hard-deleted)."""
+        await self.storage.delete_many(self.collection, self._of_document(item_id), session=session)
+
+    # -- reads -----------------------------------------------------------
+
+    def as_version(self, shadow: Mapping[str, Any], latest: Mapping[str, Any]) -> Document:
+        """A kept version as a client reads it: the document's id and
+        ``_created`` with the version's fields."""
+        version = {key: value for key, value in shadow.items() if key not in _NOT_VERSIONED}
+        version["_id"] = latest["_id"]
+        if "_created" in latest:
+            version["_created"] = latest["_created"]
+        version[VERSION] = shadow.get(VERSION, version_of(latest))
+        version[LATEST_VERSION] = version_of(latest)
+        return version
+
+    def latest(self, document: Mapping[str, Any]) -> Document:
+        """The document itself as its latest version."""
+        current = dict(document)
+        current[VERSION] = version_of(document)
+        current[LATEST_VERSION] = current[VERSION]
+        return current
+
+    async def get(self, document: Mapping[str, Any], number: int) -> Document | None:
+        """Version ``number`` of ``document``, or None."""
+        newest = version_of(document)
+        if number == newest:
+            return self.latest(document)
+        if number > newest:
+            return None
+        found = await self.storage.find_one(
+            self.collection, {**self._of_document(document["_id"]), VERSION: number}
+        )
+        return self.as_version(found, document) if found is not None else None
+
+    async def span(self, document: Mapping[str, Any], first: int, last: int) -> list[Document]:
+        """Versions ``first`` to ``last`` (within the latest), oldest first."""
+        newest = version_of(document)
+        last = min(last, newest)
+        if first > last:
+            return []
+        kept = await self.storage.find_all(
+            self.collection,
+            {**self._of_document(document["_id"]), VERSION: {"$gte": first, "$lte": last}},
+            sort=[(VERSION, ASCENDING)],
+        )
+        versions = [
+            self.as_version(shadow, document) for shadow in kept if shadow.get(VERSION) != newest
+        ]
+        if last == newest:
+            versions.append(self.latest(document))
+        return versions
+
+
+def diff(version: Document, previous: Document | None) -> Document:
+    """What changed from ``previous`` to ``version``: the fields that differ,
+    the names of the ones removed (``_removed``), and the version's identity."""
+    if previous is None:
+        return version
+    changed = {
+        key: value
+        for key, value in version.items()
+        if key in ("_id", VERSION, "_links") or previous.get(key) != value or key not in previous
+    }
+    removed = sorted(
+        key for key in previous if key not in version and key not in ("_links", "_removed")
+    )
+    if removed:
+        changed["_removed"] = removed
+    return changed
