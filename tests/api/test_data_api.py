@@ -15,8 +15,9 @@ from quart import Quart
 
 from shoal.app import create_app
 from shoal.auth import get_auth
+from shoal.storage import get_storage
 from tests.conftest import SettingsFactory
-from tests.utils.auth import bearer, token_for
+from tests.utils.auth import bearer, editor_client, token_for
 from tests.utils.data_api import APP_ID, EJSON, DataApiClient, api_key, data_api_config
 from tests.utils.settings import example_resources
 
@@ -970,3 +971,43 @@ async def test_writes_by_filter_on_a_resource_keep_its_max_affected(
         assert len(left.json["documents"]) == 3  # nothing was changed or deleted
         two = await books.call("deleteMany", {"filter": {"title": {"$in": ["b0", "b1"]}}})
         assert two.json == {"deletedCount": 2}
+
+
+async def test_a_resources_own_documents_and_soft_delete_hold_on_the_data_api(
+    settings_factory: SettingsFactory, database: str
+) -> None:
+    resources = example_resources()
+    novels = {
+        "schema": {
+            "type": "object",
+            "properties": {"title": {"type": "string"}, "kind": {"type": "string"}},
+        },
+        "datasource": {"source": "shelf", "filter": {"kind": "novel"}},
+        "resource_methods": ["GET", "POST"],
+        "item_methods": ["GET", "DELETE"],
+        "allowed_roles": ["editor"],
+        "soft_delete": True,
+    }
+    resources["novels"] = novels
+    settings = settings_factory(
+        mongodb={"database": database},
+        resources=resources,
+        data_api=data_api_config(database, shelf={"roles": ["editor"]}),
+    )
+    app = create_app(settings)
+    async with app.test_app():
+        editor = await editor_client(app)
+        assert (await editor.post("/novels", json={"title": "Dune"})).status_code == 201
+        await get_storage(app).insert_many("shelf", [{"title": "An atlas", "kind": "atlas"}])
+        shelf = await api(app, database, "editor", collection="shelf")
+        found = await shelf.call("find")
+        assert [document["title"] for document in found.json["documents"]] == ["Dune"]
+        deleted = await shelf.call("deleteOne", {"filter": {"title": "Dune"}})
+        assert deleted.json == {"deletedCount": 1}
+        # Soft delete: marked, not removed; gone from the resource and the Data API.
+        assert (await shelf.call("find")).json["documents"] == []
+        assert (await editor.get("/novels")).status_code == 200
+        assert (await (await editor.get("/novels")).get_json())["_items"] == []
+        stored = await get_storage(app).find_one("shelf", {"title": "Dune"})
+        assert stored is not None
+        assert stored["_deleted"] is True

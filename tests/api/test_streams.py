@@ -528,3 +528,47 @@ async def test_a_database_without_change_streams_answers_501(
         assert response.status_code == 501
         body = await response.get_json()
         assert "change streams" in body["_error"]["message"]
+
+
+async def test_a_stream_shows_only_its_resources_documents_and_soft_deletes_as_deletes(
+    settings_factory: SettingsFactory,
+) -> None:
+    resources = streamed_resources()
+    shelf = {
+        "schema": {
+            "type": "object",
+            "properties": {"title": {"type": "string"}, "kind": {"type": "string"}},
+        },
+        "datasource": {"source": "shelf", "filter": {"kind": "novel"}},
+        "resource_methods": ["GET", "POST"],
+        "item_methods": ["GET", "DELETE"],
+        "public_methods": ["GET", "POST"],
+        "public_item_methods": ["GET", "DELETE"],
+        "soft_delete": True,
+        "streams": True,
+    }
+    everything = {
+        **shelf,
+        "datasource": {"source": "shelf"},
+        "soft_delete": False,
+        "streams": False,
+    }
+    resources.update(novels=shelf, shelf=everything)
+    app = create_app(settings_factory(resources=resources, streams={"heartbeat": 0.2}))
+    async with app.test_app():
+        client = app.test_client()
+        async with listening(client, "/novels/_stream") as stream:
+            other = await client.post("/shelf", json={"title": "an atlas", "kind": "atlas"})
+            assert other.status_code == 201
+            novel = await _post(client, "/novels", {"title": "Dune"})
+            gone = await client.delete(
+                f"/novels/{novel['_id']}", headers={"If-Match": novel["_etag"]}
+            )
+            assert gone.status_code == 204
+            insert, delete = await stream.wait_for(2)
+            await asyncio.sleep(0.3)
+    assert insert.name == "insert"
+    assert insert.data["document"]["title"] == "Dune"
+    assert delete.name == "delete"
+    assert delete.data == {"operation": "delete", "_id": novel["_id"]}
+    assert len(stream.events) == 2  # the atlas is not a novel

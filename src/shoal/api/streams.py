@@ -89,14 +89,18 @@ def stream_view(service: ResourceService, feeds: ChangeFeeds, *, item: bool) -> 
         where = parse_stream_where(where_text, resource.rules) if where_text else None
         target = None
         if item_id is not None:
-            target = resource.ids.parse(item_id)
-            await service.get(target, access)  # 404 unless the caller may see it
+            # 404 unless the caller may see it; events name documents by _id.
+            shown = await service.get(resource.ids.parse(item_id), access)
+            target = shown["_id"]
         after = last_event_id()
         if after is not None:
             resume_token(after)  # a malformed id is a 400 now, not a broken stream
         feeds.check_capacity()  # 503 now, rather than a stream that ends at once
         await feeds.check_supported(resource.name)  # 501 without change streams
-        matches = matcher(access, where, target)
+        # The resource's own documents only (datasource.filter); deleted ones
+        # come as deletes (see ChangeFeed._change).
+        base = resource.base_filter(include_deleted=True)
+        matches = matcher(access, where, target, base)
         encode: Encode = current_app.json.dumps  # the generator runs after the view
 
         async def events() -> AsyncIterator[bytes]:
@@ -132,7 +136,7 @@ def stream_view(service: ResourceService, feeds: ChangeFeeds, *, item: bool) -> 
 
     def render(change: Change) -> dict[str, Any]:
         body: dict[str, Any] = {"operation": change.operation, "_id": change.document_id}
-        if change.document is not None:
+        if change.document is not None and change.operation != "delete":
             body["document"] = render_item(resource, change.document)
         return body
 

@@ -140,6 +140,9 @@ class DataApi:
             )
         except ApiError as error:
             raise Forbidden(error.message, code="NoMatchingRuleFound") from None
+        # The resource's own documents only: its datasource.filter, and with
+        # soft delete the documents not deleted.
+        access = access.narrowed(service.resource.base_filter(include_deleted=False))
         return Target(namespace, database, service, access)
 
     def _join_check(self, home: Target, principal: Principal) -> JoinCheck:
@@ -150,7 +153,7 @@ class DataApi:
             except ApiError as error:
                 return error.message
             if target.access.filter:
-                return "its documents are kept to their owners (auth_field)"
+                return "its resource keeps documents to their owners or filters them"
             return None
 
         return may_join
@@ -395,14 +398,28 @@ class DataApi:
             except Conflict as error:
                 raise Conflict(error.message, code=TOO_MANY_MATCHES) from None
             return {"deletedCount": deleted}
+        if target.service is not None:
+            # One document, through the resource's own delete: soft delete marks
+            # it, versions and hooks see it, as a REST DELETE would.
+            found = await self.storage.find_many(
+                target.collection,
+                target.access.restrict(request.filter),
+                database=target.database,
+                limit=1,
+            )
+            if not found:
+                return {"deletedCount": 0}
+            try:
+                await target.service.delete(_item(target.service, found[0]), None, target.access)
+            except NotFound:
+                return {"deletedCount": 0}  # deleted since it was read
+            return {"deletedCount": 1}
         deleted = await self.storage.delete(
             target.collection,
             target.access.restrict(request.filter),
             database=target.database,
             many=many,
         )
-        if target.service is not None and deleted:
-            await target.service.notify_written()
         return {"deletedCount": deleted}
 
 

@@ -39,6 +39,7 @@ from ..tasks import cancel
 from .access import Access
 from .query import QueryRules, parse_where
 from .registry import Resources
+from .service import DELETED
 
 if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
     from quart import Quart
@@ -129,9 +130,19 @@ def change_of(event: Mapping[str, Any]) -> Change:
 Matcher = Callable[[Change], bool]
 
 
-def matcher(access: Access, where: Mapping[str, Any] | None, item_id: Any = None) -> Matcher:
-    """What a subscriber may see: its document (``item_id``), its owner filter,
-    its ``where``."""
+def matcher(
+    access: Access,
+    where: Mapping[str, Any] | None,
+    item_id: Any = None,
+    base: Mapping[str, Any] | None = None,
+) -> Matcher:
+    """What a subscriber may see: the resource's own documents (``base``, its
+    ``datasource.filter``), its document (``item_id``), its owner filter, its
+    ``where``."""
+    if base:
+        access = Access(
+            filter={"$and": [dict(base), dict(access.filter)]} if access.filter else base
+        )
     owner = Query(dict(access.filter)) if access.filter else None
     wanted = Query(dict(where)) if where else None
 
@@ -233,10 +244,18 @@ class ChangeFeed:
     """The change events of one resource on this worker."""
 
     def __init__(
-        self, name: str, collection: str, storage: Storage, settings: StreamSettings
+        self,
+        name: str,
+        collection: str,
+        storage: Storage,
+        settings: StreamSettings,
+        *,
+        soft_delete: bool = False,
     ) -> None:
         self.name = name
         self.collection = collection
+        #: The resource marks deletes (``_deleted``) rather than removing documents.
+        self.soft_delete = soft_delete
         self.storage = storage
         self.settings = settings
         self.subscribers: set[Subscription] = set()
@@ -319,7 +338,7 @@ class ChangeFeed:
             )
             try:
                 while (event := await stream.try_next()) is not None:
-                    change = change_of(event)
+                    change = self._change(event)
                     delivered.add(change.id)
                     if subscription.matches(change):
                         await subscription.queue.put(change)
@@ -379,7 +398,7 @@ class ChangeFeed:
                         await asyncio.sleep(POLL_INTERVAL)
                         continue
                     token = event["_id"]
-                    self._publish(change_of(event))
+                    self._publish(self._change(event))
             except ResumeFailed:
                 token = None
                 self.end_all("the stream's history is gone; reconnect")
@@ -393,6 +412,16 @@ class ChangeFeed:
         delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
         logger.warning("change stream of %s failed (%s); resuming in %gs", self.name, error, delay)
         await asyncio.sleep(delay)
+
+    def _change(self, event: Mapping[str, Any]) -> Change:
+        """An event as the resource's clients see it: with soft delete, a write
+        that marks a document deleted is its delete (still carrying the
+        document, for matching; a delete's answer never shows it)."""
+        change = change_of(event)
+        document = change.document
+        if self.soft_delete and document is not None and document.get(DELETED) is True:
+            return Change(change.id, "delete", change.document_id, document)
+        return change
 
     def _publish(self, change: Change) -> None:
         self.recent.append(change)
@@ -411,7 +440,13 @@ class ChangeFeeds:
 
     def __init__(self, resources: Resources, storage: Storage, settings: StreamSettings) -> None:
         self.feeds = {
-            name: ChangeFeed(name, service.collection, storage, settings)
+            name: ChangeFeed(
+                name,
+                service.collection,
+                storage,
+                settings,
+                soft_delete=service.resource.settings.soft_delete,
+            )
             for name, service in resources.services.items()
             if service.resource.settings.streams
         }
