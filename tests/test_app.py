@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+from brotli_asgi import BrotliMiddleware
+from quart import Quart
 
-from shoal.app import create_app, middleware, policies
+from shoal.api.direct import DirectReads
+from shoal.app import create_app, policies
 from shoal.config import ConfigError, read_config_file
 from shoal.http.admission import Admission
-from shoal.http.compression import compressed
+from shoal.http.compression import WholeBody
 from shoal.http.edge import Edge
 from shoal.http.fast_path import FastPath
 from shoal.http.finish_writes import FinishWrites
 from shoal.http.instance import InstanceHeader
-from shoal.http.lifecycle import CloseWhenDraining, get_lifecycle
+from shoal.http.lifecycle import CloseWhenDraining
 from shoal.policies.cache import ResponseCache, get_cache
 from shoal.policies.idempotency import EXTENSION_KEY as IDEMPOTENCY_KEY
 from shoal.policies.idempotency import Idempotency
@@ -33,37 +35,38 @@ def cached_resources() -> dict[str, Any]:
     return resources
 
 
-def _names(stack: list[Any]) -> list[str]:
-    return [item.func.__name__ if isinstance(item, partial) else item.__name__ for item in stack]
+def _stack(app: Quart) -> list[type[Any]]:
+    """The types of the ASGI layers in front of Quart, outermost first."""
+    layers: list[type[Any]] = []
+    layer: Any = app.asgi_app
+    while hasattr(layer, "app"):
+        layers.append(type(layer))
+        layer = layer.app
+    return layers
 
 
 def test_the_middleware_runs_in_the_pipelines_order(
     settings_factory: SettingsFactory,
 ) -> None:
     settings = settings_factory(resources=cached_resources(), instance={"header": True})
-    app = create_app(settings)
-    stack = middleware(settings, get_cache(app), get_lifecycle(app))
-    assert _names(stack) == [
-        compressed.__name__,
-        Edge.__name__,
-        InstanceHeader.__name__,
-        CloseWhenDraining.__name__,
-        FastPath.__name__,
-        Admission.__name__,
-        FinishWrites.__name__,
+    assert _stack(create_app(settings)) == [
+        BrotliMiddleware,  # compression, fed whole bodies by WholeBody
+        WholeBody,
+        Edge,
+        InstanceHeader,
+        CloseWhenDraining,
+        FastPath,
+        Admission,
+        DirectReads,
+        FinishWrites,
     ]
 
 
 def test_middleware_that_has_nothing_to_do_is_left_out(settings_factory: SettingsFactory) -> None:
-    # No compression, and no cached resource for the fast path to answer from.
+    # No compression, no admission, and no resource to answer from the cache or directly.
     settings = settings_factory(compression={"enabled": False}, admission={"enabled": False})
     settings = settings.model_copy(update={"resources": {}})
-    app = create_app(settings)
-    assert _names(middleware(settings, get_cache(app), get_lifecycle(app))) == [
-        Edge.__name__,
-        CloseWhenDraining.__name__,
-        FinishWrites.__name__,
-    ]
+    assert _stack(create_app(settings)) == [Edge, CloseWhenDraining, FinishWrites]
 
 
 def test_policies_run_limits_then_idempotency_then_the_cache(

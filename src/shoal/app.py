@@ -24,13 +24,15 @@ import importlib
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from quart import Quart, Response
 from quart_schema import QuartSchema
 
 from .api import register_blueprints
+from .api.direct import DirectReads, direct_resources
 from .auth import Auth
 from .config import SETTINGS_KEY, ConfigError, Settings, load_settings
 from .dataapi import DataApi
@@ -43,7 +45,7 @@ from .http.errors import register_error_handlers
 from .http.fast_path import FastPath
 from .http.finish_writes import FinishWrites
 from .http.instance import InstanceHeader
-from .http.json import install_json_provider
+from .http.json import OrjsonProvider, install_json_provider
 from .http.lifecycle import CloseWhenDraining, Lifecycle
 from .http.request_id import RequestIdFilter
 from .http.stack import build_stack
@@ -52,7 +54,7 @@ from .openapi import ApiDocs, quart_schema_options
 from .policies.cache import ResponseCache
 from .policies.idempotency import Idempotency
 from .policies.ratelimit import SharedRateLimiter
-from .resources import STREAM_SEGMENT, Resources
+from .resources import STREAM_SEGMENT, Resources, ResourceService
 from .resources.changes import ChangeFeeds
 from .state import create_state
 from .storage import Storage
@@ -119,7 +121,8 @@ def create_app(
 
     # Quart types asgi_app with its own event TypedDicts; the protocol is the same.
     quart_app: Any = app.asgi_app
-    stack: Any = build_stack(quart_app, middleware(settings, cache, lifecycle))
+    direct = Direct(direct_resources(resources, settings), cast(OrjsonProvider, app.json))
+    stack: Any = build_stack(quart_app, middleware(settings, cache, lifecycle, direct))
     app.asgi_app = stack  # type: ignore[method-assign]
     return app
 
@@ -150,7 +153,17 @@ def register_hooks(app: Quart, settings: Settings) -> None:
         register(app)
 
 
-def middleware(settings: Settings, cache: ResponseCache, lifecycle: Lifecycle) -> list[Middleware]:
+@dataclass(frozen=True)
+class Direct:
+    """What the direct reads answer: these resources' items, in this JSON."""
+
+    services: dict[str, ResourceService]
+    json: OrjsonProvider
+
+
+def middleware(
+    settings: Settings, cache: ResponseCache, lifecycle: Lifecycle, direct: Direct | None = None
+) -> list[Middleware]:
     """The ASGI middleware in front of Quart, outermost first."""
     stack: list[Middleware] = []
     if settings.compression.enabled:
@@ -173,6 +186,10 @@ def middleware(settings: Settings, cache: ResponseCache, lifecycle: Lifecycle) -
     if settings.admission.enabled:
         # Everything else waits its turn (FIFO) for one of a bounded number of slots.
         stack.append(partial(Admission, settings=settings.admission, bypass=_unqueued))
+    if direct is not None and direct.services:
+        # Anonymous public item reads, answered without Quart's request context.
+        encode = direct.json.dumps_bytes
+        stack.append(partial(DirectReads, services=direct.services, encode=encode))
     # A write whose body has arrived runs to its end, even if the client leaves.
     stack.append(FinishWrites)
     return stack
