@@ -311,6 +311,25 @@ def test_a_weak_rsa_key_file_is_refused(tmp_path: Path) -> None:
     assert "is not a PEM key for RS256" in problems[0]
 
 
+def test_key_file_algorithms_without_cryptography_say_how_to_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import jwt
+
+    def missing(name: str) -> object:  # what PyJWT does when cryptography is absent
+        raise NotImplementedError(f"Algorithm '{name}' could not be found")
+
+    monkeypatch.setattr(jwt, "get_algorithm_by_name", missing)
+    key = tmp_path / "key.pem"
+    key.write_text("-----BEGIN PRIVATE KEY-----")
+    auth = {"algorithm": "ES256", "private_key_file": str(key), "public_key_file": str(key)}
+    problems = _problems({"environment": "production", "secret_key": TEST_SECRET, "auth": auth})
+    assert problems == [
+        "auth: algorithm ES256 needs the cryptography package: pip install 'shoal[keys]' "
+        "(HS256, HS384 and HS512 do not)"
+    ]
+
+
 def test_production_is_the_default_environment() -> None:
     problems = _problems({})
     assert any("secret_key" in line for line in problems), problems

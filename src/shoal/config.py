@@ -170,7 +170,13 @@ class AuthSettings(_Section):
         # loading PyJWT and cryptography (the CLI's light commands do not).
         import jwt
 
-        algorithm = jwt.get_algorithm_by_name(self.algorithm)
+        try:
+            algorithm = jwt.get_algorithm_by_name(self.algorithm)
+        except NotImplementedError:
+            raise ValueError(
+                f"algorithm {self.algorithm} needs the cryptography package: "
+                "pip install 'shoal[keys]' (HS256, HS384 and HS512 do not)"
+            ) from None
         for key in ("private_key_file", "public_key_file"):
             path = getattr(self, key)
             if path is None:
