@@ -47,6 +47,7 @@ from .http.finish_writes import FinishWrites
 from .http.instance import InstanceHeader
 from .http.json import OrjsonProvider, install_json_provider
 from .http.lifecycle import CloseWhenDraining, Lifecycle
+from .http.metrics import Metrics
 from .http.request_id import RequestIdFilter
 from .http.stack import build_stack
 from .logs import configure_logging
@@ -111,6 +112,9 @@ def create_app(
     # requests is not a wait for clients that never leave.
     lifecycle.on_drain(feeds.close)
 
+    if settings.metrics.enabled:
+        # First of the before-request hooks: the route template for the metrics.
+        Metrics.init_app(app)
     for policy in policies(limiter, idempotency, cache):
         app.before_request(policy.before_request)
         app.after_request(policy.after_request)
@@ -166,8 +170,14 @@ def middleware(
 ) -> list[Middleware]:
     """The ASGI middleware in front of Quart, outermost first."""
     stack: list[Middleware] = []
+    if settings.metrics.enabled:
+        # Outermost, so that every answer is counted and timed (the fast path's,
+        # errors, compression included); also answers /metrics with the token.
+        token = settings.metrics.token
+        secret = token.get_secret_value() if token is not None else None
+        stack.append(partial(Metrics, token=secret))
     if settings.compression.enabled:
-        # Outermost, so that every answer is compressed, the fast path's too;
+        # Outside the rest, so that every answer is compressed, the fast path's too;
         # event streams excepted (a compressor would hold their events back).
         stream_paths = [rf"/{STREAM_SEGMENT}$"]
         stack.append(partial(compressed, settings=settings.compression, excluded=stream_paths))

@@ -58,6 +58,8 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "SHOAL_ENVIRONMENT": ("environment",),
     "SHOAL_TRUSTED_PROXIES": ("trusted_proxies",),
     "SHOAL_INSTANCE_NAME": ("instance", "name"),
+    "SHOAL_METRICS_BIND": ("metrics", "bind"),
+    "SHOAL_METRICS_TOKEN": ("metrics", "token"),
 }
 
 HttpMethod = Literal["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
@@ -136,6 +138,53 @@ class RedisSettings(_Section):
                 "must not contain { or }: Redis Cluster would take them for a hash tag"
             )
         return prefix
+
+
+_BIND = re.compile(r"^(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:\[\]]+)):(?P<port>[0-9]{1,5})$")
+
+
+def split_bind(bind: str) -> tuple[str, int]:
+    """``"HOST:PORT"`` (``"[::1]:9464"`` for IPv6) → ``(host, port)``."""
+    match = _BIND.fullmatch(bind)
+    port = int(match["port"]) if match else 0
+    if match is None or not 0 < port < 65536:
+        raise ValueError(f"{bind!r} is not HOST:PORT (e.g. 0.0.0.0:9464, [::]:9464)")
+    return match["ipv6"] or match["host"], port
+
+
+class MetricsSettings(_Section):
+    """Prometheus metrics at /metrics. Not served anywhere unless ``bind`` or
+    ``token`` is set (and then counted; otherwise not even counted)."""
+
+    bind: str | None = Field(
+        default=None,
+        description="HOST:PORT of a listener of its own that `shoal serve` opens for the "
+        "metrics of all its workers; keep it off the public network.",
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="Serve /metrics on the API's own listener too, to requests that send "
+        "Authorization: Bearer <token> (16 characters or more).",
+    )
+
+    @field_validator("bind")
+    @classmethod
+    def _valid_bind(cls, bind: str | None) -> str | None:
+        if bind is not None:
+            split_bind(bind)
+        return bind
+
+    @field_validator("token")
+    @classmethod
+    def _long_token(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and len(token.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return token
+
+    @property
+    def enabled(self) -> bool:
+        """Whether metrics are served somewhere (and so counted)."""
+        return self.bind is not None or self.token is not None
 
 
 class AuthSettings(_Section):
@@ -942,6 +991,7 @@ class Settings(_Section):
     admission: AdmissionSettings = AdmissionSettings()
     security_headers: SecurityHeaderSettings = SecurityHeaderSettings()
     instance: InstanceSettings = InstanceSettings()
+    metrics: MetricsSettings = MetricsSettings()
     resources: dict[str, ResourceSettings] = Field(default_factory=dict)
     data_api: DataApiSettings = DataApiSettings()
     hooks: list[str] = Field(

@@ -59,7 +59,9 @@ from ..resources import (
     ResourceService,
     SoftDeleted,
     collection_endpoint,
+    collection_rule,
     item_endpoint,
+    item_rule,
     lookup_endpoint,
     stream_endpoint,
 )
@@ -586,14 +588,14 @@ def resource_blueprint(resources: Resources, feeds: ChangeFeeds) -> Blueprint:
         settings = service.resource.settings
         path = f"/{service.resource.path}"
         blueprint.add_url_rule(
-            path,
+            collection_rule(service.resource.path),
             endpoint=collection_endpoint(name, qualified=False),
             view_func=collection_view(service),
             methods=list(dict.fromkeys(settings.resource_methods)),
         )
         if settings.item_methods:
             blueprint.add_url_rule(
-                f"{path}/<item_id>",
+                item_rule(service.resource.path),
                 endpoint=item_endpoint(name, qualified=False),
                 view_func=item_view(service),
                 methods=list(dict.fromkeys(settings.item_methods)),

@@ -27,6 +27,7 @@ from ..config import ConfigError, Settings, load_settings
 from ..logs import configure_logging
 from ..storage.embedded import EmbeddedStore, EmbeddedStoreError, development_store
 from ..system import SERVE_PID_VARIABLE
+from .metrics import start_metrics
 from .supervisor import Supervisor
 from .worker import WORKER_CLASSES
 
@@ -150,6 +151,7 @@ def serve(options: ServeOptions) -> int:
         raise ServeError(message, status=1) from None
     # Workers die with this process, even if it is killed outright (shoal.system).
     os.environ[SERVE_PID_VARIABLE] = str(os.getpid())
+    start_metrics(settings)  # before the workers start: they inherit its directory
 
     store: EmbeddedStore | None = None
     try:

@@ -58,12 +58,16 @@ from ..http.asgi import Scope, Send
 from ..http.conditional import is_not_modified
 from ..http.json import no_content
 from ..http.methods import READ_METHODS
+from ..http.metrics import ROUTE_SCOPE_KEY
+from ..metrics import cache_lookup
 from ..resources import (
     Resource,
     Resources,
     ResourceService,
     collection_endpoint,
+    collection_rule,
     item_endpoint,
+    item_rule,
     lookup_endpoint,
 )
 from ..state import Breaker, SharedState, StateUnavailable, bump_generation, generation_key
@@ -111,6 +115,8 @@ class ResponseCache:
         self.fast: dict[str, tuple[bool, bool]] = {}
         #: Per cached resource: the other resources its answers show.
         self.dependencies: dict[str, list[Resource]] = {}
+        #: The URL rules of those resources (list, item), for the metrics' route label.
+        self.fast_rules: dict[str, tuple[str, str]] = {}
         for name, service in resources.services.items():
             if service.resource.settings.cache_ttl is None:
                 continue
@@ -121,6 +127,8 @@ class ResponseCache:
                     "GET" in config.public_methods,
                     "GET" in config.public_item_methods,
                 )
+                path = service.resource.path
+                self.fast_rules[name] = (collection_rule(path), item_rule(path))
             self.cached.append(name)
             self.services[collection_endpoint(name)] = (service, False)
             self.services[item_endpoint(name)] = (service, True)
@@ -207,6 +215,7 @@ class ResponseCache:
         key = entry_key(resource.name, item=item, access=scope, args=args, target=target)
         g.cache_status = "BYPASS"
         if not self.breaker.closed:
+            cache_lookup(resource.name, "bypass", "app").inc()
             return None
         try:
             if self.owed:
@@ -215,14 +224,17 @@ class ResponseCache:
         except StateUnavailable:
             # Others' generation bumps may be failing too: bump them all on recovery.
             self._owe(self.cached)
+            cache_lookup(resource.name, "bypass", "app").inc()
             return None
         generation = int(current or 0)
         if entry is not None:
             hit = self._answer(entry, generation, item=item)
             if hit is not None:
                 g.cache_status = "HIT"
+                cache_lookup(resource.name, "hit", "app").inc()
                 return hit
         g.cache_status = "MISS"
+        cache_lookup(resource.name, "miss", "app").inc()
         ttl = resource.settings.cache_ttl
         assert ttl is not None
         g.cache_pending = _Pending(key, generation, ttl)
@@ -281,6 +293,8 @@ class ResponseCache:
         raw.append((b"x-cache", b"HIT"))
         if status == 200:
             raw.append((b"content-length", str(len(body)).encode()))
+        scope[ROUTE_SCOPE_KEY] = self.fast_rules[resource][1 if item else 0]
+        cache_lookup(resource, "hit", "edge").inc()
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": body, "more_body": False})
         return True

@@ -46,6 +46,7 @@ from ..dataapi import action_endpoints
 from ..errors import ServiceUnavailable, TooManyRequests
 from ..hashing import sha256_hex
 from ..http.methods import SAFE_METHODS
+from ..metrics import RATE_LIMIT_REJECTIONS
 from ..resources import resource_endpoints
 from ..state import Breaker, Rate, RateVerdict, SharedState, StateUnavailable
 from .caller import caller_key
@@ -182,6 +183,7 @@ class SharedRateLimiter(RateLimiter):
         if refused:
             verdict, rate = max(refused, key=lambda pair: pair[0].retry_after)
             g.rate_limit_verdict = verdict
+            RATE_LIMIT_REJECTIONS.labels(method_class(request.method)).inc()
             retry_after = max(1, math.ceil(verdict.retry_after))
             raise TooManyRequests(
                 f"too many requests: the limit is {_describe(rate)}; retry in {retry_after} s",

@@ -1,10 +1,22 @@
-"""The names of the routes that serve resources (``request.endpoint``), which
-the policies in front of the views look up."""
+"""The names and URL rules of the routes that serve resources
+(``request.endpoint``, ``request.url_rule``), which the policies in front of
+the views look up."""
 
 from __future__ import annotations
 
 #: The blueprint that serves every resource (api/resources.py).
 BLUEPRINT = "resources"
+
+
+def collection_rule(path: str) -> str:
+    """The URL rule of a resource served at ``path`` (``Resource.path``): the
+    route template its requests are labelled with in the metrics."""
+    return f"/{path}"
+
+
+def item_rule(path: str) -> str:
+    """The URL rule of one item of a resource served at ``path``."""
+    return f"/{path}/<item_id>"
 
 
 def collection_endpoint(name: str, *, qualified: bool = True) -> str:

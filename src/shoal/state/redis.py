@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,6 +15,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisClusterException, RedisError
 
 from ..config import RedisSettings
+from ..metrics import redis_command
 from .base import Rate, RateVerdict, SharedState, StateUnavailable
 
 logger = logging.getLogger("shoal.state")
@@ -86,17 +89,18 @@ return value
 
 # GCRA over several limits at once, on Redis's clock (so instances' clocks never
 # matter). Each key holds a theoretical arrival time (TAT) in microseconds.
-# ARGV holds, per key, the interval between requests (µs) and the request count;
-# the capacity is interval * count, so a burst of exactly `count` fits. The
-# request is counted (every TAT moved on) only if every limit admits it.
+# ARGV[1] is 1 to count the request, 0 only to ask; then ARGV holds, per key,
+# the interval between requests (µs) and the request count; the capacity is
+# interval * count, so a burst of exactly `count` fits. The request is counted
+# (every TAT moved on) only if every limit admits it.
 # Replies, per key: {admitted 0/1, remaining, µs until full, µs until allowed}.
 _GCRA = """
 if redis.replicate_commands then redis.replicate_commands() end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local tats, admitted, counted = {}, {}, true
+local tats, admitted, counted = {}, {}, ARGV[1] == '1'
 for i, key in ipairs(KEYS) do
-  local interval, count = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local interval, count = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
   local tat = tonumber(redis.call('GET', key) or '0')
   if tat < now then tat = now end
   tats[i] = tat
@@ -105,7 +109,7 @@ for i, key in ipairs(KEYS) do
 end
 local reply = {}
 for i, key in ipairs(KEYS) do
-  local interval, count = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local interval, count = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
   local capacity, tat = interval * count, tats[i]
   if counted then
     tat = tat + interval
@@ -119,6 +123,28 @@ for i, key in ipairs(KEYS) do
 end
 return reply
 """
+
+
+_Call = Callable[..., Awaitable[Any]]
+
+
+def _measured(call: _Call) -> _Call:
+    """Time a call to Redis and count its failures (``shoal_redis_*`` metrics),
+    labelled by its first argument: the command."""
+
+    @functools.wraps(call)
+    async def measured(self: RedisState, command: str, *args: Any, **kwargs: Any) -> Any:
+        duration, errors = redis_command(command)
+        started = time.perf_counter()
+        try:
+            return await call(self, command, *args, **kwargs)
+        except StateUnavailable:
+            errors.inc()
+            raise
+        finally:
+            duration.observe(time.perf_counter() - started)
+
+    return measured
 
 
 class RedisState(SharedState):
@@ -153,6 +179,7 @@ class RedisState(SharedState):
         if client is not None:
             await client.aclose()
 
+    @_measured
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return await getattr(self.client, method)(*args, **kwargs)
@@ -202,11 +229,42 @@ class RedisState(SharedState):
         return existing
 
     async def rate_limit(self, limits: Sequence[tuple[str, Rate]]) -> list[RateVerdict]:
+        """One GCRA script for all the limits, or, on a Cluster, one per hash slot.
+
+        A script's keys must share a slot. A request's limits usually do (keys
+        are tagged with the caller), but a route's own limit may count by
+        another key. Then the groups run in turn: once one refuses, the next
+        ones are only asked, not counted; groups before it keep the request
+        counted (a refused request may use up one unit of a bucket in another
+        slot: limits err on the strict side, never the lenient one).
+        """
         if not limits:
             return []
+        verdicts: dict[int, RateVerdict] = {}
+        counting = True
+        for group in self._slot_groups([key for key, _ in limits]):
+            selected = [limits[index] for index in group]
+            replies = await self._script("gcra", selected, counting=counting)
+            verdicts.update(zip(group, replies, strict=True))
+            counting = counting and all(verdict.allowed for verdict in replies)
+        return [verdicts[index] for index in range(len(limits))]
+
+    def _slot_groups(self, keys: list[str]) -> list[list[int]]:
+        """Indexes of ``keys`` grouped by Cluster hash slot (one group elsewhere)."""
+        if not isinstance(self.client, RedisCluster):
+            return [list(range(len(keys)))]
+        groups: dict[int, list[int]] = {}
+        for index, key in enumerate(keys):
+            groups.setdefault(self.client.keyslot(self.key(key)), []).append(index)
+        return list(groups.values())
+
+    @_measured
+    async def _script(
+        self, name: str, limits: Sequence[tuple[str, Rate]], *, counting: bool
+    ) -> list[RateVerdict]:
         if self._gcra is None:
             self._gcra = self.client.register_script(_GCRA)
-        args: list[int] = []
+        args: list[int] = [1 if counting else 0]
         for _, rate in limits:
             args += [rate.interval_us, rate.count]
         keys = [self.key(key) for key, _ in limits]

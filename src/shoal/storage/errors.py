@@ -19,6 +19,7 @@ from pymongo.errors import (
 )
 
 from ..errors import ApiError, BadRequest, Conflict, ServiceUnavailable
+from ..metrics import MONGODB_ERRORS
 
 logger = logging.getLogger("shoal.storage")
 
@@ -61,6 +62,7 @@ class _Translator:
             raise Conflict(duplicate_message(error)) from error
         if isinstance(error, ServerSelectionTimeoutError | ConnectionFailure):
             logger.warning("MongoDB unreachable: %s", error)
+            MONGODB_ERRORS.labels("unreachable").inc()
             raise ServiceUnavailable("MongoDB is unreachable; retry shortly") from error
         if isinstance(error, OperationFailure) and error.code == 11000:
             raise Conflict(duplicate_message(error)) from error
@@ -79,6 +81,7 @@ class _Translator:
             # can quote documents, which must not reach the logs or other clients.
             code = getattr(error, "code", None)
             logger.error("MongoDB error %s: %s", code, type(error).__name__)
+            MONGODB_ERRORS.labels("failed").inc()
             raise ApiError(
                 f"the database could not complete the operation ({type(error).__name__})",
                 status=500,

@@ -25,8 +25,10 @@ from pymongo.errors import BulkWriteError, ExecutionTimeout, OperationFailure
 
 from ..config import MongoDBSettings
 from ..errors import ApiError, BadRequest, Conflict, ServiceUnavailable
+from ..metrics import MONGODB_ERRORS
 from .changes import UNSUPPORTED_CODES, ChangeStream, ChangeStreamsUnsupported
 from .errors import SERVER_FAULT_CODES, duplicate_message, translate_errors
+from .monitoring import CommandTimer
 
 if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
     from quart import Quart
@@ -80,6 +82,7 @@ class Storage:
             serverSelectionTimeoutMS=self.settings.server_selection_timeout_ms,
             maxPoolSize=self.settings.max_pool_size,
             appname="shoal",
+            event_listeners=[CommandTimer()],
         )
 
     async def close(self) -> None:
@@ -128,6 +131,7 @@ class Storage:
             try:
                 return await asyncio.wait_for(operation(), timeout)
             except TimeoutError as error:
+                MONGODB_ERRORS.labels("timeout").inc()
                 raise ServiceUnavailable("MongoDB did not answer in time") from error
 
     async def supports_transactions(self) -> bool:
@@ -386,6 +390,7 @@ class Storage:
             if first.get("code") == 11000:
                 raise Conflict(duplicate_message(BulkWriteError(result), first))
             code = first.get("code")
+            MONGODB_ERRORS.labels("failed").inc()
             raise ApiError(f"MongoDB refused part of the write (code {code})", status=500)
         return int(result.get("nModified", 0))
 
