@@ -130,7 +130,13 @@ _Call = Callable[..., Awaitable[Any]]
 
 def _measured(call: _Call) -> _Call:
     """Time a call to Redis and count its failures (``shoal_redis_*`` metrics),
-    labelled by its first argument: the command."""
+    labelled by its first argument: the command.
+
+    Also a failure: redis-py's asyncio connections can raise AttributeError or
+    TypeError instead of ConnectionError when a connection's transport is torn
+    down under a write (seen on a Cluster losing a node). Logged with the
+    traceback, answered as shared state unavailable, never as a 500.
+    """
 
     @functools.wraps(call)
     async def measured(self: RedisState, command: str, *args: Any, **kwargs: Any) -> Any:
@@ -141,6 +147,10 @@ def _measured(call: _Call) -> _Call:
         except StateUnavailable:
             errors.inc()
             raise
+        except (AttributeError, TypeError) as error:
+            errors.inc()
+            logger.error("Redis %s failed inside the client", command, exc_info=error)
+            raise StateUnavailable() from error
         finally:
             duration.observe(time.perf_counter() - started)
 
@@ -233,18 +243,29 @@ class RedisState(SharedState):
 
         A script's keys must share a slot. A request's limits usually do (keys
         are tagged with the caller), but a route's own limit may count by
-        another key. Then the groups run in turn: once one refuses, the next
-        ones are only asked, not counted; groups before it keep the request
-        counted (a refused request may use up one unit of a bucket in another
-        slot: limits err on the strict side, never the lenient one).
+        another key. Then every group is first only asked; if one refuses,
+        nothing is counted. Otherwise the groups count in turn, and once one
+        refuses (a concurrent request took the last unit since the asking) the
+        next ones are only asked: the groups before it keep the request
+        counted, so limits then err on the strict side, never the lenient one.
         """
         if not limits:
             return []
-        verdicts: dict[int, RateVerdict] = {}
+        groups = self._slot_groups([key for key, _ in limits])
         counting = True
-        for group in self._slot_groups([key for key, _ in limits]):
-            selected = [limits[index] for index in group]
-            replies = await self._script("gcra", selected, counting=counting)
+        if len(groups) > 1:
+            asked = await self._verdicts(limits, groups, counting=False)
+            counting = all(verdict.allowed for verdict in asked)
+            if not counting:
+                return asked
+        return await self._verdicts(limits, groups, counting=counting)
+
+    async def _verdicts(
+        self, limits: Sequence[tuple[str, Rate]], groups: list[list[int]], *, counting: bool
+    ) -> list[RateVerdict]:
+        verdicts: dict[int, RateVerdict] = {}
+        for group in groups:
+            replies = await self._script("gcra", [limits[i] for i in group], counting=counting)
             verdicts.update(zip(group, replies, strict=True))
             counting = counting and all(verdict.allowed for verdict in replies)
         return [verdicts[index] for index in range(len(limits))]
