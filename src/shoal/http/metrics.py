@@ -67,9 +67,9 @@ class Metrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        app = self.app
         if self.expected is not None and scope["path"] == METRICS_PATH:
-            await self._scrape(scope, send)
-            return
+            app = self._scrape  # counted like any other answer
         started = time.perf_counter()
         status = 0
         replayed = False
@@ -85,7 +85,7 @@ class Metrics:
 
         cancelled = False
         try:
-            await self.app(scope, receive, send_noting_status)
+            await app(scope, receive, send_noting_status)
         except asyncio.CancelledError:
             cancelled = True
             raise
@@ -102,7 +102,7 @@ class Metrics:
             if replayed:
                 IDEMPOTENT_REPLAYS.labels(method).inc()
 
-    async def _scrape(self, scope: Scope, send: Send) -> None:
+    async def _scrape(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope[ROUTE_SCOPE_KEY] = METRICS_PATH
         given = header(scope, b"authorization") or b""
         assert self.expected is not None
