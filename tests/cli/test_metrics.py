@@ -108,6 +108,17 @@ def test_a_scrape_sums_every_worker(two_workers: Served) -> None:
         statuses = Counter(status for status, _ in pool.map(lambda p: _get(serve.url + p), paths))
     assert statuses == {200: BOOKS, 404: MISSING}
 
+    def all_counted() -> bool:
+        # A worker counts a request once its answer is sent: a moment after
+        # the client has read it.
+        samples = _scrape(exporter)
+        unmatched = {"method": "GET", "route": "unmatched", "status": "404"}
+        return value(samples, "http_requests_total", **unmatched) == MISSING and (
+            value(samples, "http_requests_total", method="GET", route="/books", status="200")
+            == BOOKS
+        )
+
+    assert wait_until(all_counted, timeout=5)
     for samples in (
         _scrape(exporter),
         _scrape(serve.url + "/metrics", {"Authorization": f"Bearer {TOKEN}"}),
