@@ -483,3 +483,39 @@ def test_a_string_datasource_is_the_collection() -> None:
         env={},
     )
     assert settings.resources["x"].datasource.source == "y"
+
+
+# --- metrics and Redis keys -----------------------------------------------------------
+
+DEV: dict[str, Any] = {"environment": "development"}
+
+
+def test_metrics_are_off_unless_a_bind_or_a_token_is_set() -> None:
+    assert not load_settings(DEV, env={}).metrics.enabled
+    env = {"SHOAL_METRICS_BIND": "[::]:9464", "SHOAL_METRICS_TOKEN": "t" * 16}
+    metrics = load_settings(DEV, env=env).metrics
+    assert metrics.enabled
+    assert metrics.bind == "[::]:9464"
+    assert metrics.token is not None
+    assert metrics.token.get_secret_value() == "t" * 16
+    assert "t" * 16 not in repr(metrics)
+
+
+@pytest.mark.parametrize("bind", ["9464", "localhost", ":9464", "0.0.0.0:0", "host:70000"])
+def test_a_metrics_bind_must_be_host_and_port(bind: str) -> None:
+    assert _problems({**DEV, "metrics": {"bind": bind}}) == [
+        f"metrics.bind: {bind!r} is not HOST:PORT (e.g. 0.0.0.0:9464, [::]:9464)"
+    ]
+
+
+def test_a_short_metrics_token_is_refused() -> None:
+    assert _problems({**DEV, "metrics": {"token": "short"}}) == [
+        "metrics.token: must be at least 16 characters"
+    ]
+
+
+@pytest.mark.parametrize("prefix", ["{app}:", "app{", "app}:"])
+def test_a_key_prefix_with_a_hash_tag_is_refused(prefix: str) -> None:
+    assert _problems({**DEV, "redis": {"key_prefix": prefix}}) == [
+        "redis.key_prefix: must not contain { or } (a Redis Cluster hash tag)"
+    ]

@@ -7,6 +7,7 @@ grow within a process, so each test compares two scrapes.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -206,3 +207,31 @@ async def test_errors_of_mongodb_and_redis_are_counted(
     assert value(after, name, resource=resource, result=result, path=path) > value(
         before, name, resource=resource, result=result, path=path
     )
+
+
+async def test_a_client_that_leaves_before_the_answer_is_counted_as_499(
+    settings_factory: SettingsFactory,
+) -> None:
+    application = create_app(settings_factory(metrics={"token": TOKEN}))
+
+    @application.get("/slow")
+    async def slow() -> dict[str, str]:
+        await asyncio.sleep(5)
+        return {}
+
+    async with application.test_app():
+        client = application.test_client()
+        before = await scrape(client)
+        async with client.request("/slow", method="GET") as leaving:
+            await leaving.send_complete()
+            await asyncio.sleep(0.05)  # the view is waiting now
+            await leaving.disconnect()
+        await asyncio.sleep(0.05)
+        after = await scrape(client)
+    labels = {"method": "GET", "route": "/slow"}
+    left = "http_requests_total"
+    assert (
+        value(after, left, **labels, status="499") - value(before, left, **labels, status="499")
+        == 1
+    )
+    assert value(after, left, **labels, status="500") == value(before, left, **labels, status="500")

@@ -83,19 +83,20 @@ class Metrics:
                     replayed = (b"idempotent-replayed", b"true") in message["headers"]
             await send(message)
 
-        cancelled = False
+        failed = False
         try:
             await app(scope, receive, send_noting_status)
-        except asyncio.CancelledError:
-            cancelled = True
+        except Exception:
+            failed = True
             raise
         finally:
             method = scope["method"]
             if method not in KNOWN_METHODS:
                 method = "other"
             if status == 0:
-                # Nothing was answered: the client left, or the server answers 500.
-                status = CLIENT_CLOSED if cancelled else 500
+                # Nothing was answered: the server answers 500 for an error;
+                # otherwise the client left and Quart dropped its request.
+                status = 500 if failed else CLIENT_CLOSED
             requests, duration = http_request(method, scope.get(ROUTE_SCOPE_KEY, UNMATCHED), status)
             requests.inc()
             duration.observe(time.perf_counter() - started)
