@@ -517,5 +517,5 @@ def test_a_short_metrics_token_is_refused() -> None:
 @pytest.mark.parametrize("prefix", ["{app}:", "app{", "app}:"])
 def test_a_key_prefix_with_a_hash_tag_is_refused(prefix: str) -> None:
     assert _problems({**DEV, "redis": {"key_prefix": prefix}}) == [
-        "redis.key_prefix: must not contain { or } (a Redis Cluster hash tag)"
+        "redis.key_prefix: must not contain { or }: Redis Cluster would take them for a hash tag"
     ]

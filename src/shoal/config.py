@@ -154,7 +154,7 @@ def split_bind(bind: str) -> tuple[str, int]:
 
 class MetricsSettings(_Section):
     """Prometheus metrics at /metrics. Not served anywhere unless ``bind`` or
-    ``token`` is set (and then counted; otherwise not even counted)."""
+    ``token`` is set (and only then are HTTP requests measured)."""
 
     bind: str | None = Field(
         default=None,
