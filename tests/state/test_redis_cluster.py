@@ -299,7 +299,7 @@ async def test_a_master_killed_mid_traffic_never_gives_500_and_shoal_recovers(
         own_cluster.kill(victim)
         down_at = time.monotonic()
         n = 10
-        while time.monotonic() - down_at < 8 and n < 400:  # bounded: 8 s, 400 rounds
+        while time.monotonic() - down_at < 6 and n < 300:  # bounded: 6 s, 300 rounds
             await one_round(n)
             n += 1
             await asyncio.sleep(0.02)
@@ -322,7 +322,7 @@ async def test_a_master_killed_mid_traffic_never_gives_500_and_shoal_recovers(
         for m in range(n, n + 10):  # healthy again
             await one_round(m)
 
-        print(f"\nmaster killed: {down}; cache answers {dict(cache)}")
+        print(f"\nup to the restart of the killed master: {down}; cache answers {dict(cache)}")
         assert set(seen["read"]) == {200}  # public reads: never an error
         assert set(seen["plain"]) == {201}  # writes that do not need Redis: all done
         assert set(seen["keyed"]) <= {201, 503}  # writes that need it: done, or a clear 503
