@@ -8,9 +8,9 @@ multiprocess directory add up to.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
-import subprocess
 import urllib.error
 import urllib.request
 import uuid
@@ -143,47 +143,57 @@ def test_a_scrape_sums_every_worker(two_workers: Served) -> None:
         )
 
     # The sums are of both workers' own counts (each took some of the traffic).
-    workers = {info.pid for info in descendants(serve.pid) if "spawn" in info.cmdline}
+    workers = _workers(serve)
     assert len(workers) == 2
-    per_worker = {}
-    for pid in workers:
-        files = [str(two_workers.metrics_dir / f"counter_{pid}.db")]
-        counted = 0.0
-        for metric in MultiProcessCollector.merge(files):
-            for sample in metric.samples:
-                if sample.name == "http_requests_total" and sample.labels == {
-                    "method": "GET",
-                    "route": "/books",
-                    "status": "200",
-                }:
-                    counted += sample.value
-        per_worker[pid] = counted
+    per_worker = {pid: _served(two_workers.metrics_dir, pid) for pid in workers}
     assert sum(per_worker.values()) == BOOKS
     assert all(count > 0 for count in per_worker.values()), per_worker
 
 
-def test_a_dead_workers_live_values_leave_the_sums(two_workers: Served) -> None:
-    """A worker killed outright leaves its files; its counts stay in the sums
-    (a counter never goes back), its live gauge does not."""
-    exporter, metrics_dir = two_workers.exporter, two_workers.metrics_dir
+def test_a_killed_worker_keeps_its_counts_and_leaves_the_worker_count(
+    two_workers: Served,
+) -> None:
+    """SIGKILL a worker: `shoal serve` starts another. The dead one's counts stay in
+    the sums (a counter never goes back); its live gauge is marked dead, so
+    ``shoal_workers`` is 2 again, not 3."""
+    serve, exporter = two_workers.process, two_workers.exporter
     assert wait_until(lambda: value(_scrape(exporter), "shoal_workers") == 2, timeout=20)
-    finished = subprocess.Popen(["true"])
-    finished.wait()
-    dead_pid = finished.pid  # what a killed worker leaves: files, and a pid that is gone
-    leftover = MmapedDict(str(metrics_dir / f"gauge_livesum_{dead_pid}.db"))
-    leftover.write_value(
-        mmap_key("shoal_workers", "shoal_workers", [], [], "Worker processes."), 1.0, 0.0
-    )
-    leftover.close()
-    counts = MmapedDict(str(metrics_dir / f"counter_{dead_pid}.db"))
-    key = mmap_key("http_requests", "http_requests_total", HTTP_LABELS, ["GET", "/x", "200"], "")
-    counts.write_value(key, 5.0, 0.0)
-    counts.close()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = Counter(status for status, _ in pool.map(_get, [serve.url + "/books"] * 20))
+    assert statuses == {200: 20}
+    books = {"method": "GET", "route": "/books", "status": "200"}
+    assert wait_until(lambda: value(_scrape(exporter), "http_requests_total", **books) == 20, 5)
+
+    before = _workers(serve)
+    victim = max(before, key=lambda pid: _served(two_workers.metrics_dir, pid))
+    assert _served(two_workers.metrics_dir, victim) > 0  # it had counted some
+    os.kill(victim, signal.SIGKILL)
+    assert wait_until(lambda: len(_workers(serve) - before) == 1, timeout=30), serve.output()
+    assert wait_until(lambda: value(_scrape(exporter), "shoal_workers") == 2, timeout=30)
 
     samples = _scrape(exporter)
     assert value(samples, "shoal_workers") == 2
-    assert value(samples, "http_requests_total", method="GET", route="/x", status="200") == 5
-    assert not (metrics_dir / f"gauge_livesum_{dead_pid}.db").exists()
+    assert value(samples, "http_requests_total", **books) == 20
+    assert not (two_workers.metrics_dir / f"gauge_livesum_{victim}.db").exists()
+    assert (two_workers.metrics_dir / f"counter_{victim}.db").exists()
+
+
+def _workers(serve: ServeProcess) -> set[int]:
+    return {info.pid for info in descendants(serve.pid) if "spawn" in info.cmdline}
+
+
+def _served(metrics_dir: Path, pid: int) -> float:
+    """``GET /books`` answers counted by one worker, from its own file."""
+    path = metrics_dir / f"counter_{pid}.db"
+    if not path.exists():
+        return 0.0
+    labels = {"method": "GET", "route": "/books", "status": "200"}
+    return sum(
+        float(sample.value)
+        for metric in MultiProcessCollector.merge([str(path)])
+        for sample in metric.samples
+        if sample.name == "http_requests_total" and sample.labels == labels
+    )
 
 
 def test_without_a_directory_serve_makes_one_and_removes_it(
