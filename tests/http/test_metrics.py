@@ -235,3 +235,27 @@ async def test_a_client_that_leaves_before_the_answer_is_counted_as_499(
         == 1
     )
     assert value(after, left, **labels, status="500") == value(before, left, **labels, status="500")
+
+
+async def test_direct_item_reads_are_counted_under_the_items_route(
+    settings_factory: SettingsFactory,
+) -> None:
+    """Anonymous public item reads of an uncached resource are answered before
+    Quart (api/direct.py); they are labelled with the item view's rule all the same."""
+    application = create_app(settings_factory(metrics={"token": TOKEN}))
+    async with application.test_app():
+        client = application.test_client()
+        key, _ = await get_auth(application).accounts.create_api_key("writer", ["editor"])
+        created = await client_with(application, {"X-API-Key": key}).post(
+            "/books", json={"title": "Dune"}
+        )
+        item = f"/books/{(await created.get_json())['_id']}"
+        before = await scrape(client)
+        for _ in range(2):
+            assert (await client.get(item)).status_code == 200
+        after = await scrape(client)
+    labels = {"method": "GET", "route": "/books/<item_id>", "status": "200"}
+    name = "http_requests_total"
+    assert value(after, name, **labels) - value(before, name, **labels) == 2
+    unmatched = {"method": "GET", "route": "unmatched", "status": "200"}
+    assert value(after, name, **unmatched) == value(before, name, **unmatched)

@@ -24,7 +24,8 @@ from ..dates import http_date
 from ..errors import ApiError
 from ..http.asgi import ASGIApp, Receive, Scope, Send
 from ..http.conditional import is_not_modified
-from ..resources import UNRESTRICTED, Resources, ResourceService
+from ..http.metrics import ROUTE_SCOPE_KEY
+from ..resources import UNRESTRICTED, Resources, ResourceService, item_rule
 from ..resources.query import parse_projection
 from ..resources.render import render_single
 
@@ -94,6 +95,8 @@ class DirectReads:
             document = await service.get(resource.ids.parse(parts[2]), UNRESTRICTED)
         except ApiError:
             return False  # the full path answers it, exactly as it always does
+        # The item view's URL rule, for the metrics' route label.
+        scope[ROUTE_SCOPE_KEY] = item_rule(resource.path)
         etag, updated = document["_etag"], document.get("_updated")
         headers = [(b"etag", f'"{etag}"'.encode())]
         if isinstance(updated, datetime):

@@ -5,7 +5,8 @@ the fast path's cache hits, errors, 304s, compressed or not. It labels each
 with the method, the status, and the route template (``/books/<item_id>``,
 never the raw path, so an id never becomes a label): Quart's URL rule, which
 ``note_route`` copies into the ASGI scope before the request's policies run,
-or what the fast path wrote there when it answered. A request that matched no
+or what the cache's fast path or the direct reads wrote there when they
+answered. A request that matched no
 rule is labelled ``unmatched``.
 
 With ``metrics.token`` set, ``GET /metrics`` is answered here, before Quart,
