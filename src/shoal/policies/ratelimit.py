@@ -58,6 +58,12 @@ EXTENSION_KEY = "shoal.ratelimit"
 EXEMPT_ENDPOINTS = frozenset({"health.healthz", "health.readyz"})
 
 
+#: A route's limits: its configured rate (or None), the method class, the
+#: decorators' limits, and the configured rate's bucket.
+_Plan = tuple[Rate | None, str, list[RateLimit], str]
+_EXEMPT: _Plan = (None, "read", [], "*")
+
+
 def method_class(method: str) -> str:
     """``read`` for GET, HEAD and OPTIONS; ``write`` for every other method."""
     return "read" if method in SAFE_METHODS else "write"
@@ -115,6 +121,7 @@ class SharedRateLimiter(RateLimiter):
             for endpoint, action in action_endpoints(settings.data_api).items()
         }
         self.breaker = Breaker()
+        self._plans: dict[tuple[str, str], _Plan] = {}
 
     def init_app(self, app: Quart, enabled: bool = True) -> None:
         """Register the extension; the app factory registers its request hooks
@@ -126,14 +133,14 @@ class SharedRateLimiter(RateLimiter):
         """Who is counted: the API key or user, else the client's address."""
         return await caller_key(self.trusted_proxies)
 
-    async def limits(self) -> list[tuple[str, Rate]]:
-        """The (key, rate) pairs the current request counts against."""
-        endpoint = request.endpoint
-        if endpoint is None or endpoint in EXEMPT_ENDPOINTS:
-            return []
+    def _plan(self, endpoint: str) -> _Plan:
+        """What limits a route has (worked out on its first request: routes and
+        their decorators do not change while the app serves)."""
+        if endpoint in EXEMPT_ENDPOINTS:
+            return _EXEMPT
         view = current_app.view_functions.get(endpoint)
         if view is None or getattr(view, QUART_RATE_LIMITER_EXEMPT_ATTRIBUTE, False):
-            return []
+            return _EXEMPT
         kind = self.endpoint_kinds.get(endpoint) or method_class(request.method)
         resource = self.endpoint_resources.get(endpoint)
         own = self.resource_rates.get(resource, {}) if resource is not None else {}
@@ -146,12 +153,23 @@ class SharedRateLimiter(RateLimiter):
             ),
         ]
         rate = own.get(kind) or self.global_rates.get(kind)
-        if rate is None and not decorated:
+        bucket = resource if resource is not None and kind in own else "*"
+        return rate, kind, decorated, bucket
+
+    async def limits(self) -> list[tuple[str, Rate]]:
+        """The (key, rate) pairs the current request counts against."""
+        endpoint = request.endpoint
+        if endpoint is None:
             return []
+        plan = self._plans.get((endpoint, request.method))
+        if plan is None:
+            plan = self._plans[(endpoint, request.method)] = self._plan(endpoint)
+        if plan[0] is None and not plan[2]:
+            return []
+        rate, kind, decorated, bucket = plan
         caller = _digest(await self.caller())
         limits: list[tuple[str, Rate]] = []
         if rate is not None:
-            bucket = resource if kind in own else "*"
             limits.append((f"rl:{{{caller}}}:{bucket}:{kind}:{rate.count}/{rate.period:g}", rate))
         for limit in decorated:
             skip = limit.skip_function or self.skip_function

@@ -252,6 +252,8 @@ class Hooks:
         logged."""
         generic = self._hooks.get((event, None), [])
         own = self._hooks.get((event, resource), [])
+        if not (generic or own):
+            return
         calls = [(hook, (resource, *arguments)) for hook in generic]
         calls += [(hook, arguments) for hook in own]
         for hook, args in calls:
