@@ -213,6 +213,26 @@ async def test_documents_that_predate_versioning_are_version_one(
     assert "age" not in first
 
 
+async def test_versions_are_kept_on_whatever_database_shoal_finds(
+    settings: Settings,
+) -> None:
+    """Nothing forced: Shoal tries a transaction once and writes with one where
+    the database runs them, without where it refuses them (a standalone
+    server, or a server without transactions): the writes succeed either way."""
+    application = create_app(settings)
+    async with application.test_app():
+        client = application.test_client()
+        item_id, etag = await _three_versions(client)
+        response = await client.delete(f"/people/{item_id}", headers=if_match(etag))
+        assert response.status_code == 204
+        assert (await client.get(f"/people/{item_id}?version=1")).status_code == 404
+        ack = await create(client, "archive", {"name": "a"})
+        response = await client.delete(f"/archive/{ack['_id']}", headers=if_match(ack["_etag"]))
+        assert response.status_code == 204
+        body = await (await client.get(f"/archive/{ack['_id']}?version=all")).get_json()
+        assert [v["_deleted"] for v in body["_items"]] == [False, True]
+
+
 # With transactions, this runs only against a real MongoDB: the stand-in's
 # concurrent transactions break each other, or not, depending on timing (pinned
 # in tests/storage/test_standin_gaps.py), and FerretDB has none, so no strict

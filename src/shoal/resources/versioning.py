@@ -10,12 +10,12 @@ Consistency. The write of the document is the conditional replace on
 ``{_id, _etag}``, so of two writers one makes version n+1 and the other gets
 412. Where MongoDB runs transactions (a replica set, a sharded cluster), the
 document and its version are written in one transaction. Where it does not (a
-standalone server), the document is written first and its version after it:
-a crash in between leaves no version that names a write that did not happen;
-the only version that can be missing is the latest, whose content is the
-document itself. So reads take the latest version from the document, and the
-next write stores the missing version (from the document, before it changes)
-before writing its own.
+standalone server, a compatible server without them), the document is written
+first and its version after it: a crash in between leaves no version that
+names a write that did not happen; the only version that can be missing is the
+latest, whose content is the document itself. So reads take the latest version
+from the document, and the next write stores the missing version (from the
+document, before it changes) before writing its own.
 """
 
 from __future__ import annotations

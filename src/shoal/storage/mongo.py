@@ -40,8 +40,14 @@ T = TypeVar("T")
 #: A transaction's session, or None where MongoDB has no transactions.
 Session = AsyncClientSession | None
 
-#: MongoDB's answer to a transaction on a standalone server.
-_ILLEGAL_OPERATION = 20
+#: What a server without multi-document transactions answers the probe's first
+#: write: a standalone MongoDB, IllegalOperation (20); a server that does not
+#: know the transaction fields of a command (``startTransaction``, ``autocommit``),
+#: FailedToParse (9) or UnknownBsonField (40415); one without the commands that
+#: end a transaction, CommandNotFound (59), CommandNotSupported (115) or
+#: NotImplemented (238). The probe's write is well formed, so none of these can
+#: be about the write itself.
+_NO_TRANSACTIONS = frozenset({20, 9, 40415, 59, 115, 238})
 
 EXTENSION_KEY = "shoal.storage"
 #: Seconds closing the client may wait for MongoDB to end its server sessions.
@@ -136,8 +142,9 @@ class Storage:
 
     async def supports_transactions(self) -> bool:
         """Whether this MongoDB runs multi-document transactions (a replica set
-        or a sharded cluster does, a standalone server does not). Found out by
-        trying once, as a server's own description can be wrong either way."""
+        or a sharded cluster does; a standalone server, or a compatible server
+        without them, does not). Found out by trying once, as a server's own
+        description can be wrong either way."""
         if self._transactions is None:
 
             async def probe() -> bool:
@@ -151,7 +158,7 @@ class Storage:
                             {"_id": ObjectId()}, session=session
                         )
                 except OperationFailure as error:
-                    if error.code == _ILLEGAL_OPERATION:
+                    if error.code in _NO_TRANSACTIONS:
                         return False
                     raise
                 return True
