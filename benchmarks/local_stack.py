@@ -114,14 +114,19 @@ def _wait_until(predicate: Callable[[], bool], timeout: float, interval: float =
         time.sleep(interval)
 
 
-def _http_status(url: str, timeout: float = 2.0) -> int:
+def _http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """(status, body) of one GET; (0, b"") when nothing answers."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback)
-            return int(response.status)
+            return int(response.status), bytes(response.read())
     except urllib.error.HTTPError as error:
-        return int(error.code)
+        return int(error.code), bytes(error.read())
     except (urllib.error.URLError, OSError):
-        return 0
+        return 0, b""
+
+
+def _http_status(url: str, timeout: float = 2.0) -> int:
+    return _http_get(url, timeout)[0]
 
 
 def _mongodb_answers(uri: str) -> bool:
@@ -350,9 +355,20 @@ class LocalStack:
         return process
 
     def wait_instance(self, index: int, timeout: float = 60.0) -> None:
-        """Wait until instance ``index`` answers /readyz with 200."""
-        url = f"{self.instance_url(index)}/readyz"
-        self._wait(self.instance_name(index), lambda: _http_status(url) == 200, timeout)
+        """Wait until instance ``index`` answers /readyz with 200; stop at once
+        when MongoDB refused an index (Shoal does not ask again, so it never
+        becomes ready)."""
+        name, url = self.instance_name(index), f"{self.instance_url(index)}/readyz"
+
+        def ready() -> bool:
+            status, body = _http_get(url)
+            if status != 200 and b"indexes refused" in body:
+                log = self.processes[name].log
+                reason = body.decode(errors="replace")
+                raise StackError(f"{name} will not be ready: {reason}; see {log}")
+            return status == 200
+
+        self._wait(name, ready, timeout)
 
     def _start_nginx(self) -> None:
         conf = nginx_config(
