@@ -141,6 +141,7 @@ def _aggregate(values: Any) -> str:
     return quote(json.dumps(values))
 
 
+@pytest.mark.engine_gap(ferretdb="facet")
 async def test_results_come_in_the_list_envelope(anonymous: Client) -> None:
     await _shelf(anonymous)
     response = await anonymous.get("/counts")
@@ -159,6 +160,7 @@ async def test_results_come_in_the_list_envelope(anonymous: Client) -> None:
     assert again.status_code == 304
 
 
+@pytest.mark.engine_gap(ferretdb="facet")
 @pytest.mark.real_mongodb(reason="the stand-in's $facet breaks after $unwind")
 async def test_eves_tag_count_example(anonymous: Client) -> None:
     await _shelf(anonymous)
@@ -167,6 +169,7 @@ async def test_eves_tag_count_example(anonymous: Client) -> None:
     assert body["_meta"] == {"page": 1, "max_results": 2, "total": 3}
 
 
+@pytest.mark.engine_gap(ferretdb="facet")
 async def test_pages_and_links(anonymous: Client) -> None:
     await _shelf(anonymous)
     body = await (await anonymous.get("/counts?max_results=1&page=2")).get_json()
@@ -181,6 +184,7 @@ async def test_pages_and_links(anonymous: Client) -> None:
     assert body["_items"] == []
 
 
+@pytest.mark.engine_gap(ferretdb="facet")
 async def test_declared_variables_fill_the_pipeline(anonymous: Client) -> None:
     await _shelf(anonymous)
     query = _aggregate({"$shelf": "s1", "$weight": 2})
@@ -220,6 +224,7 @@ async def test_only_get_on_the_list(anonymous: Client) -> None:
     assert (await anonymous.get(f"/counts/{ObjectId()}")).status_code == 404
 
 
+@pytest.mark.engine_gap(ferretdb="facet")
 async def test_the_owner_filter_comes_before_the_configured_stages(app: Quart) -> None:
     ann = client_with(app, bearer(await token_for(app, user_id=str(ObjectId()))))
     bob = client_with(app, bearer(await token_for(app, user_id=str(ObjectId()))))
@@ -231,6 +236,7 @@ async def test_the_owner_filter_comes_before_the_configured_stages(app: Quart) -
         assert body["_items"] == [{"_id": "s", "notes": count}]
 
 
+@pytest.mark.engine_gap(ferretdb=("union_with", "facet"))
 async def test_joins_need_read_access_to_the_joined_resource(app: Quart, anonymous: Client) -> None:
     await _shelf(anonymous)
     owner = client_with(app, bearer(await token_for(app, user_id=str(ObjectId()))))
@@ -244,6 +250,7 @@ async def test_joins_need_read_access_to_the_joined_resource(app: Quart, anonymo
     assert [item["shelf"] for item in body["_items"]] == ["s1", "s1", "s2", "s2"]
 
 
+@pytest.mark.engine_gap(ferretdb=("lookup", "facet"))
 @pytest.mark.real_mongodb(reason="the stand-in's $lookup takes no pipeline beside localField")
 async def test_a_lookup_joins_only_what_the_caller_may_read(app: Quart) -> None:
     books = app.test_client()
@@ -260,6 +267,7 @@ async def test_a_lookup_joins_only_what_the_caller_may_read(app: Quart) -> None:
     ]
 
 
+@pytest.mark.engine_gap(ferretdb="facet")
 @pytest.mark.real_mongodb(reason="the stand-in ignores maxTimeMS")
 async def test_a_pipeline_past_its_time_limit_is_a_503(
     settings_factory: SettingsFactory, mongodb_uri: str

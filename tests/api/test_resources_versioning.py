@@ -44,7 +44,12 @@ def settings(settings_factory: SettingsFactory) -> Settings:
     return settings_factory(resources={"people": PEOPLE, "plain": plain, "archive": deleting})
 
 
-@pytest.fixture(params=["transactions", "no transactions"])
+@pytest.fixture(
+    params=[
+        pytest.param("transactions", marks=pytest.mark.engine_gap(ferretdb="transactions")),
+        "no transactions",
+    ]
+)
 async def app(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Quart]:
     """Where MongoDB runs transactions, and where it does not (a standalone
     server): versions are right either way."""
@@ -54,7 +59,7 @@ async def app(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterat
         if request.param == "no transactions":
             storage._transactions = False  # what probing a standalone server finds
         else:
-            assert await storage.supports_transactions()
+            assert await storage.supports_transactions(), "the database runs no transactions"
         yield application
 
 
@@ -237,7 +242,9 @@ async def test_versions_are_kept_on_whatever_database_shoal_finds(
 # concurrent transactions break each other, or not, depending on timing (pinned
 # in tests/storage/test_standin_gaps.py), and FerretDB has none, so no strict
 # expectation holds on either; the case is not generated there (not skipped).
-WRITER_CASES = ["no transactions"]
+WRITER_CASES: list[Any] = [
+    pytest.param("no transactions", marks=pytest.mark.engine_gap(ferretdb="write_atomicity"))
+]
 if os.environ.get(MONGODB_URI_VARIABLE):
     WRITER_CASES.append("transactions")
 

@@ -196,6 +196,7 @@ async def test_writes_arrive_as_events_rendered_as_reads_are(app: Quart) -> None
     assert all(event.id for event in (insert, change, delete))
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_an_idle_stream_is_an_uncompressed_event_stream_with_heartbeats(
     app: Quart,
 ) -> None:
@@ -358,6 +359,7 @@ async def test_a_reconnect_to_the_same_worker_replays_from_memory(app: Quart) ->
 # -- limits and shutdown ---------------------------------------------------------
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_streams_beyond_the_workers_limit_get_503(
     settings_factory: SettingsFactory,
 ) -> None:
@@ -375,6 +377,7 @@ async def test_streams_beyond_the_workers_limit_get_503(
         assert feeds.open == 0
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_draining_ends_every_stream_cleanly(app: Quart) -> None:
     async with listening(app.test_client(), "/books/_stream") as stream:
         await get_lifecycle(app).drain()
@@ -470,6 +473,7 @@ async def test_500_subscribers_on_one_worker_share_one_stream_in_bounded_memory(
     assert grown < SUBSCRIBERS * 100, f"{grown} KiB for {SUBSCRIBERS} subscribers"
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_open_streams_do_not_hold_admission_slots(
     settings_factory: SettingsFactory,
 ) -> None:
@@ -530,6 +534,7 @@ async def test_a_database_without_change_streams_answers_501(
         assert "change streams" in body["_error"]["message"]
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_a_stream_shows_only_its_resources_documents_and_soft_deletes_as_deletes(
     settings_factory: SettingsFactory,
 ) -> None:

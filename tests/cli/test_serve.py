@@ -423,6 +423,7 @@ def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     return int(status_line.split()[1]), headers, body
 
 
+@pytest.mark.engine_gap(ferretdb="partial_indexes")
 @pytest.mark.parametrize("to_group", [False, True], ids=["to-serve", "to-process-group"])
 def test_sigterm_closes_the_listener_and_lets_a_request_in_flight_finish(
     workdir: Path, redis_url: str, mongodb_uri: str, to_group: bool
@@ -484,6 +485,7 @@ def test_drain_delay_keeps_serving_with_readyz_503_then_closes(
         process.cleanup()
 
 
+@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_a_worker_that_dies_is_replaced(workdir: Path, redis_url: str, mongodb_uri: str) -> None:
     process = _served_with_redis(workdir, redis_url, mongodb_uri)
     try:
@@ -511,6 +513,7 @@ def test_a_worker_that_dies_is_replaced(workdir: Path, redis_url: str, mongodb_u
         process.cleanup()
 
 
+@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_a_second_serve_on_a_taken_port_fails_even_with_several_workers(
     tmp_path: Path, redis_url: str, mongodb_uri: str
 ) -> None:

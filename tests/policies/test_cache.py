@@ -370,6 +370,7 @@ async def eve_app(settings_factory: SettingsFactory) -> AsyncIterator[Quart]:
         yield app
 
 
+@pytest.mark.engine_gap(ferretdb="facet")
 async def test_an_aggregation_is_cached_and_made_stale_by_writes_to_its_source(
     eve_app: Quart,
 ) -> None:

@@ -245,6 +245,7 @@ async def test_fetched_hooks_change_what_is_sent(hooks: Hooks, anonymous: Client
     assert (await fetch(anonymous, "books", ack["_id"]))["title"] == "QUIET"
 
 
+@pytest.mark.engine_gap(ferretdb="facet")
 async def test_aggregation_hooks(hooks: Hooks, anonymous: Client) -> None:
     @hooks.before_aggregation("counts")
     def only_a(pipeline: list[dict[str, Any]]) -> None:

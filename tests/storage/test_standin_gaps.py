@@ -262,6 +262,7 @@ async def test_ne_matches_a_missing_field_in_writes(db: Database) -> None:
     assert replaced.matched_count == 1
 
 
+@pytest.mark.engine_gap(ferretdb="transactions")
 @pytest.mark.real_mongodb(reason="two transactions open at once break each other")
 async def test_two_transactions_at_once_both_commit(db: Database) -> None:
     await db.things.insert_many([{"_id": 1}, {"_id": 2}])
@@ -280,6 +281,7 @@ async def test_two_transactions_at_once_both_commit(db: Database) -> None:
     assert await db.other.count_documents({}) == 2
 
 
+@pytest.mark.engine_gap(ferretdb="facet")
 @pytest.mark.real_mongodb(reason="$facet after $unwind fails (a unique constraint of its own)")
 async def test_facet_after_unwind(db: Database) -> None:
     await db.things.insert_many([{"tags": ["x", "y"]}, {"tags": ["x"]}])

@@ -69,9 +69,9 @@ FERRETDB_GAPS: dict[str, str] = {
         "https://github.com/FerretDB/FerretDB/issues/175"
     ),
     "transactions": (
-        "transactions are not implemented (startTransaction is refused; no "
-        "commitTransaction or abortTransaction): "
-        "https://github.com/FerretDB/FerretDB/issues/1548"
+        "transactions are not implemented (a transaction's first command is refused "
+        'with FailedToParse, 9: unknown field "startTransaction"; no commitTransaction '
+        "or abortTransaction): https://github.com/FerretDB/FerretDB/issues/1548"
     ),
 }
 
