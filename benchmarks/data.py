@@ -53,10 +53,11 @@ def make_documents(count: int, *, seed: int = 7, title: str | None = None) -> li
     rng = random.Random(seed)
     documents = []
     for index in range(count):
+        letters = "".join(rng.choices("ABCDEFGHJKLMNPQRSTUVWXYZ", k=3))
         documents.append(
             {
                 "title": title or f"Item {index:05d}",
-                "sku": f"{''.join(rng.choices('ABCDEFGHJKLMNPQRSTUVWXYZ', k=3))}-{index:05d}",
+                "sku": f"{letters}-{index % 100_000:05d}",
                 "qty": rng.randrange(0, 500),
                 "price": round(rng.uniform(1, 200), 2),
                 "tags": rng.sample(_WORDS, rng.randrange(1, 4)),
@@ -66,12 +67,14 @@ def make_documents(count: int, *, seed: int = 7, title: str | None = None) -> li
     return documents
 
 
-def post_documents(base_url: str, documents: Sequence[Document], batch: int = 500) -> None:
-    """Insert through Shoal's bulk POST ``/items`` (201 or an error)."""
+def post_documents(
+    base_url: str, documents: Sequence[Document], batch: int = 500, resource: str = COLLECTION
+) -> None:
+    """Insert through Shoal's bulk POST ``/<resource>`` (201 or an error)."""
     for start in range(0, len(documents), batch):
         body = json.dumps(list(documents[start : start + batch])).encode()
         request = urllib.request.Request(  # noqa: S310 - loopback URL the harness built
-            f"{base_url}/{COLLECTION}",
+            f"{base_url}/{resource}",
             data=body,
             headers={"Content-Type": "application/json"},
             method="POST",

@@ -11,15 +11,27 @@ from string import Template
 from typing import Any
 
 from .report import (
+    ADMISSION_HEADER,
+    BALANCER_HEADER,
     DISTANCE_HEADER,
     DISTANCE_RATIO_HEADER,
+    KEYSET_HEADER,
     RESULT_HEADER,
+    STREAMS_HEADER,
     TARGET_HEADER,
+    admission_rows,
+    balancer_lines,
+    balancer_rows,
     distance_ratio_rows,
     distance_rows,
+    keyset_lines,
+    keyset_rows,
+    many_connections_lines,
     markdown_table,
     network_lines,
+    phase_lines,
     results_rows,
+    streams_rows,
     target_rows,
 )
 from .results import (
@@ -83,6 +95,24 @@ def _notes(data: dict[str, Any]) -> str:
     if not notes:
         return "None."
     return "\n".join(f"- {note}" for note in notes)
+
+
+def _phase_times(data: dict[str, Any]) -> str:
+    times = phase_lines(data.get("phase_seconds") or {})
+    return ", ".join(times) if times else "not recorded"
+
+
+def _phase(
+    phase: str,
+    header: list[str],
+    rows: list[list[str]],
+    lines: list[str],
+) -> str:
+    """One phase's table and its lines, or why there is none."""
+    if not rows:
+        return f"_Not measured in this run (`--skip {phase}`, or it failed: see the notes)._"
+    table = markdown_table(header, rows)
+    return "\n\n".join([table, "\n".join(f"- {line}" for line in lines)] if lines else [table])
 
 
 def _distance(data: dict[str, Any], results: list[Result]) -> str:
@@ -163,6 +193,26 @@ def render(data: dict[str, Any]) -> str:
         targets_met=f"{sum(target.met is True for target in found)} of {len(found)}",
         profiles=_profiles(data),
         notes=_notes(data),
+        phase_times=_phase_times(data),
+        subscribers=f"{options.get('subscribers', 500):,}",
+        stream_drain=f"{options.get('stream_drain', 10.0):g}",
+        keyset_documents=f"{options.get('keyset_documents', 50_000):,}",
+        keyset_page=f"{options.get('keyset_page', 2000):,}",
+        keyset_max_results=options.get("keyset_max_results", 25),
+        keyset_connections=options.get("keyset_connections", 4),
+        balancer_instances=options.get("balancer_instances", 2),
+        admission_limits=", ".join(str(n) for n in options.get("admission_limits", [16, 64, 256])),
+        streams=_phase("streams", STREAMS_HEADER, streams_rows(results), []),
+        keyset=_phase("keyset", KEYSET_HEADER, keyset_rows(results), keyset_lines(results)),
+        balancer=_phase(
+            "balancer", BALANCER_HEADER, balancer_rows(results), balancer_lines(results)
+        ),
+        admission=_phase(
+            "admission",
+            ADMISSION_HEADER,
+            admission_rows(results),
+            many_connections_lines(results),
+        ),
     )
 
 

@@ -4,7 +4,8 @@
 server up, runs wrk for the measured seconds while it reads the CPU time of the
 app, the database, wrk and the whole machine, and reads each worker's RSS at the
 end; it returns a ``Result`` and keeps it (with any note) for the report.
-``Meter.driver_ceiling`` does the same for ``benchmarks/driver.py``.
+``Meter.driver_ceiling`` does the same for ``benchmarks/driver.py``, and
+``Meter.fan_out`` for ``benchmarks/sse_client.py`` (change streams).
 """
 
 from __future__ import annotations
@@ -26,10 +27,17 @@ from .options import Options
 from .proc import cpu_seconds, machine_busy_seconds, peak_rss_mb, rss_mb
 from .report import results_rows
 from .results import Result
-from .services import Service
+from .services import Measurable
 from .wrk import WrkError, WrkResult, run_wrk, wrk_command
 
 ROOT = Path(__file__).resolve().parents[1]
+
+#: What the change-stream client reports besides the common figures (``Result.extra``).
+STREAM_FIGURES = (
+    "connected", "refused", "ready", "held", "ended", "events_written", "write_errors",
+    "write_rate", "expected", "missed", "complete", "all_received", "connect_seconds",
+    "client_peak_rss_mb",
+)  # fmt: skip
 
 #: CPU seconds so far of: the app, the database, reaped children (wrk), the machine.
 CpuClock = tuple[float, float, float, float]
@@ -115,13 +123,15 @@ class Meter:
 
     def measure(
         self,
-        service: Service,
+        service: Measurable,
         server: str,
         workers: int,
         load: Load,
         *,
         delay_ms: float = 0.0,
         warmup: bool = True,
+        phase: str = "",
+        extra: dict[str, Any] | None = None,
     ) -> Result | None:
         connections = load.connections or self.options.connections
         url = service.url + load.path
@@ -141,6 +151,7 @@ class Meter:
             cpu = cpu_percent(start, self._cpu(app_pids), time.monotonic() - clock)
         except (WrkError, subprocess.TimeoutExpired) as error:
             where = f", database +{delay_ms:g} ms" if delay_ms else ""
+            where += f", {phase} phase" if phase else ""
             self.notes.append(f"{server} {scenario} (workers {workers}{where}) failed: {error}")
             print(f"  {server} {scenario}: FAILED: {error}", file=sys.stderr, flush=True)
             return None
@@ -173,6 +184,61 @@ class Meter:
             cpu_percent=cpu,
             note=load.note,
             delay_ms=delay_ms,
+            phase=phase,
+            extra=dict(extra or {}),
+        )
+        self.results.append(result)
+        print_result(result)
+        return result
+
+    def fan_out(
+        self, service: Measurable, resource: str, subscribers: int, *, drain: float
+    ) -> Result | None:
+        """``benchmarks/sse_client.py`` against ``service``: ``subscribers`` SSE
+        streams of ``resource`` while one writer POSTs for the run's duration."""
+        self._settle(service, f"before the {subscribers} subscribers")
+        self.wait_quiet()
+        command = [
+            sys.executable, "-m", "benchmarks.sse_client", "--url", service.url,
+            "--resource", resource, "--subscribers", str(subscribers),
+            "--duration", str(self.options.duration), "--drain", str(drain),
+            "--app-pids", ",".join(map(str, service.all_pids())),
+            "--db-pids", ",".join(map(str, self.db_pids())),
+        ]  # fmt: skip
+        try:
+            completed = subprocess.run(
+                command,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=self.options.duration + drain + 120,
+            )
+        except subprocess.TimeoutExpired as error:
+            completed = subprocess.CompletedProcess(command, -1, "", f"timed out: {error}")
+        if completed.returncode != 0:
+            self.notes.append(f"change streams failed: {completed.stderr.strip()[-500:]}")
+            print(f"  sse_client: FAILED\n{completed.stderr}", file=sys.stderr, flush=True)
+            return None
+        data = json.loads(completed.stdout.strip().splitlines()[-1])
+        workers_now = service.workers()
+        result = Result(
+            server="shoal",
+            scenario="stream_fanout",
+            workers=len(workers_now),
+            connections=subscribers,
+            requests=data["deliveries"],
+            seconds=data["seconds"],
+            requests_per_s=data["deliveries_per_s"],
+            p50_ms=data["p50_ms"],
+            p99_ms=data["p99_ms"],
+            errors=data["missed"] + data["write_errors"] + subscribers - data["held"],
+            worker_rss_mb=[round(peak_rss_mb(pid), 1) for pid in workers_now],
+            worker_current_rss_mb=[round(rss_mb(pid), 1) for pid in workers_now],
+            cpu_percent=data["cpu_percent"],
+            note=f"{subscribers} SSE subscribers of /{resource}/_stream, one writer",
+            phase="streams",
+            extra={key: data[key] for key in STREAM_FIGURES},
         )
         self.results.append(result)
         print_result(result)
@@ -240,7 +306,7 @@ class Meter:
                 break
         self.quiet_budget -= time.monotonic() - started
 
-    def _settle(self, service: Service, when: str) -> None:
+    def _settle(self, service: Measurable, when: str) -> None:
         waited = service.wait_idle()
         if waited > 5:
             self.notes.append(f"{service.name} was still busy {when}: waited {waited:.0f}s")

@@ -10,6 +10,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .results import PHASES
+
+#: What ``--skip`` and ``--only`` name: the main phases (with the database on
+#: loopback, and at a distance), then the phases with tables of their own.
+ALL_PHASES = ("loopback", "distance", *PHASES)
+
 
 def available_cores() -> int:
     """The cores this process may run on."""
@@ -54,6 +60,23 @@ class Options:
     #: A MongoDB-compatible server to run every scenario against instead of the
     #: stand-in (None: start the stand-in).
     mongodb_uri: str | None = None
+    #: The phases with tables of their own that run (``results.PHASES``).
+    phases: list[str] = field(default_factory=lambda: list(PHASES))
+    #: Change streams: SSE subscribers held on one worker while a writer POSTs for
+    #: ``duration`` seconds; then up to ``stream_drain`` seconds for the last events.
+    subscribers: int = 500
+    stream_drain: float = 10.0
+    #: Keyset pagination: the collection's documents, the deep page (the last one
+    #: by default), the page size and wrk's connections.
+    keyset_documents: int = 50_000
+    keyset_page: int = 2000
+    keyset_max_results: int = 25
+    keyset_connections: int = 4
+    #: The load balancer's cost: this many instances of one worker behind nginx.
+    balancer_instances: int = 2
+    #: Admission control: ``max_in_flight`` values measured at ``many_connections``
+    #: with one worker, then admission off.
+    admission_limits: list[int] = field(default_factory=lambda: [16, 64, 256])
 
 
 def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
@@ -121,6 +144,40 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
         help="run against this MongoDB-compatible server instead of the stand-in, in a "
         "database of the run's own, dropped at the end (default: $SHOAL_BENCH_MONGODB_URI)",
     )
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        choices=ALL_PHASES,
+        default=[],
+        help="phases not to run (loopback: the same as --workers with none; distance: "
+        "--delays with none)",
+    )
+    parser.add_argument("--only", nargs="*", choices=ALL_PHASES, help="run only these phases")
+    parser.add_argument(
+        "--subscribers",
+        type=int,
+        default=defaults.subscribers,
+        help="SSE subscribers on one worker in the change-stream phase",
+    )
+    parser.add_argument(
+        "--keyset-documents",
+        type=int,
+        default=defaults.keyset_documents,
+        help="documents in the keyset-pagination phase's collection",
+    )
+    parser.add_argument(
+        "--keyset-page",
+        type=int,
+        default=defaults.keyset_page,
+        help="the deep page of the keyset-pagination phase (pages of 25)",
+    )
+    parser.add_argument(
+        "--admission-limits",
+        type=int,
+        nargs="*",
+        default=defaults.admission_limits,
+        help="admission.max_in_flight values measured at --many-connections (and off)",
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip py-spy")
     parser.add_argument("--no-eve", action="store_true", help="skip the Eve baseline")
     parser.add_argument(
@@ -155,9 +212,28 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
         profile=not args.no_profile,
         eve=not args.no_eve,
         write_docs=not args.no_docs,
+        subscribers=args.subscribers,
+        keyset_documents=args.keyset_documents,
+        keyset_page=args.keyset_page,
+        admission_limits=args.admission_limits,
     )
     if args.quick:
         options.duration, options.warmup, options.workers = 2.0, 0.0, options.workers[:1]
         options.profile, options.patch_pool = False, 2000
         options.delays = options.delays[-1:]
+        options.keyset_documents, options.keyset_page = 5000, 200
+        limits = options.admission_limits
+        options.admission_limits = [64] if 64 in limits else limits[:1]
+    chosen = set(args.only if args.only is not None else ALL_PHASES) - set(args.skip)
+    if "loopback" not in chosen:
+        options.workers = []
+    if "distance" not in chosen:
+        options.delays = []
+    options.phases = [phase for phase in PHASES if phase in chosen]
+    deepest = options.keyset_documents // options.keyset_max_results
+    if "keyset" in options.phases and not 1 < options.keyset_page <= deepest:
+        parser.error(
+            f"--keyset-page must be 2 to {deepest} (pages of {options.keyset_max_results} "
+            f"in {options.keyset_documents} documents)"
+        )
     return options, args.docs_only

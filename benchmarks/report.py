@@ -14,13 +14,16 @@ from .results import (
     CPU_ROLES,
     DISTANCE_SCENARIOS,
     DISTANCE_SERVERS,
+    PHASES,
     SCENARIOS,
     SERVERS,
     Result,
     distant,
     find,
+    in_phase,
     nearby,
     ratio,
+    ratio_per_cpu,
 )
 from .targets import Target, targets
 
@@ -31,10 +34,31 @@ def _number(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _rss(result: Result) -> str:
+    if not result.worker_rss_mb:
+        return "-"
+    return f"{result.current_rss_mb:.0f}/{result.peak_rss_mb:.0f}"
+
+
+def _cpu(result: Result) -> str:
+    cpu = result.cpu_percent
+    return "/".join(f"{cpu.get(role, 0):.0f}" for role in CPU_ROLES) if cpu else "-"
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def spread(result: Result | None) -> float | None:
+    """The p99 over the p50 of a result: how far the slowest requests trail the typical."""
+    if result is None or result.p50_ms <= 0:
+        return None
+    return result.p99_ms / result.p50_ms
+
+
 def results_rows(results: Sequence[Result]) -> list[list[str]]:
     rows = []
     for result in results:
-        cpu = result.cpu_percent
         rows.append(
             [
                 str(result.workers) if result.server != "driver" else "-",
@@ -46,10 +70,8 @@ def results_rows(results: Sequence[Result]) -> list[list[str]]:
                 _number(result.p50_ms, 2),
                 _number(result.p99_ms, 2),
                 str(result.errors),
-                f"{result.current_rss_mb:.0f}/{result.peak_rss_mb:.0f}"
-                if result.worker_rss_mb
-                else "-",
-                "/".join(f"{cpu.get(role, 0):.0f}" for role in CPU_ROLES) if cpu else "-",
+                _rss(result),
+                _cpu(result),
             ]
         )
     return rows
@@ -121,6 +143,228 @@ DISTANCE_RATIO_HEADER = [
 ]
 
 
+# --- the phases with tables of their own -----------------------------------------------
+
+
+def streams_rows(results: Sequence[Result]) -> list[list[str]]:
+    """Change streams: the subscribers held, the writes, the deliveries and whether
+    every subscriber received every event, in order."""
+    rows = []
+    for result in in_phase(results, "streams"):
+        extra = result.extra
+        complete = extra.get("complete", 0)
+        every = (
+            "yes"
+            if extra.get("all_received")
+            else f"no: {complete} of {result.connections} subscribers, "
+            f"{extra.get('missed', 0):,} missed"
+        )
+        rows.append(
+            [
+                str(result.workers),
+                f"{result.connections:,}",
+                f"{extra.get('held', 0):,}",
+                f"{extra.get('events_written', 0):,}",
+                _number(extra.get("write_rate")),
+                _number(result.requests_per_s),
+                _number(result.p50_ms, 2),
+                _number(result.p99_ms, 2),
+                every,
+                _rss(result),
+                _cpu(result),
+            ]
+        )
+    return rows
+
+
+STREAMS_HEADER = [
+    "workers",
+    "subscribers",
+    "held to the end",
+    "events written",
+    "writes/s",
+    "deliveries/s",
+    "latency p50 ms",
+    "latency p99 ms",
+    "every event to every subscriber, in order",
+    "worker RSS MB now/peak",
+    "CPU% app/db/client/other",
+]
+
+
+def keyset_rows(results: Sequence[Result]) -> list[list[str]]:
+    """Keyset pagination: each page read by number and by cursor."""
+    return [
+        [
+            f"{result.extra.get('page', 0):,}",
+            str(result.extra.get("by", "")),
+            f"{result.extra.get('documents', 0):,}",
+            str(result.connections),
+            _number(result.requests_per_s),
+            _number(result.p50_ms, 2),
+            _number(result.p99_ms, 2),
+            str(result.errors),
+            _cpu(result),
+        ]
+        for result in in_phase(results, "keyset")
+    ]
+
+
+KEYSET_HEADER = [
+    "page",
+    "by",
+    "documents",
+    "conns",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "errors",
+    "CPU% app/db/wrk/other",
+]
+
+
+def keyset_lines(results: Sequence[Result]) -> list[str]:
+    """How each deep page compares with the first page read the same way."""
+    found = in_phase(results, "keyset")
+    lines = []
+    for by, key in (("page", "skip"), ("cursor", "cursor")):
+        first = find(found, "shoal", f"page_first_{key}", phase="keyset")
+        deep = find(found, "shoal", f"page_deep_{key}", phase="keyset")
+        if first is not None and deep is not None:
+            lines.append(
+                f"by {by}: page {deep.extra.get('page', 0):,} at {_times(ratio(deep, first))} "
+                f"the requests/s of page 1 (p50 {deep.p50_ms:,.2f} ms vs {first.p50_ms:,.2f} ms)"
+            )
+    seed = next((r.extra.get("seed") for r in found if r.extra.get("seed")), None)
+    if seed:
+        lines.append(str(seed))
+    return lines
+
+
+def balancer_rows(results: Sequence[Result]) -> list[list[str]]:
+    """The same item GET straight to one instance and through nginx to several."""
+    return [
+        [
+            "nginx" if result.scenario == "item_get_nginx" else "straight",
+            f"{result.extra.get('instances', result.workers)} x 1",
+            str(result.connections),
+            _number(result.requests_per_s),
+            _number(result.per_app_cpu_s, 0),
+            _number(result.p50_ms, 2),
+            _number(result.p99_ms, 2),
+            str(result.errors),
+            _rss(result),
+            _cpu(result),
+        ]
+        for result in in_phase(results, "balancer")
+    ]
+
+
+BALANCER_HEADER = [
+    "to",
+    "instances x workers",
+    "conns",
+    "req/s",
+    "req/CPU-s",
+    "p50 ms",
+    "p99 ms",
+    "errors",
+    "RSS MB now/peak",
+    "CPU% app/db/wrk/other",
+]
+
+
+def balancer_lines(results: Sequence[Result]) -> list[str]:
+    """Through nginx against straight: requests/s and per CPU-second (nginx's CPU
+    counted as the app's)."""
+    found = in_phase(results, "balancer")
+    direct = find(found, "shoal", "item_get_direct", phase="balancer")
+    nginx = find(found, "shoal", "item_get_nginx", phase="balancer")
+    if direct is None or nginx is None:
+        return []
+    instances = nginx.extra.get("instances", nginx.workers)
+    return [
+        f"through nginx to {instances} instances / straight to one: "
+        f"{_times(ratio(nginx, direct))} the requests/s, "
+        f"{_times(ratio_per_cpu(nginx, direct))} the requests per CPU-second"
+    ]
+
+
+def admission_rows(results: Sequence[Result]) -> list[list[str]]:
+    """Item GET at many connections for each ``admission.max_in_flight``, and off."""
+    rows = []
+    for result in in_phase(results, "admission"):
+        limit = result.extra.get("max_in_flight")
+        label = "off" if limit is None else f"{limit}" + (" (default)" if limit == 64 else "")
+        busy = result.error_detail.get("non_2xx_3xx", 0)
+        rows.append(
+            [
+                label,
+                f"{result.connections:,}",
+                _number(result.ok_per_s),
+                _number(result.p50_ms, 2),
+                _number(result.p99_ms, 2),
+                _times(spread(result)),
+                str(result.errors),
+                str(busy),
+                _rss(result),
+                _cpu(result),
+            ]
+        )
+    return rows
+
+
+ADMISSION_HEADER = [
+    "max_in_flight",
+    "conns",
+    "ok/s",
+    "p50 ms",
+    "p99 ms",
+    "p99 / p50",
+    "errors",
+    "of them 503s",
+    "RSS MB now/peak",
+    "CPU% app/db/wrk/other",
+]
+
+
+def many_connections_lines(results: Sequence[Result]) -> list[str]:
+    """The p99/p50 of the main phases' many-connections item GET, per worker count."""
+    lines = []
+    for result in nearby(results):
+        if result.server == "shoal" and result.scenario == "item_get_1000c":
+            lines.append(
+                f"the main phases' item GET at {result.connections:,} connections, "
+                f"{result.workers} worker(s): p99 / p50 = {_times(spread(result))} "
+                f"(p50 {result.p50_ms:,.2f} ms, p99 {result.p99_ms:,.2f} ms)"
+            )
+    return lines
+
+
+def phase_lines(phase_seconds: dict[str, float]) -> list[str]:
+    """How long each phase of the run took."""
+    return [f"{name}: {seconds:.0f}s" for name, seconds in phase_seconds.items()]
+
+
+def phase_text(results: Sequence[Result]) -> list[str]:
+    """The tables of the phases with tables of their own that ran, as text."""
+    sections = (
+        ("streams", STREAMS_HEADER, streams_rows, None),
+        ("keyset", KEYSET_HEADER, keyset_rows, keyset_lines),
+        ("balancer", BALANCER_HEADER, balancer_rows, balancer_lines),
+        ("admission", ADMISSION_HEADER, admission_rows, many_connections_lines),
+    )
+    lines: list[str] = []
+    for phase, header, rows, notes in sections:
+        table = rows(results)
+        if not table:
+            continue
+        lines += [PHASES[phase].capitalize(), text_table(header, table)]
+        lines += notes(results) if notes is not None else []
+        lines.append("")
+    return lines
+
+
 def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A plain table; text columns left-aligned, figures right-aligned."""
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
@@ -173,6 +417,7 @@ def summary_text(data: dict[str, Any]) -> str:
             *(network_lines(data.get("network") or [])),
             "",
         ]
+    lines += phase_text(results)
     for note in data.get("notes", []):
         lines.append(f"note: {note}")
     met = sum(target.met is True for target in found)
@@ -181,6 +426,8 @@ def summary_text(data: dict[str, Any]) -> str:
         f"Targets: {met} of {len(found)} met (ratios compare 2xx/3xx requests per second)",
         text_table(TARGET_HEADER, target_rows(found)),
     ]
+    if data.get("phase_seconds"):
+        lines += ["", "Time per phase: " + ", ".join(phase_lines(data["phase_seconds"]))]
     return "\n".join(lines)
 
 

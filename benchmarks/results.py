@@ -21,6 +21,21 @@ SCENARIOS: dict[str, str] = {
     "bare_get": "item GET paths, fixed JSON",
     "minimal": "minimal JSON app",
     "find_one": "find_one by _id",
+    "item_get_direct": "item GET, straight to one instance",
+    "item_get_nginx": "item GET, through nginx",
+    "stream_fanout": "change events to every subscriber",
+    "page_first_skip": "first page, by page",
+    "page_deep_skip": "deep page, by page",
+    "page_first_cursor": "first page, by cursor",
+    "page_deep_cursor": "deep page, by cursor",
+}
+#: The phases with tables of their own, in the order they run and are reported
+#: (results of the main phases, on loopback or at a distance, have no phase).
+PHASES: dict[str, str] = {
+    "streams": "change streams",
+    "keyset": "keyset pagination",
+    "balancer": "load balancer",
+    "admission": "admission control",
 }
 CPU_ROLES = ("app", "db", "wrk", "other")
 SERVERS = {
@@ -63,6 +78,11 @@ class Result:
     note: str = ""
     #: Round trip added between the server and the database (the delay proxy), ms.
     delay_ms: float = 0.0
+    #: The phase with a table of its own this result belongs to (``PHASES``), or
+    #: "" for the main phases (the results table, the distance tables, the targets).
+    phase: str = ""
+    #: What that phase's table shows besides the common figures (JSON values).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def peak_rss_mb(self) -> float:
@@ -107,27 +127,41 @@ def find(
     workers: int | None = None,
     *,
     delay_ms: float = 0.0,
+    phase: str = "",
 ) -> Result | None:
-    """The result of ``server`` in ``scenario`` (with the database ``delay_ms`` away)."""
+    """The result of ``server`` in ``scenario`` (with the database ``delay_ms`` away),
+    in the main phases or in ``phase``."""
     for result in results:
         if (
             result.server == server
             and result.scenario == scenario
             and (workers is None or result.workers == workers)
             and result.delay_ms == delay_ms
+            and result.phase == phase
         ):
             return result
     return None
 
 
 def nearby(results: Iterable[Result]) -> list[Result]:
-    """The results with the database on loopback (no added delay)."""
-    return [result for result in results if not result.delay_ms]
+    """The results of the main phases with the database on loopback (no added delay)."""
+    return [result for result in results if not result.delay_ms and not result.phase]
 
 
 def distant(results: Iterable[Result]) -> list[Result]:
     """The results with the database behind the delay proxy."""
-    return [result for result in results if result.delay_ms]
+    return [result for result in results if result.delay_ms and not result.phase]
+
+
+def main_phases(results: Iterable[Result]) -> list[Result]:
+    """The results of the main phases (on loopback and at a distance), which the
+    targets judge."""
+    return [result for result in results if not result.phase]
+
+
+def in_phase(results: Iterable[Result], phase: str) -> list[Result]:
+    """The results of one of ``PHASES``, in the order they were measured."""
+    return [result for result in results if result.phase == phase]
 
 
 def ratio(numerator: Result | None, denominator: Result | None) -> float | None:

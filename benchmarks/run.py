@@ -10,6 +10,9 @@ project's virtualenv) starts, on free loopback ports:
   Eve 2.3 under gunicorn, one after the other, on the same data (``servers.py``,
   ``scenarios.py``);
 - once, the driver's ceiling (``benchmarks/driver.py``);
+- for each added delay, Shoal and Eve with the database at that distance;
+- change streams, keyset pagination, the load balancer and admission control,
+  each in a phase of its own (``scenarios.py``);
 
 drives each with ``wrk`` for a fixed time (``measure.py``), prints requests/s,
 p50/p99, errors and peak RSS per worker, the ratios and the targets they meet
@@ -94,6 +97,7 @@ def collect(meter: Meter, scenarios: Scenarios, options: Options, elapsed: float
         "targets": [{**asdict(target), "status": target.status} for target in targets(results)],
         "profiles": scenarios.profiles,
         "network": scenarios.network,
+        "phase_seconds": scenarios.phase_seconds,
         "notes": meter.notes,
     }
 

@@ -7,27 +7,40 @@ PATCH), then Eve under gunicorn on the same data. Once: the driver's ceiling.
 Then, for each added delay, the database at that network distance: item GET,
 POST and PATCH at ``distance_connections`` against Shoal (a worker per core),
 Eve on gunicorn's sync workers (2 x cores + 1) and Eve on its gevent workers
-(a worker per core). Each phase starts its server, measures it
-(``measure.Meter``) and stops it.
+(a worker per core). Then the phases with tables of their own
+(``results.PHASES``): change streams (SSE subscribers on one worker while a
+writer POSTs, ``sse_client.py``), keyset pagination (a first and a deep page
+by number and by cursor, ``keyset.py``), the load balancer (item GET straight
+to one instance and through nginx to several, ``balancer.py``) and admission
+control (item GET at many connections with ``admission.max_in_flight`` at a few
+values, and off). Each phase starts its servers, measures them
+(``measure.Meter``) and stops them; ``run`` prints and keeps each one's time.
 """
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from . import servers
+from . import keyset, servers
+from .balancer import Entry, balanced_stack
 from .data import Workload
+from .local_stack import StackError
 from .measure import Load, Meter, ping_ms
 from .options import Options
 from .profile import format_profile, record
-from .results import SCENARIOS
+from .results import PHASES, SCENARIOS
 from .services import Service
 from .stack import Stack
 from .wrk import wrk_command
+
+#: The resource of benchmarks/shoal.yaml with ``streams: true``.
+STREAMED_RESOURCE = "events"
 
 
 class Scenarios:
@@ -54,6 +67,8 @@ class Scenarios:
         self.network: list[dict[str, float]] = []
         #: The database engine, as the report names it (``Engine.describe``).
         self.engine: dict[str, Any] = {}
+        #: Seconds each phase took, in the order they ran.
+        self.phase_seconds: dict[str, float] = {}
 
     # -- what wrk sends ----------------------------------------------------------------
 
@@ -148,20 +163,46 @@ class Scenarios:
     # -- the phases --------------------------------------------------------------------
 
     def run(self) -> None:
-        self.seed()
-        for index, workers in enumerate(self.options.workers):
+        options = self.options
+        # The item GET and write scenarios read the seed; streams and keyset pages
+        # have documents of their own.
+        if options.workers or options.delays or {"balancer", "admission"} & set(options.phases):
+            self.timed("seed", self.seed)
+        for index, workers in enumerate(options.workers):
             print(f"\n== {workers} worker(s)", flush=True)
-            self.bare_phase(workers)
-            self.quart_phase(workers)
-            self.shoal_phase(workers)
-            if index == 0:
-                self.meter.driver_ceiling(
-                    self.stack.mongodb_uri, self.stack.database, self.workload.ids_file
-                )
-            if self.options.eve:
-                self.eve_phase(workers)
-        for delay_ms in self.options.delays:
-            self.distance_phase(delay_ms)
+            self.timed(f"{workers} worker(s)", partial(self.loopback_phases, workers, index == 0))
+        for delay_ms in options.delays:
+            self.timed(f"database +{delay_ms:g} ms", partial(self.distance_phase, delay_ms))
+        phases: dict[str, Callable[[], None]] = {
+            "streams": self.streams_phase,
+            "keyset": self.keyset_phase,
+            "balancer": self.balancer_phase,
+            "admission": self.admission_phase,
+        }
+        for phase in options.phases:
+            print(f"\n== {PHASES[phase]}", flush=True)
+            self.timed(PHASES[phase], phases[phase])
+
+    def timed(self, name: str, phase: Callable[[], None]) -> None:
+        """Run one phase; print and keep how long it took."""
+        started = time.monotonic()
+        try:
+            phase()
+        finally:
+            self.phase_seconds[name] = round(time.monotonic() - started, 1)
+            print(f"-- {name}: {self.phase_seconds[name]:.0f}s", flush=True)
+
+    def loopback_phases(self, workers: int, first: bool) -> None:
+        """The servers one at a time with ``workers`` workers, the database on loopback."""
+        self.bare_phase(workers)
+        self.quart_phase(workers)
+        self.shoal_phase(workers)
+        if first:
+            self.meter.driver_ceiling(
+                self.stack.mongodb_uri, self.stack.database, self.workload.ids_file
+            )
+        if self.options.eve:
+            self.eve_phase(workers)
 
     def bare_phase(self, workers: int) -> None:
         """The server alone, on the paths of the item GET (any path, the same body)."""
@@ -172,13 +213,22 @@ class Scenarios:
         with servers.quart(self.workdir, workers) as quart:
             self.meter.measure(quart, "quart", workers, Load(scenario="minimal", path="/"))
 
-    def _shoal(self, workers: int, mongodb_uri: str | None = None) -> Service:
+    def _shoal(
+        self,
+        workers: int,
+        mongodb_uri: str | None = None,
+        *,
+        config: Path = servers.CONFIG,
+        secret_key: str | None = None,
+    ) -> Service:
         return servers.shoal(
             self.workdir,
             workers,
             mongodb_uri=mongodb_uri or self.stack.mongodb_uri,
             database=self.stack.database,
             redis_url=self.stack.redis_url,
+            config=config,
+            secret_key=secret_key,
         )
 
     def _eve(self, workers: int, mongodb_uri: str | None = None, **kind: Any) -> Service:
@@ -258,6 +308,100 @@ class Scenarios:
                         service, server, workers, delay_ms=delay_ms, connections=connections
                     )
             self.reset()
+
+    # -- the phases with tables of their own --------------------------------------------
+
+    def streams_phase(self) -> None:
+        """SSE subscribers of one resource on one worker while a writer POSTs to it."""
+        with self._shoal(1) as shoal:
+            self.meter.fan_out(
+                shoal,
+                STREAMED_RESOURCE,
+                self.options.subscribers,
+                drain=self.options.stream_drain,
+            )
+
+    def keyset_phase(self) -> None:
+        """The first and a deep page of a large collection, by number and by cursor."""
+        options = self.options
+        secret = secrets.token_hex(24)
+        page, size = options.keyset_page, options.keyset_max_results
+        uri, database = self.stack.mongodb_uri, self.stack.database
+        try:
+            with self._shoal(1, secret_key=secret) as shoal:
+                ids, line = keyset.seed(shoal.url, uri, database, options.keyset_documents)
+                print(f"  {line}", flush=True)
+                keyset.check_cursors(shoal.url, secret, ids, page, size)
+                deep = keyset.deep_cursor(secret, ids, page, size)
+                pages = (
+                    ("page_first_skip", 1, "page", {"page": 1}),
+                    ("page_deep_skip", page, "page", {"page": page}),
+                    ("page_first_cursor", 1, "cursor", {"cursor": ""}),
+                    ("page_deep_cursor", page, "cursor", {"cursor": deep}),
+                )
+                for scenario, number, by, at in pages:
+                    path = keyset.page_path(max_results=size, **at)
+                    self.meter.measure(
+                        shoal,
+                        "shoal",
+                        1,
+                        Load(scenario=scenario, path=path, connections=options.keyset_connections),
+                        phase="keyset",
+                        extra={"page": number, "by": by, "documents": len(ids), "seed": line},
+                    )
+        except keyset.CursorMismatch as error:
+            self.meter.notes.append(f"keyset pagination not measured: {error}")
+        finally:
+            keyset.drop(uri, database)
+
+    def balancer_phase(self) -> None:
+        """Item GET straight to one instance, then through nginx to every instance."""
+        count = self.options.balancer_instances
+        self.reset()
+        stack = balanced_stack(
+            self.workdir / "balancer",
+            count,
+            mongodb_uri=self.stack.mongodb_uri,
+            database=self.stack.database,
+            redis_url=self.stack.redis_url,
+        )
+        try:
+            with stack:
+                for entry, workers, scenario in (
+                    (Entry(stack, 0), 1, "item_get_direct"),
+                    (Entry(stack), count, "item_get_nginx"),
+                ):
+                    self.meter.measure(
+                        entry,
+                        "shoal",
+                        workers,
+                        self.item_get(scenario),
+                        phase="balancer",
+                        extra={"instances": workers, "entry": entry.name},
+                    )
+        except StackError as error:
+            self.meter.notes.append(f"the load balancer's cost not measured: {error}")
+
+    def admission_phase(self) -> None:
+        """Item GET at many connections on one worker, for each ``max_in_flight``
+        and with admission off."""
+        connections = self.options.many_connections
+        self.reset()
+        for limit in [*self.options.admission_limits, None]:
+            name = "off" if limit is None else str(limit)
+            section = {"enabled": False} if limit is None else {"max_in_flight": limit}
+            config = servers.derived_config(
+                self.workdir, f"shoal-admission-{name}", admission=section
+            )
+            with self._shoal(1, config=config) as shoal:
+                self.meter.measure(
+                    shoal,
+                    "shoal",
+                    1,
+                    self.item_get("item_get_1000c", connections=connections),
+                    phase="admission",
+                    extra={"max_in_flight": limit},
+                )
 
     # -- profiles ----------------------------------------------------------------------
 

@@ -5,7 +5,8 @@
   ``hypercorn.toml``: the server alone;
 - ``quart``: the minimal Quart app (``benchmarks/apps/minimal.py``) under the same
   hypercorn settings;
-- ``shoal``: ``shoal serve`` with ``benchmarks/shoal.yaml`` and the same toml;
+- ``shoal``: ``shoal serve`` with ``benchmarks/shoal.yaml`` (or a config
+  ``derived_config`` wrote from it) and the same toml;
 - ``eve``: Eve 2.3 (``benchmarks/apps/eve_app.py``) under gunicorn, with its sync
   workers or (``gevent=True``) its gevent workers.
 
@@ -18,6 +19,9 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from shoal.system import free_port
 
@@ -36,15 +40,33 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def derived_config(workdir: Path, name: str, **sections: Any) -> Path:
+    """``benchmarks/shoal.yaml`` with top-level ``sections`` replaced (e.g.
+    ``admission={"max_in_flight": 16}``), written to ``workdir/<name>.yaml``."""
+    config = yaml.safe_load(CONFIG.read_text())
+    config.update(sections)
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
 def shoal(
-    workdir: Path, workers: int, *, mongodb_uri: str, database: str, redis_url: str
+    workdir: Path,
+    workers: int,
+    *,
+    mongodb_uri: str,
+    database: str,
+    redis_url: str,
+    config: Path = CONFIG,
+    secret_key: str | None = None,
 ) -> Service:
+    """``shoal serve`` (``secret_key``: the one it signs with; a random one by default)."""
     port = free_port()
     beside = Path(sys.executable).with_name("shoal")
     command = [str(beside)] if beside.is_file() else [sys.executable, "-m", "shoal.cli"]
     return Service(
         f"shoal-w{workers}",
-        [*command, "serve", "--config", str(CONFIG), "--bind", f"127.0.0.1:{port}",
+        [*command, "serve", "--config", str(config), "--bind", f"127.0.0.1:{port}",
          "--workers", str(workers)],
         workdir=workdir,
         port=port,
@@ -54,7 +76,7 @@ def shoal(
             SHOAL_MONGODB_URI=mongodb_uri,
             SHOAL_MONGODB_DATABASE=database,
             SHOAL_REDIS_URL=redis_url,
-            SHOAL_SECRET_KEY=secrets.token_hex(24),
+            SHOAL_SECRET_KEY=secret_key or secrets.token_hex(24),
             SHOAL_HYPERCORN_CONFIG=str(HYPERCORN_TOML),
         ),
     )  # fmt: skip

@@ -18,10 +18,49 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from shoal.system import die_with_parent
 
 from .proc import children, cmdline, cpu_seconds
+
+
+class Measurable(Protocol):
+    """What ``Meter.measure`` needs of a server under load: a ``Service`` is one,
+    and so is a view of a local stack (``balancer.py``)."""
+
+    name: str
+
+    @property
+    def url(self) -> str: ...
+
+    def workers(self) -> list[int]:
+        """The processes that answer requests (their RSS is reported)."""
+        ...
+
+    def all_pids(self) -> list[int]:
+        """Every process of the server (their CPU is the "app" share)."""
+        ...
+
+    def wait_idle(self, timeout: float = 60.0, interval: float = 0.5, busy: float = 0.1) -> float:
+        """Wait until the server is idle again; the seconds waited."""
+        ...
+
+
+def wait_idle(
+    pids: Sequence[int], timeout: float = 60.0, interval: float = 0.5, busy: float = 0.1
+) -> float:
+    """Wait until ``pids`` together use less than ``busy`` of a core (e.g. a sync
+    server still answering the queue a load run left behind); the seconds waited."""
+    started = time.monotonic()
+    used = cpu_seconds(pids)
+    while time.monotonic() - started < timeout:
+        time.sleep(interval)
+        now = cpu_seconds(pids)
+        if now - used < busy * interval:
+            break
+        used = now
+    return time.monotonic() - started
 
 
 class Service:
@@ -108,18 +147,8 @@ class Service:
         return pids
 
     def wait_idle(self, timeout: float = 60.0, interval: float = 0.5, busy: float = 0.1) -> float:
-        """Wait until the server uses less than ``busy`` of a core (e.g. a sync
-        server still answering the queue a load run left behind); the seconds waited."""
-        started = time.monotonic()
-        pids = self.all_pids()
-        used = cpu_seconds(pids)
-        while time.monotonic() - started < timeout:
-            time.sleep(interval)
-            now = cpu_seconds(pids)
-            if now - used < busy * interval:
-                break
-            used = now
-        return time.monotonic() - started
+        """Wait until the server uses less than ``busy`` of a core (``wait_idle``)."""
+        return wait_idle(self.all_pids(), timeout, interval, busy)
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM the process group this harness created, then SIGKILL it."""

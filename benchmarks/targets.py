@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .results import SCENARIOS, Result, find, nearby, ratio, ratio_per_cpu
+from .results import SCENARIOS, Result, find, main_phases, nearby, ratio, ratio_per_cpu
 
 DISTANCE_DELAY_MS = 5.0
 DISTANCE_SCENARIOS = ("item_get", "post")
@@ -169,7 +169,10 @@ def cached_target(results: Sequence[Result], workers: int) -> Target:
 
 
 def targets(results: Sequence[Result]) -> list[Target]:
-    """Every target, those of the loopback phases for each worker count Shoal ran with."""
+    """Every target, those of the loopback phases for each worker count Shoal ran with.
+    The phases with tables of their own (``PHASES``: streams, keyset pages, the load
+    balancer, admission control) are not judged here."""
+    results = main_phases(results)
     loopback = nearby(results)
     counts = sorted({r.workers for r in loopback if r.server == "shoal"})
     every_count = sorted({r.workers for r in results if r.server == "shoal"})

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -19,21 +20,49 @@ from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from benchmarks import docs
+import yaml
+from benchmarks import docs, keyset, sse_client
 from benchmarks.apps import bare
+from benchmarks.data import make_documents
 from benchmarks.engine import MongoURI, name_of, redact, with_address, with_database
 from benchmarks.local_stack import NGINX_CONF, load_state, main, nginx_binary, nginx_config
 from benchmarks.measure import cpu_percent
+from benchmarks.options import parse_options
 from benchmarks.proc import listening_pid
 from benchmarks.profile import short_path, summarize
-from benchmarks.report import distance_ratio_rows, target_rows, text_table
+from benchmarks.report import (
+    admission_rows,
+    balancer_lines,
+    balancer_rows,
+    distance_ratio_rows,
+    keyset_lines,
+    keyset_rows,
+    many_connections_lines,
+    streams_rows,
+    target_rows,
+    text_table,
+)
 from benchmarks.results import Result, find
+from benchmarks.servers import CONFIG, derived_config
+from benchmarks.sse_client import (
+    EVENT_TITLE,
+    ChunkedDecoder,
+    ProtocolError,
+    SseMessage,
+    SseParser,
+    split_head,
+)
 from benchmarks.targets import Target, targets
 from benchmarks.wrk import WrkError, parse_wrk, wrk_command
+from bson import ObjectId
 
+from shoal.app import create_app
+from shoal.config import load_settings
 from shoal.system import free_port
+from tests.conftest import SettingsFactory
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -414,7 +443,8 @@ def test_docs_render_figures_and_target_status(tmp_path: Path) -> None:
     assert "| 5 | item GET uncached | 900.0 | 300.0 | - | 3.00x | - |" in page
     assert "2 cores (Some CPU)" in page
     assert "- a note" in page
-    assert "$" not in page.replace("$set", "")
+    # Every placeholder filled: what is left are MongoDB operators the page names.
+    assert set(re.findall(r"\$\w+", page)) <= {"$set", "$gt"}
     assert "The database is the MongoDB stand-in" in page  # results without an engine
 
     data["engine"] = {
@@ -760,3 +790,343 @@ def test_stack_up_status_down_start_and_stop_every_process(
     assert workdir is not None
     assert not workdir.exists()
     assert not pointer.exists()
+
+
+# --- the phases with tables of their own: options, results, report ---------------------
+
+
+def test_only_and_skip_choose_the_phases() -> None:
+    options, _ = parse_options(["--only", "streams", "keyset"])
+    assert (options.workers, options.delays, options.phases) == ([], [], ["streams", "keyset"])
+    options, _ = parse_options(["--skip", "distance", "admission"])
+    assert options.workers == [1, 2]
+    assert options.delays == []
+    assert options.phases == ["streams", "keyset", "balancer"]
+    quick, _ = parse_options(["--quick"])
+    assert (quick.keyset_documents, quick.keyset_page, quick.admission_limits) == (5000, 200, [64])
+
+
+def test_a_deep_page_beyond_the_collection_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_options(["--keyset-documents", "1000", "--keyset-page", "41"])
+    assert "--keyset-page must be 2 to 40" in capsys.readouterr().err
+    options, _ = parse_options(
+        ["--keyset-documents", "1000", "--keyset-page", "41", "--skip", "keyset"]
+    )
+    assert options.phases == ["streams", "balancer", "admission"]
+
+
+def _phase_results() -> list[Result]:
+    stream_extra = {
+        "held": 500, "events_written": 120, "write_rate": 20.0, "missed": 0, "complete": 500,
+        "all_received": True,
+    }  # fmt: skip
+    return [
+        _result("shoal", "item_get", 700),
+        _result("shoal", "item_get_1000c", 600, connections=1000, p50_ms=100.0, p99_ms=400.0),
+        _result("shoal", "stream_fanout", 8000, connections=500, phase="streams",
+                worker_rss_mb=[300.0], extra=stream_extra),
+        _result("shoal", "page_first_skip", 200, phase="keyset",
+                extra={"page": 1, "by": "page", "documents": 50_000, "seed": "seeded in 9s"}),
+        _result("shoal", "page_deep_skip", 50, phase="keyset", p50_ms=20.0,
+                extra={"page": 2000, "by": "page", "documents": 50_000}),
+        _result("shoal", "page_first_cursor", 180, phase="keyset",
+                extra={"page": 1, "by": "cursor", "documents": 50_000}),
+        _result("shoal", "page_deep_cursor", 180, phase="keyset",
+                extra={"page": 2000, "by": "cursor", "documents": 50_000}),
+        _result("shoal", "item_get_direct", 800, phase="balancer", cpu_percent={"app": 80.0},
+                extra={"instances": 1}),
+        _result("shoal", "item_get_nginx", 600, workers=2, phase="balancer",
+                cpu_percent={"app": 120.0}, extra={"instances": 2}),
+        _result("shoal", "item_get_1000c", 900, connections=1000, phase="admission",
+                p50_ms=50.0, p99_ms=60.0, extra={"max_in_flight": 64}),
+        _result("shoal", "item_get_1000c", 500, connections=1000, phase="admission",
+                p50_ms=50.0, p99_ms=400.0, errors=7, non_2xx_3xx=7,
+                error_detail={"non_2xx_3xx": 7}, extra={"max_in_flight": None}),
+    ]  # fmt: skip
+
+
+def test_the_targets_judge_the_main_phases_only() -> None:
+    found = targets(_phase_results())
+    # The admission phase's 1,000-connection runs do not stand in for the main one,
+    # nor does the streams worker's 300 MB count against the RSS target.
+    spread = _target(found, "1,000 conns, 1 worker: p99 / p50")
+    assert spread.value == pytest.approx(4.0)
+    assert _status(found, "peak RSS per Shoal worker, 1 worker") == "met"
+    assert not [t for t in found if "2 workers" in t.name]  # nginx's 2 instances
+
+
+def test_the_phase_tables_show_their_figures_and_ratios() -> None:
+    results = _phase_results()
+    assert streams_rows(results) == [
+        ["1", "500", "500", "120", "20.0", "8,000.0", "5.00", "20.00", "yes", "0/300",
+         "-"],
+    ]  # fmt: skip
+    incomplete = Result.from_json(
+        {**results[2].to_json(), "extra": {"complete": 499, "missed": 3, "all_received": False}}
+    )
+    assert streams_rows([incomplete])[0][8] == "no: 499 of 500 subscribers, 3 missed"
+    assert [row[:2] for row in keyset_rows(results)] == [
+        ["1", "page"], ["2,000", "page"], ["1", "cursor"], ["2,000", "cursor"]
+    ]  # fmt: skip
+    assert keyset_lines(results) == [
+        "by page: page 2,000 at 0.25x the requests/s of page 1 (p50 20.00 ms vs 5.00 ms)",
+        "by cursor: page 2,000 at 1.00x the requests/s of page 1 (p50 5.00 ms vs 5.00 ms)",
+        "seeded in 9s",
+    ]
+    assert [row[:2] for row in balancer_rows(results)] == [
+        ["straight", "1 x 1"],
+        ["nginx", "2 x 1"],
+    ]
+    assert balancer_lines(results) == [
+        "through nginx to 2 instances / straight to one: 0.75x the requests/s, "
+        "0.50x the requests per CPU-second"
+    ]
+    rows = admission_rows(results)
+    assert rows[0][:7] == ["64 (default)", "1,000", "900.0", "50.00", "60.00", "1.20x", "0"]
+    assert rows[1][0] == "off"
+    assert (rows[1][5], rows[1][6], rows[1][7]) == ("8.00x", "7", "7")
+    assert many_connections_lines(results) == [
+        "the main phases' item GET at 1,000 connections, 1 worker(s): p99 / p50 = 4.00x "
+        "(p50 100.00 ms, p99 400.00 ms)"
+    ]
+
+
+def _render(results: list[Result], **data: Any) -> str:
+    return docs.render(
+        {
+            "generated": "2026-01-01T00:00:00+00:00",
+            "command": "scripts/bench",
+            "elapsed_s": 600.0,
+            "options": {
+                "duration": 5.0, "warmup": 1.0, "connections": 16, "many_connections": 1000,
+                "documents": 1000, "patch_pool": 6000, "workers": [1, 2],
+            },
+            "machine": {
+                "cpus": 2, "cpu_model": "Some CPU", "memory_gib": 24.0, "system": "Linux 6",
+                "python": "3.11.7", "wrk": "wrk 4.1.0",
+            },
+            "versions": {"shoal": "0.1.0"},
+            "results": [result.to_json() for result in results],
+            "profiles": {},
+            "notes": [],
+            **data,
+        }
+    )  # fmt: skip
+
+
+def test_docs_render_each_phase_or_say_it_was_not_measured() -> None:
+    results = _phase_results()
+    page = _render(results, phase_seconds={"seed": 5.0, "change streams": 21.4})
+    streams = page[page.index("### Change streams") : page.index("### Keyset pagination")]
+    assert "| 1 | 500 | 500 | 120 | 20.0 | 8,000.0 | 5.00 | 20.00 | yes | 0/300 | - |" in streams
+    assert "- through nginx to 2 instances / straight to one: 0.75x the requests/s" in page
+    assert "| 64 (default) | 1,000 | 900.0 |" in page
+    assert "Time per phase: seed: 5s, change streams: 21s." in page
+    # The phase results stay out of the main table.
+    main = page[page.index("## Results") : page.index("### The database at a distance")]
+    assert "item GET, through nginx" not in main
+    assert "change events" not in main
+    assert set(re.findall(r"\$\w+", page)) <= {"$set", "$gt"}
+
+    page = _render([r for r in results if r.phase != "balancer"])
+    balancer = page[page.index("### The load balancer's cost") : page.index("### Admission")]
+    assert "_Not measured in this run (`--skip balancer`" in balancer
+    assert "Time per phase: not recorded." in page
+
+
+def test_a_derived_config_is_the_benchmark_config_with_its_sections_replaced(
+    tmp_path: Path,
+) -> None:
+    path = derived_config(tmp_path, "admission-16", admission={"max_in_flight": 16})
+    settings = load_settings(path, env={"SHOAL_SECRET_KEY": "k" * 48})
+    assert settings.admission.max_in_flight == 16
+    assert settings.admission.queue_timeout == 10.0  # the default, kept
+    assert settings.resources["events"].streams
+    assert set(settings.resources) == {"items", "items_cached", "events", "pages"}
+
+
+# --- keyset pagination: the harness's cursor is the server's ------------------------------
+
+
+async def test_the_harness_signs_the_cursor_the_server_would(
+    settings_factory: SettingsFactory,
+) -> None:
+    """The cursor of a deep page made with the server's key is the one the server
+    puts in ``_links.next``, and reads the same documents as that page by number."""
+    bench = yaml.safe_load(CONFIG.read_text())["resources"]
+    settings = settings_factory(resources={"pages": bench["pages"]})
+    secret = settings.secret_key.get_secret_value()
+    app = create_app(settings)
+    async with app.test_app():
+        client = app.test_client()
+        created = await client.post("/pages", json=make_documents(60))
+        assert created.status_code == 201
+        ids = sorted(ObjectId(item["_id"]) for item in (await created.get_json())["_items"])
+
+        first = await (await client.get(keyset.page_path(max_results=25, cursor=""))).get_json()
+        served = parse_qs(urlsplit(first["_links"]["next"]["href"]).query)["cursor"][0]
+        assert served == keyset.deep_cursor(secret, ids, 2, 25)
+
+        deep = keyset.page_path(max_results=25, cursor=keyset.deep_cursor(secret, ids, 3, 25))
+        by_cursor = (await (await client.get(deep)).get_json())["_items"]
+        by_page = (await (await client.get(keyset.page_path(max_results=25, page=3))).get_json())[
+            "_items"
+        ]
+        assert [item["_id"] for item in by_cursor] == [item["_id"] for item in by_page]
+        assert [item["_id"] for item in by_cursor] == [str(i) for i in ids[50:]]
+
+        # Signed with another key, the server refuses it.
+        forged = keyset.deep_cursor("another secret key", ids, 3, 25)
+        refused = await client.get(keyset.page_path(max_results=25, cursor=forged))
+        assert refused.status_code == 400
+    with pytest.raises(ValueError, match="not a page after the first"):
+        keyset.deep_cursor(secret, ids, 4, 25)
+
+
+# --- the change-stream client: its parsers, and a run against a small SSE server -------------
+
+
+def test_chunked_bodies_are_decoded_across_any_split() -> None:
+    body = b"5;name=x\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n"
+    for size in (1, 2, 3, 7, len(body)):
+        decoder = ChunkedDecoder()
+        out = b"".join(decoder.feed(body[i : i + size]) for i in range(0, len(body), size))
+        assert out == b"hello, world"
+        assert decoder.done
+    with pytest.raises(ProtocolError):
+        ChunkedDecoder().feed(b"zz\r\n")
+    with pytest.raises(ProtocolError):
+        ChunkedDecoder().feed(b"2\r\nabXY")
+
+
+def test_sse_messages_are_read_across_any_split() -> None:
+    stream = (
+        b'retry: 2000\n\n: keep-alive\n\nid: 7\nevent: insert\ndata: {"a": 1}\n\n'
+        b"data: one\r\ndata: two\r\n\r\nevent: end\ndata: {}\n\npartial"
+    )
+    for size in (1, 3, 10, len(stream)):
+        parser = SseParser()
+        messages = [
+            m for i in range(0, len(stream), size) for m in parser.feed(stream[i : i + size])
+        ]
+        assert messages == [
+            SseMessage("insert", '{"a": 1}', "7"),
+            SseMessage("message", "one\ntwo"),
+            SseMessage("end", "{}"),
+        ]
+
+
+def test_a_response_head_is_split_from_its_body() -> None:
+    assert split_head(b"HTTP/1.1 201 \r\nContent-Length: 2\r\n") is None
+    status, headers, rest = split_head(b"HTTP/1.1 201 \r\nContent-Length: 2\r\n\r\n{}") or (
+        0,
+        {},
+        b"",
+    )
+    assert (status, headers, rest) == (201, {"content-length": "2"}, b"{}")
+    with pytest.raises(ProtocolError):
+        split_head(b"SSH-2.0\r\n\r\n")
+
+
+class _SseServer:
+    """``GET /events/_stream`` (chunked SSE) and ``POST /events`` (201 with an _id,
+    the event sent to every stream); refuses streams beyond ``limit`` with 503,
+    skips subscriber ``skip`` for the event of write ``skip_write``, and closes the
+    writer's connection after every third answer, as hypercorn does after
+    keep_alive_max_requests."""
+
+    def __init__(self, limit: int, skip: int | None = None, skip_write: int = 5) -> None:
+        self.limit, self.skip, self.skip_write = limit, skip, skip_write
+        self.streams: list[asyncio.StreamWriter] = []
+        self.writes = 0
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            answered = 0
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode()
+                request = head.split(" ")[:2]
+                length = re.search(r"(?i)content-length: (\d+)", head)
+                body = await reader.readexactly(int(length.group(1))) if length else b""
+                if request == ["GET", "/events/_stream"]:
+                    await self._stream(writer)
+                    return
+                answered += 1
+                await self._post(writer, json.loads(body), close=answered % 3 == 0)
+                if answered % 3 == 0:
+                    writer.close()
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def _stream(self, writer: asyncio.StreamWriter) -> None:
+        if len(self.streams) >= self.limit:
+            writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\n\r\n{}")
+            writer.close()
+            return
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + _chunk(b"retry: 2000\n\n")
+        )
+        self.streams.append(writer)
+
+    async def _post(self, writer: asyncio.StreamWriter, document: Any, *, close: bool) -> None:
+        self.writes += 1
+        item = f"{self.writes:024x}"
+        data = json.dumps({"operation": "insert", "_id": item, "document": document})
+        event = f"id: {self.writes}\nevent: insert\ndata: {data}\n\n".encode()
+        measured = document["title"] == EVENT_TITLE
+        for index, stream in enumerate(self.streams):
+            if not (measured and index == self.skip and self.writes == self.skip_write):
+                # Split mid-message: the client reads events across chunks.
+                stream.write(_chunk(event[:9]) + _chunk(event[9:]))
+        answer = json.dumps({"_id": item, "_status": "OK"}).encode()
+        writer.write(
+            b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+            + (b"Connection: close\r\n" if close else b"")
+            + f"Content-Length: {len(answer)}\r\n\r\n".encode()
+            + answer
+        )
+        await writer.drain()
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        for stream in self.streams:
+            stream.close()
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def _chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+async def test_the_stream_client_checks_every_event_reached_every_subscriber() -> None:
+    async with _SseServer(limit=3) as url:
+        run = await sse_client.run(
+            url, "events", subscribers=3, duration=0.3, drain=2.0, app_pids=[], db_pids=[]
+        )
+    assert (run["connected"], run["held"], run["refused"]) == (3, 3, {})
+    assert run["events_written"] > 5  # through the connections the server closed
+    assert run["write_errors"] == 0
+    assert run["deliveries"] == run["expected"] == 3 * run["events_written"]
+    assert (run["missed"], run["complete"], run["all_received"]) == (0, 3, True)
+    assert 0 < run["p50_ms"] <= run["p99_ms"]
+
+
+async def test_the_stream_client_counts_refused_subscribers_and_missed_events() -> None:
+    async with _SseServer(limit=3, skip=1) as url:
+        run = await sse_client.run(
+            url, "events", subscribers=4, duration=0.3, drain=0.5, app_pids=[], db_pids=[]
+        )
+    assert (run["connected"], run["held"], run["refused"]) == (3, 3, {"503": 1})
+    assert run["missed"] == 1
+    assert run["complete"] == 2
+    assert run["all_received"] is False
