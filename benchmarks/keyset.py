@@ -9,12 +9,14 @@ by ``query_digest`` (``shoal.resources.cursors``; ``ResourceService.find``
 calls them the same way). ``check_cursors`` asks the server for the first page
 by cursor and compares its ``next`` cursor with the one made here, then reads
 the deep page both ways and compares the documents, so a cursor that is not
-the server's own is an error before anything is measured.
+the server's own is an error before anything is measured. ``database_ms``
+times the queries of those pages on the database alone (PyMongo, no Shoal).
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -24,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 from bson import ObjectId
 from pymongo import MongoClient
 
-from shoal.resources.cursors import CursorCodec, keyset_sort, query_digest
+from shoal.resources.cursors import CursorCodec, after, keyset_sort, query_digest
 
 from .data import make_documents, post_documents
 
@@ -103,6 +105,35 @@ def seed(base_url: str, mongodb_uri: str, database: str, count: int) -> tuple[li
         raise RuntimeError(f"/{RESOURCE} holds {len(ids)} documents after seeding {count}")
     took = time.monotonic() - started
     return ids, f"seeded {count:,} documents through Shoal's bulk POST /{RESOURCE} in {took:.1f}s"
+
+
+def database_ms(
+    mongodb_uri: str, database: str, ids: Sequence[Any], page: int, max_results: int
+) -> dict[str, float]:
+    """The median time (ms, of 3) the database alone takes for the first page, the
+    deep page by skip, and the deep page by cursor: the filter the server builds
+    (``cursors.after``), sorted by ``_id``, one document more than the page."""
+    sort = keyset_sort(None)
+    beyond = after(sort, [ids[(page - 1) * max_results - 1]])
+    queries = {
+        "first": ({}, 0),
+        "skip": ({}, (page - 1) * max_results),
+        "cursor": (beyond, 0),
+    }
+    client: MongoClient[dict[str, Any]] = MongoClient(mongodb_uri)
+    times: dict[str, float] = {}
+    try:
+        collection = client[database][RESOURCE]
+        for name, (query, skip) in queries.items():
+            runs = []
+            for _ in range(3):
+                started = time.perf_counter()
+                list(collection.find(query).sort(sort).skip(skip).limit(max_results + 1))
+                runs.append(time.perf_counter() - started)
+            times[name] = round(1000 * statistics.median(runs), 2)
+    finally:
+        client.close()
+    return times
 
 
 def drop(mongodb_uri: str, database: str) -> None:

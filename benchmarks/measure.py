@@ -221,6 +221,13 @@ class Meter:
             print(f"  sse_client: FAILED\n{completed.stderr}", file=sys.stderr, flush=True)
             return None
         data = json.loads(completed.stdout.strip().splitlines()[-1])
+        if not data["all_received"]:
+            self.notes.append(
+                f"change streams: {data['held']} of {subscribers} subscribers held to the end "
+                f"(refused: {data['refused'] or 'none'}; ended: {data['ended'] or 'none'}), "
+                f"{data['complete']} received every event in order, "
+                f"{data['missed']:,} deliveries missed, {data['write_errors']} writes failed"
+            )
         workers_now = service.workers()
         result = Result(
             server="shoal",

@@ -235,6 +235,14 @@ def keyset_lines(results: Sequence[Result]) -> list[str]:
                 f"by {by}: page {deep.extra.get('page', 0):,} at {_times(ratio(deep, first))} "
                 f"the requests/s of page 1 (p50 {deep.p50_ms:,.2f} ms vs {first.p50_ms:,.2f} ms)"
             )
+    alone = next((r for r in found if r.extra.get("database_ms")), None)
+    if alone is not None:
+        ms, page = alone.extra["database_ms"], max(r.extra.get("page", 0) for r in found)
+        lines.append(
+            f"the database alone (PyMongo, median of 3 queries): page 1 {ms['first']:,.2f} ms, "
+            f"page {page:,} by skip {ms['skip']:,.2f} ms, by cursor (the server's filter on "
+            f"_id) {ms['cursor']:,.2f} ms"
+        )
     seed = next((r.extra.get("seed") for r in found if r.extra.get("seed")), None)
     if seed:
         lines.append(str(seed))

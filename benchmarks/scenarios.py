@@ -333,6 +333,7 @@ class Scenarios:
                 print(f"  {line}", flush=True)
                 keyset.check_cursors(shoal.url, secret, ids, page, size)
                 deep = keyset.deep_cursor(secret, ids, page, size)
+                alone = keyset.database_ms(uri, database, ids, page, size)
                 pages = (
                     ("page_first_skip", 1, "page", {"page": 1}),
                     ("page_deep_skip", page, "page", {"page": page}),
@@ -346,8 +347,15 @@ class Scenarios:
                         "shoal",
                         1,
                         Load(scenario=scenario, path=path, connections=options.keyset_connections),
+                        warmup=False,  # seeding and the checks warmed the server
                         phase="keyset",
-                        extra={"page": number, "by": by, "documents": len(ids), "seed": line},
+                        extra={
+                            "page": number,
+                            "by": by,
+                            "documents": len(ids),
+                            "seed": line,
+                            "database_ms": alone,
+                        },
                     )
         except keyset.CursorMismatch as error:
             self.meter.notes.append(f"keyset pagination not measured: {error}")
