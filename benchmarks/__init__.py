@@ -9,10 +9,14 @@ concern each:
   database (``delay_proxy``, its own process); ``servers``: the servers under test
   (their apps in ``apps/``); ``services``: one process of either kind; ``proc``:
   what /proc says of them;
-- ``data``: the documents, the seed and the PATCH pool;
-- ``scenarios``: what is measured against which server;
+- ``data``: the documents, the seed and the PATCH pool; ``keyset``: the keyset
+  phase's large collection and its deep cursor;
+- ``scenarios``: what is measured against which server, phase by phase;
 - ``measure``: one measured scenario (wrk, CPU, RSS); ``wrk``: wrk's command and
-  report; ``driver``: the driver's ceiling; ``profile``: py-spy;
+  report; ``driver``: the driver's ceiling; ``profile``: py-spy; ``sse_client``:
+  SSE subscribers and a writer (the change-stream phase, its own process);
+  ``balancer``: a local stack behind nginx (``local_stack``, also
+  ``scripts/stack``) as servers to measure;
 - ``results``: a run's results and their ratios; ``targets``: the targets they meet;
   ``report``: the tables and text; ``docs``: the docs page and plot; ``host``: the
   machine.

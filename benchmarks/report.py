@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from shoal.config import AdmissionSettings
+
 from .results import (
     CPU_ROLES,
     DISTANCE_SCENARIOS,
@@ -26,6 +28,9 @@ from .results import (
     ratio_per_cpu,
 )
 from .targets import Target, targets
+
+#: Shoal's default ``admission.max_in_flight``, marked in the admission table.
+DEFAULT_MAX_IN_FLIGHT = AdmissionSettings().max_in_flight
 
 # --- text -------------------------------------------------------------------------
 
@@ -303,7 +308,8 @@ def admission_rows(results: Sequence[Result]) -> list[list[str]]:
     rows = []
     for result in in_phase(results, "admission"):
         limit = result.extra.get("max_in_flight")
-        label = "off" if limit is None else f"{limit}" + (" (default)" if limit == 64 else "")
+        default = limit == DEFAULT_MAX_IN_FLIGHT
+        label = "off" if limit is None else f"{limit}" + (" (default)" if default else "")
         busy = result.error_detail.get("non_2xx_3xx", 0)
         rows.append(
             [

@@ -22,6 +22,7 @@ from __future__ import annotations
 import secrets
 import subprocess
 import time
+import traceback
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -181,7 +182,11 @@ class Scenarios:
         }
         for phase in options.phases:
             print(f"\n== {PHASES[phase]}", flush=True)
-            self.timed(PHASES[phase], phases[phase])
+            try:
+                self.timed(PHASES[phase], phases[phase])
+            except Exception as error:  # the main phases' results are kept
+                traceback.print_exc()
+                self.meter.notes.append(f"the {PHASES[phase]} phase failed: {error!r}")
 
     def timed(self, name: str, phase: Callable[[], None]) -> None:
         """Run one phase; print and keep how long it took."""
