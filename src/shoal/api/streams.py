@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -41,6 +42,8 @@ from ..resources.render import render_item
 
 View = Callable[..., Awaitable[Response]]
 
+#: Events whose encoded message a stream route keeps for its other subscribers.
+RENDERED_EVENTS = 256
 #: Longest ``Last-Event-ID`` accepted (MongoDB's tokens are a few hundred bytes).
 MAX_EVENT_ID = 1024
 #: Seconds a check of the caller's credentials holds for, on an open stream.
@@ -124,7 +127,7 @@ def stream_view(service: ResourceService, feeds: ChangeFeeds, *, item: bool) -> 
                             ended = subscription.ended or REVOKED
                             yield sse("end", encode({"message": ended}))
                             return
-                        yield sse(change.operation, encode(render(change)), change.id)
+                        yield event_message(change, encode)
             except ServiceUnavailable as error:
                 yield sse("end", encode({"message": error.message}))
 
@@ -133,6 +136,18 @@ def stream_view(service: ResourceService, feeds: ChangeFeeds, *, item: bool) -> 
         response.headers["X-Accel-Buffering"] = "no"  # nginx: pass events on at once
         response.timeout = None  # the stream lasts as long as the client stays
         return response
+
+    # Every subscriber of the route gets the same message for an event: it is
+    # rendered and encoded once (the last few events are kept, by id).
+    messages: OrderedDict[str, bytes] = OrderedDict()
+
+    def event_message(change: Change, encode: Encode) -> bytes:
+        encoded = messages.get(change.id)
+        if encoded is None:
+            encoded = messages[change.id] = sse(change.operation, encode(render(change)), change.id)
+            if len(messages) > RENDERED_EVENTS:
+                messages.popitem(last=False)
+        return encoded
 
     def render(change: Change) -> dict[str, Any]:
         body: dict[str, Any] = {"operation": change.operation, "_id": change.document_id}
