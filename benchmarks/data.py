@@ -14,6 +14,7 @@ import random
 import time
 import urllib.request
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,19 @@ def post_documents(
         with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
             if response.status != 201:
                 raise RuntimeError(f"bulk POST answered {response.status}")
+
+
+def get_each(url_prefix: str, ids: Sequence[Any], threads: int = 8) -> None:
+    """GET ``<url_prefix><id>`` once for each id (e.g. to fill a response cache
+    before it is measured); fails unless every answer is a 200."""
+
+    def get(item: Any) -> None:
+        with urllib.request.urlopen(f"{url_prefix}{item}", timeout=30) as response:  # noqa: S310
+            if response.status != 200:
+                raise RuntimeError(f"GET {url_prefix}{item} answered {response.status}")
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(get, ids))
 
 
 class Dataset:
@@ -164,6 +178,10 @@ class Workload:
 
     def reset(self) -> None:
         self.dataset.reset()
+
+    def read_each(self, url_prefix: str) -> None:
+        """GET every seed document once through ``url_prefix`` (``get_each``)."""
+        get_each(url_prefix, [document["_id"] for document in self.dataset.snapshot])
 
     def remove_posted(self) -> int:
         return self.dataset.remove_posted()

@@ -10,13 +10,14 @@ end; it returns a ``Result`` and keeps it (with any note) for the report.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,8 @@ def print_result(result: Result) -> None:
 class Meter:
     """Runs the measurements of one benchmark run and keeps their results and notes.
 
-    ``db_pids`` names the database's processes at the time of a measurement.
+    ``db_pids`` names the database's processes at the time of a measurement;
+    ``elsewhere`` measures on another database for a while, in a phase of its own.
     """
 
     def __init__(self, options: Options, db_pids: Callable[[], Sequence[int]]) -> None:
@@ -107,6 +109,22 @@ class Meter:
         self.results: list[Result] = []
         self.notes: list[str] = []
         self.quiet_budget = options.quiet_budget
+        #: The phase and figures every result gets unless its call names its own.
+        self.phase = ""
+        self.extra: dict[str, Any] = {}
+
+    @contextlib.contextmanager
+    def elsewhere(
+        self, db_pids: Callable[[], Sequence[int]], *, phase: str, extra: dict[str, Any]
+    ) -> Iterator[None]:
+        """Within the block, the database is ``db_pids``' and each result is of
+        ``phase``, with ``extra`` among its figures."""
+        saved = self.db_pids, self.phase, self.extra
+        self.db_pids, self.phase, self.extra = db_pids, phase, extra
+        try:
+            yield
+        finally:
+            self.db_pids, self.phase, self.extra = saved
 
     def _wrk(self, url: str, duration: float, connections: int, load: Load) -> WrkResult:
         return run_wrk(
@@ -184,8 +202,8 @@ class Meter:
             cpu_percent=cpu,
             note=load.note,
             delay_ms=delay_ms,
-            phase=phase,
-            extra=dict(extra or {}),
+            phase=phase or self.phase,
+            extra={**self.extra, **(extra or {})},
         )
         self.results.append(result)
         print_result(result)
@@ -297,6 +315,8 @@ class Meter:
             cpu_percent=cpu,
             note=f"{concurrency} concurrent find_one tasks, one process, uvloop "
             f"(CPU shares averaged over warm-up too; measured share {measured:.0%})",
+            phase=self.phase,
+            extra=dict(self.extra),
         )
         self.results.append(result)
         print_result(result)

@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .results import PHASES
+from .results import ENGINES, PHASES
 
 #: What ``--skip`` and ``--only`` name: the main phases (with the database on
 #: loopback, and at a distance), then the phases with tables of their own.
@@ -59,9 +59,14 @@ class Options:
     #: Shoal and Eve's gevent workers per core in those phases (Eve's sync workers:
     #: 2 x cores + 1, gunicorn's advice).
     cores: int = field(default_factory=available_cores)
-    #: A MongoDB-compatible server to run every scenario against instead of the
-    #: stand-in (None: start the stand-in).
+    #: The engine the run starts and runs every scenario against (``results.ENGINES``)...
+    engine: str = "standin"
+    #: ...unless this names a MongoDB-compatible server of someone else's.
     mongodb_uri: str | None = None
+    #: The engines the "engines" phase starts, one after the other, for the headline
+    #: scenarios (Shoal and Eve on one worker, the driver's ceiling); the run's own
+    #: engine is left out.
+    other_engines: list[str] = field(default_factory=lambda: ["ferretdb"])
     #: The phases with tables of their own that run (``results.PHASES``).
     phases: list[str] = field(default_factory=lambda: list(PHASES))
     #: Change streams: SSE subscribers held on one worker while a writer POSTs for
@@ -141,9 +146,24 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
         help="wrk connections with the database at a distance",
     )
     parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=defaults.engine,
+        help="the engine the run starts for every scenario: the stand-in, or FerretDB "
+        "(built by scripts/ferretdb the first time) (default %(default)s)",
+    )
+    parser.add_argument(
+        "--other-engines",
+        nargs="*",
+        choices=ENGINES,
+        default=defaults.other_engines,
+        help="engines the engines phase measures the headline scenarios on "
+        "(default: %(default)s; the run's own engine is left out)",
+    )
+    parser.add_argument(
         "--mongodb-uri",
         default=os.environ.get("SHOAL_BENCH_MONGODB_URI") or None,
-        help="run against this MongoDB-compatible server instead of the stand-in, in a "
+        help="run against this MongoDB-compatible server instead of --engine, in a "
         "database of the run's own, dropped at the end (default: $SHOAL_BENCH_MONGODB_URI)",
     )
     parser.add_argument(
@@ -210,6 +230,8 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
         patch_pool=args.patch_pool,
         delays=args.delays,
         distance_connections=args.distance_connections,
+        engine=args.engine,
+        other_engines=args.other_engines,
         mongodb_uri=args.mongodb_uri,
         profile=not args.no_profile,
         eve=not args.no_eve,

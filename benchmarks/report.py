@@ -16,6 +16,7 @@ from .results import (
     CPU_ROLES,
     DISTANCE_SCENARIOS,
     DISTANCE_SERVERS,
+    ENGINES,
     PHASES,
     SCENARIOS,
     SERVERS,
@@ -28,6 +29,9 @@ from .results import (
     ratio_per_cpu,
 )
 from .targets import Target, targets
+
+#: The scenarios compared on each engine.
+ENGINE_SCENARIOS = ("item_get", "list_get", "post", "patch")
 
 #: Shoal's default ``admission.max_in_flight``, marked in the admission table.
 DEFAULT_MAX_IN_FLIGHT = AdmissionSettings().max_in_flight
@@ -48,6 +52,13 @@ def _rss(result: Result) -> str:
 def _cpu(result: Result) -> str:
     cpu = result.cpu_percent
     return "/".join(f"{cpu.get(role, 0):.0f}" for role in CPU_ROLES) if cpu else "-"
+
+
+def _db_cpu(result: Result | None) -> str:
+    """The database's share of one core during ``result``."""
+    if result is None or "db" not in result.cpu_percent:
+        return "-"
+    return f"{result.cpu_percent['db']:.0f}"
 
 
 def _times(value: float | None) -> str:
@@ -303,6 +314,89 @@ def balancer_lines(results: Sequence[Result]) -> list[str]:
     ]
 
 
+def _engines(results: Sequence[Result], own: str) -> list[tuple[str, list[Result]]]:
+    """Each engine's label and results: the run's own (its main phases, one
+    worker, on loopback), then each engine of the "engines" phase."""
+    engines = [
+        (own, [r for r in nearby(results) if r.workers == 1 or r.server == "driver"]),
+    ]
+    others: dict[str, list[Result]] = {}
+    for result in in_phase(results, "engines"):
+        key = str(result.extra.get("engine", "?"))
+        others.setdefault(ENGINES.get(key, key), []).append(result)
+    return [*engines, *others.items()] if others else []
+
+
+def engines_rows(results: Sequence[Result], own: str) -> list[list[str]]:
+    """The headline scenarios on each engine: Shoal and Eve on one worker, their
+    ratio per CPU-second, and the driver's ceiling on the same engine."""
+    rows = []
+    for label, found in _engines(results, own):
+        phase = found[0].phase if found else ""
+        for scenario in ENGINE_SCENARIOS:
+            shoal = find(found, "shoal", scenario, 1, phase=phase)
+            eve = find(found, "eve", scenario, 1, phase=phase)
+            if shoal is None and eve is None:
+                continue
+            rows.append(
+                [
+                    label,
+                    SCENARIOS[scenario],
+                    *(_number(r.ok_per_s if r else None) for r in (shoal, eve)),
+                    *(_number(r.per_app_cpu_s if r else None, 0) for r in (shoal, eve)),
+                    _times(ratio_per_cpu(shoal, eve)),
+                    _number(shoal.p99_ms if shoal else None, 2),
+                    _db_cpu(shoal),
+                ]
+            )
+        driver = find(found, "driver", "find_one", phase=phase)
+        if driver is not None:
+            rows.append(
+                [
+                    label,
+                    "driver's ceiling: find_one by _id",
+                    _number(driver.ok_per_s),
+                    "-",
+                    _number(driver.per_app_cpu_s, 0),
+                    "-",
+                    "-",
+                    _number(driver.p99_ms, 2),
+                    _db_cpu(driver),
+                ]
+            )
+    return rows
+
+
+ENGINES_HEADER = [
+    "engine",
+    "scenario",
+    "Shoal ok/s",
+    "Eve ok/s",
+    "Shoal req/CPU-s",
+    "Eve req/CPU-s",
+    "Shoal / Eve per CPU-s",
+    "Shoal p99 ms",
+    "db CPU%",
+]
+
+
+def engines_lines(results: Sequence[Result], own: str) -> list[str]:
+    """Per engine: Shoal's uncached item GET as a share of the driver's ceiling."""
+    lines = []
+    for label, found in _engines(results, own):
+        phase = found[0].phase if found else ""
+        shoal = find(found, "shoal", "item_get", 1, phase=phase)
+        driver = find(found, "driver", "find_one", phase=phase)
+        share = ratio(shoal, driver)
+        if share is not None:
+            lines.append(
+                f"{label}: Shoal's item GET on one worker answers {share:.0%} of the "
+                "requests/s the driver's ceiling reaches from one process "
+                f"({_times(ratio_per_cpu(shoal, driver))} its finds per CPU-second)"
+            )
+    return lines
+
+
 def admission_rows(results: Sequence[Result]) -> list[list[str]]:
     """Item GET at many connections for each ``admission.max_in_flight``, and off."""
     rows = []
@@ -360,22 +454,28 @@ def phase_lines(phase_seconds: dict[str, float]) -> list[str]:
     return [f"{name}: {seconds:.0f}s" for name, seconds in phase_seconds.items()]
 
 
-def phase_text(results: Sequence[Result]) -> list[str]:
-    """The tables of the phases with tables of their own that ran, as text."""
-    sections = (
-        ("streams", STREAMS_HEADER, streams_rows, None),
-        ("keyset", KEYSET_HEADER, keyset_rows, keyset_lines),
-        ("balancer", BALANCER_HEADER, balancer_rows, balancer_lines),
-        ("admission", ADMISSION_HEADER, admission_rows, many_connections_lines),
+def own_engine(data: dict[str, Any]) -> str:
+    """The run's own engine as the engines table names it."""
+    engine = data.get("engine") or {}
+    if engine.get("given"):
+        return str(engine["name"])
+    return ENGINES.get(data["options"].get("engine", "standin"), "stand-in")
+
+
+def phase_text(results: Sequence[Result], own: str) -> list[str]:
+    """The tables of the phases with tables of their own that ran, as text; ``own``
+    names the run's engine."""
+    sections: tuple[tuple[str, list[str], list[list[str]], list[str]], ...] = (
+        ("engines", ENGINES_HEADER, engines_rows(results, own), engines_lines(results, own)),
+        ("streams", STREAMS_HEADER, streams_rows(results), []),
+        ("keyset", KEYSET_HEADER, keyset_rows(results), keyset_lines(results)),
+        ("balancer", BALANCER_HEADER, balancer_rows(results), balancer_lines(results)),
+        ("admission", ADMISSION_HEADER, admission_rows(results), many_connections_lines(results)),
     )
     lines: list[str] = []
-    for phase, header, rows, notes in sections:
-        table = rows(results)
-        if not table:
-            continue
-        lines += [PHASES[phase].capitalize(), text_table(header, table)]
-        lines += notes(results) if notes is not None else []
-        lines.append("")
+    for phase, header, table, notes in sections:
+        if table:
+            lines += [PHASES[phase].capitalize(), text_table(header, table), *notes, ""]
     return lines
 
 
@@ -431,7 +531,7 @@ def summary_text(data: dict[str, Any]) -> str:
             *(network_lines(data.get("network") or [])),
             "",
         ]
-    lines += phase_text(results)
+    lines += phase_text(results, own_engine(data))
     for note in data.get("notes", []):
         lines.append(f"note: {note}")
     met = sum(target.met is True for target in found)

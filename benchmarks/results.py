@@ -32,11 +32,14 @@ SCENARIOS: dict[str, str] = {
 #: The phases with tables of their own, in the order they run and are reported
 #: (results of the main phases, on loopback or at a distance, have no phase).
 PHASES: dict[str, str] = {
+    "engines": "the other engines",
     "streams": "change streams",
     "keyset": "keyset pagination",
     "balancer": "load balancer",
     "admission": "admission control",
 }
+#: The engines a run can start (``stack.py``), with the names the report uses.
+ENGINES: dict[str, str] = {"standin": "stand-in", "ferretdb": "FerretDB"}
 CPU_ROLES = ("app", "db", "wrk", "other")
 SERVERS = {
     "shoal": "Shoal",

@@ -3,15 +3,16 @@
 One command (``scripts/bench``, or ``python -m benchmarks.run`` in the
 project's virtualenv) starts, on free loopback ports:
 
-- the MongoDB stand-in (``shoal.storage.embedded.EmbeddedStore``, in a temp dir) and
-  ``redis-server`` (``stack.py``);
+- the MongoDB stand-in (``shoal.storage.embedded.EmbeddedStore``, in a temp dir), or
+  FerretDB with ``--engine ferretdb``, and ``redis-server`` (``stack.py``);
 - for each worker count (1, then 2): the minimal Quart app under hypercorn
   (the stack's ceiling), ``shoal serve`` with ``benchmarks/shoal.yaml``, and
   Eve 2.3 under gunicorn, one after the other, on the same data (``servers.py``,
   ``scenarios.py``);
 - once, the driver's ceiling (``benchmarks/driver.py``);
 - for each added delay, Shoal and Eve with the database at that distance;
-- change streams, keyset pagination, the load balancer and admission control,
+- the headline scenarios and the driver's ceiling on the other engines, then
+  change streams, keyset pagination, the load balancer and admission control,
   each in a phase of its own (``scenarios.py``);
 
 drives each with ``wrk`` for a fixed time (``measure.py``), prints requests/s,
@@ -60,7 +61,7 @@ def _workdir() -> Iterator[Path]:
 
 def measure_all(options: Options, workdir: Path) -> tuple[Meter, Scenarios]:
     """Start the stack, run every phase, stop the stack."""
-    with Stack(workdir, options.mongodb_uri) as stack:
+    with Stack(workdir, options.mongodb_uri, engine=options.engine) as stack:
         assert stack.engine is not None
         print(f"database engine: {stack.engine.name} ({redact(stack.mongodb_uri)})", flush=True)
         dataset = Dataset(stack.mongodb_uri, stack.database)

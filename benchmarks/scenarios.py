@@ -8,7 +8,9 @@ Then, for each added delay, the database at that network distance: item GET,
 POST and PATCH at ``distance_connections`` against Shoal (a worker per core),
 Eve on gunicorn's sync workers (2 x cores + 1) and Eve on its gevent workers
 (a worker per core). Then the phases with tables of their own
-(``results.PHASES``): change streams (SSE subscribers on one worker while a
+(``results.PHASES``): the other engines (each started on a stack of its own,
+seeded the same way, then Shoal and Eve on one worker in the headline scenarios
+and the driver's ceiling), change streams (SSE subscribers on one worker while a
 writer POSTs, ``sse_client.py``), keyset pagination (a first and a deep page
 by number and by cursor, ``keyset.py``), the load balancer (item GET straight
 to one instance and through nginx to several, ``balancer.py``) and admission
@@ -30,12 +32,12 @@ from typing import Any
 
 from . import keyset, servers
 from .balancer import Entry, balanced_stack
-from .data import Workload
+from .data import Dataset, Workload
 from .local_stack import StackError
 from .measure import Load, Meter, ping_ms
 from .options import Options
 from .profile import format_profile, record
-from .results import PHASES, SCENARIOS
+from .results import ENGINES, PHASES, SCENARIOS
 from .services import Service
 from .stack import Stack
 from .wrk import wrk_command
@@ -83,6 +85,7 @@ class Scenarios:
         *,
         connections: int | None = None,
         note: str = "",
+        before: Callable[[], object] | None = None,
     ) -> Load:
         """GET one item per request, each wrk thread cycling through its share of ids."""
         args = self._get_args(prefix)
@@ -91,6 +94,7 @@ class Scenarios:
             script="get.lua",
             script_args=lambda: args,
             connections=connections,
+            before=before,
             note=note,
         )
 
@@ -141,7 +145,8 @@ class Scenarios:
         measure(service, server, workers, self.post(connections), delay_ms=delay_ms)
         self.workload.remove_posted()
         self.workload.insert_pool()
-        note = "each pool document patched once (stand-in gap)" if eve else ""
+        stand_in = self.stack.started_by_run == "standin"
+        note = "each pool document patched once (stand-in gap)" if eve and stand_in else ""
         patch = self.patch(fresh_only=eve, connections=connections, note=note)
         result = measure(service, server, workers, patch, delay_ms=delay_ms)
         if eve and result is not None and result.requests >= self.workload.pool_size:
@@ -175,6 +180,7 @@ class Scenarios:
         for delay_ms in options.delays:
             self.timed(f"database +{delay_ms:g} ms", partial(self.distance_phase, delay_ms))
         phases: dict[str, Callable[[], None]] = {
+            "engines": self.engines_phase,
             "streams": self.streams_phase,
             "keyset": self.keyset_phase,
             "balancer": self.balancer_phase,
@@ -253,7 +259,10 @@ class Scenarios:
             cached = self.item_get(
                 "item_get_cached",
                 "/items_cached/",
-                note="items_cached (cache_ttl 60) on the same collection",
+                note="items_cached (cache_ttl 60) on the same collection, every id "
+                "read once before",
+                # Every answer a hit: the warm-up alone may not reach every id.
+                before=partial(self.workload.read_each, f"{shoal.url}/items_cached/"),
             )
             measure(shoal, "shoal", workers, cached)
             measure(shoal, "shoal", workers, Load(scenario="list_get", path="/items"))
@@ -315,6 +324,67 @@ class Scenarios:
             self.reset()
 
     # -- the phases with tables of their own --------------------------------------------
+
+    def engines_phase(self) -> None:
+        """The headline scenarios on each of ``other_engines`` but the run's own."""
+        for key in self.options.other_engines:
+            if key == self.stack.started_by_run:
+                continue
+            try:
+                self.on_engine(key)
+            except Exception as error:  # the next engine is still measured
+                traceback.print_exc()
+                self.meter.notes.append(f"the headline on {ENGINES[key]} failed: {error!r}")
+
+    def on_engine(self, key: str) -> None:
+        """A stack of its own on engine ``key``, seeded like the run's, then Shoal,
+        the driver and Eve on one worker, the results in the "engines" phase."""
+        workdir = self.workdir / f"engine-{key}"
+        with Stack(workdir, engine=key) as stack:
+            assert stack.engine is not None
+            print(f"  {stack.engine.name} ({stack.mongodb_uri})", flush=True)
+            dataset = Dataset(stack.mongodb_uri, stack.database)
+            try:
+                workload = Workload(
+                    dataset,
+                    workdir,
+                    documents=self.options.documents,
+                    patch_pool=self.options.patch_pool,
+                )
+                there = Scenarios(
+                    self.options,
+                    stack,
+                    workload,
+                    self.meter,
+                    workdir=workdir,
+                    results_dir=self.results_dir,
+                )
+                extra = {"engine": key, "engine_name": stack.engine.name}
+                with self.meter.elsewhere(stack.db_pids, phase="engines", extra=extra):
+                    there.seed()
+                    there.headline()
+            finally:
+                dataset.close()
+
+    def headline(self) -> None:
+        """Shoal on one worker (item GET, list GET, POST, PATCH), the driver's
+        ceiling, then Eve on one worker in the same scenarios."""
+        measure = self.meter.measure
+        with self._shoal(1) as shoal:
+            self.reset()
+            measure(shoal, "shoal", 1, self.item_get())
+            measure(shoal, "shoal", 1, Load(scenario="list_get", path="/items"))
+            self.writes(shoal, "shoal", 1)
+        self.reset()
+        self.meter.driver_ceiling(
+            self.stack.mongodb_uri, self.stack.database, self.workload.ids_file
+        )
+        if self.options.eve:
+            with self._eve(1) as eve:
+                measure(eve, "eve", 1, self.item_get())
+                measure(eve, "eve", 1, Load(scenario="list_get", path="/items"))
+                self.writes(eve, "eve", 1)
+            self.reset()
 
     def streams_phase(self) -> None:
         """SSE subscribers of one resource on one worker while a writer POSTs to it."""

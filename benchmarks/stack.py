@@ -2,7 +2,8 @@
 
 ``Stack`` starts them once per run, on free loopback ports, and stops them at
 the end; between phases it puts Redis back to empty (``flush_redis``). The
-database is the MongoDB stand-in it starts, or the MongoDB-compatible server of
+database is an engine it starts (``ENGINES``: the MongoDB stand-in, or FerretDB
+built by ``scripts/ferretdb``), or the MongoDB-compatible server of
 ``mongodb_uri`` (``engine.py``), in a database of the run's own that is dropped at
 the end. For the scenarios with the database at a network distance,
 ``distance`` puts a delay proxy (``benchmarks/delay_proxy.py``, its own process)
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,29 +26,46 @@ from pymongo import MongoClient
 from shoal.system import free_port
 
 from .engine import Engine, MongoURI, identify, with_address
+from .results import ENGINES
 from .services import Service
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: The database every server uses on the stand-in (the only one there is).
+#: The database every server uses on an engine the run started.
 DATABASE = "bench"
+FERRETDB_SCRIPT = ROOT / "scripts" / "ferretdb"
+#: Building FerretDB the first time takes a minute or two; then the binary is reused.
+FERRETDB_BUILD_TIMEOUT = 900.0
 
 
 class Stack:
-    """The database engine and ``redis-server``, with their files in ``workdir``."""
+    """The database engine and ``redis-server``, with their files in ``workdir``:
+    ``mongodb_uri``'s server if given, else the engine ``engine`` names (``ENGINES``)."""
 
-    def __init__(self, workdir: Path, mongodb_uri: str | None = None) -> None:
+    def __init__(
+        self, workdir: Path, mongodb_uri: str | None = None, *, engine: str = "standin"
+    ) -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r} (one of {', '.join(ENGINES)})")
         self.workdir = workdir
         self.given_uri = mongodb_uri
+        self.engine_key = engine
         # On a server of someone else's, a database no one else uses.
         self.database = DATABASE if mongodb_uri is None else f"shoal_bench_{secrets.token_hex(4)}"
         self.store: Any = None
+        self.ferretdb: Service | None = None
         self.engine: Engine | None = None
         self.redis: Service | None = None
         self.proxy: Service | None = None
 
     def start(self) -> Stack:
-        if self.given_uri is None:
+        if self.given_uri is None and self.engine_key == "ferretdb":
+            self.ferretdb = start_ferretdb(self.workdir)
+            self.engine = identify(
+                f"mongodb://127.0.0.1:{self.ferretdb.port}/?directConnection=true"
+            )
+            self.engine.pids = [self.ferretdb.pid]  # `scripts/ferretdb run` execs FerretDB
+        elif self.given_uri is None:
             from shoal.storage.embedded import EmbeddedStore
 
             self.store = EmbeddedStore(self.workdir / "mongodb")
@@ -73,6 +92,8 @@ class Stack:
             self.redis.stop()
         if self.store is not None:
             self.store.stop()
+        elif self.ferretdb is not None:
+            self.ferretdb.stop()
         elif self.engine is not None:
             self._drop_database()
 
@@ -100,6 +121,11 @@ class Stack:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+    @property
+    def started_by_run(self) -> str | None:
+        """The key (``ENGINES``) of the engine the run started, None for a given URI."""
+        return None if self.given_uri is not None else self.engine_key
 
     @property
     def mongodb_uri(self) -> str:
@@ -151,3 +177,28 @@ class Stack:
                 yield with_address(self.mongodb_uri, "127.0.0.1", port)
             finally:
                 self.proxy = None
+
+
+def start_ferretdb(workdir: Path) -> Service:
+    """FerretDB (SQLite backend) on a free loopback port, its data in ``workdir``;
+    built by ``scripts/ferretdb`` first if this checkout has no binary yet."""
+    built = subprocess.run(
+        [str(FERRETDB_SCRIPT), "build"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=FERRETDB_BUILD_TIMEOUT,
+    )
+    if built.returncode != 0:
+        raise RuntimeError(f"scripts/ferretdb build failed: {built.stderr.strip()[-500:]}")
+    port = free_port()
+    data_dir = workdir / "ferretdb-data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return Service(
+        "ferretdb",
+        [str(FERRETDB_SCRIPT), "run", "--port", str(port), "--data-dir", str(data_dir)],
+        workdir=workdir,
+        port=port,
+        cwd=ROOT,
+    ).start(timeout=60.0)

@@ -38,6 +38,8 @@ from benchmarks.report import (
     balancer_lines,
     balancer_rows,
     distance_ratio_rows,
+    engines_lines,
+    engines_rows,
     keyset_lines,
     keyset_rows,
     many_connections_lines,
@@ -801,7 +803,7 @@ def test_only_and_skip_choose_the_phases() -> None:
     options, _ = parse_options(["--skip", "distance", "admission"])
     assert options.workers == [1, 2]
     assert options.delays == []
-    assert options.phases == ["streams", "keyset", "balancer"]
+    assert options.phases == ["engines", "streams", "keyset", "balancer"]
     quick, _ = parse_options(["--quick"])
     assert (quick.keyset_documents, quick.keyset_page, quick.admission_limits) == (5000, 200, [64])
 
@@ -813,7 +815,66 @@ def test_a_deep_page_beyond_the_collection_is_refused(capsys: pytest.CaptureFixt
     options, _ = parse_options(
         ["--keyset-documents", "1000", "--keyset-page", "41", "--skip", "keyset"]
     )
-    assert options.phases == ["streams", "balancer", "admission"]
+    assert options.phases == ["engines", "streams", "balancer", "admission"]
+
+
+def test_the_engine_and_the_other_engines_are_options(capsys: pytest.CaptureFixture[str]) -> None:
+    options, _ = parse_options([])
+    assert (options.engine, options.other_engines) == ("standin", ["ferretdb"])
+    options, _ = parse_options(["--engine", "ferretdb", "--other-engines", "standin"])
+    assert (options.engine, options.other_engines) == ("ferretdb", ["standin"])
+    with pytest.raises(SystemExit):
+        parse_options(["--engine", "mongod"])
+    assert "invalid choice: 'mongod'" in capsys.readouterr().err
+
+
+def _engine_results() -> list[Result]:
+    """The run's own engine (main phases) and FerretDB (the engines phase)."""
+    ferret = {"phase": "engines", "extra": {"engine": "ferretdb", "engine_name": "FerretDB 1"}}
+    return [
+        _result("shoal", "item_get", 500, cpu_percent={"app": 100.0, "db": 90.0}),
+        _result("shoal", "item_get", 900, workers=2, cpu_percent={"app": 200.0}),
+        _result("eve", "item_get", 250, cpu_percent={"app": 100.0}),
+        _result("driver", "find_one", 1000, cpu_percent={"app": 50.0, "db": 95.0}),
+        _result("shoal", "post", 300, cpu_percent={"app": 100.0}),
+        _result("shoal", "item_get", 1500, cpu_percent={"app": 100.0, "db": 40.0}, **ferret),
+        _result("eve", "item_get", 500, cpu_percent={"app": 100.0}, **ferret),
+        _result("driver", "find_one", 6000, cpu_percent={"app": 100.0, "db": 60.0}, **ferret),
+        _result("shoal", "list_get", 400, **ferret),
+    ]
+
+
+def test_the_engines_table_puts_each_engines_headline_and_driver_side_by_side() -> None:
+    results = _engine_results()
+    assert engines_rows(results, "stand-in") == [
+        ["stand-in", "item GET uncached", "500.0", "250.0", "500", "250", "2.00x", "20.00",
+         "90"],
+        ["stand-in", "POST insert", "300.0", "-", "300", "-", "-", "20.00", "-"],
+        ["stand-in", "driver's ceiling: find_one by _id", "1,000.0", "-", "2,000", "-", "-",
+         "20.00", "95"],
+        ["FerretDB", "item GET uncached", "1,500.0", "500.0", "1,500", "500", "3.00x",
+         "20.00", "40"],
+        ["FerretDB", "list GET (25 items)", "400.0", "-", "-", "-", "-", "20.00", "-"],
+        ["FerretDB", "driver's ceiling: find_one by _id", "6,000.0", "-", "6,000", "-", "-",
+         "20.00", "60"],
+    ]  # fmt: skip
+    assert engines_lines(results, "stand-in") == [
+        "stand-in: Shoal's item GET on one worker answers 50% of the requests/s the "
+        "driver's ceiling reaches from one process (0.25x its finds per CPU-second)",
+        "FerretDB: Shoal's item GET on one worker answers 25% of the requests/s the "
+        "driver's ceiling reaches from one process (0.25x its finds per CPU-second)",
+    ]
+    # Without the engines phase there is no table: the page says it was not measured.
+    assert engines_rows(results[:5], "stand-in") == []
+    page = _render(results[:5])
+    section = page[page.index("### The headline on each engine") : page.index("### Change")]
+    assert "_Not measured in this run (`--skip engines`" in section
+    page = _render(results, phase_seconds={"the other engines": 80.0})
+    section = page[page.index("### The headline on each engine") : page.index("### Change")]
+    assert "| FerretDB | item GET uncached | 1,500.0 | 500.0 |" in section
+    # The engines phase's results stay out of the main table.
+    main = page[page.index("## Results") : page.index("### The database at a distance")]
+    assert "1,500.0" not in main
 
 
 def _phase_results() -> list[Result]:
