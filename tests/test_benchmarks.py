@@ -830,7 +830,10 @@ def test_the_engine_and_the_other_engines_are_options(capsys: pytest.CaptureFixt
 
 def _engine_results() -> list[Result]:
     """The run's own engine (main phases) and FerretDB (the engines phase)."""
-    ferret = {"phase": "engines", "extra": {"engine": "ferretdb", "engine_name": "FerretDB 1"}}
+    ferret: dict[str, Any] = {
+        "phase": "engines",
+        "extra": {"engine": "ferretdb", "engine_name": "FerretDB 1"},
+    }
     return [
         _result("shoal", "item_get", 500, cpu_percent={"app": 100.0, "db": 90.0}),
         _result("shoal", "item_get", 900, workers=2, cpu_percent={"app": 200.0}),
