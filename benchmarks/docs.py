@@ -17,6 +17,7 @@ from .report import (
     DISTANCE_RATIO_HEADER,
     ENGINES_HEADER,
     KEYSET_HEADER,
+    LOOPS_HEADER,
     RESULT_HEADER,
     STREAMS_HEADER,
     TARGET_HEADER,
@@ -29,6 +30,8 @@ from .report import (
     engines_rows,
     keyset_lines,
     keyset_rows,
+    loops_lines,
+    loops_rows,
     many_connections_lines,
     markdown_table,
     network_lines,
@@ -220,6 +223,7 @@ def render(data: dict[str, Any]) -> str:
         balancer=_phase(
             "balancer", BALANCER_HEADER, balancer_rows(results), balancer_lines(results)
         ),
+        loops=_phase("loops", LOOPS_HEADER, loops_rows(results), loops_lines(results)),
         admission=_phase(
             "admission",
             ADMISSION_HEADER,

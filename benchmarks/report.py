@@ -436,6 +436,56 @@ ADMISSION_HEADER = [
 ]
 
 
+def loops_rows(results: Sequence[Result]) -> list[list[str]]:
+    """The bare app and Shoal at many connections under each event loop."""
+    return [
+        [
+            SERVERS.get(result.server, result.server),
+            str(result.extra.get("loop", "?")),
+            f"{result.connections:,}",
+            _number(result.ok_per_s),
+            _number(result.per_app_cpu_s, 0),
+            _number(result.p50_ms, 2),
+            _number(result.p99_ms, 2),
+            _times(spread(result)),
+            str(result.errors),
+            _cpu(result),
+        ]
+        for result in in_phase(results, "loops")
+    ]
+
+
+LOOPS_HEADER = [
+    "server",
+    "event loop",
+    "conns",
+    "ok/s",
+    "req/CPU-s",
+    "p50 ms",
+    "p99 ms",
+    "p99 / p50",
+    "errors",
+    "CPU% app/db/wrk/other",
+]
+
+
+def loops_lines(results: Sequence[Result]) -> list[str]:
+    """Per server: asyncio's figures over uvloop's."""
+    found = in_phase(results, "loops")
+    lines = []
+    for server in ("bare", "shoal"):
+        by_loop = {r.extra.get("loop"): r for r in found if r.server == server}
+        uvloop, asyncio = by_loop.get("uvloop"), by_loop.get("asyncio")
+        if uvloop is None or asyncio is None:
+            continue
+        lines.append(
+            f"{SERVERS[server]}, asyncio / uvloop: {_times(ratio(asyncio, uvloop))} the "
+            f"requests/s, {_times(ratio_per_cpu(asyncio, uvloop))} the requests per "
+            f"CPU-second; p99 / p50 {_times(spread(asyncio))} against {_times(spread(uvloop))}"
+        )
+    return lines
+
+
 def many_connections_lines(results: Sequence[Result]) -> list[str]:
     """The p99/p50 of the main phases' many-connections item GET, per worker count."""
     lines = []
@@ -471,6 +521,7 @@ def phase_text(results: Sequence[Result], own: str) -> list[str]:
         ("keyset", KEYSET_HEADER, keyset_rows(results), keyset_lines(results)),
         ("balancer", BALANCER_HEADER, balancer_rows(results), balancer_lines(results)),
         ("admission", ADMISSION_HEADER, admission_rows(results), many_connections_lines(results)),
+        ("loops", LOOPS_HEADER, loops_rows(results), loops_lines(results)),
     )
     lines: list[str] = []
     for phase, header, table, notes in sections:

@@ -37,6 +37,7 @@ PHASES: dict[str, str] = {
     "keyset": "keyset pagination",
     "balancer": "load balancer",
     "admission": "admission control",
+    "loops": "event loops",
 }
 #: The engines a run can start (``stack.py``), with the names the report uses.
 ENGINES: dict[str, str] = {"standin": "stand-in", "ferretdb": "FerretDB"}

@@ -13,10 +13,12 @@ seeded the same way, then Shoal and Eve on one worker in the headline scenarios
 and the driver's ceiling), change streams (SSE subscribers on one worker while a
 writer POSTs, ``sse_client.py``), keyset pagination (a first and a deep page
 by number and by cursor, ``keyset.py``), the load balancer (item GET straight
-to one instance and through nginx to several, ``balancer.py``) and admission
+to one instance and through nginx to several, ``balancer.py``), admission
 control (item GET at many connections with ``admission.max_in_flight`` at a few
-values, and off). Each phase starts its servers, measures them
-(``measure.Meter``) and stops them; ``run`` prints and keeps each one's time.
+values, and off) and the event loops (the bare app and Shoal at many
+connections under hypercorn's uvloop and asyncio workers). Each phase starts its
+servers, measures them (``measure.Meter``) and stops them; ``run`` prints and
+keeps each one's time.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from .services import Service
 from .stack import Stack
 from .wrk import wrk_command
 
+#: hypercorn's event loops (``worker_class``), the repository's default first.
+LOOPS = ("uvloop", "asyncio")
 #: The resource of benchmarks/shoal.yaml with ``streams: true``.
 STREAMED_RESOURCE = "events"
 
@@ -185,6 +189,7 @@ class Scenarios:
             "keyset": self.keyset_phase,
             "balancer": self.balancer_phase,
             "admission": self.admission_phase,
+            "loops": self.loops_phase,
         }
         for phase in options.phases:
             print(f"\n== {PHASES[phase]}", flush=True)
@@ -231,6 +236,7 @@ class Scenarios:
         *,
         config: Path = servers.CONFIG,
         secret_key: str | None = None,
+        hypercorn_toml: Path = servers.HYPERCORN_TOML,
     ) -> Service:
         return servers.shoal(
             self.workdir,
@@ -240,6 +246,7 @@ class Scenarios:
             redis_url=self.stack.redis_url,
             config=config,
             secret_key=secret_key,
+            hypercorn_toml=hypercorn_toml,
         )
 
     def _eve(self, workers: int, mongodb_uri: str | None = None, **kind: Any) -> Service:
@@ -485,6 +492,21 @@ class Scenarios:
                     phase="admission",
                     extra={"max_in_flight": limit},
                 )
+
+    def loops_phase(self) -> None:
+        """The bare ASGI app and Shoal on one worker at many connections, under
+        hypercorn's uvloop worker (the default) and its asyncio one."""
+        connections = self.options.many_connections
+        self.reset()
+        for loop in LOOPS:
+            toml = servers.derived_toml(self.workdir, f"hypercorn-{loop}", worker_class=loop)
+            extra = {"loop": loop}
+            with servers.bare(self.workdir, 1, toml) as bare:
+                load = self.item_get("bare_get", connections=connections)
+                self.meter.measure(bare, "bare", 1, load, phase="loops", extra=extra)
+            with self._shoal(1, hypercorn_toml=toml) as shoal:
+                load = self.item_get("item_get_1000c", connections=connections)
+                self.meter.measure(shoal, "shoal", 1, load, phase="loops", extra=extra)
 
     # -- profiles ----------------------------------------------------------------------
 

@@ -15,7 +15,9 @@ Each factory returns a ``Service`` not yet started: use it as a context manager.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -50,6 +52,20 @@ def derived_config(workdir: Path, name: str, **sections: Any) -> Path:
     return path
 
 
+def derived_toml(workdir: Path, name: str, **settings: str | int) -> Path:
+    """The repository's ``hypercorn.toml`` with the lines of ``settings`` replaced
+    (e.g. ``worker_class="asyncio"``), written to ``workdir/<name>.toml``."""
+    text = HYPERCORN_TOML.read_text()
+    for key, value in settings.items():
+        line = f"{key} = {json.dumps(value)}"
+        text, found = re.subn(rf"(?m)^{re.escape(key)} = .*$", line, text)
+        if not found:
+            text += line + "\n"
+    path = workdir / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
 def shoal(
     workdir: Path,
     workers: int,
@@ -59,8 +75,10 @@ def shoal(
     redis_url: str,
     config: Path = CONFIG,
     secret_key: str | None = None,
+    hypercorn_toml: Path = HYPERCORN_TOML,
 ) -> Service:
-    """``shoal serve`` (``secret_key``: the one it signs with; a random one by default)."""
+    """``shoal serve`` (``secret_key``: the one it signs with; a random one by default;
+    ``hypercorn_toml``: its hypercorn settings, the repository's by default)."""
     port = free_port()
     beside = Path(sys.executable).with_name("shoal")
     command = [str(beside)] if beside.is_file() else [sys.executable, "-m", "shoal.cli"]
@@ -77,17 +95,20 @@ def shoal(
             SHOAL_MONGODB_DATABASE=database,
             SHOAL_REDIS_URL=redis_url,
             SHOAL_SECRET_KEY=secret_key or secrets.token_hex(24),
-            SHOAL_HYPERCORN_CONFIG=str(HYPERCORN_TOML),
+            SHOAL_HYPERCORN_CONFIG=str(hypercorn_toml),
         ),
     )  # fmt: skip
 
 
-def hypercorn(workdir: Path, name: str, workers: int, application: str) -> Service:
-    """``application`` under hypercorn with the repository's ``hypercorn.toml``."""
+def hypercorn(
+    workdir: Path, name: str, workers: int, application: str, toml: Path = HYPERCORN_TOML
+) -> Service:
+    """``application`` under hypercorn with ``toml`` (the repository's ``hypercorn.toml``
+    by default)."""
     port = free_port()
     return Service(
         f"{name}-w{workers}",
-        [sys.executable, "-m", "hypercorn", "--config", str(HYPERCORN_TOML),
+        [sys.executable, "-m", "hypercorn", "--config", str(toml),
          "--bind", f"127.0.0.1:{port}", "--workers", str(workers), application],
         workdir=workdir,
         port=port,
@@ -97,8 +118,8 @@ def hypercorn(workdir: Path, name: str, workers: int, application: str) -> Servi
     )  # fmt: skip
 
 
-def bare(workdir: Path, workers: int) -> Service:
-    return hypercorn(workdir, "bare", workers, "benchmarks.apps.bare:app")
+def bare(workdir: Path, workers: int, toml: Path = HYPERCORN_TOML) -> Service:
+    return hypercorn(workdir, "bare", workers, "benchmarks.apps.bare:app", toml)
 
 
 def quart(workdir: Path, workers: int) -> Service:

@@ -42,13 +42,15 @@ from benchmarks.report import (
     engines_rows,
     keyset_lines,
     keyset_rows,
+    loops_lines,
+    loops_rows,
     many_connections_lines,
     streams_rows,
     target_rows,
     text_table,
 )
 from benchmarks.results import Result, find
-from benchmarks.servers import CONFIG, derived_config
+from benchmarks.servers import CONFIG, derived_config, derived_toml
 from benchmarks.sse_client import (
     EVENT_TITLE,
     ChunkedDecoder,
@@ -62,6 +64,7 @@ from benchmarks.wrk import WrkError, parse_wrk, wrk_command
 from bson import ObjectId
 
 from shoal.app import create_app
+from shoal.cli.serve import ServeOptions, serve_config
 from shoal.config import load_settings
 from shoal.system import free_port
 from tests.conftest import SettingsFactory
@@ -803,7 +806,7 @@ def test_only_and_skip_choose_the_phases() -> None:
     options, _ = parse_options(["--skip", "distance", "admission"])
     assert options.workers == [1, 2]
     assert options.delays == []
-    assert options.phases == ["engines", "streams", "keyset", "balancer"]
+    assert options.phases == ["engines", "streams", "keyset", "balancer", "loops"]
     quick, _ = parse_options(["--quick"])
     assert (quick.keyset_documents, quick.keyset_page, quick.admission_limits) == (5000, 200, [64])
 
@@ -815,7 +818,7 @@ def test_a_deep_page_beyond_the_collection_is_refused(capsys: pytest.CaptureFixt
     options, _ = parse_options(
         ["--keyset-documents", "1000", "--keyset-page", "41", "--skip", "keyset"]
     )
-    assert options.phases == ["engines", "streams", "balancer", "admission"]
+    assert options.phases == ["engines", "streams", "balancer", "admission", "loops"]
 
 
 def test_the_engine_and_the_other_engines_are_options(capsys: pytest.CaptureFixture[str]) -> None:
@@ -1011,6 +1014,57 @@ def test_a_derived_config_is_the_benchmark_config_with_its_sections_replaced(
     assert settings.admission.queue_timeout == 10.0  # the default, kept
     assert settings.resources["events"].streams
     assert set(settings.resources) == {"items", "items_cached", "events", "pages"}
+
+
+def test_a_derived_toml_is_the_repositorys_with_its_lines_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = derived_toml(tmp_path, "hypercorn-asyncio", worker_class="asyncio", backlog=64)
+    monkeypatch.setenv("SHOAL_HYPERCORN_CONFIG", str(path))
+    config = serve_config(ServeOptions())
+    assert (config.hypercorn.worker_class, config.hypercorn.backlog) == ("asyncio", 64)
+    # The rest is the repository's hypercorn.toml, as shoal serve reads it.
+    monkeypatch.setenv("SHOAL_HYPERCORN_CONFIG", str(ROOT / "hypercorn.toml"))
+    default = serve_config(ServeOptions())
+    assert default.hypercorn.worker_class == "uvloop"
+    assert config.hypercorn.graceful_timeout == default.hypercorn.graceful_timeout
+    assert config.drain_delay == default.drain_delay
+    # A key the file does not have is added.
+    added = derived_toml(tmp_path, "with-h11", h11_max_incomplete_size=4096)
+    monkeypatch.setenv("SHOAL_HYPERCORN_CONFIG", str(added))
+    assert serve_config(ServeOptions()).hypercorn.h11_max_incomplete_size == 4096
+
+
+def test_the_loops_table_compares_each_server_under_both_loops() -> None:
+    results = [
+        _result("bare", "bare_get", 4000, connections=1000, p50_ms=200.0, p99_ms=4000.0,
+                cpu_percent={"app": 100.0}, phase="loops", extra={"loop": "uvloop"}),
+        _result("shoal", "item_get_1000c", 900, connections=1000, p50_ms=1000.0,
+                p99_ms=5000.0, cpu_percent={"app": 100.0}, phase="loops",
+                extra={"loop": "uvloop"}),
+        _result("bare", "bare_get", 3000, connections=1000, p50_ms=300.0, p99_ms=450.0,
+                cpu_percent={"app": 100.0}, phase="loops", extra={"loop": "asyncio"}),
+        _result("shoal", "item_get_1000c", 720, connections=1000, p50_ms=1300.0,
+                p99_ms=1690.0, cpu_percent={"app": 100.0}, phase="loops",
+                extra={"loop": "asyncio"}),
+    ]  # fmt: skip
+    assert loops_rows(results)[0] == [
+        "bare ASGI", "uvloop", "1,000", "4,000.0", "4,000", "200.00", "4,000.00", "20.00x",
+        "0", "100/0/0/0",
+    ]  # fmt: skip
+    assert [row[:2] for row in loops_rows(results)[1:]] == [
+        ["Shoal", "uvloop"], ["bare ASGI", "asyncio"], ["Shoal", "asyncio"]
+    ]  # fmt: skip
+    assert loops_lines(results) == [
+        "bare ASGI, asyncio / uvloop: 0.75x the requests/s, 0.75x the requests per "
+        "CPU-second; p99 / p50 1.50x against 20.00x",
+        "Shoal, asyncio / uvloop: 0.80x the requests/s, 0.80x the requests per "
+        "CPU-second; p99 / p50 1.30x against 5.00x",
+    ]
+    assert loops_lines(results[:2]) == []  # one loop only: nothing to compare
+    page = _render(results)
+    section = page[page.index("### Event loops") : page.index("## Targets")]
+    assert "| Shoal | asyncio | 1,000 | 720.0 |" in section
 
 
 # --- keyset pagination: the harness's cursor is the server's ------------------------------
