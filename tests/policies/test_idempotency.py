@@ -261,6 +261,27 @@ async def answers_lost(app: Quart) -> AsyncIterator[None]:
         state.set = keep
 
 
+async def test_a_claim_sent_twice_by_the_redis_client_is_still_the_requests_own(
+    app: Quart, client: Client
+) -> None:
+    # The Cluster client sends a command again when its reply is lost; the
+    # first SET NX stored the claim, so the second one finds it.
+    state = app.extensions[IDEMPOTENCY_KEY].state
+    claim = state.set_or_get
+
+    async def sent_twice(key: str, value: bytes, *, ttl: float) -> bytes | None:
+        await claim(key, value, ttl=ttl)
+        return await claim(key, value, ttl=ttl)
+
+    state.set_or_get = sent_twice
+    try:
+        first = await client.post("/books", json={"title": "Twice"}, headers=keyed())
+    finally:
+        state.set_or_get = claim
+    assert first.status_code == 201, await first.get_data(as_text=True)
+    assert await _total(client, '?where={"title":"Twice"}') == 1
+
+
 @pytest.fixture
 async def instances(settings_factory: SettingsFactory) -> AsyncIterator[tuple[Quart, Quart]]:
     """Two instances whose claims on a key lapse after a second."""

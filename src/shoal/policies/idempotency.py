@@ -17,7 +17,10 @@ longer than 255 characters or not printable ASCII → 400.
 
 The first request claims the key with ``SET NX`` (a marker that lapses after
 ``idempotency.lock_ttl`` seconds, should its worker die), so that concurrent
-requests with the key get 409 while it runs. Answers that say nothing about
+requests with the key get 409 while it runs. The marker carries a nonce of the
+claiming request: when the Redis client sends the ``SET NX`` again after a
+lost reply (as the Cluster client does on a connection error), the request
+finds its own marker and keeps its claim instead of answering itself 409. Answers that say nothing about
 the body (5xx, 401, 403, 408, 412, 428, 429) release the key instead of being
 kept, so the client can retry. Without Redis, a request with a key gets 503:
 doing the write without the guarantee is what the client asked not to.
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from dataclasses import dataclass
 
 import orjson
@@ -104,7 +108,7 @@ class Idempotency:
         key = "idem:" + sha256_hex(scope)
         body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
         fingerprint = sha256_hex(body)
-        marker = orjson.dumps({"fp": fingerprint})
+        marker = orjson.dumps({"fp": fingerprint, "claim": secrets.token_hex(8)})
         try:
             existing = await self.state.set_or_get(key, marker, ttl=self.lock_ttl)
         except StateUnavailable:
@@ -112,7 +116,7 @@ class Idempotency:
                 f"requests with an {HEADER} need shared state (Redis), which is unreachable; "
                 "retry shortly"
             ) from None
-        if existing is None:
+        if existing is None or existing == marker:
             g.idempotency_claim = _Claim(key, fingerprint)
             return None
         meta_raw, _, kept_body = existing.partition(b"\n")
