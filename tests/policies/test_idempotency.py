@@ -271,7 +271,8 @@ async def test_a_claim_sent_twice_by_the_redis_client_is_still_the_requests_own(
 
     async def sent_twice(key: str, value: bytes, *, ttl: float) -> bytes | None:
         await claim(key, value, ttl=ttl)
-        return await claim(key, value, ttl=ttl)
+        again: bytes | None = await claim(key, value, ttl=ttl)
+        return again
 
     state.set_or_get = sent_twice
     try:

@@ -22,8 +22,9 @@ claiming request: when the Redis client sends the ``SET NX`` again after a
 lost reply (as the Cluster client does on a connection error), the request
 finds its own marker and keeps its claim instead of answering itself 409.
 Answers that say nothing about the body (5xx, 401, 403, 408, 412, 428, 429)
-release the key instead of being kept, so the client can retry. Without Redis, a request with a key gets 503:
-doing the write without the guarantee is what the client asked not to.
+release the key instead of being kept, so the client can retry. Without
+Redis, a request with a key gets 503: doing the write without the guarantee is
+what the client asked not to.
 
 The record of an answer cannot be written in the same step as the write (one
 is in Redis, the other in MongoDB), so a worker can die between the two. What
