@@ -176,7 +176,8 @@ class Scenarios:
         options = self.options
         # The item GET and write scenarios read the seed; streams and keyset pages
         # have documents of their own.
-        if options.workers or options.delays or {"balancer", "admission", "loops"} & set(options.phases):
+        seeded_phases = {"balancer", "admission", "loops"}
+        if options.workers or options.delays or seeded_phases & set(options.phases):
             self.timed("seed", self.seed)
         for index, workers in enumerate(options.workers):
             print(f"\n== {workers} worker(s)", flush=True)
