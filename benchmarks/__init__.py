@@ -19,5 +19,7 @@ concern each:
   ``scripts/stack``) as servers to measure;
 - ``results``: a run's results and their ratios; ``targets``: the targets they meet;
   ``report``: the tables and text; ``docs``: the docs page and plot; ``host``: the
-  machine.
+  machine;
+- ``memory``: what a worker's imports add to its memory (a command of its own,
+  ``python -m benchmarks.memory``, not part of the run).
 """

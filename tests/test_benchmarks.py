@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
-from benchmarks import docs, keyset, sse_client
+from benchmarks import docs, keyset, memory, sse_client
 from benchmarks.apps import bare
 from benchmarks.data import make_documents
 from benchmarks.engine import MongoURI, name_of, redact, with_address, with_database
@@ -1251,3 +1251,23 @@ async def test_the_stream_client_counts_refused_subscribers_and_missed_events() 
     assert run["missed"] == 1
     assert run["complete"] == 2
     assert run["all_received"] is False
+
+
+def test_the_memory_command_charges_each_import_once() -> None:
+    # Its own process: this one has imported most of it already.
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.memory"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:-1]}
+    assert list(rows) == list(memory.MODULES)
+    assert all(int(count) > 0 for _, count in rows.values())  # each loaded modules
+    total = re.fullmatch(r"RSS ([\d.]+) MB: ([\d.]+) MB .*, ([\d.]+) MB mapped files", lines[-1])
+    assert total is not None, lines[-1]
+    rss, own, mapped = (float(value) for value in total.groups())
+    assert abs(rss - own - mapped) < 0.2
+    assert sum(float(added) for added, _ in rows.values()) <= rss
