@@ -1,5 +1,6 @@
-"""What Shoal asks of the operating system: a free loopback port, and child
-processes that never outlive the process that started them."""
+"""What Shoal asks of the operating system: a free loopback port, child
+processes that never outlive the process that started them, and stopping a
+child process it started."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import ctypes
 import os
 import signal
 import socket
+import subprocess
+from typing import Any
 
 #: Set by `shoal serve` for its workers: the pid they must not outlive.
 SERVE_PID_VARIABLE = "SHOAL_SERVE_PID"
@@ -38,3 +41,24 @@ def follow_serve_process() -> None:
     die_with_parent()
     if os.getppid() != int(parent):  # the parent died before we asked
         os._exit(1)
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float) -> None:
+    """Stop a child: SIGTERM, then SIGKILL if it is still there after ``timeout``
+    seconds. Returns once it is gone."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def kill_process(process: subprocess.Popen[Any]) -> None:
+    """Stop a child at once, as a crash would (SIGKILL). Returns once it is gone."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        process.wait()

@@ -5,8 +5,9 @@ behaviour. On FerretDB each is a strict xfail (``engine_gap``), so a FerretDB
 release that closes a gap turns its test into an unexpected pass and fails the
 run: then drop the gap from the table, this test's mark and every other mark
 naming it. They run as ordinary tests on a real MongoDB, and on the stand-in
-except where it lacks the same thing (``real_mongodb``, pinned in
-``test_standin_gaps.py``).
+except where it lacks the same thing: such a test also carries ``real_mongodb``
+and pins the stand-in's gap too (``test_standin_gaps.py`` has the stand-in's
+other gaps).
 """
 
 from __future__ import annotations

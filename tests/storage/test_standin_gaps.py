@@ -5,7 +5,8 @@ strict xfail (the ``real_mongodb`` marker), so an upgrade that fixes a gap
 turns its test into an unexpected pass and fails the run: then drop the marker
 here and wherever else the gap was marked. On a real MongoDB they run as
 ordinary tests; on FerretDB too, except where FerretDB lacks the same thing
-(``engine_gap``, pinned in ``test_ferretdb_gaps.py``).
+(``engine_gap``). A gap both engines have is pinned once, in
+``test_ferretdb_gaps.py``, with both marks.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from bson import Decimal128, ObjectId
+from bson import ObjectId
 from pymongo import IndexModel, ReturnDocument
-from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from tests.storage.conftest import Database
 
@@ -39,15 +39,6 @@ async def test_datetime_in_set_stays_a_date(db: Database) -> None:
     stored = await db.things.find_one({"_id": result.inserted_id})
     assert stored is not None
     assert stored["when"] == moment
-
-
-@pytest.mark.real_mongodb(reason="Decimal128 values are refused")
-@pytest.mark.engine_gap(ferretdb="decimal128")
-async def test_decimal128_round_trips(db: Database) -> None:
-    result = await db.things.insert_one({"price": Decimal128("1.10")})
-    stored = await db.things.find_one({"_id": result.inserted_id})
-    assert stored is not None
-    assert stored["price"] == Decimal128("1.10")
 
 
 @pytest.mark.real_mongodb(reason="find_one_and_replace returns _id as a string")
@@ -138,35 +129,6 @@ async def test_index_directions_are_kept(db: Database) -> None:
     await db.things.create_indexes([IndexModel([("a", 1), ("b", -1)])])
     keys = [index["key"] for index in (await db.things.index_information()).values()]
     assert [("a", 1), ("b", -1)] in keys
-
-
-@pytest.mark.real_mongodb(reason="a unique index lets many documents lack the field")
-@pytest.mark.engine_gap(ferretdb="unique_missing_field")
-async def test_unique_index_counts_a_missing_field_as_null(db: Database) -> None:
-    await db.things.create_indexes([IndexModel([("code", 1)], unique=True)])
-    await db.things.insert_one({"n": 1})
-    with pytest.raises(DuplicateKeyError):
-        await db.things.insert_one({"n": 2})
-
-
-@pytest.mark.real_mongodb(reason="duplicate-key errors carry no keyValue")
-@pytest.mark.engine_gap(ferretdb="duplicate_key_details")
-async def test_a_duplicate_key_error_names_the_key(db: Database) -> None:
-    await db.things.create_indexes([IndexModel([("code", 1)], unique=True)])
-    await db.things.insert_one({"code": "a"})
-    with pytest.raises(DuplicateKeyError) as raised:
-        await db.things.insert_one({"code": "a"})
-    assert raised.value.details is not None
-    assert raised.value.details["keyValue"] == {"code": "a"}
-
-
-@pytest.mark.real_mongodb(reason="a unique index over stored duplicates fails with no error code")
-@pytest.mark.engine_gap(ferretdb="unique_index_over_duplicates")
-async def test_a_unique_index_over_duplicates_is_a_duplicate_key_error(db: Database) -> None:
-    await db.things.insert_many([{"year": 1}, {"year": 1}])
-    with pytest.raises(OperationFailure) as raised:
-        await db.things.create_indexes([IndexModel([("year", 1)], unique=True)])
-    assert raised.value.code == 11000
 
 
 # -- change streams -------------------------------------------------------------

@@ -14,10 +14,7 @@ failure there only.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -27,7 +24,7 @@ from types import TracebackType
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from shoal.system import die_with_parent, free_port
+from shoal.system import die_with_parent, free_port, kill_process, stop_process
 from tests.utils.servers import EmbeddedStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,22 +139,13 @@ class FerretDB:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            stop_process(process, timeout)
 
     def kill(self) -> None:
         """Stop the server at once, as a crash would (for fault tests)."""
-        process = self._process
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+        if self._process is not None:
+            kill_process(self._process)
 
     def __enter__(self) -> FerretDB:
         self.start()

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +24,7 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from ..config import MongoDBSettings, Settings
-from ..system import die_with_parent, free_port
+from ..system import die_with_parent, free_port, kill_process, stop_process
 
 
 class EmbeddedStoreError(RuntimeError):
@@ -153,21 +151,13 @@ class EmbeddedStore:
             with contextlib.suppress(OSError):
                 self.announcement.unlink()
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            stop_process(process, timeout)
 
     def kill(self) -> None:
         """Stop the server at once, as a crash would (for fault tests)."""
-        process = self._process
-        if process is not None and process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+        if self._process is not None:
+            kill_process(self._process)
 
     def __enter__(self) -> EmbeddedStore:
         self.start()
