@@ -95,20 +95,6 @@ async def test_distinct_lists_ids(db: Database) -> None:
     assert sorted(await db.things.distinct("_id")) == ["a", "b"]
 
 
-@pytest.mark.real_mongodb(reason="$lookup followed by a dotted projection returns nothing")
-@pytest.mark.engine_gap(ferretdb="lookup")
-async def test_lookup_then_dotted_projection(db: Database) -> None:
-    author = await db.authors.insert_one({"name": "Herbert"})
-    await db.books.insert_one({"title": "Dune", "author_id": author.inserted_id})
-    pipeline: list[dict[str, Any]] = [
-        {"$lookup": {"from": "authors", "localField": "author_id",
-                     "foreignField": "_id", "as": "author"}},
-        {"$project": {"_id": 0, "title": 1, "author.name": 1}},
-    ]  # fmt: skip
-    rows = await (await db.books.aggregate(pipeline)).to_list(None)
-    assert rows == [{"title": "Dune", "author": [{"name": "Herbert"}]}]
-
-
 @pytest.mark.real_mongodb(reason="$facet output carries a stray _id")
 @pytest.mark.engine_gap(ferretdb="facet")
 async def test_facet_output_has_only_its_facets(db: Database) -> None:
