@@ -323,7 +323,9 @@ class GlobalRateLimitSettings(RateLimitSettings):
 
 
 class IdempotencySettings(_Section):
-    """``Idempotency-Key`` on POST and PATCH: the first response is kept and replayed."""
+    """``Idempotency-Key`` on the writes of resources (POST of a collection; PATCH, PUT
+    and DELETE of an item) and the Data API's write actions: the first response is kept
+    and replayed."""
 
     ttl: int = Field(default=86_400, gt=0, description="Seconds a stored response is kept.")
     lock_ttl: int = Field(

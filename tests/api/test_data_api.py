@@ -443,6 +443,11 @@ async def test_aggregate_groups(tasks: DataApiClient, ejson: bool) -> None:
             "owners",
         ),
         ("updateOne", {"filter": {}, "update": {"$set": {"a": {"$function": {}}}}}, "$function"),
+        (
+            "find",
+            {"projection": {"a": {"$function": {"body": "x", "args": [], "lang": "js"}}}},
+            "$function",
+        ),
     ],
 )
 async def test_refused_operators_and_stages_are_400(
@@ -521,6 +526,7 @@ async def test_fields_of_the_wrong_type_are_400(
         "[1, 2]",
         '{"filter": {"_id": {"$oid": "xyz"}}}',
         '{"a": {"$date": "someday"}}',
+        '{"filter": {"price": {"$numberDecimal": "abc"}}}',
     ],
 )
 async def test_a_malformed_body_is_400(tasks: DataApiClient, body: str) -> None:

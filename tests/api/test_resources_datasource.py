@@ -77,6 +77,11 @@ RESOURCES: dict[str, Any] = {
     "author_books": public(
         {"schema": BOOK_SCHEMA, "datasource": "books", "url": "authors/<author>/books"}
     ),
+    "year_books": public(
+        {"schema": BOOK_SCHEMA, "datasource": "books", "url": "years/<year>/books"},
+        resource_methods=["GET"],
+        item_methods=["GET"],
+    ),
     "all_books": public(
         {"schema": BOOK_SCHEMA, "datasource": "books"},
         pagination=False,
@@ -323,6 +328,17 @@ async def test_a_sub_resource_lists_and_creates_under_its_parent(anonymous: Clie
     # DELETE of the list deletes the parent's documents only.
     assert (await anonymous.delete("/writers/ann/books")).status_code == 204
     assert await _titles(anonymous, "/books") == ["Other"]
+
+
+async def test_a_sub_resource_under_an_integer_parent_takes_only_stored_integers(
+    anonymous: Client,
+) -> None:
+    await create(anonymous, "books", {"title": "Dune", "year": 1965})
+    assert await _titles(anonymous, "/years/1965/books") == ["Dune"]
+    for year in ("abc", "99999999999999999999999", "-9223372036854775809"):
+        response = await anonymous.get(f"/years/{year}/books")
+        assert response.status_code == 404, year
+        assert year in (await response.get_json())["_error"]["message"]
 
 
 async def test_a_sub_resource_under_an_object_id_parent(anonymous: Client) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,14 +86,21 @@ class Listener:
 
     async def wait_for(self, count: int, timeout: float = EVENT_WAIT) -> list[Event]:
         """Until ``count`` events have arrived (or fail after ``timeout``)."""
+        await self._wait_until(lambda: len(self.events) >= count, timeout, f"{count} events")
+        return self.events[:count]
+
+    async def wait_for_comments(self, count: int, timeout: float = EVENT_WAIT) -> None:
+        """Until ``count`` comment lines (heartbeats) have arrived."""
+        await self._wait_until(lambda: len(self.comments) >= count, timeout, f"{count} comments")
+
+    async def _wait_until(self, done: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.events) < count:
+        while not done():
             remaining = deadline - asyncio.get_running_loop().time()
-            assert remaining > 0, f"only {len(self.events)} of {count} events: {self.events}"
+            assert remaining > 0, f"not {what} in {timeout:g}s: {self.events} {self.comments}"
             self.arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.arrived.wait(), remaining)
-        return self.events[:count]
 
     def feed(self, text: str) -> None:
         for block in text.split("\n\n"):
@@ -202,12 +209,13 @@ async def test_an_idle_stream_is_an_uncompressed_event_stream_with_heartbeats(
 ) -> None:
     headers = {"Accept-Encoding": "gzip, br"}
     async with listening(app.test_client(), "/books/_stream", headers) as stream:
-        await asyncio.sleep(0.5)
+        # A heartbeat every 0.2 s, each passed on as it is sent (not held in a buffer).
+        await stream.wait_for_comments(2)
     assert stream.status == 200
     assert stream.headers["content-type"].startswith("text/event-stream")
     assert stream.headers["cache-control"] == "no-store"
     assert "content-encoding" not in stream.headers
-    assert len(stream.comments) >= 2  # a heartbeat every 0.2 s, each passed on at once
+    assert stream.events == []
 
 
 @pytest.mark.engine_gap(ferretdb="change_streams")

@@ -73,7 +73,10 @@ def test_canonical_ejson_wraps_every_number() -> None:
     }
 
 
-@pytest.mark.parametrize("body", [b"\xff\xfe", b"{", b'{"a": {"$numberLong": "x"}}'])
+@pytest.mark.parametrize(
+    "body",
+    [b"\xff\xfe", b"{", b'{"a": {"$numberLong": "x"}}', b'{"a": {"$numberDecimal": "abc"}}'],
+)
 def test_an_unreadable_body_is_a_400(body: bytes) -> None:
     with pytest.raises(BadRequest) as caught:
         read_body(body)

@@ -12,8 +12,11 @@ Credentials: ``Authorization: Bearer <token>``, a Shoal API key in ``apiKey``
 or ``api-key`` (or ``X-API-Key``), or a Shoal user's name and password in the
 ``email`` and ``password`` headers. The body is read as Extended JSON whatever
 its ``Content-Type``; ``Accept: application/ejson`` gets canonical EJSON back,
-anything else plain JSON. Every error, of this blueprint or of the policies in
-front of it, is the Data API's ``{"error", "error_code", "link"}``.
+anything else plain JSON. Every error of this blueprint and of the request
+policies in front of it (authentication, rate limits, idempotency) is the Data
+API's ``{"error", "error_code", "link"}`` (``link`` while the docs page is on);
+the admission middleware's 503, before any route is matched, is Shoal's own
+error body.
 """
 
 from __future__ import annotations

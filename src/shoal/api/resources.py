@@ -125,9 +125,12 @@ def _typed(resource: Resource, name: str, text: str) -> Any:
     rule = resource.settings.json_schema.get("properties", {}).get(name, {})
     if rule.get("type") == "integer":
         try:
-            return int(text)
+            number = int(text)
         except ValueError:
             raise NotFound(f"no {name} {text!r} (a whole number)") from None
+        if not -(2**63) <= number < 2**63:  # MongoDB stores no larger integer
+            raise NotFound(f"no {name} {text!r} (beyond a 64-bit integer)")
+        return number
     return text
 
 

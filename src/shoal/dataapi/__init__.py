@@ -12,7 +12,7 @@ from .requests import (
     parse_request,
     unknown_action,
 )
-from .service import EXTENSION_KEY, DataApi, Result, get_data_api
+from .service import EXTENSION_KEY, DataApi, Result
 
 __all__ = [
     "ACTIONS",
@@ -29,7 +29,6 @@ __all__ = [
     "Result",
     "Route",
     "action_endpoints",
-    "get_data_api",
     "hosted_prefix",
     "parse_request",
     "read_body",

@@ -63,9 +63,17 @@ def read_body(data: bytes) -> Any:
         return ejson_loads(text, json_options=_READ_OPTIONS)
     except UnicodeDecodeError:
         raise BadRequest("the request body is not UTF-8 text", code="InvalidParameter") from None
-    except (ValueError, TypeError, KeyError, OverflowError, BSONError) as error:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        OverflowError,
+        BSONError,
+        decimal.InvalidOperation,
+    ) as error:
         # json's decode errors are ValueErrors; json_util raises the others for
-        # a malformed wrapper ({"$oid": "xyz"}, {"$date": "yesterday"}).
+        # a malformed wrapper ({"$oid": "xyz"}, {"$date": "yesterday"},
+        # {"$numberDecimal": "abc"}).
         raise BadRequest(
             f"the request body is not valid Extended JSON: {error}", code="InvalidParameter"
         ) from None

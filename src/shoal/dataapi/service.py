@@ -164,6 +164,8 @@ class DataApi:
         """Do ``request`` as ``principal``; errors are ``ApiError`` values."""
         target = self.target(request.namespace, request.action, principal)
         check_expression(request.filter, "filter")
+        if request.projection is not None:  # a projection may hold expressions too
+            check_expression(request.projection, "projection")
         if request.update is not None:
             check_expression(request.update, "update")
         if request.action.name == "aggregate":
@@ -501,8 +503,3 @@ _HANDLERS = {
     "deleteOne": DataApi._delete,
     "deleteMany": DataApi._delete,
 }
-
-
-def get_data_api(app: Quart) -> DataApi:
-    data_api: DataApi = app.extensions[EXTENSION_KEY]
-    return data_api

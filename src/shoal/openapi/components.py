@@ -13,13 +13,14 @@ from typing import Any
 
 from quart_schema import APIKeySecurityScheme, HttpSecurityScheme
 
+from ..auth import CSRF_HEADER
+
 Schema = dict[str, Any]
 
 BEARER = "bearerAuth"
 API_KEY = "apiKeyAuth"
 SESSION = "sessionCookie"
 CSRF = "csrfToken"
-CSRF_HEADER = "X-CSRF-Token"
 Security = list[dict[str, list[str]]]
 #: What a read accepts; any one will do (the entries of ``security`` are alternatives).
 AUTHENTICATED_READ: Security = [{BEARER: []}, {API_KEY: []}, {SESSION: []}]

@@ -147,7 +147,9 @@ _ERRORS = {
     "no credentials (`InvalidParameter`), or a missing field (`MissingParameter`).",
     "401": "Credentials that are not valid (`InvalidSession`).",
     "403": "A collection not served, or not to this caller's roles (`NoMatchingRuleFound`).",
-    "409": "A document with the same unique value exists (`DuplicateKey`).",
+    "409": "A document with the same unique value exists (`DuplicateKey`), or an "
+    "`updateMany`/`deleteMany` on a resource's collection matches more documents than "
+    "its `max_affected` (`TooManyMatches`: nothing is changed).",
     "429": "Too many requests (`TooManyRequests`); retry after `Retry-After` seconds.",
 }
 

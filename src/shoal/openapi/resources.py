@@ -10,9 +10,12 @@ they cannot collide with the shared components)::
     components/schemas/books.page    the list envelope: _items, _meta, _links
     components/schemas/books.ack     what a write answers for one document
 
-    /books              GET (list), POST (one object or an array), DELETE (all)
+    /books              GET (list), POST (one object or an array), DELETE (all,
+                        or by ``where`` with bulk_writes), PATCH (by ``where``,
+                        with bulk_writes)
     /books/{item_id}    GET, PATCH, PUT, DELETE
     /books/by-isbn/{value}           GET (additional_lookup)
+    /books/_stream, /books/{item_id}/_stream   GET (streams: true)
 
 only with the methods the resource serves, at its ``url`` when it has one
 (``/people/{person}/invoices``, the parent's id a path parameter). An
