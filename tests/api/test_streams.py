@@ -288,6 +288,9 @@ async def test_access_rules_apply_to_streams(app: Quart) -> None:
         ('{"$where": "1"}', "$where"),
         ('{"location": {"$near": [0, 0]}}', "$near"),
         ("{not json", "where is not valid JSON"),
+        # Operators Shoal cannot match on an event itself.
+        ('{"year": {"$mod": [0, 0]}}', "$mod"),
+        ('{"year": {"$mod": [2]}}', "$mod"),
     ],
 )
 async def test_bad_filters_are_refused(app: Quart, query: str, message: str) -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bson import json_util
-from mongoquery import Query, QueryError
+from mongoquery import Query
 
 from ..config import StreamSettings
 from ..errors import ApiError, BadRequest, ServiceUnavailable
@@ -59,7 +59,7 @@ STREAM_OPERATORS = frozenset(
     {
         "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin",
         "$and", "$or", "$nor", "$not", "$exists", "$all", "$elemMatch", "$size",
-        "$mod", "$regex", "$options",
+        "$mod", "$regex",
     }
 )  # fmt: skip
 #: Seconds a resuming subscriber waits for the shared stream to open.
@@ -156,7 +156,7 @@ def matcher(
             if owner is not None and not owner.match(document):
                 return False
             return wanted is None or bool(wanted.match(document))
-        except (QueryError, TypeError, ValueError):
+        except Exception:  # one subscriber's where must never stop the shared feed
             return False
 
     return matches
@@ -178,6 +178,13 @@ def _check_stream_operators(value: Any) -> None:
         for key, item in value.items():
             if key.startswith("$") and key not in STREAM_OPERATORS:
                 raise BadRequest(f"{key} is not supported in the where of a stream")
+            if key == "$mod" and not (
+                isinstance(item, list)
+                and len(item) == 2
+                and all(isinstance(n, int | float) and not isinstance(n, bool) for n in item)
+                and item[0] != 0
+            ):
+                raise BadRequest("$mod takes [divisor, remainder]: two numbers, the divisor not 0")
             _check_stream_operators(item)
 
 
@@ -340,8 +347,13 @@ class ChangeFeed:
                 while (event := await stream.try_next()) is not None:
                     change = self._change(event)
                     delivered.add(change.id)
-                    if subscription.matches(change):
-                        await subscription.queue.put(change)
+                    if not subscription.matches(change):
+                        continue
+                    try:  # nothing reads the queue until the gap is read
+                        subscription.queue.put_nowait(change)
+                    except asyncio.QueueFull:
+                        subscription.end("fell behind")
+                        break
             finally:
                 await _close(stream)
         except ResumeFailed:
@@ -402,9 +414,14 @@ class ChangeFeed:
             except ResumeFailed:
                 token = None
                 self.end_all("the stream's history is gone; reconnect")
-            except ServiceUnavailable as error:
+            except ApiError as error:
                 await self._pause(error, failures)
                 failures += 1
+            except Exception:
+                # Not the database's: following again would fail the same way.
+                logger.exception("the change stream of %s stopped", self.name)
+                self.end_all("the stream stopped on the server; reconnect")
+                return
             finally:
                 await _close(stream)
 
