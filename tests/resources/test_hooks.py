@@ -48,6 +48,13 @@ def settings(settings_factory: SettingsFactory) -> Settings:
         resources={
             "books": {"schema": BOOK, **ALL},
             "notes": {"schema": BOOK, **ALL},
+            "shelves": {
+                "schema": BOOK,
+                **ALL,
+                "resource_methods": ["GET", "POST", "PATCH", "DELETE"],
+                "public_methods": ["GET", "POST", "PATCH", "DELETE"],
+                "bulk_writes": True,
+            },
             "counts": counts,
         }
     )
@@ -199,6 +206,31 @@ async def test_delete_hooks(hooks: Hooks, anonymous: Client) -> None:
     hooks.on_deleted_resource("notes")(lambda: events.append("deleted"))
     assert (await anonymous.delete("/notes")).status_code == 204
     assert events == ["delete", "deleted"]
+
+
+async def test_writes_by_filter_are_refused_where_they_would_skip_hooks(
+    hooks: Hooks, anonymous: Client
+) -> None:
+    locked = await create(anonymous, "shelves", {"title": "A", "locked": True})
+    where = '?where={"title": "A"}'
+    # Without hooks, a write by filter is allowed.
+    assert (await anonymous.patch(f"/shelves{where}", json={"hidden": True})).status_code == 200
+
+    @hooks.on_update("shelves")
+    def keep_locked(updates: dict[str, Any], original: dict[str, Any]) -> None:
+        if original.get("locked"):
+            raise Conflict("locked")
+
+    response = await anonymous.patch(f"/shelves{where}", json={"hidden": False})
+    assert response.status_code == 400
+    assert "on_update" in (await response.get_json())["_error"]["message"]
+    assert (await fetch(anonymous, "shelves", locked["_id"]))["hidden"] is True
+
+    hooks.on_deleted_resource("shelves")(lambda: None)
+    response = await anonymous.delete(f"/shelves{where}")
+    assert response.status_code == 400
+    assert "on_deleted_resource" in (await response.get_json())["_error"]["message"]
+    await fetch(anonymous, "shelves", locked["_id"])  # still there
 
 
 async def test_a_lookup_hook_filters_every_read_and_write(hooks: Hooks, anonymous: Client) -> None:

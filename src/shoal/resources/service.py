@@ -930,11 +930,19 @@ class ResourceService:
 
     # -- writes by filter ----------------------------------------------------
 
-    def _by_filter(self) -> None:
+    def _by_filter(self, hooks: tuple[str, ...]) -> None:
+        """Refuse a write by filter that would skip what one-by-one writes do:
+        versions, soft delete, and the event hooks registered for it."""
         if self.versions is not None or self.resource.settings.soft_delete:
             raise BadRequest(
                 f"{self.resource.name} keeps versions or deleted documents: write its "
                 "documents one by one, which keeps them"
+            )
+        registered = [event for event in hooks if self.hooks.has(event, self.resource.name)]
+        if registered:
+            raise BadRequest(
+                f"{self.resource.name} has {', '.join(registered)} hooks: write its "
+                "documents one by one, which runs them"
             )
 
     async def _matching(self, filter: Document, access: Access, *, limit: int) -> list[Document]:
@@ -962,7 +970,7 @@ class ResourceService:
         valid after it, or none is written (422 naming each document's issues).
         Each document is replaced on its own ETag, so one changed meanwhile by
         another writer is left as that writer made it. (matched, modified)."""
-        self._by_filter()
+        self._by_filter(("on_update", "on_updated"))
         self._check_changes(changes)
         limit = self.resource.settings.max_affected
         documents = await self._matching(filter, access, limit=limit)
@@ -997,7 +1005,9 @@ class ResourceService:
     ) -> tuple[int, int]:
         """Delete every document ``filter`` matches for this caller (409 beyond
         ``max_affected``). (matched, deleted)."""
-        self._by_filter()
+        self._by_filter(
+            ("on_delete_item", "on_deleted_item", "on_delete_resource", "on_deleted_resource")
+        )
         limit = self.resource.settings.max_affected
         documents = await self._matching(filter, access, limit=limit)
         if not documents:
