@@ -400,3 +400,48 @@ async def test_an_unexpected_database_error_is_a_500_that_quotes_no_document(
     assert "secret title" not in str(body)
     assert "secret title" not in caplog.text
     assert "OperationFailure" in caplog.text
+
+
+async def _read_both_ways(anonymous: Client, stored: Any, expected: dict[str, Any]) -> None:
+    # The direct read (no query) and the full path (with one) answer alike.
+    projection = quote(json.dumps(dict.fromkeys(expected, 1)))
+    for path in (f"/books/{stored}", f"/books/{stored}?projection={projection}"):
+        response = await anonymous.get(path)
+        assert response.status_code == 200, await response.get_data(as_text=True)
+        body = await response.get_json()
+        assert {name: body[name] for name in expected} == expected
+
+
+async def _stored(app: Any, fields: dict[str, Any]) -> Any:
+    """A book written by another program, with types the schema never produces."""
+    from shoal.resources.documents import document_etag
+    from shoal.storage import get_storage
+
+    document = {"title": "Odd", **fields}
+    document["_etag"] = document_etag(document)
+    await get_storage(app).insert_many("books", [document])
+    return document["_id"]
+
+
+async def test_binary_data_and_64_bit_integers_are_read_as_extended_json(
+    app: Any, anonymous: Client
+) -> None:
+    from bson import Int64
+
+    stored = await _stored(app, {"blob": b"\xff\x00", "count": Int64(5)})
+    expected = {"blob": {"$binary": {"base64": "/wA=", "subType": "00"}}, "count": 5}
+    await _read_both_ways(anonymous, stored, expected)
+
+
+@pytest.mark.real_mongodb(reason="regular expressions and timestamps cannot be stored")
+async def test_regular_expressions_and_timestamps_are_read_as_extended_json(
+    app: Any, anonymous: Client
+) -> None:
+    from bson import Regex, Timestamp
+
+    fields = {"pattern": Regex("^a", "i"), "stamp": Timestamp(1_700_000_000, 1)}
+    expected = {
+        "pattern": {"$regularExpression": {"pattern": "^a", "options": "i"}},
+        "stamp": {"$timestamp": {"t": 1_700_000_000, "i": 1}},
+    }
+    await _read_both_ways(anonymous, await _stored(app, fields), expected)

@@ -95,9 +95,13 @@ class DirectReads:
             document = await service.get(resource.ids.parse(parts[2]), UNRESTRICTED)
         except ApiError:
             return False  # the full path answers it, exactly as it always does
+        try:
+            etag, updated = document["_etag"], document.get("_updated")
+            body = self.encode(render_single(resource, document, resource.href({})))
+        except Exception:  # a document the full path must answer for (a JSON 500)
+            return False
         # The item view's URL rule, for the metrics' route label.
         scope[ROUTE_SCOPE_KEY] = item_rule(resource.path)
-        etag, updated = document["_etag"], document.get("_updated")
         headers = [(b"etag", f'"{etag}"'.encode())]
         if isinstance(updated, datetime):
             headers.append((b"last-modified", http_date(updated).encode()))
@@ -105,7 +109,6 @@ class DirectReads:
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return True
-        body = self.encode(render_single(resource, document, resource.href({})))
         headers += [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),

@@ -4,7 +4,9 @@ The provider is orjson, speaking MongoDB's types in Eve's format:
 
 - ``ObjectId`` → its 24-hex string;
 - ``datetime`` → RFC 1123 (``Tue, 24 Nov 2026 10:00:00 GMT``), as Eve renders dates;
-- ``Decimal128`` and ``Decimal`` → their exact decimal string (a float would round).
+- ``Decimal128`` and ``Decimal`` → their exact decimal string (a float would round);
+- the other BSON types (binary data, regular expressions, timestamps, DBRefs,
+  min/max keys, code) → MongoDB's relaxed Extended JSON (``{"$binary": …}``).
 
 Anything else falls back to the provider quart-schema installed (pydantic models,
 dataclasses), so this provider is installed after quart-schema.
@@ -13,11 +15,14 @@ dataclasses), so this provider is installed after quart-schema.
 from __future__ import annotations
 
 import decimal
+import re
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
 import orjson
-from bson import Decimal128, ObjectId
+from bson import DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp, json_util
+from bson.binary import Binary
+from bson.code import Code
 from flask.json.provider import JSONProvider
 from pydantic import BaseModel, ValidationError
 from quart import Quart, Response, current_app, request
@@ -28,6 +33,8 @@ from ..errors import BadRequest, UnprocessableEntity, UnsupportedMediaType
 M = TypeVar("M", bound=BaseModel)
 
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
+#: Written as relaxed Extended JSON (orjson has no encoding of its own for them).
+_EXTENDED = (bytes, Binary, Regex, re.Pattern, Timestamp, DBRef, MinKey, MaxKey, Code, Int64)
 
 
 class OrjsonProvider(JSONProvider):
@@ -50,6 +57,8 @@ class OrjsonProvider(JSONProvider):
             return str(value)
         if isinstance(value, set | frozenset):
             return list(value)
+        if isinstance(value, _EXTENDED):
+            return json_util.default(value, json_options=json_util.RELAXED_JSON_OPTIONS)
         fallback = getattr(self._fallback, "default", None)
         if fallback is not None:
             return fallback(value)
