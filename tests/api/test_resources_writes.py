@@ -91,6 +91,32 @@ async def test_bulk_insert_creates_all(client: Client) -> None:
     assert len({item["_id"] for item in body["_items"]}) == 2
 
 
+async def test_a_bulk_insert_the_database_refuses_is_a_500_that_quotes_no_document(
+    app: Quart, client: Client, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pymongo.errors import BulkWriteError
+
+    storage = get_storage(app)
+    books = storage.collection("books")
+
+    class Refusing:
+        async def insert_many(self, documents: list[Any], **kwargs: Any) -> Any:
+            op = {"title": "secret title"}
+            failure = {"index": 0, "code": 121, "errmsg": f"failed validation {op}", "op": op}
+            raise BulkWriteError({"writeErrors": [failure], "nInserted": 0})
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(books, name)
+
+    monkeypatch.setattr(storage, "collection", lambda *args, **kwargs: Refusing())
+    response = await client.post("/books", json=[{"title": "secret title"}, {"title": "B"}])
+    assert response.status_code == 500
+    body = await response.get_json()
+    assert "code 121" in body["_error"]["message"]
+    assert "secret title" not in str(body)
+    assert "secret title" not in caplog.text
+
+
 async def test_bulk_insert_is_all_or_nothing_on_validation(client: Client) -> None:
     response = await client.post(
         "/books", json=[{"title": "A"}, {"year": -1}, {"title": "C"}, "not an object"]

@@ -43,6 +43,25 @@ async def test_a_preflight_from_an_allowed_origin_is_allowed(cors_app: Quart) ->
     assert "Origin" in headers["Vary"]
 
 
+@pytest.mark.parametrize(
+    ("method", "requested"),
+    [
+        ("GET", "Prefer"),  # count=exact on a list
+        ("GET", "Last-Event-ID"),  # an event stream resuming
+        ("POST", "apiKey, Content-Type"),  # a Data API client
+    ],
+)
+async def test_the_headers_of_shoals_features_pass_a_preflight(
+    cors_app: Quart, method: str, requested: str
+) -> None:
+    headers = {**_preflight(APP_ORIGIN, method), "Access-Control-Request-Headers": requested}
+    response = await cors_app.test_client().options("/books", headers=headers)
+    allowed = {
+        name.strip().lower() for name in response.headers["Access-Control-Allow-Headers"].split(",")
+    }
+    assert allowed == {name.strip().lower() for name in requested.split(",")}
+
+
 async def test_a_preflight_from_another_origin_gets_no_permission(cors_app: Quart) -> None:
     client = cors_app.test_client()
     response = await client.options("/books", headers=_preflight("https://evil.example"))

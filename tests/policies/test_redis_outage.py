@@ -155,12 +155,12 @@ async def test_an_outage_degrades_and_then_heals_without_a_restart(cluster: Clus
         assert titles == {"Before", "During"}
         assert (await (await seen(client.get(item))).get_json())["year"] == 2
 
-    # C saw nothing of it; the writer's owed invalidation reaches it within about a second.
+    # C saw nothing of it; the writer's owed invalidation reaches it once Redis is back.
     async def c_is_fresh() -> bool:
         titles, _ = await _titles(seen, c)
         return titles == {"Before", "During"}
 
-    assert await _eventually(c_is_fresh) < 3.0
+    await _eventually(c_is_fresh)
 
     # Everything works again: cache, limits, idempotency, tokens, readiness.
     async def a_hits() -> bool:

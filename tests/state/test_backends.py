@@ -50,10 +50,6 @@ async def raw_redis(redis_url: str) -> AsyncIterator[Any]:
         await client.aclose()
 
 
-async def test_ping(state: SharedState) -> None:
-    await state.ping()
-
-
 async def test_get_of_a_missing_key_is_none(state: SharedState) -> None:
     assert await state.get("missing") is None
 

@@ -1,7 +1,8 @@
 """Response compression (brotli-asgi, see docs/decisions/0007-http-compression.md):
 brotli when the client accepts ``br``, else gzip, for bodies of at least
-``compression.minimum_size`` bytes. It is the outermost middleware, so it
-applies to every response, those the fast path answers included.
+``compression.minimum_size`` bytes. It is the outermost middleware but for
+the metrics (when they are on), so it applies to every response, those the fast
+path answers included.
 """
 
 from __future__ import annotations

@@ -289,7 +289,7 @@ class Storage:
             except BulkWriteError as error:
                 first = (error.details.get("writeErrors") or [{}])[0]
                 if first.get("code") != 11000:
-                    raise
+                    raise  # the transaction retries a transient error, or fails
                 message = duplicate_message(error, first)
                 if len(documents) > 1:
                     message = f"item {first.get('index', 0)}: {message}; nothing was inserted"
@@ -316,7 +316,7 @@ class Storage:
                     f"item {first.get('index', 0)}: MongoDB refused the document: "
                     f"{first.get('errmsg', 'no reason given')}; nothing was inserted"
                 ) from error
-            raise
+            raise _refused_write(first) from None
 
     async def insert_once(self, collection: str, documents: list[Document]) -> dict[Any, Document]:
         """Insert the documents whose ``_id`` is new; the stored documents whose
@@ -350,7 +350,7 @@ class Storage:
         if first.get("code") == 11000:
             message = duplicate_message(BulkWriteError(details), first)
             raise Conflict(f"item {first.get('index', 0)}: {message}; nothing was inserted")
-        raise ApiError(f"MongoDB refused part of the write (code {first.get('code')})", status=500)
+        raise _refused_write(first)
 
     async def replace_if(
         self,
@@ -396,9 +396,7 @@ class Storage:
             first = result["writeErrors"][0]
             if first.get("code") == 11000:
                 raise Conflict(duplicate_message(BulkWriteError(result), first))
-            code = first.get("code")
-            MONGODB_ERRORS.labels("failed").inc()
-            raise ApiError(f"MongoDB refused part of the write (code {code})", status=500)
+            raise _refused_write(first)
         return int(result.get("nModified", 0))
 
     async def update_one(self, collection: str, filter: Document, update: Document) -> bool:
@@ -586,3 +584,12 @@ async def open_storage(settings: MongoDBSettings) -> AsyncIterator[Storage]:
         yield storage
     finally:
         await storage.close()
+
+
+def _refused_write(failure: Mapping[str, Any]) -> ApiError:
+    """A bulk write's refusal that is not the client's to fix: a 500 naming the
+    code only (MongoDB's message quotes the document, which must not be logged)."""
+    code = failure.get("code")
+    logger.error("MongoDB refused part of a write: code %s", code)
+    MONGODB_ERRORS.labels("failed").inc()
+    return ApiError(f"MongoDB refused part of the write (code {code})", status=500)
