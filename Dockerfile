@@ -23,11 +23,12 @@ RUN pip install .
 
 FROM build AS test
 # The suite starts its own redis-server, puts nginx in front of several
-# `shoal serve` processes (tests/test_scale_out.py, through benchmarks/stack.py),
-# checks nginx's config, drives the docs page in Chromium and runs wrk's Lua
-# scripts: all must be on PATH, as scripts/test installs them.
+# `shoal serve` processes (tests/test_scale_out.py, through
+# benchmarks/local_stack.py), checks nginx's config, drives the docs page in
+# Chromium, runs wrk's Lua scripts and runs the Data API's npm client with
+# Node.js: all must be on PATH, as scripts/test installs them.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends redis-server nginx chromium wrk \
+    && apt-get install -y --no-install-recommends redis-server nginx chromium wrk nodejs npm \
     && rm -rf /var/lib/apt/lists/*
 RUN pip install ".[test]"
 # The whole context (see .dockerignore): tests/, examples/, compose.yaml,

@@ -154,7 +154,12 @@ def register_hooks(app: Quart, settings: Settings) -> None:
                 str(settings.source or "the config"),
                 [f"hooks: {module_name} has no function {function_name}"],
             )
-        register(app)
+        try:
+            register(app)
+        except Exception as error:  # the developer's code: say which entry failed
+            raise ConfigError(
+                str(settings.source or "the config"), [f"hooks: {entry} failed: {error!r}"]
+            ) from error
 
 
 @dataclass(frozen=True)

@@ -628,13 +628,14 @@ class AdditionalLookupSettings(_Section):
         return url
 
 
-_EVE_REGEX = re.compile(r"""^regex\((["'])(.*)\1\)$""", re.DOTALL)
+#: Eve's way of writing a URL rule: ``regex("...")``; group 2 is the pattern.
+EVE_REGEX_URL = re.compile(r"""^regex\((["'])(.*)\1\)$""", re.DOTALL)
 
 
 def lookup_pattern(url: str) -> str:
     """The regular expression of an ``additional_lookup.url`` (Eve writes
     ``regex("[\\w]+")``)."""
-    match = _EVE_REGEX.match(url.strip())
+    match = EVE_REGEX_URL.match(url.strip())
     return match.group(2) if match else url
 
 

@@ -119,7 +119,7 @@ def multiprocess_dir() -> Path | None:
 def prepare_multiprocess_dir() -> Path:
     """Give the workers about to start a clean directory for their metric files.
 
-    Called once by `shoal serve` before hypercorn starts its workers (they
+    Called once by `shoal serve` before its supervisor starts the workers (they
     inherit the variable). The operator's ``PROMETHEUS_MULTIPROC_DIR`` if set
     (one directory per instance), emptied of metric files so that counts start
     at zero with the instance; else a new temporary directory, removed when
@@ -138,7 +138,7 @@ def prepare_multiprocess_dir() -> Path:
 
 def mark_dead_workers(directory: Path) -> list[int]:
     """Mark dead the workers whose live-gauge files remain but whose process is
-    gone (killed, or restarted by hypercorn); the pids marked."""
+    gone (killed, or restarted by the supervisor); the pids marked."""
     dead: list[int] = []
     for path in directory.glob("gauge_live*_*.db"):
         pid = int(path.stem.rsplit("_", 1)[1])

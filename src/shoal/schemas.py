@@ -39,19 +39,13 @@ def check_schema(schema: Mapping[str, Any]) -> None:
                 f"{where}: type {kind} is Eve's (Cerberus); in JSON Schema write "
                 f"type: string, {_EVE_TYPES[kind]}"
             )
-    for error in _META_VALIDATOR.iter_errors(dict(schema)):
-        where = "/".join(str(part) for part in error.instance_path) or "(schema root)"
-        raise SchemaProblem(f"{where}: {error.message}")
+    check_value_schema(schema)
     properties = schema.get("properties", {})
     for name in properties:
         if name == "_id":
             _check_id_rule(properties[name])
         elif name.startswith("_"):
             raise SchemaProblem(f"properties/{name}: field names starting with '_' are Shoal's own")
-    try:
-        compile_schema(dict(schema))
-    except (ValueError, jsonschema_rs.ReferencingError) as error:
-        raise SchemaProblem(str(error)) from None
 
 
 def check_value_schema(schema: Mapping[str, Any]) -> None:

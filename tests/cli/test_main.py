@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -154,16 +153,14 @@ def test_a_short_shoal_secret_key_is_still_refused(tmp_path: Path) -> None:
 def test_serve_with_two_workers_needs_redis(tmp_path: Path) -> None:
     shutil.copy(EXAMPLE_CONFIG, tmp_path / "shoal.yaml")
     port = free_port()
-    started = time.monotonic()
     result = run_shoal(
         ["serve", "--config", "shoal.yaml", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
         cwd=tmp_path,
         timeout=20,
     )
-    elapsed = time.monotonic() - started
 
     assert result.returncode != 0
-    assert elapsed < 10, "the refusal comes before anything is started"
+    assert "Shoal is serving" not in result.stdout
     assert "Redis" in result.stderr
     assert "SHOAL_REDIS_URL" in result.stderr or "redis.url" in result.stderr
     assert "--workers" in result.stderr
@@ -285,3 +282,34 @@ def test_shoal_import_runs_without_the_http_stack() -> None:
     loaded = _modules_loaded_by("import shoal.cli.importer")
     assert {"pymongo", "shoal.resources"} <= loaded  # what the import needs is there
     assert loaded.isdisjoint({"quart", "shoal.policies", "shoal.http", "shoal.auth"})
+
+
+@pytest.mark.parametrize(
+    ("module", "problem"),
+    [
+        ("", "cannot import"),  # no such module
+        ("def register(app):\n    pass\n", "has no function"),  # wrong function name
+        ("def setup(app):\n    raise RuntimeError('boom')\n", "failed"),
+    ],
+)
+@pytest.mark.parametrize("command", ["serve", "openapi"])
+def test_hooks_that_do_not_load_are_a_config_error_before_anything_starts(
+    tmp_path: Path, module: str, problem: str, command: str
+) -> None:
+    config = EXAMPLE_CONFIG.read_text(encoding="utf-8") + "\nhooks: ['mine:setup']\n"
+    (tmp_path / "shoal.yaml").write_text(config, encoding="utf-8")
+    if module:
+        (tmp_path / "mine.py").write_text(module, encoding="utf-8")
+    port = free_port()
+    arguments = {
+        "serve": ["serve", "--config", "shoal.yaml", "--bind", f"127.0.0.1:{port}"],
+        "openapi": ["openapi", "--config", "shoal.yaml"],
+    }[command]
+    result = run_shoal(arguments, cwd=tmp_path, timeout=30)
+
+    assert result.returncode == 2, result.stderr
+    assert "hooks" in result.stderr
+    assert problem in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Shoal is serving" not in result.stdout
+    assert not processes_mentioning(str(tmp_path))

@@ -24,7 +24,6 @@ from shoal.cli.serve import (
     HYPERCORN_DEFAULTS,
     ServeError,
     ServeOptions,
-    hypercorn_config,
     serve_config,
 )
 from shoal.cli.supervisor import stop_seconds
@@ -230,7 +229,7 @@ def test_port_in_use_is_a_clear_error(workdir: Path) -> None:
     assert "Traceback" not in stderr, stderr
     assert f"127.0.0.1:{port}" in stderr
     assert "in use" in stderr.lower(), stderr
-    # The embedded store it had started is stopped again.
+    # No embedded store was started (the bind fails first), and nothing is left.
     assert wait_until(lambda: not processes_mentioning(str(workdir)), ORPHAN_DEADLINE), (
         processes_mentioning(str(workdir))
     )
@@ -265,14 +264,13 @@ def test_flags_override_the_toml_and_keep_the_rest(
     monkeypatch.delenv("SHOAL_HYPERCORN_CONFIG", raising=False)
     monkeypatch.chdir(repo_root)
 
-    config = hypercorn_config(ServeOptions(bind="127.0.0.1:9999", workers=3))
+    config = serve_config(ServeOptions(bind="127.0.0.1:9999", workers=3)).hypercorn
 
     assert config.bind == ["127.0.0.1:9999"]
     assert config.workers == 3
     assert config.worker_class == "uvloop"
     assert config.graceful_timeout == HYPERCORN_DEFAULTS["graceful_timeout"]
     assert config.backlog == HYPERCORN_DEFAULTS["backlog"]
-    assert config.application_path == "shoal.app:serve_app()"
 
 
 def test_a_hypercorn_toml_in_the_working_directory_is_read(
@@ -285,14 +283,14 @@ def test_a_hypercorn_toml_in_the_working_directory_is_read(
     )
     monkeypatch.chdir(tmp_path)
 
-    from_file = hypercorn_config(ServeOptions())
+    from_file = serve_config(ServeOptions()).hypercorn
     assert from_file.bind == ["127.0.0.1:7001"]
     assert from_file.workers == 4
     assert from_file.worker_class == "asyncio"
     assert from_file.graceful_timeout == 3
     assert from_file.backlog == 64
 
-    flags = hypercorn_config(ServeOptions(bind="127.0.0.1:7002", workers=1))
+    flags = serve_config(ServeOptions(bind="127.0.0.1:7002", workers=1)).hypercorn
     assert flags.bind == ["127.0.0.1:7002"]
     assert flags.workers == 1
     assert flags.graceful_timeout == 3
@@ -304,7 +302,7 @@ def test_without_a_toml_the_built_in_defaults_apply(
     monkeypatch.delenv("SHOAL_HYPERCORN_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
 
-    config = hypercorn_config(ServeOptions())
+    config = serve_config(ServeOptions()).hypercorn
 
     assert config.bind == HYPERCORN_DEFAULTS["bind"]
     assert config.workers == HYPERCORN_DEFAULTS["workers"]
@@ -546,6 +544,7 @@ def test_a_second_serve_on_a_taken_port_fails_even_with_several_workers(
         ("drain_delay = -1\n", "drain_delay must be a number of seconds"),
         ('drain_delay = "soon"\n', "drain_delay must be a number of seconds"),
         ('worker_class = "trio"\n', "worker_class 'trio' is not supported"),
+        ('workers = "two"\n', "workers must be a whole number"),
     ],
 )
 def test_bad_serve_settings_are_refused(

@@ -26,6 +26,7 @@ from ..errors import ApiError
 from ..state import StateUnavailable, create_state
 from ..storage import open_storage
 from ..storage.embedded import EmbeddedStoreError, mongodb_for_command
+from .output import warn
 
 T = TypeVar("T")
 
@@ -77,7 +78,7 @@ def with_users(
     config's MongoDB and Redis."""
     settings = _settings(config)
     if settings.redis.url is None:
-        _warn(
+        warn(
             "no redis.url: a running server keeps its shared state in its own process, "
             "out of this command's reach; it accepts the user's access tokens until they "
             f"expire (auth.access_token_ttl: {settings.auth.access_token_ttl} s) and their "
@@ -106,10 +107,6 @@ def _redis_host(settings: Settings) -> str:
     # Never print a password the URL may hold.
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.rsplit('@', 1)[-1]}"
-
-
-def _warn(message: str) -> None:
-    print(f"WARNING: {message}", file=sys.stderr, flush=True)
 
 
 def read_password(from_stdin: bool) -> str:

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from ..config import EVE_REGEX_URL
+
 Document = dict[str, Any]
 
 #: Eve's defaults where they differ from Shoal's (docs/config.rst, 2.3.1).
@@ -104,7 +106,6 @@ _CERBERUS_TYPES = {
     "list": {"type": "array"},
 }
 _CONVERTER = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
-_EVE_REGEX = re.compile(r"""^regex\((["'])(.*)\1\)$""", re.DOTALL)
 _PLACEHOLDER = re.compile(r"^\$[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -260,7 +261,7 @@ def _item_url(item_url: str, schema: Document, where: str, result: Translation) 
     if item_url.strip() == "int":
         schema["properties"]["_id"] = {"type": "integer"}
         return
-    match = _EVE_REGEX.match(item_url.strip())
+    match = EVE_REGEX_URL.match(item_url.strip())
     if match is None:
         result.note(f"{where}.item_url", f"{item_url!r} is not carried over")
         return
@@ -425,11 +426,3 @@ def _rule(
     for leftover in sorted(rule):
         result.note(f"{where}.{leftover}", "Cerberus rule with no JSON Schema equivalent; left out")
     return json
-
-
-def write(settings_path: Path, output: Path | None) -> Translation:
-    """Translate a settings file; write the config to ``output`` (or return it)."""
-    result = translate(load_eve_settings(settings_path))
-    if output is not None:
-        output.write_text(result.yaml(), encoding="utf-8")
-    return result

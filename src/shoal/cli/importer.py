@@ -4,11 +4,14 @@
 
 The file is read line by line, never whole. Each non-blank line must be a JSON
 object; the resource's own rules check and stamp it (schema, defaults, read-only
-fields, ``_created``, ``_updated``, ``_etag``), exactly as ``POST /<resource>``
-would. Valid documents are written in unordered bulk writes, so a line MongoDB
-refuses (a duplicate unique value) is rejected alone while the rest of its batch
-goes in. A line carrying ``_id`` replaces the document with that id, or creates
-it: re-running a file of such lines adds nothing twice.
+fields, ``_created``, ``_updated``, ``_etag``) as ``POST /<resource>`` would, but
+for three things a POST does that an import does not: it checks no references
+(``data_relation``), runs no event hooks and adds nothing to a versioned
+resource's history (see the configuration reference). Valid documents are
+written in unordered bulk writes, so a line MongoDB refuses (a duplicate unique
+value) is rejected alone while the rest of its batch goes in. A line carrying
+``_id`` replaces the document with that id, or creates it: re-running a file of
+such lines adds nothing twice.
 
 Rejected lines are reported with their line number and reason (the first 50 on
 stderr, all of them in the ``--rejects`` file). Exit status: 0 when every line
@@ -40,6 +43,7 @@ from ..resources.documents import Document
 from ..state import SharedState, StateUnavailable, bump_generation, create_state
 from ..storage import Storage
 from ..storage.embedded import EmbeddedStoreError, mongodb_for_command
+from .output import warn
 
 DEFAULT_BATCH_SIZE = 500
 #: Rejected lines shown on stderr; the ``--rejects`` file has them all.
@@ -332,10 +336,6 @@ def _open_rejects(path: str | None) -> IO[bytes] | None:
         raise ImportUsageError(f"cannot write the rejects file {path}: {error.strerror}") from error
 
 
-def _warn(message: str) -> None:
-    print(f"WARNING: {message}", file=sys.stderr, flush=True)
-
-
 async def _cache_invalidation(settings: Settings, service: ResourceService) -> SharedState | None:
     """Served answers go stale with every imported batch, as after any write
     through the API: the cached resources that show documents of the
@@ -356,7 +356,7 @@ async def _cache_invalidation(settings: Settings, service: ResourceService) -> S
             try:
                 await bump_generation(state, name)
             except StateUnavailable:
-                _warn(
+                warn(
                     f"Redis is unreachable: cached answers of {name} may be stale "
                     f"for up to {settings.resources[name].cache_ttl}s"
                 )

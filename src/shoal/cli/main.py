@@ -64,19 +64,24 @@ def _from_eve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..config import ConfigError, load_settings
-    from .eve import write
+    from .eve import load_eve_settings, translate
 
     source = Path(args.settings)
     if not source.is_file():
         print(f"shoal from-eve: {source}: no such file", file=sys.stderr)
         return EXIT_USAGE
-    output = Path(args.output) if args.output else None
     try:
-        result = write(source, output)
+        result = translate(load_eve_settings(source))
     except Exception as error:  # the settings file is the user's Python
         print(f"shoal from-eve: {source} did not run: {error!r}", file=sys.stderr)
         return EXIT_USAGE
-    if output is None:
+    if args.output:
+        try:
+            Path(args.output).write_text(result.yaml(), encoding="utf-8")
+        except OSError as error:
+            print(f"shoal from-eve: cannot write {args.output}: {error}", file=sys.stderr)
+            return EXIT_FAILED
+    else:
         print(result.yaml(), end="")
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -117,11 +122,13 @@ def _openapi(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings(args.config)
+        # Building the app connects to nothing (that happens in before_serving),
+        # but it runs the config's hooks functions, which may not load.
+        app = create_app(settings)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return EXIT_USAGE
-    # Building the app connects to nothing (that happens in before_serving).
-    document = openapi_document(create_app(settings))
+    document = openapi_document(app)
     sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
     return EXIT_OK
 

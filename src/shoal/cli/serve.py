@@ -15,7 +15,6 @@ import ipaddress
 import logging
 import os
 import socket
-import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +22,13 @@ from typing import Any
 
 from hypercorn.config import Config as HypercornConfig
 
+from ..app import create_app
 from ..config import ConfigError, Settings, load_settings
 from ..logs import configure_logging
 from ..storage.embedded import EmbeddedStore, EmbeddedStoreError, development_store
 from ..system import SERVE_PID_VARIABLE
 from .metrics import start_metrics
+from .output import warn
 from .supervisor import Supervisor
 from .worker import WORKER_CLASSES
 
@@ -41,10 +42,6 @@ HYPERCORN_DEFAULTS: dict[str, Any] = {
     "keep_alive_timeout": 5,
     "drain_delay": 0,
 }
-#: The keys of hypercorn.toml that Shoal reads itself (hypercorn never sees them).
-SHOAL_KEYS = ("drain_delay",)
-
-APPLICATION_PATH = "shoal.app:serve_app()"
 
 
 class ServeError(Exception):
@@ -77,11 +74,6 @@ class ServeConfig:
     drain_delay: float
 
 
-def hypercorn_config(options: ServeOptions) -> HypercornConfig:
-    """hypercorn's config: the toml file (or defaults), then the flags."""
-    return serve_config(options).hypercorn
-
-
 def serve_config(options: ServeOptions) -> ServeConfig:
     """The toml file (or the defaults), then the flags."""
     named = os.environ.get("SHOAL_HYPERCORN_CONFIG")
@@ -103,6 +95,8 @@ def serve_config(options: ServeOptions) -> ServeConfig:
         config.bind = [options.bind]
     if options.workers is not None:
         config.workers = options.workers
+    if isinstance(config.workers, bool) or not isinstance(config.workers, int):
+        raise ServeError(f"{toml}: workers must be a whole number")
     if config.workers < 1:
         raise ServeError("--workers must be at least 1")
     if config.worker_class not in WORKER_CLASSES:
@@ -110,7 +104,6 @@ def serve_config(options: ServeOptions) -> ServeConfig:
             f"worker_class {config.worker_class!r} is not supported; "
             f"use one of {', '.join(WORKER_CLASSES)}"
         )
-    config.application_path = APPLICATION_PATH
     # hypercorn logs through the "hypercorn.error" logger, which Shoal's JSON
     # handler on the root logger formats; no second plain-text handler.
     config.errorlog = logging.getLogger("hypercorn.error")
@@ -142,6 +135,12 @@ def serve(options: ServeOptions) -> int:
 
     if settings.environment == "development" and not options.allow_non_loopback:
         _refuse_exposure(config)
+    # Each worker builds the app; building it once here first (it connects to
+    # nothing) stops a config whose hooks do not load before anything starts.
+    try:
+        create_app(settings)
+    except ConfigError as error:
+        raise ServeError(str(error)) from error
     supervisor = Supervisor(config, workers=config.workers, drain_delay=served.drain_delay)
     # Bound before anything is announced or started: a taken address fails here.
     try:
@@ -160,9 +159,9 @@ def serve(options: ServeOptions) -> int:
         if settings.mongodb.uri is None:
             store = _start_embedded(settings)
         if settings.redis.url is None:
-            _warn("no redis.url: shared state is in-process (one process only; development)")
+            warn("no redis.url: shared state is in-process (one process only; development)")
         if settings.generates_secret:
-            _warn(
+            warn(
                 "no secret_key: tokens are signed with a random secret kept in "
                 f"{settings.development_secret_file} (development only)"
             )
@@ -217,12 +216,8 @@ def _start_embedded(settings: Settings) -> EmbeddedStore:
         status = 2 if settings.environment != "development" else 1
         raise ServeError(str(error), status=status) from error
     os.environ["SHOAL_MONGODB_URI"] = uri
-    _warn(
+    warn(
         f"no mongodb.uri: using the embedded store at {uri}, data in {settings.data_dir} "
         "(development only, not MongoDB)"
     )
     return store
-
-
-def _warn(message: str) -> None:
-    print(f"WARNING: {message}", file=sys.stderr, flush=True)

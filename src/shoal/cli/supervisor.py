@@ -20,7 +20,9 @@ SIGINT:
 3. **finish**: in-flight requests get ``graceful_timeout`` seconds, then each
    worker's ``after_serving`` closes its MongoDB and Redis clients.
 
-A second signal skips the rest of the drain delay; a third kills the workers.
+A further signal during the drain delay skips the rest of it; one after that
+kills the workers (so with no drain delay, the default, the second signal
+kills them).
 Workers still running ``stop_seconds()`` after the signal are killed, and the
 exit status is then 1.
 """
@@ -172,9 +174,9 @@ class Supervisor:
             self._begin_drain()
             if self.drain_delay <= 0:
                 self._stop_accepting()
-        elif self.state == "draining":  # a second signal: skip the rest of the delay
+        elif self.state == "draining":  # a signal during the delay: skip the rest of it
             self._stop_accepting()
-        else:  # a third: stop waiting
+        else:  # a signal once the listeners are closed: stop waiting
             self.kill_at = time.monotonic()
 
     def _reap(self, slot: int, quick_deaths: int) -> int:
