@@ -48,14 +48,13 @@ from ..dataapi import action_endpoints
 from ..errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableEntity
 from ..hashing import sha256_hex
 from ..resources import collection_endpoint, item_endpoint
-from ..resources.once import WriteKey
+from ..resources.once import HEADER, WriteKey
 from ..state import SharedState, StateUnavailable
 from .caller import caller_key
 
 logger = logging.getLogger("shoal.idempotency")
 
 EXTENSION_KEY = "shoal.idempotency"
-HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
 #: Headers of the first response that a replay repeats.

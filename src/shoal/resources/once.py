@@ -7,11 +7,16 @@ the two. So the write carries its key instead:
 
 - a **POST** inserts each new document under an ``_id`` derived from the key
   (and its place in the list): done again, the insert meets that ``_id`` in
-  MongoDB's unique index, and the stored document is the answer;
+  MongoDB's unique index, and the stored document is the answer (on a
+  versioned resource the insert runs in a transaction, and done again it is a
+  409 with nothing written twice);
 - a **PATCH** or **PUT** writes an ``_etag`` derived from the key and the
   ``If-Match`` it was conditional on: done again, the condition fails, and a
   document carrying exactly that ETag is the proof that this write was done
   (and nothing since), so it is the answer.
+
+``HEADER`` is the header's name, which the idempotency policy reads and the
+resource service's messages name.
 
 The key arrives as its seed: a digest of the caller, method, path and key,
 which the idempotency policy computes (``shoal.policies.idempotency``).
@@ -23,6 +28,9 @@ import hashlib
 from dataclasses import dataclass
 
 from bson import ObjectId
+
+#: The request header that carries a write's key.
+HEADER = "Idempotency-Key"
 
 
 @dataclass

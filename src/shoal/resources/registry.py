@@ -5,7 +5,6 @@ starts serving."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING
 
 from pymongo.errors import PyMongoError
@@ -25,7 +24,6 @@ if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
 
 EXTENSION_KEY = "shoal.resources"
 
-logger = logging.getLogger("shoal.resources")
 
 #: Seconds start-up waits for MongoDB before creating indexes in the background.
 STARTUP_INDEX_TIMEOUT = 2.0

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -58,14 +57,13 @@ from .documents import (
 from .fields import Fields, Kind, equals
 from .hooks import Hooks
 from .ids import IdRule
+from .once import HEADER as IDEMPOTENCY_HEADER
 from .once import WriteKey
 from .query import FEATURE_FIELDS, META_FIELDS, ListQuery, QueryRules
 from .relations import Relations
 from .schema import DocumentSchema
 from .updates import UPDATE_FAILURE, check_update
 from .versioning import VERSION, Versions, version_of
-
-logger = logging.getLogger("shoal.resources")
 
 WriteListener = Callable[["Resource"], Awaitable[None]]
 
@@ -88,7 +86,7 @@ DELETED_MESSAGE = "the document was deleted; PUT or PATCH with its _etag restore
 class SoftDeleted(NotFound):
     """A soft-deleted document: a 404 that still shows it (Eve's answer)."""
 
-    def __init__(self, resource: Resource, document: Document) -> None:
+    def __init__(self, document: Document) -> None:
         super().__init__(DELETED_MESSAGE)
         self.document = document
 
@@ -203,14 +201,8 @@ class Resource:
         return models
 
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-
-
 def _bulk_message(count: int) -> str:
     return f"Insertion failure: {count} document(s) contain(s) error(s)"
-
-
-_UPDATE_FAILURE = UPDATE_FAILURE
 
 
 class ResourceService:
@@ -333,7 +325,7 @@ class ResourceService:
         if document is None:
             raise NotFound(f"no {self.resource.singular} with id {item_id}")
         if document.get(DELETED) is True and not deleted_ok:
-            raise SoftDeleted(self.resource, document)
+            raise SoftDeleted(document)
         return document
 
     # -- writes ----------------------------------------------------------
@@ -537,7 +529,7 @@ class ResourceService:
                 issues[key] = "field is read-only"
         issues.update(self.resource.schema.readonly_issues(changes))
         if issues:
-            raise UnprocessableEntity(_UPDATE_FAILURE, issues=issues)
+            raise UnprocessableEntity(UPDATE_FAILURE, issues=issues)
 
     def _patched(
         self,
@@ -551,7 +543,7 @@ class ResourceService:
         ``checked``: merged again after the hooks, which are trusted)."""
         updated, issues = self._merged(current, changes, access, checked=checked)
         if issues:
-            raise UnprocessableEntity(_UPDATE_FAILURE, issues=issues)
+            raise UnprocessableEntity(UPDATE_FAILURE, issues=issues)
         return updated
 
     def _merged(
@@ -585,7 +577,7 @@ class ResourceService:
     async def _checked_references(self, document: Document, current: Document) -> None:
         (missing,) = await self.relations.missing([document], before=current)
         if missing:
-            raise UnprocessableEntity(_UPDATE_FAILURE, issues=missing)
+            raise UnprocessableEntity(UPDATE_FAILURE, issues=missing)
 
     async def replace(
         self,
@@ -605,19 +597,19 @@ class ResourceService:
             id_field = self.resource.ids.field
             if id_field == "_id":
                 if body_id is not None and str(body_id) != str(item_id):
-                    raise UnprocessableEntity(_UPDATE_FAILURE, issues={"_id": "cannot be changed"})
+                    raise UnprocessableEntity(UPDATE_FAILURE, issues={"_id": "cannot be changed"})
             elif str(body.setdefault(id_field, item_id)) != str(item_id):
                 raise UnprocessableEntity(
-                    _UPDATE_FAILURE, issues={id_field: "cannot be changed (it names the item)"}
+                    UPDATE_FAILURE, issues={id_field: "cannot be changed (it names the item)"}
                 )
         document, issues = self.check_new(body, Access(fixed=access.fixed), new=False)
         if issues or document is None:
-            raise UnprocessableEntity(_UPDATE_FAILURE, issues=issues)
+            raise UnprocessableEntity(UPDATE_FAILURE, issues=issues)
         current = await self._current(item_id, etag, access, key)
         if key is not None and key.replayed:
             return current
         if body_id is not None and str(body_id) != str(current["_id"]):
-            raise UnprocessableEntity(_UPDATE_FAILURE, issues={"_id": "cannot be changed"})
+            raise UnprocessableEntity(UPDATE_FAILURE, issues={"_id": "cannot be changed"})
         if access.owner is not None and access.owner[0] in current:
             document[access.owner[0]] = current[access.owner[0]]
         await self._checked_references(document, current)
@@ -646,7 +638,7 @@ class ResourceService:
         issues.update(self.resource.schema.readonly_issues({**values, **dict.fromkeys(removed)}))
         issues.update(name_issues(dict(values), dotted_top_level=True))
         if issues:
-            raise UnprocessableEntity(_UPDATE_FAILURE, issues=issues)
+            raise UnprocessableEntity(UPDATE_FAILURE, issues=issues)
         updated = copy.deepcopy(current)
         issues = set_paths(updated, values, removed)
         if not issues:
@@ -654,7 +646,7 @@ class ResourceService:
         if not issues:
             self._validate(updated, issues)
         if issues:
-            raise UnprocessableEntity(_UPDATE_FAILURE, issues=issues)
+            raise UnprocessableEntity(UPDATE_FAILURE, issues=issues)
         if content_of(updated) == content_of(current):
             return None
         await self._checked_references(updated, current)
