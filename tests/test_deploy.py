@@ -32,7 +32,8 @@ from shoal.config import ENV_OVERRIDES, StreamSettings, load_settings
 REPO = Path(__file__).resolve().parent.parent
 K8S = REPO / "deploy" / "k8s"
 
-#: The variables the configuration reference documents.
+#: The variables Shoal reads (the configuration reference documents them all:
+#: test_every_variable_shoal_reads_is_documented).
 DOCUMENTED_ENV_VARS = frozenset({"SHOAL_CONFIG", "SHOAL_HYPERCORN_CONFIG", *ENV_OVERRIDES})
 REQUIRED_API_ENV_VARS = frozenset(
     {"SHOAL_CONFIG", "SHOAL_MONGODB_URI", "SHOAL_REDIS_URL", "SHOAL_SECRET_KEY"}
@@ -627,3 +628,8 @@ def test_k8s_service_hpa_and_pdb_select_the_deployment() -> None:
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
     # The budget leaves a replica when the autoscaler is at its floor.
     assert hpa["spec"]["minReplicas"] - k8s("PodDisruptionBudget")["spec"]["maxUnavailable"] >= 2
+
+
+def test_every_variable_shoal_reads_is_documented() -> None:
+    reference = (REPO / "docs" / "reference" / "configuration.md").read_text(encoding="utf-8")
+    assert {name for name in DOCUMENTED_ENV_VARS if f"`{name}`" not in reference} == set()

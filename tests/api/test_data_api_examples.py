@@ -289,8 +289,10 @@ def assert_same_shape(action: str, expected: Any, actual: Any) -> None:
         first_wanted = wanted if action == "findOne" else wanted[0]
         first_got = got if action == "findOne" else (got[0] if got else None)
         assert isinstance(first_got, dict), actual
-        if "_id" in first_wanted:
-            assert shape(first_got["_id"]) == shape(first_wanted["_id"])
+        shared = first_wanted.keys() & first_got.keys()
+        assert {name: shape(first_got[name]) for name in shared} == {
+            name: shape(first_wanted[name]) for name in shared
+        }
         return
     assert shape(actual) == shape(expected)
 

@@ -651,8 +651,9 @@ EDITOR_TOKENS = Tokens()
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_api_conforms_to_its_document(case: Any, live: LiveServer) -> None:
     """Every operation against a real server, as a real editor logged in over HTTP
-    (writes really write; a logout really ends that login, so each case logs in
-    afresh); ``ignored_auth`` also sends the secured ones without credentials."""
+    (writes really write; each case gets fresh tokens through /auth/refresh,
+    and logs in again when an earlier case's logout ended that login);
+    ``ignored_auth`` also sends the secured ones without credentials."""
     headers = {"Authorization": f"Bearer {EDITOR_TOKENS.fresh(live)}"}
     case.call_and_validate(base_url=live.url, headers=headers, checks=CHECKS)
 

@@ -389,11 +389,12 @@ async def test_a_sub_resource_is_cached_per_parent(eve_app: Quart) -> None:
     client = eve_app.test_client()
     await create(client, "owners/ann/invoices", {"amount": 1})
     await create(client, "owners/bob/invoices", {"amount": 2})
-    for _ in range(2):
-        _, ann = await _get(client, "/owners/ann/invoices")
-        _, bob = await _get(client, "/owners/bob/invoices")
+    for expected in ("MISS", "HIT"):
+        ann_response, ann = await _get(client, "/owners/ann/invoices")
+        bob_response, bob = await _get(client, "/owners/bob/invoices")
         assert [item["amount"] for item in ann["_items"]] == [1]
         assert [item["amount"] for item in bob["_items"]] == [2]
+        assert ann_response.headers["X-Cache"] == bob_response.headers["X-Cache"] == expected
 
 
 async def test_embedded_documents_are_made_stale_by_writes_to_their_resource(

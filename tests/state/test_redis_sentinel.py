@@ -36,9 +36,10 @@ FAILOVER_BUDGET = 40.0
 
 
 @pytest.fixture(scope="module")
-def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinel]:
-    """One Sentinel setup for the module; its last test kills the master."""
-    setup = RedisSentinel(tmp_path_factory.mktemp("sentinel")).start()
+def sentinel(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinel]:
+    """One Sentinel setup for the module and engine (its last test kills the
+    master, so each engine's run gets a setup of its own)."""
+    setup = RedisSentinel(tmp_path_factory.mktemp(f"sentinel-{engine}")).start()
     try:
         yield setup
     finally:

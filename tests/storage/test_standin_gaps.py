@@ -95,15 +95,6 @@ async def test_distinct_lists_ids(db: Database) -> None:
     assert sorted(await db.things.distinct("_id")) == ["a", "b"]
 
 
-@pytest.mark.real_mongodb(reason="$facet output carries a stray _id")
-@pytest.mark.engine_gap(ferretdb="facet")
-async def test_facet_output_has_only_its_facets(db: Database) -> None:
-    await db.things.insert_many([{"n": 1}, {"n": 2}])
-    pipeline: list[dict[str, Any]] = [{"$facet": {"total": [{"$count": "n"}]}}]
-    rows = await (await db.things.aggregate(pipeline)).to_list(None)
-    assert rows == [{"total": [{"n": 2}]}]
-
-
 @pytest.mark.real_mongodb(reason="index names are replaced by idx_<collection>_<fields>")
 async def test_index_names_are_kept(db: Database) -> None:
     await db.things.create_indexes([IndexModel([("a", 1)], name="by_a")])
