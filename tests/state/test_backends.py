@@ -318,6 +318,14 @@ async def test_connect_redis_parses_a_sentinel_url() -> None:
         await client.aclose()
 
 
+async def test_a_sentinel_url_password_is_percent_decoded_as_in_a_redis_url() -> None:
+    client = connect_redis("redis+sentinel://:p%40ss%2Fw@h1/cache", socket_timeout=1.0)
+    try:
+        assert client.connection_pool.connection_kwargs["password"] == "p@ss/w"
+    finally:
+        await client.aclose()
+
+
 async def test_connect_redis_sentinel_defaults() -> None:
     client = connect_redis("redis+sentinel://:s3cret@h1/cache", socket_timeout=1.0)
     try:

@@ -28,6 +28,7 @@ from quart import Quart, request
 from ..errors import error_body
 from ..metrics import IDEMPOTENT_REPLAYS, exposition, http_request, worker_started, worker_stopped
 from .asgi import ASGIApp, Message, Receive, Scope, Send, header
+from .methods import SAFE_METHODS
 
 #: Where the route template of a request is kept in its ASGI scope.
 ROUTE_SCOPE_KEY = "shoal.route"
@@ -74,7 +75,7 @@ class Metrics:
         started = time.perf_counter()
         status = 0
         replayed = False
-        write = scope["method"] not in _READS
+        write = scope["method"] not in SAFE_METHODS
 
         async def send_noting_status(message: Message) -> None:
             nonlocal status, replayed
@@ -127,9 +128,6 @@ class Metrics:
             exposition, accept.decode("latin-1") if accept is not None else None
         )
         await _answer(send, 200, body, content_type.encode())
-
-
-_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def _answer(

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
@@ -58,7 +58,7 @@ def connect_redis(url: str, *, socket_timeout: float) -> Any:
         if "password" in query:
             options["password"] = query["password"][0]
         elif parts.password:
-            options["password"] = parts.password
+            options["password"] = unquote(parts.password)  # as redis-py reads redis://
         sentinel = Sentinel(hosts, **options)  # type: ignore[no-untyped-call]
         return sentinel.master_for(service, db=db)
     return redis.Redis.from_url(url, **options)
