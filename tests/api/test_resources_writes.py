@@ -600,3 +600,37 @@ async def test_an_index_mongodb_refuses_fails_readiness(
         body = await response.get_json()
         assert body["_error"]["message"] == "not ready: indexes refused by MongoDB"
         assert body["_error"]["checks"]["indexes"].startswith("books: ")
+
+
+async def test_documents_another_program_wrote_without_meta_fields_are_read_and_written(
+    app: Quart, client: Client
+) -> None:
+    # As in a collection that existed before Shoal: no _etag, _created or _updated.
+    storage = get_storage(app)
+    await storage.insert_many("books", [{"title": "Legacy", "year": 1990}, {"title": "Old"}])
+    stored = {d["title"]: d["_id"] for d in await storage.find_many("books", {}, limit=10)}
+    legacy, old = stored["Legacy"], stored["Old"]
+
+    response = await client.get(f"/books/{legacy}")
+    assert response.status_code == 200
+    body = await response.get_json()
+    etag = body["_etag"]
+    assert etag == document_etag({"title": "Legacy", "year": 1990})  # from its content
+    assert response.headers["ETag"] == f'"{etag}"'
+    page = await (await client.get("/books")).get_json()
+    listed = {item["_id"]: item["_etag"] for item in page["_items"]}
+    assert listed[str(legacy)] == etag
+
+    stale = await client.patch(f"/books/{legacy}", json={"year": 1}, headers=if_match("0" * 40))
+    assert stale.status_code == 412
+    patched = await client.patch(f"/books/{legacy}", json={"year": 1991}, headers=if_match(etag))
+    assert patched.status_code == 200, await patched.get_json()
+    assert (await fetch(client, "books", str(legacy)))["year"] == 1991
+    # The write stored the meta fields; the old ETag no longer matches.
+    again = await client.patch(f"/books/{legacy}", json={"year": 2}, headers=if_match(etag))
+    assert again.status_code == 412
+
+    old_etag = (await fetch(client, "books", str(old)))["_etag"]
+    assert (await client.delete(f"/books/{old}", headers=if_match("0" * 40))).status_code == 412
+    assert (await client.delete(f"/books/{old}", headers=if_match(old_etag))).status_code == 204
+    assert (await client.get(f"/books/{old}")).status_code == 404

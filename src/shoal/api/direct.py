@@ -26,6 +26,7 @@ from ..http.asgi import ASGIApp, Receive, Scope, Send
 from ..http.conditional import is_not_modified
 from ..http.metrics import ROUTE_SCOPE_KEY
 from ..resources import UNRESTRICTED, Resources, ResourceService, item_rule
+from ..resources.documents import etag_of
 from ..resources.query import parse_projection
 from ..resources.render import render_single
 
@@ -96,7 +97,7 @@ class DirectReads:
         except ApiError:
             return False  # the full path answers it, exactly as it always does
         try:
-            etag, updated = document["_etag"], document.get("_updated")
+            etag, updated = etag_of(document), document.get("_updated")
             body = self.encode(render_single(resource, document, resource.href({})))
         except Exception:  # a document the full path must answer for (a JSON 500)
             return False

@@ -66,7 +66,7 @@ from ..resources import (
     stream_endpoint,
 )
 from ..resources.changes import ChangeFeeds
-from ..resources.documents import Document
+from ..resources.documents import Document, etag_of
 from ..resources.fields import Relation, equals, to_native
 from ..resources.once import WriteKey
 from ..resources.query import (
@@ -464,7 +464,7 @@ async def _item(
     except SoftDeleted as gone:
         return _deleted_answer(resource, gone.document, base)
     await service.relations.embed([document], embeds)
-    etag = _embedded_etag(document["_etag"], [document], embeds)
+    etag = _embedded_etag(etag_of(document), [document], embeds)
     if projection:
         etag = hashlib.sha1(
             f"{etag}|{sorted(projection.items())}".encode(), usedforsecurity=False

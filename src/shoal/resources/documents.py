@@ -36,6 +36,16 @@ def document_etag(document: Mapping[str, Any]) -> str:
     return hashlib.sha1(encoded, usedforsecurity=False).hexdigest()
 
 
+def etag_of(document: Mapping[str, Any]) -> str:
+    """A stored document's ETag: its ``_etag``, or, for a document another
+    program wrote without one, the ETag of its content (as Eve does). A write
+    conditional on that ETag matches the stored document by its missing
+    ``_etag`` (``{"_etag": None}``), so it is still refused if a writer got
+    there first."""
+    stored = document.get("_etag")
+    return stored if isinstance(stored, str) else document_etag(document)
+
+
 def new_etag() -> str:
     """An ETag for a version whose content is known only to MongoDB (after
     update operators): unique, the same length as the content ETags."""

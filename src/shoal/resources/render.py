@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from ..schemas import ITEMS
-from .documents import Document
+from .documents import Document, etag_of
 from .query import ListQuery
 from .service import DELETED, DELETED_MESSAGE, Page, Resource
 from .versioning import LATEST_VERSION, VERSION, version_of
@@ -73,7 +73,10 @@ def _link(target: Resource, prefix: str, field: str, reference: Any) -> Document
 
 
 def with_features(resource: Resource, document: Document) -> Document:
-    """The fields soft delete and versioning add to what a client reads."""
+    """The fields soft delete and versioning add to what a client reads, and
+    the ETag of a document stored without one."""
+    if "_etag" not in document:
+        document["_etag"] = etag_of(document)
     if resource.settings.soft_delete:
         document.setdefault(DELETED, False)
     if resource.settings.versioning:
@@ -272,7 +275,7 @@ def page_etag(page: Page, query: ListQuery) -> str:
     digest.update(f"{query.page}:{query.max_results}:{page.total}:{page.has_next}".encode())
     digest.update(f"{query.cursor}:{page.next_cursor}".encode())
     for document in page.items:
-        digest.update(f"|{document.get('_id')}:{document.get('_etag')}".encode())
+        digest.update(f"|{document.get('_id')}:{etag_of(document)}".encode())
     if query.projection:
         digest.update(repr(sorted(query.projection.items())).encode())
     return digest.hexdigest()

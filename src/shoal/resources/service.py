@@ -48,6 +48,7 @@ from .documents import (
     Document,
     content_of,
     document_etag,
+    etag_of,
     merge_patch,
     name_issues,
     new_etag,
@@ -660,7 +661,7 @@ class ResourceService:
         current = await self.get(item_id, access, deleted_ok=True)
         if _done_before(current, etag, key):
             return current
-        if etag is not None and current.get("_etag") != etag:
+        if etag is not None and etag_of(current) != etag:
             raise PreconditionFailed("Client and server etags don't match")
         return current
 
@@ -736,12 +737,13 @@ class ResourceService:
             filter: Document = {"_id": item_id}
             if etag is not None:
                 filter["_etag"] = etag
-            if not await self.storage.delete_if(
+            if await self.storage.delete_if(
                 self.collection, self._scope(filter, access, deleted=True)
             ):
-                await self._lost_race(item_id, access)
-            await self.notify_written()
-            return
+                await self.notify_written()
+                return
+            # Not matched: gone, changed since, or stored without an _etag;
+            # the general path below tells which.
         current = await self._current(item_id, etag, access)
         if current.get(DELETED) is True:
             return
