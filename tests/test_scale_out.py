@@ -110,14 +110,12 @@ def _around(http: httpx.Client, method: str, path: str, **kwargs: Any) -> list[h
 # --- coherence through the load balancer ----------------------------------------------------
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_consecutive_requests_land_on_different_instances(http: httpx.Client) -> None:
     seen = [instance_of(http.get("/healthz")) for _ in range(6)]
     assert set(seen) == INSTANCES
     assert all(a != b for a, b in itertools.pairwise(seen)), seen
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_a_token_issued_on_one_instance_works_on_every_other(http: httpx.Client) -> None:
     tokens = _login(http)
     for response in _around(http, "GET", "/auth/me", headers=_bearer(tokens["access_token"])):
@@ -131,7 +129,6 @@ def test_a_token_issued_on_one_instance_works_on_every_other(http: httpx.Client)
     assert {instance_of(response) for response in created} == INSTANCES
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_a_logout_is_refused_on_every_instance_at_once(http: httpx.Client) -> None:
     tokens = _login(http)
     headers = _bearer(tokens["access_token"])
@@ -146,7 +143,6 @@ def test_a_logout_is_refused_on_every_instance_at_once(http: httpx.Client) -> No
         assert "revoked" in response.json()["_error"]["message"]
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_a_reused_refresh_token_kills_its_family_on_every_instance(http: httpx.Client) -> None:
     first = _login(http)
     rotated = http.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
@@ -164,7 +160,6 @@ def test_a_reused_refresh_token_kills_its_family_on_every_instance(http: httpx.C
     assert newest.status_code == 401
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_a_write_through_one_instance_ends_every_stale_cached_answer(
     http: httpx.Client,
 ) -> None:
@@ -182,7 +177,6 @@ def test_a_write_through_one_instance_ends_every_stale_cached_answer(
         assert response.json()["year"] == 2, (instance_of(response), response.headers)
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_one_rate_limit_budget_is_shared_by_every_instance(http: httpx.Client) -> None:
     headers = _bearer(_login(http)["access_token"])  # the budget is this user's
     answers = [http.get("/quotes", headers=headers) for _ in range(8)]
@@ -195,7 +189,6 @@ def test_one_rate_limit_budget_is_shared_by_every_instance(http: httpx.Client) -
     assert int(answers[5].headers["Retry-After"]) >= 1
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_an_idempotent_post_replayed_to_another_instance_is_done_once(
     http: httpx.Client,
 ) -> None:
@@ -295,7 +288,6 @@ def _database(config: Path) -> str:
     return str(raw["mongodb"]["database"])
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_an_instance_killed_mid_load_loses_no_acknowledged_write_and_doubles_none(
     tmp_path: Path, mongodb_uri: str, redis_url: str
 ) -> None:
@@ -383,7 +375,6 @@ async def _mixed_load(url: str, token: str, *, clients: int, seconds: float, loa
         await asyncio.gather(*(one(number) for number in range(clients)))
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_a_rolling_restart_under_load_fails_no_request(
     tmp_path: Path, mongodb_uri: str, redis_url: str
 ) -> None:

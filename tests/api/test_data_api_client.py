@@ -133,7 +133,6 @@ async def stored_key(live: LiveServer) -> str:
     [("", "tasks"), (f"/app/{APP_ID}/endpoint/data/v1", "hosted")],
     ids=["action", "hosted-path"],
 )
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 async def test_the_npm_client_performs_every_action(
     client_dir: Path, live: LiveServer, database: str, prefix: str, collection: str
 ) -> None:

@@ -21,7 +21,6 @@ async def test_healthz_answers(client: Client) -> None:
     assert await response.get_json() == {"status": "ok"}
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 async def test_readyz_reports_each_dependency(client: Client) -> None:
     response = await client.get("/readyz")
     assert response.status_code == 200
@@ -56,7 +55,6 @@ async def _ready(app: Quart) -> tuple[int, dict[str, object]]:
     return response.status_code, await response.get_json()
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 async def test_readyz_names_mongodb_while_it_is_down_and_recovers(
     fragile_app: Quart, own_database: DatabaseServer
 ) -> None:
@@ -77,7 +75,6 @@ async def test_readyz_names_mongodb_while_it_is_down_and_recovers(
     assert status == 200, body
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 async def test_readyz_names_redis_while_it_is_down_and_recovers(
     fragile_app: Quart, own_redis: RedisServer
 ) -> None:
@@ -96,7 +93,6 @@ async def test_readyz_names_redis_while_it_is_down_and_recovers(
     assert status == 200, body
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 async def test_readyz_without_redis_checks_in_process_state(
     settings_factory: SettingsFactory,
 ) -> None:

@@ -241,7 +241,6 @@ async def test_an_item_by_its_additional_lookup_field(anonymous: Client) -> None
 # -- id_field and ids that are not ObjectIds -------------------------------------------
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 async def test_items_named_by_another_field(anonymous: Client) -> None:
     response = await anonymous.post("/products", json={"sku": "AB-1", "price": 3})
     assert response.status_code == 201

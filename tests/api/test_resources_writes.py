@@ -193,7 +193,6 @@ async def test_client_supplied_id(client: Client) -> None:
     assert "_id" in (await response.get_json())["_issues"]
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 async def test_unique_field_duplicate_is_409(client: Client) -> None:
     await create(client, "books", {"title": "A", "isbn": "978-0441013593"})
     response = await client.post("/books", json={"title": "B", "isbn": "978-0441013593"})
@@ -208,7 +207,6 @@ async def test_documents_without_a_unique_field_do_not_collide(client: Client) -
     await create(client, "books", {"title": "No ISBN either"})
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 async def test_bulk_with_a_duplicate_inserts_nothing(client: Client) -> None:
     await create(client, "books", {"title": "A", "isbn": "978-0441013593"})
     response = await client.post(
@@ -229,7 +227,6 @@ async def _index_information(settings: Settings) -> dict[str, Any]:
         await mongo.close()
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 async def test_indexes_are_created_at_start_up(app: Quart, settings: Settings) -> None:
     indexes = (await _index_information(settings)).values()
     unique = [index for index in indexes if index.get("unique")]
@@ -237,8 +234,39 @@ async def test_indexes_are_created_at_start_up(app: Quart, settings: Settings) -
     assert ["author", "year"] in [[field for field, _ in index["key"]] for index in indexes]
 
 
+async def test_a_database_without_partial_indexes_gets_sparse_unique_ones(
+    app: Quart, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As FerretDB v1 answers: NotImplemented for partialFilterExpression.
+    from pymongo.errors import OperationFailure
+
+    storage = get_storage(app)
+    books = storage.collection("books")
+    asked: list[list[dict[str, Any]]] = []
+
+    class NoPartialIndexes:
+        async def create_indexes(self, models: list[Any]) -> list[str]:
+            asked.append([dict(model.document) for model in models])
+            if any("partialFilterExpression" in model.document for model in models):
+                raise OperationFailure("partialFilterExpression is not implemented", code=238)
+            return [model.document["name"] for model in models]
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(books, name)
+
+    monkeypatch.setattr(storage, "collection", lambda *args, **kwargs: NoPartialIndexes())
+    service = app.extensions["shoal.resources"].services["books"]
+    await service.ensure_indexes()
+    first, second = asked
+    assert [index["name"] for index in first] == [index["name"] for index in second]
+    unique = next(index for index in second if index["name"] == "unique_isbn")
+    assert unique["sparse"] is True
+    assert unique["unique"] is True
+    assert "partialFilterExpression" not in unique
+    assert "unique indexes of books are sparse" in caplog.text
+
+
 @pytest.mark.real_mongodb(reason="the stand-in ignores index names and key directions")
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 async def test_indexes_keep_their_names_and_directions(app: Quart, settings: Settings) -> None:
     info = await _index_information(settings)
     assert info["unique_isbn"]["unique"] is True
@@ -575,7 +603,6 @@ async def test_location_uses_https_behind_a_trusted_tls_proxy(
         assert untrusted.headers["Location"].startswith("http://")
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 async def test_an_index_mongodb_refuses_fails_readiness(
     settings_factory: SettingsFactory,
 ) -> None:

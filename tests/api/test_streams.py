@@ -448,7 +448,7 @@ async def _open_stream(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamW
     return reader, writer
 
 
-@pytest.mark.engine_gap(ferretdb=("partial_indexes", "change_streams"))
+@pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_500_subscribers_on_one_worker_share_one_stream_in_bounded_memory(
     tmp_path: Path, mongodb_uri: str, redis_url: str
 ) -> None:

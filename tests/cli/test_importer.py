@@ -89,7 +89,6 @@ def by_title(database: Database[Document]) -> dict[str, Document]:
 # -- valid lines ------------------------------------------------------------
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_valid_lines_are_imported_stamped_as_a_post_would_be(
     tmp_path: Path, config: Path, database: Database[Document]
 ) -> None:
@@ -126,7 +125,6 @@ def test_valid_lines_are_imported_stamped_as_a_post_would_be(
     assert stored["Emma"]["tags"] == ["novel"]
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_invalid_lines_are_reported_with_line_numbers_and_reasons(
     tmp_path: Path, config: Path, database: Database[Document]
 ) -> None:
@@ -170,7 +168,6 @@ def test_invalid_lines_are_reported_with_line_numbers_and_reasons(
     assert records[3]["reason"] == reasons[5]
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_only_the_first_fifty_rejects_are_shown_and_the_file_has_all(
     tmp_path: Path, config: Path, database: Database[Document]
 ) -> None:
@@ -188,7 +185,7 @@ def test_only_the_first_fifty_rejects_are_shown_and_the_file_has_all(
 # -- re-runs, unique values, batches -----------------------------------------
 
 
-@pytest.mark.engine_gap(ferretdb=("partial_indexes", "recreate_indexes"))
+@pytest.mark.engine_gap(ferretdb="recreate_indexes")
 def test_rerunning_a_file_with_ids_replaces_instead_of_duplicating(
     tmp_path: Path, config: Path, database: Database[Document]
 ) -> None:
@@ -221,7 +218,7 @@ def test_rerunning_a_file_with_ids_replaces_instead_of_duplicating(
     assert after["Emma"]["_updated"] >= before["Emma"]["_updated"]
 
 
-@pytest.mark.engine_gap(ferretdb=("partial_indexes", "recreate_indexes", "duplicate_key_details"))
+@pytest.mark.engine_gap(ferretdb=("recreate_indexes", "duplicate_key_details"))
 def test_a_duplicate_unique_value_rejects_that_line_and_the_rest_goes_in(
     tmp_path: Path, config: Path, database: Database[Document]
 ) -> None:
@@ -250,7 +247,6 @@ def test_a_duplicate_unique_value_rejects_that_line_and_the_rest_goes_in(
     assert set(by_title(database)) == {"Dune", "Emma", "Ulysses", "Walden"}
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_batches_smaller_than_the_file_import_everything_and_map_lines(
     tmp_path: Path, config: Path, database: Database[Document]
 ) -> None:
@@ -337,7 +333,7 @@ def test_development_without_a_uri_imports_into_the_embedded_store(tmp_path: Pat
 # -- what the API serves afterwards ------------------------------------------
 
 
-@pytest.mark.engine_gap(ferretdb=("partial_indexes", "recreate_indexes"))
+@pytest.mark.engine_gap(ferretdb="recreate_indexes")
 async def test_imported_documents_are_served_with_their_etags(
     tmp_path: Path, settings: Settings, client: Client
 ) -> None:
@@ -384,7 +380,7 @@ def test_unreachable_mongodb_exits_1_with_a_message_not_a_traceback(tmp_path: Pa
     assert "Traceback" not in run.stderr
 
 
-@pytest.mark.engine_gap(ferretdb=("partial_indexes", "recreate_indexes"))
+@pytest.mark.engine_gap(ferretdb="recreate_indexes")
 async def test_an_import_makes_cached_lists_stale(
     tmp_path: Path, settings_factory: Any, redis_url: str
 ) -> None:
@@ -416,7 +412,6 @@ async def test_an_import_makes_cached_lists_stale(
         assert (await after.get_json())["_meta"]["total"] == 1
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_an_owned_resource_needs_an_owner(tmp_path: Path, mongodb_uri: str) -> None:
     resources = example_resources()
     resources["books"]["auth_field"] = "owner"

@@ -96,7 +96,6 @@ def two_workers(tmp_path: Path, mongodb_uri: str, redis_url: str) -> Iterator[Se
         process.cleanup()
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_a_scrape_sums_every_worker(two_workers: Served) -> None:
     serve, exporter = two_workers.process, two_workers.exporter
     assert f"Shoal serves its metrics on {exporter.removesuffix('/metrics')}" in serve.stdout()
@@ -151,7 +150,6 @@ def test_a_scrape_sums_every_worker(two_workers: Served) -> None:
     assert all(count > 0 for count in per_worker.values()), per_worker
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_a_killed_worker_keeps_its_counts_and_leaves_the_worker_count(
     two_workers: Served,
 ) -> None:
@@ -198,7 +196,6 @@ def _served(metrics_dir: Path, pid: int) -> float:
     )
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_without_a_directory_serve_makes_one_and_removes_it(
     tmp_path: Path, mongodb_uri: str, redis_url: str
 ) -> None:

@@ -172,7 +172,6 @@ def test_sigkill_of_serve_takes_its_workers_with_it(serve: ServeProcess) -> None
 # --- several workers ------------------------------------------------------------------
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_two_workers_with_redis_and_mongodb(
     workdir: Path, redis_url: str, mongodb_uri: str
 ) -> None:
@@ -421,7 +420,6 @@ def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     return int(status_line.split()[1]), headers, body
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 @pytest.mark.parametrize("to_group", [False, True], ids=["to-serve", "to-process-group"])
 def test_sigterm_closes_the_listener_and_lets_a_request_in_flight_finish(
     workdir: Path, redis_url: str, mongodb_uri: str, to_group: bool
@@ -483,7 +481,6 @@ def test_drain_delay_keeps_serving_with_readyz_503_then_closes(
         process.cleanup()
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_a_worker_that_dies_is_replaced(workdir: Path, redis_url: str, mongodb_uri: str) -> None:
     process = _served_with_redis(workdir, redis_url, mongodb_uri)
     try:
@@ -511,7 +508,6 @@ def test_a_worker_that_dies_is_replaced(workdir: Path, redis_url: str, mongodb_u
         process.cleanup()
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 def test_a_second_serve_on_a_taken_port_fails_even_with_several_workers(
     tmp_path: Path, redis_url: str, mongodb_uri: str
 ) -> None:

@@ -147,7 +147,6 @@ async def busy_app(settings_factory: SettingsFactory) -> AsyncIterator[Quart]:
         yield app
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 async def test_over_http_a_crowd_gets_served_or_a_clear_503(busy_app: Quart) -> None:
     client = busy_app.test_client()
     running = asyncio.create_task(client.get("/slow"))

@@ -168,7 +168,6 @@ async def open_operation(page: Page, tag: str, operation_id: str) -> Any:
     return block
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 async def test_the_docs_page_lists_resources_and_runs_requests(
     live: LiveServer, browser: Browser, tmp_path: Path
 ) -> None:

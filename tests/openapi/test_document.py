@@ -646,7 +646,6 @@ class Tokens:
 EDITOR_TOKENS = Tokens()
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 @schema.parametrize()
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_api_conforms_to_its_document(case: Any, live: LiveServer) -> None:
@@ -683,7 +682,6 @@ eve_schema.config.checks.missing_required_header.expected_statuses = [
 ]
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 @eve_schema.parametrize()
 # Derandomized: the same cases every run, so a failure is the API's and not the
 # generator's luck (its negative cases can be valid requests with allowEmptyValue).
@@ -771,7 +769,6 @@ data_api_schema = schemathesis.openapi.from_dict(
 ).include(tag="data-api", path_regex="^/action/")  # the hosted paths run the same views
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 @data_api_schema.parametrize()
 @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_data_api_conforms_to_its_document(

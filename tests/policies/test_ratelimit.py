@@ -160,7 +160,6 @@ async def test_no_limits_by_default(app: Quart, anonymous: Client) -> None:
     assert "RateLimit-Limit" not in response.headers
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 async def test_health_probes_are_never_limited(limited: Quart) -> None:
     client = limited.test_client()
     for _ in range(10):

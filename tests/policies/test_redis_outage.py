@@ -108,7 +108,6 @@ async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0
     return time.monotonic() - start
 
 
-@pytest.mark.engine_gap(ferretdb="partial_indexes")
 async def test_an_outage_degrades_and_then_heals_without_a_restart(cluster: Cluster) -> None:
     seen, writer = cluster.seen, cluster.writer
     a, b, c = cluster.readers

@@ -48,6 +48,8 @@ Session = AsyncClientSession | None
 #: NotImplemented (238). The probe's write is well formed, so none of these can
 #: be about the write itself.
 _NO_TRANSACTIONS = frozenset({20, 9, 40415, 59, 115, 238})
+#: MongoDB's error code for a feature the server does not have.
+NOT_IMPLEMENTED = 238
 
 EXTENSION_KEY = "shoal.storage"
 #: Seconds closing the client may wait for MongoDB to end its server sessions.
@@ -564,10 +566,28 @@ class Storage:
     async def ensure_indexes(
         self, collection: str, indexes: list[IndexModel], *, timeout: float | None = None
     ) -> None:
-        if indexes:
-            await self.run(
-                lambda: self.collection(collection).create_indexes(indexes), timeout=timeout
-            )
+        """Create the indexes. On a database that refuses partial indexes
+        (FerretDB v1 answers NotImplemented), a partial unique index is made
+        sparse instead: documents without the field still do not collide, but
+        the rest of its filter (a soft-deleted document's exclusion) is lost."""
+        if not indexes:
+            return
+        target = self.collection(collection)
+
+        async def create() -> None:
+            try:
+                await target.create_indexes(indexes)
+            except OperationFailure as error:
+                if error.code != NOT_IMPLEMENTED or not any(map(_partial, indexes)):
+                    raise
+                logger.warning(
+                    "the database refuses partial indexes: the unique indexes of %s are "
+                    "sparse instead (a soft-deleted document keeps its unique values)",
+                    collection,
+                )
+                await target.create_indexes([_sparse(model) for model in indexes])
+
+        await self.run(create, timeout=timeout)
 
 
 def get_storage(app: Quart) -> Storage:
@@ -593,3 +613,19 @@ def _refused_write(failure: Mapping[str, Any]) -> ApiError:
     logger.error("MongoDB refused part of a write: code %s", code)
     MONGODB_ERRORS.labels("failed").inc()
     return ApiError(f"MongoDB refused part of the write (code {code})", status=500)
+
+
+def _partial(model: IndexModel) -> bool:
+    return "partialFilterExpression" in model.document
+
+
+def _sparse(model: IndexModel) -> IndexModel:
+    """``model`` with its partial filter replaced by ``sparse``."""
+    if not _partial(model):
+        return model
+    options = {
+        name: value
+        for name, value in model.document.items()
+        if name not in ("key", "partialFilterExpression")
+    }
+    return IndexModel(list(model.document["key"].items()), sparse=True, **options)
