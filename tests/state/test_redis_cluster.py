@@ -34,6 +34,7 @@ from redis.crc import key_slot
 from shoal.app import create_app
 from shoal.auth import get_auth
 from shoal.config import Settings
+from shoal.policies.idempotency import claim_key
 from tests.conftest import SettingsFactory
 from tests.utils.auth import client_with
 from tests.utils.cluster import RedisCluster
@@ -60,6 +61,7 @@ class Instances:
     apps: list[Quart]
     writers: list[Client]  # an API key: checked in MongoDB
     readers: list[Client]  # anonymous
+    writer_caller: str  # who the writers are to rate limits and idempotency keys
     statuses: Counter[int] = field(default_factory=Counter)
 
     async def call(self, request: Any) -> Any:
@@ -72,11 +74,12 @@ class Instances:
 async def _instances(settings: Settings) -> AsyncIterator[Instances]:
     apps = [create_app(settings), create_app(settings)]
     async with apps[0].test_app(), apps[1].test_app():
-        key, _ = await get_auth(apps[0]).accounts.create_api_key("writer", ["editor"])
+        key, info = await get_auth(apps[0]).accounts.create_api_key("writer", ["editor"])
         yield Instances(
             apps=apps,
             writers=[client_with(app, {"X-API-Key": key}) for app in apps],
             readers=[app.test_client() for app in apps],
+            writer_caller=f"apikey:{info.id}",
         )
 
 
@@ -210,6 +213,17 @@ async def test_shoal_import_invalidates_the_cache_on_a_cluster(
     assert [book["title"] for book in (await listed.get_json())["_items"]] == ["Imported"]
 
 
+def _idempotency_keys_in(slots: set[int], prefix: str, caller: str) -> Iterator[str]:
+    """``Idempotency-Key`` values whose claims (a POST /books by ``caller``) fall
+    in ``slots``: about one candidate in three does with three masters."""
+    for n in range(1_000_000):
+        supplied = f"victim-{n}"
+        claim = prefix + claim_key(caller, "POST", "/books", supplied)
+        if key_slot(claim.encode()) in slots:
+            yield supplied
+    raise AssertionError("no Idempotency-Key falls in the slots")
+
+
 def _keys_with(url: str, prefix: str) -> list[str]:
     client = redis.RedisCluster.from_url(url.replace("redis+cluster://", "redis://"))
     try:
@@ -226,14 +240,22 @@ class RestartableCluster(RedisCluster):
 
     def node_serving(self, tag: str) -> int:
         """The port of the master that holds the slot of hash tag ``tag``."""
+        slot = key_slot(tag.encode())
+        for port, slots in self.slots_by_node().items():
+            if slot in slots:
+                return port
+        raise AssertionError(f"no node serves the slot of {tag}")
+
+    def slots_by_node(self) -> dict[int, set[int]]:
+        """Each master's port and the slots it serves."""
         client = redis.Redis(port=self.ports[0])
         try:
+            served: dict[int, set[int]] = {}
             for start, end, master, *_ in client.cluster("SLOTS"):
-                if start <= key_slot(tag.encode()) <= end:
-                    return int(master[1])
+                served.setdefault(int(master[1]), set()).update(range(start, end + 1))
+            return served
         finally:
             client.close()
-        raise AssertionError(f"no node serves the slot of {tag}")
 
     def kill(self, port: int) -> None:
         process = self._processes[self.ports.index(port)]
@@ -275,15 +297,22 @@ async def test_a_master_killed_mid_traffic_never_gives_500_and_shoal_recovers(
         seen: dict[str, Counter[int]] = {"read": Counter(), "plain": Counter(), "keyed": Counter()}
         cache: Counter[str] = Counter()
         acknowledged: list[str] = []
+        # The master that dies holds the cache's generation and entries; while it
+        # is down, every keyed write claims its key in one of its slots, so the
+        # outage is met on every round, not when a random key happens to land there.
+        victim = own_cluster.node_serving("books")
+        victim_keys = _idempotency_keys_in(
+            own_cluster.slots_by_node()[victim], settings.redis.key_prefix, pair.writer_caller
+        )
 
-        async def one_round(n: int) -> None:
+        async def one_round(n: int, idempotency_key: str | None = None) -> None:
             read, plain, keyed = await asyncio.gather(
                 (a, b)[n % 2].get(item),
                 writer.post("/books", json={"title": f"plain {n}"}),
                 writer.post(
                     "/books",
                     json={"title": f"keyed {n}"},
-                    headers={"Idempotency-Key": f"k-{n}"},
+                    headers={"Idempotency-Key": idempotency_key or f"k-{n}"},
                 ),
             )
             seen["read"][read.status_code] += 1
@@ -296,20 +325,20 @@ async def test_a_master_killed_mid_traffic_never_gives_500_and_shoal_recovers(
 
         for n in range(10):  # healthy
             await one_round(n)
-        victim = own_cluster.node_serving("books")  # the cache's generation and entries
+        up = {kind: Counter(counts) for kind, counts in seen.items()}
         own_cluster.kill(victim)
         down_at = time.monotonic()
         n = 10
         while time.monotonic() - down_at < 6 and n < 300:  # bounded: 6 s, 300 rounds
-            await one_round(n)
+            await one_round(n, next(victim_keys))
             n += 1
             await asyncio.sleep(0.02)
-        down = {kind: Counter(counts) for kind, counts in seen.items()}
+        down = {kind: seen[kind] - up[kind] for kind in seen}
         own_cluster.restart(victim)
 
         async def recovered() -> bool:
-            response = await pair.writers[1].post(
-                "/books", json={"title": "after"}, headers={"Idempotency-Key": str(uuid.uuid4())}
+            response = await pair.writers[1].post(  # a key in the slots that were down
+                "/books", json={"title": "after"}, headers={"Idempotency-Key": next(victim_keys)}
             )
             if response.status_code == 201:
                 acknowledged.append((await response.get_json())["_id"])
@@ -327,9 +356,11 @@ async def test_a_master_killed_mid_traffic_never_gives_500_and_shoal_recovers(
         assert set(seen["read"]) == {200}  # public reads: never an error
         assert set(seen["plain"]) == {201}  # writes that do not need Redis: all done
         assert set(seen["keyed"]) <= {201, 503}  # writes that need it: done, or a clear 503
-        assert down["keyed"][503] > 0  # the outage was seen
+        assert up["keyed"] == Counter({201: 10})
+        # Every key claimed in the dead master's slots: a clear 503, none done.
+        assert down["keyed"] == Counter({503: n - 10}), down
         assert cache["BYPASS"] > 0  # reads went around the cache, not through a stale one
-        assert seen["keyed"][201] >= 20  # before and after
+        assert seen["keyed"][201] >= 20  # before and after (10 each)
         # Every acknowledged write is stored, once.
         storage = pair.apps[0].extensions["shoal.storage"]
         stored = await storage.find_page(

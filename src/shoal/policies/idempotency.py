@@ -104,8 +104,7 @@ class Idempotency:
         if not KEY_PATTERN.fullmatch(supplied):
             raise BadRequest(f"{HEADER} must be 1 to 255 printable ASCII characters")
         caller = await caller_key(self.trusted_proxies)
-        scope = f"{caller}\0{request.method}\0{request.path}\0{supplied}"
-        key = "idem:" + sha256_hex(scope)
+        key = claim_key(caller, request.method, request.path, supplied)
         body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
         fingerprint = sha256_hex(body)
         marker = orjson.dumps({"fp": fingerprint, "claim": secrets.token_hex(8)})
@@ -157,6 +156,12 @@ class Idempotency:
             # after the claim lapses could repeat it.
             logger.error("the answer to an %s request could not be kept (Redis down)", HEADER)
         return response
+
+
+def claim_key(caller: str, method: str, path: str, supplied: str) -> str:
+    """The shared-state key under which ``caller``'s ``supplied`` key for
+    ``method path`` is claimed and its answer kept (one Cluster slot per key)."""
+    return "idem:" + sha256_hex(f"{caller}\0{method}\0{path}\0{supplied}")
 
 
 def write_key() -> WriteKey | None:
