@@ -59,7 +59,8 @@ def connect_redis(url: str, *, socket_timeout: float) -> Any:
             options["password"] = query["password"][0]
         elif parts.password:
             options["password"] = unquote(parts.password)  # as redis-py reads redis://
-        sentinel = Sentinel(hosts, **options)  # type: ignore[no-untyped-call]
+        # redis-py 8 types Sentinel; older releases leave it untyped.
+        sentinel = Sentinel(hosts, **options)  # type: ignore[no-untyped-call, unused-ignore]
         return sentinel.master_for(service, db=db)
     return redis.Redis.from_url(url, **options)
 
