@@ -1087,6 +1087,32 @@ class Settings(_Section):
             paths[shape] = name
         return self
 
+    @model_validator(mode="after")
+    def _data_api_collections_have_one_rule(self) -> Settings:
+        """A collection the Data API serves is ruled by the resource that
+        serves it; two resources (aggregation endpoints aside, which read the
+        collection rather than serve it) would make its rules depend on which
+        comes first in the file."""
+        serving: dict[str, list[str]] = {}
+        for name, resource in self.resources.items():
+            if resource.aggregation is None:
+                serving.setdefault(resource.datasource.source or name, []).append(name)
+        for source_name, source in self.data_api.data_sources.items():
+            for database_name, database in source.databases.items():
+                if (database.name or database_name) != self.mongodb.database:
+                    continue
+                for collection in database.collections:
+                    names = serving.get(collection, [])
+                    if len(names) > 1:
+                        raise ValueError(
+                            f"data_api.data_sources.{source_name}.databases.{database_name}"
+                            f".collections.{collection}: the resources {', '.join(names)} "
+                            "all serve this collection, so the Data API cannot tell whose "
+                            "rules (roles, owner field, filter, projection) apply; serve it "
+                            "through one resource, or leave it out of the Data API"
+                        )
+        return self
+
     #: The file this config came from (set by the loader, not read from YAML).
     source: Path | None = Field(default=None, exclude=True)
 

@@ -414,11 +414,11 @@ async def _read_both_ways(anonymous: Client, stored: Any, expected: dict[str, An
 
 async def _stored(app: Any, fields: dict[str, Any]) -> Any:
     """A book written by another program, with types the schema never produces."""
-    from shoal.resources.documents import document_etag
     from shoal.storage import get_storage
+    from tests.utils.settings import content_etag
 
     document = {"title": "Odd", **fields}
-    document["_etag"] = document_etag(document)
+    document["_etag"] = content_etag(app, document)
     await get_storage(app).insert_many("books", [document])
     return document["_id"]
 

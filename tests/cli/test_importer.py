@@ -19,10 +19,9 @@ from quart.typing import TestClientProtocol as Client
 
 from shoal.app import create_app
 from shoal.config import Settings
-from shoal.resources.documents import document_etag
 from tests.utils.processes import run_shoal
 from tests.utils.servers import EmbeddedStore, free_port
-from tests.utils.settings import example_resources, write_config
+from tests.utils.settings import content_etag, example_resources, write_config
 
 Document = dict[str, Any]
 
@@ -119,7 +118,7 @@ def test_valid_lines_are_imported_stamped_as_a_post_would_be(
         assert isinstance(document["_id"], ObjectId)
         assert isinstance(document["_created"], datetime)
         assert document["_updated"] == document["_created"]
-        assert document["_etag"] == document_etag(document)
+        assert document["_etag"] == content_etag(config, document)
     assert stored["Dune"]["in_stock"] is False
     assert stored["Emma"]["in_stock"] is True  # the schema's default
     assert stored["Emma"]["tags"] == ["novel"]
@@ -213,7 +212,7 @@ def test_rerunning_a_file_with_ids_replaces_instead_of_duplicating(
     after = by_title(database)
     assert {str(document["_id"]) for document in after.values()} == set(ids)
     assert after["Dune"]["year"] == 1966
-    assert after["Dune"]["_etag"] == document_etag(after["Dune"]) != before["Dune"]["_etag"]
+    assert after["Dune"]["_etag"] == content_etag(config, after["Dune"]) != before["Dune"]["_etag"]
     assert after["Emma"]["_etag"] == before["Emma"]["_etag"]  # same content, same ETag
     assert after["Emma"]["_updated"] >= before["Emma"]["_updated"]
 
@@ -355,7 +354,7 @@ async def test_imported_documents_are_served_with_their_etags(
     item = await response.get_json()
     assert item["title"] == "Dune"
     assert item["in_stock"] is True
-    assert item["_etag"] == document_etag(item)
+    assert item["_etag"] == content_etag(config, item)
     assert response.headers["ETag"] == f'"{item["_etag"]}"'
 
     cached = await client.get(f"/books/{dune_id}", headers={"If-None-Match": f'"{item["_etag"]}"'})

@@ -7,14 +7,30 @@ from typing import Any
 from bson import ObjectId
 
 from shoal.dates import now
-from shoal.resources.documents import document_etag, merge_patch, name_issues
+from shoal.resources.documents import document_etag, etag_key, merge_patch, name_issues
+
+KEY = etag_key("a secret")
 
 
 def test_etag_ignores_key_order_and_meta_fields() -> None:
     a = {"title": "x", "nested": {"b": 1, "a": 2}}
     b = {"nested": {"a": 2, "b": 1}, "title": "x", "_id": ObjectId(), "_etag": "old"}
-    assert document_etag(a) == document_etag(b)
-    assert document_etag(a) != document_etag({"title": "y", "nested": {"b": 1, "a": 2}})
+    assert document_etag(a, KEY) == document_etag(b, KEY)
+    assert document_etag(a, KEY) != document_etag({"title": "y", "nested": {"b": 1, "a": 2}}, KEY)
+
+
+def test_etag_cannot_be_computed_without_the_secret() -> None:
+    """Else a reader could test guesses of a field it cannot see (a salary)
+    against a document's ETag: sha1 of the content is what Eve serves."""
+    import hashlib
+
+    import orjson
+
+    document = {"name": "Ann", "salary": 123_456}
+    encoded = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    plain = hashlib.sha1(encoded, usedforsecurity=False).hexdigest()
+    assert document_etag(document, KEY) != plain
+    assert document_etag(document, KEY) != document_etag(document, etag_key("another secret"))
 
 
 def test_now_has_millisecond_precision_like_bson() -> None:
@@ -23,10 +39,12 @@ def test_now_has_millisecond_precision_like_bson() -> None:
 
 def test_etag_changes_with_a_soft_delete_and_a_version() -> None:
     content = {"title": "x"}
-    live = document_etag({**content, "_deleted": False})
-    assert live == document_etag(content)  # turning soft delete on keeps ETags
-    assert document_etag({**content, "_deleted": True}) != live
-    assert document_etag({**content, "_version": 2}) != document_etag({**content, "_version": 3})
+    live = document_etag({**content, "_deleted": False}, KEY)
+    assert live == document_etag(content, KEY)  # turning soft delete on keeps ETags
+    assert document_etag({**content, "_deleted": True}, KEY) != live
+    assert document_etag({**content, "_version": 2}, KEY) != document_etag(
+        {**content, "_version": 3}, KEY
+    )
 
 
 def test_merge_patch_dotted_and_nested() -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+from quart import Quart
 
-from shoal.config import Settings, load_settings, read_config_file
+from shoal.config import Settings, get_settings, load_settings, read_config_file
+from shoal.resources.documents import document_etag, etag_key
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = ROOT / "examples" / "bookstore" / "shoal.yaml"
@@ -50,3 +53,15 @@ def write_config(directory: Path, *, mongodb: dict[str, Any], **overrides: Any) 
     path = directory / "shoal.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return path
+
+
+def content_etag(source: Quart | Settings | Path, document: Mapping[str, Any]) -> str:
+    """The ETag Shoal gives ``document``'s content under the secret of an app,
+    its settings or a config file (ETags are keyed: documents.etag_key)."""
+    if isinstance(source, Quart):
+        settings: Settings = get_settings(source)
+    elif isinstance(source, Settings):
+        settings = source
+    else:
+        settings = load_settings(source)
+    return document_etag(document, etag_key(settings.secret_key.get_secret_value()))

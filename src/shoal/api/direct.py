@@ -97,7 +97,7 @@ class DirectReads:
         except ApiError:
             return False  # the full path answers it, exactly as it always does
         try:
-            etag, updated = etag_of(document), document.get("_updated")
+            etag, updated = etag_of(document, resource.etag_key), document.get("_updated")
             body = self.encode(render_single(resource, document, resource.href({})))
         except Exception:  # a document the full path must answer for (a JSON 500)
             return False

@@ -278,7 +278,7 @@ async def _list(
     embeds = await _embedding(resource, args, service)
     page = await service.find(query, access, show_deleted=show_deleted)
     await service.relations.embed(page.items, embeds)
-    etag = _embedded_etag(page_etag(page, query), page.items, embeds)
+    etag = _embedded_etag(page_etag(resource, page, query), page.items, embeds)
     updated = last_modified(page)
     honoured = {"count": count} if count is not None and count == (page.counted or "none") else {}
     if not_modified(etag):
@@ -312,13 +312,13 @@ async def _aggregate(service: ResourceService, access: Access, args: dict[str, s
     return response
 
 
-async def _joined(resource: Resource) -> dict[str, dict[str, Any]]:
+async def _joined(resource: Resource) -> dict[str, Access]:
     """What the caller may read of each collection the pipeline joins: the
     first resource serving it that the caller may read decides (403 if none)."""
     aggregation = resource.settings.aggregation
     assert aggregation is not None
     auth = get_auth(current_app)
-    joined: dict[str, dict[str, Any]] = {}
+    joined: dict[str, Access] = {}
     for collection in dict.fromkeys(joined_collections(aggregation.pipeline)):
         refusal: ApiError | None = None
         for target in resource.catalog.values():
@@ -329,8 +329,7 @@ async def _joined(resource: Resource) -> dict[str, dict[str, Any]]:
             except ApiError as error:
                 refusal = refusal or error
                 continue
-            scope = target.base_filter(include_deleted=False)
-            joined[collection] = access.restrict(scope) if scope else dict(access.filter)
+            joined[collection] = access.narrowed(target.base_filter(include_deleted=False))
             break
         else:
             assert refusal is not None  # the config checks that a resource serves it
@@ -464,7 +463,7 @@ async def _item(
     except SoftDeleted as gone:
         return _deleted_answer(resource, gone.document, base)
     await service.relations.embed([document], embeds)
-    etag = _embedded_etag(etag_of(document), [document], embeds)
+    etag = _embedded_etag(etag_of(document, resource.etag_key), [document], embeds)
     if projection:
         etag = hashlib.sha1(
             f"{etag}|{sorted(projection.items())}".encode(), usedforsecurity=False
@@ -502,6 +501,7 @@ async def _version(
         first, last = query.skip + 1, query.skip + query.max_results
         latest = version_of(current)
         span = await versions.span(current, max(1, first - 1) if wanted == "diffs" else first, last)
+        span = [access.fields.apply(version) for version in span]
         previous = span.pop(0) if wanted == "diffs" and first > 1 and span else None
         page = Page(span, latest, last < latest)
         items = []
@@ -528,6 +528,8 @@ async def _version(
     if number < 1:
         raise BadRequest(f"version must be all, diffs or a whole number from 1, got {wanted!r}")
     found = await versions.get(current, number)
+    if found is not None:
+        found = access.fields.apply(found)
     if found is None:
         raise NotFound(
             f"no version {number} of {resource.singular} {item} "

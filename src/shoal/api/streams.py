@@ -39,6 +39,7 @@ from ..resources.changes import (
     resume_token,
 )
 from ..resources.render import render_item
+from ..resources.visibility import FieldMask
 
 View = Callable[..., Awaitable[Response]]
 
@@ -90,6 +91,7 @@ def stream_view(service: ResourceService, feeds: ChangeFeeds, *, item: bool) -> 
 
         where_text = request.args.get("where")
         where = parse_stream_where(where_text, resource.rules) if where_text else None
+        access.fields.check_filter(where, "where")
         target = None
         if item_id is not None:
             # 404 unless the caller may see it; events name documents by _id.
@@ -127,7 +129,7 @@ def stream_view(service: ResourceService, feeds: ChangeFeeds, *, item: bool) -> 
                             ended = subscription.ended or REVOKED
                             yield sse("end", encode({"message": ended}))
                             return
-                        yield event_message(change, encode)
+                        yield event_message(change, access.fields, encode)
             except ServiceUnavailable as error:
                 yield sse("end", encode({"message": error.message}))
 
@@ -137,22 +139,25 @@ def stream_view(service: ResourceService, feeds: ChangeFeeds, *, item: bool) -> 
         response.timeout = None  # the stream lasts as long as the client stays
         return response
 
-    # Every subscriber of the route gets the same message for an event: it is
-    # rendered and encoded once (the last few events are kept, by id).
-    messages: OrderedDict[str, bytes] = OrderedDict()
+    # Every subscriber of the route who may read the same fields gets the same
+    # message for an event: it is rendered and encoded once (the last few
+    # events are kept, by id and fields).
+    messages: OrderedDict[tuple[str, FieldMask], bytes] = OrderedDict()
 
-    def event_message(change: Change, encode: Encode) -> bytes:
-        encoded = messages.get(change.id)
+    def event_message(change: Change, fields: FieldMask, encode: Encode) -> bytes:
+        key = (change.id, fields)
+        encoded = messages.get(key)
         if encoded is None:
-            encoded = messages[change.id] = sse(change.operation, encode(render(change)), change.id)
+            body = encode(render(change, fields))
+            encoded = messages[key] = sse(change.operation, body, change.id)
             if len(messages) > RENDERED_EVENTS:
                 messages.popitem(last=False)
         return encoded
 
-    def render(change: Change) -> dict[str, Any]:
+    def render(change: Change, fields: FieldMask) -> dict[str, Any]:
         body: dict[str, Any] = {"operation": change.operation, "_id": change.document_id}
         if change.document is not None and change.operation != "delete":
-            body["document"] = render_item(resource, change.document)
+            body["document"] = render_item(resource, fields.apply(change.document))
         return body
 
     return view

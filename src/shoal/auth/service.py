@@ -23,7 +23,7 @@ from typing import Any
 
 from quart import Quart, g, request
 
-from ..config import ResourceSettings, Settings
+from ..config import Settings
 from ..errors import ApiError, BadRequest, Forbidden, Unauthorized
 from ..http.methods import SAFE_METHODS
 from ..http.net import client_address
@@ -63,17 +63,19 @@ DEFAULT_CREDENTIALS = CredentialHeaders()
 
 
 def resource_access(
-    settings: ResourceSettings, name: str, method: str, principal: Principal | None, *, item: bool
+    resource: Resource, method: str, principal: Principal | None, *, item: bool
 ) -> Access:
-    """What ``principal`` (None: anonymous) may reach of a resource with
-    ``method``: the resource's public methods, roles and owner field decide;
-    401 or 403 when it may not."""
+    """What ``principal`` (None: anonymous) may reach of ``resource`` with
+    ``method``: the resource's public methods, roles and owner field decide
+    which documents (401 or 403 when none), its ``datasource.projection``
+    which of their fields (``Resource.mask``)."""
+    settings, name = resource.settings, resource.name
     method = "GET" if method == "HEAD" else method
     public = settings.public_item_methods if item else settings.public_methods
     if method in public and (principal is None or method == "GET"):
         # A public read is the same for everyone, owner field or not; a
         # signed-in caller's public write still carries its owner below.
-        return Access(cache_key="public")
+        return Access(cache_key="public", fields=resource.mask)
     if principal is None:
         raise unauthorized("authentication required")
     if method not in public:
@@ -88,8 +90,9 @@ def resource_access(
             filter={settings.auth_field: principal.id},
             owner=(settings.auth_field, principal.id),
             cache_key=f"owner:{principal.id}",
+            fields=resource.mask,
         )
-    return Access(cache_key="all")
+    return Access(cache_key="all", fields=resource.mask)
 
 
 class Auth:
@@ -262,7 +265,7 @@ class Auth:
 
     async def _decide(self, resource: Resource, method: str, *, item: bool) -> Access:
         principal = await self.current_principal()
-        return resource_access(resource.settings, resource.name, method, principal, item=item)
+        return resource_access(resource, method, principal, item=item)
 
     # -- logging in and out ----------------------------------------------
 

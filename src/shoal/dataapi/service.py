@@ -30,6 +30,7 @@ from ..errors import (
 )
 from ..resources import UNRESTRICTED, Access, Resources, ResourceService
 from ..resources.documents import content_of
+from ..resources.visibility import FieldMask
 from ..storage import Storage, UpdateOutcome
 from .refusals import JoinCheck, check_expression, check_pipeline
 from .requests import ACTIONS, MAX_LIMIT, Action, ActionRequest, Namespace
@@ -80,10 +81,14 @@ class DataApi:
         self.settings = settings.data_api
         self.storage = storage
         self.home_database = settings.mongodb.database
-        #: (database, collection) → the resource whose rules apply there.
-        self.resources: dict[tuple[str, str], ResourceService] = {}
-        for service in resources.services.values():
-            self.resources.setdefault((self.home_database, service.collection), service)
+        #: (database, collection) → the resource whose rules apply there: the
+        #: one resource serving it (the config refuses two for a collection the
+        #: Data API serves); an aggregation endpoint only reads its collection.
+        self.resources: dict[tuple[str, str], ResourceService] = {
+            (self.home_database, service.collection): service
+            for service in resources.services.values()
+            if service.aggregation is None
+        }
 
     def init_app(self, app: Quart) -> None:
         app.extensions[EXTENSION_KEY] = self
@@ -135,9 +140,7 @@ class DataApi:
                 code="NoMatchingRuleFound",
             )
         try:
-            access = resource_access(
-                settings, service.resource.name, action.method, principal, item=item
-            )
+            access = resource_access(service.resource, action.method, principal, item=item)
         except ApiError as error:
             raise Forbidden(error.message, code="NoMatchingRuleFound") from None
         # The resource's own documents only: its datasource.filter, and with
@@ -154,6 +157,8 @@ class DataApi:
                 return error.message
             if target.access.filter:
                 return "its resource keeps documents to their owners or filters them"
+            if target.access.fields.hides:
+                return "its resource keeps some fields of its documents from this caller"
             return None
 
         return may_join
@@ -170,6 +175,7 @@ class DataApi:
             check_expression(request.update, "update")
         if request.action.name == "aggregate":
             check_pipeline(request.pipeline, self._join_check(target, principal))
+        _check_readable(target.access.fields, request)
         handler = _HANDLERS[request.action.name]
         body = await handler(self, target, request)
         return Result(body, request.action.status)
@@ -184,7 +190,7 @@ class DataApi:
             limit=1,
             max_time_ms=self.settings.max_time_ms,
         )
-        return {"document": documents[0] if documents else None}
+        return {"document": target.access.fields.apply(documents[0]) if documents else None}
 
     async def _find(self, target: Target, request: ActionRequest) -> Document:
         documents = await self.storage.find_many(
@@ -197,12 +203,12 @@ class DataApi:
             limit=request.limit,
             max_time_ms=self.settings.max_time_ms,
         )
-        return {"documents": documents}
+        return {"documents": [target.access.fields.apply(document) for document in documents]}
 
     async def _aggregate(self, target: Target, request: ActionRequest) -> Document:
-        pipeline = list(request.pipeline)
-        if target.access.filter:
-            pipeline.insert(0, {"$match": dict(target.access.filter)})
+        # What the caller may not see is gone before the first stage of its own.
+        first = [{"$match": dict(target.access.filter)}] if target.access.filter else []
+        pipeline = [*first, *target.access.fields.stages(), *request.pipeline]
         documents = await self.storage.aggregate(
             target.collection,
             pipeline,
@@ -216,7 +222,9 @@ class DataApi:
                 "end it with $limit (and page with $skip)",
                 code="InvalidParameter",
             )
-        return {"documents": documents}
+        # Dropped by the first stages already; masked again in case an engine's
+        # $$ROOT still holds them (the embedded store's does).
+        return {"documents": [target.access.fields.apply(document) for document in documents]}
 
     async def _insert(self, target: Target, request: ActionRequest) -> Document:
         single = request.action.name == "insertOne"
@@ -301,7 +309,7 @@ class DataApi:
             except UnprocessableEntity as error:
                 raise _schema_failure(error) from None
             matched += 1
-            if content_of(after) != content_of(current):
+            if content_of(after) != content_of(target.access.fields.apply(current)):
                 modified += 1
         return UpdateOutcome(matched, modified)
 
@@ -423,6 +431,21 @@ class DataApi:
             many=many,
         )
         return {"deletedCount": deleted}
+
+
+def _check_readable(fields: FieldMask, request: ActionRequest) -> None:
+    """400 for a filter, sort or update that names a field the caller may not
+    read: its answer (which documents match, how many changed) would tell the
+    field's values."""
+    if not fields.hides:
+        return
+    fields.check_filter(request.filter, "filter")
+    fields.check_names(request.sort or {}, "sort")
+    for operator, changes in (request.update or {}).items():
+        named = list(changes)
+        if operator == "$rename":
+            named += [value for value in changes.values() if isinstance(value, str)]
+        fields.check_names(named, "update")
 
 
 def _item(service: ResourceService, document: Document) -> Any:

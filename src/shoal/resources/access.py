@@ -6,17 +6,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .visibility import EVERYTHING, FieldMask
+
 Document = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Access:
-    """Which documents a caller may see, and what a caller's inserts carry.
+    """Which documents a caller may see, which of their fields, and what a
+    caller's inserts carry.
 
     ``filter`` is added to every lookup (owner restriction, a sub-resource's
     parent, a hook's lookup); ``owner`` is the (field, value) pair set on every
     document the caller creates; ``fixed`` are the values every document the
-    caller writes must hold (a sub-resource's parent from the URL).
+    caller writes must hold (a sub-resource's parent from the URL); ``fields``
+    is what the caller may read of each document (``visibility.py``).
     """
 
     filter: Mapping[str, Any] = field(default_factory=dict)
@@ -25,6 +29,7 @@ class Access:
     #: cache keys on it): "public", "all", or "owner:<id>".
     cache_key: str = "all"
     fixed: Mapping[str, Any] = field(default_factory=dict)
+    fields: FieldMask = EVERYTHING
 
     def restrict(self, query: Mapping[str, Any]) -> Document:
         if not self.filter:

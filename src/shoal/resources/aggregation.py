@@ -6,9 +6,11 @@ What a client may change, and what it may not:
 
 - ``?aggregate={"$author": "ann"}`` fills in the pipeline's **declared**
   variables (``aggregation.variables``, each with a JSON Schema its value must
-  satisfy). A value is data, never an operator: an object with ``$`` keys is
-  refused, and only whole strings equal to a declared name are replaced, so a
-  client cannot rewrite the server's own literals as Eve allows. A variable
+  satisfy). A value is data, never an operator or a field: an object with
+  ``$`` keys is refused, a value read as an expression goes in as
+  ``$literal`` (so ``"$$ROOT"`` is a string, not the document), and only whole
+  strings equal to a declared name are replaced, so a client cannot rewrite
+  the server's own literals as Eve allows. A variable
   left out takes its schema's ``default``; one sent as ``{}`` (or left out
   with no default) removes the condition that holds it, as Eve's ``{}`` does.
 - The caller's owner filter (``auth_field``), the ``datasource.filter`` and a
@@ -30,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 import jsonschema_rs
 import orjson
 
-from ..config import JOINING_STAGES
-from ..errors import BadRequest
+from ..config import JOINING_STAGES, pipeline_strings
+from ..errors import BadRequest, Forbidden
 from ..schemas import compile_schema
 from ..storage import Storage
 from .access import Access
@@ -133,7 +135,7 @@ class Aggregation:
         self,
         query: AggregationQuery,
         access: Access,
-        joined: Mapping[str, Document],
+        joined: Mapping[str, Access],
     ) -> list[Document]:
         """The configured stages, filled in and restricted (without the page)."""
         stages: list[Document] = []
@@ -141,14 +143,14 @@ class Aggregation:
         first = access.restrict(scope) if scope else dict(access.filter)
         if first:
             stages.append({"$match": first})
-        for stage in self.settings.pipeline:
-            filled = _prune(_substitute(copy.deepcopy(stage), query.variables))
+        for stage in _substitute(self.settings.pipeline, query.variables):
+            filled = _prune(stage)
             if filled is not PRUNED:
                 stages.append(_restrict_joins(filled, joined))
         return stages
 
     async def run(
-        self, query: AggregationQuery, access: Access, joined: Mapping[str, Document]
+        self, query: AggregationQuery, access: Access, joined: Mapping[str, Access]
     ) -> tuple[list[Document], int | None, bool]:
         """(the page's documents, the total or None, whether a next page exists)."""
         stages = self.pipeline(query, access, joined)
@@ -196,15 +198,84 @@ def _has_operator(value: Any) -> bool:
     return False
 
 
-def _substitute(node: Any, values: Mapping[str, Any]) -> Any:
-    """Replace whole-string values equal to a declared variable (never keys)."""
+#: How MongoDB reads a part of a pipeline: as a query (a string is a value), an
+#: expression (a string starting with ``$`` is a field path or a system
+#: variable), a pipeline, one stage, a map of named pipelines or expressions,
+#: or a stage's own settings (names, numbers: ``$limit``, ``$sort``, a join's
+#: ``from``).
+_QUERY, _EXPRESSION, _PIPELINE, _STAGE, _PIPELINES, _EXPRESSIONS, _SETTING = range(7)
+#: The stages whose parts are not all expressions, part by part ("*": the
+#: whole stage, or any part not named).
+_STAGE_PARTS: dict[str, dict[str, int]] = {
+    "$match": {"*": _QUERY},
+    "$facet": {"*": _PIPELINES},
+    "$lookup": {"let": _EXPRESSIONS, "pipeline": _PIPELINE, "*": _SETTING},
+    "$graphLookup": {"startWith": _EXPRESSION, "restrictSearchWithMatch": _QUERY, "*": _SETTING},
+    "$unionWith": {"pipeline": _PIPELINE, "*": _SETTING},
+    "$bucket": {"groupBy": _EXPRESSION, "output": _EXPRESSION, "*": _SETTING},
+    "$bucketAuto": {"groupBy": _EXPRESSION, "output": _EXPRESSION, "*": _SETTING},
+    "$limit": {"*": _SETTING},
+    "$skip": {"*": _SETTING},
+    "$sample": {"*": _SETTING},
+    "$count": {"*": _SETTING},
+    "$sort": {"*": _SETTING},
+    "$unwind": {"*": _SETTING},
+    "$unset": {"*": _SETTING},
+}
+
+
+def _substitute(pipeline: list[Any], values: Mapping[str, Any]) -> list[Any]:
+    """The pipeline with its declared variables filled in: whole-string values
+    equal to a variable's name (never keys) become the client's value, always
+    as data. In a query a string is a value already; in an expression the
+    value goes in as ``{"$literal": value}``, so that ``"$salary"`` or
+    ``"$$ROOT"`` stays a string instead of reading a field; in a stage's own
+    settings a string starting with ``$`` is refused (400)."""
+    filled: list[Any] = _fill(pipeline, _PIPELINE, values)
+    return filled
+
+
+def _fill(node: Any, context: int, values: Mapping[str, Any]) -> Any:
     if isinstance(node, str):
-        return copy.deepcopy(values[node]) if node in values else node
-    if isinstance(node, dict):
-        return {key: _substitute(value, values) for key, value in node.items()}
+        if node not in values:
+            return node
+        value = copy.deepcopy(values[node])
+        if value is PRUNED or context == _QUERY:
+            return value
+        if context == _SETTING:
+            if any(text.startswith("$") for text in pipeline_strings(value)):
+                raise BadRequest(
+                    f"aggregate: {node} sets a part of a stage here; it cannot start with $"
+                )
+            return value
+        return {"$literal": value}
     if isinstance(node, list):
-        return [_substitute(item, values) for item in node]
-    return node
+        inner = _STAGE if context == _PIPELINE else context
+        return [_fill(item, inner, values) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if context == _STAGE:
+        filled: Document = {}
+        for name, spec in node.items():
+            parts = _STAGE_PARTS.get(name, {"*": _EXPRESSION})
+            if isinstance(spec, dict) and set(parts) != {"*"}:
+                filled[name] = {
+                    part: _fill(value, parts.get(part, parts["*"]), values)
+                    for part, value in spec.items()
+                }
+            else:
+                filled[name] = _fill(spec, parts["*"], values)
+        return filled
+    if context == _PIPELINES:
+        return {name: _fill(branch, _PIPELINE, values) for name, branch in node.items()}
+    if context == _EXPRESSIONS:
+        return {name: _fill(value, _EXPRESSION, values) for name, value in node.items()}
+    if context == _QUERY:
+        return {
+            key: _fill(value, _EXPRESSION if key == "$expr" else _QUERY, values)
+            for key, value in node.items()
+        }
+    return {key: _fill(value, context, values) for key, value in node.items()}
 
 
 def _prune(node: Any) -> Any:
@@ -222,8 +293,10 @@ def _prune(node: Any) -> Any:
     return node
 
 
-def _restrict_joins(node: Any, joined: Mapping[str, Document]) -> Any:
-    """Limit every join to what the caller may read of the joined collection."""
+def _restrict_joins(node: Any, joined: Mapping[str, Access]) -> Any:
+    """Limit every join to what the caller may read of the joined collection:
+    its documents (a ``$match`` first) and their fields (the stages of its
+    ``FieldMask`` next)."""
     if isinstance(node, list):
         return [_restrict_joins(item, joined) for item in node]
     if not isinstance(node, dict):
@@ -234,15 +307,29 @@ def _restrict_joins(node: Any, joined: Mapping[str, Document]) -> Any:
         if spec is None:
             continue
         name = spec if isinstance(spec, str) else spec.get(key)
-        scope = joined.get(name) if isinstance(name, str) else None
-        if not scope:
+        access = joined.get(name) if isinstance(name, str) else None
+        if access is None:
             continue
-        match = {"$match": scope}
+        scope = dict(access.filter)
+        masking = access.fields.stages()
+        if stage == "$graphLookup":
+            if masking:
+                # Its results come straight from the collection: nothing can
+                # drop the fields the caller may not read on the way.
+                raise Forbidden(
+                    f"this aggregation's $graphLookup reads {name}, whose documents have "
+                    "fields the caller may not read"
+                )
+            if scope:
+                current = spec.get("restrictSearchWithMatch")
+                spec["restrictSearchWithMatch"] = {"$and": [current, scope]} if current else scope
+            continue
+        inner = [{"$match": scope}] if scope else []
+        inner += masking
+        if not inner:
+            continue
         if stage == "$unionWith" and isinstance(spec, str):
-            restricted[stage] = {"coll": spec, "pipeline": [match]}
-        elif stage == "$graphLookup":
-            current = spec.get("restrictSearchWithMatch")
-            spec["restrictSearchWithMatch"] = {"$and": [current, scope]} if current else scope
+            restricted[stage] = {"coll": spec, "pipeline": inner}
         else:
-            spec["pipeline"] = [match, *spec.get("pipeline", [])]
+            spec["pipeline"] = [*inner, *spec.get("pipeline", [])]
     return restricted

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import re2
 from bson import json_util
 from mongoquery import Query
 
@@ -144,7 +146,7 @@ def matcher(
             filter={"$and": [dict(base), dict(access.filter)]} if access.filter else base
         )
     owner = Query(dict(access.filter)) if access.filter else None
-    wanted = Query(dict(where)) if where else None
+    wanted = _LinearQuery(dict(where)) if where else None
 
     def matches(change: Change) -> bool:
         if item_id is not None and change.document_id != item_id:
@@ -170,6 +172,36 @@ def parse_stream_where(text: str, rules: QueryRules) -> dict[str, Any]:
     return where
 
 
+#: RE2, quietly: a pattern it cannot take is the client's 400, not a log line.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+
+
+@functools.lru_cache(maxsize=256)
+def linear_regex(pattern: str) -> Any:
+    """``pattern`` compiled by RE2, whose matching time grows linearly with
+    the text: one subscriber's ``$regex`` runs on the worker's event loop for
+    every event, so a pattern that backtracks (``^(a+)+$``) must not be able to
+    stall it. 400 for what RE2 cannot match (backreferences, lookaround)."""
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error:
+        raise BadRequest(
+            f"$regex {pattern!r} is not supported in the where of a stream: stream filters "
+            "take regular expressions without backreferences or lookaround (RE2 syntax)"
+        ) from None
+
+
+class _LinearQuery(Query):  # type: ignore[misc]  # mongoquery has no types
+    """mongoquery's matcher with ``$regex`` matched by RE2 (``linear_regex``)."""
+
+    @staticmethod
+    def _regex(condition: Any, entry: Any) -> bool:
+        if not isinstance(entry, str) or not isinstance(condition, str):
+            return False
+        return linear_regex(condition).search(entry) is not None
+
+
 def _check_stream_operators(value: Any) -> None:
     if isinstance(value, list):
         for item in value:
@@ -178,6 +210,10 @@ def _check_stream_operators(value: Any) -> None:
         for key, item in value.items():
             if key.startswith("$") and key not in STREAM_OPERATORS:
                 raise BadRequest(f"{key} is not supported in the where of a stream")
+            if key == "$regex":
+                if not isinstance(item, str):
+                    raise BadRequest("$regex takes a pattern (a string) in the where of a stream")
+                linear_regex(item)
             if key == "$mod" and not (
                 isinstance(item, list)
                 and len(item) == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import hmac
 import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -23,27 +24,34 @@ def content_of(document: Mapping[str, Any]) -> Document:
     return {key: value for key, value in document.items() if not key.startswith("_")}
 
 
-def document_etag(document: Mapping[str, Any]) -> str:
+def etag_key(secret: str) -> bytes:
+    """The key content ETags are made with, from the server's secret."""
+    return hashlib.sha256(b"shoal-etag\0" + secret.encode()).digest()
+
+
+def document_etag(document: Mapping[str, Any], key: bytes) -> str:
     """A deterministic ETag from the document's content (meta fields excluded),
     its version where it has one, and whether it is (soft-)deleted: deleting or
     writing a new version always changes the ETag, so a writer holding the old
-    one gets 412."""
+    one gets 412. It is an HMAC with ``key`` (``etag_key``), not a plain hash:
+    anyone could otherwise test guesses of a field they cannot read (a salary)
+    against the ETag of a document they can."""
     content = content_of(document)
     for name in ("_deleted", "_version"):
         if document.get(name):
             content[name] = document[name]
     encoded = orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=str)
-    return hashlib.sha1(encoded, usedforsecurity=False).hexdigest()
+    return hmac.new(key, encoded, hashlib.sha1).hexdigest()
 
 
-def etag_of(document: Mapping[str, Any]) -> str:
+def etag_of(document: Mapping[str, Any], key: bytes) -> str:
     """A stored document's ETag: its ``_etag``, or, for a document another
     program wrote without one, the ETag of its content (as Eve does). A write
     conditional on that ETag matches the stored document by its missing
     ``_etag`` (``{"_etag": None}``), so it is still refused if a writer got
     there first."""
     stored = document.get("_etag")
-    return stored if isinstance(stored, str) else document_etag(document)
+    return stored if isinstance(stored, str) else document_etag(document, key)
 
 
 def new_etag() -> str:

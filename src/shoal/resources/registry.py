@@ -14,6 +14,7 @@ from ..errors import ApiError, ServiceUnavailable
 from ..storage import Storage
 from ..tasks import cancel
 from .cursors import CursorCodec
+from .documents import etag_key
 from .hooks import EXTENSION_KEY as HOOKS_KEY
 from .hooks import Hooks
 from .indexes import Indexed, ensure_indexes_in_background, record_index_problem
@@ -31,8 +32,9 @@ STARTUP_INDEX_TIMEOUT = 2.0
 
 def build_resources(settings: Settings) -> dict[str, Resource]:
     """Every resource of the config, each knowing the others (its catalog)."""
+    key = etag_key(settings.secret_key.get_secret_value())
     built = {
-        name: Resource(name, resource, max_query_depth=settings.max_query_depth)
+        name: Resource(name, resource, max_query_depth=settings.max_query_depth, etag_key=key)
         for name, resource in settings.resources.items()
     }
     for resource in built.values():

@@ -26,6 +26,7 @@ from ..schemas import ITEMS
 from ..storage import Storage
 from .access import Access
 from .fields import Relation, values_at
+from .visibility import EVERYTHING
 
 if TYPE_CHECKING:  # the service module imports this one
     from .service import Resource
@@ -86,7 +87,9 @@ class Relations:
         found = await self.storage.find_all(
             target.collection, query, projection=dict(projection) if projection else None
         )
-        return {_key(document.get(field)): document for document in found}
+        # Embedded, each shows what the caller may read of it.
+        fields = access.fields if access is not None else EVERYTHING
+        return {_key(document.get(field)): fields.apply(document) for document in found}
 
     # -- integrity on write ------------------------------------------------
 

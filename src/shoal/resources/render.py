@@ -76,7 +76,7 @@ def with_features(resource: Resource, document: Document) -> Document:
     """The fields soft delete and versioning add to what a client reads, and
     the ETag of a document stored without one."""
     if "_etag" not in document:
-        document["_etag"] = etag_of(document)
+        document["_etag"] = etag_of(document, resource.etag_key)
     if resource.settings.soft_delete:
         document.setdefault(DELETED, False)
     if resource.settings.versioning:
@@ -269,13 +269,13 @@ def _cursor_page(
     return {"_items": items, "_links": links, "_meta": meta}
 
 
-def page_etag(page: Page, query: ListQuery) -> str:
+def page_etag(resource: Resource, page: Page, query: ListQuery) -> str:
     """An ETag for a list response: from its items' ids and ETags and its meta."""
     digest = hashlib.sha1(usedforsecurity=False)
     digest.update(f"{query.page}:{query.max_results}:{page.total}:{page.has_next}".encode())
     digest.update(f"{query.cursor}:{page.next_cursor}".encode())
     for document in page.items:
-        digest.update(f"|{document.get('_id')}:{etag_of(document)}".encode())
+        digest.update(f"|{document.get('_id')}:{etag_of(document, resource.etag_key)}".encode())
     if query.projection:
         digest.update(repr(sorted(query.projection.items())).encode())
     return digest.hexdigest()

@@ -65,6 +65,7 @@ from .relations import Relations
 from .schema import DocumentSchema
 from .updates import UPDATE_FAILURE, check_update
 from .versioning import VERSION, Versions, version_of
+from .visibility import FieldMask
 
 WriteListener = Callable[["Resource"], Awaitable[None]]
 
@@ -98,8 +99,12 @@ DELETED = "_deleted"
 class Resource:
     """One configured resource: its collection, compiled schema and rules."""
 
-    def __init__(self, name: str, settings: ResourceSettings, *, max_query_depth: int) -> None:
+    def __init__(
+        self, name: str, settings: ResourceSettings, *, max_query_depth: int, etag_key: bytes
+    ) -> None:
         self.name = name
+        #: What its content ETags are made with (``documents.etag_key``).
+        self.etag_key = etag_key
         self.settings = settings
         self.collection = settings.datasource.source or name
         #: The path it is served at (``books``, ``authors/<author>/books``).
@@ -149,6 +154,11 @@ class Resource:
             projection=settings.datasource.projection,
             meta_fields=(*META_FIELDS, *features, *extra_id),
             id_kind=Kind.OBJECTID if self.mongo_ids.kind == "objectid" else None,
+        )
+        #: What every caller may read of its documents: all but what
+        #: ``datasource.projection`` leaves out (meta fields always).
+        self.mask = FieldMask.from_projection(
+            settings.datasource.projection, meta=self.rules.meta_fields
         )
         #: Every resource of the config, by name (filled in by ``Resources``).
         self.catalog: dict[str, Resource] = {name: self}
@@ -252,6 +262,10 @@ class ResourceService:
     ) -> Page:
         """A page of the documents ``query`` asks for, by number or by cursor
         (every document where the resource turns pagination off)."""
+        # Neither where nor sort may test a field the caller cannot read (nor
+        # carry its values in a cursor).
+        access.fields.check_filter(query.filter, "where")
+        access.fields.check_names([name for name, _ in query.sort or []], "sort")
         # An explicit condition on _deleted replaces the default one (Eve's rule).
         deleted = show_deleted or _names(query.filter, DELETED)
         filter = self._scope(query.filter, access, deleted=deleted)
@@ -264,7 +278,7 @@ class ResourceService:
                 skip=0,
                 limit=0,
             )
-            return Page(items, len(items), False, "exact")
+            return Page(_masked(items, access), len(items), False, "exact")
         sort, projection, page_filter, digest = query.sort, query.projection, filter, b""
         if query.cursor is not None:
             if self.cursors is None:
@@ -297,10 +311,10 @@ class ResourceService:
         next_cursor = None
         if query.cursor is not None and has_next and self.cursors is not None:
             next_cursor = self.cursors.encode(sort_values(items[-1], sort or []), digest)
-        return Page(items, total, has_next, counted, next_cursor)
+        return Page(_masked(items, access), total, has_next, counted, next_cursor)
 
     async def aggregate(
-        self, query: AggregationQuery, access: Access, joined: dict[str, Document]
+        self, query: AggregationQuery, access: Access, joined: Mapping[str, Access]
     ) -> Page:
         """A page of the resource's aggregation (``joined``: what the caller may
         read of each collection the pipeline joins)."""
@@ -317,9 +331,28 @@ class ResourceService:
         deleted_ok: bool = False,
         by: str | None = None,
     ) -> Document:
-        """The item ``item_id`` names (or the first whose field ``by`` holds
-        it); 404 when there is none (a soft-deleted one is a ``SoftDeleted``
-        404, unless ``deleted_ok``)."""
+        """What the caller may read of the item ``item_id`` names (or of the
+        first whose field ``by`` holds it); 404 when there is none (a
+        soft-deleted one is a ``SoftDeleted`` 404, unless ``deleted_ok``)."""
+        try:
+            document = await self._stored(
+                item_id, access, projection=projection, deleted_ok=deleted_ok, by=by
+            )
+        except SoftDeleted as gone:
+            gone.document = access.fields.apply(gone.document)
+            raise
+        return access.fields.apply(document)
+
+    async def _stored(
+        self,
+        item_id: Any,
+        access: Access,
+        *,
+        projection: dict[str, int] | None = None,
+        deleted_ok: bool = False,
+        by: str | None = None,
+    ) -> Document:
+        """The stored item, whole: what a write starts from (``get`` masks it)."""
         lookup = equals(by, item_id) if by is not None else self.resource.lookup(item_id)
         filter = self._scope(lookup, access, deleted=True)
         document = await self.storage.find_one(self.collection, filter, projection)
@@ -407,7 +440,7 @@ class ResourceService:
             document.setdefault(DELETED, False)
         if self.versions is not None:
             document.setdefault(VERSION, 1)
-        document["_etag"] = document_etag(document)
+        document["_etag"] = document_etag(document, self.resource.etag_key)
         return document
 
     async def create(
@@ -441,7 +474,7 @@ class ResourceService:
         if key is not None and self.versions is None:
             documents = await self._insert_once(documents, key)
             if key.replayed:
-                return documents
+                return _masked(documents, access)
         else:
 
             async def insert(session: Session) -> None:
@@ -454,7 +487,7 @@ class ResourceService:
             await self._atomically(insert)
         await self.notify_written()
         await self.hooks.fire("on_inserted", self.resource.name, documents)
-        return documents
+        return _masked(documents, access)
 
     async def _insert_once(self, documents: list[Document], key: WriteKey) -> list[Document]:
         """Insert what is not stored yet; a document stored under the same id
@@ -506,7 +539,7 @@ class ResourceService:
         self._check_changes(changes, empty_ok=True)
         current = await self._current(item_id, etag, access, key)
         if key is not None and key.replayed:
-            return current
+            return access.fields.apply(current)
         if not changes and current.get(DELETED) is not True:
             raise BadRequest("a PATCH body is a non-empty JSON object of fields to change")
         updated = self._patched(current, changes, access)
@@ -516,7 +549,7 @@ class ResourceService:
         updated[DELETED] = False
         document = await self._replace(current, updated, access, etag, key)
         await self.hooks.fire("on_updated", self.resource.name, changes, current)
-        return document
+        return access.fields.apply(document)
 
     def _check_changes(self, changes: Any, *, empty_ok: bool = False) -> None:
         """A PATCH body's fields: 400 unless an object, 422 for fields a client
@@ -608,7 +641,7 @@ class ResourceService:
             raise UnprocessableEntity(UPDATE_FAILURE, issues=issues)
         current = await self._current(item_id, etag, access, key)
         if key is not None and key.replayed:
-            return current
+            return access.fields.apply(current)
         if body_id is not None and str(body_id) != str(current["_id"]):
             raise UnprocessableEntity(UPDATE_FAILURE, issues={"_id": "cannot be changed"})
         if access.owner is not None and access.owner[0] in current:
@@ -619,7 +652,7 @@ class ResourceService:
         document[DELETED] = False
         replaced = await self._replace(current, document, access, etag, key)
         await self.hooks.fire("on_replaced", self.resource.name, replaced, current)
-        return replaced
+        return access.fields.apply(replaced)
 
     async def set_fields(
         self,
@@ -658,10 +691,10 @@ class ResourceService:
     ) -> Document:
         """The stored document, if ``etag`` is current (412 otherwise); with a
         ``key``, also the version this very write made before (``key.replayed``)."""
-        current = await self.get(item_id, access, deleted_ok=True)
+        current = await self._stored(item_id, access, deleted_ok=True)
         if _done_before(current, etag, key):
             return current
-        if etag is not None and etag_of(current) != etag:
+        if etag is not None and etag_of(current, self.resource.etag_key) != etag:
             raise PreconditionFailed("Client and server etags don't match")
         return current
 
@@ -843,6 +876,11 @@ class ResourceService:
                 "(application/json), which makes the new version"
             )
         update = check_update(body, self.resource.schema, self.resource.rules)
+        # Applied to a field the caller cannot read, an operator tells its value
+        # (a $min that changes nothing, a $inc the schema refuses): refused.
+        access.fields.check_names(
+            [path for fields in update.values() for path in fields], "the update"
+        )
         if key is not None and etag is None:
             raise PreconditionRequired(
                 f"an update with an {IDEMPOTENCY_HEADER} needs If-Match with the document's "
@@ -865,7 +903,7 @@ class ResourceService:
                     self._scope(self.resource.lookup(item_id), access, deleted=False),
                 )
                 if done is not None and _done_before(done, etag, key):
-                    return done
+                    return access.fields.apply(done)
             await self._lost_race_by_id(item_id, access)
         after = await self.storage.find_one(
             self.collection, {"_id": before["_id"], "_etag": written}
@@ -881,7 +919,7 @@ class ResourceService:
                 raise UnprocessableEntity(UPDATE_FAILURE, issues=issues)
         await self.notify_written()
         await self.hooks.fire("on_updated", self.resource.name, update, before)
-        return after
+        return access.fields.apply(after)
 
     async def _check_update_values(self, update: Document) -> None:
         """Typed values of an update as native values, in place; 422 for a value
@@ -942,6 +980,7 @@ class ResourceService:
     async def _matching(self, filter: Document, access: Access, *, limit: int) -> list[Document]:
         """The documents ``filter`` matches for this caller, at most ``limit``
         (409 beyond it: nothing is written)."""
+        access.fields.check_filter(filter, "where")
         documents = await self.storage.find_page(
             self.collection,
             self._scope(filter, access, deleted=False),
@@ -1024,6 +1063,13 @@ class ResourceService:
             await self.storage.ensure_indexes(
                 self.versions.collection, self.versions.indexes(), timeout=timeout
             )
+
+
+def _masked(documents: list[Document], access: Access) -> list[Document]:
+    """What the caller may read of each document."""
+    if not access.fields.hides:
+        return documents
+    return [access.fields.apply(document) for document in documents]
 
 
 def _names(filter: Any, field: str) -> bool:
