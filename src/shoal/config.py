@@ -311,6 +311,16 @@ class RateLimitSettings(_Section):
             parse_rate(rate)
         return rate
 
+    def rate_of(self, kind: str, own: RateLimitSettings | None) -> tuple[str | None, bool]:
+        """The limit of ``kind`` ("read" or "write") requests on a resource with
+        limits ``own``: its own where it sets one, else this (global) one; and
+        whether it is the resource's own (then it has a bucket of its own)."""
+        mine: str | None = getattr(own, kind) if own is not None else None
+        if mine is not None:
+            return mine, True
+        shared: str | None = getattr(self, kind)
+        return shared, False
+
 
 class GlobalRateLimitSettings(RateLimitSettings):
     """The limits of every route (a resource's ``rate_limits`` replaces them there)."""

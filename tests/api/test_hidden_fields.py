@@ -155,9 +155,12 @@ class Seen:
         return json.loads(text) if text else None
 
     def leaks(self) -> list[tuple[str, str]]:
+        """Hidden values anywhere; hidden names where the request named none
+        (an engine may echo a request's "$salary" back as a string)."""
         found = []
         for what, text in self.texts:
-            for hidden in (*HIDDEN_NAMES, *HIDDEN_VALUES):
+            named = any(name in what for name in HIDDEN_NAMES)
+            for hidden in (*HIDDEN_VALUES, *(() if named else HIDDEN_NAMES)):
                 if hidden in text:
                     found.append((what, hidden))
         return found
@@ -250,7 +253,29 @@ async def test_no_hidden_field_leaves_by_any_read_path(app: Quart, database: str
     )
     await seen.answer("operator update representation", updated, 200)
 
-    # The change stream of profiles: an insert and an update as events.
+    # The Data API: find, findOne and aggregate, asking for the hidden fields.
+    data_api = DataApiClient(keyed, database, "people")
+    for action, fields in (
+        ("find", {"projection": {"name": 1, "salary": 1}}),
+        ("find", {}),
+        ("findOne", {"projection": {"salary": 1}}),
+        ("aggregate", {"pipeline": [{"$project": {"pay": "$salary", "name": 1}}]}),
+        ("aggregate", {"pipeline": [{"$addFields": {"copy": "$$ROOT"}}]}),
+        # Grouped by salary, each salary would be a group's _id.
+        ("aggregate", {"pipeline": [{"$group": {"_id": "$salary"}}]}),
+    ):
+        reply = await data_api.call(action, fields)
+        seen.add(f"Data API {action} {fields}", reply.text)
+        assert reply.status == 200, reply.text
+
+    assert seen.leaks() == []
+
+
+@pytest.mark.engine_gap(ferretdb="change_streams")
+async def test_stream_events_show_no_hidden_field(app: Quart) -> None:
+    seen = Seen()
+    editor = client_with(app, bearer(await token_for(app, "editor")))
+    # An insert and an update of a profile, as events.
     async with listening(editor, "/profiles/_stream") as stream:
         created = await create(editor, "profiles", {"name": "Di", "ssn": SSN})
         await editor.patch(
@@ -262,22 +287,6 @@ async def test_no_hidden_field_leaves_by_any_read_path(app: Quart, database: str
     for event in events:
         seen.add(f"event {event.name}", json.dumps(event.data))
     assert [event.data["document"]["name"] for event in events] == ["Di", "Di A."]
-
-    # The Data API: find, findOne and aggregate, asking for the hidden fields.
-    data_api = DataApiClient(keyed, database, "people")
-    for action, fields in (
-        ("find", {"projection": {"name": 1, "salary": 1}}),
-        ("find", {}),
-        ("findOne", {"projection": {"salary": 1}}),
-        ("aggregate", {"pipeline": [{"$project": {"pay": "$salary", "name": 1}}]}),
-        ("aggregate", {"pipeline": [{"$replaceRoot": {"newRoot": "$$ROOT"}}]}),
-    ):
-        reply = await data_api.call(action, fields)
-        seen.add(f"Data API {action} {fields}", reply.text)
-        assert reply.status == 200, reply.text
-    highest = [{"$group": {"_id": None, "top": {"$max": "$salary"}}}]
-    top = (await data_api.call("aggregate", {"pipeline": highest})).json
-    assert top["documents"] == [{"_id": None, "top": None}]  # the pipeline saw no salary
 
     assert seen.leaks() == []
 
@@ -531,8 +540,24 @@ _LOOKUP_LET = pytest.param(
 )
 
 
+def _stage(name: str, gap: str) -> Any:
+    return pytest.param(name, marks=pytest.mark.engine_gap(ferretdb=gap))
+
+
+#: FerretDB refuses $literal, and compares nothing in $expr: there the values
+#: are refused instead (400), which leaks nothing but is not MongoDB's answer.
+_STAGES = [
+    _stage("add_fields", "literal"),
+    _stage("expr", "expression_comparisons"),
+    _stage("group", "literal"),
+    "match",
+    _stage("project", "literal"),
+    _LOOKUP_LET,
+]
+
+
 @pytest.mark.parametrize("injected", ["$$ROOT", "$salary", "$$CURRENT.salary"])
-@pytest.mark.parametrize("stage", [*sorted(set(STAGES) - {"lookup_let"}), _LOOKUP_LET])
+@pytest.mark.parametrize("stage", _STAGES)
 async def test_a_variable_is_a_value_not_a_field_path(
     labels_app: Quart, stage: str, injected: str
 ) -> None:

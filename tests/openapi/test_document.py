@@ -325,6 +325,43 @@ async def test_security_follows_public_methods(example_app: Quart) -> None:
     assert notes["security"] == [{"bearerAuth": []}, {"apiKeyAuth": []}, {"sessionCookie": []}]
 
 
+async def test_every_route_documents_what_its_policies_do() -> None:
+    """The document is held against the request policies, route by route, as
+    the route table says they apply: an Idempotency-Key wherever the
+    idempotency policy honours one (POST of a list; PATCH, PUT and DELETE of an
+    item), and nowhere else; a 429 wherever a rate limit counts the request,
+    and nowhere else; no credentials wherever anyone may call it."""
+    resources = example_resources()
+    resources["books"]["rate_limits"] = {"write": "10/minute"}  # its own, on writes only
+    resources["books"]["streams"] = True
+    resources["books"]["additional_lookup"] = {"field": "isbn"}
+    resources["authors"]["rate_limits"] = {"read": "100/minute"}
+    app = create_app(example_settings(resources=resources))
+    document = await served_document(app)
+    policies_settings: Settings = app.extensions["shoal.settings"]
+    idempotency: Any = app.extensions["shoal.idempotency"]
+    checked = 0
+    for route in app.extensions["shoal.resources"].routes:
+        path_item = document["paths"][route.path]
+        for method in route.methods:
+            if method == "HEAD" and "GET" in route.methods:
+                continue  # documented with GET
+            operation = path_item[method.lower()]
+            parameters = [p.get("$ref", p.get("name")) for p in operation.get("parameters", [])]
+            keyed = method in idempotency.endpoints.get(route.qualified_endpoint, ())
+            assert keyed == route.keyed(method)
+            assert ("#/components/parameters/Idempotency-Key" in parameters) == keyed, (
+                route.path,
+                method,
+            )
+            limited = route.limited(method, policies_settings.rate_limits)
+            assert ("429" in operation["responses"]) == limited, (route.path, method)
+            public = ("GET" if method == "HEAD" else method) in route.public
+            assert (operation["security"] == []) == public, (route.path, method)
+            checked += 1
+    assert checked >= 12
+
+
 async def test_shoals_own_routes_declare_their_security_and_every_status(
     example_app: Quart,
 ) -> None:

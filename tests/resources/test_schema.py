@@ -84,13 +84,19 @@ def test_defaults_fill_nested_objects_but_not_absent_ones() -> None:
     assert schema.apply_defaults({"flag": False}) == {"flag": False}
 
 
-def test_read_only_from_config_and_from_schema() -> None:
+def test_one_check_says_what_a_client_may_not_write() -> None:
     schema = DocumentSchema(
-        {"type": "object", "properties": {"a": {"readOnly": True}, "b": {}}},
+        {"type": "object", "properties": {"a": {"readOnly": True}, "b": {}, "owner": {}}},
         allow_unknown=False,
         readonly=["b"],
+        server_fields=["owner"],
     )
-    assert schema.readonly_issues({"a": 1, "b.c": 2, "c": 3}) == {
+    paths = ["a", "b.c", "c", "owner", "_etag", "_id"]
+    assert schema.unwritable(paths) == {
         "a": "field is read-only",
         "b.c": "field is read-only",
+        "owner": "field is set by the server",
+        "_etag": "field is read-only",
+        "_id": "field is read-only",
     }
+    assert "_id" not in schema.unwritable(paths, client_id=True)

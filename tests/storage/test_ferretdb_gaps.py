@@ -186,6 +186,22 @@ async def test_union_with_appends_another_collection(db: Database) -> None:
     assert rows == [{"_id": 1, "k": 1}, {"_id": 2, "title": "Dune"}]
 
 
+@pytest.mark.engine_gap(ferretdb="literal")
+async def test_literal_keeps_a_dollar_string_as_it_is(db: Database) -> None:
+    await db.things.insert_one({"_id": 1, "salary": 5})
+    pipeline: list[dict[str, Any]] = [{"$project": {"_id": 0, "label": {"$literal": "$salary"}}}]
+    rows = await (await db.things.aggregate(pipeline)).to_list(None)
+    assert rows == [{"label": "$salary"}]
+
+
+@pytest.mark.engine_gap(ferretdb="expression_comparisons")
+async def test_expr_compares_fields(db: Database) -> None:
+    await db.things.insert_many([{"_id": 1, "a": 1, "b": 1}, {"_id": 2, "a": 1, "b": 2}])
+    pipeline: list[dict[str, Any]] = [{"$match": {"$expr": {"$eq": ["$a", "$b"]}}}]
+    rows = await (await db.things.aggregate(pipeline)).to_list(None)
+    assert rows == [{"_id": 1, "a": 1, "b": 1}]
+
+
 @pytest.mark.engine_gap(ferretdb="group_accumulators")
 async def test_group_collects_values_with_push(db: Database) -> None:
     await db.tasks.insert_many([{"status": "done", "text": "a"}, {"status": "done", "text": "b"}])
@@ -245,3 +261,17 @@ async def test_a_transaction_commits_or_aborts_as_one(db: Database) -> None:
     assert after == {"v": 2}
     versions = await db.versions.find({}, sort=[("_id", 1)]).to_list(None)
     assert [version["_id"] for version in versions] == ["1@2", "seed"]
+
+
+@pytest.mark.engine_gap(ferretdb="expressions_in_add_fields")
+@pytest.mark.real_mongodb(reason="$$ROOT is the document as stored, not as earlier stages left it")
+async def test_root_is_the_document_the_stage_receives(db: Database) -> None:
+    """Shoal's Data API drops fields a caller may not read in a first stage;
+    later stages must not bring them back through $$ROOT."""
+    await db.things.insert_one({"_id": 1, "name": "a", "salary": 5})
+    pipeline: list[dict[str, Any]] = [
+        {"$project": {"salary": 0}},
+        {"$addFields": {"copy": "$$ROOT"}},
+    ]
+    rows = await (await db.things.aggregate(pipeline)).to_list(None)
+    assert rows == [{"_id": 1, "name": "a", "copy": {"_id": 1, "name": "a"}}]

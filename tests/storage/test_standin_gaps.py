@@ -233,15 +233,3 @@ async def test_facet_after_unwind(db: Database) -> None:
     (result,) = await (await db.things.aggregate(pipeline)).to_list(None)
     assert result["items"] == [{"_id": "x", "n": 2}, {"_id": "y", "n": 1}]
     assert result["total"] == [{"n": 2}]
-
-
-@pytest.mark.real_mongodb(reason="$$ROOT is the document as stored, not as earlier stages left it")
-async def test_root_is_the_document_the_stage_receives(db: Database) -> None:
-    """Shoal's Data API drops fields a caller may not read in a first stage;
-    later stages must not bring them back through $$ROOT."""
-    await db.things.insert_one({"_id": 1, "name": "a", "salary": 5})
-    pipeline: list[dict[str, Any]] = [
-        {"$project": {"salary": 0}},
-        {"$replaceRoot": {"newRoot": "$$ROOT"}},
-    ]
-    assert await (await db.things.aggregate(pipeline)).to_list(None) == [{"_id": 1, "name": "a"}]

@@ -64,6 +64,19 @@ FERRETDB_GAPS: dict[str, str] = {
         "a $group with several accumulators computes only the first; the others come "
         "back 0, silently: https://github.com/FerretDB/FerretDB/issues/4616"
     ),
+    "literal": (
+        "the $literal expression is not implemented (The operator $literal is not "
+        "implemented yet): https://github.com/FerretDB/FerretDB/issues/1470"
+    ),
+    "expression_comparisons": (
+        "the comparison expressions ($eq, $lt...) are not implemented, so no $expr "
+        "compares (The operator $eq is not implemented yet): "
+        "https://github.com/FerretDB/FerretDB/issues/1456"
+    ),
+    "expressions_in_add_fields": (
+        "$addFields takes no expressions: a field path or a variable ($$ROOT) is "
+        "stored as the string it is (seen with v1.24.2)"
+    ),
     "change_streams": (
         "change streams ($changeStream) are not implemented: "
         "https://github.com/FerretDB/FerretDB/issues/175"

@@ -25,7 +25,7 @@ from ..errors import ApiError
 from ..http.asgi import ASGIApp, Receive, Scope, Send
 from ..http.conditional import is_not_modified
 from ..http.metrics import ROUTE_SCOPE_KEY
-from ..resources import UNRESTRICTED, Resources, ResourceService, item_rule
+from ..resources import UNRESTRICTED, Resources, ResourceService
 from ..resources.documents import etag_of
 from ..resources.query import parse_projection
 from ..resources.render import render_single
@@ -102,7 +102,7 @@ class DirectReads:
         except Exception:  # a document the full path must answer for (a JSON 500)
             return False
         # The item view's URL rule, for the metrics' route label.
-        scope[ROUTE_SCOPE_KEY] = item_rule(resource.path)
+        scope[ROUTE_SCOPE_KEY] = resource.rule("item")
         headers = [(b"etag", f'"{etag}"'.encode())]
         if isinstance(updated, datetime):
             headers.append((b"last-modified", http_date(updated).encode()))

@@ -51,23 +51,17 @@ from ..http.prefer import applied, preferences
 from ..policies.idempotency import REPLAYED_HEADER, write_key
 from ..resources import (
     BLUEPRINT,
-    STREAM_SEGMENT,
     Access,
     Page,
     Resource,
     Resources,
     ResourceService,
     SoftDeleted,
-    collection_endpoint,
-    collection_rule,
-    item_endpoint,
-    item_rule,
-    lookup_endpoint,
-    stream_endpoint,
 )
 from ..resources.changes import ChangeFeeds
 from ..resources.documents import Document, etag_of
 from ..resources.fields import Relation, equals, to_native
+from ..resources.model import DELETED_MESSAGE
 from ..resources.once import WriteKey
 from ..resources.query import (
     CountMode,
@@ -89,7 +83,7 @@ from ..resources.render import (
     render_versions,
     write_ack,
 )
-from ..resources.service import DELETED_MESSAGE
+from ..resources.routes import Route
 from ..resources.updates import UPDATE_MEDIA_TYPE
 from ..resources.versioning import diff, version_of
 from .streams import stream_view
@@ -577,6 +571,17 @@ def lookup_view(service: ResourceService) -> View:
 # -- the blueprint ------------------------------------------------------------------
 
 
+def _view(route: Route, service: ResourceService, feeds: ChangeFeeds) -> View:
+    """The view that serves ``route``."""
+    if route.kind == "collection":
+        return collection_view(service)
+    if route.kind == "item":
+        return item_view(service)
+    if route.kind == "lookup":
+        return lookup_view(service)
+    return stream_view(service, feeds, item=route.kind == "item_stream")
+
+
 def resource_blueprint(resources: Resources, feeds: ChangeFeeds) -> Blueprint:
     """The blueprint serving ``/`` and every resource's routes."""
     blueprint = Blueprint(BLUEPRINT, __name__)
@@ -589,39 +594,11 @@ def resource_blueprint(resources: Resources, feeds: ChangeFeeds) -> Blueprint:
         ]
         return {"_links": {"child": children}}
 
-    for name, service in resources.services.items():
-        settings = service.resource.settings
-        path = f"/{service.resource.path}"
+    for route in resources.routes:
         blueprint.add_url_rule(
-            collection_rule(service.resource.path),
-            endpoint=collection_endpoint(name, qualified=False),
-            view_func=collection_view(service),
-            methods=list(dict.fromkeys(settings.resource_methods)),
+            route.rule,
+            endpoint=route.endpoint,
+            view_func=_view(route, resources.services[route.resource.name], feeds),
+            methods=list(route.methods),
         )
-        if settings.item_methods:
-            blueprint.add_url_rule(
-                item_rule(service.resource.path),
-                endpoint=item_endpoint(name, qualified=False),
-                view_func=item_view(service),
-                methods=list(dict.fromkeys(settings.item_methods)),
-            )
-        lookup = settings.additional_lookup
-        if lookup is not None:
-            blueprint.add_url_rule(
-                f"{path}/by-{lookup.field}/<value>",
-                endpoint=lookup_endpoint(name, qualified=False),
-                view_func=lookup_view(service),
-                methods=["GET"],
-            )
-        if settings.streams:
-            for item, stream in (
-                (False, f"{path}/{STREAM_SEGMENT}"),
-                (True, f"{path}/<item_id>/{STREAM_SEGMENT}"),
-            ):
-                blueprint.add_url_rule(
-                    stream,
-                    endpoint=stream_endpoint(name, item=item, qualified=False),
-                    view_func=stream_view(service, feeds, item=item),
-                    methods=["GET"],
-                )
     return blueprint

@@ -222,9 +222,10 @@ class DataApi:
                 "end it with $limit (and page with $skip)",
                 code="InvalidParameter",
             )
-        # Dropped by the first stages already; masked again in case an engine's
-        # $$ROOT still holds them (the embedded store's does).
-        return {"documents": [target.access.fields.apply(document) for document in documents]}
+        # Dropped by the first stages already; taken out again, at any depth, in
+        # case an engine's $$ROOT still holds them (the embedded store's does).
+        fields = target.access.fields
+        return {"documents": [fields.apply_within(document) for document in documents]}
 
     async def _insert(self, target: Target, request: ActionRequest) -> Document:
         single = request.action.name == "insertOne"

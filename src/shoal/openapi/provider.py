@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from quart_schema import OpenAPIProvider
 from werkzeug.routing import Rule
 
+from ..config import SETTINGS_KEY, Settings
 from ..dataapi import BLUEPRINT as DATA_API_BLUEPRINT
 from ..dataapi import EXTENSION_KEY as DATA_API_KEY
 from ..dataapi import DataApi, routes
@@ -160,8 +161,15 @@ class ShoalOpenAPIProvider(OpenAPIProvider):
         tags: list[Schema] = []
         # quart-schema holds the app through a weak proxy; the extension is the same object.
         resources: Resources = self._app.extensions[RESOURCES_KEY]
+        settings: Settings = self._app.extensions[SETTINGS_KEY]
+        limits = settings.rate_limits
         for resource_service in resources.services.values():
-            resource = ResourceDocument(resource_service.resource)
+            name = resource_service.resource.name
+            resource = ResourceDocument(
+                resource_service.resource,
+                resources.routes.of(name),
+                lambda route, method: route.limited(method, limits),
+            )
             paths.update(resource.paths())
             _merge(components["schemas"], resource.schemas(), "schemas")
             tags.append(

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..resources import STREAM_SEGMENT, Resource
+from ..resources import Resource
+from ..resources.routes import Route
 from ..resources.updates import UPDATE_MEDIA_TYPE
 from .components import (
     AUTHENTICATED_READ,
@@ -107,8 +108,14 @@ def _without_required(node: Any) -> Any:
 class ResourceDocument:
     """The paths and component schemas of one resource."""
 
-    def __init__(self, resource: Resource) -> None:
+    def __init__(
+        self, resource: Resource, routes: list[Route], limited: Callable[[Route, str], bool]
+    ) -> None:
         self.resource = resource
+        #: The resource's routes (the route table's rows).
+        self.routes = routes
+        #: Whether a rate limit counts a method on a route (the limiter says).
+        self.limited = limited
         self.name = resource.name
         self.settings = resource.settings
         self.names = component_names(resource.name)
@@ -339,45 +346,74 @@ class ResourceDocument:
     # -- paths -----------------------------------------------------------
 
     def paths(self) -> dict[str, dict[str, Any]]:
-        collection: dict[str, Any] = {}
-        for method in _documented(self.settings.resource_methods):
-            if self.settings.aggregation is not None:
-                collection[method.lower()] = self._aggregation_operation(method)
-            else:
-                collection[method.lower()] = self._collection_operation(method)
-        item: dict[str, Any] = {}
-        for method in _documented(self.settings.item_methods):
-            item[method.lower()] = self._item_operation(method)
+        """Every route of the resource (the route table's), with its methods."""
+        paths: dict[str, dict[str, Any]] = {}
         parents = self._path_parameters()
-        if collection and parents:
-            collection["parameters"] = parents
-        if item:
-            item["parameters"] = [*parents, self._item_parameter()]
-        paths = {}
-        if collection:
-            paths[f"/{self.path}"] = collection
-        if item:
-            paths[f"/{self.path}/{{item_id}}"] = item
-        lookup = self.settings.additional_lookup
-        if lookup is not None:
-            paths[f"/{self.path}/by-{lookup.field}/{{value}}"] = self._lookup_path(lookup.field)
-        if self.settings.streams:
-            paths[f"/{self.path}/{STREAM_SEGMENT}"] = {"get": self._stream_operation(item=False)}
-            paths[f"/{self.path}/{{item_id}}/{STREAM_SEGMENT}"] = {
-                "get": self._stream_operation(item=True),
-                "parameters": [self._item_parameter()],
-            }
+        for route in self.routes:
+            entry: dict[str, Any] = {}
+            for method in _documented(route.methods):
+                operation = self._operation_of(route, method)
+                entry[method.lower()] = self._with_policies(operation, route, method)
+            if not entry:
+                continue
+            parameters = [*parents]
+            if route.kind in ("item", "item_stream"):
+                parameters.append(self._item_parameter())
+            elif route.kind == "lookup":
+                parameters.append(self._lookup_parameter())
+            if parameters:
+                entry["parameters"] = parameters
+            paths[route.path] = entry
         return paths
 
-    def _lookup_path(self, field: str) -> dict[str, Any]:
+    def _operation_of(self, route: Route, method: str) -> Schema:
+        if route.kind == "collection":
+            if self.settings.aggregation is not None:
+                return self._aggregation_operation(method)
+            return self._collection_operation(method)
+        if route.kind == "item":
+            return self._item_operation(method)
+        if route.kind == "lookup":
+            return self._lookup_operation()
+        return self._stream_operation(item=route.kind == "item_stream")
+
+    def _with_policies(self, operation: Schema, route: Route, method: str) -> Schema:
+        """What the request policies add to an operation, as the route table
+        says they apply: an ``Idempotency-Key`` where it makes the write done
+        once (with the replay's header and the key's own errors), a 429 where
+        a rate limit counts the request."""
+        responses: dict[str, Schema] = dict(operation["responses"])
+        if route.keyed(method):
+            parameters = list(operation.get("parameters", []))
+            key = ref("Idempotency-Key", "parameters")
+            if key not in parameters:
+                parameters.insert(0, key)
+            operation["parameters"] = parameters
+            for status, answer in responses.items():
+                if status.startswith("2") and "$ref" not in answer:
+                    headers = dict(answer.get("headers", {}))
+                    headers["Idempotent-Replayed"] = header_ref("Idempotent-Replayed")
+                    responses[status] = {**answer, "headers": headers}
+            # 409: the key's first request still runs; 422: the key was used
+            # with another body.
+            for code in (409, 422):
+                responses.setdefault(str(code), ref(ERROR_STATUSES[code], "responses"))
+        if self.limited(route, method):
+            responses["429"] = ref(ERROR_STATUSES[429], "responses")
+        operation["responses"] = dict(sorted(responses.items()))
+        return operation
+
+    def _lookup_operation(self) -> Schema:
+        lookup = self.settings.additional_lookup
+        assert lookup is not None
         title = self.resource.item_title.lower()
         operation = self._operation(
             "GET",
             item=True,
-            operation_id=f"get_{self.name}_by_{field}",
-            summary=f"Get one {title} by its {field}",
-            description=f"The first {title} whose `{field}` is the value (read only; its "
-            "`_links.self` names it by id).",
+            operation_id=f"get_{self.name}_by_{lookup.field}",
+            summary=f"Get one {title} by its {lookup.field}",
+            description=f"The first {title} whose `{lookup.field}` is the value (read only; "
+            "its `_links.self` names it by id).",
         )
         operation["parameters"] = [
             ref("projection", "parameters"),
@@ -387,14 +423,18 @@ class ResourceDocument:
         ]
         success = _read_answers("GET", f"The {title}.", self.names["item"])
         operation["responses"] = self._responses("GET", success, {400, 404}, item=True)
-        value: Schema = {
+        return operation
+
+    def _lookup_parameter(self) -> Schema:
+        lookup = self.settings.additional_lookup
+        assert lookup is not None
+        return {
             "name": "value",
             "in": "path",
             "required": True,
-            "description": f"A `{field}` value.",
-            "schema": self._field_schema(field),
+            "description": f"A `{lookup.field}` value.",
+            "schema": self._field_schema(lookup.field),
         }
-        return {"get": operation, "parameters": [*self._path_parameters(), value]}
 
     def _aggregation_operation(self, method: str) -> Schema:
         name = self.name
@@ -474,7 +514,8 @@ class ResourceDocument:
         self, method: str, success: Mapping[str, Schema], statuses: Iterable[int], *, item: bool
     ) -> dict[str, Schema]:
         # 401 even where the method is public: credentials sent must be valid.
-        codes = set(statuses) | {401, 429, 503}
+        # (429 where a limit counts the request: ``_with_policies``.)
+        codes = set(statuses) | {401, 503}
         if self.settings.url_variables:
             codes.add(404)  # a parent id that cannot be one
         if self._security(method, item=item) or method not in _SAFE:
@@ -562,10 +603,7 @@ class ResourceDocument:
                 "them all at once: if any of them is invalid, none is inserted and the 422 "
                 "lists the problems of each.",
             )
-            operation["parameters"] = [
-                ref("Idempotency-Key", "parameters"),
-                ref("PreferReturn", "parameters"),
-            ]
+            operation["parameters"] = [ref("PreferReturn", "parameters")]
             operation["requestBody"] = {
                 "required": True,
                 "content": {
@@ -582,7 +620,6 @@ class ResourceDocument:
             headers = {
                 "Location": header_ref("Location"),
                 "ETag": header_ref("ETag"),
-                "Idempotent-Replayed": header_ref("Idempotent-Replayed"),
                 "Preference-Applied": header_ref("Preference-Applied"),
             }
             item = ref(self.names["item"])
@@ -740,7 +777,6 @@ class ResourceDocument:
                 summary=f"Change some fields of one {title}",
             )
             body = ref(self.names["patch"])
-            operation["parameters"] = [ref("Idempotency-Key", "parameters")]
             if self.settings.atomic_updates:
                 operation["description"] = (
                     "Send the changed fields as `application/json` (with `If-Match`), or "
@@ -786,8 +822,6 @@ class ResourceDocument:
             },
             "204": {"description": "Saved (`Prefer: return=minimal`).", "headers": headers},
         }
-        if method == "PATCH":
-            success["200"]["headers"]["Idempotent-Replayed"] = header_ref("Idempotent-Replayed")
         operation["responses"] = self._responses(
             method, success, {400, 404, 409, 412, 413, 415, 422, 428}, item=True
         )

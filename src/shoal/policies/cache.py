@@ -60,16 +60,7 @@ from ..http.json import no_content
 from ..http.methods import READ_METHODS
 from ..http.metrics import ROUTE_SCOPE_KEY
 from ..metrics import cache_lookup
-from ..resources import (
-    Resource,
-    Resources,
-    ResourceService,
-    collection_endpoint,
-    collection_rule,
-    item_endpoint,
-    item_rule,
-    lookup_endpoint,
-)
+from ..resources import Resource, Resources, ResourceService
 from ..state import Breaker, SharedState, StateUnavailable, bump_generation, generation_key
 from ..tasks import cancel
 
@@ -121,18 +112,21 @@ class ResponseCache:
             if service.resource.settings.cache_ttl is None:
                 continue
             self.dependencies[name] = _dependencies(service.resource)
-            if _fast_path_allowed(service.resource, settings) and not self.dependencies[name]:
-                config = service.resource.settings
+            self.cached.append(name)
+        for route in resources.routes:
+            if route.cached("GET"):
+                service = resources.services[route.resource.name]
+                self.services[route.qualified_endpoint] = (service, route.item)
+        for name in self.cached:
+            resource = resources.services[name].resource
+            if _fast_path_allowed(resource, settings) and not self.dependencies[name]:
+                config = resource.settings
                 self.fast[name] = (
                     "GET" in config.public_methods,
                     "GET" in config.public_item_methods,
                 )
-                path = service.resource.path
-                self.fast_rules[name] = (collection_rule(path), item_rule(path))
-            self.cached.append(name)
-            self.services[collection_endpoint(name)] = (service, False)
-            self.services[item_endpoint(name)] = (service, True)
-            self.services[lookup_endpoint(name)] = (service, True)
+                rules = {route.kind: route.rule for route in resources.routes.of(name)}
+                self.fast_rules[name] = (rules["collection"], rules.get("item", ""))
         #: Collection → the cached resources a write to it makes stale.
         self.stale_after: dict[str, list[str]] = {
             collection: [name for name in names if name in self.dependencies]

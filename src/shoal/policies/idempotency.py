@@ -47,8 +47,8 @@ from ..config import Settings
 from ..dataapi import action_endpoints
 from ..errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableEntity
 from ..hashing import sha256_hex
-from ..resources import collection_endpoint, item_endpoint
 from ..resources.once import HEADER, WriteKey
+from ..resources.routes import RouteTable
 from ..state import SharedState, StateUnavailable
 from .caller import caller_key
 
@@ -61,9 +61,8 @@ KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
 KEPT_HEADERS = ("Content-Type", "Location", "ETag", "Last-Modified")
 #: Answers that are not kept: the request may well succeed when tried again.
 NOT_KEPT = frozenset({401, 403, 408, 412, 428, 429})
-#: The methods a key applies to, on a collection and on an item.
-KEYED_COLLECTION_METHODS = frozenset({"POST"})
-KEYED_ITEM_METHODS = frozenset({"PATCH", "PUT", "DELETE"})
+#: The methods a key applies to on a Data API action that writes (resources'
+#: routes say theirs: ``Route.keyed``).
 KEYED_ACTION_METHODS = frozenset({"POST"})
 
 
@@ -76,15 +75,17 @@ class _Claim:
 class Idempotency:
     """The extension: claims a key before the view, keeps the answer after it."""
 
-    def __init__(self, settings: Settings, state: SharedState) -> None:
+    def __init__(self, settings: Settings, state: SharedState, routes: RouteTable) -> None:
         self.state = state
         self.ttl = settings.idempotency.ttl
         self.lock_ttl = settings.idempotency.lock_ttl
         self.trusted_proxies = settings.trusted_proxies
+        #: Endpoint → the methods a key applies to there.
         self.endpoints: dict[str, frozenset[str]] = {}
-        for name in settings.resources:
-            self.endpoints[collection_endpoint(name)] = KEYED_COLLECTION_METHODS
-            self.endpoints[item_endpoint(name)] = KEYED_ITEM_METHODS
+        for route in routes:
+            keyed = frozenset(method for method in route.methods if route.keyed(method))
+            if keyed:
+                self.endpoints[route.qualified_endpoint] = keyed
         for endpoint, action in action_endpoints(settings.data_api).items():
             if action.writes:
                 self.endpoints[endpoint] = KEYED_ACTION_METHODS

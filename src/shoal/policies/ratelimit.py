@@ -41,13 +41,13 @@ from quart_rate_limiter import (
     RateLimiter,
 )
 
-from ..config import RateLimitSettings, Settings, parse_rate
+from ..config import Settings, parse_rate
 from ..dataapi import action_endpoints
 from ..errors import ServiceUnavailable, TooManyRequests
 from ..hashing import sha256_hex
 from ..http.methods import SAFE_METHODS
 from ..metrics import RATE_LIMIT_REJECTIONS
-from ..resources import resource_endpoints
+from ..resources.routes import RouteTable
 from ..state import Breaker, Rate, RateVerdict, SharedState, StateUnavailable
 from .caller import caller_key
 
@@ -67,17 +67,6 @@ _EXEMPT: _Plan = (None, "read", [], "*")
 def method_class(method: str) -> str:
     """``read`` for GET, HEAD and OPTIONS; ``write`` for every other method."""
     return "read" if method in SAFE_METHODS else "write"
-
-
-def _rates(settings: RateLimitSettings | None) -> dict[str, Rate]:
-    rates: dict[str, Rate] = {}
-    if settings is None:
-        return rates
-    for name in ("read", "write"):
-        text = getattr(settings, name)
-        if text is not None:
-            rates[name] = Rate(*parse_rate(text))
-    return rates
 
 
 def _describe(rate: Rate) -> str:
@@ -102,18 +91,18 @@ class SharedRateLimiter(RateLimiter):
     and counted together in one round trip.
     """
 
-    def __init__(self, settings: Settings, state: SharedState) -> None:
+    def __init__(self, settings: Settings, state: SharedState, routes: RouteTable) -> None:
         super().__init__(key_function=self.caller)
         self.state = state
         self.fail_open = settings.rate_limits.fail_open
         self.trusted_proxies = settings.trusted_proxies
-        self.global_rates = _rates(settings.rate_limits)
-        self.resource_rates = {
-            name: _rates(resource.rate_limits) for name, resource in settings.resources.items()
+        self.global_limits = settings.rate_limits
+        self.resource_limits = {
+            name: resource.rate_limits for name, resource in settings.resources.items()
         }
-        # The resource behind each resource endpoint (see api/resources.py).
+        # The resource behind each resource endpoint (the route table).
         self.endpoint_resources: Mapping[str, str] = {
-            endpoint: name for name in settings.resources for endpoint in resource_endpoints(name)
+            route.qualified_endpoint: route.resource.name for route in routes
         }
         # Data API actions are all POSTs: each counts as the read or write it is.
         self.endpoint_kinds: Mapping[str, str] = {
@@ -143,7 +132,6 @@ class SharedRateLimiter(RateLimiter):
             return _EXEMPT
         kind = self.endpoint_kinds.get(endpoint) or method_class(request.method)
         resource = self.endpoint_resources.get(endpoint)
-        own = self.resource_rates.get(resource, {}) if resource is not None else {}
         decorated: list[RateLimit] = [
             *getattr(view, QUART_RATE_LIMITER_LIMITS_ATTRIBUTE, []),
             *getattr(
@@ -152,9 +140,19 @@ class SharedRateLimiter(RateLimiter):
                 [],
             ),
         ]
-        rate = own.get(kind) or self.global_rates.get(kind)
-        bucket = resource if resource is not None and kind in own else "*"
+        rate, bucket = self.configured(resource, kind)
         return rate, kind, decorated, bucket
+
+    def configured(self, resource: str | None, kind: str) -> tuple[Rate | None, str]:
+        """The configured limit of a class of requests, of a resource or of
+        any route (None: no limit), and its bucket: the resource's own where it
+        overrides the class, else the one all routes share ("*")."""
+        own = self.resource_limits.get(resource) if resource is not None else None
+        text, its_own = self.global_limits.rate_of(kind, own)
+        if text is None:
+            return None, "*"
+        rate = Rate(*parse_rate(text))
+        return rate, resource if its_own and resource is not None else "*"
 
     async def limits(self) -> list[tuple[str, Rate]]:
         """The (key, rate) pairs the current request counts against."""

@@ -2,20 +2,12 @@
 to their documents."""
 
 from .access import UNRESTRICTED, Access
-from .endpoints import (
-    BLUEPRINT,
-    STREAM_SEGMENT,
-    collection_endpoint,
-    collection_rule,
-    item_endpoint,
-    item_rule,
-    lookup_endpoint,
-    resource_endpoints,
-    stream_endpoint,
-)
+from .endpoints import BLUEPRINT, STREAM_SEGMENT
 from .hooks import Hooks, shoal_hooks
+from .model import Page, Resource, SoftDeleted
 from .registry import EXTENSION_KEY, Resources, build_resources, get_resources, readers
-from .service import Page, Resource, ResourceService, SoftDeleted
+from .routes import Route, RouteTable
+from .service import ResourceService
 
 __all__ = [
     "BLUEPRINT",
@@ -28,16 +20,11 @@ __all__ = [
     "Resource",
     "ResourceService",
     "Resources",
+    "Route",
+    "RouteTable",
     "SoftDeleted",
     "build_resources",
-    "collection_endpoint",
-    "collection_rule",
     "get_resources",
-    "item_endpoint",
-    "item_rule",
-    "lookup_endpoint",
     "readers",
-    "resource_endpoints",
     "shoal_hooks",
-    "stream_endpoint",
 ]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jsonschema_rs
 import orjson
@@ -39,10 +39,8 @@ from ..storage import Storage
 from .access import Access
 from .fields import FORMATS, to_native
 from .hooks import Hooks
+from .model import Resource
 from .query import ListQuery
-
-if TYPE_CHECKING:  # the service module imports this one
-    from .service import Resource
 
 Document = dict[str, Any]
 
@@ -227,10 +225,11 @@ _STAGE_PARTS: dict[str, dict[str, int]] = {
 def _substitute(pipeline: list[Any], values: Mapping[str, Any]) -> list[Any]:
     """The pipeline with its declared variables filled in: whole-string values
     equal to a variable's name (never keys) become the client's value, always
-    as data. In a query a string is a value already; in an expression the
-    value goes in as ``{"$literal": value}``, so that ``"$salary"`` or
-    ``"$$ROOT"`` stays a string instead of reading a field; in a stage's own
-    settings a string starting with ``$`` is refused (400)."""
+    as data. In a query a string is a value already; in an expression a
+    value holding a string that starts with ``$`` goes in as ``{"$literal":
+    value}``, so that ``"$salary"`` or ``"$$ROOT"`` stays a string instead of
+    reading a field (any other value is a literal there as it is); in a
+    stage's own settings such a string is refused (400)."""
     filled: list[Any] = _fill(pipeline, _PIPELINE, values)
     return filled
 
@@ -242,13 +241,13 @@ def _fill(node: Any, context: int, values: Mapping[str, Any]) -> Any:
         value = copy.deepcopy(values[node])
         if value is PRUNED or context == _QUERY:
             return value
-        if context == _SETTING:
-            if any(text.startswith("$") for text in pipeline_strings(value)):
-                raise BadRequest(
-                    f"aggregate: {node} sets a part of a stage here; it cannot start with $"
-                )
-            return value
-        return {"$literal": value}
+        dollar = any(text.startswith("$") for text in pipeline_strings(value))
+        if context == _SETTING and dollar:
+            raise BadRequest(
+                f"aggregate: {node} sets a part of a stage here; it cannot start with $"
+            )
+        # Only a string starting with $ reads anything in an expression.
+        return {"$literal": value} if dollar and context != _SETTING else value
     if isinstance(node, list):
         inner = _STAGE if context == _PIPELINE else context
         return [_fill(item, inner, values) for item in node]

@@ -39,9 +39,9 @@ from ..errors import ApiError, BadRequest, ServiceUnavailable
 from ..storage import ChangeStream, ChangeStreamsUnsupported, ResumeFailed, Storage
 from ..tasks import cancel
 from .access import Access
+from .model import DELETED
 from .query import QueryRules, parse_where
 from .registry import Resources
-from .service import DELETED
 
 if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
     from quart import Quart

@@ -18,7 +18,9 @@ from .documents import etag_key
 from .hooks import EXTENSION_KEY as HOOKS_KEY
 from .hooks import Hooks
 from .indexes import Indexed, ensure_indexes_in_background, record_index_problem
-from .service import Resource, ResourceService
+from .model import Resource
+from .routes import RouteTable
+from .service import ResourceService
 
 if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
     from quart import Quart
@@ -67,10 +69,13 @@ class Resources:
         cursors = CursorCodec(settings.secret_key.get_secret_value())
         #: The app's event hooks (``shoal_hooks(app)``).
         self.hooks = Hooks(frozenset(settings.resources))
+        built = build_resources(settings)
         self.services: dict[str, ResourceService] = {
             name: ResourceService(resource, storage, cursors, self.hooks)
-            for name, resource in build_resources(settings).items()
+            for name, resource in built.items()
         }
+        #: Every route of every resource (``routes.py``).
+        self.routes = RouteTable(built)
         #: Collection → the resources whose answers show its documents.
         self.readers = {
             service.collection: readers(settings, service.collection)

@@ -17,7 +17,7 @@ length).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -26,10 +26,8 @@ from ..schemas import ITEMS
 from ..storage import Storage
 from .access import Access
 from .fields import Relation, values_at
+from .model import Resource
 from .visibility import EVERYTHING
-
-if TYPE_CHECKING:  # the service module imports this one
-    from .service import Resource
 
 Document = dict[str, Any]
 

@@ -16,8 +16,8 @@ import orjson
 
 from ..schemas import ITEMS
 from .documents import Document, etag_of
+from .model import DELETED, DELETED_MESSAGE, Page, Resource
 from .query import ListQuery
-from .service import DELETED, DELETED_MESSAGE, Page, Resource
 from .versioning import LATEST_VERSION, VERSION, version_of
 
 
@@ -47,9 +47,9 @@ def _related(resource: Resource, document: Document) -> dict[str, Any]:
             continue  # a sub-resource's URL needs the parent's id, which a reference lacks
         lookup = target.settings.additional_lookup
         if field == target.ids.field:
-            prefix = target.path
+            kind, variable = "item", "item_id"
         elif lookup is not None and lookup.field == field:
-            prefix = f"{target.path}/by-{field}"
+            kind, variable = "lookup", "value"
         else:
             continue
         value = document.get(path[0])
@@ -59,17 +59,18 @@ def _related(resource: Resource, document: Document) -> dict[str, Any]:
         if relation.many:
             if isinstance(value, list):
                 related[path[0]] = [
-                    _link(target, prefix, field, item) for item in value if item is not None
+                    _link(target, kind, variable, field, item) for item in value if item is not None
                 ]
         elif not isinstance(value, list):
-            related[path[0]] = _link(target, prefix, field, value)
+            related[path[0]] = _link(target, kind, variable, field, value)
     return related
 
 
-def _link(target: Resource, prefix: str, field: str, reference: Any) -> Document:
+def _link(target: Resource, kind: str, variable: str, field: str, reference: Any) -> Document:
+    """A link to the target's item (or lookup) route naming ``reference``."""
     if isinstance(reference, Mapping):  # embedded
         reference = reference.get(field)
-    return {"title": target.item_title, "href": f"{prefix}/{quote(str(reference), safe='')}"}
+    return {"title": target.item_title, "href": target.link(kind, {variable: reference})}
 
 
 def with_features(resource: Resource, document: Document) -> Document:

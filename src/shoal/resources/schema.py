@@ -72,13 +72,20 @@ class DocumentSchema:
             return {"_id": error.message}
         return {}
 
-    def readonly_issues(self, body: Mapping[str, Any]) -> dict[str, str]:
-        """Fields a client sent that only the server may set."""
+    def unwritable(self, paths: Iterable[str], *, client_id: bool = False) -> dict[str, str]:
+        """The fields (dotted paths) a client may not write, each with its one
+        message: Shoal's own (``_``-prefixed; ``_id`` too, unless ``client_id``:
+        a new document's id chosen by the client), the owner field (set by the
+        server), and read-only fields (``readonly``, ``readOnly: true``)."""
         issues: dict[str, str] = {}
-        for key in body:
-            top = key.split(".", 1)[0]
-            if top in self.readonly:
-                issues[key] = "field is read-only"
+        for path in paths:
+            top = path.split(".", 1)[0]
+            if top.startswith("_") and not (client_id and path == "_id"):
+                issues[path] = "field is read-only"
+            elif top in self.server_fields:
+                issues[path] = "field is set by the server"
+            elif top in self.readonly:
+                issues[path] = "field is read-only"
         return issues
 
     def apply_defaults(self, document: dict[str, Any]) -> dict[str, Any]:

@@ -21,15 +21,13 @@ document, before it changes) before writing its own.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pymongo import ASCENDING, IndexModel
 
 from ..errors import Conflict
 from ..storage import Session, Storage
-
-if TYPE_CHECKING:  # the service module imports this one
-    from .service import Resource
+from .model import Resource
 
 Document = dict[str, Any]
 
@@ -104,6 +102,50 @@ class Versions:
     async def forget(self, item_id: Any, session: Session) -> None:
         """Every version of a document (hard-deleted)."""
         await self.storage.delete_many(self.collection, self._of_document(item_id), session=session)
+
+    # -- versioned writes: the document and its versions, in one transaction
+    # where MongoDB runs them (the caller's ``session``), else in this order.
+
+    async def insert_documents(self, documents: list[Document], session: Session) -> None:
+        """New documents, and their version 1."""
+        await self.storage.insert_many(self.resource.collection, documents, session=session)
+        await self.insert(documents, session)
+
+    async def replace_document(
+        self,
+        current: Document,
+        filter: Document,
+        replacement: Document,
+        session: Session,
+    ) -> bool:
+        """Replace ``current`` where ``filter`` still matches it, keeping the
+        version it is at (the one a crash may have left unkept) before, and the
+        new one after; whether it matched."""
+        await self.record(current, session)
+        matched = await self.storage.replace_if(
+            self.resource.collection, filter, replacement, session=session
+        )
+        if matched:
+            await self.record({**replacement, "_id": current["_id"]}, session)
+        return matched
+
+    async def delete_document(self, item_id: Any, filter: Document, session: Session) -> bool:
+        """Delete the document where ``filter`` still matches it, and its
+        versions; whether it matched."""
+        deleted = await self.storage.delete_if(self.resource.collection, filter, session=session)
+        if deleted:
+            await self.forget(item_id, session)
+        return deleted
+
+    async def delete_documents(self, filter: Document) -> int:
+        """Delete every document ``filter`` matches, and their versions."""
+        stored = await self.storage.find_all(
+            self.resource.collection, filter, projection={"_id": 1}
+        )
+        ids = [document["_id"] for document in stored]
+        deleted = await self.storage.delete_many(self.resource.collection, {"_id": {"$in": ids}})
+        await self.storage.delete_many(self.collection, {ID_DOCUMENT: {"$in": ids}})
+        return deleted
 
     # -- reads -----------------------------------------------------------
 

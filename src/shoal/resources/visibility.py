@@ -103,6 +103,25 @@ class FieldMask:
             return kept
         return dict(shown)
 
+    def apply_within(self, document: Document) -> Document:
+        """``apply``, and the hidden fields (``hidden``, by their paths) taken
+        out of every document nested anywhere inside too: for what an
+        aggregation made, where a copy of a whole document (``$$ROOT``) may sit
+        under any name."""
+        shown = self.apply(document)
+        if not self.hidden:
+            return shown
+        return {key: self._within(value) for key, value in shown.items()}
+
+    def _within(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self._within(item) for item in value]
+        if isinstance(value, dict):
+            for path in self.hidden:
+                value = _without(value, path.split("."))
+            return {key: self._within(item) for key, item in value.items()}
+        return value
+
     def stages(self) -> list[Document]:
         """Aggregation stages that drop what the caller may not read (none when
         nothing is hidden)."""
