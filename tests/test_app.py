@@ -14,11 +14,13 @@ from shoal.app import create_app, policies
 from shoal.config import ConfigError, read_config_file
 from shoal.http.admission import Admission
 from shoal.http.compression import WholeBody
+from shoal.http.cors import Cors
 from shoal.http.edge import Edge
 from shoal.http.fast_path import FastPath
 from shoal.http.finish_writes import FinishWrites
 from shoal.http.instance import InstanceHeader
 from shoal.http.lifecycle import CloseWhenDraining
+from shoal.http.metrics import RouteLabel
 from shoal.policies.cache import ResponseCache, get_cache
 from shoal.policies.idempotency import EXTENSION_KEY as IDEMPOTENCY_KEY
 from shoal.policies.idempotency import Idempotency
@@ -72,14 +74,41 @@ def test_middleware_that_has_nothing_to_do_is_left_out(settings_factory: Setting
 def test_policies_run_limits_then_idempotency_then_the_cache(
     settings_factory: SettingsFactory,
 ) -> None:
-    app = create_app(settings_factory(resources=cached_resources()))
+    settings = settings_factory(resources=cached_resources())
+    app = create_app(settings)
     cache = get_cache(app)
-    ordered = policies(get_rate_limiter(app), app.extensions[IDEMPOTENCY_KEY], cache)
+    ordered = policies(settings, get_rate_limiter(app), app.extensions[IDEMPOTENCY_KEY], cache)
     assert [type(policy) for policy in ordered] == [
         SharedRateLimiter,
         Idempotency,
         ResponseCache,
     ]
+
+
+def test_the_route_label_comes_first_and_cors_last_in_the_one_ordered_list(
+    settings_factory: SettingsFactory,
+) -> None:
+    """Every request hook of Shoal's comes from the ordered list: none is
+    registered beside it (the metrics' route label and CORS were)."""
+    settings = settings_factory(
+        resources=cached_resources(),
+        metrics={"token": "a-metrics-token-of-16+"},
+        cors={"allow_origins": ["https://app.example"]},
+    )
+    app = create_app(settings)
+    ordered = policies(
+        settings, get_rate_limiter(app), app.extensions[IDEMPOTENCY_KEY], get_cache(app)
+    )
+    assert [type(policy) for policy in ordered] == [
+        RouteLabel,
+        SharedRateLimiter,
+        Idempotency,
+        ResponseCache,
+        Cors,
+    ]
+    kinds = [type(policy) for policy in ordered]
+    assert [type(hook.__self__) for hook in app.before_request_funcs[None]] == kinds
+    assert [type(hook.__self__) for hook in app.after_request_funcs[None]] == kinds
 
 
 # --- hooks named by the config -------------------------------------------------------

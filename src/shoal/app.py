@@ -39,7 +39,7 @@ from .dataapi import DataApi
 from .http.admission import Admission
 from .http.asgi import Middleware
 from .http.compression import compressed
-from .http.cors import install_cors
+from .http.cors import Cors
 from .http.edge import Edge
 from .http.errors import register_error_handlers
 from .http.fast_path import FastPath
@@ -47,7 +47,7 @@ from .http.finish_writes import FinishWrites
 from .http.instance import InstanceHeader
 from .http.json import OrjsonProvider, install_json_provider
 from .http.lifecycle import CloseWhenDraining, Lifecycle
-from .http.metrics import Metrics
+from .http.metrics import Metrics, RouteLabel
 from .http.request_id import RequestIdFilter
 from .http.stack import build_stack
 from .logs import configure_logging
@@ -113,12 +113,10 @@ def create_app(
     lifecycle.on_drain(feeds.close)
 
     if settings.metrics.enabled:
-        # First of the before-request hooks: the route template for the metrics.
         Metrics.init_app(app)
-    for policy in policies(limiter, idempotency, cache):
+    for policy in policies(settings, limiter, idempotency, cache):
         app.before_request(policy.before_request)
         app.after_request(policy.after_request)
-    install_cors(app, settings.cors)
     register_blueprints(app, resources, feeds, data_api)
     ApiDocs(settings.docs).init_app(app)
     register_hooks(app, settings)
@@ -220,15 +218,26 @@ def _unqueued(path: str) -> bool:
 
 
 def policies(
-    limiter: SharedRateLimiter, idempotency: Idempotency, cache: ResponseCache
+    settings: Settings,
+    limiter: SharedRateLimiter,
+    idempotency: Idempotency,
+    cache: ResponseCache,
 ) -> list[RequestPolicy]:
     """The request policies around every view, in the order their
-    before-request hooks run."""
-    # Limits first: a refused request costs one Redis round trip, and cache
+    before-request hooks run (their after-request hooks run the other way)."""
+    ordered: list[RequestPolicy] = []
+    if settings.metrics.enabled:
+        # First: the route template the metrics label the request with.
+        ordered.append(RouteLabel())
+    # Limits next: a refused request costs one Redis round trip, and cache
     # hits are counted too.
-    ordered: list[RequestPolicy] = [limiter, idempotency]
+    ordered += [limiter, idempotency]
     if cache.cached:
         ordered.append(cache)
+    if settings.cors.allow_origins:
+        # Last: its after-request hook runs first, so every answer the other
+        # policies shape (a cache hit, a replay, a 429) carries CORS headers.
+        ordered.append(Cors(settings.cors))
     return ordered
 
 

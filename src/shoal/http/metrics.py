@@ -4,7 +4,7 @@
 the fast path's cache hits, errors, 304s, compressed or not. It labels each
 with the method, the status, and the route template (``/books/<item_id>``,
 never the raw path, so an id never becomes a label): Quart's URL rule, which
-``note_route`` copies into the ASGI scope before the request's policies run,
+``RouteLabel`` copies into the ASGI scope before the other request policies run,
 or what the cache's fast path or the direct reads wrote there when they
 answered. A request that matched no
 rule is labelled ``unmatched``.
@@ -23,7 +23,7 @@ import hmac
 import time
 
 import orjson
-from quart import Quart, request
+from quart import Quart, Response, request
 
 from ..errors import error_body
 from ..metrics import IDEMPOTENT_REPLAYS, exposition, http_request, worker_started, worker_stopped
@@ -43,10 +43,17 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 CLIENT_CLOSED = 499
 
 
-async def note_route() -> None:
-    """Before-request hook (the first): keep the request's URL rule in its scope."""
-    rule = request.url_rule
-    request.scope[ROUTE_SCOPE_KEY] = rule.rule if rule is not None else UNMATCHED  # type: ignore[literal-required]
+class RouteLabel:
+    """The request policy that labels a request with its route template, the
+    first of the app's ordered policies (``app.policies``): it copies Quart's
+    URL rule into the ASGI scope, where ``Metrics`` reads it."""
+
+    async def before_request(self) -> None:
+        rule = request.url_rule
+        request.scope[ROUTE_SCOPE_KEY] = rule.rule if rule is not None else UNMATCHED  # type: ignore[literal-required]
+
+    async def after_request(self, response: Response) -> Response:
+        return response
 
 
 class Metrics:
@@ -59,11 +66,10 @@ class Metrics:
 
     @staticmethod
     def init_app(app: Quart) -> None:
-        """Count this worker in ``shoal_workers`` while it serves, and note the
-        route of each request (register before the request policies)."""
+        """Count this worker in ``shoal_workers`` while it serves (the route of
+        each request is noted by ``RouteLabel``, one of the request policies)."""
         app.before_serving(_worker_started)
         app.after_serving(_worker_stopped)
-        app.before_request(note_route)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
