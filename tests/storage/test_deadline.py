@@ -56,7 +56,8 @@ async def test_an_operation_on_a_blackholed_mongodb_is_a_503_at_its_deadline(
         assert DEADLINE_MS / 1000 <= waited <= DEADLINE_MS / 1000 + SLACK, waited
         # The link is back: the next operation is answered, with no restart.
         found = await storage.find_one("books", {})
-        assert found is not None and found["title"] == "Before"
+        assert found is not None
+        assert found["title"] == "Before"
     finally:
         await storage.client.drop_database(settings.database)
         await storage.close()
