@@ -69,7 +69,7 @@ def connect_redis(url: str, *, socket_timeout: float) -> Any:
             options["password"] = query["password"][0]
         elif parts.password:
             options["password"] = unquote(parts.password)  # as redis-py reads redis://
-        sentinel = Sentinel(hosts, **options)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(hosts, **options)
         return sentinel.master_for(service, db=db)
     return redis.Redis.from_url(url, **options)
 
