@@ -67,3 +67,30 @@ def test_an_operation_with_its_own_time_limit_gets_that_much_longer() -> None:
     storage = Storage(MongoDBSettings(uri="mongodb://127.0.0.1:1", operation_timeout_ms=2000))
     assert storage.deadline() == 2.0
     assert storage.deadline(60_000) == 62.0
+
+
+@pytest.mark.engine_gap(ferretdb="change_streams")
+async def test_a_change_stream_read_on_a_blackholed_mongodb_is_a_503_at_its_deadline(
+    proxied: tuple[Proxy, str],
+) -> None:
+    """A stream's read waits up to its ``maxAwaitTimeMS`` for changes, and no
+    longer than the deadline beyond that."""
+    proxy, uri = proxied
+    settings = MongoDBSettings(
+        uri=uri, database=f"deadline_{ObjectId()}", operation_timeout_ms=DEADLINE_MS
+    )
+    storage = Storage(settings)
+    await storage.open()
+    try:
+        await storage.insert_many("books", [{"title": "Before"}])
+        stream = await storage.watch("books", max_await_ms=100)
+        assert await stream.try_next() is None
+        with proxy.toxic("timeout", streams=("upstream",), timeout=0):
+            started = time.monotonic()
+            with pytest.raises(ServiceUnavailable, match="did not answer in time"):
+                await asyncio.wait_for(stream.try_next(), 30)
+            waited = time.monotonic() - started
+        assert waited <= (DEADLINE_MS + 100) / 1000 + SLACK, waited
+    finally:
+        await storage.client.drop_database(settings.database)
+        await storage.close()

@@ -8,7 +8,6 @@ caller handles PyMongo's exceptions.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
@@ -27,7 +26,7 @@ from ..config import MongoDBSettings
 from ..errors import ApiError, BadRequest, Conflict, ServiceUnavailable
 from ..metrics import MONGODB_ERRORS
 from .changes import UNSUPPORTED_CODES, ChangeStream, ChangeStreamsUnsupported
-from .errors import SERVER_FAULT_CODES, duplicate_message, translate_errors
+from .errors import SERVER_FAULT_CODES, duplicate_message, translate_errors, within
 from .monitoring import CommandTimer
 
 if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
@@ -143,12 +142,7 @@ class Storage:
         index...) is the client's mistake: a 400.
         """
         with translate_errors(client_query=client_query):
-            try:
-                async with asyncio.timeout(timeout or self.deadline()):
-                    return await operation()
-            except TimeoutError as error:
-                MONGODB_ERRORS.labels("timeout").inc()
-                raise ServiceUnavailable("MongoDB did not answer in time") from error
+            return await within(timeout or self.deadline(), operation())
 
     async def supports_transactions(self) -> bool:
         """Whether this MongoDB runs multi-document transactions (a replica set
@@ -475,7 +469,7 @@ class Storage:
                         "replica set or a sharded cluster, not on a standalone server)"
                     ) from None
                 raise
-            return ChangeStream(stream)
+            return ChangeStream(stream, deadline=self.deadline(max_await_ms))
 
         return await self.run(operation)
 
