@@ -408,6 +408,11 @@ class ChangeFeed:
                     if event is None:
                         token = stream.resume_token or token
                         await asyncio.sleep(POLL_INTERVAL)
+                        if not stream.alive:
+                            # The server ended the cursor and the stream closed
+                            # itself (the stand-in ends a stream's cursor with the
+                            # connection it was opened on): follow a new one.
+                            break
                         continue
                     token = event["_id"]
                     self._publish(self._change(event))
