@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -46,13 +47,15 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from .docs import SOAK_END, SOAK_START
 from .local_stack import EXAMPLE_CONFIG, ROOT, LocalStack
-from .proc import children, cmdline, rss_mb
+from .proc import children, cmdline, cpu_seconds, machine_busy_seconds, rss_mb
 
 RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs" / "benchmarks.md"
-#: The soak section of docs/benchmarks.md lies between these lines.
-START, END = "<!-- soak:start -->", "<!-- soak:end -->"
+#: The soak section of docs/benchmarks.md lies between these lines (which
+#: scripts/bench keeps when it writes the rest of the page).
+START, END = SOAK_START, SOAK_END
 PASSWORD = "a soak run's password"  # noqa: S105 (a user the run makes, on loopback)
 METRICS_TOKEN = "soak-metrics-token-0123456789"  # noqa: S105
 #: Kinds of request in the mix and their weights (logins come once a second).
@@ -258,6 +261,10 @@ class Sample:
     stalls: dict[str, float]
     longest_lag_ms: dict[str, float]
     error_kinds: list[str] = field(default_factory=list)
+    #: Cores busy, on average since the previous sample, with the stack and this
+    #: harness, and with every other process of the machine.
+    cpu_stack: float = 0.0
+    cpu_other: float = 0.0
 
 
 def open_fds(pid: int) -> int:
@@ -295,8 +302,34 @@ def percentile(values: Sequence[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000
 
 
-def sample(deployment: Deployment, window: Window, started: float) -> Sample:
+@dataclass
+class Clock:
+    """CPU seconds used so far: by the machine, and by the stack and this harness."""
+
+    at: float
+    machine: float
+    stack: float
+
+    @classmethod
+    def read(cls, deployment: Deployment) -> Clock:
+        pids = [os.getpid()]
+        for process in deployment.stack.processes.values():
+            pids.append(process.pid)
+            for child in children(process.pid):
+                pids += [child, *children(child)]
+        return cls(time.monotonic(), machine_busy_seconds(), cpu_seconds(pids))
+
+
+def sample(deployment: Deployment, window: Window, started: float, clocks: list[Clock]) -> Sample:
+    """The figures now and of the window; ``clocks`` gets this sample's CPU clock."""
     workers = deployment.workers()
+    clocks.append(Clock.read(deployment))
+    cpu_stack = cpu_other = 0.0
+    if len(clocks) > 1:
+        before, now = clocks[-2], clocks[-1]
+        seconds = max(now.at - before.at, 1e-6)
+        cpu_stack = (now.stack - before.stack) / seconds
+        cpu_other = max(0.0, (now.machine - before.machine) / seconds - cpu_stack)
     lags = {
         deployment.stack.instance_name(index): loop_lag(deployment.stack.instance_url(index))
         for index in range(deployment.stack.instance_count)
@@ -313,6 +346,8 @@ def sample(deployment: Deployment, window: Window, started: float) -> Sample:
         stalls={name: lag[0] for name, lag in lags.items()},
         longest_lag_ms={name: round(lag[1], 1) for name, lag in lags.items()},
         error_kinds=sorted(set(window.errors))[:10],
+        cpu_stack=round(cpu_stack, 2),
+        cpu_other=round(cpu_other, 2),
     )
 
 
@@ -322,6 +357,7 @@ async def soak(
     """Send the mix at ``rate`` for ``seconds``; a sample every ``every`` seconds.
     Also how many sends found MAX_IN_FLIGHT requests open (counted as errors)."""
     samples: list[Sample] = []
+    clocks: list[Clock] = []
     skipped = 0
     started = time.monotonic()
     ends = started + seconds
@@ -334,7 +370,7 @@ async def soak(
         await load.one("login")
         tasks: set[asyncio.Task[None]] = set()
         subscriber = asyncio.create_task(subscribe(deployment.stack.url, load, ends))
-        samples.append(await asyncio.to_thread(sample, deployment, load.window, started))
+        samples.append(await asyncio.to_thread(sample, deployment, load.window, started, clocks))
         load.window = Window()
         tick, due, next_sample, next_login = 0.05, 0.0, started + every, started + 1
         while (now := time.monotonic()) < ends:
@@ -356,11 +392,11 @@ async def soak(
             if now >= next_sample:
                 next_sample += every
                 window, load.window = load.window, Window()
-                samples.append(await asyncio.to_thread(sample, deployment, window, started))
+                samples.append(await asyncio.to_thread(sample, deployment, window, started, clocks))
             await asyncio.sleep(max(0.0, tick - (time.monotonic() - now)))
         await asyncio.gather(*tasks)
         window, load.window = load.window, Window()
-        samples.append(await asyncio.to_thread(sample, deployment, window, started))
+        samples.append(await asyncio.to_thread(sample, deployment, window, started, clocks))
         await subscriber
     return samples, skipped
 
@@ -432,9 +468,34 @@ class Report:
             f"{statistics.median(p99) if p99 else 0:.1f} ms, worst {max(p99, default=0):.1f} ms; "
             f"{sum(s.events for s in self.samples)} stream events received",
         ]
+        out.append(self.cpu_line(after))
         for name, (met, text) in self.verdicts.items():
             out.append(f"{'met' if met else 'MISSED':>6}  {name}: {text}")
         return out
+
+    def cpu_line(self, after: list[Sample]) -> str:
+        """What else the machine ran: the cores other processes kept busy, overall
+        and in the intervals in which an event loop lagged over STALL."""
+        stalled: list[float] = []
+        calm: list[float] = []
+        for previous, current in itertools.pairwise(self.samples):
+            if current.minute < self.warmup_minutes:
+                continue
+            new = sum(current.stalls.values()) - sum(previous.stalls.values())
+            (stalled if new > 0 else calm).append(current.cpu_other)
+        stack = [s.cpu_stack for s in after]
+        line = (
+            f"CPU after the warm-up: the stack and the harness {statistics.fmean(stack):.2f} "
+            f"cores on average; other processes {statistics.fmean(stalled + calm or [0.0]):.2f} "
+            f"(at most {max(stalled + calm, default=0.0):.2f})"
+        )
+        if stalled:
+            line += (
+                f"; in the {len(stalled)} intervals with a lag over {STALL * 1000:.0f} ms, "
+                f"other processes {statistics.fmean(stalled):.2f} cores, in the others "
+                f"{statistics.fmean(calm or [0.0]):.2f}"
+            )
+        return line
 
 
 def markdown(report: Report, plot: str | None) -> str:
@@ -465,6 +526,8 @@ def markdown(report: Report, plot: str | None) -> str:
         "",
         lines[1] + ".",
         "",
+        lines[2] + ".",
+        "",
         *rows,
         "",
         "| target | | figures |",
@@ -473,7 +536,7 @@ def markdown(report: Report, plot: str | None) -> str:
         "",
     ]
     if plot:
-        parts += [f"![RSS, descriptors and latency over the soak]({plot})", ""]
+        parts += [f"![RSS, descriptors, latency and CPU over the soak]({plot})", ""]
     parts.append(END)
     return "\n".join(parts)
 
@@ -498,20 +561,23 @@ def draw(report: Report, path: Path) -> None:
     import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
 
     minutes = [s.minute for s in report.samples]
-    figure, (rss, fds, latency) = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
+    figure, (rss, fds, latency, cpu) = plt.subplots(4, 1, figsize=(9, 11), sharex=True)
     for name in report.workers:
         rss.plot(minutes, [s.rss_mb.get(name, 0.0) for s in report.samples], label=name)
         fds.plot(minutes, [s.fds.get(name, 0) for s in report.samples], label=name)
     latency.plot(minutes, [s.p99_ms for s in report.samples], label="p99 of the interval")
     latency.plot(minutes, [s.p50_ms for s in report.samples], label="p50 of the interval")
-    for axis in (rss, fds, latency):
+    cpu.plot(minutes, [s.cpu_stack for s in report.samples], label="the stack and the harness")
+    cpu.plot(minutes, [s.cpu_other for s in report.samples], label="other processes")
+    for axis in (rss, fds, latency, cpu):
         axis.axvline(report.warmup_minutes, color="grey", linestyle=":", linewidth=1)
         axis.grid(alpha=0.3)
         axis.legend(loc="lower right", fontsize=8)
     rss.set_ylabel("RSS (MB)")
     fds.set_ylabel("open descriptors")
     latency.set_ylabel("latency (ms)")
-    latency.set_xlabel("minutes (dotted: end of the warm-up)")
+    cpu.set_ylabel("cores busy")
+    cpu.set_xlabel("minutes (dotted: end of the warm-up)")
     rss.set_title(f"Soak: {report.rate:.0f} requests/s through nginx to two instances")
     figure.tight_layout()
     figure.savefig(path, dpi=90)

@@ -464,6 +464,16 @@ def test_docs_render_figures_and_target_status(tmp_path: Path) -> None:
     assert "does not count it" in page
     assert "stand-in (nx-27017" not in page
 
+    # scripts/bench writes the page anew, and keeps the soak run's section.
+    written = tmp_path / "docs" / "benchmarks.md"
+    written.parent.mkdir()
+    soak_section = "<!-- soak:start -->\n## Soak\nfigures\n<!-- soak:end -->"
+    written.write_text(f"an old page\n\n{soak_section}\n")
+    docs.write(data, tmp_path)
+    rewritten = written.read_text()
+    assert "an old page" not in rewritten
+    assert rewritten.endswith(f"\n\n{soak_section}\n")
+
 
 # --- the Lua scripts, against a tiny server -----------------------------------------
 
@@ -1315,7 +1325,7 @@ def test_the_soak_section_of_the_docs_is_replaced_and_the_rest_kept(tmp_path: Pa
     once = docs.read_text(encoding="utf-8")
     assert once.startswith("# Benchmarks\n\nThe rest.\n\n<!-- soak:start -->\n## Soak\n")
     assert "| instance-1/w1 | 80.0 MB | 100.0 MB | 101.0 MB | 50 | 50 |" in once
-    assert "![RSS, descriptors and latency over the soak](soak.png)" in once
+    assert "![RSS, descriptors, latency and CPU over the soak](soak.png)" in once
     soak.write_docs(report, docs, None)  # again: the section is replaced, not added
     again = docs.read_text(encoding="utf-8")
     assert again.count("## Soak") == 1
