@@ -273,6 +273,12 @@ class ChangeFeed:
         self.unsupported: ChangeStreamsUnsupported | None = None
         self._probed = False
 
+    @property
+    def following(self) -> bool:
+        """Whether the shared stream is open: a change written from now on reaches
+        every subscriber."""
+        return self._opened.is_set()
+
     async def check_supported(self) -> None:
         """501 if the database has no change streams (asked once per feed; a
         database that cannot be reached now is asked again next time)."""
