@@ -87,10 +87,13 @@ LOCK_TTL = 2
 #: (2.1 s at 300 ms each), a new connection's handshake adds three round trips.
 #: Its MongoDB work is quick here: a second covers that and the rest.
 REDIS_BOUND = 2 * REDIS_TIMEOUT + 1.0
-#: The longest answer while MongoDB is faulty: the operation that meets the
-#: fault ends within its timeout (server selection included); Redis calls
-#: and the operations before it are quick here.
-MONGODB_BOUND = MONGODB_TIMEOUT + 1.0
+#: The longest answer while MongoDB is faulty. Each operation ends within its
+#: timeout (server selection included), and a request of the mix makes two at
+#: most (a login reads the user, then reads it again after its not-before
+#: mark; a page reads the documents, then their count): during a flap each may
+#: wait nearly that long for a usable server and still succeed. Its Redis calls
+#: and the rest are quick here.
+MONGODB_BOUND = 2 * MONGODB_TIMEOUT + 1.0
 BOUNDS = {"redis": REDIS_BOUND, "mongodb": MONGODB_BOUND}
 #: From the fault's end until both instances serve every kind of request: a
 #: worker that saw Redis fail leaves the cache and the limiter alone for 1 s,
@@ -98,8 +101,10 @@ BOUNDS = {"redis": REDIS_BOUND, "mongodb": MONGODB_BOUND}
 #: server again within half a second of asking (its shortest heartbeat).
 RECOVERY_BOUND = 1.0 + max(REDIS_TIMEOUT, MONGODB_TIMEOUT) + 2.0
 
-#: Seconds each fault lasts (the flap lasts FLAP_SECONDS).
-WINDOW = 3.0
+#: Seconds each fault lasts (the flap lasts FLAP_SECONDS): long enough for a
+#: request to wait out two Redis timeouts (the rate limit's, then its own) and
+#: be refused while the fault lasts.
+WINDOW = 2 * REDIS_TIMEOUT + 1.0
 FLAP_SECONDS = 10.0
 #: Seconds of load before the fault goes on.
 LEAD = 0.5
