@@ -60,6 +60,13 @@ PASSWORD = "a soak run's password"  # noqa: S105 (a user the run makes, on loopb
 METRICS_TOKEN = "soak-metrics-token-0123456789"  # noqa: S105
 #: Kinds of request in the mix and their weights (logins come once a second).
 MIX = {"item": 10, "list": 3, "bearer": 2, "plain": 2, "keyed": 1}
+MIX_NAMES = {
+    "item": "anonymous reads of a book",
+    "list": "of a page of ten",
+    "bearer": "pages read with a bearer token",
+    "plain": "POSTs with an API key",
+    "keyed": "POSTs with an API key and an `Idempotency-Key`",
+}
 #: Targets, judged after the warm-up.
 RSS_GROWTH = 0.05
 STALL = 0.1
@@ -518,11 +525,24 @@ def markdown(report: Report, plot: str | None) -> str:
         for name, (met, text) in report.verdicts.items()
     ]
     lines = report.lines()
+    total = sum(MIX.values())
+    mix = ", ".join(f"{MIX_NAMES[kind]} ({weight} in {total})" for kind, weight in MIX.items())
     parts = [
         START,
         "## Soak",
         "",
-        f"`python -m benchmarks.soak` (not in CI): {lines[0]}.",
+        "`python -m benchmarks.soak` (not in CI) runs a stack of its own: Redis, the MongoDB "
+        "stand-in, two `shoal serve` instances of one worker each (the bookstore's resources, "
+        "books cached and streamed) and nginx in front. It measures how many requests a "
+        f"second the mix gets answered with {CAPACITY_CLIENTS} clients sending back to back, "
+        f"then sends it at half that rate, on a clock: {mix}; besides, a login a second "
+        "and one change-stream subscriber. It samples each worker's RSS and open "
+        "descriptors, each instance's event-loop lag (`shoal_event_loop_lag_seconds`), the "
+        "answers and the CPU used, and judges after the warm-up: RSS grown by at most "
+        f"{RSS_GROWTH * 100:.0f} %, descriptors flat, no errors, no lag over "
+        f"{STALL * 1000:.0f} ms.",
+        "",
+        lines[0].removeprefix("Soak: ") + ".",
         "",
         lines[1] + ".",
         "",
