@@ -546,7 +546,8 @@ def markdown(report: Report, plot: str | None) -> str:
         "",
         lines[1] + ".",
         "",
-        lines[2] + ".",
+        lines[2] + ". A lag counts the worker's own work and its waits for a CPU: these "
+        "figures say how busy other processes kept the machine meanwhile.",
         "",
         *rows,
         "",
