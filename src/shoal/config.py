@@ -99,6 +99,13 @@ class MongoDBSettings(_Section):
     )
     database: str = Field(default="shoal", min_length=1, pattern=r"^[^/\\. \"$]+$")
     server_selection_timeout_ms: int = Field(default=5000, gt=0)
+    operation_timeout_ms: int = Field(
+        default=10_000,
+        gt=0,
+        description="Longest Shoal waits for one MongoDB operation, the driver's retries "
+        "included; then the request gets 503 (an operation with its own maxTimeMS gets "
+        "that much more).",
+    )
     max_pool_size: int = Field(default=100, gt=0)
 
     @field_validator("uri")

@@ -5,8 +5,10 @@ messages can quote documents)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from bson.errors import InvalidDocument
 from pymongo.errors import (
@@ -24,6 +26,39 @@ from ..metrics import MONGODB_ERRORS
 logger = logging.getLogger("shoal.storage")
 
 Document = dict[str, Any]
+T = TypeVar("T")
+
+
+#: Operations given up on, still finishing their cancellation.
+_abandoned: set[asyncio.Future[Any]] = set()
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """What ``awaitable`` gives, or 503 once it has waited ``seconds`` for MongoDB.
+
+    It is cancelled then, and not waited for: the driver's clean-up of a
+    cancelled cursor (a ``killCursors`` sent on the same silent link) can wait
+    as long as the operation would have.
+    """
+    task = asyncio.ensure_future(awaitable)
+    try:
+        await asyncio.wait((task,), timeout=seconds)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if task.done():
+        return task.result()
+    task.cancel()
+    _abandoned.add(task)
+    task.add_done_callback(_settled)
+    MONGODB_ERRORS.labels("timeout").inc()
+    raise ServiceUnavailable("MongoDB did not answer in time")
+
+
+def _settled(task: asyncio.Future[Any]) -> None:
+    _abandoned.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: the request was answered 503 already
 
 
 #: MongoDB's codes for a change stream it cannot resume after a token:
