@@ -3,6 +3,7 @@ subprocess with no SHOAL_* variables but the ones a test sets."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import pytest
 import yaml
 
 import shoal
-from shoal.cli.serve import is_loopback_bind
+from shoal.cli.serve import HYPERCORN_DEFAULTS, is_loopback_bind
+from shoal.config import ENV_OVERRIDES
 from shoal.system import free_port
 from tests.utils.processes import processes_mentioning, run_shoal, wait_until
 from tests.utils.servers import wait_for_port
@@ -521,11 +523,124 @@ def test_serve_with_a_bad_worker_count_is_a_usage_error(tmp_path: Path, value: s
     assert not (tmp_path / ".shoal").exists()
 
 
-def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
+def test_no_command_is_a_usage_error_that_lists_the_commands(tmp_path: Path) -> None:
     result = run_shoal([], cwd=tmp_path)
 
     assert result.returncode == 2
-    assert "usage:" in result.stderr
+    assert result.stderr.startswith("usage: shoal ")
+    commands = re.findall(r"^    ([a-z-]+)", result.stderr, re.M)
+    assert commands == [
+        "serve", "users", "apikeys", "check-config", "openapi", "from-eve", "import"
+    ]  # fmt: skip
+    assert "run the API server" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "actions"),
+    [
+        ("users", ["create", "list", "disable", "enable", "delete", "set-roles", "set-password"]),
+        ("apikeys", ["create", "list", "revoke"]),
+    ],
+)
+def test_a_command_with_no_action_lists_its_actions(
+    tmp_path: Path, command: str, actions: list[str]
+) -> None:
+    result = run_shoal([command], cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"usage: shoal {command} ")
+    assert re.findall(r"^    ([a-z-]+)", result.stderr, re.M) == actions
+
+
+def test_serve_help_describes_the_options_their_defaults_and_the_environment(
+    tmp_path: Path,
+) -> None:
+    result = run_shoal(["serve", "--help"], cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())  # argparse wraps lines
+    assert "Run the API server" in text
+    bind, workers = HYPERCORN_DEFAULTS["bind"][0], HYPERCORN_DEFAULTS["workers"]
+    assert (
+        f"--bind HOST:PORT the address to listen on (default: hypercorn.toml's bind, else {bind})"
+        in text
+    )
+    assert (
+        f"--workers N worker processes (default: hypercorn.toml's workers, else {workers})" in text
+    )
+    assert "--config FILE the config file (YAML); default: $SHOAL_CONFIG" in text
+    for variable in [*ENV_OVERRIDES, "SHOAL_CONFIG", "SHOAL_HYPERCORN_CONFIG"]:
+        assert re.search(rf"^  {variable} +\S", result.stdout, re.M), variable
+    listed = set(re.findall(r"^  (SHOAL_[A-Z_]+) ", result.stdout, re.M))
+    assert listed == {*ENV_OVERRIDES, "SHOAL_CONFIG", "SHOAL_HYPERCORN_CONFIG"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve"],
+        ["serve", "--bind", "127.0.0.1:8000"],
+        ["users", "list"],
+        ["apikeys", "create", "--role", "editor"],
+        ["openapi"],
+        ["import", "books", "books.jsonl"],
+    ],
+    ids=" ".join,
+)
+def test_a_command_without_a_config_says_none_was_given(tmp_path: Path, args: list[str]) -> None:
+    """Not the placeholder secret key, nor anything else a default config says."""
+    result = run_shoal(args, cwd=tmp_path)
+
+    command = " ".join(arg for arg in args[:2] if not arg.startswith("-"))
+    if args[0] in ("serve", "openapi", "import"):
+        command = args[0]
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"shoal {command}: no config file given: pass --config FILE or set SHOAL_CONFIG "
+        "(docs/tutorials/getting-started.md writes one)\n"
+    )
+    assert not (tmp_path / ".shoal").exists()
+
+
+def test_shoal_config_in_the_environment_is_a_config_given(tmp_path: Path) -> None:
+    path = _write(tmp_path, "environment: development\n")
+    result = run_shoal(["openapi"], cwd=tmp_path, env={"SHOAL_CONFIG": str(path)})
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_mistyped_option_of_serve_shows_serves_usage(tmp_path: Path) -> None:
+    result = run_shoal(["serve", "--bnd", "127.0.0.1:9000"], cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: shoal serve [-h] [--config FILE] [--bind HOST:PORT]")
+    assert result.stderr.splitlines()[-1] == (
+        "shoal serve: error: unrecognized arguments: --bnd (did you mean --bind?) 127.0.0.1:9000"
+    )
+
+
+def test_a_mistyped_option_of_an_action_shows_its_usage(tmp_path: Path) -> None:
+    result = run_shoal(["users", "create", "ann", "--role", "x", "--pasword-stdin"], cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: shoal users create ")
+    assert "--pasword-stdin (did you mean --password-stdin?)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("bind", "example"),
+    [("9307", "127.0.0.1:9307"), ("localhost", "127.0.0.1:8000"), ("127.0.0.1:", "127.0.0.1:8000")],
+)
+def test_serve_asks_for_host_and_port(tmp_path: Path, bind: str, example: str) -> None:
+    """A bare port is not taken for a host name (that reaches other machines)."""
+    result = run_shoal(["serve", "--config", "x.yaml", "--bind", bind], cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: shoal serve ")
+    assert result.stderr.splitlines()[-1] == (
+        f"shoal serve: error: argument --bind: {bind!r} is not HOST:PORT; for instance "
+        f"--bind {example} (this machine only), [::1]:PORT for IPv6, or unix:PATH"
+    )
+    assert "other machines can reach" not in result.stderr.splitlines()[-1]
 
 
 def _modules_loaded_by(statement: str) -> set[str]:
