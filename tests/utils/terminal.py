@@ -8,9 +8,11 @@ import contextlib
 import fcntl
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
+import sys
 import termios
 import time
 from collections.abc import Mapping, Sequence
@@ -99,3 +101,25 @@ class Terminal:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def answer(argv: list[str]) -> int:
+    """``terminal.py --answer PASSWORD -- COMMAND…``: run COMMAND on a terminal,
+    type PASSWORD at each password prompt, then print what the terminal showed
+    and exit with COMMAND's status (the docs' tours run prompting commands so)."""
+    password = argv[argv.index("--answer") + 1]
+    command = argv[argv.index("--") + 1 :]
+    answered = 0
+    with Terminal(command, cwd=Path.cwd(), env=os.environ) as terminal:
+        while terminal._read(0.1):
+            prompts = len(re.findall(r"Password(?: again)?: ", terminal.text))
+            if prompts > answered:
+                terminal.send(password.encode() + b"\n")
+                answered = prompts
+        status = terminal.wait()
+    sys.stdout.write(terminal.text)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(answer(sys.argv))
