@@ -13,12 +13,17 @@ test's own.
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
+from shoal.app import create_app
+from shoal.auth import get_auth
 from shoal.system import free_port
 from tests.utils.doctour import ADDRESS, Tour, check, steps_of
 from tests.utils.doctour import run as run_tour
@@ -28,6 +33,10 @@ from tests.utils.servers import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
+DATA_API_ACTIONS = [
+    "insertOne", "insertMany", "findOne", "find", "updateOne", "updateMany",
+    "replaceOne", "deleteOne", "deleteMany", "aggregate",
+]  # fmt: skip
 
 
 @pytest.fixture
@@ -91,3 +100,61 @@ def test_the_tutorial_prints_what_it_says(
         _run_page(tour, checkout)
     finally:
         redis.stop()
+
+
+def test_the_data_api_how_to_prints_what_it_says(checkout: Path) -> None:
+    """docs/how-to/migrate-from-atlas-data-api.md: its config, as written, serves
+    every action's example, in order."""
+    page = (DOCS / "how-to" / "migrate-from-atlas-data-api.md").read_text(encoding="utf-8")
+    steps = steps_of(page)
+    assert [step.file[0] for step in steps if step.file] == ["atlas/shoal.yaml"]
+    actions = re.findall(r"\$BASE/action/(\w+)", "\n".join(step.text for step in steps))
+    assert sorted(actions) == sorted(DATA_API_ACTIONS), "an action without a run example"
+    assert all(step.promised for step in steps if "/action/" in step.text)
+    _run_page(Tour(steps, address=_listen_on(checkout)), checkout)
+
+
+async def test_the_how_tos_data_api_block_on_the_tutorials_config_is_refused_as_it_says(
+    mongodb_uri: str, tmp_path: Path
+) -> None:
+    """What the how-to says of its `data_api` block added to the tutorial's
+    `todo/shoal.yaml`: the collection is served, but `insertOne` of the
+    example's document breaks the resource's schema (400)."""
+    tutorial = steps_of((DOCS / "tutorials" / "getting-started.md").read_text(encoding="utf-8"))
+    how_to = steps_of(
+        (DOCS / "how-to" / "migrate-from-atlas-data-api.md").read_text(encoding="utf-8")
+    )
+    todo = yaml.safe_load(
+        next(s.file[1] for s in tutorial if s.file and s.file[0] == "todo/shoal.yaml")
+    )
+    atlas = yaml.safe_load(next(s.file[1] for s in how_to if s.file))
+    # A database of the test's own, that the Data API's "todo" stands for.
+    database = f"todo_{uuid.uuid4().hex[:8]}"
+    config = {
+        **todo,
+        "data_api": atlas["data_api"],
+        "mongodb": {"uri": mongodb_uri, "database": database},
+    }
+    config["data_api"]["data_sources"]["mongodb-atlas"]["databases"]["todo"]["name"] = database
+    path = tmp_path / "shoal.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    app = create_app(path)
+    async with app.test_app():
+        key, _ = await get_auth(app).accounts.create_api_key("data-api", ["editor"])
+        client = app.test_client()
+        namespace = {"dataSource": "mongodb-atlas", "database": "todo", "collection": "tasks"}
+        response = await client.post(
+            "/action/insertOne",
+            json={**namespace, "document": {"status": "open", "text": "Do the dishes"}},
+            headers={"apiKey": key},
+        )
+        body = await response.get_json()
+        assert response.status_code == 400, body
+        assert body["error_code"] == "SchemaValidationFailedWrite"
+        assert "title" in body["error"]
+        response = await client.post(
+            "/action/insertOne",
+            json={**namespace, "document": {"title": "Do the dishes"}},
+            headers={"apiKey": key},
+        )
+        assert response.status_code == 201, await response.get_json()
