@@ -13,11 +13,13 @@ test's own.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -25,10 +27,10 @@ import yaml
 from shoal.app import create_app
 from shoal.auth import get_auth
 from shoal.system import free_port
-from tests.utils.doctour import ADDRESS, Tour, check, steps_of
+from tests.utils.doctour import ADDRESS, Step, Tour, check, steps_of
 from tests.utils.doctour import run as run_tour
 from tests.utils.engines import DatabaseServer
-from tests.utils.processes import shoal_command
+from tests.utils.processes import ServeProcess, run_shoal, shoal_command
 from tests.utils.servers import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,3 +160,92 @@ async def test_the_how_tos_data_api_block_on_the_tutorials_config_is_refused_as_
             headers={"apiKey": key},
         )
         assert response.status_code == 201, await response.get_json()
+
+
+def _page(name: str) -> list[Step]:
+    return steps_of((DOCS / "how-to" / name).read_text(encoding="utf-8"))
+
+
+def test_the_eve_how_to_prints_what_it_says(checkout: Path) -> None:
+    steps = _page("migrate-from-eve.md")
+    assert any("from-eve" in step.text for step in steps)
+    _run_page(Tour(steps, address=_listen_on(checkout)), checkout)
+
+
+def test_the_hooks_how_to_serves_its_example(checkout: Path) -> None:
+    steps = _page("hooks.md")
+    assert [step.server for step in steps].count(True) == 1
+    _run_page(Tour(steps, address=_listen_on(checkout)), checkout)
+
+
+def _served_page(
+    steps: list[Step], root: Path, config: dict[str, Any], env: dict[str, str] | None = None
+) -> None:
+    """Run a page's blocks against `shoal serve` on ``config`` (``shoal.yaml`` at
+    the root of the copy, also ``$SHOAL_CONFIG``), as a reader with a server running."""
+    (root / "shoal.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    server = ServeProcess(root, config="shoal.yaml", bind=f"127.0.0.1:{free_port()}", env=env)
+    try:
+        server.start()
+        server.wait_ready()
+        tour_env = {**(env or {}), "SHOAL_CONFIG": "shoal.yaml"}
+        tour = Tour(steps, address=server.bind, passwords={"ops": "an ops password"})
+        outputs = run_tour(tour, root, root.parent / "scratch", env=tour_env)
+    finally:
+        server.cleanup()
+    wrong = []
+    for step, printed in zip(steps, outputs, strict=True):
+        try:
+            check(step, printed)
+        except AssertionError as error:
+            wrong.append(str(error))
+    assert not wrong, "\n\n---\n".join(wrong)
+
+
+def _bookstore() -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load((ROOT / "examples/bookstore/shoal.yaml").read_text())
+    return config
+
+
+def test_the_auth_how_tos_commands_run(checkout: Path) -> None:
+    steps = _page("auth.md")
+    assert sum("shoal users" in step.text or "shoal apikeys" in step.text for step in steps) >= 12
+    env = {"EDITOR_PASSWORD": "an editor's password", "NEW_PASSWORD": "a brand new password"}
+    _served_page(steps, checkout, _bookstore(), env)
+
+
+def test_the_api_docs_how_tos_commands_run(checkout: Path) -> None:
+    _served_page(_page("api-docs.md"), checkout, _bookstore())
+    served = json.loads((checkout / "served.json").read_text())
+    built = json.loads((checkout / "openapi.json").read_text())
+    assert served["paths"].keys() == built["paths"].keys()
+
+
+def test_the_caching_how_tos_commands_run(checkout: Path, mongodb_uri: str) -> None:
+    config = _bookstore()
+    config["resources"]["books"]["cache_ttl"] = 30
+    key = _api_key(checkout, config)
+    _served_page(_page("caching-and-limits.md"), checkout, config, {"KEY": key})
+
+
+def _api_key(root: Path, config: dict[str, Any]) -> str:
+    """A key of the reader's (role editor) for the config at the root of the copy."""
+    (root / "shoal.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = run_shoal(
+        ["apikeys", "create", "--role", "editor", "--config", "shoal.yaml"], cwd=root
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_the_operations_how_tos_commands_run(
+    checkout: Path, mongodb_uri: str, redis_url: str
+) -> None:
+    env = {
+        "SHOAL_MONGODB_URI": mongodb_uri,
+        "SHOAL_MONGODB_DATABASE": f"operations_{uuid.uuid4().hex[:8]}",
+        "SHOAL_REDIS_URL": redis_url,
+        "SHOAL_METRICS_TOKEN": "a-long-random-token",
+    }
+    config = {**_bookstore(), "redis": {"key_prefix": f"ops{uuid.uuid4().hex[:8]}:"}}
+    _served_page(_page("operations.md"), checkout, config, env)
