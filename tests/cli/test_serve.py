@@ -715,3 +715,36 @@ def test_an_unreachable_mongodb_is_logged_in_short_lines(tmp_path: Path) -> None
     assert storage, process.output()
     for message in storage:
         assert message.startswith(f"MongoDB unreachable: 127.0.0.1:{nowhere}: "), message
+
+
+#: A hook whose registration waits (in `shoal serve`'s own process, which builds
+#: the app once before anything starts) until the test interrupts it.
+HELD_REGISTRATION = """\
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def hold(app):
+    (HERE / "registering").touch()
+    while True:
+        time.sleep(0.05)
+"""
+
+
+def test_ctrl_c_before_the_workers_start_is_one_line_and_130(workdir: Path) -> None:
+    (workdir / "held.py").write_text(HELD_REGISTRATION, encoding="utf-8")
+    with (workdir / "shoal.yaml").open("a", encoding="utf-8") as config:
+        config.write("\nhooks: ['held:hold']\n")
+    process = ServeProcess(workdir, config="shoal.yaml", bind=f"127.0.0.1:{free_port()}")
+    try:
+        process.start()
+        assert wait_until(lambda: (workdir / "registering").exists(), 30), process.output()
+        process.signal(signal.SIGINT)
+        assert process.wait(30) == 130, process.output()
+    finally:
+        process.cleanup()
+    assert process.stderr().splitlines()[-1] == "shoal serve: interrupted", process.output()
+    assert "Traceback" not in process.stderr()
+    assert process.stdout() == ""
