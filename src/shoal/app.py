@@ -58,7 +58,7 @@ from .policies.idempotency import Idempotency
 from .policies.ratelimit import SharedRateLimiter
 from .resources import STREAM_SEGMENT, Resources
 from .resources.changes import ChangeFeeds
-from .state import create_state
+from .state import state_for
 from .storage import Storage
 
 
@@ -90,7 +90,7 @@ def create_app(
     # its connections with the app (before_serving / after_serving).
     storage = Storage(settings.mongodb)
     storage.init_app(app)
-    state = create_state(settings.redis)
+    state = state_for(settings)
     state.init_app(app)
     auth = Auth(settings, storage, state)
     auth.init_app(app)

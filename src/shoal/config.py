@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from .hints import unknown_key, yaml_problem
 from .schemas import (
     SchemaProblem,
     check_schema,
@@ -560,7 +561,8 @@ class AggregationSettings(_Section):
             try:
                 check_value_schema(schema)
             except SchemaProblem as problem:
-                raise ValueError(f"variables.{name}: {problem}") from None
+                lines = (f"variables.{name}: {line}" for line in problem.problems)
+                raise ValueError("\n".join(lines)) from None
         return self
 
 
@@ -1199,10 +1201,13 @@ def _problems(error: ValidationError) -> list[str]:
     for item in error.errors():
         location = _format_location(item["loc"])
         message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = unknown_key(Settings, item["loc"])
         if not item["loc"] and message.startswith("resources."):
             problems.append(message)  # a check across resources names its own key
         else:
-            problems.append(f"{location}: {message}")
+            # One line per problem (a schema's check may find several).
+            problems.extend(f"{location}: {line}" for line in message.splitlines())
     return problems
 
 
@@ -1230,7 +1235,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(str(path), [f"not valid YAML: {error}"]) from error
+        raise ConfigError(str(path), [yaml_problem(error, path)]) from error
     if data is None:
         return {}
     if not isinstance(data, dict):

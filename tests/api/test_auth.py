@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -559,7 +560,11 @@ async def test_a_disabled_user_is_refused_everywhere_at_the_next_request(
         assert await holder.session_status() == 200
 
         out = _users(shared_config, "disable", "editor1")
-        assert "disabled user editor1" in out
+        assert re.fullmatch(
+            r"disabled user editor1 \([0-9a-f]{24}\); its tokens and sessions are refused "
+            r"from now on, on every instance\n",
+            out,
+        ), out
 
         assert await holder.token_statuses() == [401, 401]
         response = await second.test_client().get(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -96,7 +97,7 @@ class _Translator:
         if isinstance(error, DuplicateKeyError):
             raise Conflict(duplicate_message(error)) from error
         if isinstance(error, ServerSelectionTimeoutError | ConnectionFailure):
-            logger.warning("MongoDB unreachable: %s", error)
+            logger.warning("MongoDB unreachable: %s", unreachable_reason(error))
             MONGODB_ERRORS.labels("unreachable").inc()
             raise ServiceUnavailable("MongoDB is unreachable; retry shortly") from error
         if isinstance(error, OperationFailure) and error.code == 11000:
@@ -121,6 +122,20 @@ class _Translator:
                 f"the database could not complete the operation ({type(error).__name__})",
                 status=500,
             ) from None
+
+
+#: PyMongo's additions to a connection error's reason: the timeouts it was
+#: configured with, and the whole topology (hundreds of characters per server).
+_TIMEOUTS = re.compile(r" \(configured timeouts: [^)]*\)")
+_TOPOLOGY = re.compile(r", Timeout: [0-9.]+s, Topology Description: .*", re.DOTALL)
+
+
+def unreachable_reason(error: PyMongoError) -> str:
+    """Why MongoDB could not be reached, in a line: each server's address and
+    error (``127.0.0.1:27017: [Errno 111] Connection refused``), without the
+    topology description PyMongo appends."""
+    reason = _TOPOLOGY.sub("", _TIMEOUTS.sub("", str(error))).strip()
+    return reason if len(reason) <= 300 else reason[:299] + "…"
 
 
 def translate_errors(*, client_query: bool = False) -> _Translator:
