@@ -39,7 +39,9 @@ from .dataapi import DataApi
 from .http.admission import Admission
 from .http.asgi import Middleware
 from .http.compression import compressed
+from .http.connections import Connections
 from .http.cors import install_cors
+from .http.deadlines import BodyDeadline, SendDeadline
 from .http.edge import Edge
 from .http.errors import register_error_handlers
 from .http.fast_path import FastPath
@@ -108,6 +110,9 @@ def create_app(
     feeds.init_app(app)
     lifecycle = Lifecycle()
     lifecycle.init_app(app)
+    # The worker's connections, which `shoal serve` records (cli/worker.py).
+    connections = Connections()
+    connections.init_app(app)
     # Draining ends event streams, so that hypercorn's wait for in-flight
     # requests is not a wait for clients that never leave.
     lifecycle.on_drain(feeds.close)
@@ -126,7 +131,8 @@ def create_app(
     # Quart types asgi_app with its own event TypedDicts; the protocol is the same.
     quart_app: Any = app.asgi_app
     direct = Direct(direct_resources(resources, settings), cast(OrjsonProvider, app.json))
-    stack: Any = build_stack(quart_app, middleware(settings, cache, lifecycle, direct))
+    pipeline = middleware(settings, cache, lifecycle, connections, direct)
+    stack: Any = build_stack(quart_app, pipeline)
     app.asgi_app = stack  # type: ignore[method-assign]
     return app
 
@@ -171,7 +177,11 @@ class Direct:
 
 
 def middleware(
-    settings: Settings, cache: ResponseCache, lifecycle: Lifecycle, direct: Direct | None = None
+    settings: Settings,
+    cache: ResponseCache,
+    lifecycle: Lifecycle,
+    connections: Connections,
+    direct: Direct | None = None,
 ) -> list[Middleware]:
     """The ASGI middleware in front of Quart, outermost first."""
     stack: list[Middleware] = []
@@ -195,11 +205,19 @@ def middleware(
         stack.append(partial(InstanceHeader, name=settings.instance_name))
     # While the worker drains before stopping, keep-alive connections end.
     stack.append(partial(CloseWhenDraining, lifecycle=lifecycle))
+    # An answer the client does not take in time resets its connection: in front
+    # of everything that answers (the fast path's large cache hits, streams too).
+    slow = settings.slow_clients
+    stack.append(partial(SendDeadline, timeout=slow.send_timeout, connections=connections))
     if cache.fast:
         # Anonymous public GETs that hit the cache, answered without Quart.
         stack.append(partial(FastPath, answerer=cache))
+    # The whole body, within its deadlines, before anything counts the request
+    # as work (408 for a body that comes too slowly).
+    stack.append(partial(BodyDeadline, settings=slow, max_bytes=settings.max_body_bytes))
     if settings.admission.enabled:
-        # Everything else waits its turn (FIFO) for one of a bounded number of slots.
+        # Everything else waits its turn (FIFO) for one of a bounded number of
+        # slots, held until its answer starts to go out.
         stack.append(partial(Admission, settings=settings.admission, bypass=_unqueued))
     if direct is not None and direct.services:
         # Anonymous public item reads, answered without Quart's request context.

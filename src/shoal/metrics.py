@@ -103,6 +103,12 @@ REDIS_ERRORS = Counter(
     "Shared-state calls to Redis that failed (connection, timeout, cluster errors), by command.",
     ("command",),
 )
+SLOW_CLIENTS = Counter(
+    "shoal_slow_clients",
+    "Requests cut off at a slow-client deadline, by deadline: body (408, the body came "
+    "too slowly), send (the connection reset, the answer was not taken in time).",
+    ("deadline",),
+)
 WORKERS = Gauge(
     "shoal_workers",
     "Worker processes of this instance that are serving.",
