@@ -529,6 +529,7 @@ def test_slow_client_deadlines_default_to_the_documented_values() -> None:
     deadlines = settings.slow_clients
     assert (deadlines.body_timeout, deadlines.body_grace) == (10.0, 1.0)
     assert (deadlines.body_min_rate, deadlines.send_timeout) == (1024, 30.0)
+    assert settings.streams.max_per_caller == 100
 
 
 @pytest.mark.parametrize(
@@ -558,3 +559,8 @@ def test_a_grace_as_long_as_the_timeout_is_fine_without_a_minimum_rate() -> None
     raw = {"body_timeout": 2, "body_grace": 5, "body_min_rate": 0}
     settings = load_settings({"environment": "development", "slow_clients": raw}, env={})
     assert settings.slow_clients.body_min_rate == 0
+
+
+def test_streams_per_caller_must_be_positive() -> None:
+    problems = _problems({"environment": "development", "streams": {"max_per_caller": 0}})
+    assert problems == ["streams.max_per_caller: Input should be greater than 0"]

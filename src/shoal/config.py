@@ -373,6 +373,12 @@ class StreamSettings(_Section):
     max_per_worker: int = Field(
         default=1000, gt=0, description="Open streams a worker serves; more get 503."
     )
+    max_per_caller: int = Field(
+        default=100,
+        gt=0,
+        description="Open streams one caller (API key, user, or client address) may "
+        "hold on a worker; more get 429.",
+    )
     heartbeat: float = Field(
         default=15.0, gt=0, description="Seconds between keep-alive comments on an idle stream."
     )

@@ -47,7 +47,7 @@ from ..errors import ServiceUnavailable, TooManyRequests
 from ..hashing import sha256_hex
 from ..http.methods import SAFE_METHODS
 from ..metrics import RATE_LIMIT_REJECTIONS
-from ..resources import resource_endpoints
+from ..resources import resource_endpoints, stream_endpoint
 from ..state import Breaker, Rate, RateVerdict, SharedState, StateUnavailable
 from .caller import caller_key
 
@@ -111,9 +111,16 @@ class SharedRateLimiter(RateLimiter):
         self.resource_rates = {
             name: _rates(resource.rate_limits) for name, resource in settings.resources.items()
         }
-        # The resource behind each resource endpoint (see api/resources.py).
+        # The resource behind each resource endpoint (see api/resources.py); its
+        # change streams count as the reads they are, in its buckets.
         self.endpoint_resources: Mapping[str, str] = {
-            endpoint: name for name in settings.resources for endpoint in resource_endpoints(name)
+            endpoint: name
+            for name in settings.resources
+            for endpoint in (
+                *resource_endpoints(name),
+                stream_endpoint(name, item=False),
+                stream_endpoint(name, item=True),
+            )
         }
         # Data API actions are all POSTs: each counts as the read or write it is.
         self.endpoint_kinds: Mapping[str, str] = {
