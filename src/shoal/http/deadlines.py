@@ -94,21 +94,21 @@ class BodyDeadline:
             await self.app(scope, receive, send)
             return
         try:
-            first = await self._read(receive)
+            pending = await self._read(receive)
         except _Late:
             SLOW_CLIENTS.labels("body").inc()
             await self._refuse(scope, send)
             return
-        if first is None:  # the client left
+        if pending is None:  # the client left
             return
-        handed = False
 
         async def replay() -> Message:
-            nonlocal handed
-            if handed:
+            nonlocal pending
+            if pending is None:
                 return await receive()
-            handed = True
-            return first
+            # Handed on, and no longer held here: the app keeps its own copy.
+            message, pending = pending, None
+            return message
 
         await self.app(scope, replay, send)
 
