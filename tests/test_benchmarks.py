@@ -51,6 +51,7 @@ from benchmarks.report import (
 )
 from benchmarks.results import Result, find
 from benchmarks.servers import CONFIG, derived_config, derived_toml
+from benchmarks.slow_clients import Cuts
 from benchmarks.sse_client import (
     EVENT_TITLE,
     ChunkedDecoder,
@@ -1271,3 +1272,17 @@ def test_the_memory_command_charges_each_import_once() -> None:
     rss, own, mapped = (float(value) for value in total.groups())
     assert abs(rss - own - mapped) < 0.2
     assert sum(float(added) for added, _ in rows.values()) <= rss
+
+
+def test_slow_client_cut_offs_are_summed_up_against_their_deadlines() -> None:
+    cuts = Cuts()
+    for opened, late in [(0.0, 0.2), (1.0, -0.1), (5.0, 0.4), (6.0, 3.0)]:
+        cuts.add(opened, late)
+    cuts.unexpected.append("503")
+    assert cuts.summary() == (
+        "4 cut off, 3 within 1 s of the deadline; after it: median +0.30 s, "
+        "p99 +3.00 s, max +3.00 s; unexpected answers: 1 (503)"
+    )
+    # Those opened from second 5 on only.
+    assert cuts.summary(since=5.0).startswith("2 cut off, 1 within 1 s")
+    assert Cuts().summary() == "none cut off"
