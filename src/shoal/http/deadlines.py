@@ -120,25 +120,35 @@ class BodyDeadline:
         start = loop.time()
         chunks: list[bytes] = []
         size = 0
-        while True:
-            deadline = start + self.timeout
+
+        def deadline() -> float:
             if self.min_rate > 0:
-                deadline = min(deadline, start + self.grace + size / self.min_rate)
+                return min(start + self.timeout, start + self.grace + size / self.min_rate)
+            return start + self.timeout
+
+        while True:
+            # Each piece that arrives moves the deadline on; rather than re-arm the
+            # timer for every piece, a timer that fires early is armed again.
+            armed = deadline()
+            if armed <= loop.time():
+                raise _Late
             try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
+                async with asyncio.timeout_at(armed):
+                    while True:
+                        message = await receive()
+                        if message["type"] != "http.request":
+                            return None
+                        more = bool(message.get("more_body", False))
+                        if not chunks and not more:
+                            return message  # the whole body in one message: the usual case
+                        chunk = message.get("body", b"")
+                        chunks.append(chunk)
+                        size += len(chunk)
+                        if not more or size > self.max_bytes:
+                            body = b"".join(chunks)
+                            return {"type": "http.request", "body": body, "more_body": more}
             except TimeoutError:
-                raise _Late from None
-            if message["type"] != "http.request":
-                return None
-            more = bool(message.get("more_body", False))
-            if not chunks and not more:
-                return message  # the whole body in one message: the usual case
-            chunk = message.get("body", b"")
-            chunks.append(chunk)
-            size += len(chunk)
-            if not more or size > self.max_bytes:
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": more}
+                continue  # late, unless what came meanwhile moved the deadline
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         body = orjson.dumps(error_body(408, self.message, request_id=scope.get(REQUEST_ID)))
