@@ -15,6 +15,7 @@ from shoal.config import ConfigError, read_config_file
 from shoal.http.admission import Admission
 from shoal.http.compression import WholeBody
 from shoal.http.cors import Cors
+from shoal.http.deadlines import BodyDeadline, SendDeadline
 from shoal.http.edge import Edge
 from shoal.http.fast_path import FastPath
 from shoal.http.finish_writes import FinishWrites
@@ -57,7 +58,9 @@ def test_the_middleware_runs_in_the_pipelines_order(
         Edge,
         InstanceHeader,
         CloseWhenDraining,
+        SendDeadline,
         FastPath,
+        BodyDeadline,
         Admission,
         FinishWrites,
         LeanPath,
@@ -68,7 +71,13 @@ def test_middleware_that_has_nothing_to_do_is_left_out(settings_factory: Setting
     # No compression, no admission, and no resource to answer from the cache or leanly.
     settings = settings_factory(compression={"enabled": False}, admission={"enabled": False})
     settings = settings.model_copy(update={"resources": {}})
-    assert _stack(create_app(settings)) == [Edge, CloseWhenDraining, FinishWrites]
+    assert _stack(create_app(settings)) == [
+        Edge,
+        CloseWhenDraining,
+        SendDeadline,
+        BodyDeadline,
+        FinishWrites,
+    ]
 
 
 def test_policies_run_limits_then_idempotency_then_the_cache(

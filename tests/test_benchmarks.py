@@ -51,6 +51,7 @@ from benchmarks.report import (
 )
 from benchmarks.results import Result, find
 from benchmarks.servers import CONFIG, derived_config, derived_toml
+from benchmarks.slow_clients import Cuts
 from benchmarks.sse_client import (
     EVENT_TITLE,
     ChunkedDecoder,
@@ -1353,3 +1354,17 @@ def test_a_short_soak_run_samples_every_worker_and_counts_no_errors(tmp_path: Pa
     assert sum(sample["events"] for sample in report["samples"]) > 0  # the stream subscriber
     assert report["verdicts"]["errors"][0], report["verdicts"]["errors"]
     assert "## Soak" in docs.read_text(encoding="utf-8")
+
+
+def test_slow_client_cut_offs_are_summed_up_against_their_deadlines() -> None:
+    cuts = Cuts()
+    for opened, late in [(0.0, 0.2), (1.0, -0.1), (5.0, 0.4), (6.0, 3.0)]:
+        cuts.add(opened, late)
+    cuts.unexpected.append("503")
+    assert cuts.summary() == (
+        "4 cut off, 3 within 1 s of the deadline; after it: median +0.30 s, "
+        "p99 +3.00 s, max +3.00 s; unexpected answers: 1 (503)"
+    )
+    # Those opened from second 5 on only.
+    assert cuts.summary(since=5.0).startswith("2 cut off, 1 within 1 s")
+    assert Cuts().summary() == "none cut off"

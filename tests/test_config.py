@@ -528,3 +528,48 @@ def test_a_key_prefix_with_a_hash_tag_is_refused(prefix: str) -> None:
     assert _problems({**DEV, "redis": {"key_prefix": prefix}}) == [
         "redis.key_prefix: must not contain { or }: Redis Cluster would take them for a hash tag"
     ]
+
+
+# --- slow clients ----------------------------------------------------------------------
+
+
+def test_slow_client_deadlines_default_to_the_documented_values() -> None:
+    settings = load_settings({"environment": "development"}, env={})
+    deadlines = settings.slow_clients
+    assert (deadlines.body_timeout, deadlines.body_grace) == (10.0, 1.0)
+    assert (deadlines.body_min_rate, deadlines.send_timeout) == (1024, 30.0)
+    assert settings.streams.max_per_caller == 100
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ({"body_timeout": 0}, "slow_clients.body_timeout: Input should be greater than 0"),
+        ({"send_timeout": -1}, "slow_clients.send_timeout: Input should be greater than 0"),
+        (
+            {"body_min_rate": -5},
+            "slow_clients.body_min_rate: Input should be greater than or equal to 0",
+        ),
+        (
+            {"body_timeout": 2, "body_grace": 2},
+            "slow_clients: body_grace (2) must be shorter than body_timeout (2), or "
+            "body_min_rate never applies (set body_min_rate: 0 for no minimum rate)",
+        ),
+        ({"typo": 1}, "slow_clients.typo: Extra inputs are not permitted"),
+    ],
+)
+def test_slow_client_deadlines_are_checked_with_their_key(
+    section: dict[str, Any], expected: str
+) -> None:
+    assert _problems({"environment": "development", "slow_clients": section}) == [expected]
+
+
+def test_a_grace_as_long_as_the_timeout_is_fine_without_a_minimum_rate() -> None:
+    raw = {"body_timeout": 2, "body_grace": 5, "body_min_rate": 0}
+    settings = load_settings({"environment": "development", "slow_clients": raw}, env={})
+    assert settings.slow_clients.body_min_rate == 0
+
+
+def test_streams_per_caller_must_be_positive() -> None:
+    problems = _problems({"environment": "development", "streams": {"max_per_caller": 0}})
+    assert problems == ["streams.max_per_caller: Input should be greater than 0"]

@@ -27,7 +27,7 @@ import yaml
 
 from shoal.cli.serve import HYPERCORN_DEFAULTS, ServeOptions, serve_config
 from shoal.cli.supervisor import stop_seconds
-from shoal.config import ENV_OVERRIDES, StreamSettings, load_settings
+from shoal.config import ENV_OVERRIDES, SlowClientSettings, StreamSettings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 K8S = REPO / "deploy" / "k8s"
@@ -229,6 +229,36 @@ def nginx_upstream_addresses(conf: str) -> set[str]:
         else:
             addresses.add(target)
     return addresses
+
+
+def nginx_directives(conf: str) -> list[tuple[tuple[str, ...], str, str]]:
+    """Every simple directive: (the blocks it is in, by their first word), its name,
+    its arguments."""
+    found: list[tuple[tuple[str, ...], str, str]] = []
+    blocks: list[str] = []
+    statement = ""
+    for char in without_comments(conf):
+        if char == "{":
+            blocks.append(statement.split()[0])
+            statement = ""
+        elif char == "}":
+            blocks.pop()
+            statement = ""
+        elif char == ";":
+            name, _, args = statement.strip().partition(" ")
+            found.append((tuple(blocks), name, args.strip()))
+            statement = ""
+        else:
+            statement += char
+    return found
+
+
+def nginx_seconds(value: str) -> float:
+    """An nginx time (`10s`, `1m`, `500ms`, `30`), in seconds."""
+    match = re.fullmatch(r"(\d+)(ms|s|m|h)?", value)
+    assert match is not None, f"not an nginx time: {value!r}"
+    unit = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
+    return int(match.group(1)) * unit
 
 
 def nginx_listen_ports(conf: str) -> set[int]:
@@ -450,6 +480,23 @@ def test_nginx_passes_change_streams_unbuffered_and_outlasts_heartbeats() -> Non
     assert timeout is not None
     seconds = int(timeout.group(1)) * {"s": 1, "m": 60, "h": 3600}[timeout.group(2)]
     assert seconds > StreamSettings().heartbeat * 2
+
+
+def test_nginx_holds_slow_clients_and_gives_up_no_later_than_shoal() -> None:
+    directives = nginx_directives(mounted_nginx_conf().read_text(encoding="utf-8"))
+    http = {name: args for blocks, name, args in directives if blocks == ("http",)}
+    # Bodies read whole before Shoal sees the request; answers taken at once.
+    assert http.get("proxy_request_buffering") == "on"
+    assert http.get("proxy_buffering") == "on"
+    assert http.get("reset_timedout_connection") == "on"
+    deadlines = SlowClientSettings()
+    assert nginx_seconds(http["client_body_timeout"]) <= deadlines.body_timeout
+    assert nginx_seconds(http["send_timeout"]) <= deadlines.send_timeout
+    # Buffering answers is turned off in one location only, the change streams'
+    # (test_nginx_passes_change_streams_unbuffered...); request buffering nowhere.
+    buffering = [blocks for blocks, name, _ in directives if name == "proxy_buffering"]
+    assert buffering == [("http",), ("http", "server", "location")]
+    assert ("proxy_request_buffering", "off") not in {(name, args) for _, name, args in directives}
 
 
 # --- Kubernetes (deploy/k8s) ------------------------------------------------------

@@ -39,7 +39,9 @@ from .dataapi import DataApi
 from .http.admission import Admission
 from .http.asgi import Middleware
 from .http.compression import compressed
+from .http.connections import Connections
 from .http.cors import Cors
+from .http.deadlines import BodyDeadline, SendDeadline
 from .http.edge import Edge
 from .http.errors import register_error_handlers
 from .http.fast_path import FastPath
@@ -109,6 +111,9 @@ def create_app(
     feeds.init_app(app)
     lifecycle = Lifecycle()
     lifecycle.init_app(app)
+    # The worker's connections, which `shoal serve` records (cli/worker.py).
+    connections = Connections()
+    connections.init_app(app)
     # Draining ends event streams, so that hypercorn's wait for in-flight
     # requests is not a wait for clients that never leave.
     lifecycle.on_drain(feeds.close)
@@ -141,7 +146,9 @@ def create_app(
     )
     # Quart types asgi_app with its own event TypedDicts; the protocol is the same.
     quart_app: Any = app.asgi_app
-    layers = middleware(settings, cache, lifecycle, lean if resources.services else None)
+    layers = middleware(
+        settings, cache, lifecycle, connections, lean if resources.services else None
+    )
     stack: Any = build_stack(quart_app, layers)
     app.asgi_app = stack  # type: ignore[method-assign]
     return app
@@ -182,6 +189,7 @@ def middleware(
     settings: Settings,
     cache: ResponseCache,
     lifecycle: Lifecycle,
+    connections: Connections,
     lean: Middleware | None = None,
 ) -> list[Middleware]:
     """The ASGI middleware in front of Quart, outermost first."""
@@ -206,11 +214,19 @@ def middleware(
         stack.append(partial(InstanceHeader, name=settings.instance_name))
     # While the worker drains before stopping, keep-alive connections end.
     stack.append(partial(CloseWhenDraining, lifecycle=lifecycle))
+    # An answer the client does not take in time resets its connection: in front
+    # of everything that answers (the fast path's large cache hits, streams too).
+    slow = settings.slow_clients
+    stack.append(partial(SendDeadline, timeout=slow.send_timeout, connections=connections))
     if cache.fast:
         # Anonymous public GETs that hit the cache, answered without Quart.
         stack.append(partial(FastPath, answerer=cache))
+    # The whole body, within its deadlines, before anything counts the request
+    # as work (408 for a body that comes too slowly).
+    stack.append(partial(BodyDeadline, settings=slow, max_bytes=settings.max_body_bytes))
     if settings.admission.enabled:
-        # Everything else waits its turn (FIFO) for one of a bounded number of slots.
+        # Everything else waits its turn (FIFO) for one of a bounded number of
+        # slots, held until its answer starts to go out.
         stack.append(partial(Admission, settings=settings.admission, bypass=_unqueued))
     # A write whose body has arrived runs to its end, even if the client leaves.
     stack.append(FinishWrites)

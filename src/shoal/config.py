@@ -391,6 +391,12 @@ class StreamSettings(_Section):
     max_per_worker: int = Field(
         default=1000, gt=0, description="Open streams a worker serves; more get 503."
     )
+    max_per_caller: int = Field(
+        default=100,
+        gt=0,
+        description="Open streams one caller (API key, user, or client address) may "
+        "hold on a worker; more get 429.",
+    )
     heartbeat: float = Field(
         default=15.0, gt=0, description="Seconds between keep-alive comments on an idle stream."
     )
@@ -420,6 +426,42 @@ class AdmissionSettings(_Section):
         gt=0,
         description="Seconds a request may wait for its turn before it gets 503.",
     )
+
+
+class SlowClientSettings(_Section):
+    """Deadlines for clients that send a request's body, or take an answer, too
+    slowly: past one, the connection is closed (see docs/how-to/operations.md)."""
+
+    body_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a request's whole body may take to arrive; then 408.",
+    )
+    body_grace: float = Field(
+        default=1.0, ge=0, description="Seconds before body_min_rate applies to a body."
+    )
+    body_min_rate: int = Field(
+        default=1024,
+        ge=0,
+        description="Bytes per second a body must keep up with after body_grace; "
+        "0: no minimum rate.",
+    )
+    send_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds one send of an answer may wait for the client to take it; "
+        "then the connection is closed.",
+    )
+
+    @model_validator(mode="after")
+    def _grace_before_timeout(self) -> SlowClientSettings:
+        if self.body_min_rate > 0 and self.body_grace >= self.body_timeout:
+            raise ValueError(
+                f"body_grace ({self.body_grace:g}) must be shorter than body_timeout "
+                f"({self.body_timeout:g}), or body_min_rate never applies "
+                "(set body_min_rate: 0 for no minimum rate)"
+            )
+        return self
 
 
 class CompressionSettings(_Section):
@@ -1011,6 +1053,7 @@ class Settings(_Section):
     compression: CompressionSettings = CompressionSettings()
     streams: StreamSettings = StreamSettings()
     admission: AdmissionSettings = AdmissionSettings()
+    slow_clients: SlowClientSettings = SlowClientSettings()
     security_headers: SecurityHeaderSettings = SecurityHeaderSettings()
     instance: InstanceSettings = InstanceSettings()
     metrics: MetricsSettings = MetricsSettings()

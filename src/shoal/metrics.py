@@ -117,6 +117,12 @@ EVENT_LOOP_LAG_MAX = Gauge(
     "The longest lag of the event loop a serving worker has seen since it started.",
     multiprocess_mode="livemax",
 )
+SLOW_CLIENTS = Counter(
+    "shoal_slow_clients",
+    "Requests cut off at a slow-client deadline, by deadline: body (408, the body came "
+    "too slowly), send (the connection reset, the answer was not taken in time).",
+    ("deadline",),
+)
 WORKERS = Gauge(
     "shoal_workers",
     "Worker processes of this instance that are serving.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -293,6 +294,99 @@ async def test_streams_beyond_the_workers_limit_get_503(
         assert feeds.open == 0
 
 
+async def _try_stream(
+    port: int, headers: dict[str, str] | None = None
+) -> tuple[int, bytes, asyncio.StreamWriter]:
+    """Open a stream over a real socket: its status, its head (and body, if it
+    was refused), and the writer that closes it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = [
+        "GET /books/_stream HTTP/1.1",
+        "Host: shoal",
+        "Accept: text/event-stream",
+        *(f"{name}: {value}" for name, value in (headers or {}).items()),
+    ]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    status = int(head.split(b" ", 2)[1])
+    if status != 200:
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        head += await asyncio.wait_for(reader.readexactly(length), 30)
+    return status, head, writer
+
+
+@pytest.mark.engine_gap(ferretdb="change_streams")
+async def test_a_caller_past_its_streams_gets_429_while_others_still_open_theirs(
+    tmp_path: Path, mongodb_uri: str, redis_url: str
+) -> None:
+    with live_example(
+        tmp_path,
+        mongodb_uri,
+        redis_url,
+        resources=streamed_resources(),
+        streams={"max_per_caller": 2},
+        # Anonymous callers are told apart by X-Forwarded-For from this proxy.
+        trusted_proxies=["127.0.0.1/32"],
+    ) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        alice = bearer(server.token("editor", name="alice"))
+        bob = bearer(server.token("editor", name="bob"))
+        first_address = {"X-Forwarded-For": "203.0.113.7"}
+        second_address = {"X-Forwarded-For": "203.0.113.8"}
+        held: list[asyncio.StreamWriter] = []
+        try:
+            for caller in (alice, first_address):
+                for _ in range(2):
+                    status, head, writer = await _try_stream(port, caller)
+                    held.append(writer)
+                    assert status == 200, head
+                status, head, writer = await _try_stream(port, caller)
+                writer.close()
+                assert status == 429, head
+                assert b"retry-after: 5\r\n" in head.lower()
+                error = json.loads(head.split(b"\r\n\r\n", 1)[1])
+                assert error["_error"]["code"] == 429
+                assert "open streams" in error["_error"]["message"]
+            # Others still open streams on the same worker.
+            for caller in (bob, second_address):
+                status, head, writer = await _try_stream(port, caller)
+                held.append(writer)
+                assert status == 200, head
+            # Alice closes one of hers: she may open one again, as soon as the
+            # server has seen it go.
+            held.pop(0).close()
+            deadline = time.monotonic() + 10
+            while True:
+                status, head, writer = await _try_stream(port, alice)
+                held.append(writer)
+                if status == 200 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+            assert status == 200, head
+        finally:
+            for writer in held:
+                writer.close()
+
+
+@pytest.mark.engine_gap(ferretdb="change_streams")
+async def test_opening_a_stream_counts_against_the_resources_read_limit(
+    settings_factory: SettingsFactory,
+) -> None:
+    resources = streamed_resources()
+    resources["books"]["rate_limits"] = {"read": "2/minute"}
+    app = create_app(settings_factory(resources=resources))
+    async with app.test_app():
+        client = app.test_client()
+        assert (await client.get("/books")).status_code == 200
+        # Its second read, and the third is one too many (were it let through,
+        # the wait for the end of an endless stream ends here instead).
+        async with listening(client, "/books/_stream") as stream:
+            refused = await asyncio.wait_for(client.get("/books/_stream"), 10)
+    assert stream.status == 200
+    assert refused.status_code == 429
+    assert "2 per minute" in (await refused.get_json())["_error"]["message"]
+
+
 @pytest.mark.engine_gap(ferretdb="change_streams")
 async def test_draining_ends_every_stream_cleanly(app: Quart) -> None:
     async with listening(app.test_client(), "/books/_stream") as stream:
@@ -357,7 +451,11 @@ async def _open_stream(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamW
 async def test_500_subscribers_on_one_worker_share_one_stream_in_bounded_memory(
     tmp_path: Path, mongodb_uri: str, redis_url: str
 ) -> None:
-    with live_example(tmp_path, mongodb_uri, redis_url, resources=streamed_resources()) as server:
+    # Every subscriber here is one caller (one address): its own limit raised.
+    streams = {"max_per_caller": SUBSCRIBERS}
+    with live_example(
+        tmp_path, mongodb_uri, redis_url, resources=streamed_resources(), streams=streams
+    ) as server:
         [worker] = [
             child for child in server.process.children() if "resource_tracker" not in child.cmdline
         ]

@@ -427,6 +427,10 @@ def test_sigterm_closes_the_listener_and_lets_a_request_in_flight_finish(
     """The port refuses new connections while a request already in flight is
     still served to its end, with two workers; signalling the whole process
     group (systemd's default) changes nothing."""
+    # The request's body stops halfway, on purpose, while the server stops (5 s at
+    # most below): its deadlines are made longer than that wait.
+    with (workdir / "shoal.yaml").open("a", encoding="utf-8") as config:
+        config.write("slow_clients: {body_timeout: 60, body_grace: 30}\n")
     process = _served_with_redis(workdir, redis_url, mongodb_uri)
     port = int(process.bind.rsplit(":", 1)[1])
     try:

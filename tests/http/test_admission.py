@@ -132,6 +132,35 @@ async def test_a_waiting_client_that_leaves_gives_up_its_place() -> None:
     assert (admission.running, len(admission.waiting)) == (0, 0)
 
 
+async def test_a_slot_is_given_back_as_the_answer_starts_to_go_out() -> None:
+    # Handing an answer to a client that reads slowly waits on the client, not
+    # on the worker: the next request need not wait for it.
+    inner = Slow()
+    admission = _admission(inner, limit=1)
+    taken = asyncio.Event()  # the first client takes its answer's body when this is set
+    sent: list[str] = []
+
+    async def slow_reader(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            await taken.wait()
+        sent.append(message["type"])
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    inner.finish("/big")
+    scope = {"type": "http", "path": "/big", "headers": []}
+    first = asyncio.create_task(admission(scope, receive, slow_reader))
+    await _settle()
+    assert sent == ["http.response.start"]  # stuck on its body
+    inner.finish("/next")
+    assert (await asyncio.wait_for(_request(admission, "/next"), 1))[0]["status"] == 200
+    assert inner.started == ["/big", "/next"]
+    taken.set()
+    await first
+    assert (admission.running, len(admission.waiting)) == (0, 0)
+
+
 @pytest.fixture
 async def busy_app(settings_factory: SettingsFactory) -> AsyncIterator[Quart]:
     app = create_app(settings_factory(admission={"max_in_flight": 1, "queue_timeout": 0.2}))

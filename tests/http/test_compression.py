@@ -12,6 +12,8 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from shoal.app import create_app
+from shoal.http.asgi import Message, Receive, Scope, Send
+from shoal.http.compression import WholeBody
 from tests.conftest import SettingsFactory
 from tests.utils.auth import editor_client
 
@@ -62,3 +64,27 @@ async def test_compression_threshold_and_switch_come_from_the_config(
         async with app.test_app():
             response = await app.test_client().get("/", headers={"Accept-Encoding": "gzip"})
             assert response.headers.get("Content-Encoding") == expected
+
+
+async def test_a_body_sent_whole_leaves_as_the_same_bytes_not_a_copy() -> None:
+    # A large answer, held while a slow client takes it, is held once.
+    body = b"x" * 100_000
+    passed: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        passed.append(message)
+
+    await WholeBody(app)({"type": "http", "headers": []}, receive, send)
+    start, whole = passed
+    assert start["status"] == 200
+    assert whole["body"] is body
+    assert whole["more_body"] is False

@@ -238,11 +238,11 @@ async def test_a_client_that_leaves_before_the_answer_is_counted_as_499(
     assert value(after, left, **labels, status="500") == value(before, left, **labels, status="500")
 
 
-async def test_direct_item_reads_are_counted_under_the_items_route(
+async def test_lean_item_reads_are_counted_under_the_items_route(
     settings_factory: SettingsFactory,
 ) -> None:
-    """Anonymous public item reads of an uncached resource are answered before
-    Quart (api/direct.py); they are labelled with the item view's rule all the same."""
+    """Item reads of an uncached resource are answered by the lean path, without
+    Quart (api/lean.py); they are labelled with the item view's rule all the same."""
     application = create_app(settings_factory(metrics={"token": TOKEN}))
     async with application.test_app():
         client = application.test_client()

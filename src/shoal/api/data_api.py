@@ -15,8 +15,8 @@ its ``Content-Type``; ``Accept: application/ejson`` gets canonical EJSON back,
 anything else plain JSON. Every error of this blueprint and of the request
 policies in front of it (authentication, rate limits, idempotency) is the Data
 API's ``{"error", "error_code", "link"}`` (``link`` while the docs page is on);
-the admission middleware's 503, before any route is matched, is Shoal's own
-error body.
+the answers of the middleware before any route is matched (the body deadline's
+408, the admission queue's 503) are Shoal's own error body.
 """
 
 from __future__ import annotations

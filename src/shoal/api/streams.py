@@ -16,12 +16,16 @@ The caller's credentials are checked again while the stream lasts (at most once
 a second, before an event and at each heartbeat): once they expire or are
 revoked (a logout, a revoked key, a user disabled or changed), the stream ends,
 and no event is sent more than a second after that.
+
+One caller (API key, user, or client address, as rate limits count them) holds
+at most ``streams.max_per_caller`` streams on a worker; one more gets 429.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -29,8 +33,10 @@ from typing import Any
 from quart import Response, current_app, request
 
 from ..auth import get_auth
+from ..config import get_settings
 from ..errors import BadRequest, ServiceUnavailable
 from ..http.call import current_call
+from ..policies.caller import caller_key
 from ..resources import ResourceService
 from ..resources.changes import (
     Change,
@@ -104,6 +110,8 @@ def stream_view(service: ResourceService, feeds: ChangeFeeds, *, item: bool) -> 
             resume_token(after)  # a malformed id is a 400 now, not a broken stream
         feeds.check_capacity()  # 503 now, rather than a stream that ends at once
         await feeds.check_supported(resource.name)  # 501 without change streams
+        caller = await caller_key(auth, call, get_settings(current_app).trusted_proxies)
+        release = feeds.reserve(caller)  # 429 past the caller's streams; last check
         # The resource's own documents only (datasource.filter); deleted ones
         # come as deletes (see ChangeFeed._change).
         base = resource.base_filter(include_deleted=True)
@@ -111,8 +119,8 @@ def stream_view(service: ResourceService, feeds: ChangeFeeds, *, item: bool) -> 
         encode: Encode = current_app.json.dumps  # the generator runs after the view
 
         async def events() -> AsyncIterator[bytes]:
-            yield b"retry: 2000\n\n"
             try:
+                yield b"retry: 2000\n\n"
                 async with feeds.subscribe(resource.name, matches, after) as (subscription, lost):
                     if lost:
                         message = "the events after Last-Event-ID are no longer available"
@@ -134,8 +142,14 @@ def stream_view(service: ResourceService, feeds: ChangeFeeds, *, item: bool) -> 
                         yield event_message(change, access.fields, encode)
             except ServiceUnavailable as error:
                 yield sse("end", encode({"message": error.message}))
+            finally:
+                release()
 
-        response = Response(events(), mimetype="text/event-stream")
+        stream = events()
+        # An answer never sent (its client gone first) never runs the generator's
+        # finally: the caller's stream is given back when the generator goes.
+        weakref.finalize(stream, release)
+        response = Response(stream, mimetype="text/event-stream")
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Accel-Buffering"] = "no"  # nginx: pass events on at once
         response.timeout = None  # the stream lasts as long as the client stays

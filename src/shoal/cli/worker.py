@@ -44,6 +44,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 
 from ..app import serve_app
+from ..http.connections import Connections, get_connections
 from ..http.lifecycle import get_lifecycle
 from ..system import follow_serve_process
 
@@ -89,7 +90,9 @@ class _Listener:
 
 
 class _RecordsServers(asyncio.AbstractEventLoop):
-    """An event loop that remembers the listening servers created on it.
+    """An event loop that remembers the listening servers created on it, and
+    the connections they accept (in ``connections``, when set: the app's, so
+    that it can reset a connection whose client stopped reading).
 
     hypercorn closes its servers only after ``shutdown_trigger`` returns, and
     at once marks the worker terminated, which closes idle connections, a
@@ -100,10 +103,13 @@ class _RecordsServers(asyncio.AbstractEventLoop):
     """
 
     listeners: list[_Listener]
+    connections: Connections | None = None
 
     async def create_server(  # type: ignore[override]
         self, protocol_factory: Any, *args: Any, **kwargs: Any
     ) -> asyncio.AbstractServer:
+        if self.connections is not None:
+            protocol_factory = self.connections.track(protocol_factory)
         sock = kwargs.get("sock")
         spare = None
         if isinstance(sock, socket.socket):
@@ -169,7 +175,10 @@ def run(
     try:
         app = serve_app()
         with asyncio.Runner(loop_factory=_loop_factory(config.worker_class)) as runner:
-            runner.get_loop().set_exception_handler(_exception_handler)
+            loop = runner.get_loop()
+            loop.set_exception_handler(_exception_handler)
+            if isinstance(loop, _RecordsServers):
+                loop.connections = get_connections(app)
             runner.run(_serve(app, config, control, ready, supervisor, settle, stop_budget))
     except Exception:
         # One JSON log line (with the traceback), not multiprocessing's

@@ -9,6 +9,13 @@ requests are served roughly in the order they came, and the wait is visible
 (and bounded) instead of hidden in every request. Long-lived answers (event
 streams) and probes bypass the queue: streams have their own limit, and a load
 balancer's probe must not wait behind the traffic it is meant to judge.
+
+A slot counts work, not waiting on a client: a request comes here with its
+body already read (``deadlines.BodyDeadline`` stands in front), and gives its
+slot back as its answer starts to go out (its first body message), since
+handing the answer over waits on the client (bounded by
+``slow_clients.send_timeout``), not on the worker. An answer streamed in
+pieces (a generator) runs on without a slot after its first piece.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import orjson
 
 from ..config import AdmissionSettings
 from ..errors import error_body
-from .asgi import ASGIApp, Receive, Scope, Send
+from .asgi import ASGIApp, Message, Receive, Scope, Send
 from .request_id import REQUEST_ID
 
 
@@ -46,10 +53,23 @@ class Admission:
         if not await self._admit():
             await _refuse(scope, send, self.timeout)
             return
+        holding = True
+
+        def release() -> None:
+            nonlocal holding
+            if holding:
+                holding = False
+                self._release()
+
+        async def send_releasing(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                release()  # the answer is made; the rest is the client's pace
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_releasing)
         finally:
-            self._release()
+            release()
 
     async def _admit(self) -> bool:
         """Take a slot now, or wait for one in line; False after the timeout."""

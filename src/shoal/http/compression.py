@@ -51,7 +51,10 @@ class WholeBody:
                 if message.get("more_body", False):
                     return
                 await send(start)
-                body = b"".join(chunks)
+                # Quart's body comes whole, then an empty last message: join
+                # (and copy) only when there are pieces to join.
+                pieces = [chunk for chunk in chunks if chunk]
+                body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
                 await send({"type": "http.response.body", "body": body, "more_body": False})
                 return
             await send(message)

@@ -19,9 +19,9 @@ the ``trusted_proxies`` only, ``X-Forwarded-For`` is believed). Reads (GET,
 HEAD, OPTIONS) and writes (the other methods) have separate buckets; a Data API
 action counts as the read or write it is, though every action is a POST. A route
 without a resource override shares one bucket per caller and class ("*"); a
-resource with an override has its own. Over the limit: 429 with
-``Retry-After``; every limited response carries ``RateLimit-Limit``,
-``RateLimit-Remaining`` and ``RateLimit-Reset``.
+resource with an override has its own, which its change streams count in too.
+Over the limit: 429 with ``Retry-After``; every limited response carries
+``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset``.
 
 While Redis is unreachable, limits fail open (requests pass, uncounted) unless
 ``rate_limits.fail_open`` is false (then 503).
@@ -106,7 +106,8 @@ class SharedRateLimiter(Policy, RateLimiter):
         self.resource_limits = {
             name: resource.rate_limits for name, resource in settings.resources.items()
         }
-        # The resource behind each resource endpoint (the route table).
+        # The resource behind each resource endpoint (the route table); its
+        # change streams count as the reads they are, in its buckets.
         self.endpoint_resources: Mapping[str, str] = {
             route.qualified_endpoint: route.resource.name for route in routes
         }

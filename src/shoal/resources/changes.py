@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
@@ -36,7 +36,7 @@ from bson import json_util
 from mongoquery import Query
 
 from ..config import StreamSettings
-from ..errors import ApiError, BadRequest, ServiceUnavailable
+from ..errors import ApiError, BadRequest, ServiceUnavailable, TooManyRequests
 from ..storage import ChangeStream, ChangeStreamsUnsupported, ResumeFailed, Storage
 from ..tasks import cancel
 from .access import Access
@@ -519,9 +519,14 @@ async def _close(stream: ChangeStream) -> None:
         await stream.close()
 
 
+#: Seconds a caller at its stream limit is told to wait (a hint: its count goes
+#: down as soon as one of its streams ends).
+CALLER_RETRY_AFTER = 5
+
+
 class ChangeFeeds:
-    """Every streamed resource's feed on this worker, and the worker's limit
-    on open streams."""
+    """Every streamed resource's feed on this worker, and the worker's limits
+    on open streams: in all, and per caller."""
 
     def __init__(self, resources: Resources, storage: Storage, settings: StreamSettings) -> None:
         self.feeds = {
@@ -537,6 +542,8 @@ class ChangeFeeds:
         }
         self.settings = settings
         self.open = 0
+        #: Streams each caller holds on this worker, from the request that opens one.
+        self.callers: Counter[str] = Counter()
         self.closing = False
 
     def init_app(self, app: Quart) -> None:
@@ -556,6 +563,30 @@ class ChangeFeeds:
                 f"this server has {self.open} open streams, its limit; retry shortly",
                 retry_after=1,
             )
+
+    def reserve(self, caller: str) -> Callable[[], None]:
+        """Count one more stream of ``caller`` (``policies.caller``'s key), or 429
+        when it holds ``max_per_caller`` on this worker already; returns the call
+        that gives it back (it does so once, however often it is called)."""
+        held = self.callers[caller]
+        if held >= self.settings.max_per_caller:
+            raise TooManyRequests(
+                f"you have {held} open streams on this server, the most one caller may "
+                "hold; close one before opening another",
+                headers={"Retry-After": str(CALLER_RETRY_AFTER)},
+            )
+        self.callers[caller] = held + 1
+        held_now = True
+
+        def release() -> None:
+            nonlocal held_now
+            if held_now:
+                held_now = False
+                self.callers[caller] -= 1
+                if self.callers[caller] <= 0:
+                    del self.callers[caller]
+
+        return release
 
     @contextlib.asynccontextmanager
     async def subscribe(
