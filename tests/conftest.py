@@ -2,20 +2,22 @@
 
 Tests that touch MongoDB (through ``mongodb_uri``, directly or through
 ``settings``, ``app``, ``client``...) run once per selected engine, named in
-their id (``test_x[standin]``, ``test_x[ferretdb]``); the others run once.
-``--engines standin,ferretdb`` or ``SHOAL_TEST_ENGINES`` selects the engines;
-the default is the stand-in, or a real MongoDB when ``SHOAL_TEST_MONGODB_URI``
-is set (``tests/utils/engines.py``). ``SHOAL_TEST_REDIS_URL`` points the suite
-at another Redis.
+their id (``test_x[standin]``, ``test_x[documentdb]``); the others run once.
+``--engines standin,documentdb`` or ``SHOAL_TEST_ENGINES`` selects the engines
+(``standin``, ``ferretdb``, ``documentdb``, ``mongodb``); the default is the
+stand-in, or a real MongoDB when ``SHOAL_TEST_MONGODB_URI`` is set
+(``tests/utils/engines.py``). ``SHOAL_TEST_REDIS_URL`` points the suite at
+another Redis.
 
 A test of MongoDB behaviour an engine lacks is a strict expected failure on
 that engine only, so an engine that gains the behaviour is noticed:
 
 - ``@pytest.mark.real_mongodb(reason=...)``: the stand-in lacks it (pinned in
   ``tests/storage/test_standin_gaps.py``);
-- ``@pytest.mark.engine_gap(ferretdb=NAME)``: FerretDB lacks it, NAME being one
-  of the gaps in ``tests/utils/gaps.py`` (pinned in
-  ``tests/storage/test_ferretdb_gaps.py``); a tuple of names when the test
+- ``@pytest.mark.engine_gap(ferretdb=NAME, documentdb=NAME)``: FerretDB or
+  DocumentDB lacks it, NAME being one of that engine's gaps in
+  ``tests/utils/gaps.py`` (pinned in ``tests/storage/test_ferretdb_gaps.py`` and
+  ``tests/storage/test_documentdb_gaps.py``); a tuple of names when the test
   meets one gap after another (the first hides the next).
 
 On a real MongoDB every test is an ordinary test.
@@ -63,7 +65,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="NAMES",
         help="MongoDB engines for the tests that touch the database, comma-separated: "
-        "standin, ferretdb, mongodb (needs SHOAL_TEST_MONGODB_URI). Default: "
+        "standin, ferretdb, documentdb, mongodb (needs SHOAL_TEST_MONGODB_URI). Default: "
         "SHOAL_TEST_ENGINES, else mongodb when SHOAL_TEST_MONGODB_URI is set, else standin.",
     )
 
@@ -141,7 +143,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def engine(request: pytest.FixtureRequest) -> str:
-    """The MongoDB engine this test runs on: standin, ferretdb or mongodb."""
+    """The MongoDB engine this test runs on: standin, ferretdb, documentdb or mongodb."""
     name: str = request.param
     return name
 
