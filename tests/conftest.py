@@ -21,6 +21,11 @@ that engine only, so an engine that gains the behaviour is noticed:
   meets one gap after another (the first hides the next).
 
 On a real MongoDB every test is an ordinary test.
+
+A test whose outcome holds on some engines only (and on the others is neither
+a pass nor a strict failure) says so with
+``@pytest.mark.engines(<engine>, ..., reason=...)``: it is not run on the
+others, and their ids are deselected.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from shoal.app import create_app
 from shoal.config import Settings
 from tests.utils.auth import editor_client
 from tests.utils.engines import (
+    ENGINES,
     MONGODB_URI_VARIABLE,
     DatabaseServer,
     database_server,
@@ -127,9 +133,29 @@ def _gap_reason(item: pytest.Item, engine: str | None) -> str | None:
     return reason
 
 
+def _runs_on(item: pytest.Item, engine: str | None) -> bool:
+    """Whether ``item`` runs on ``engine``: every engine, unless an ``engines``
+    mark names the only ones its outcome holds on."""
+    marker = item.get_closest_marker("engines")
+    if marker is None:
+        return True
+    unknown = [name for name in marker.args if name not in ENGINES]
+    if not marker.args or unknown or not marker.kwargs.get("reason"):
+        raise pytest.UsageError(f"{item.nodeid}: use engines(<engine>, ..., reason=...)")
+    if engine is None:
+        raise pytest.UsageError(f"{item.nodeid} is marked engines(...) but touches no database")
+    return engine in marker.args
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept: list[pytest.Item] = []
+    deselected: list[pytest.Item] = []
     for item in items:
         engine = _engine_of(item)
+        if not _runs_on(item, engine):
+            deselected.append(item)
+            continue
+        kept.append(item)
         marked = item.get_closest_marker("real_mongodb") or item.get_closest_marker("engine_gap")
         if engine is None and marked is not None:
             raise pytest.UsageError(
@@ -139,6 +165,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reason = _gap_reason(item, engine)
         if reason is not None:
             item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ nowhere after a crash between the two writes."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,7 +20,6 @@ from shoal.config import Settings
 from shoal.resources import shoal_hooks
 from shoal.storage import Storage, get_storage
 from tests.conftest import SettingsFactory
-from tests.utils.engines import MONGODB_URI_VARIABLE
 from tests.utils.http import create, fetch, if_match
 
 PEOPLE: dict[str, Any] = {
@@ -238,15 +236,19 @@ async def test_versions_are_kept_on_whatever_database_shoal_finds(
         assert [v["_deleted"] for v in body["_items"]] == [False, True]
 
 
-# With transactions, this runs only against a real MongoDB: the stand-in's
-# concurrent transactions break each other, or not, depending on timing (pinned
-# in tests/storage/test_standin_gaps.py), and FerretDB has none, so no strict
-# expectation holds on either; the case is not generated there (not skipped).
+# Writers at the same moment. With transactions, these run on DocumentDB and a
+# real MongoDB only: the stand-in's concurrent transactions break each other, or
+# not, depending on timing (pinned in tests/storage/test_standin_gaps.py), and
+# FerretDB has none, so no strict expectation holds on either.
 WRITER_CASES: list[Any] = [
-    pytest.param("no transactions", marks=pytest.mark.engine_gap(ferretdb="write_atomicity"))
+    pytest.param("no transactions", marks=pytest.mark.engine_gap(ferretdb="write_atomicity")),
+    pytest.param(
+        "transactions",
+        marks=pytest.mark.engines(
+            "documentdb", "mongodb", reason="concurrent transactions: see WRITER_CASES"
+        ),
+    ),
 ]
-if os.environ.get(MONGODB_URI_VARIABLE):
-    WRITER_CASES.append("transactions")
 
 
 @pytest.mark.parametrize("app", WRITER_CASES, indirect=True)
@@ -282,3 +284,4 @@ async def test_two_writers_with_one_etag_make_one_version(
         assert sorted(shadow["_version"] for shadow in versions) == [1, 2]
         (second,) = [shadow for shadow in versions if shadow["_version"] == 2]
         assert second["age"] == item["age"]
+
