@@ -343,3 +343,29 @@ async def test_racing_writers_make_every_version_once(
         (1, 0),
         *((version, made[version][0]) for version in range(2, last + 1)),
     ]
+
+
+async def test_a_write_that_loses_to_a_delete_leaves_no_version(
+    app: Quart, anonymous: Client, shadows: Any
+) -> None:
+    """A PATCH reads the document, a DELETE then removes it and its versions,
+    and the PATCH writes: it answers 404, and nothing it wrote remains (a kept
+    version of a document that is gone)."""
+    ack = await create(anonymous, "people", {"name": "a", "age": 1})
+    path = f"/people/{ack['_id']}"
+    read, deleted = asyncio.Event(), asyncio.Event()
+
+    async def after_the_delete(updates: dict[str, Any], original: dict[str, Any]) -> None:
+        read.set()
+        await asyncio.wait_for(deleted.wait(), 5)
+
+    shoal_hooks(app).on_update("people")(after_the_delete)
+    patch = asyncio.create_task(
+        anonymous.patch(path, json={"age": 2}, headers=if_match(ack["_etag"]))
+    )
+    await asyncio.wait_for(read.wait(), 5)
+    response = await anonymous.delete(path, headers=if_match(ack["_etag"]))
+    assert response.status_code == 204
+    deleted.set()
+    assert (await patch).status_code == 404
+    assert await shadows.find({"_id_document": {"$in": [ObjectId(ack["_id"])]}}).to_list(None) == []

@@ -694,9 +694,17 @@ class ResourceService:
             matched = await self.storage.replace_if(
                 self.collection, filter, replacement, session=session
             )
-            if matched and versions is not None:
+            if not matched:
+                # Another write came first. If it was a DELETE, the version kept
+                # above names a document that is gone: keep nothing of this one.
+                if session is not None:
+                    await self.storage.undo(session)
+                elif versions is not None:
+                    await versions.forget_kept_if_gone(current)
+                return False
+            if versions is not None:
                 await versions.record({**replacement, "_id": current["_id"]}, session)
-            return matched
+            return True
 
         if not await self._atomically(write):
             return await self._lost_race_unless_done(current["_id"], access, etag, key)

@@ -15,7 +15,10 @@ first and its version after it: a crash in between leaves no version that
 names a write that did not happen; the only version that can be missing is the
 latest, whose content is the document itself. So reads take the latest version
 from the document, and the next write stores the missing version (from the
-document, before it changes) before writing its own.
+document, before it changes) before writing its own. A write that loses to
+another keeps nothing: its transaction is aborted, or, without one, the version
+it kept of the document as it read it is removed again if a DELETE has removed
+the document (and its versions) in between.
 """
 
 from __future__ import annotations
@@ -104,6 +107,26 @@ class Versions:
     async def forget(self, item_id: Any, session: Session) -> None:
         """Every version of a document (hard-deleted)."""
         await self.storage.delete_many(self.collection, self._of_document(item_id), session=session)
+
+    async def forget_kept_if_gone(self, document: Mapping[str, Any]) -> None:
+        """After a write without a transaction that kept ``document``'s version
+        and then lost to another write: remove that kept version again if the
+        document is gone (a DELETE removed it, and its versions, in between),
+        so that no version names a deleted document. Only that version, as it
+        was kept here (its ``_etag`` too)."""
+        found = await self.storage.find_one(
+            self.resource.collection, {"_id": document["_id"]}, {"_id": 1}
+        )
+        if found is None:
+            shadow = self.shadow(document)
+            await self.storage.delete_if(
+                self.collection,
+                {
+                    **self._of_document(document["_id"]),
+                    VERSION: shadow[VERSION],
+                    "_etag": shadow.get("_etag"),
+                },
+            )
 
     # -- reads -----------------------------------------------------------
 

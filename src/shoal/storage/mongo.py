@@ -206,6 +206,12 @@ class Storage:
 
         return await self.run(transaction)
 
+    async def undo(self, session: Session) -> None:
+        """Abort ``session``'s transaction (none: do nothing), so that nothing
+        written in it remains; ``atomic`` then returns what ``work`` returns."""
+        if session is not None:
+            await session.abort_transaction()
+
     # -- the operations resources use ------------------------------------
 
     async def find_page(
