@@ -89,11 +89,6 @@ DOCUMENTDB_GAPS: dict[str, str] = {
     "duplicate_key_details": (
         "duplicate-key errors carry no keyValue or keyPattern (the message names the index)"
     ),
-    "estimated_count": (
-        "a collection's metadata count (estimatedDocumentCount, count with no "
-        "query) is PostgreSQL's statistics of live rows, which trail the writes "
-        "(a backend reports them at most once a second)"
-    ),
     "transaction_conflicts": (
         "the loser of a write conflict between transactions gets WriteConflict (112) "
         "without the TransientTransactionError label (the gateway's 20 ms lock "
