@@ -66,7 +66,7 @@ class Options:
     #: The engines the "engines" phase starts, one after the other, for the headline
     #: scenarios (Shoal and Eve on one worker, the driver's ceiling); the run's own
     #: engine is left out.
-    other_engines: list[str] = field(default_factory=lambda: ["ferretdb"])
+    other_engines: list[str] = field(default_factory=lambda: ["ferretdb", "documentdb"])
     #: The phases with tables of their own that run (``results.PHASES``).
     phases: list[str] = field(default_factory=lambda: list(PHASES))
     #: Change streams: SSE subscribers held on one worker while a writer POSTs for
@@ -79,6 +79,10 @@ class Options:
     keyset_page: int = 2000
     keyset_max_results: int = 25
     keyset_connections: int = 4
+    #: The engines the keyset phase also starts, one after the other, for the same
+    #: pages (the run's own engine is left out): DocumentDB serves a cursor's range
+    #: on ``_id`` from an index, as MongoDB does, which the stand-in cannot.
+    keyset_engines: list[str] = field(default_factory=lambda: ["documentdb"])
     #: The load balancer's cost: this many instances of one worker behind nginx.
     balancer_instances: int = 2
     #: Admission control: ``max_in_flight`` values measured at ``many_connections``
@@ -149,8 +153,9 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
         "--engine",
         choices=ENGINES,
         default=defaults.engine,
-        help="the engine the run starts for every scenario: the stand-in, or FerretDB "
-        "(built by scripts/ferretdb the first time) (default %(default)s)",
+        help="the engine the run starts for every scenario: the stand-in, FerretDB or "
+        "DocumentDB (built by scripts/ferretdb or scripts/documentdb the first time) "
+        "(default %(default)s)",
     )
     parser.add_argument(
         "--other-engines",
@@ -192,6 +197,14 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
         type=int,
         default=defaults.keyset_page,
         help="the deep page of the keyset-pagination phase (pages of 25)",
+    )
+    parser.add_argument(
+        "--keyset-engines",
+        nargs="*",
+        choices=ENGINES,
+        default=defaults.keyset_engines,
+        help="engines the keyset phase measures the same pages on too "
+        "(default: %(default)s; the run's own engine is left out)",
     )
     parser.add_argument(
         "--admission-limits",
@@ -239,6 +252,7 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
         subscribers=args.subscribers,
         keyset_documents=args.keyset_documents,
         keyset_page=args.keyset_page,
+        keyset_engines=args.keyset_engines,
         admission_limits=args.admission_limits,
     )
     if args.quick:
