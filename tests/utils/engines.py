@@ -31,8 +31,6 @@ from shoal.system import die_with_parent, free_port, kill_process, stop_process
 from tests.utils.servers import EmbeddedStore
 
 ROOT = Path(__file__).resolve().parents[2]
-FERRETDB_SCRIPT = ROOT / "scripts" / "ferretdb"
-DOCUMENTDB_SCRIPT = ROOT / "scripts" / "documentdb"
 
 #: Every engine name, in the order runs list them.
 ENGINES = ("standin", "ferretdb", "documentdb", "mongodb")
@@ -75,6 +73,29 @@ def _answers(uri: str) -> bool:
     finally:
         client.close()
     return True
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, waiting for its parent to reap it, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
 
 
 @functools.cache
@@ -158,9 +179,17 @@ class ScriptedServer:
             stop_process(process, timeout)
 
     def kill(self) -> None:
-        """Stop the server at once, as a crash would (for fault tests)."""
+        """Stop the server at once, as a crash would (for fault tests); returns
+        once the script's own processes are gone too (they get SIGKILL when it
+        dies: their parent-death signal)."""
         if self._process is not None:
+            children = _children(self._process.pid)
             kill_process(self._process)
+            deadline = time.monotonic() + 10.0
+            while any(_alive(pid) for pid in children):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.name}'s processes {children} outlived it")
+                time.sleep(0.05)
 
     def __enter__(self) -> ScriptedServer:
         self.start()
