@@ -26,12 +26,13 @@ def available_cores() -> int:
 class Options:
     """What a run measures and for how long.
 
-    The defaults keep the whole of ``scripts/bench`` under 12 minutes on 2 cores:
-    about 55 scenarios of ``warmup`` + ``duration`` seconds and two or three of
-    settling each, 20 server starts, the profiles, the seeds (the keyset phase's
-    50,000 documents take 10 to 15 s) and at most ``quiet_budget`` seconds of
-    waiting for a busy machine. ``run`` prints each phase's time; ``--skip`` and
-    ``--only`` leave phases out.
+    The defaults keep the whole of ``scripts/bench`` to about 14 minutes on 2
+    cores: about 70 scenarios of ``warmup`` + ``duration`` seconds and two or three
+    of settling each, some 25 server starts, the profiles, the seeds (the keyset
+    phase's 50,000 documents take 10 to 15 s on the stand-in, under 10 on
+    DocumentDB) and at most ``quiet_budget`` seconds of waiting for a busy
+    machine. ``run`` prints each phase's time; ``--skip`` and ``--only`` leave
+    phases out.
     """
 
     duration: float = 5.0
@@ -80,8 +81,8 @@ class Options:
     keyset_max_results: int = 25
     keyset_connections: int = 4
     #: The engines the keyset phase also starts, one after the other, for the same
-    #: pages (the run's own engine is left out): DocumentDB serves a cursor's range
-    #: on ``_id`` from an index, as MongoDB does, which the stand-in cannot.
+    #: pages (the run's own engine is left out): DocumentDB finds a cursor's range
+    #: on ``_id`` with an index, which the stand-in cannot.
     keyset_engines: list[str] = field(default_factory=lambda: ["documentdb"])
     #: The load balancer's cost: this many instances of one worker behind nginx.
     balancer_instances: int = 2
