@@ -148,6 +148,15 @@ STAND_IN: dict[str, Any] = {
 def _engine(data: dict[str, Any]) -> tuple[str, str]:
     """What the page says of the database: in the introduction, and in the method."""
     engine = data.get("engine") or STAND_IN
+    started = data.get("options", {}).get("engine", "standin")
+    if not engine.get("given") and started != "standin":
+        return (
+            f"The database is **{engine['name']}**, which the run starts on this machine "
+            f'(`scripts/{started}`); its CPU is the "db" share of the CPU% column. The '
+            "driver's ceiling is measured on it too.",
+            f"**{engine['name']}**, started by `scripts/{started} run` on a free loopback "
+            "port with its data in a temp dir",
+        )
     if not engine.get("given"):
         return (
             "The database is the MongoDB stand-in (nx-27017: one Python process over "
@@ -221,7 +230,14 @@ def render(data: dict[str, Any]) -> str:
         other_engines=", ".join(ENGINES.get(e, e) for e in options.get("other_engines", []))
         or "none",
         streams=_phase("streams", STREAMS_HEADER, streams_rows(results), []),
-        keyset=_phase("keyset", KEYSET_HEADER, keyset_rows(results), keyset_lines(results)),
+        keyset=_phase(
+            "keyset",
+            KEYSET_HEADER,
+            keyset_rows(results, own_engine(data)),
+            keyset_lines(results, own_engine(data)),
+        ),
+        keyset_engines=", ".join(ENGINES.get(e, e) for e in options.get("keyset_engines", []))
+        or "none",
         balancer=_phase(
             "balancer", BALANCER_HEADER, balancer_rows(results), balancer_lines(results)
         ),

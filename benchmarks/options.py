@@ -26,12 +26,13 @@ def available_cores() -> int:
 class Options:
     """What a run measures and for how long.
 
-    The defaults keep the whole of ``scripts/bench`` under 12 minutes on 2 cores:
-    about 55 scenarios of ``warmup`` + ``duration`` seconds and two or three of
-    settling each, 20 server starts, the profiles, the seeds (the keyset phase's
-    50,000 documents take 10 to 15 s) and at most ``quiet_budget`` seconds of
-    waiting for a busy machine. ``run`` prints each phase's time; ``--skip`` and
-    ``--only`` leave phases out.
+    The defaults keep the whole of ``scripts/bench`` to about 14 minutes on 2
+    cores: about 70 scenarios of ``warmup`` + ``duration`` seconds and two or three
+    of settling each, some 25 server starts, the profiles, the seeds (the keyset
+    phase's 50,000 documents take 10 to 15 s on the stand-in, under 10 on
+    DocumentDB) and at most ``quiet_budget`` seconds of waiting for a busy
+    machine. ``run`` prints each phase's time; ``--skip`` and ``--only`` leave
+    phases out.
     """
 
     duration: float = 5.0
@@ -66,7 +67,7 @@ class Options:
     #: The engines the "engines" phase starts, one after the other, for the headline
     #: scenarios (Shoal and Eve on one worker, the driver's ceiling); the run's own
     #: engine is left out.
-    other_engines: list[str] = field(default_factory=lambda: ["ferretdb"])
+    other_engines: list[str] = field(default_factory=lambda: ["ferretdb", "documentdb"])
     #: The phases with tables of their own that run (``results.PHASES``).
     phases: list[str] = field(default_factory=lambda: list(PHASES))
     #: Change streams: SSE subscribers held on one worker while a writer POSTs for
@@ -79,6 +80,10 @@ class Options:
     keyset_page: int = 2000
     keyset_max_results: int = 25
     keyset_connections: int = 4
+    #: The engines the keyset phase also starts, one after the other, for the same
+    #: pages (the run's own engine is left out): DocumentDB finds a cursor's range
+    #: on ``_id`` with an index, which the stand-in cannot.
+    keyset_engines: list[str] = field(default_factory=lambda: ["documentdb"])
     #: The load balancer's cost: this many instances of one worker behind nginx.
     balancer_instances: int = 2
     #: Admission control: ``max_in_flight`` values measured at ``many_connections``
@@ -149,8 +154,9 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
         "--engine",
         choices=ENGINES,
         default=defaults.engine,
-        help="the engine the run starts for every scenario: the stand-in, or FerretDB "
-        "(built by scripts/ferretdb the first time) (default %(default)s)",
+        help="the engine the run starts for every scenario: the stand-in, FerretDB or "
+        "DocumentDB (built by scripts/ferretdb or scripts/documentdb the first time) "
+        "(default %(default)s)",
     )
     parser.add_argument(
         "--other-engines",
@@ -192,6 +198,14 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
         type=int,
         default=defaults.keyset_page,
         help="the deep page of the keyset-pagination phase (pages of 25)",
+    )
+    parser.add_argument(
+        "--keyset-engines",
+        nargs="*",
+        choices=ENGINES,
+        default=defaults.keyset_engines,
+        help="engines the keyset phase measures the same pages on too "
+        "(default: %(default)s; the run's own engine is left out)",
     )
     parser.add_argument(
         "--admission-limits",
@@ -239,6 +253,7 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
         subscribers=args.subscribers,
         keyset_documents=args.keyset_documents,
         keyset_page=args.keyset_page,
+        keyset_engines=args.keyset_engines,
         admission_limits=args.admission_limits,
     )
     if args.quick:

@@ -208,10 +208,17 @@ STREAMS_HEADER = [
 ]
 
 
-def keyset_rows(results: Sequence[Result]) -> list[list[str]]:
-    """Keyset pagination: each page read by number and by cursor."""
+def _keyset_engine(result: Result, own: str) -> str:
+    """The engine a keyset result was measured on: the run's own, unless named."""
+    key = result.extra.get("engine")
+    return own if key is None else ENGINES.get(str(key), str(key))
+
+
+def keyset_rows(results: Sequence[Result], own: str) -> list[list[str]]:
+    """Keyset pagination: each page read by number and by cursor, on each engine."""
     return [
         [
+            _keyset_engine(result, own),
             f"{result.extra.get('page', 0):,}",
             str(result.extra.get("by", "")),
             f"{result.extra.get('documents', 0):,}",
@@ -227,6 +234,7 @@ def keyset_rows(results: Sequence[Result]) -> list[list[str]]:
 
 
 KEYSET_HEADER = [
+    "engine",
     "page",
     "by",
     "documents",
@@ -239,29 +247,36 @@ KEYSET_HEADER = [
 ]
 
 
-def keyset_lines(results: Sequence[Result]) -> list[str]:
-    """How each deep page compares with the first page read the same way."""
-    found = in_phase(results, "keyset")
+def keyset_lines(results: Sequence[Result], own: str) -> list[str]:
+    """On each engine, how each deep page compares with the first page read the
+    same way, what the database alone takes, and how long seeding took."""
+    engines: dict[str, list[Result]] = {}
+    for result in in_phase(results, "keyset"):
+        engines.setdefault(_keyset_engine(result, own), []).append(result)
+    several = len(engines) > 1
     lines = []
-    for by, key in (("page", "skip"), ("cursor", "cursor")):
-        first = find(found, "shoal", f"page_first_{key}", phase="keyset")
-        deep = find(found, "shoal", f"page_deep_{key}", phase="keyset")
-        if first is not None and deep is not None:
+    for label, found in engines.items():
+        prefix = f"{label}: " if several else ""
+        for by, key in (("page", "skip"), ("cursor", "cursor")):
+            first = find(found, "shoal", f"page_first_{key}", phase="keyset")
+            deep = find(found, "shoal", f"page_deep_{key}", phase="keyset")
+            if first is not None and deep is not None:
+                lines.append(
+                    f"{prefix}by {by}: page {deep.extra.get('page', 0):,} at "
+                    f"{_times(ratio(deep, first))} the requests/s of page 1 "
+                    f"(p50 {deep.p50_ms:,.2f} ms vs {first.p50_ms:,.2f} ms)"
+                )
+        alone = next((r for r in found if r.extra.get("database_ms")), None)
+        if alone is not None:
+            ms, page = alone.extra["database_ms"], max(r.extra.get("page", 0) for r in found)
             lines.append(
-                f"by {by}: page {deep.extra.get('page', 0):,} at {_times(ratio(deep, first))} "
-                f"the requests/s of page 1 (p50 {deep.p50_ms:,.2f} ms vs {first.p50_ms:,.2f} ms)"
+                f"{prefix}the database alone (PyMongo, median of 3 queries): page 1 "
+                f"{ms['first']:,.2f} ms, page {page:,} by skip {ms['skip']:,.2f} ms, by cursor "
+                f"(the server's filter on _id) {ms['cursor']:,.2f} ms"
             )
-    alone = next((r for r in found if r.extra.get("database_ms")), None)
-    if alone is not None:
-        ms, page = alone.extra["database_ms"], max(r.extra.get("page", 0) for r in found)
-        lines.append(
-            f"the database alone (PyMongo, median of 3 queries): page 1 {ms['first']:,.2f} ms, "
-            f"page {page:,} by skip {ms['skip']:,.2f} ms, by cursor (the server's filter on "
-            f"_id) {ms['cursor']:,.2f} ms"
-        )
-    seed = next((r.extra.get("seed") for r in found if r.extra.get("seed")), None)
-    if seed:
-        lines.append(str(seed))
+        seed = next((r.extra.get("seed") for r in found if r.extra.get("seed")), None)
+        if seed:
+            lines.append(f"{prefix}{seed}")
     return lines
 
 
@@ -518,7 +533,7 @@ def phase_text(results: Sequence[Result], own: str) -> list[str]:
     sections: tuple[tuple[str, list[str], list[list[str]], list[str]], ...] = (
         ("engines", ENGINES_HEADER, engines_rows(results, own), engines_lines(results, own)),
         ("streams", STREAMS_HEADER, streams_rows(results), []),
-        ("keyset", KEYSET_HEADER, keyset_rows(results), keyset_lines(results)),
+        ("keyset", KEYSET_HEADER, keyset_rows(results, own), keyset_lines(results, own)),
         ("balancer", BALANCER_HEADER, balancer_rows(results), balancer_lines(results)),
         ("admission", ADMISSION_HEADER, admission_rows(results), many_connections_lines(results)),
         ("loops", LOOPS_HEADER, loops_rows(results), loops_lines(results)),

@@ -40,7 +40,11 @@ PHASES: dict[str, str] = {
     "loops": "event loops",
 }
 #: The engines a run can start (``stack.py``), with the names the report uses.
-ENGINES: dict[str, str] = {"standin": "stand-in", "ferretdb": "FerretDB"}
+ENGINES: dict[str, str] = {
+    "standin": "stand-in",
+    "ferretdb": "FerretDB",
+    "documentdb": "DocumentDB",
+}
 CPU_ROLES = ("app", "db", "wrk", "other")
 SERVERS = {
     "shoal": "Shoal",

@@ -3,8 +3,9 @@
 One command (``scripts/bench``, or ``python -m benchmarks.run`` in the
 project's virtualenv) starts, on free loopback ports:
 
-- the MongoDB stand-in (``shoal.storage.embedded.EmbeddedStore``, in a temp dir), or
-  FerretDB with ``--engine ferretdb``, and ``redis-server`` (``stack.py``);
+- the MongoDB stand-in (``shoal.storage.embedded.EmbeddedStore``, in a temp dir),
+  or FerretDB or DocumentDB with ``--engine ferretdb`` or ``--engine documentdb``,
+  and ``redis-server`` (``stack.py``);
 - for each worker count (1, then 2): the minimal Quart app under hypercorn
   (the stack's ceiling), ``shoal serve`` with ``benchmarks/shoal.yaml``, and
   Eve 2.3 under gunicorn, one after the other, on the same data (``servers.py``,
@@ -12,8 +13,9 @@ project's virtualenv) starts, on free loopback ports:
 - once, the driver's ceiling (``benchmarks/driver.py``);
 - for each added delay, Shoal and Eve with the database at that distance;
 - the headline scenarios and the driver's ceiling on the other engines, then
-  change streams, keyset pagination, the load balancer and admission control,
-  each in a phase of its own (``scenarios.py``);
+  change streams, keyset pagination (on the run's engine and on DocumentDB), the
+  load balancer and admission control, each in a phase of its own
+  (``scenarios.py``);
 
 drives each with ``wrk`` for a fixed time (``measure.py``), prints requests/s,
 p50/p99, errors and peak RSS per worker, the ratios and the targets they meet

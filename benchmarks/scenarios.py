@@ -12,7 +12,8 @@ Eve on gunicorn's sync workers (2 x cores + 1) and Eve on its gevent workers
 seeded the same way, then Shoal and Eve on one worker in the headline scenarios
 and the driver's ceiling), change streams (SSE subscribers on one worker while a
 writer POSTs, ``sse_client.py``), keyset pagination (a first and a deep page
-by number and by cursor, ``keyset.py``), the load balancer (item GET straight
+by number and by cursor, ``keyset.py``, on the run's engine and then on each of
+``keyset_engines``, each on a stack of its own), the load balancer (item GET straight
 to one instance and through nginx to several, ``balancer.py``), admission
 control (item GET at many connections with ``admission.max_in_flight`` at a few
 values, and off) and the event loops (the bare app and Shoal at many
@@ -405,7 +406,50 @@ class Scenarios:
             )
 
     def keyset_phase(self) -> None:
-        """The first and a deep page of a large collection, by number and by cursor."""
+        """The first and a deep page of a large collection, by number and by cursor:
+        on the run's engine, then on each of ``keyset_engines`` but the run's own
+        (each on a stack of its own)."""
+        self.keyset_pages()
+        for key in self.options.keyset_engines:
+            if key == self.stack.started_by_run:
+                continue
+            try:
+                self.keyset_on_engine(key)
+            except Exception as error:  # the next engine is still measured
+                traceback.print_exc()
+                self.meter.notes.append(f"keyset pagination on {ENGINES[key]} failed: {error!r}")
+
+    def keyset_on_engine(self, key: str) -> None:
+        """A stack of its own on engine ``key``, then the keyset pages there, the
+        results in the "keyset" phase with the engine among their figures."""
+        workdir = self.workdir / f"keyset-{key}"
+        with Stack(workdir, engine=key) as stack:
+            assert stack.engine is not None
+            print(f"  {stack.engine.name} ({stack.mongodb_uri})", flush=True)
+            dataset = Dataset(stack.mongodb_uri, stack.database)
+            try:
+                workload = Workload(
+                    dataset,
+                    workdir,
+                    documents=self.options.documents,
+                    patch_pool=self.options.patch_pool,
+                )
+                there = Scenarios(
+                    self.options,
+                    stack,
+                    workload,
+                    self.meter,
+                    workdir=workdir,
+                    results_dir=self.results_dir,
+                )
+                extra = {"engine": key, "engine_name": stack.engine.name}
+                with self.meter.elsewhere(stack.db_pids, phase="keyset", extra=extra):
+                    there.keyset_pages()
+            finally:
+                dataset.close()
+
+    def keyset_pages(self) -> None:
+        """The keyset pages on this stack's engine."""
         options = self.options
         secret = secrets.token_hex(24)
         page, size = options.keyset_page, options.keyset_max_results

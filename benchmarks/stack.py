@@ -2,10 +2,10 @@
 
 ``Stack`` starts them once per run, on free loopback ports, and stops them at
 the end; between phases it puts Redis back to empty (``flush_redis``). The
-database is an engine it starts (``ENGINES``: the MongoDB stand-in, or FerretDB
-built by ``scripts/ferretdb``), or the MongoDB-compatible server of
-``mongodb_uri`` (``engine.py``), in a database of the run's own that is dropped at
-the end. For the scenarios with the database at a network distance,
+database is an engine it starts (``ENGINES``: the MongoDB stand-in, FerretDB built
+by ``scripts/ferretdb``, or DocumentDB built by ``scripts/documentdb``), or the
+MongoDB-compatible server of ``mongodb_uri`` (``engine.py``), in a database of the
+run's own that is dropped at the end. For the scenarios with the database at a network distance,
 ``distance`` puts a delay proxy (``benchmarks/delay_proxy.py``, its own process)
 in front of it.
 """
@@ -33,9 +33,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: The database every server uses on an engine the run started.
 DATABASE = "bench"
-FERRETDB_SCRIPT = ROOT / "scripts" / "ferretdb"
-#: Building FerretDB the first time takes a minute or two; then the binary is reused.
-FERRETDB_BUILD_TIMEOUT = 900.0
+#: The engines a script builds and runs (``scripts/<engine>``), and the URI of
+#: one on a port: FerretDB needs no credentials, DocumentDB's gateway always does.
+SCRIPTED = {
+    "ferretdb": "mongodb://127.0.0.1:{port}/?directConnection=true",
+    "documentdb": (
+        "mongodb://shoal:shoal@127.0.0.1:{port}/?authMechanism=SCRAM-SHA-256&directConnection=true"
+    ),
+}
+#: The first build takes minutes (FerretDB one or two, DocumentDB about four);
+#: then it is reused.
+BUILD_TIMEOUT = 1800.0
 
 
 class Stack:
@@ -53,18 +61,19 @@ class Stack:
         # On a server of someone else's, a database no one else uses.
         self.database = DATABASE if mongodb_uri is None else f"shoal_bench_{secrets.token_hex(4)}"
         self.store: Any = None
-        self.ferretdb: Service | None = None
+        #: The engine's ``scripts/<engine> run``, for an engine a script runs.
+        self.scripted: Service | None = None
         self.engine: Engine | None = None
         self.redis: Service | None = None
         self.proxy: Service | None = None
 
     def start(self) -> Stack:
-        if self.given_uri is None and self.engine_key == "ferretdb":
-            self.ferretdb = start_ferretdb(self.workdir)
-            self.engine = identify(
-                f"mongodb://127.0.0.1:{self.ferretdb.port}/?directConnection=true"
-            )
-            self.engine.pids = [self.ferretdb.pid]  # `scripts/ferretdb run` execs FerretDB
+        if self.given_uri is None and self.engine_key in SCRIPTED:
+            self.scripted = start_scripted(self.engine_key, self.workdir)
+            self.engine = identify(SCRIPTED[self.engine_key].format(port=self.scripted.port))
+            self.engine.pids = self.scripted.all_pids()
+            if self.engine_key == "documentdb":  # its buildInfo names a MongoDB version only
+                self.engine.name = f"DocumentDB ({self.engine.name} compatible)"
         elif self.given_uri is None:
             from shoal.storage.embedded import EmbeddedStore
 
@@ -92,8 +101,8 @@ class Stack:
             self.redis.stop()
         if self.store is not None:
             self.store.stop()
-        elif self.ferretdb is not None:
-            self.ferretdb.stop()
+        elif self.scripted is not None:
+            self.scripted.stop()
         elif self.engine is not None:
             self._drop_database()
 
@@ -139,8 +148,13 @@ class Stack:
 
     def db_pids(self) -> list[int]:
         """The database's processes, whose CPU the results count as "db" (the delay
-        proxy's too while it runs: it is the database's network)."""
-        pids = list(self.engine.pids) if self.engine is not None else []
+        proxy's too while it runs: it is the database's network). For an engine a
+        script runs, the script's processes and theirs, found afresh (PostgreSQL
+        starts a process for each connection)."""
+        if self.scripted is not None:
+            pids = self.scripted.all_pids()
+        else:
+            pids = list(self.engine.pids) if self.engine is not None else []
         if self.proxy is not None:
             pids.append(self.proxy.pid)
         return pids
@@ -179,26 +193,29 @@ class Stack:
                 self.proxy = None
 
 
-def start_ferretdb(workdir: Path) -> Service:
-    """FerretDB (SQLite backend) on a free loopback port, its data in ``workdir``;
-    built by ``scripts/ferretdb`` first if this checkout has no binary yet."""
+def start_scripted(key: str, workdir: Path) -> Service:
+    """``scripts/<key> run`` (FerretDB on its SQLite backend, or DocumentDB) on a
+    free loopback port, its data in ``workdir``; built first if this checkout has
+    none yet."""
+    script = ROOT / "scripts" / key
     built = subprocess.run(
-        [str(FERRETDB_SCRIPT), "build"],
+        [str(script), "build"],
         cwd=ROOT,
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         check=False,
-        timeout=FERRETDB_BUILD_TIMEOUT,
+        timeout=BUILD_TIMEOUT,
     )
     if built.returncode != 0:
-        raise RuntimeError(f"scripts/ferretdb build failed: {built.stderr.strip()[-500:]}")
+        raise RuntimeError(f"scripts/{key} build failed: {built.stderr.strip()[-500:]}")
     port = free_port()
-    data_dir = workdir / "ferretdb-data"
+    data_dir = workdir / f"{key}-data"
     data_dir.mkdir(parents=True, exist_ok=True)
     return Service(
-        "ferretdb",
-        [str(FERRETDB_SCRIPT), "run", "--port", str(port), "--data-dir", str(data_dir)],
+        key,
+        [str(script), "run", "--port", str(port), "--data-dir", str(data_dir)],
         workdir=workdir,
         port=port,
         cwd=ROOT,
-    ).start(timeout=60.0)
+    ).start(timeout=120.0)

@@ -2,23 +2,30 @@
 
 Tests that touch MongoDB (through ``mongodb_uri``, directly or through
 ``settings``, ``app``, ``client``...) run once per selected engine, named in
-their id (``test_x[standin]``, ``test_x[ferretdb]``); the others run once.
-``--engines standin,ferretdb`` or ``SHOAL_TEST_ENGINES`` selects the engines;
-the default is the stand-in, or a real MongoDB when ``SHOAL_TEST_MONGODB_URI``
-is set (``tests/utils/engines.py``). ``SHOAL_TEST_REDIS_URL`` points the suite
-at another Redis.
+their id (``test_x[standin]``, ``test_x[documentdb]``); the others run once.
+``--engines standin,documentdb`` or ``SHOAL_TEST_ENGINES`` selects the engines
+(``standin``, ``ferretdb``, ``documentdb``, ``mongodb``); the default is the
+stand-in, or a real MongoDB when ``SHOAL_TEST_MONGODB_URI`` is set
+(``tests/utils/engines.py``). ``SHOAL_TEST_REDIS_URL`` points the suite at
+another Redis.
 
 A test of MongoDB behaviour an engine lacks is a strict expected failure on
 that engine only, so an engine that gains the behaviour is noticed:
 
 - ``@pytest.mark.real_mongodb(reason=...)``: the stand-in lacks it (pinned in
   ``tests/storage/test_standin_gaps.py``);
-- ``@pytest.mark.engine_gap(ferretdb=NAME)``: FerretDB lacks it, NAME being one
-  of the gaps in ``tests/utils/gaps.py`` (pinned in
-  ``tests/storage/test_ferretdb_gaps.py``); a tuple of names when the test
+- ``@pytest.mark.engine_gap(ferretdb=NAME, documentdb=NAME)``: FerretDB or
+  DocumentDB lacks it, NAME being one of that engine's gaps in
+  ``tests/utils/gaps.py`` (pinned in ``tests/storage/test_ferretdb_gaps.py`` and
+  ``tests/storage/test_documentdb_gaps.py``); a tuple of names when the test
   meets one gap after another (the first hides the next).
 
 On a real MongoDB every test is an ordinary test.
+
+A test whose outcome holds on some engines only (and on the others is neither
+a pass nor a strict failure) says so with
+``@pytest.mark.engines(<engine>, ..., reason=...)``: it is not run on the
+others, and their ids are deselected.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from shoal.app import create_app
 from shoal.config import Settings
 from tests.utils.auth import editor_client
 from tests.utils.engines import (
+    ENGINES,
     MONGODB_URI_VARIABLE,
     DatabaseServer,
     database_server,
@@ -63,7 +71,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="NAMES",
         help="MongoDB engines for the tests that touch the database, comma-separated: "
-        "standin, ferretdb, mongodb (needs SHOAL_TEST_MONGODB_URI). Default: "
+        "standin, ferretdb, documentdb, mongodb (needs SHOAL_TEST_MONGODB_URI). Default: "
         "SHOAL_TEST_ENGINES, else mongodb when SHOAL_TEST_MONGODB_URI is set, else standin.",
     )
 
@@ -125,9 +133,29 @@ def _gap_reason(item: pytest.Item, engine: str | None) -> str | None:
     return reason
 
 
+def _runs_on(item: pytest.Item, engine: str | None) -> bool:
+    """Whether ``item`` runs on ``engine``: every engine, unless an ``engines``
+    mark names the only ones its outcome holds on."""
+    marker = item.get_closest_marker("engines")
+    if marker is None:
+        return True
+    unknown = [name for name in marker.args if name not in ENGINES]
+    if not marker.args or unknown or not marker.kwargs.get("reason"):
+        raise pytest.UsageError(f"{item.nodeid}: use engines(<engine>, ..., reason=...)")
+    if engine is None:
+        raise pytest.UsageError(f"{item.nodeid} is marked engines(...) but touches no database")
+    return engine in marker.args
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept: list[pytest.Item] = []
+    deselected: list[pytest.Item] = []
     for item in items:
         engine = _engine_of(item)
+        if not _runs_on(item, engine):
+            deselected.append(item)
+            continue
+        kept.append(item)
         marked = item.get_closest_marker("real_mongodb") or item.get_closest_marker("engine_gap")
         if engine is None and marked is not None:
             raise pytest.UsageError(
@@ -137,11 +165,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reason = _gap_reason(item, engine)
         if reason is not None:
             item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
 def engine(request: pytest.FixtureRequest) -> str:
-    """The MongoDB engine this test runs on: standin, ferretdb or mongodb."""
+    """The MongoDB engine this test runs on: standin, ferretdb, documentdb or mongodb."""
     name: str = request.param
     return name
 

@@ -411,19 +411,20 @@ def test_docs_render_figures_and_target_status(tmp_path: Path) -> None:
         _result("shoal", "item_get", 900, workers=2, delay_ms=5.0),
         _result("eve", "item_get", 300, workers=5, delay_ms=5.0),
     ]
+    options = {
+        "duration": 10.0,
+        "warmup": 2.0,
+        "connections": 16,
+        "many_connections": 1000,
+        "documents": 1000,
+        "patch_pool": 6000,
+        "workers": [1, 2],
+    }
     data = {
         "generated": "2026-01-01T00:00:00+00:00",
         "command": "scripts/bench",
         "elapsed_s": 300.0,
-        "options": {
-            "duration": 10.0,
-            "warmup": 2.0,
-            "connections": 16,
-            "many_connections": 1000,
-            "documents": 1000,
-            "patch_pool": 6000,
-            "workers": [1, 2],
-        },
+        "options": options,
         "machine": {
             "cpus": 2,
             "cpu_model": "Some CPU",
@@ -463,6 +464,22 @@ def test_docs_render_figures_and_target_status(tmp_path: Path) -> None:
     assert "The database is **FerretDB v1.24.2 (MongoDB 7.0.0 compatible)**" in page
     assert "`mongodb://bench:***@127.0.0.1:27018/`" in page
     assert "does not count it" in page
+    assert "stand-in (nx-27017" not in page
+
+    # An engine the run started (--engine documentdb).
+    data["engine"] = {
+        "name": "DocumentDB (MongoDB 7.0.0 compatible)",
+        "uri": redact("mongodb://shoal:shoal@127.0.0.1:27019/"),
+        "cpu_counted": True,
+        "given": False,
+    }
+    data["options"] = {**options, "engine": "documentdb"}
+    page = docs.render(data)
+    assert (
+        "The database is **DocumentDB (MongoDB 7.0.0 compatible)**, which the run starts "
+        "on this machine (`scripts/documentdb`)" in page
+    )
+    assert "started by `scripts/documentdb run` on a free loopback port" in page
     assert "stand-in (nx-27017" not in page
 
     # scripts/bench writes the page anew, and keeps the soak run's section.
@@ -834,9 +851,13 @@ def test_a_deep_page_beyond_the_collection_is_refused(capsys: pytest.CaptureFixt
 
 def test_the_engine_and_the_other_engines_are_options(capsys: pytest.CaptureFixture[str]) -> None:
     options, _ = parse_options([])
-    assert (options.engine, options.other_engines) == ("standin", ["ferretdb"])
-    options, _ = parse_options(["--engine", "ferretdb", "--other-engines", "standin"])
-    assert (options.engine, options.other_engines) == ("ferretdb", ["standin"])
+    assert (options.engine, options.other_engines) == ("standin", ["ferretdb", "documentdb"])
+    assert options.keyset_engines == ["documentdb"]
+    options, _ = parse_options(
+        ["--engine", "documentdb", "--other-engines", "standin", "--keyset-engines"]
+    )
+    assert (options.engine, options.other_engines) == ("documentdb", ["standin"])
+    assert options.keyset_engines == []
     with pytest.raises(SystemExit):
         parse_options(["--engine", "mongod"])
     assert "invalid choice: 'mongod'" in capsys.readouterr().err
@@ -945,10 +966,11 @@ def test_the_phase_tables_show_their_figures_and_ratios() -> None:
         {**results[2].to_json(), "extra": {"complete": 499, "missed": 3, "all_received": False}}
     )
     assert streams_rows([incomplete])[0][8] == "no: 499 of 500 subscribers, 3 missed"
-    assert [row[:2] for row in keyset_rows(results)] == [
-        ["1", "page"], ["2,000", "page"], ["1", "cursor"], ["2,000", "cursor"]
+    assert [row[:3] for row in keyset_rows(results, "stand-in")] == [
+        ["stand-in", "1", "page"], ["stand-in", "2,000", "page"],
+        ["stand-in", "1", "cursor"], ["stand-in", "2,000", "cursor"],
     ]  # fmt: skip
-    assert keyset_lines(results) == [
+    assert keyset_lines(results, "stand-in") == [
         "by page: page 2,000 at 0.25x the requests/s of page 1 (p50 20.00 ms vs 5.00 ms)",
         "by cursor: page 2,000 at 1.00x the requests/s of page 1 (p50 5.00 ms vs 5.00 ms)",
         "the database alone (PyMongo, median of 3 queries): page 1 1.50 ms, page 2,000 by "
@@ -994,6 +1016,29 @@ def _render(results: list[Result], **data: Any) -> str:
             **data,
         }
     )  # fmt: skip
+
+
+def test_the_keyset_table_names_the_engine_of_each_page() -> None:
+    """The run's own engine, then DocumentDB's pages (its results name it)."""
+    own = [r for r in _phase_results() if r.phase == "keyset"]
+    on_documentdb = [
+        Result.from_json({**result.to_json(), "extra": {**result.extra, "engine": "documentdb"}})
+        for result in own
+    ]
+    results = [*own, *on_documentdb]
+    assert [row[:3] for row in keyset_rows(results, "stand-in")][3:5] == [
+        ["stand-in", "2,000", "cursor"],
+        ["DocumentDB", "1", "page"],
+    ]
+    lines = keyset_lines(results, "stand-in")
+    assert lines[1] == (
+        "stand-in: by cursor: page 2,000 at 1.00x the requests/s of page 1 (p50 5.00 ms vs 5.00 ms)"
+    )
+    assert lines[5] == (
+        "DocumentDB: by cursor: page 2,000 at 1.00x the requests/s of page 1 "
+        "(p50 5.00 ms vs 5.00 ms)"
+    )
+    assert lines[-1] == "DocumentDB: seeded in 9s"
 
 
 def test_docs_render_each_phase_or_say_it_was_not_measured() -> None:

@@ -271,7 +271,7 @@ async def test_no_hidden_field_leaves_by_any_read_path(app: Quart, database: str
     assert seen.leaks() == []
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_stream_events_show_no_hidden_field(app: Quart) -> None:
     seen = Seen()
     editor = client_with(app, bearer(await token_for(app, "editor")))
@@ -614,7 +614,7 @@ async def streamed_app(settings_factory: SettingsFactory) -> AsyncIterator[Quart
         yield application
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_a_backtracking_regex_in_a_stream_matches_in_linear_time(
     streamed_app: Quart,
 ) -> None:

@@ -274,6 +274,7 @@ async def test_a_lookup_joins_only_what_the_caller_may_read(app: Quart) -> None:
         ("a", 1),
         ("b", 0),
         ("c", 1),
+        ("d", 0),
     ]
 
 

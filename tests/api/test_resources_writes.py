@@ -621,7 +621,15 @@ async def test_an_index_mongodb_refuses_fails_readiness(
         settings.model_copy(update={"resources": settings_factory(resources=resources).resources})
     )
     async with app.test_app():
-        response = await app.test_client().get("/readyz")
+        # Start-up waits 2 s for the indexes, then goes on creating them in the
+        # background: a database that takes longer to build (and refuse) one
+        # (DocumentDB takes about that) is ready until it answers.
+        client = app.test_client()
+        for _ in range(300):  # at most about 30 s
+            response = await client.get("/readyz")
+            if response.status_code != 200:
+                break
+            await asyncio.sleep(0.1)
         assert response.status_code == 503
         body = await response.get_json()
         assert body["_error"]["message"] == "not ready: indexes refused by MongoDB"

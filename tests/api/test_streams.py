@@ -73,7 +73,7 @@ async def _post(client: Client, path: str, body: dict[str, Any]) -> dict[str, An
 # -- events ------------------------------------------------------------------
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_writes_arrive_as_events_rendered_as_reads_are(app: Quart) -> None:
     editor = await editor_client(app)
     async with listening(app.test_client(), "/books/_stream") as stream:
@@ -109,7 +109,7 @@ async def test_writes_arrive_as_events_rendered_as_reads_are(app: Quart) -> None
     assert all(event.id for event in (insert, change, delete))
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_an_idle_stream_is_an_uncompressed_event_stream_with_heartbeats(
     app: Quart,
 ) -> None:
@@ -124,7 +124,7 @@ async def test_an_idle_stream_is_an_uncompressed_event_stream_with_heartbeats(
     assert stream.events == []
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_one_documents_stream_sees_only_that_document(app: Quart) -> None:
     editor = await editor_client(app)
     mine = await _post(editor, "/books", {"title": "Mine"})
@@ -140,7 +140,7 @@ async def test_one_documents_stream_sees_only_that_document(app: Quart) -> None:
     assert events[1].name == "delete"
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_where_filters_events(app: Quart) -> None:
     editor = await editor_client(app)
     where = json.dumps({"year": {"$gte": 2000}})
@@ -158,7 +158,7 @@ async def test_where_filters_events(app: Quart) -> None:
     assert [event.name for event in stream.events] == ["insert", "insert", "insert"]
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_owners_see_only_their_own_documents(app: Quart) -> None:
     alice = client_with(app, bearer(await token_for(app, "editor", name="alice")))
     bob = client_with(app, bearer(await token_for(app, "editor", name="bob")))
@@ -219,7 +219,7 @@ async def test_a_malformed_last_event_id_is_refused(app: Quart) -> None:
 # -- resuming ------------------------------------------------------------------
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_a_reconnect_to_another_instance_misses_nothing(stream_settings: Any) -> None:
     async with two_served(stream_settings) as (first, second):
         editor = await editor_client(first)
@@ -243,7 +243,7 @@ async def test_a_reconnect_to_another_instance_misses_nothing(stream_settings: A
     assert len(after.events) == 4  # nothing twice
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_a_subscriber_on_one_instance_sees_writes_made_on_another(
     stream_settings: Any,
 ) -> None:
@@ -255,7 +255,7 @@ async def test_a_subscriber_on_one_instance_sees_writes_made_on_another(
     assert event.data["document"]["title"] == "from the other side"
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_a_reconnect_to_the_same_worker_replays_from_memory(app: Quart) -> None:
     editor = await editor_client(app)
     async with listening(app.test_client(), "/books/_stream") as keep_open:
@@ -276,7 +276,7 @@ async def test_a_reconnect_to_the_same_worker_replays_from_memory(app: Quart) ->
 # -- limits and shutdown ---------------------------------------------------------
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_streams_beyond_the_workers_limit_get_503(
     settings_factory: SettingsFactory,
 ) -> None:
@@ -315,7 +315,7 @@ async def _try_stream(
     return status, head, writer
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_a_caller_past_its_streams_gets_429_while_others_still_open_theirs(
     tmp_path: Path, mongodb_uri: str, redis_url: str
 ) -> None:
@@ -368,7 +368,7 @@ async def test_a_caller_past_its_streams_gets_429_while_others_still_open_theirs
                 writer.close()
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_opening_a_stream_counts_against_the_resources_read_limit(
     settings_factory: SettingsFactory,
 ) -> None:
@@ -387,7 +387,7 @@ async def test_opening_a_stream_counts_against_the_resources_read_limit(
     assert "2 per minute" in (await refused.get_json())["_error"]["message"]
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_draining_ends_every_stream_cleanly(app: Quart) -> None:
     async with listening(app.test_client(), "/books/_stream") as stream:
         await get_lifecycle(app).drain()
@@ -403,7 +403,7 @@ async def test_draining_ends_every_stream_cleanly(app: Quart) -> None:
 # -- failures ------------------------------------------------------------------
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_a_stream_survives_a_database_restart_by_resuming(
     own_database: DatabaseServer, redis_url: str
 ) -> None:
@@ -447,7 +447,7 @@ async def _open_stream(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamW
     return reader, writer
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_500_subscribers_on_one_worker_share_one_stream_in_bounded_memory(
     tmp_path: Path, mongodb_uri: str, redis_url: str
 ) -> None:
@@ -487,7 +487,7 @@ async def test_500_subscribers_on_one_worker_share_one_stream_in_bounded_memory(
     assert grown < SUBSCRIBERS * 100, f"{grown} KiB for {SUBSCRIBERS} subscribers"
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_open_streams_do_not_hold_admission_slots(
     settings_factory: SettingsFactory,
 ) -> None:
@@ -504,7 +504,7 @@ async def test_open_streams_do_not_hold_admission_slots(
 # -- credentials that end while a stream is open ------------------------------------
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 @pytest.mark.parametrize("how", ["disable", "logout"])
 async def test_a_stream_ends_when_its_credentials_are_revoked(app: Quart, how: str) -> None:
     """A real user's open stream: once the user is disabled (or logs out), the
@@ -548,7 +548,7 @@ async def test_a_database_without_change_streams_answers_501(
         assert "change streams" in body["_error"]["message"]
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_a_stream_shows_only_its_resources_documents_and_soft_deletes_as_deletes(
     settings_factory: SettingsFactory,
 ) -> None:

@@ -69,7 +69,7 @@ def test_an_operation_with_its_own_time_limit_gets_that_much_longer() -> None:
     assert storage.deadline(60_000) == 62.0
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_a_change_stream_read_on_a_blackholed_mongodb_is_a_503_at_its_deadline(
     proxied: tuple[Proxy, str],
 ) -> None:

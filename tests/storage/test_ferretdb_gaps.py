@@ -68,7 +68,7 @@ async def test_a_unique_index_counts_a_missing_field_as_null(db: Database) -> No
 
 
 @pytest.mark.real_mongodb(reason="duplicate-key errors carry no keyValue")
-@pytest.mark.engine_gap(ferretdb="duplicate_key_details")
+@pytest.mark.engine_gap(ferretdb="duplicate_key_details", documentdb="duplicate_key_details")
 async def test_a_duplicate_key_error_carries_the_key(db: Database) -> None:
     await db.things.create_indexes([IndexModel([("code", 1)], unique=True)])
     await db.things.insert_one({"code": "a"})
@@ -226,7 +226,7 @@ async def test_group_computes_every_accumulator(db: Database) -> None:
 # -- change streams and transactions (MongoDB: replica sets only) ---------------
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_a_change_stream_reports_an_insert(db: Database) -> None:
     oid = ObjectId()
     stream = await db.things.watch(max_await_time_ms=100)
@@ -263,7 +263,7 @@ async def test_a_transaction_commits_or_aborts_as_one(db: Database) -> None:
     assert [version["_id"] for version in versions] == ["1@2", "seed"]
 
 
-@pytest.mark.engine_gap(ferretdb="expressions_in_add_fields")
+@pytest.mark.engine_gap(ferretdb="expressions_in_add_fields", documentdb="root_variable")
 @pytest.mark.real_mongodb(reason="$$ROOT is the document as stored, not as earlier stages left it")
 async def test_root_is_the_document_the_stage_receives(db: Database) -> None:
     """Shoal's Data API drops fields a caller may not read in a first stage;

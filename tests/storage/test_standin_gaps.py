@@ -129,7 +129,7 @@ async def _events(db: Database, count: int, *writes: Any) -> list[dict[str, Any]
         await stream.close()
 
 
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_change_streams_report_inserts_with_the_document(db: Database) -> None:
     """The baseline: a change stream works on the stand-in."""
     [event] = await _events(db, 1, lambda: db.things.insert_one({"n": 1}))
@@ -139,7 +139,7 @@ async def test_change_streams_report_inserts_with_the_document(db: Database) -> 
 
 
 @pytest.mark.real_mongodb(reason="a change event's fullDocument carries _id in storage form")
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_full_document_keeps_its_object_id(db: Database) -> None:
     oid = ObjectId()
     [event] = await _events(db, 1, lambda: db.things.insert_one({"_id": oid}))
@@ -147,7 +147,7 @@ async def test_full_document_keeps_its_object_id(db: Database) -> None:
 
 
 @pytest.mark.real_mongodb(reason="a change event's fullDocument carries dates in storage form")
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_full_document_keeps_its_dates(db: Database) -> None:
     moment = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
     [event] = await _events(db, 1, lambda: db.things.insert_one({"when": moment}))
@@ -155,7 +155,7 @@ async def test_full_document_keeps_its_dates(db: Database) -> None:
 
 
 @pytest.mark.real_mongodb(reason="replace_one is reported as an update")
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_a_replace_is_reported_as_a_replace(db: Database) -> None:
     oid = ObjectId()
     events = await _events(
@@ -168,7 +168,7 @@ async def test_a_replace_is_reported_as_a_replace(db: Database) -> None:
 
 
 @pytest.mark.real_mongodb(reason="delete events carry a fullDocument")
-@pytest.mark.engine_gap(ferretdb="change_streams")
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_a_delete_event_has_no_document(db: Database) -> None:
     oid = ObjectId()
     events = await _events(

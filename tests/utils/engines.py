@@ -4,6 +4,9 @@
   but the Python packages, so it is the default.
 - ``ferretdb``: FerretDB v1 (SQLite backend), built from the Go module proxy
   and run by ``scripts/ferretdb``; written by others to match MongoDB.
+- ``documentdb``: DocumentDB (PostgreSQL 15 with the DocumentDB extensions, and
+  its gateway), built from pinned sources and run by ``scripts/documentdb``;
+  the engine closest to MongoDB that builds here.
 - ``mongodb``: a real MongoDB at ``SHOAL_TEST_MONGODB_URI``; the suite cannot
   start or stop it.
 
@@ -28,12 +31,11 @@ from shoal.system import die_with_parent, free_port, kill_process, stop_process
 from tests.utils.servers import EmbeddedStore
 
 ROOT = Path(__file__).resolve().parents[2]
-FERRETDB_SCRIPT = ROOT / "scripts" / "ferretdb"
 
 #: Every engine name, in the order runs list them.
-ENGINES = ("standin", "ferretdb", "mongodb")
+ENGINES = ("standin", "ferretdb", "documentdb", "mongodb")
 #: Engines the suite can start (and kill, for fault tests) itself.
-STARTABLE = ("standin", "ferretdb")
+STARTABLE = ("standin", "ferretdb", "documentdb")
 
 ENGINES_VARIABLE = "SHOAL_TEST_ENGINES"
 MONGODB_URI_VARIABLE = "SHOAL_TEST_MONGODB_URI"
@@ -60,9 +62,9 @@ def startable_engines(engines: list[str]) -> list[str]:
     return [engine for engine in engines if engine in STARTABLE] or ["standin"]
 
 
-def _answers(port: int) -> bool:
+def _answers(uri: str) -> bool:
     client: MongoClient[dict[str, object]] = MongoClient(
-        "127.0.0.1", port, serverSelectionTimeoutMS=300, connectTimeoutMS=300, directConnection=True
+        uri, serverSelectionTimeoutMS=300, connectTimeoutMS=300
     )
     try:
         client.admin.command("ping")
@@ -73,25 +75,55 @@ def _answers(port: int) -> bool:
     return True
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, waiting for its parent to reap it, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
 @functools.cache
-def ferretdb_binary() -> Path:
-    """FerretDB's binary, built by ``scripts/ferretdb`` on first use (a minute
-    or two with a cold Go build cache; instant once built)."""
+def built(script: Path) -> Path:
+    """What ``script build`` builds (FerretDB's binary, DocumentDB's gateway),
+    built on first use (minutes the first time; instant once built)."""
     result = subprocess.run(
-        [str(FERRETDB_SCRIPT), "build"],
+        [str(script), "build"],
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,
         check=False,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"scripts/ferretdb build failed:\n{result.stderr[-4000:]}")
+        raise RuntimeError(f"scripts/{script.name} build failed:\n{result.stderr[-4000:]}")
     return Path(result.stdout.strip().splitlines()[-1])
 
 
-class FerretDB:
-    """FerretDB (SQLite backend) on a free loopback port, data in ``data_dir``;
-    the same ``start`` / ``stop`` / ``kill`` / ``uri`` as ``EmbeddedStore``."""
+class ScriptedServer:
+    """An engine that ``scripts/<name> run --port PORT --data-dir DIR`` serves
+    on a free loopback port, with its data in ``data_dir``; the same ``start`` /
+    ``stop`` / ``kill`` / ``uri`` as ``EmbeddedStore``."""
+
+    #: The engine's name, as its script is named.
+    name = ""
+    #: Seconds ``start`` waits for the server to answer.
+    start_timeout = 30.0
 
     def __init__(self, data_dir: Path, *, port: int | None = None) -> None:
         self.data_dir = data_dir
@@ -99,22 +131,26 @@ class FerretDB:
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def script(self) -> Path:
+        return ROOT / "scripts" / self.name
+
+    @property
     def uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
     @property
     def log(self) -> Path:
-        """FerretDB's own log (it logs every command it refuses)."""
-        return self.data_dir / "ferretdb.log"
+        """The server's own log."""
+        return self.data_dir / f"{self.name}.log"
 
-    def start(self, timeout: float = 30.0) -> str:
-        ferretdb_binary()  # build outside the start-up deadline
+    def start(self, timeout: float | None = None) -> str:
+        built(self.script)  # build outside the start-up deadline
+        timeout = self.start_timeout if timeout is None else timeout
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
-            # `scripts/ferretdb run` execs the binary: this pid is FerretDB's.
             self._process = subprocess.Popen(
                 [
-                    str(FERRETDB_SCRIPT), "run",
+                    str(self.script), "run",
                     "--port", str(self.port),
                     "--data-dir", str(self.data_dir),
                 ],
@@ -128,26 +164,34 @@ class FerretDB:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(
-                    f"FerretDB exited with status {self._process.returncode}; see {self.log}"
+                    f"{self.name} exited with status {self._process.returncode}; see {self.log}"
                 )
-            if _answers(self.port):
+            if _answers(self.uri):
                 return self.uri
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"FerretDB did not answer within {timeout:g}s; see {self.log}")
+        raise RuntimeError(f"{self.name} did not answer within {timeout:g}s; see {self.log}")
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 20.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
         process, self._process = self._process, None
         if process is not None:
             stop_process(process, timeout)
 
     def kill(self) -> None:
-        """Stop the server at once, as a crash would (for fault tests)."""
+        """Stop the server at once, as a crash would (for fault tests); returns
+        once the script's own processes are gone too (they get SIGKILL when it
+        dies: their parent-death signal)."""
         if self._process is not None:
+            children = _children(self._process.pid)
             kill_process(self._process)
+            deadline = time.monotonic() + 10.0
+            while any(_alive(pid) for pid in children):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.name}'s processes {children} outlived it")
+                time.sleep(0.05)
 
-    def __enter__(self) -> FerretDB:
+    def __enter__(self) -> ScriptedServer:
         self.start()
         return self
 
@@ -160,7 +204,32 @@ class FerretDB:
         self.stop()
 
 
-DatabaseServer = EmbeddedStore | FerretDB
+class FerretDB(ScriptedServer):
+    """FerretDB (SQLite backend). ``scripts/ferretdb run`` execs the binary, so
+    the process's id is FerretDB's; its log holds every command it refuses."""
+
+    name = "ferretdb"
+
+
+class DocumentDB(ScriptedServer):
+    """DocumentDB: ``scripts/documentdb run`` starts PostgreSQL and the gateway
+    and stops both by their ids when it gets SIGTERM; killed, it takes both with
+    it (their parent-death signal). Its log is the script's; PostgreSQL's and the
+    gateway's own logs are ``postgresql.log`` and ``gateway.log`` beside it."""
+
+    name = "documentdb"
+    #: The first start makes the database (initdb, CREATE EXTENSION).
+    start_timeout = 120.0
+
+    @property
+    def uri(self) -> str:
+        return (
+            f"mongodb://shoal:shoal@127.0.0.1:{self.port}/"
+            "?authMechanism=SCRAM-SHA-256&directConnection=true"
+        )
+
+
+DatabaseServer = EmbeddedStore | ScriptedServer
 
 
 def database_server(engine: str, data_dir: Path) -> DatabaseServer:
@@ -169,4 +238,6 @@ def database_server(engine: str, data_dir: Path) -> DatabaseServer:
         return EmbeddedStore(data_dir)
     if engine == "ferretdb":
         return FerretDB(data_dir)
+    if engine == "documentdb":
+        return DocumentDB(data_dir)
     raise ValueError(f"the suite cannot start a {engine} server")

@@ -1,14 +1,17 @@
-"""What FerretDB lacks of MongoDB's documented behaviour, by name.
+"""What FerretDB and DocumentDB lack of MongoDB's documented behaviour, by name.
 
-Each gap is pinned by one test in ``tests/storage/test_ferretdb_gaps.py`` that
-asserts MongoDB's behaviour. A test anywhere that fails on FerretDB because of
-a gap says so with ``@pytest.mark.engine_gap(ferretdb="<name>")``: it is then a
-strict expected failure on FerretDB only, with the reason below, so a FerretDB
-release that closes a gap turns those tests into unexpected passes (and fails
-the run) until the marks come off. The stand-in's gaps are marked with
+Each gap is pinned by one test that asserts MongoDB's behaviour: FerretDB's in
+``tests/storage/test_ferretdb_gaps.py``, DocumentDB's in
+``tests/storage/test_documentdb_gaps.py`` (or, when FerretDB has it too, in the
+FerretDB file, one mark naming both). A test anywhere that fails on an engine
+because of a gap says so with ``@pytest.mark.engine_gap(<engine>="<name>")``: it
+is then a strict expected failure on that engine only, with the reason below,
+so a release that closes a gap turns those tests into unexpected passes (and
+fails the run) until the marks come off. The stand-in's gaps are marked with
 ``real_mongodb`` and pinned in ``tests/storage/test_standin_gaps.py``.
 
-Observed on FerretDB v1.24.2 with its SQLite backend (``scripts/ferretdb``).
+FerretDB's were observed on FerretDB v1.24.2 with its SQLite backend
+(``scripts/ferretdb``).
 """
 
 from __future__ import annotations
@@ -88,5 +91,30 @@ FERRETDB_GAPS: dict[str, str] = {
     ),
 }
 
+#: Gap name → what DocumentDB does instead of what MongoDB documents, and the
+#: evidence. Observed on DocumentDB b2e220c4 (0.108-0) with PostgreSQL 15 and its
+#: gateway (``scripts/documentdb``).
+DOCUMENTDB_GAPS: dict[str, str] = {
+    "change_streams": (
+        "change streams are not implemented: $changeStream is refused with "
+        "CommandNotSupported (115)"
+    ),
+    "duplicate_key_details": (
+        "duplicate-key errors carry no keyValue or keyPattern (the message names the index)"
+    ),
+    "root_variable": (
+        "$$ROOT is the document as stored, not as the pipeline's earlier stages left "
+        "it (seen with the pinned build: a field a $project dropped comes back)"
+    ),
+    "transaction_conflicts": (
+        "the loser of a write conflict between transactions gets WriteConflict (112) "
+        "without the TransientTransactionError label (the gateway's 20 ms lock "
+        "timeout), and its transaction stays open: a commit then commits its other writes"
+    ),
+}
+
 #: Engine → its gap table, for ``@pytest.mark.engine_gap(<engine>=<name>)``.
-ENGINE_GAPS: dict[str, dict[str, str]] = {"ferretdb": FERRETDB_GAPS}
+ENGINE_GAPS: dict[str, dict[str, str]] = {
+    "ferretdb": FERRETDB_GAPS,
+    "documentdb": DOCUMENTDB_GAPS,
+}

@@ -15,7 +15,10 @@ first and its version after it: a crash in between leaves no version that
 names a write that did not happen; the only version that can be missing is the
 latest, whose content is the document itself. So reads take the latest version
 from the document, and the next write stores the missing version (from the
-document, before it changes) before writing its own.
+document, before it changes) before writing its own. A write that loses to
+another keeps nothing: its transaction is aborted, or, without one, the version
+it kept of the document as it read it is removed again if a DELETE has removed
+the document (and its versions) in between.
 """
 
 from __future__ import annotations
@@ -125,9 +128,16 @@ class Versions:
         matched = await self.storage.replace_if(
             self.resource.collection, filter, replacement, session=session
         )
-        if matched:
-            await self.record({**replacement, "_id": current["_id"]}, session)
-        return matched
+        if not matched:
+            # Another write came first. If it was a DELETE, the version kept
+            # above names a document that is gone: keep nothing of this one.
+            if session is not None:
+                await self.storage.undo(session)
+            else:
+                await self.forget_kept_if_gone(current)
+            return False
+        await self.record({**replacement, "_id": current["_id"]}, session)
+        return True
 
     async def delete_document(self, item_id: Any, filter: Document, session: Session) -> bool:
         """Delete the document where ``filter`` still matches it, and its
@@ -146,6 +156,26 @@ class Versions:
         deleted = await self.storage.delete_many(self.resource.collection, {"_id": {"$in": ids}})
         await self.storage.delete_many(self.collection, {ID_DOCUMENT: {"$in": ids}})
         return deleted
+
+    async def forget_kept_if_gone(self, document: Mapping[str, Any]) -> None:
+        """After a write without a transaction that kept ``document``'s version
+        and then lost to another write: remove that kept version again if the
+        document is gone (a DELETE removed it, and its versions, in between),
+        so that no version names a deleted document. Only that version, as it
+        was kept here (its ``_etag`` too)."""
+        found = await self.storage.find_one(
+            self.resource.collection, {"_id": document["_id"]}, {"_id": 1}
+        )
+        if found is None:
+            shadow = self.shadow(document)
+            await self.storage.delete_if(
+                self.collection,
+                {
+                    **self._of_document(document["_id"]),
+                    VERSION: shadow[VERSION],
+                    "_etag": shadow.get("_etag"),
+                },
+            )
 
     # -- reads -----------------------------------------------------------
 

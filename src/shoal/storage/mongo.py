@@ -49,6 +49,13 @@ Session = AsyncClientSession | None
 _NO_TRANSACTIONS = frozenset({20, 9, 40415, 59, 115, 238})
 #: MongoDB's error code for a feature the server does not have.
 NOT_IMPLEMENTED = 238
+#: WriteConflict: inside a transaction MongoDB labels it TransientTransactionError,
+#: and ``with_transaction`` aborts the transaction and runs it again. DocumentDB
+#: answers a write conflict between transactions (its gateway waits 20 ms for a
+#: lock) with this code and no label, and keeps the loser's transaction open;
+#: ``atomic`` adds the label, so the same happens there.
+WRITE_CONFLICT = 112
+TRANSIENT = "TransientTransactionError"
 
 EXTENSION_KEY = "shoal.storage"
 #: Seconds closing the client may wait for MongoDB to end its server sessions.
@@ -176,17 +183,36 @@ class Storage:
         (``work`` gets None for a session and must order its writes safely).
 
         Inside a transaction, operations given the session raise PyMongo's own
-        errors, so that transient ones are retried (``with_transaction``);
-        whatever escapes is translated as usual.
+        errors, so that transient ones are retried (``with_transaction``: the
+        transaction is aborted, nothing of it remains, and it runs again; a
+        write conflict counts as transient even unlabelled); whatever escapes
+        is translated as usual.
         """
         if not await self.supports_transactions():
             return await work(None)
 
+        async def labelled(session: AsyncClientSession) -> T:
+            try:
+                return await work(session)
+            except OperationFailure as error:
+                if error.code != WRITE_CONFLICT or error.has_error_label(TRANSIENT):
+                    raise
+                details = dict(error.details or {})
+                details["errorLabels"] = [*details.get("errorLabels", []), TRANSIENT]
+                message = str(details.get("errmsg", "write conflict"))
+                raise OperationFailure(message, error.code, details) from error
+
         async def transaction() -> T:
             async with self.client.start_session() as session:
-                return await session.with_transaction(work)
+                return await session.with_transaction(labelled)
 
         return await self.run(transaction)
+
+    async def undo(self, session: Session) -> None:
+        """Abort ``session``'s transaction (none: do nothing), so that nothing
+        written in it remains; ``atomic`` then returns what ``work`` returns."""
+        if session is not None:
+            await session.abort_transaction()
 
     # -- the operations resources use ------------------------------------
 
