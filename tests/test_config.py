@@ -555,7 +555,12 @@ def test_slow_client_deadlines_default_to_the_documented_values() -> None:
             "slow_clients: body_grace (2) must be shorter than body_timeout (2), or "
             "body_min_rate never applies (set body_min_rate: 0 for no minimum rate)",
         ),
-        ({"typo": 1}, "slow_clients.typo: Extra inputs are not permitted"),
+        (
+            {"typo": 1},
+            "slow_clients.typo: unknown key; this section takes body_grace, "
+            "body_min_rate, body_timeout, send_timeout",
+        ),
+        ({"send_timout": 5}, "slow_clients.send_timout: unknown key; did you mean send_timeout?"),
     ],
 )
 def test_slow_client_deadlines_are_checked_with_their_key(

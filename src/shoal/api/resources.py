@@ -31,7 +31,6 @@ from typing import Any, cast
 from quart import Blueprint, Response
 
 from ..auth import Auth
-from ..config import joined_collections, lookup_pattern
 from ..errors import ApiError, BadRequest, NotFound, UnprocessableEntity, UnsupportedMediaType
 from ..http.call import Call, Reply, current_call, to_response
 from ..http.conditional import (
@@ -45,6 +44,7 @@ from ..http.json import json_reply, read_json
 from ..http.methods import READ_METHODS
 from ..http.net import Networks, base_url
 from ..http.prefer import applied, preferences
+from ..pipelines import joined_collections
 from ..policies.idempotency import REPLAYED_HEADER, write_key
 from ..resources import BLUEPRINT, Access, Resource, Resources, ResourceService, Route, SoftDeleted
 from ..resources.changes import ChangeFeeds
@@ -90,7 +90,7 @@ class ResourceViews:
         self.auth = auth
         self.proxies = proxies
         lookup = self.resource.settings.additional_lookup
-        self.lookup_pattern = lookup_pattern(lookup.url) if lookup and lookup.url else None
+        self.lookup_pattern = lookup.pattern if lookup else None
 
     async def serve(self, route: Route, call: Call) -> Reply:
         """The answer to ``call`` on ``route`` (a list, an item or a lookup)."""

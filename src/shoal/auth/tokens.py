@@ -7,7 +7,7 @@ and ``sub``; a token issued in the future is refused. A token also carries
 ``epoch``, the user's not-before mark when it was issued (see ``sessions``).
 
 Keys shorter than PyJWT recommends for the algorithm are refused by the config
-(``config.py``); PyJWT is also told to refuse them, so its
+(``shoal.config.settings``); PyJWT is also told to refuse them, so its
 ``InsecureKeyLengthWarning`` can never be raised.
 """
 

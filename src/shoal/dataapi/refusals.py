@@ -10,13 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import BadRequest
+from ..pipelines import JAVASCRIPT_OPERATORS, JOINING_STAGES, WRITING_STAGES, join_target
 
-#: Operators refused wherever they appear.
-REFUSED_OPERATORS = frozenset({"$where", "$function", "$accumulator"})
-#: Stages refused wherever they appear (a $facet or a join's pipeline too).
-REFUSED_STAGES = frozenset({"$out", "$merge"})
-#: Stages that read another collection, and the key naming it.
-JOIN_STAGES = {"$lookup": "from", "$graphLookup": "from", "$unionWith": "coll"}
 #: Deeper documents are refused rather than walked (and never reach MongoDB).
 MAX_DEPTH = 100
 
@@ -29,12 +24,12 @@ def _refused(message: str) -> BadRequest:
 
 
 def check_expression(value: Any, where: str, depth: int = 0) -> None:
-    """Refuse the operators of ``REFUSED_OPERATORS`` anywhere in ``value``."""
+    """Refuse the operators that run JavaScript anywhere in ``value``."""
     if depth > MAX_DEPTH:
         raise _refused(f"{where} is nested too deeply (more than {MAX_DEPTH} levels)")
     if isinstance(value, dict):
         for key, item in value.items():
-            if key in REFUSED_OPERATORS:
+            if key in JAVASCRIPT_OPERATORS:
                 raise _refused(
                     f"{key} is not allowed (in {where}): the Data API runs no JavaScript"
                 )
@@ -55,9 +50,9 @@ def check_pipeline(pipeline: list[Any], may_join: JoinCheck, depth: int = 0) -> 
                 'e.g. {"$match": {...}}'
             )
         ((name, spec),) = stage.items()
-        if name in REFUSED_STAGES:
+        if name in WRITING_STAGES:
             raise _refused(f"{name} is not allowed: the Data API writes only through its actions")
-        if name in JOIN_STAGES:
+        if name in JOINING_STAGES:
             _check_join(name, spec, may_join, depth)
         elif name == "$facet":
             if not isinstance(spec, dict):
@@ -71,13 +66,13 @@ def check_pipeline(pipeline: list[Any], may_join: JoinCheck, depth: int = 0) -> 
 
 
 def _check_join(name: str, spec: Any, may_join: JoinCheck, depth: int) -> None:
-    key = JOIN_STAGES[name]
+    key = JOINING_STAGES[name]
+    target = join_target(name, spec)
     if name == "$unionWith" and isinstance(spec, str):
         spec = {"coll": spec}
     if not isinstance(spec, dict):
         raise _refused(f"{name} takes an object")
-    target = spec.get(key)
-    if not isinstance(target, str) or not target:
+    if not target:
         raise _refused(f"{name} needs {key}: the name of a collection of the same database")
     reason = may_join(target)
     if reason is not None:

@@ -50,7 +50,7 @@ from bson import ObjectId
 from quart import Quart
 
 from ..auth import Auth
-from ..config import Settings, joined_collections
+from ..config import Settings
 from ..dates import parse_http_date
 from ..errors import ApiError
 from ..hashing import sha256_hex
@@ -60,6 +60,7 @@ from ..http.conditional import is_not_modified
 from ..http.methods import READ_METHODS
 from ..http.metrics import ROUTE_SCOPE_KEY
 from ..metrics import cache_lookup
+from ..pipelines import joined_collections
 from ..resources import Resource, Resources, ResourceService
 from ..state import Breaker, SharedState, StateUnavailable, bump_generation, generation_key
 from ..tasks import cancel

@@ -33,8 +33,8 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
-from ..config import JOINING_STAGES, pipeline_strings
 from ..errors import BadRequest, Forbidden
+from ..pipelines import JOINING_STAGES, Part, join_target, pipeline_strings, stage_parts
 from ..schemas import compile_schema
 from ..storage import Storage
 from .access import Access
@@ -199,32 +199,6 @@ def _has_operator(value: Any) -> bool:
     return False
 
 
-#: How MongoDB reads a part of a pipeline: as a query (a string is a value), an
-#: expression (a string starting with ``$`` is a field path or a system
-#: variable), a pipeline, one stage, a map of named pipelines or expressions,
-#: or a stage's own settings (names, numbers: ``$limit``, ``$sort``, a join's
-#: ``from``).
-_QUERY, _EXPRESSION, _PIPELINE, _STAGE, _PIPELINES, _EXPRESSIONS, _SETTING = range(7)
-#: The stages whose parts are not all expressions, part by part ("*": the
-#: whole stage, or any part not named).
-_STAGE_PARTS: dict[str, dict[str, int]] = {
-    "$match": {"*": _QUERY},
-    "$facet": {"*": _PIPELINES},
-    "$lookup": {"let": _EXPRESSIONS, "pipeline": _PIPELINE, "*": _SETTING},
-    "$graphLookup": {"startWith": _EXPRESSION, "restrictSearchWithMatch": _QUERY, "*": _SETTING},
-    "$unionWith": {"pipeline": _PIPELINE, "*": _SETTING},
-    "$bucket": {"groupBy": _EXPRESSION, "output": _EXPRESSION, "*": _SETTING},
-    "$bucketAuto": {"groupBy": _EXPRESSION, "output": _EXPRESSION, "*": _SETTING},
-    "$limit": {"*": _SETTING},
-    "$skip": {"*": _SETTING},
-    "$sample": {"*": _SETTING},
-    "$count": {"*": _SETTING},
-    "$sort": {"*": _SETTING},
-    "$unwind": {"*": _SETTING},
-    "$unset": {"*": _SETTING},
-}
-
-
 def _substitute(pipeline: list[Any], values: Mapping[str, Any]) -> list[Any]:
     """The pipeline with its declared variables filled in: whole-string values
     equal to a variable's name (never keys) become the client's value, always
@@ -233,33 +207,33 @@ def _substitute(pipeline: list[Any], values: Mapping[str, Any]) -> list[Any]:
     value}``, so that ``"$salary"`` or ``"$$ROOT"`` stays a string instead of
     reading a field (any other value is a literal there as it is); in a
     stage's own settings such a string is refused (400)."""
-    filled: list[Any] = _fill(pipeline, _PIPELINE, values)
+    filled: list[Any] = _fill(pipeline, Part.PIPELINE, values)
     return filled
 
 
-def _fill(node: Any, context: int, values: Mapping[str, Any]) -> Any:
+def _fill(node: Any, context: Part, values: Mapping[str, Any]) -> Any:
     if isinstance(node, str):
         if node not in values:
             return node
         value = copy.deepcopy(values[node])
-        if value is PRUNED or context == _QUERY:
+        if value is PRUNED or context == Part.QUERY:
             return value
         dollar = any(text.startswith("$") for text in pipeline_strings(value))
-        if context == _SETTING and dollar:
+        if context == Part.SETTING and dollar:
             raise BadRequest(
                 f"aggregate: {node} sets a part of a stage here; it cannot start with $"
             )
         # Only a string starting with $ reads anything in an expression.
-        return {"$literal": value} if dollar and context != _SETTING else value
+        return {"$literal": value} if dollar and context != Part.SETTING else value
     if isinstance(node, list):
-        inner = _STAGE if context == _PIPELINE else context
+        inner = Part.STAGE if context == Part.PIPELINE else context
         return [_fill(item, inner, values) for item in node]
     if not isinstance(node, dict):
         return node
-    if context == _STAGE:
+    if context == Part.STAGE:
         filled: Document = {}
         for name, spec in node.items():
-            parts = _STAGE_PARTS.get(name, {"*": _EXPRESSION})
+            parts = stage_parts(name)
             if isinstance(spec, dict) and set(parts) != {"*"}:
                 filled[name] = {
                     part: _fill(value, parts.get(part, parts["*"]), values)
@@ -268,13 +242,13 @@ def _fill(node: Any, context: int, values: Mapping[str, Any]) -> Any:
             else:
                 filled[name] = _fill(spec, parts["*"], values)
         return filled
-    if context == _PIPELINES:
-        return {name: _fill(branch, _PIPELINE, values) for name, branch in node.items()}
-    if context == _EXPRESSIONS:
-        return {name: _fill(value, _EXPRESSION, values) for name, value in node.items()}
-    if context == _QUERY:
+    if context == Part.PIPELINES:
+        return {name: _fill(branch, Part.PIPELINE, values) for name, branch in node.items()}
+    if context == Part.EXPRESSIONS:
+        return {name: _fill(value, Part.EXPRESSION, values) for name, value in node.items()}
+    if context == Part.QUERY:
         return {
-            key: _fill(value, _EXPRESSION if key == "$expr" else _QUERY, values)
+            key: _fill(value, Part.EXPRESSION if key == "$expr" else Part.QUERY, values)
             for key, value in node.items()
         }
     return {key: _fill(value, context, values) for key, value in node.items()}
@@ -304,12 +278,10 @@ def _restrict_joins(node: Any, joined: Mapping[str, Access]) -> Any:
     if not isinstance(node, dict):
         return node
     restricted = {key: _restrict_joins(value, joined) for key, value in node.items()}
-    for stage, key in JOINING_STAGES.items():
-        spec = restricted.get(stage)
-        if spec is None:
-            continue
-        name = spec if isinstance(spec, str) else spec.get(key)
-        access = joined.get(name) if isinstance(name, str) else None
+    for stage in JOINING_STAGES:
+        spec: Any = restricted.get(stage)
+        name = join_target(stage, spec)
+        access = joined.get(name) if name is not None else None
         if access is None:
             continue
         scope = dict(access.filter)

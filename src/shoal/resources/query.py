@@ -16,6 +16,7 @@ from typing import Any, Literal
 import orjson
 
 from ..errors import BadRequest
+from ..pipelines import FILTER_REFUSED_OPERATORS
 from .fields import DATE_MESSAGE, OBJECTID_MESSAGE, Kind, to_native
 
 #: Query operators a client may use in ``where``.
@@ -37,8 +38,6 @@ ALLOWED_OPERATORS = frozenset(
     }
 )  # fmt: skip
 REGEX_OPERATORS = frozenset({"$regex", "$options"})
-#: Named because clients try them; refused like any unknown operator.
-FORBIDDEN_OPERATORS = frozenset({"$where", "$function", "$accumulator", "$expr"})
 
 #: Fields Shoal maintains on every document.
 META_FIELDS = ("_id", "_created", "_updated", "_etag")
@@ -259,7 +258,7 @@ def _check_operator(operator: str, rules: QueryRules) -> None:
         if rules.allow_regex:
             return
         raise BadRequest(f"{operator} is not allowed on this resource")
-    if operator in FORBIDDEN_OPERATORS:
+    if operator in FILTER_REFUSED_OPERATORS:
         raise BadRequest(f"{operator} is not allowed in queries")
     raise BadRequest(f"unknown or unsupported query operator {operator}")
 

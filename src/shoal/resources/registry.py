@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 
 from pymongo.errors import PyMongoError
 
-from ..config import Settings, joined_collections, relations
+from ..config import Settings
 from ..errors import ApiError, ServiceUnavailable
+from ..pipelines import joined_collections
 from ..storage import Storage
 from ..tasks import cancel
 from .cursors import CursorCodec
@@ -54,7 +55,7 @@ def readers(settings: Settings, collection: str) -> list[str]:
     names = []
     for name, resource in settings.resources.items():
         read = {sources[name]}
-        for _, relation in relations(resource):
+        for _, relation in resource.relations:
             if relation.get("embeddable"):
                 read.add(sources[relation["resource"]])
         if resource.aggregation is not None:
