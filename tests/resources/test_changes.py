@@ -18,7 +18,8 @@ import pytest
 from shoal.config import StreamSettings
 from shoal.errors import ApiError, BadRequest
 from shoal.resources import Access
-from shoal.resources.changes import Change, ChangeFeed, matcher, parse_stream_where
+from shoal.resources.changes import ChangeFeed
+from shoal.resources.events import Change, matcher, parse_stream_where
 from shoal.resources.query import QueryRules
 from shoal.storage import Storage
 

@@ -38,13 +38,8 @@ from ..errors import BadRequest, ServiceUnavailable
 from ..http.call import current_call
 from ..policies.caller import caller_key
 from ..resources import ResourceService
-from ..resources.changes import (
-    Change,
-    ChangeFeeds,
-    matcher,
-    parse_stream_where,
-    resume_token,
-)
+from ..resources.changes import ChangeFeeds
+from ..resources.events import Change, matcher, parse_stream_where, resume_token
 from ..resources.render import render_item
 from ..resources.visibility import FieldMask
 

@@ -1,4 +1,5 @@
-"""MongoDB access: with ``errors``, the only code that talks to PyMongo.
+"""MongoDB access: with ``errors``, ``transactions`` and ``indexes``, the only
+code that talks to PyMongo.
 
 One ``AsyncMongoClient`` per worker process, opened in ``before_serving`` and
 closed in ``after_serving``. Driver errors leave this module as ``ApiError``
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pymongo
-from bson import ObjectId
 from pymongo import AsyncMongoClient, IndexModel, ReplaceOne, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
@@ -27,7 +27,9 @@ from ..errors import ApiError, BadRequest, Conflict, ServiceUnavailable
 from ..metrics import MONGODB_ERRORS
 from .changes import UNSUPPORTED_CODES, ChangeStream, ChangeStreamsUnsupported
 from .errors import SERVER_FAULT_CODES, duplicate_message, translate_errors, within
+from .indexes import create_indexes
 from .monitoring import CommandTimer
+from .transactions import in_transaction, probe_transactions
 
 if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
     from quart import Quart
@@ -38,24 +40,6 @@ Document = dict[str, Any]
 T = TypeVar("T")
 #: A transaction's session, or None where MongoDB has no transactions.
 Session = AsyncClientSession | None
-
-#: What a server without multi-document transactions answers the probe's first
-#: write: a standalone MongoDB, IllegalOperation (20); a server that does not
-#: know the transaction fields of a command (``startTransaction``, ``autocommit``),
-#: FailedToParse (9) or UnknownBsonField (40415); one without the commands that
-#: end a transaction, CommandNotFound (59), CommandNotSupported (115) or
-#: NotImplemented (238). The probe's write is well formed, so none of these can
-#: be about the write itself.
-_NO_TRANSACTIONS = frozenset({20, 9, 40415, 59, 115, 238})
-#: MongoDB's error code for a feature the server does not have.
-NOT_IMPLEMENTED = 238
-#: WriteConflict: inside a transaction MongoDB labels it TransientTransactionError,
-#: and ``with_transaction`` aborts the transaction and runs it again. DocumentDB
-#: answers a write conflict between transactions (its gateway waits 20 ms for a
-#: lock) with this code and no label, and keeps the loser's transaction open;
-#: ``atomic`` adds the label, so the same happens there.
-WRITE_CONFLICT = 112
-TRANSIENT = "TransientTransactionError"
 
 EXTENSION_KEY = "shoal.storage"
 #: Seconds closing the client may wait for MongoDB to end its server sessions.
@@ -157,24 +141,9 @@ class Storage:
         without them, does not). Found out by trying once, as a server's own
         description can be wrong either way."""
         if self._transactions is None:
-
-            async def probe() -> bool:
-                try:
-                    async with (
-                        self.client.start_session() as session,
-                        await session.start_transaction(),
-                    ):
-                        # A write that changes nothing (and so needs no read).
-                        await self.database["shoal_transactions"].delete_one(
-                            {"_id": ObjectId()}, session=session
-                        )
-                except OperationFailure as error:
-                    if error.code in _NO_TRANSACTIONS:
-                        return False
-                    raise
-                return True
-
-            self._transactions = await self.run(probe)
+            self._transactions = await self.run(
+                lambda: probe_transactions(self.client, self.database)
+            )
             logger.info("MongoDB %s transactions", "runs" if self._transactions else "has no")
         return self._transactions
 
@@ -183,30 +152,12 @@ class Storage:
         (``work`` gets None for a session and must order its writes safely).
 
         Inside a transaction, operations given the session raise PyMongo's own
-        errors, so that transient ones are retried (``with_transaction``: the
-        transaction is aborted, nothing of it remains, and it runs again; a
-        write conflict counts as transient even unlabelled); whatever escapes
-        is translated as usual.
+        errors, so that transient ones are retried (see ``in_transaction``);
+        whatever escapes is translated as usual.
         """
         if not await self.supports_transactions():
             return await work(None)
-
-        async def labelled(session: AsyncClientSession) -> T:
-            try:
-                return await work(session)
-            except OperationFailure as error:
-                if error.code != WRITE_CONFLICT or error.has_error_label(TRANSIENT):
-                    raise
-                details = dict(error.details or {})
-                details["errorLabels"] = [*details.get("errorLabels", []), TRANSIENT]
-                message = str(details.get("errmsg", "write conflict"))
-                raise OperationFailure(message, error.code, details) from error
-
-        async def transaction() -> T:
-            async with self.client.start_session() as session:
-                return await session.with_transaction(labelled)
-
-        return await self.run(transaction)
+        return await self.run(lambda: in_transaction(self.client, work))
 
     async def undo(self, session: Session) -> None:
         """Abort ``session``'s transaction (none: do nothing), so that nothing
@@ -599,28 +550,11 @@ class Storage:
     async def ensure_indexes(
         self, collection: str, indexes: list[IndexModel], *, timeout: float | None = None
     ) -> None:
-        """Create the indexes. On a database that refuses partial indexes
-        (FerretDB v1 answers NotImplemented), a partial unique index is made
-        sparse instead: documents without the field still do not collide, but
-        the rest of its filter (a soft-deleted document's exclusion) is lost."""
-        if not indexes:
-            return
-        target = self.collection(collection)
-
-        async def create() -> None:
-            try:
-                await target.create_indexes(indexes)
-            except OperationFailure as error:
-                if error.code != NOT_IMPLEMENTED or not any(map(_partial, indexes)):
-                    raise
-                logger.warning(
-                    "the database refuses partial indexes: the unique indexes of %s are "
-                    "sparse instead (a soft-deleted document keeps its unique values)",
-                    collection,
-                )
-                await target.create_indexes([_sparse(model) for model in indexes])
-
-        await self.run(create, timeout=timeout)
+        """Create the indexes (see ``create_indexes`` for a database that
+        refuses partial ones)."""
+        if indexes:
+            target = self.collection(collection)
+            await self.run(lambda: create_indexes(target, indexes), timeout=timeout)
 
 
 def get_storage(app: Quart) -> Storage:
@@ -646,19 +580,3 @@ def _refused_write(failure: Mapping[str, Any]) -> ApiError:
     logger.error("MongoDB refused part of a write: code %s", code)
     MONGODB_ERRORS.labels("failed").inc()
     return ApiError(f"MongoDB refused part of the write (code {code})", status=500)
-
-
-def _partial(model: IndexModel) -> bool:
-    return "partialFilterExpression" in model.document
-
-
-def _sparse(model: IndexModel) -> IndexModel:
-    """``model`` with its partial filter replaced by ``sparse``."""
-    if not _partial(model):
-        return model
-    options = {
-        name: value
-        for name, value in model.document.items()
-        if name not in ("key", "partialFilterExpression")
-    }
-    return IndexModel(list(model.document["key"].items()), sparse=True, **options)
