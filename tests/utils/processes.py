@@ -105,6 +105,14 @@ class ProcessInfo:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
 
+    def wait_gone(self, timeout: float) -> None:
+        """Wait until this process has exited (a kill is not instant: a server
+        started next on the same files must not find it still running)."""
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not self.alive(), f"process {self.pid} ({self.cmdline}) outlived SIGKILL"
+
 
 def _stat_fields(pid: int) -> list[str] | None:
     try:
@@ -296,6 +304,8 @@ class ServeProcess:
                 self._process.wait(10)
         for info in self._seen.values():
             info.kill()
+        for info in self._seen.values():
+            info.wait_gone(10)
 
     def __enter__(self) -> ServeProcess:
         return self.start()

@@ -25,11 +25,11 @@ import math
 from collections import deque
 from collections.abc import Callable
 
-import orjson
-
 from ..config import AdmissionSettings
-from ..errors import error_body
+from ..errors import ServiceUnavailable
 from .asgi import ASGIApp, Message, Receive, Scope, Send
+from .call import send_reply
+from .errors import error_reply
 from .request_id import REQUEST_ID
 
 
@@ -104,17 +104,8 @@ class Admission:
 
 
 async def _refuse(scope: Scope, send: Send, waited: float) -> None:
-    retry_after = str(max(1, math.ceil(waited / 2)))
-    body = error_body(
-        503,
+    busy = ServiceUnavailable(
         f"the server is busy: the request waited {waited:g} s for its turn; retry shortly",
-        request_id=scope.get(REQUEST_ID),
+        retry_after=max(1, math.ceil(waited / 2)),
     )
-    encoded = orjson.dumps(body)
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(encoded)).encode()),
-        (b"retry-after", retry_after.encode()),
-    ]
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
-    await send({"type": "http.response.body", "body": encoded, "more_body": False})
+    await send_reply(send, error_reply(busy, scope.get(REQUEST_ID)))

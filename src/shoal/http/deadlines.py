@@ -25,13 +25,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import orjson
-
 from ..config import SlowClientSettings
-from ..errors import error_body
+from ..errors import ApiError
 from ..metrics import SLOW_CLIENTS
 from .asgi import ASGIApp, Message, Receive, Scope, Send, header
+from .call import send_reply
 from .connections import Connections
+from .errors import error_reply
 from .methods import READ_METHODS
 from .request_id import REQUEST_ID
 
@@ -151,16 +151,11 @@ class BodyDeadline:
                 continue  # late, unless what came meanwhile moved the deadline
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        body = orjson.dumps(error_body(408, self.message, request_id=scope.get(REQUEST_ID)))
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
+        late = ApiError(self.message, status=408)
         if scope.get("http_version") in HTTP1:
             # The rest of the body may still be on its way: this connection is done.
-            headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": 408, "headers": headers})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+            late.headers["Connection"] = "close"
+        await send_reply(send, error_reply(late, scope.get(REQUEST_ID)))
 
 
 class SendDeadline:

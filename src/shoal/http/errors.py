@@ -37,8 +37,10 @@ def error_response(
 
 
 def _error_document(error: ApiError, request_id: str | None) -> dict[str, Any]:
-    """The body of ``error``'s answer (a 5xx quotes the request id)."""
-    extra = {"request_id": request_id} if error.status >= 500 else {}
+    """The body of ``error``'s answer. A 5xx quotes the request id, and so
+    does a 408 (a body too slow to reach any handler): what to quote when
+    reporting it."""
+    extra = {"request_id": request_id} if error.status >= 500 or error.status == 408 else {}
     body = error_body(error.status, error.message, **extra)
     if error.issues is not None:
         body["_issues"] = error.issues

@@ -22,10 +22,9 @@ import asyncio
 import hmac
 import time
 
-import orjson
 from quart import Quart, Response, request
 
-from ..errors import error_body
+from ..errors import ApiError, Unauthorized
 from ..metrics import (
     IDEMPOTENT_REPLAYS,
     exposition,
@@ -36,6 +35,8 @@ from ..metrics import (
 )
 from ..tasks import cancel
 from .asgi import ASGIApp, Message, Receive, Scope, Send, header
+from .call import Reply, ReplyHeaders, send_reply
+from .errors import error_reply
 from .methods import SAFE_METHODS
 
 #: Where the route template of a request is kept in its ASGI scope.
@@ -136,38 +137,25 @@ class Metrics:
         given = header(scope, b"authorization") or b""
         assert self.expected is not None
         if not hmac.compare_digest(given, self.expected):
-            await _answer(
-                send,
-                401,
-                orjson.dumps(error_body(401, "/metrics needs the metrics token as a Bearer token")),
-                b"application/json",
-                [(b"www-authenticate", b'Bearer realm="metrics"')],
+            refusal: ApiError = Unauthorized(
+                "/metrics needs the metrics token as a Bearer token",
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
             )
+            await _answer(send, error_reply(refusal, None))
             return
         if scope["method"] != "GET":
-            body = orjson.dumps(error_body(405, "/metrics answers GET only"))
-            await _answer(send, 405, body, b"application/json", [(b"allow", b"GET")])
+            refusal = ApiError("/metrics answers GET only", status=405, headers={"Allow": "GET"})
+            await _answer(send, error_reply(refusal, None))
             return
         accept = header(scope, b"accept")
         # Reading every worker's files is blocking I/O: off the event loop.
         body, content_type = await asyncio.to_thread(
             exposition, accept.decode("latin-1") if accept is not None else None
         )
-        await _answer(send, 200, body, content_type.encode())
+        await _answer(send, Reply(200, body, ReplyHeaders({"Content-Type": content_type})))
 
 
-async def _answer(
-    send: Send,
-    status: int,
-    body: bytes,
-    content_type: bytes,
-    extra: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    headers = [
-        (b"content-type", content_type),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-        *(extra or []),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+async def _answer(send: Send, reply: Reply) -> None:
+    """Send a reply of /metrics, which no cache may keep."""
+    reply.headers["Cache-Control"] = "no-store"
+    await send_reply(send, reply)
