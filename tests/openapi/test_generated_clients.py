@@ -32,6 +32,7 @@ import pytest
 from tests.utils.live import LiveServer, live_example
 from tests.utils.npm import node, npm_install
 from tests.utils.processes import run_shoal
+from tests.utils.settings import write_config
 
 #: The scenarios, one per client.
 CLIENTS = Path(__file__).with_name("clients")
@@ -84,13 +85,14 @@ def live(
 
 
 @pytest.fixture(scope="module")
-def document(live: LiveServer) -> Path:
-    """The document `shoal openapi` prints for the server's config."""
-    printed = run_shoal(
-        ["openapi", "--config", str(live.config)], cwd=live.config.parent, env=live.env
-    )
+def document(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The document `shoal openapi` prints for the example's resources (it
+    connects to nothing: the clients are made once, whatever the engine)."""
+    folder = tmp_path_factory.mktemp("document")
+    config = write_config(folder, mongodb={"database": "clients"})
+    printed = run_shoal(["openapi", "--config", str(config)], cwd=folder)
     assert printed.returncode == 0, printed.stderr
-    path = live.config.parent / "openapi.json"
+    path = folder / "openapi.json"
     path.write_text(printed.stdout, encoding="utf-8")
     return path
 
@@ -105,35 +107,41 @@ def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str
     return output
 
 
-def test_the_python_client(live: LiveServer, document: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def python_client(document: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with the generated package ``bookstore_client`` and the scenario,
+    which type-checks against it."""
+    folder = tmp_path_factory.mktemp("python-client")
     tools = Path(sys.executable).parent
     generator = tools / "openapi-python-client"
     assert generator.is_file(), "openapi-python-client is not installed (the test extras)"
     # On PATH: the generator formats what it writes with ruff.
     env = {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '')}"}
     generate = [str(generator), "generate", "--path", str(document), "--meta", "none"]
-    output = run([*generate, "--output-path", str(tmp_path / "bookstore_client")], tmp_path, env)
+    output = run([*generate, "--output-path", str(folder / "bookstore_client")], folder, env)
     # A warning names a part of the document the generator left out.
     assert "WARNING" not in output, output
     assert "Unable to" not in output, output
 
-    shutil.copy(CLIENTS / "bookstore.py", tmp_path / "bookstore.py")
+    shutil.copy(CLIENTS / "bookstore.py", folder / "bookstore.py")
     # The scenario type-checks against the generated client (whose own code is
     # the generator's business: --follow-imports=silent).
     mypy = [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent"]
-    cache = ["--cache-dir", str(tmp_path / ".mypy_cache")]
-    run([*mypy, *cache, "bookstore.py"], tmp_path, {**env, "MYPYPATH": str(tmp_path)})
+    cache = ["--cache-dir", str(folder / ".mypy_cache")]
+    run([*mypy, *cache, "bookstore.py"], folder, {**env, "MYPYPATH": str(folder)})
+    return folder
 
+
+def test_the_python_client(live: LiveServer, python_client: Path) -> None:
     tag = uuid.uuid4().hex[:10]
-    sys.path.insert(0, str(tmp_path))
+    sys.path.insert(0, str(python_client))
     try:
         scenario: Any = importlib.import_module("bookstore")
         seen = scenario.run(live.url, *EDITOR, tag)
     finally:
-        sys.path.remove(str(tmp_path))
-        for name in [
-            name for name in sys.modules if name.split(".")[0] in {"bookstore", "bookstore_client"}
-        ]:
+        sys.path.remove(str(python_client))
+        generated = {"bookstore", "bookstore_client"}
+        for name in [name for name in sys.modules if name.split(".")[0] in generated]:
             del sys.modules[name]
     assert seen == expected(tag)
 
@@ -143,7 +151,10 @@ def npm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return npm_install(tmp_path_factory.mktemp("npm-clients"), NPM_PACKAGES)
 
 
-def test_the_typescript_client(live: LiveServer, document: Path, npm_dir: Path) -> None:
+@pytest.fixture(scope="module")
+def typescript_client(document: Path, npm_dir: Path) -> Path:
+    """The folder where the scenario is compiled (``bookstore.js``) against the
+    generated types, with ``tsc --strict``."""
     tools = npm_dir / "node_modules"
     # A field with a default is one a client may leave out (Shoal fills it in);
     # openapi-typescript would otherwise make it required.
@@ -157,7 +168,10 @@ def test_the_typescript_client(live: LiveServer, document: Path, npm_dir: Path) 
     options = ["--strict", "--target", "es2022", "--lib", "es2022,dom", "--types", "node"]
     options += ["--module", "nodenext", "--moduleResolution", "nodenext"]
     run([node(), str(tools / "typescript" / "bin" / "tsc"), *options, "bookstore.ts"], npm_dir)
+    return npm_dir
 
+
+def test_the_typescript_client(live: LiveServer, typescript_client: Path) -> None:
     tag = uuid.uuid4().hex[:10]
-    output = run([node(), "bookstore.js", live.url, *EDITOR, tag], npm_dir)
+    output = run([node(), "bookstore.js", live.url, *EDITOR, tag], typescript_client)
     assert json.loads(output) == expected(tag)
