@@ -21,12 +21,13 @@ A request passes, in this order (docs/architecture.md draws it):
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from quart import Quart, Response
 from quart_schema import QuartSchema
@@ -60,6 +61,9 @@ from .resources.changes import ChangeFeeds
 from .state import create_state
 from .storage import Storage
 
+if TYPE_CHECKING:  # imported when tracing is on only (see _tracing)
+    from .http.tracing import Tracing
+
 
 class RequestPolicy(Protocol):
     """What runs around every view: a before-request hook that may answer in the
@@ -87,6 +91,10 @@ def create_app(
 
     # Extensions: each keeps its state in app.extensions and opens and closes
     # its connections with the app (before_serving / after_serving).
+    tracing = _tracing(settings)
+    if tracing is not None:
+        # First: it instruments the MongoDB and Redis clients the others open.
+        tracing.init_app(app)
     storage = Storage(settings.mongodb)
     storage.init_app(app)
     state = create_state(settings.redis)
@@ -124,9 +132,24 @@ def create_app(
     # Quart types asgi_app with its own event TypedDicts; the protocol is the same.
     quart_app: Any = app.asgi_app
     direct = Direct(direct_resources(resources, settings), cast(OrjsonProvider, app.json))
-    stack: Any = build_stack(quart_app, middleware(settings, cache, lifecycle, direct))
+    stack: Any = build_stack(quart_app, middleware(settings, cache, lifecycle, direct, tracing))
     app.asgi_app = stack  # type: ignore[method-assign]
     return app
+
+
+def _tracing(settings: Settings) -> Tracing | None:
+    """The app's OpenTelemetry tracing, when ``tracing.enabled``; with it off,
+    nothing of OpenTelemetry is imported."""
+    if not settings.tracing.enabled:
+        return None
+    try:
+        from .http.tracing import Tracing
+    except ImportError as error:
+        raise ConfigError(
+            str(settings.source or "the config"),
+            [f"tracing.enabled: {error}; install the otel extra: pip install 'shoal[otel]'"],
+        ) from error
+    return Tracing(os.environ)
 
 
 def register_hooks(app: Quart, settings: Settings) -> None:
@@ -169,10 +192,17 @@ class Direct:
 
 
 def middleware(
-    settings: Settings, cache: ResponseCache, lifecycle: Lifecycle, direct: Direct | None = None
+    settings: Settings,
+    cache: ResponseCache,
+    lifecycle: Lifecycle,
+    direct: Direct | None = None,
+    tracing: Tracing | None = None,
 ) -> list[Middleware]:
     """The ASGI middleware in front of Quart, outermost first."""
     stack: list[Middleware] = []
+    if tracing is not None:
+        # Outermost: the request's span holds everything below (tracing on only).
+        stack.append(tracing.middleware)
     if settings.metrics.enabled:
         # Outermost, so that every answer is counted and timed (the fast path's,
         # errors, compression included); also answers /metrics with the token.
@@ -226,8 +256,9 @@ def policies(
     """The request policies around every view, in the order their
     before-request hooks run (their after-request hooks run the other way)."""
     ordered: list[RequestPolicy] = []
-    if settings.metrics.enabled:
-        # First: the route template the metrics label the request with.
+    if settings.metrics.enabled or settings.tracing.enabled:
+        # First: the route template the metrics label the request with, and
+        # the request's span is named after.
         ordered.append(RouteLabel())
     # Limits next: a refused request costs one Redis round trip, and cache
     # hits are counted too.
@@ -244,5 +275,10 @@ def policies(
 def serve_app() -> Quart:
     """The app as `shoal serve` workers load it: config from the environment."""
     settings = load_settings()
-    configure_logging(settings.log_level, filters=[RequestIdFilter()])
+    filters: list[logging.Filter] = [RequestIdFilter()]
+    if settings.tracing.enabled:
+        from .http.tracing import TraceIdFilter  # tracing on only
+
+        filters.append(TraceIdFilter())
+    configure_logging(settings.log_level, filters=filters)
     return create_app(settings)

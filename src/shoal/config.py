@@ -60,6 +60,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "SHOAL_INSTANCE_NAME": ("instance", "name"),
     "SHOAL_METRICS_BIND": ("metrics", "bind"),
     "SHOAL_METRICS_TOKEN": ("metrics", "token"),
+    "SHOAL_TRACING_ENABLED": ("tracing", "enabled"),
 }
 
 HttpMethod = Literal["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
@@ -185,6 +186,18 @@ class MetricsSettings(_Section):
     def enabled(self) -> bool:
         """Whether metrics are served somewhere (and so counted)."""
         return self.bind is not None or self.token is not None
+
+
+class TracingSettings(_Section):
+    """OpenTelemetry traces, off by default; the standard ``OTEL_*`` variables
+    configure them (service name, exporter, endpoint, sampler). They need the
+    ``otel`` extra (``pip install 'shoal[otel]'``)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Trace every request, its MongoDB and Redis calls as child spans "
+        "(SHOAL_TRACING_ENABLED); OTEL_SDK_DISABLED=true turns it off whatever this says.",
+    )
 
 
 class AuthSettings(_Section):
@@ -1005,6 +1018,7 @@ class Settings(_Section):
     security_headers: SecurityHeaderSettings = SecurityHeaderSettings()
     instance: InstanceSettings = InstanceSettings()
     metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()
     resources: dict[str, ResourceSettings] = Field(default_factory=dict)
     data_api: DataApiSettings = DataApiSettings()
     hooks: list[str] = Field(
@@ -1252,6 +1266,12 @@ def load_settings(
         path = Path(source).resolve()
         raw = read_config_file(path)
     raw = _apply_env(raw, env)
+    tracing = raw.get("tracing")
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true" and (
+        tracing is None or isinstance(tracing, Mapping)
+    ):
+        # OpenTelemetry's own off switch holds over the config.
+        raw["tracing"] = {**(tracing or {}), "enabled": False}
     label = str(path) if path is not None else "the config"
     try:
         settings = Settings.model_validate(raw)
