@@ -9,7 +9,7 @@ import pytest
 from brotli_asgi import BrotliMiddleware
 from quart import Quart
 
-from shoal.api.direct import DirectReads
+from shoal.api.lean import LeanPath
 from shoal.app import create_app, policies
 from shoal.config import ConfigError, read_config_file
 from shoal.http.admission import Admission
@@ -59,13 +59,13 @@ def test_the_middleware_runs_in_the_pipelines_order(
         CloseWhenDraining,
         FastPath,
         Admission,
-        DirectReads,
         FinishWrites,
+        LeanPath,
     ]
 
 
 def test_middleware_that_has_nothing_to_do_is_left_out(settings_factory: SettingsFactory) -> None:
-    # No compression, no admission, and no resource to answer from the cache or directly.
+    # No compression, no admission, and no resource to answer from the cache or leanly.
     settings = settings_factory(compression={"enabled": False}, admission={"enabled": False})
     settings = settings.model_copy(update={"resources": {}})
     assert _stack(create_app(settings)) == [Edge, CloseWhenDraining, FinishWrites]
@@ -107,8 +107,10 @@ def test_the_route_label_comes_first_and_cors_last_in_the_one_ordered_list(
         Cors,
     ]
     kinds = [type(policy) for policy in ordered]
-    assert [type(hook.__self__) for hook in app.before_request_funcs[None]] == kinds
-    assert [type(hook.__self__) for hook in app.after_request_funcs[None]] == kinds
+    befores: list[Any] = list(app.before_request_funcs[None])
+    afters: list[Any] = list(app.after_request_funcs[None])
+    assert [type(hook.__self__) for hook in befores] == kinds
+    assert [type(hook.__self__) for hook in afters] == kinds
 
 
 # --- hooks named by the config -------------------------------------------------------

@@ -25,15 +25,15 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 from quart import Quart, Response
 from quart_schema import QuartSchema
 
 from .api import register_blueprints
-from .api.direct import DirectReads, direct_resources
+from .api.lean import LeanPath, request_hooks
+from .api.resources import ResourceViews
 from .auth import Auth
 from .config import SETTINGS_KEY, ConfigError, Settings, load_settings
 from .dataapi import DataApi
@@ -46,17 +46,18 @@ from .http.errors import register_error_handlers
 from .http.fast_path import FastPath
 from .http.finish_writes import FinishWrites
 from .http.instance import InstanceHeader
-from .http.json import OrjsonProvider, install_json_provider
+from .http.json import install_json_provider
 from .http.lifecycle import CloseWhenDraining, Lifecycle
 from .http.metrics import Metrics, RouteLabel
 from .http.request_id import RequestIdFilter
 from .http.stack import build_stack
 from .logs import configure_logging
 from .openapi import ApiDocs, quart_schema_options
+from .policies.base import Policy
 from .policies.cache import ResponseCache
 from .policies.idempotency import Idempotency
 from .policies.ratelimit import SharedRateLimiter
-from .resources import STREAM_SEGMENT, Resources, ResourceService
+from .resources import STREAM_SEGMENT, Resources
 from .resources.changes import ChangeFeeds
 from .state import create_state
 from .storage import Storage
@@ -106,11 +107,11 @@ def create_app(
     resources.init_app(app)
     data_api = DataApi(settings, storage, resources)
     data_api.init_app(app)
-    limiter = SharedRateLimiter(settings, state, resources.routes)
+    limiter = SharedRateLimiter(settings, state, resources.routes, auth)
     limiter.init_app(app)
-    idempotency = Idempotency(settings, state, resources.routes)
+    idempotency = Idempotency(settings, state, resources.routes, auth)
     idempotency.init_app(app)
-    cache = ResponseCache(resources, state, settings)
+    cache = ResponseCache(resources, state, settings, auth)
     cache.init_app(app)
     feeds = ChangeFeeds(resources, storage, settings.streams)
     feeds.init_app(app)
@@ -122,17 +123,34 @@ def create_app(
 
     if settings.metrics.enabled:
         Metrics.init_app(app)
-    for policy in policies(settings, limiter, idempotency, cache):
+    ordered = policies(settings, limiter, idempotency, cache)
+    for policy in ordered:
         app.before_request(policy.before_request)
         app.after_request(policy.after_request)
-    register_blueprints(app, resources, feeds, data_api)
+    views = {
+        name: ResourceViews(service, auth, settings.trusted_proxies)
+        for name, service in resources.services.items()
+    }
+    register_blueprints(app, resources, feeds, data_api, views)
     ApiDocs(settings.docs).init_app(app)
     register_hooks(app, settings)
 
+    # The lean path serves resources with the same policies and views, as long
+    # as the app has no request hook but Shoal's own (counted now).
+    lean = partial(
+        LeanPath,
+        quart=app,
+        routes=resources.routes,
+        views=views,
+        policies=[policy for policy in ordered if isinstance(policy, Policy)],
+        own_hooks=request_hooks(app),
+        cors=bool(settings.cors.allow_origins),
+        max_body=settings.max_body_bytes,
+    )
     # Quart types asgi_app with its own event TypedDicts; the protocol is the same.
     quart_app: Any = app.asgi_app
-    direct = Direct(direct_resources(resources, settings), cast(OrjsonProvider, app.json))
-    stack: Any = build_stack(quart_app, middleware(settings, cache, lifecycle, direct, tracing))
+    layers = middleware(settings, cache, lifecycle, lean if resources.services else None, tracing)
+    stack: Any = build_stack(quart_app, layers)
     app.asgi_app = stack  # type: ignore[method-assign]
     return app
 
@@ -183,19 +201,11 @@ def register_hooks(app: Quart, settings: Settings) -> None:
             ) from error
 
 
-@dataclass(frozen=True)
-class Direct:
-    """What the direct reads answer: these resources' items, in this JSON."""
-
-    services: dict[str, ResourceService]
-    json: OrjsonProvider
-
-
 def middleware(
     settings: Settings,
     cache: ResponseCache,
     lifecycle: Lifecycle,
-    direct: Direct | None = None,
+    lean: Middleware | None = None,
     tracing: Tracing | None = None,
 ) -> list[Middleware]:
     """The ASGI middleware in front of Quart, outermost first."""
@@ -229,12 +239,12 @@ def middleware(
     if settings.admission.enabled:
         # Everything else waits its turn (FIFO) for one of a bounded number of slots.
         stack.append(partial(Admission, settings=settings.admission, bypass=_unqueued))
-    if direct is not None and direct.services:
-        # Anonymous public item reads, answered without Quart's request context.
-        encode = direct.json.dumps_bytes
-        stack.append(partial(DirectReads, services=direct.services, encode=encode))
     # A write whose body has arrived runs to its end, even if the client leaves.
     stack.append(FinishWrites)
+    if lean is not None:
+        # Resources' requests, served by the policies and views without Quart
+        # unless something needs its request (api/lean.py).
+        stack.append(lean)
     return stack
 
 

@@ -63,6 +63,10 @@ class PreconditionFailed(ApiError):
     status = 412
 
 
+class PayloadTooLarge(ApiError):
+    status = 413
+
+
 class UnsupportedMediaType(ApiError):
     status = 415
 

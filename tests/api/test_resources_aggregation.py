@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 from bson import ObjectId
@@ -144,20 +144,29 @@ def _aggregate(values: Any) -> str:
 @pytest.mark.engine_gap(ferretdb="facet")
 async def test_results_come_in_the_list_envelope(anonymous: Client) -> None:
     await _shelf(anonymous)
-    response = await anonymous.get("/counts")
+    every_shelf = _aggregate({"$shelf": {}})
+    response = await anonymous.get(f"/counts?aggregate={every_shelf}")
     body = await response.get_json()
     assert response.status_code == 200
-    # No shelf sent and no default: the condition that held it is dropped.
+    # The shelf sent as {}: the condition that held it is dropped.
     assert body["_items"] == [
         {"_id": "ann", "count": 2},
         {"_id": "bob", "count": 1},
         {"_id": "cid", "count": 1},
     ]
     assert body["_meta"] == {"page": 1, "max_results": 25, "total": 3}
-    assert body["_links"]["self"] == {"title": "counts", "href": "counts"}
+    assert body["_links"]["self"] == {
+        "title": "counts",
+        "href": "counts?" + urlencode({"aggregate": json.dumps({"$shelf": {}})}),
+    }
     assert response.headers["X-Total-Count"] == "3"
-    again = await anonymous.get("/counts", headers={"If-None-Match": response.headers["ETag"]})
+    again = await anonymous.get(
+        f"/counts?aggregate={every_shelf}", headers={"If-None-Match": response.headers["ETag"]}
+    )
     assert again.status_code == 304
+    # No shelf sent and no default: "$shelf" stays as written and matches no
+    # shelf, as in Eve.
+    assert (await (await anonymous.get("/counts")).get_json())["_items"] == []
 
 
 @pytest.mark.engine_gap(ferretdb="facet")
@@ -172,15 +181,16 @@ async def test_eves_tag_count_example(anonymous: Client) -> None:
 @pytest.mark.engine_gap(ferretdb="facet")
 async def test_pages_and_links(anonymous: Client) -> None:
     await _shelf(anonymous)
-    body = await (await anonymous.get("/counts?max_results=1&page=2")).get_json()
+    every = "aggregate=" + _aggregate({"$shelf": {}})
+    body = await (await anonymous.get(f"/counts?{every}&max_results=1&page=2")).get_json()
     assert body["_items"] == [{"_id": "bob", "count": 1}]
     assert body["_meta"] == {"page": 2, "max_results": 1, "total": 3}
     assert {"next", "prev", "last"} <= body["_links"].keys()
-    body = await (await anonymous.get("/counts?max_results=2&count=false")).get_json()
+    body = await (await anonymous.get(f"/counts?{every}&max_results=2&count=false")).get_json()
     assert len(body["_items"]) == 2
     assert "total" not in body["_meta"]
     assert "next" in body["_links"]
-    body = await (await anonymous.get("/counts?page=9")).get_json()
+    body = await (await anonymous.get(f"/counts?{every}&page=9")).get_json()
     assert body["_items"] == []
 
 

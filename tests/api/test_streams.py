@@ -94,6 +94,9 @@ async def test_writes_arrive_as_events_rendered_as_reads_are(app: Quart) -> None
     assert insert.data["document"]["title"] == "Dune"
     assert insert.data["document"]["_etag"] == created["_etag"]
     assert insert.data["document"]["_links"]["self"]["href"] == f"books/{created['_id']}"
+    # Dates as reads render them (RFC 1123), whatever form the engine's event has.
+    assert insert.data["document"]["_created"] == created["_created"]
+    assert insert.data["document"]["_updated"] == created["_updated"]
     # Shoal's PATCH replaces the document (MongoDB: "replace"; some engines
     # report it as an update): either way the event carries the new document.
     assert change.name in {"replace", "update"}

@@ -93,7 +93,9 @@ def test_the_command_prints_the_config_and_lists_what_needs_a_look(tmp_path: Pat
     result = run_shoal(["from-eve", str(EXAMPLE / "settings.py")], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load(result.stdout)["resources"]["people"]["soft_delete"] is True
-    assert "note: resources.people.additional_lookup" in result.stderr
+    assert "note: resources.people_by_role.datasource.aggregation.variables" in result.stderr
+    # Served at /people/<value> as in Eve: nothing to look at.
+    assert "additional_lookup" not in result.stderr
 
     output = tmp_path / "shoal.yaml"
     written = run_shoal(

@@ -365,6 +365,11 @@ async def aggregation_scenario(adapter: Adapter) -> Recording:
         step(f"count the {kind}s", await request("GET", "/people_by_role", query=query))
     query = {"aggregate": json.dumps({"$kind": "author"}), "max_results": "1", "page": "2"}
     step("a page past the results", await request("GET", "/people_by_role", query=query))
+    # Left out, a variable stays as written ("$kind" matches no role); sent as
+    # {}, it takes its condition away (every role is counted).
+    step("count without the variable", await request("GET", "/people_by_role"))
+    query = {"aggregate": json.dumps({"$kind": {}})}
+    step("count with the variable as {}", await request("GET", "/people_by_role", query=query))
     step("post to the aggregation", await request("POST", "/people_by_role", json={}))
     return seen
 
@@ -375,6 +380,8 @@ AGGREGATION_STATUSES = [
     ("count the copys", 200),
     ("count the nobodys", 200),
     ("a page past the results", 200),
+    ("count without the variable", 200),
+    ("count with the variable as {}", 200),
     ("post to the aggregation", 405),
 ]
 
@@ -401,6 +408,29 @@ async def soft_delete_scenario(adapter: Adapter) -> Recording:
     step("restore with the deleted ETag", reply)
     step("get the restored person", await request("GET", f"/people/{person_id}"))
     return seen
+
+
+async def lookup_scenario(adapter: Adapter) -> Recording:
+    """Eve's additional_lookup at ``/people/<value>``: a value that is no id
+    (and that the lookup's ``url`` matches) looks the person up."""
+    seen = Recording(adapter.name)
+    request, step = adapter.request, seen.record
+    created = step("create a person", await request("POST", "/people", json=PERSON))
+    person_id = _meta(created.body, "_id")
+    step("get by lastname", await request("GET", "/people/Lee"))
+    step("get by id", await request("GET", f"/people/{person_id}"))
+    step("get a lastname nobody has", await request("GET", "/people/Nobody"))
+    step("get an id nobody has", await request("GET", f"/people/{MISSING_ID}"))
+    return seen
+
+
+LOOKUP_STATUSES = [
+    ("create a person", 201),
+    ("get by lastname", 200),
+    ("get by id", 200),
+    ("get a lastname nobody has", 404),
+    ("get an id nobody has", 404),
+]
 
 
 SOFT_DELETE_STATUSES = [
@@ -486,8 +516,9 @@ def assert_same_but(eve: Recording, shoal: Recording, statuses: list[tuple[str, 
             marks=pytest.mark.engine_gap(ferretdb="facet"),  # Eve pages with $facet too
         ),
         (soft_delete_scenario, SOFT_DELETE_STATUSES),
+        (lookup_scenario, LOOKUP_STATUSES),
     ],
-    ids=["embedding", "aggregation", "soft delete"],
+    ids=["embedding", "aggregation", "soft delete", "lookup"],
 )
 async def test_a_translated_eve_settings_file_answers_as_eve(
     scenario: Callable[[Adapter], Any],

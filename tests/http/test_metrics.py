@@ -108,9 +108,9 @@ async def test_requests_are_counted_by_route_template_method_and_status(app: Qua
     created = await writer.post("/books", json={"title": "Dune"})
     item = f"/books/{(await created.get_json())['_id']}"
     for _ in range(3):
-        assert (await client.get(item)).status_code == 200  # a miss, then two edge hits
+        assert (await client.get(item)).status_code == 200  # a miss, then two fast-path hits
     assert (await client.get("/books")).status_code == 200  # a miss
-    assert (await client.get("/books")).status_code == 200  # an edge hit
+    assert (await client.get("/books")).status_code == 200  # a fast-path hit
     for _ in range(2):  # with credentials: the app's path, a miss then a hit
         assert (await writer.get("/books?max_results=3")).status_code == 200
     assert (await client.get(f"/books/{'0' * 24}")).status_code == 404
@@ -152,7 +152,7 @@ async def test_requests_are_counted_by_route_template_method_and_status(app: Qua
     )
 
     cache = "shoal_cache_requests_total"
-    assert grew(cache, resource="books", result="hit", path="edge") == 3
+    assert grew(cache, resource="books", result="hit", path="fast_path") == 3
     assert grew(cache, resource="books", result="miss", path="app") == 4  # 2 lists, item, 404
     assert grew(cache, resource="books", result="hit", path="app") == 1
     assert grew("shoal_rate_limit_rejections_total", method_class="read") == 1

@@ -7,6 +7,7 @@ from ipaddress import ip_network
 import pytest
 from quart import Quart, request
 
+from shoal.http.call import Call
 from shoal.http.net import came_over_tls, client_address, is_secure
 
 PROXIES = [ip_network("10.0.0.0/8"), ip_network("127.0.0.1/32")]
@@ -29,7 +30,7 @@ async def test_client_address(peer: str, forwarded: str, expected: str) -> None:
 
     @app.get("/")
     async def index() -> str:
-        seen.append(client_address(request, PROXIES))
+        seen.append(client_address(Call.from_quart(request), PROXIES))
         return "ok"
 
     headers = {"X-Forwarded-For": forwarded} if forwarded else {}
@@ -58,7 +59,7 @@ async def test_is_secure_reads_the_request() -> None:
 
     @app.get("/")
     async def index() -> str:
-        seen.append(is_secure(request, PROXIES))
+        seen.append(is_secure(Call.from_quart(request), PROXIES))
         return "ok"
 
     client = app.test_client()

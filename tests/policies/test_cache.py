@@ -225,35 +225,35 @@ async def test_a_hit_costs_one_redis_round_trip(
     assert calls == ["mget"]
 
 
-# -- the edge's fast path ------------------------------------------------------------
+# -- the fast path --------------------------------------------------------------------
 
 
 async def test_the_edge_answers_a_hit_exactly_as_the_app_does(
     cached_app: Quart, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An anonymous public hit is answered at the edge; a signed-in caller's
+    """An anonymous public hit is answered by the fast path; a signed-in caller's
     hit on the same entry goes through the app. Both must be the same answer."""
     editor = await editor_client(cached_app)
     ack = await create(editor, "books", {"title": "Dune", "year": 1965})
     anonymous = cached_app.test_client()
     cache = get_cache(cached_app)
-    answered_at_edge: list[bool] = []
+    answered_fast: list[bool] = []
     original = cache.fast_answer
 
     async def spy(scope: Any, send: Any) -> bool:
         answered = await original(scope, send)
-        answered_at_edge.append(answered)
+        answered_fast.append(answered)
         return answered
 
     monkeypatch.setattr(cache, "fast_answer", spy)
     for path in ("/books?sort=-year&max_results=5", f"/books/{ack['_id']}"):
         await anonymous.get(path)  # the miss fills the entry
-        answered_at_edge.clear()
-        edge = await anonymous.get(path)
-        assert answered_at_edge == [True]
-        app_hit = await editor.get(path)  # credentials: never answered at the edge
-        assert edge.headers["X-Cache"] == app_hit.headers["X-Cache"] == "HIT"
-        assert await edge.get_data() == await app_hit.get_data()
+        answered_fast.clear()
+        fast = await anonymous.get(path)
+        assert answered_fast == [True]
+        app_hit = await editor.get(path)  # credentials: never answered by the fast path
+        assert fast.headers["X-Cache"] == app_hit.headers["X-Cache"] == "HIT"
+        assert await fast.get_data() == await app_hit.get_data()
         for name in (
             "Content-Type",
             "ETag",
@@ -263,8 +263,8 @@ async def test_the_edge_answers_a_hit_exactly_as_the_app_does(
             "Referrer-Policy",
             "Content-Security-Policy",
         ):
-            assert edge.headers.get(name) == app_hit.headers.get(name), name
-        assert edge.headers["X-Request-ID"] != app_hit.headers["X-Request-ID"]
+            assert fast.headers.get(name) == app_hit.headers.get(name), name
+        assert fast.headers["X-Request-ID"] != app_hit.headers["X-Request-ID"]
 
 
 async def test_the_edge_gives_304_to_a_current_client(cached_app: Quart) -> None:
@@ -309,7 +309,7 @@ async def test_a_write_then_a_read_at_the_other_instance_edge_is_fresh(
 ) -> None:
     first, second = two_instances
     writer = await editor_client(first)
-    reader = second.test_client()  # anonymous: answered at the edge once cached
+    reader = second.test_client()  # anonymous: answered by the fast path once cached
     for round_ in range(5):
         await reader.get("/books")
         await create(writer, "books", {"title": f"book {round_}"})

@@ -113,7 +113,7 @@ async def test_cached_reads_are_invalidated_on_every_instance_by_a_write(
         assert (await fresh.get_json())["year"] == 1965
         listed = await (await call(client.get("/books"))).get_json()
         assert [book.get("year") for book in listed["_items"]] == [1965]
-    # The edge answers the next anonymous read from the Cluster, 304 included.
+    # The fast path answers the next anonymous read from the Cluster, 304 included.
     again = await call(a.get(item))
     assert again.headers["X-Cache"] == "HIT"
     etag = again.headers["ETag"]

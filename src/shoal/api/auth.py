@@ -9,6 +9,7 @@ from quart import Blueprint, Response, current_app, request
 from quart_schema import document_request, document_response, security_scheme
 
 from ..auth import CSRF_HEADER, get_auth
+from ..http.call import current_call
 from ..http.json import json_response, no_content, read_model
 from ..http.net import is_secure
 from ..openapi import POLICY_ERRORS, document_errors, document_no_content, optional_body
@@ -122,7 +123,7 @@ async def login() -> Response:
 
 
 def is_secure_request() -> bool:
-    return is_secure(request, get_auth(current_app).trusted_proxies)
+    return is_secure(current_call(), get_auth(current_app).trusted_proxies)
 
 
 @auth.post("/refresh")

@@ -47,6 +47,7 @@ from ..dataapi import (
 )
 from ..dataapi.endpoints import HOSTED_VERSIONS
 from ..errors import ApiError, BadRequest, NotFound
+from ..http.call import current_call
 from ..http.net import base_url
 from ..http.request_id import request_id
 
@@ -95,7 +96,7 @@ def error_response(
         body["error_code"] = "InternalServerError" if status >= 500 else "InvalidParameter"
     settings = get_settings(current_app)
     if settings.docs.enabled:
-        body["link"] = f"{base_url(request, settings.trusted_proxies)}docs"
+        body["link"] = f"{base_url(current_call(), settings.trusted_proxies)}docs"
     if status >= 500:
         body["request_id"] = request_id()
     response = Response(render_json(body), status=status, content_type=JSON_MEDIA_TYPE)

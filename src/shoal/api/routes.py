@@ -11,14 +11,18 @@ from ..resources.changes import ChangeFeeds
 from .auth import auth
 from .data_api import data_api_blueprint
 from .health import health
-from .resources import resource_blueprint
+from .resources import ResourceViews, resource_blueprint
 
 
 def register_blueprints(
-    app: Quart, resources: Resources, feeds: ChangeFeeds, data_api: DataApi
+    app: Quart,
+    resources: Resources,
+    feeds: ChangeFeeds,
+    data_api: DataApi,
+    views: dict[str, ResourceViews],
 ) -> None:
     app.register_blueprint(health)
     app.register_blueprint(auth)
     if data_api.enabled:
         app.register_blueprint(data_api_blueprint(data_api, get_auth(app)))
-    app.register_blueprint(resource_blueprint(resources, feeds))
+    app.register_blueprint(resource_blueprint(resources, feeds, views))

@@ -30,6 +30,7 @@ from quart import Response, current_app, request
 
 from ..auth import get_auth
 from ..errors import BadRequest, ServiceUnavailable
+from ..http.call import current_call
 from ..resources import ResourceService
 from ..resources.changes import (
     Change,
@@ -78,8 +79,9 @@ def stream_view(service: ResourceService, feeds: ChangeFeeds, *, item: bool) -> 
 
     async def view(item_id: str | None = None) -> Response:
         auth = get_auth(current_app)
-        access = await auth.authorize(resource, "GET", item=item)
-        principal = await auth.current_principal()
+        call = current_call()
+        access = await auth.authorize(call, resource, "GET", item=item)
+        principal = await auth.current_principal(call)
         checked = time.monotonic()
 
         async def still_allowed() -> bool:

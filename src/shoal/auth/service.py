@@ -21,10 +21,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from quart import Quart, g, request
+from quart import Quart
 
 from ..config import Settings
 from ..errors import ApiError, BadRequest, Forbidden, Unauthorized
+from ..http.call import Call, current_call
 from ..http.methods import SAFE_METHODS
 from ..http.net import client_address
 from ..resources import Access, Resource
@@ -132,48 +133,53 @@ class Auth:
 
     # -- who is calling --------------------------------------------------
 
-    async def current_principal(self) -> Principal | None:
-        """The caller of the current request, resolved once per request: the
-        policies ask before the view does, and a refusal is remembered too (a
-        wrong password counts once against the login throttle, not twice)."""
-        if "principal_error" in g:
-            raise g.principal_error
-        if "principal" not in g:
+    async def current_principal(self, call: Call | None = None) -> Principal | None:
+        """The caller of ``call`` (the current Quart request's by default),
+        resolved once per request: the policies ask before the view does, and
+        a refusal is remembered too (a wrong password counts once against the
+        login throttle, not twice)."""
+        call = call or current_call()
+        state = call.state
+        if "principal_error" in state:
+            raise state["principal_error"]
+        if "principal" not in state:
             try:
-                g.principal = await self._resolve()
+                state["principal"] = await self._resolve(call)
             except ApiError as error:
-                g.principal_error = error
+                state["principal_error"] = error
                 raise
-        principal: Principal | None = g.principal
+        principal: Principal | None = state["principal"]
         return principal
 
-    async def _resolve(self) -> Principal | None:
-        accepted = self.credential_headers.get(request.blueprint or "", DEFAULT_CREDENTIALS)
-        authorization = request.headers.get("Authorization")
+    async def _resolve(self, call: Call) -> Principal | None:
+        accepted = self.credential_headers.get(call.blueprint or "", DEFAULT_CREDENTIALS)
+        authorization = call.headers.get("Authorization")
         if authorization is not None:
             scheme, _, credentials = authorization.partition(" ")
             if scheme.lower() != "bearer" or not credentials.strip():
                 raise unauthorized("the Authorization header must be 'Bearer <token>'")
             return await self._from_token(credentials.strip())
         for header in accepted.api_key:
-            api_key = request.headers.get(header)
+            api_key = call.headers.get(header)
             if api_key is not None:
                 principal = await self.accounts.principal_for_key(api_key.strip())
                 if principal is None:
                     raise unauthorized("the API key is not valid or was revoked", invalid=True)
                 return principal
         if accepted.login is not None:
-            principal = await self._from_login_headers(*accepted.login)
+            principal = await self._from_login_headers(call, *accepted.login)
             if principal is not None:
                 return principal
-        session_id = request.cookies.get(self.settings.session_cookie) if accepted.cookie else None
+        session_id = call.cookies.get(self.settings.session_cookie) if accepted.cookie else None
         if session_id:
-            return await self._from_session(session_id)
+            return await self._from_session(call, session_id)
         return None
 
-    async def _from_login_headers(self, name_header: str, password_header: str) -> Principal | None:
-        name = request.headers.get(name_header)
-        password = request.headers.get(password_header)
+    async def _from_login_headers(
+        self, call: Call, name_header: str, password_header: str
+    ) -> Principal | None:
+        name = call.headers.get(name_header)
+        password = call.headers.get(password_header)
         if name is None and password is None:
             return None
         if not name or not password:
@@ -181,7 +187,7 @@ class Auth:
                 f"the {name_header} and {password_header} headers go together; send both",
                 code="MissingParameter",
             )
-        user, epoch = await self.login(name, password)
+        user, epoch = await self.login(name, password, call)
         return Principal(
             id=user.id, name=user.name, roles=user.roles, kind="user", via="password", epoch=epoch
         )
@@ -208,12 +214,12 @@ class Auth:
             expires=float(claims["exp"]),
         )
 
-    async def _from_session(self, session_id: str) -> Principal:
+    async def _from_session(self, call: Call, session_id: str) -> Principal:
         grant = await self.store.session(session_id)
         if grant is None:
             raise unauthorized("the session has ended; log in again")
-        if request.method not in SAFE_METHODS:
-            supplied = request.headers.get(CSRF_HEADER, "")
+        if call.method not in SAFE_METHODS:
+            supplied = call.headers.get(CSRF_HEADER) or ""
             if not grant.csrf_token or not hmac.compare_digest(supplied, grant.csrf_token):
                 raise Forbidden(f"a cookie session needs the {CSRF_HEADER} header on writes")
         return Principal(
@@ -244,37 +250,34 @@ class Auth:
             return await self.store.epoch(principal.id) <= principal.epoch
         return await self.accounts.api_key_active(principal.id)
 
-    async def require_principal(self) -> Principal:
-        principal = await self.current_principal()
+    async def require_principal(self, call: Call | None = None) -> Principal:
+        principal = await self.current_principal(call)
         if principal is None:
             raise unauthorized("authentication required")
         return principal
 
     # -- may they? -------------------------------------------------------
 
-    async def authorize(self, resource: Resource, method: str, *, item: bool) -> Access:
+    async def authorize(self, call: Call, resource: Resource, method: str, *, item: bool) -> Access:
         """The caller's access to ``resource`` for ``method``; 401/403 otherwise.
 
         Decided once per request: the response cache asks before the view does.
         """
-        decided: dict[tuple[str, str, bool], Access] = g.setdefault("access", {})
+        decided: dict[tuple[str, str, bool], Access] = call.state.setdefault("access", {})
         key = (resource.name, method, item)
         if key not in decided:
-            decided[key] = await self._decide(resource, method, item=item)
+            principal = await self.current_principal(call)
+            decided[key] = resource_access(resource, method, principal, item=item)
         return decided[key]
-
-    async def _decide(self, resource: Resource, method: str, *, item: bool) -> Access:
-        principal = await self.current_principal()
-        return resource_access(resource, method, principal, item=item)
 
     # -- logging in and out ----------------------------------------------
 
-    def client_address(self) -> str:
-        return client_address(request, self.trusted_proxies)
+    def client_address(self, call: Call | None = None) -> str:
+        return client_address(call or current_call(), self.trusted_proxies)
 
-    async def login(self, name: str, password: str) -> tuple[User, int]:
+    async def login(self, name: str, password: str, call: Call | None = None) -> tuple[User, int]:
         """The user, and the not-before mark their credentials are to carry."""
-        address = self.client_address()
+        address = self.client_address(call)
         # Counted before the password is checked: see throttle.py.
         await self.throttle.attempt(name, address)
         checked = await self.accounts.authenticate(name, password)

@@ -231,10 +231,6 @@ def _resource(
         resource["additional_lookup"] = {
             key: lookup[key] for key in ("field", "url") if key in lookup
         }
-        result.note(
-            f"{where}.additional_lookup",
-            f"served at /{name}/by-{lookup.get('field')}/<value> (Eve: /{name}/<value>)",
-        )
     if "item_url" in definition:
         _item_url(str(definition.pop("item_url")), schema, where, result)
     if "mongo_indexes" in definition:

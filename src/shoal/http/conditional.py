@@ -7,11 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from quart import Response, request
-
 from ..dates import http_date, parse_http_date
 from ..errors import BadRequest, PreconditionRequired
-from .json import no_content
+from .call import Call, Reply
 
 
 def etag_values(header: str) -> list[str]:
@@ -26,9 +24,9 @@ def etag_values(header: str) -> list[str]:
     return [value for value in values if value]
 
 
-def required_etag() -> str | None:
+def required_etag(call: Call) -> str | None:
     """The ETag a write is conditional on (``If-Match``); None means ``*``."""
-    header = request.headers.get("If-Match")
+    header = call.headers.get("If-Match")
     if header is None or not header.strip():
         raise PreconditionRequired(
             "To edit a document its etag must be provided using the If-Match header"
@@ -41,12 +39,12 @@ def required_etag() -> str | None:
     return values[0]
 
 
-def optional_etag() -> str | None:
+def optional_etag(call: Call) -> str | None:
     """The ETag a write is conditional on, if the client sent ``If-Match``."""
-    header = request.headers.get("If-Match")
+    header = call.headers.get("If-Match")
     if header is None or not header.strip():
         return None
-    return required_etag()
+    return required_etag(call)
 
 
 def is_not_modified(
@@ -65,23 +63,23 @@ def is_not_modified(
     return False
 
 
-def not_modified(etag: str, last_modified: Any = None) -> bool:
-    """Whether the current request's cached copy is current."""
-    headers = request.headers
+def not_modified(call: Call, etag: str, last_modified: Any = None) -> bool:
+    """Whether the client's cached copy is current."""
+    headers = call.headers
     return is_not_modified(
         headers.get("If-None-Match"), headers.get("If-Modified-Since"), etag, last_modified
     )
 
 
-def with_validators(response: Response, etag: str, last_modified: Any = None) -> Response:
-    """``response`` with its ``ETag`` and, for a real date, ``Last-Modified``."""
-    response.headers["ETag"] = f'"{etag}"'
+def with_validators(reply: Reply, etag: str, last_modified: Any = None) -> Reply:
+    """``reply`` with its ``ETag`` and, for a real date, ``Last-Modified``."""
+    reply.headers["ETag"] = f'"{etag}"'
     # Only a real date: documents written by other tools may hold anything.
     if isinstance(last_modified, datetime):
-        response.headers["Last-Modified"] = http_date(last_modified)
-    return response
+        reply.headers["Last-Modified"] = http_date(last_modified)
+    return reply
 
 
-def not_modified_response(etag: str, last_modified: Any = None) -> Response:
+def not_modified_reply(etag: str, last_modified: Any = None) -> Reply:
     """A 304 with the validators the client already holds."""
-    return with_validators(no_content(304), etag, last_modified)
+    return with_validators(Reply(304), etag, last_modified)

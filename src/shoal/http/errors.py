@@ -11,6 +11,8 @@ from quart import Quart, Response, current_app
 from werkzeug.exceptions import HTTPException
 
 from ..errors import ApiError, error_body
+from .call import Reply
+from .json import json_reply
 from .request_id import request_id
 
 logger = logging.getLogger("shoal.errors")
@@ -34,11 +36,41 @@ def error_response(
     return response
 
 
+def _error_document(error: ApiError, request_id: str | None) -> dict[str, Any]:
+    """The body of ``error``'s answer (a 5xx quotes the request id)."""
+    extra = {"request_id": request_id} if error.status >= 500 else {}
+    body = error_body(error.status, error.message, **extra)
+    if error.issues is not None:
+        body["_issues"] = error.issues
+    return body
+
+
+def error_reply(error: ApiError, request_id: str | None) -> Reply:
+    """``error``'s answer, as the lean path sends it (the same as Quart's)."""
+    reply = json_reply(_error_document(error, request_id), error.status)
+    for name, value in error.headers.items():
+        reply.headers[name] = value
+    return reply
+
+
+def unexpected_reply(error: Exception, request_id: str | None) -> Reply:
+    """A 500 for what went wrong unexpectedly: logged with its traceback, the
+    client told the request id only."""
+    logger.error("unhandled exception", exc_info=(type(error), error, error.__traceback__))
+    return json_reply(error_body(500, UNEXPECTED, request_id=request_id), 500)
+
+
+#: The message of an unexpected error's 500.
+UNEXPECTED = "Internal server error; quote the request id when reporting it."
+
+
 async def _handle_api_error(error: ApiError) -> Response:
-    extra = {"request_id": request_id()} if error.status >= 500 else {}
-    return error_response(
-        error.status, error.message, issues=error.issues, headers=error.headers, **extra
-    )
+    body = _error_document(error, request_id())
+    response = cast(Response, current_app.json.response(body))
+    response.status_code = error.status
+    for name, value in error.headers.items():
+        response.headers[name] = value
+    return response
 
 
 async def _handle_http_exception(error: HTTPException) -> Response:
@@ -54,11 +86,7 @@ async def _handle_http_exception(error: HTTPException) -> Response:
 
 async def _handle_unexpected(error: Exception) -> Response:
     logger.error("unhandled exception", exc_info=(type(error), error, error.__traceback__))
-    return error_response(
-        500,
-        "Internal server error; quote the request id when reporting it.",
-        request_id=request_id(),
-    )
+    return error_response(500, UNEXPECTED, request_id=request_id())
 
 
 def register_error_handlers(app: Quart) -> None:

@@ -25,16 +25,39 @@ from bson.binary import Binary
 from bson.code import Code
 from flask.json.provider import JSONProvider
 from pydantic import BaseModel, ValidationError
-from quart import Quart, Response, current_app, request
+from quart import Quart, Response, current_app
 
 from ..dates import http_date
 from ..errors import BadRequest, UnprocessableEntity, UnsupportedMediaType
+from .call import Call, Reply, ReplyHeaders, current_call
 
 M = TypeVar("M", bound=BaseModel)
 
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
 #: Written as relaxed Extended JSON (orjson has no encoding of its own for them).
 _EXTENDED = (bytes, Binary, Regex, re.Pattern, Timestamp, DBRef, MinKey, MaxKey, Code, Int64)
+
+
+def _document_default(value: Any) -> Any:
+    """MongoDB's values as Eve writes them (see the module's docstring)."""
+    if isinstance(value, ObjectId):
+        return str(value)
+    if isinstance(value, datetime):
+        return http_date(value)
+    if isinstance(value, Decimal128):
+        return str(value.to_decimal())
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return list(value)
+    if isinstance(value, _EXTENDED):
+        return json_util.default(value, json_options=json_util.RELAXED_JSON_OPTIONS)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def encode(obj: Any) -> bytes:
+    """``obj`` (documents, envelopes) as JSON bytes, MongoDB's values as Eve writes them."""
+    return orjson.dumps(obj, default=_document_default, option=_OPTIONS)
 
 
 class OrjsonProvider(JSONProvider):
@@ -47,22 +70,13 @@ class OrjsonProvider(JSONProvider):
         self._fallback = app.json  # quart-schema's provider, if installed first
 
     def _default(self, value: Any) -> Any:
-        if isinstance(value, ObjectId):
-            return str(value)
-        if isinstance(value, datetime):
-            return http_date(value)
-        if isinstance(value, Decimal128):
-            return str(value.to_decimal())
-        if isinstance(value, decimal.Decimal):
-            return str(value)
-        if isinstance(value, set | frozenset):
-            return list(value)
-        if isinstance(value, _EXTENDED):
-            return json_util.default(value, json_options=json_util.RELAXED_JSON_OPTIONS)
-        fallback = getattr(self._fallback, "default", None)
-        if fallback is not None:
-            return fallback(value)
-        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+        try:
+            return _document_default(value)
+        except TypeError:
+            fallback = getattr(self._fallback, "default", None)
+            if fallback is not None:
+                return fallback(value)
+            raise
 
     def dumps_bytes(self, obj: Any) -> bytes:
         return orjson.dumps(obj, default=self._default, option=_OPTIONS)
@@ -96,14 +110,21 @@ def json_response(body: Any, status: int = 200) -> Response:
     return response
 
 
-async def read_json() -> Any:
-    """The request's JSON body; 415, 413 or 400 when it is not usable."""
-    mimetype = request.mimetype
+def json_reply(body: Any, status: int = 200) -> Reply:
+    """``body`` as a JSON answer (``encode``)."""
+    return Reply(status, encode(body), ReplyHeaders({"Content-Type": "application/json"}))
+
+
+async def read_json(call: Call | None = None) -> Any:
+    """The JSON body of ``call`` (the current Quart request's by default);
+    415, 413 or 400 when it is not usable."""
+    call = call or current_call()
+    mimetype = call.mimetype
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise UnsupportedMediaType(
             f"send JSON with Content-Type: application/json (got {mimetype or 'none'})"
         )
-    data = await request.get_data(cache=False, as_text=False)
+    data = await call.body()
     if not data.strip():
         raise BadRequest("the request body is empty; send a JSON document")
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from ipaddress import IPv4Network, IPv6Network, ip_address
 
-from quart import Request
+from .call import Call
 
 Networks = Sequence[IPv4Network | IPv6Network]
 
@@ -20,13 +20,13 @@ def trusted(address: str, networks: Networks) -> bool:
     return any(parsed in network for network in networks)
 
 
-def client_address(request: Request, proxies: Networks) -> str:
+def client_address(request: Call, proxies: Networks) -> str:
     """The client's IP: the peer, or, behind trusted proxies, the nearest
     ``X-Forwarded-For`` hop that is not itself a trusted proxy."""
     peer = request.remote_addr or "unknown"
     if not proxies or not trusted(peer, proxies):
         return peer
-    forwarded = request.headers.get("X-Forwarded-For", "")
+    forwarded = request.headers.get("X-Forwarded-For") or ""
     hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
     for hop in reversed(hops):
         if not trusted(hop, proxies):
@@ -46,13 +46,13 @@ def came_over_tls(
     return False
 
 
-def is_secure(request: Request, proxies: Networks) -> bool:
+def is_secure(request: Call, proxies: Networks) -> bool:
     """Whether the client reached us over TLS (directly or via a trusted proxy)."""
     return came_over_tls(
         request.scheme, request.remote_addr, request.headers.get("X-Forwarded-Proto"), proxies
     )
 
 
-def base_url(request: Request, proxies: Networks) -> str:
+def base_url(request: Call, proxies: Networks) -> str:
     """This server's root URL as the client sees it (TLS at a trusted proxy too)."""
     return f"{'https' if is_secure(request, proxies) else 'http'}://{request.host}/"

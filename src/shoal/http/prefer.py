@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from quart import Response, request
+from .call import Call, Reply
 
 #: The preferences Shoal knows, and their values.
 KNOWN = {
@@ -35,16 +35,16 @@ def parse_prefer(headers: list[str]) -> dict[str, str]:
     return preferences
 
 
-def preferences() -> dict[str, str]:
-    """The current request's known preferences."""
-    return parse_prefer(request.headers.getlist("Prefer"))
+def preferences(call: Call) -> dict[str, str]:
+    """The request's known preferences."""
+    return parse_prefer(call.headers.getlist("Prefer"))
 
 
-def applied(response: Response, honoured: Mapping[str, str]) -> Response:
+def applied(reply: Reply, honoured: Mapping[str, str]) -> Reply:
     """Say which preferences the answer honoured (and that it depends on them)."""
     if honoured:
-        response.headers["Preference-Applied"] = ", ".join(
+        reply.headers["Preference-Applied"] = ", ".join(
             f"{name}={value}" for name, value in honoured.items()
         )
-    response.vary.add("Prefer")
-    return response
+    reply.headers.vary("Prefer")
+    return reply

@@ -397,11 +397,17 @@ class ResourceDocument(ResourceSchemas):
     def _item_operation(self, method: str) -> Schema:
         name, title = self.name, self.resource.item_title.lower()
         if method in _SAFE:
+            lookup = self.settings.additional_lookup
             operation = self._operation(
                 method,
                 item=True,
                 operation_id=f"{method.lower()}_{name}_item",
                 summary=f"Get one {title}",
+                description=None
+                if lookup is None
+                else f"A value that cannot be an id (and that the lookup's pattern matches) "
+                f"is a `{lookup.field}`, as in Eve: the {title} it names, as "
+                f"`/{self.resource.path}/by-{lookup.field}/{{value}}` answers.",
             )
             operation["parameters"] = [
                 ref("projection", "parameters"),

@@ -47,22 +47,23 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from bson import ObjectId
-from quart import Quart, Response, current_app, g, request
+from quart import Quart
 
-from ..auth import get_auth
+from ..auth import Auth
 from ..config import Settings, joined_collections
 from ..dates import parse_http_date
 from ..errors import ApiError
 from ..hashing import sha256_hex
 from ..http.asgi import Scope, Send
+from ..http.call import Answer, Call, Reply, ReplyHeaders, send_reply
 from ..http.conditional import is_not_modified
-from ..http.json import no_content
 from ..http.methods import READ_METHODS
 from ..http.metrics import ROUTE_SCOPE_KEY
 from ..metrics import cache_lookup
 from ..resources import Resource, Resources, ResourceService
 from ..state import Breaker, SharedState, StateUnavailable, bump_generation, generation_key
 from ..tasks import cancel
+from .base import Policy
 
 logger = logging.getLogger("shoal.cache")
 
@@ -95,14 +96,17 @@ class _Pending:
     ttl: int
 
 
-class ResponseCache:
+class ResponseCache(Policy):
     """The cache extension: looks up before the view, stores after it."""
 
-    def __init__(self, resources: Resources, state: SharedState, settings: Settings) -> None:
+    def __init__(
+        self, resources: Resources, state: SharedState, settings: Settings, auth: Auth
+    ) -> None:
         self.state = state
+        self.auth = auth
         self.services: dict[str, tuple[ResourceService, bool]] = {}
         self.cached: list[str] = []
-        #: Resources whose public GETs the edge may answer: (list public, item public).
+        #: Resources whose public GETs the fast path may answer: (list public, item public).
         self.fast: dict[str, tuple[bool, bool]] = {}
         #: Per cached resource: the other resources its answers show.
         self.dependencies: dict[str, list[Resource]] = {}
@@ -184,30 +188,29 @@ class ResponseCache:
 
     # -- reads -------------------------------------------------------------
 
-    async def before_request(self) -> Response | None:
+    async def before(self, call: Call) -> Reply | None:
         """Before the view: answer from the cache, or note what to store after it."""
-        if request.method not in READ_METHODS or "Prefer" in request.headers:
+        if call.method not in READ_METHODS or "Prefer" in call.headers:
             # A preference (say, count=exact) changes the answer, and the
             # cache keys on the query alone.
             return None
-        route = self.services.get(request.endpoint or "")
+        route = self.services.get(call.endpoint or "")
         if route is None:
             return None
         service, item = route
         resource = service.resource
-        auth = get_auth(current_app)
-        access = await auth.authorize(resource, request.method, item=item)
+        access = await self.auth.authorize(call, resource, call.method, item=item)
         scope = access.cache_key
         for other in self.dependencies[resource.name]:
             try:
-                seen = (await auth.authorize(other, "GET", item=True)).cache_key
+                seen = (await self.auth.authorize(call, other, "GET", item=True)).cache_key
             except ApiError:
                 seen = "none"
             scope += f"|{other.name}:{seen}"
-        args = request.args.to_dict(flat=True)
-        target = route_target(request.view_args or {})
+        args = call.args.to_dict(flat=True)
+        target = route_target(call.view_args)
         key = entry_key(resource.name, item=item, access=scope, args=args, target=target)
-        g.cache_status = "BYPASS"
+        call.state["cache_status"] = "BYPASS"
         if not self.breaker.closed:
             cache_lookup(resource.name, "bypass", "app").inc()
             return None
@@ -222,20 +225,20 @@ class ResponseCache:
             return None
         generation = int(current or 0)
         if entry is not None:
-            hit = self._answer(entry, generation, item=item)
+            hit = self._answer(call, entry, generation, item=item)
             if hit is not None:
-                g.cache_status = "HIT"
+                call.state["cache_status"] = "HIT"
                 cache_lookup(resource.name, "hit", "app").inc()
                 return hit
-        g.cache_status = "MISS"
+        call.state["cache_status"] = "MISS"
         cache_lookup(resource.name, "miss", "app").inc()
         ttl = resource.settings.cache_ttl
         assert ttl is not None
-        g.cache_pending = _Pending(key, generation, ttl)
+        call.state["cache_pending"] = _Pending(key, generation, ttl)
         return None
 
     async def fast_answer(self, scope: Scope, send: Send) -> bool:
-        """At the edge, before Quart: answer an anonymous public GET from the
+        """The fast path, before admission and Quart: answer an anonymous public GET from the
         cache, or return False to leave the request to the app.
 
         Only what needs no caller identity is answered here: no credentials, no
@@ -283,50 +286,42 @@ class ResponseCache:
         status, headers, body = _conditional(
             *decoded, item=item, if_none_match=if_none_match, if_modified_since=if_modified_since
         )
-        raw = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
-        raw.append((b"x-cache", b"HIT"))
-        if status == 200:
-            raw.append((b"content-length", str(len(body)).encode()))
+        reply = Reply(status, body, ReplyHeaders(headers))
+        reply.headers["X-Cache"] = "HIT"
         scope[ROUTE_SCOPE_KEY] = self.fast_rules[resource][1 if item else 0]
-        cache_lookup(resource, "hit", "edge").inc()
-        await send({"type": "http.response.start", "status": status, "headers": raw})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        cache_lookup(resource, "hit", "fast_path").inc()
+        await send_reply(send, reply)
         return True
 
-    def _answer(self, entry: bytes, generation: int, *, item: bool) -> Response | None:
+    def _answer(self, call: Call, entry: bytes, generation: int, *, item: bool) -> Reply | None:
         decoded = _decode(entry, generation)
         if decoded is None:
             return None
         status, headers, body = _conditional(
             *decoded,
             item=item,
-            if_none_match=request.headers.get("If-None-Match"),
-            if_modified_since=request.headers.get("If-Modified-Since"),
+            if_none_match=call.headers.get("If-None-Match"),
+            if_modified_since=call.headers.get("If-Modified-Since"),
         )
-        if status == 304:
-            response = no_content(304)
-            response.headers.update(headers)
-            return response
-        return Response(body, status=200, headers=headers)
+        return Reply(status, body, ReplyHeaders(headers))
 
-    async def after_request(self, response: Response) -> Response:
+    async def after(self, call: Call, answer: Answer) -> None:
         """After the view: mark the answer, and keep a fresh 200 for ``cache_ttl``."""
-        status = g.get("cache_status")
+        status = call.state.get("cache_status")
         if status is None:
-            return response
-        response.headers["X-Cache"] = status
-        pending: _Pending | None = g.get("cache_pending")
-        if pending is None or response.status_code != 200:
-            return response
-        kept = response.headers
+            return
+        answer.headers["X-Cache"] = status
+        pending: _Pending | None = call.state.get("cache_pending")
+        if pending is None or answer.status != 200:
+            return
+        kept = answer.headers
         headers = {name: kept[name] for name in KEPT_HEADERS if name in kept}
-        body = await response.get_data(as_text=False)
+        body = await answer.data()
         value = orjson.dumps({"g": pending.generation, "h": headers}) + b"\n" + body
         try:
             await self.state.set(pending.key, value, ttl=pending.ttl)
         except StateUnavailable:
             self._owe(self.cached)
-        return response
 
 
 #: Request headers that make an answer depend on who asks (or on CORS, or on
@@ -368,7 +363,7 @@ def _conditional(
 
 
 def _fast_path_allowed(resource: Resource, settings: Settings) -> bool:
-    """Whether the edge can answer the resource's anonymous reads: served at
+    """Whether the fast path can answer the resource's anonymous reads: served at
     its name with ObjectId ids, and no rate limit or CORS rule applies."""
     if resource.path != resource.name or resource.ids.kind != "objectid":
         return False

@@ -41,15 +41,18 @@ import secrets
 from dataclasses import dataclass
 
 import orjson
-from quart import Quart, Response, g, request
+from quart import Quart
 
+from ..auth import Auth
 from ..config import Settings
 from ..dataapi import action_endpoints
 from ..errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableEntity
 from ..hashing import sha256_hex
+from ..http.call import Answer, Call, Reply, ReplyHeaders
 from ..resources.once import HEADER, WriteKey
 from ..resources.routes import RouteTable
 from ..state import SharedState, StateUnavailable
+from .base import Policy
 from .caller import caller_key
 
 logger = logging.getLogger("shoal.idempotency")
@@ -72,11 +75,14 @@ class _Claim:
     fingerprint: str
 
 
-class Idempotency:
+class Idempotency(Policy):
     """The extension: claims a key before the view, keeps the answer after it."""
 
-    def __init__(self, settings: Settings, state: SharedState, routes: RouteTable) -> None:
+    def __init__(
+        self, settings: Settings, state: SharedState, routes: RouteTable, auth: Auth
+    ) -> None:
         self.state = state
+        self.auth = auth
         self.ttl = settings.idempotency.ttl
         self.lock_ttl = settings.idempotency.lock_ttl
         self.trusted_proxies = settings.trusted_proxies
@@ -95,19 +101,18 @@ class Idempotency:
         (``before_request``, ``after_request``) in the pipeline's order."""
         app.extensions[EXTENSION_KEY] = self
 
-    async def before_request(self) -> Response | None:
+    async def before(self, call: Call) -> Reply | None:
         """Before the view: replay a kept answer, refuse, or claim the key."""
-        supplied = request.headers.get(HEADER)
-        if supplied is None or request.method not in self.endpoints.get(
-            request.endpoint or "", frozenset()
+        supplied = call.headers.get(HEADER)
+        if supplied is None or call.method not in self.endpoints.get(
+            call.endpoint or "", frozenset()
         ):
             return None
         if not KEY_PATTERN.fullmatch(supplied):
             raise BadRequest(f"{HEADER} must be 1 to 255 printable ASCII characters")
-        caller = await caller_key(self.trusted_proxies)
-        key = claim_key(caller, request.method, request.path, supplied)
-        body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
-        fingerprint = sha256_hex(body)
+        caller = await caller_key(self.auth, call, self.trusted_proxies)
+        key = claim_key(caller, call.method, call.path, supplied)
+        fingerprint = sha256_hex(await call.body())
         marker = orjson.dumps({"fp": fingerprint, "claim": secrets.token_hex(8)})
         try:
             existing = await self.state.set_or_get(key, marker, ttl=self.lock_ttl)
@@ -117,7 +122,7 @@ class Idempotency:
                 "retry shortly"
             ) from None
         if existing is None or existing == marker:
-            g.idempotency_claim = _Claim(key, fingerprint)
+            call.state["idempotency_claim"] = _Claim(key, fingerprint)
             return None
         meta_raw, _, kept_body = existing.partition(b"\n")
         meta = orjson.loads(meta_raw)
@@ -131,32 +136,28 @@ class Idempotency:
                 f"a request with this {HEADER} is still in progress; retry shortly",
                 headers={"Retry-After": "1"},
             )
-        response = Response(kept_body, status=meta["status"], headers=meta["headers"])
-        if "Content-Type" not in meta["headers"]:
-            response.headers.pop("Content-Type", None)
-        response.headers[REPLAYED_HEADER] = "true"
-        return response
+        reply = Reply(meta["status"], kept_body, ReplyHeaders(meta["headers"]))
+        reply.headers[REPLAYED_HEADER] = "true"
+        return reply
 
-    async def after_request(self, response: Response) -> Response:
+    async def after(self, call: Call, answer: Answer) -> None:
         """After the view: keep the answer for ``ttl``, or release the key."""
-        claim: _Claim | None = g.get("idempotency_claim")
+        claim: _Claim | None = call.state.get("idempotency_claim")
         if claim is None:
-            return response
+            return
         try:
-            if response.status_code >= 500 or response.status_code in NOT_KEPT:
+            if answer.status >= 500 or answer.status in NOT_KEPT:
                 await self.state.delete(claim.key)
-                return response
-            headers = {
-                name: response.headers[name] for name in KEPT_HEADERS if name in response.headers
-            }
-            meta = {"fp": claim.fingerprint, "status": response.status_code, "headers": headers}
-            body = await response.get_data(as_text=False)
+                return
+            kept = answer.headers
+            headers = {name: kept[name] for name in KEPT_HEADERS if name in kept}
+            meta = {"fp": claim.fingerprint, "status": answer.status, "headers": headers}
+            body = await answer.data()
             await self.state.set(claim.key, orjson.dumps(meta) + b"\n" + body, ttl=self.ttl)
         except StateUnavailable:
             # The write is done and this answer still goes out; only a retry
             # after the claim lapses could repeat it.
             logger.error("the answer to an %s request could not be kept (Redis down)", HEADER)
-        return response
 
 
 def claim_key(caller: str, method: str, path: str, supplied: str) -> str:
@@ -165,8 +166,8 @@ def claim_key(caller: str, method: str, path: str, supplied: str) -> str:
     return "idem:" + sha256_hex(f"{caller}\0{method}\0{path}\0{supplied}")
 
 
-def write_key() -> WriteKey | None:
-    """The current request's claimed key, as the write it guards uses it (the
-    key's ids and ETags), or None when the request has no key."""
-    claim: _Claim | None = g.get("idempotency_claim")
+def write_key(call: Call) -> WriteKey | None:
+    """The request's claimed key, as the write it guards uses it (the key's
+    ids and ETags), or None when the request has no key."""
+    claim: _Claim | None = call.state.get("idempotency_claim")
     return WriteKey(claim.key) if claim is not None else None

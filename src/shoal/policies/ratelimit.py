@@ -33,7 +33,7 @@ import logging
 import math
 from collections.abc import Mapping
 
-from quart import Quart, Response, current_app, g, request
+from quart import Quart
 from quart_rate_limiter import (
     QUART_RATE_LIMITER_EXEMPT_ATTRIBUTE,
     QUART_RATE_LIMITER_LIMITS_ATTRIBUTE,
@@ -41,14 +41,17 @@ from quart_rate_limiter import (
     RateLimiter,
 )
 
+from ..auth import Auth
 from ..config import Settings, parse_rate
 from ..dataapi import action_endpoints
 from ..errors import ServiceUnavailable, TooManyRequests
 from ..hashing import sha256_hex
+from ..http.call import Answer, Call, current_call
 from ..http.methods import SAFE_METHODS
 from ..metrics import RATE_LIMIT_REJECTIONS
 from ..resources.routes import RouteTable
 from ..state import Breaker, Rate, RateVerdict, SharedState, StateUnavailable
+from .base import Policy
 from .caller import caller_key
 
 logger = logging.getLogger("shoal.ratelimit")
@@ -83,7 +86,7 @@ def _digest(value: str) -> str:
     return sha256_hex(value)[:32]
 
 
-class SharedRateLimiter(RateLimiter):
+class SharedRateLimiter(Policy, RateLimiter):
     """quart-rate-limiter's ``RateLimiter`` with an atomic, shared GCRA check.
 
     Limits come from the config (global and per resource) and from the
@@ -91,9 +94,12 @@ class SharedRateLimiter(RateLimiter):
     and counted together in one round trip.
     """
 
-    def __init__(self, settings: Settings, state: SharedState, routes: RouteTable) -> None:
+    def __init__(
+        self, settings: Settings, state: SharedState, routes: RouteTable, auth: Auth
+    ) -> None:
         super().__init__(key_function=self.caller)
         self.state = state
+        self.auth = auth
         self.fail_open = settings.rate_limits.fail_open
         self.trusted_proxies = settings.trusted_proxies
         self.global_limits = settings.rate_limits
@@ -117,25 +123,27 @@ class SharedRateLimiter(RateLimiter):
         (``before_request``, ``after_request``) in the pipeline's order."""
         app.extensions[EXTENSION_KEY] = self
         app.config.setdefault("QUART_RATE_LIMITER_ENABLED", enabled)
+        self.app = app
 
-    async def caller(self) -> str:
-        """Who is counted: the API key or user, else the client's address."""
-        return await caller_key(self.trusted_proxies)
+    async def caller(self, call: Call | None = None) -> str:
+        """Who is counted: the API key or user, else the client's address (of
+        ``call``, or of the current Quart request: the library's key function)."""
+        return await caller_key(self.auth, call or current_call(), self.trusted_proxies)
 
-    def _plan(self, endpoint: str) -> _Plan:
+    def _plan(self, endpoint: str, method: str, blueprint: str | None) -> _Plan:
         """What limits a route has (worked out on its first request: routes and
         their decorators do not change while the app serves)."""
         if endpoint in EXEMPT_ENDPOINTS:
             return _EXEMPT
-        view = current_app.view_functions.get(endpoint)
+        view = self.app.view_functions.get(endpoint)
         if view is None or getattr(view, QUART_RATE_LIMITER_EXEMPT_ATTRIBUTE, False):
             return _EXEMPT
-        kind = self.endpoint_kinds.get(endpoint) or method_class(request.method)
+        kind = self.endpoint_kinds.get(endpoint) or method_class(method)
         resource = self.endpoint_resources.get(endpoint)
         decorated: list[RateLimit] = [
             *getattr(view, QUART_RATE_LIMITER_LIMITS_ATTRIBUTE, []),
             *getattr(
-                current_app.blueprints.get(request.blueprint or ""),
+                self.app.blueprints.get(blueprint or ""),
                 QUART_RATE_LIMITER_LIMITS_ATTRIBUTE,
                 [],
             ),
@@ -154,18 +162,20 @@ class SharedRateLimiter(RateLimiter):
         rate = Rate(*parse_rate(text))
         return rate, resource if its_own and resource is not None else "*"
 
-    async def limits(self) -> list[tuple[str, Rate]]:
-        """The (key, rate) pairs the current request counts against."""
-        endpoint = request.endpoint
+    async def limits(self, call: Call) -> list[tuple[str, Rate]]:
+        """The (key, rate) pairs ``call`` counts against."""
+        endpoint = call.endpoint
         if endpoint is None:
             return []
-        plan = self._plans.get((endpoint, request.method))
+        plan = self._plans.get((endpoint, call.method))
         if plan is None:
-            plan = self._plans[(endpoint, request.method)] = self._plan(endpoint)
+            plan = self._plans[(endpoint, call.method)] = self._plan(
+                endpoint, call.method, call.blueprint
+            )
         if plan[0] is None and not plan[2]:
             return []
         rate, kind, decorated, bucket = plan
-        caller = _digest(await self.caller())
+        caller = _digest(await self.caller(call))
         limits: list[tuple[str, Rate]] = []
         if rate is not None:
             limits.append((f"rl:{{{caller}}}:{bucket}:{kind}:{rate.count}/{rate.period:g}", rate))
@@ -179,11 +189,11 @@ class SharedRateLimiter(RateLimiter):
             limits.append((key, Rate(limit.count, period)))
         return limits
 
-    async def before_request(self) -> None:
+    async def before(self, call: Call) -> None:
         """Count the request against its limits; 429 when one is exhausted."""
-        if not current_app.config["QUART_RATE_LIMITER_ENABLED"]:
+        if not self.app.config["QUART_RATE_LIMITER_ENABLED"]:
             return
-        limits = await self.limits()
+        limits = await self.limits(call)
         if not limits:
             return
         verdicts = await self._count(limits)
@@ -195,11 +205,11 @@ class SharedRateLimiter(RateLimiter):
             if not verdict.allowed
         ]
         # The headers describe the limit closest to refusing (the IETF draft's advice).
-        g.rate_limit_verdict = min(verdicts, key=lambda v: (v.remaining, -v.reset))
+        call.state["rate_limit_verdict"] = min(verdicts, key=lambda v: (v.remaining, -v.reset))
         if refused:
             verdict, rate = max(refused, key=lambda pair: pair[0].retry_after)
-            g.rate_limit_verdict = verdict
-            RATE_LIMIT_REJECTIONS.labels(method_class(request.method)).inc()
+            call.state["rate_limit_verdict"] = verdict
+            RATE_LIMIT_REJECTIONS.labels(method_class(call.method)).inc()
             retry_after = max(1, math.ceil(verdict.retry_after))
             raise TooManyRequests(
                 f"too many requests: the limit is {_describe(rate)}; retry in {retry_after} s",
@@ -225,14 +235,13 @@ class SharedRateLimiter(RateLimiter):
             retry_after=int(self.breaker.pause) + 1,
         )
 
-    async def after_request(self, response: Response) -> Response:
+    async def after(self, call: Call, answer: Answer) -> None:
         """Describe the limit closest to refusing in ``RateLimit-*`` headers."""
-        verdict: RateVerdict | None = g.get("rate_limit_verdict")
+        verdict: RateVerdict | None = call.state.get("rate_limit_verdict")
         if verdict is not None:
-            response.headers["RateLimit-Limit"] = str(verdict.limit)
-            response.headers["RateLimit-Remaining"] = str(verdict.remaining)
-            response.headers["RateLimit-Reset"] = str(math.ceil(verdict.reset))
-        return response
+            answer.headers["RateLimit-Limit"] = str(verdict.limit)
+            answer.headers["RateLimit-Remaining"] = str(verdict.remaining)
+            answer.headers["RateLimit-Reset"] = str(math.ceil(verdict.reset))
 
 
 def get_rate_limiter(app: Quart) -> SharedRateLimiter:

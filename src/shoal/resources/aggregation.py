@@ -10,9 +10,10 @@ What a client may change, and what it may not:
   ``$`` keys is refused, a value read as an expression goes in as
   ``$literal`` (so ``"$$ROOT"`` is a string, not the document), and only whole
   strings equal to a declared name are replaced, so a client cannot rewrite
-  the server's own literals as Eve allows. A variable
-  left out takes its schema's ``default``; one sent as ``{}`` (or left out
-  with no default) removes the condition that holds it, as Eve's ``{}`` does.
+  the server's own literals as Eve allows. A variable left out takes its
+  schema's ``default``, or with none stays as written, as in Eve (``{"role":
+  "$kind"}`` then matches no document); one sent as ``{}`` removes the
+  condition that holds it, as Eve's ``{}`` does.
 - The caller's owner filter (``auth_field``), the ``datasource.filter`` and a
   hook's lookup come first, as one ``$match``, before any configured stage.
 - ``$lookup``, ``$graphLookup`` and ``$unionWith`` only reach collections of
@@ -112,7 +113,9 @@ class Aggregation:
         values: dict[str, Any] = {}
         for name, schema in declared.items():
             if name not in sent:
-                values[name] = copy.deepcopy(schema["default"]) if "default" in schema else PRUNED
+                # No default: the name stays as written, as Eve leaves it.
+                if "default" in schema:
+                    values[name] = copy.deepcopy(schema["default"])
                 continue
             value = sent[name]
             if value == {}:

@@ -28,6 +28,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import re2
@@ -116,7 +117,7 @@ def change_of(event: Mapping[str, Any]) -> Change:
     operation = str(event.get("operationType", ""))
     document = event.get("fullDocument")
     if operation in DOCUMENT_OPERATIONS and isinstance(document, Mapping):
-        document = dict(document)
+        document = _native(dict(document))
         # documentKey is the event's identity of the document (the same _id).
         document["_id"] = key.get("_id")
     else:
@@ -127,6 +128,26 @@ def change_of(event: Mapping[str, Any]) -> Change:
         document_id=key.get("_id"),
         document=document,
     )
+
+
+#: Extended JSON read back as BSON values, dates time-zone aware as reads have them.
+_EXTENDED = json_util.JSONOptions(tz_aware=True, tzinfo=UTC)
+
+
+def _native(value: Any) -> Any:
+    """An event's document with what an engine left in storage form (the
+    embedded store sends dates as ``{"$date": ...}``) as the values reads
+    get, so that events render as reads do; native values pass as they are."""
+    if isinstance(value, list):
+        return [_native(item) for item in value]
+    if isinstance(value, dict):
+        decoded = {key: _native(item) for key, item in value.items()}
+        # Stored documents hold no $-names (writes refuse them): one is
+        # Extended JSON (``{"$date": …}``, ``{"$oid": …}``).
+        if any(key.startswith("$") for key in decoded):
+            return json_util.object_hook(decoded, json_options=_EXTENDED)
+        return decoded
+    return value
 
 
 Matcher = Callable[[Change], bool]

@@ -282,6 +282,30 @@ def page_etag(resource: Resource, page: Page, query: ListQuery) -> str:
     return digest.hexdigest()
 
 
+def item_etag(
+    resource: Resource,
+    document: Document,
+    projection: Mapping[str, int] | None,
+    embedded: list[Document] | None,
+) -> str:
+    """The ETag of an item's answer: its document's ETag, another for another
+    projection (another representation), and one that changes with the
+    documents embedded in it."""
+    etag = embedded_etag(etag_of(document, resource.etag_key), [document], embedded)
+    if not projection:
+        return etag
+    marked = f"{etag}|{sorted(projection.items())}"
+    return hashlib.sha1(marked.encode(), usedforsecurity=False).hexdigest()
+
+
+def embedded_etag(etag: str, documents: list[Document], embedded: Any) -> str:
+    """``etag``, changed by what is embedded in ``documents`` (nothing: as it is)."""
+    if not embedded:
+        return etag
+    marked = f"{etag}|{content_etag(documents)}"
+    return hashlib.sha1(marked.encode(), usedforsecurity=False).hexdigest()
+
+
 def content_etag(body: Any) -> str:
     """An ETag for an answer computed from documents without ETags (an
     aggregation's, a page of versions): its JSON."""

@@ -12,6 +12,7 @@ it by endpoint; nobody describes a route by hand a second time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -144,13 +145,22 @@ def resource_routes(resource: Resource) -> list[Route]:
 
 
 class RouteTable:
-    """Every resource's routes, found by endpoint."""
+    """Every resource's routes, found by endpoint or by path."""
 
     def __init__(self, resources: dict[str, Resource]) -> None:
         self.routes = [
             route for resource in resources.values() for route in resource_routes(resource)
         ]
         self._by_endpoint = {route.qualified_endpoint: route for route in self.routes}
+        # By first path segment: (pattern, route), fixed rules before those
+        # with variables (as werkzeug prefers ``/books/_stream`` to
+        # ``/books/<item_id>``), then the longest first.
+        self._by_segment: dict[str, list[tuple[re.Pattern[str], Route]]] = {}
+        for route in sorted(
+            self.routes, key=lambda route: (route.rule.count("<"), -len(route.rule))
+        ):
+            head = route.rule.split("/", 2)[1]
+            self._by_segment.setdefault(head, []).append((_pattern(route.rule), route))
 
     def __iter__(self) -> Iterator[Route]:
         return iter(self.routes)
@@ -159,6 +169,27 @@ class RouteTable:
         """The route ``request.endpoint`` names, if it is a resource's."""
         return self._by_endpoint.get(endpoint or "")
 
+    def match(self, path: str) -> tuple[Route, dict[str, str]] | None:
+        """The route serving ``path`` (percent-decoded, as ASGI gives it) and
+        its variables, as Quart's router would find them; None for none."""
+        head = path.split("/", 2)[1] if path.startswith("/") and len(path) > 1 else ""
+        for pattern, route in self._by_segment.get(head, ()):
+            found = pattern.fullmatch(path)
+            if found is not None:
+                return route, found.groupdict()
+        return None
+
     def of(self, name: str) -> list[Route]:
         """The routes of the resource ``name``."""
         return [route for route in self.routes if route.resource.name == name]
+
+
+def _pattern(rule: str) -> re.Pattern[str]:
+    """A URL rule as a pattern: each ``<name>`` one path segment (werkzeug's
+    default converter)."""
+    parts = re.split(r"<([A-Za-z_][A-Za-z0-9_]*)>", rule)
+    pattern = "".join(
+        re.escape(part) if index % 2 == 0 else f"(?P<{part}>[^/]+)"
+        for index, part in enumerate(parts)
+    )
+    return re.compile(pattern)

@@ -27,7 +27,7 @@ from pymongo import ASCENDING, IndexModel
 
 from ..errors import Conflict
 from ..storage import Session, Storage
-from .model import Resource
+from .model import Page, Resource
 
 Document = dict[str, Any]
 
@@ -196,6 +196,18 @@ class Versions:
         if last == newest:
             versions.append(self.latest(document))
         return versions
+
+
+async def version_page(
+    versions: Versions, current: Mapping[str, Any], first: int, last: int, *, diffs: bool
+) -> tuple[list[Document], Document | None, Page]:
+    """Versions ``first`` to ``last`` of ``current`` as a page (its total: the
+    latest version), and, for ``diffs``, the version before the first, which
+    the first one's changes are counted from (None on the first page)."""
+    latest = version_of(current)
+    span = await versions.span(current, max(1, first - 1) if diffs else first, last)
+    previous = span.pop(0) if diffs and first > 1 and span else None
+    return span, previous, Page(span, latest, last < latest)
 
 
 def diff(version: Document, previous: Document | None) -> Document:
