@@ -14,8 +14,10 @@ server span and two client spans). Variants:
 - ``on``: ``SHOAL_TRACING_ENABLED=true``, every trace sampled and exported over
   OTLP/HTTP to a receiver process on loopback that discards it (its CPU is not
   counted; the exporter's is, in the worker's own thread);
-- ``on, unsampled``: the same with ``OTEL_TRACES_SAMPLER=always_off``: spans
-  are made but neither recorded nor exported;
+- ``on, not exported``: ``OTEL_TRACES_EXPORTER=none``: spans are recorded,
+  then dropped (what the export itself costs is the difference to ``on``);
+- ``on, unsampled``: ``OTEL_TRACES_SAMPLER=always_off``: spans are made but
+  neither recorded nor exported;
 - with ``--baseline REF``: that ref's ``src/`` (``git archive``), for what off
   costs against a tree without tracing.
 
@@ -314,6 +316,7 @@ def main() -> int:
         variants = [
             Variant("off", src, {}),
             Variant("on", src, on, sink=True),
+            Variant("on, not exported", src, {**on, "OTEL_TRACES_EXPORTER": "none"}),
             Variant("on, unsampled", src, {**on, "OTEL_TRACES_SAMPLER": "always_off"}, sink=True),
         ]
         if args.baseline:
@@ -342,7 +345,7 @@ def main() -> int:
         extra = micros - 1e6 / per_cpu["off"]
         spread = sorted(run.per_cpu_second for run in mine)
         print(
-            f"  {variant.name:>14}: {statistics.median(run.per_second for run in mine):7.0f} "
+            f"  {variant.name:>16}: {statistics.median(run.per_second for run in mine):7.0f} "
             f"req/s  {per_cpu[variant.name]:7.0f} req/CPU-s ({spread[0]:.0f} to {spread[-1]:.0f})"
             f"  {micros:6.0f} µs CPU/request ({extra:+5.0f} µs against off)"
             f"  errors {sum(run.errors for run in mine)}"
