@@ -2,9 +2,9 @@
 ``OTEL_*`` variables: one server span per request, named by its route template,
 with MongoDB's and Redis's calls as its children.
 
-Only ``app.py`` imports this module, and only when tracing is on: with tracing
-off, nothing of OpenTelemetry is loaded and no middleware is added
-(docs/decisions/0026-opentelemetry.md).
+Of Shoal's modules, only ``app.py`` imports this one, and only when tracing is
+on: with tracing off, Shoal loads nothing of OpenTelemetry and adds no
+middleware (docs/decisions/0026-opentelemetry.md).
 
 - ``Tracing``, the extension: in each worker, as it starts serving, it installs
   the SDK's tracer provider (unless the process already has one) with the
@@ -14,8 +14,8 @@ off, nothing of OpenTelemetry is loaded and no middleware is added
   it flushes and stops them when the worker stops.
 - ``TraceRequests``, the outermost ASGI middleware: continues the trace an
   incoming ``traceparent`` names (the propagators of ``OTEL_PROPAGATORS``),
-  opens the request's span, and answers ``traceresponse`` (the W3C's header for
-  the server's side of a trace: version, trace id, the span's id, flags). It
+  opens the request's span, and answers ``traceresponse`` (W3C Trace Context's
+  draft of a response header: version, trace id, the span's id, flags). It
   names the span at the end, when the route template (``shoal.route`` in the
   ASGI scope, which the metrics use too) is known.
 - ``TraceIdFilter``, a logging filter: the trace and span ids on every log line
@@ -24,6 +24,7 @@ off, nothing of OpenTelemetry is loaded and no middleware is added
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -54,7 +55,7 @@ TRACE_RESPONSE = "traceresponse"
 EXPORTERS = ("otlp", "console", "none")
 #: The OTLP protocol of the exporter Shoal ships (``shoal[otel]``).
 OTLP_PROTOCOL = "http/protobuf"
-#: What a span is named after when no variable says otherwise.
+#: The service name when no variable gives one.
 SERVICE = "shoal"
 
 
@@ -185,16 +186,11 @@ class Tracing:
         provider, self._provider = self._provider, None
         if provider is None:
             return
+        # Exports what is left (at most the exporter's timeout), off the event loop.
         if self._owned:
-            provider.shutdown()  # exports what is left
+            await asyncio.to_thread(provider.shutdown)
         else:
-            provider.force_flush()
-
-
-def get_tracing(app: Quart) -> Tracing | None:
-    """The app's tracing, when it is on."""
-    tracing: Tracing | None = app.extensions.get(EXTENSION_KEY)
-    return tracing
+            await asyncio.to_thread(provider.force_flush)
 
 
 #: The request headers a span reads: those of the propagators, the user agent.
