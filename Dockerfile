@@ -2,7 +2,7 @@
 #
 # Stages:
 #   build    installs Shoal into a virtualenv at /opt/venv
-#   test     build + test extras, redis-server and nginx, and the whole repo;
+#   test     build + test extras, redis-server, nginx, Go, and the whole repo;
 #            runs the test suite (compose.yaml, profile "test")
 #   runtime  the server image (the last stage, so it is the default target)
 
@@ -30,6 +30,9 @@ FROM build AS test
 RUN apt-get update \
     && apt-get install -y --no-install-recommends redis-server nginx chromium wrk nodejs npm \
     && rm -rf /var/lib/apt/lists/*
+# Go, with which scripts/toxiproxy builds Toxiproxy for the fault tests
+# (tests/test_faults.py) the first time they run.
+COPY --from=golang:1.24-bookworm /usr/local/go /usr/local/go
 RUN pip install ".[test]"
 # The whole context (see .dockerignore): tests/, examples/, compose.yaml,
 # hypercorn.toml, deploy/ ... which the tests read.

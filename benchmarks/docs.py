@@ -54,6 +54,8 @@ from .results import (
 from .targets import targets
 
 TEMPLATE = Path(__file__).resolve().parent / "template.md"
+#: The lines around the soak's section of the page (benchmarks/soak.py writes it).
+SOAK_START, SOAK_END = "<!-- soak:start -->", "<!-- soak:end -->"
 #: The plot's baselines, in a shade per worker count (1, more).
 BASELINE_COLOURS = {
     "bare": ("#9467bd", "#c5b0d5"),
@@ -347,7 +349,13 @@ def write(data: dict[str, Any], root: Path) -> list[Path]:
     """Write docs/benchmarks.md and, when matplotlib is installed, docs/benchmarks.png."""
     page = root / "docs" / "benchmarks.md"
     page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(render(data))
+    text = render(data)
+    # The soak's section (python -m benchmarks.soak, a run of its own) is kept.
+    old = page.read_text() if page.exists() else ""
+    if SOAK_START in old and SOAK_END in old:
+        section = SOAK_START + old.split(SOAK_START, 1)[1].split(SOAK_END, 1)[0] + SOAK_END
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    page.write_text(text)
     written = [page]
     try:
         written.append(plot(data, root / "docs" / "benchmarks.png"))

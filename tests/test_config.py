@@ -160,17 +160,24 @@ def test_every_problem_is_one_dotted_key_line() -> None:
 
 
 def test_the_message_names_the_file_and_lists_the_problems(tmp_path: Path) -> None:
-    path = _write(tmp_path / "shoal.yaml", "environment: development\ntypo_key: 1\n")
+    path = _write(tmp_path / "shoal.yaml", "environment: development\nlog_levle: DEBUG\n")
 
     with pytest.raises(ConfigError) as caught:
         load_settings(path, env={})
 
     error = caught.value
     assert error.source == str(path.resolve())
-    assert error.problems == ["typo_key: Extra inputs are not permitted"]
+    assert error.problems == ["log_levle: unknown key; did you mean log_level?"]
     assert str(error).splitlines() == [
         f"{path.resolve()} is not a valid Shoal config:",
-        "  typo_key: Extra inputs are not permitted",
+        "  log_levle: unknown key; did you mean log_level?",
+    ]
+
+
+def test_an_unknown_key_with_no_near_one_lists_the_keys_of_its_section() -> None:
+    problems = _problems({"environment": "development", "redis": {"colour": "red"}})
+    assert problems == [
+        "redis.colour: unknown key; this section takes key_prefix, socket_timeout, url"
     ]
 
 
@@ -178,7 +185,9 @@ def test_unknown_keys_in_a_resource_are_refused() -> None:
     problems = _problems(
         {"environment": "development", "resources": {"books": {**BOOKS, "pagnation_limit": 5}}}
     )
-    assert problems == ["resources.books.pagnation_limit: Extra inputs are not permitted"]
+    assert problems == [
+        "resources.books.pagnation_limit: unknown key; did you mean pagination_limit?"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -464,7 +473,7 @@ def test_config_errors_name_the_dotted_key() -> None:
     problems = _resource_problems(
         {"x": {"schema": schema, "datasource": {"source": "x", "sort": 1}}}
     )
-    assert problems == ["resources.x.datasource.sort: Extra inputs are not permitted"]
+    assert problems == ["resources.x.datasource.sort: unknown key; did you mean source?"]
     problems = _resource_problems(
         {"x": {"schema": schema, "datasource": {"projection": {"a": 1, "b": 0}}}}
     )

@@ -59,7 +59,7 @@ from .policies.idempotency import Idempotency
 from .policies.ratelimit import SharedRateLimiter
 from .resources import STREAM_SEGMENT, Resources
 from .resources.changes import ChangeFeeds
-from .state import create_state
+from .state import state_for
 from .storage import Storage
 
 if TYPE_CHECKING:  # imported when tracing is on only (see _tracing)
@@ -98,7 +98,7 @@ def create_app(
         tracing.init_app(app)
     storage = Storage(settings.mongodb)
     storage.init_app(app)
-    state = create_state(settings.redis)
+    state = state_for(settings)
     state.init_app(app)
     auth = Auth(settings, storage, state)
     auth.init_app(app)

@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from .hints import unknown_key, yaml_problem
 from .schemas import (
     SchemaProblem,
     check_schema,
@@ -100,6 +101,13 @@ class MongoDBSettings(_Section):
     )
     database: str = Field(default="shoal", min_length=1, pattern=r"^[^/\\. \"$]+$")
     server_selection_timeout_ms: int = Field(default=5000, gt=0)
+    operation_timeout_ms: int = Field(
+        default=10_000,
+        gt=0,
+        description="Longest Shoal waits for one MongoDB operation, the driver's retries "
+        "included; then the request gets 503 (an operation with its own maxTimeMS gets "
+        "that much more).",
+    )
     max_pool_size: int = Field(default=100, gt=0)
 
     @field_validator("uri")
@@ -566,7 +574,8 @@ class AggregationSettings(_Section):
             try:
                 check_value_schema(schema)
             except SchemaProblem as problem:
-                raise ValueError(f"variables.{name}: {problem}") from None
+                lines = (f"variables.{name}: {line}" for line in problem.problems)
+                raise ValueError("\n".join(lines)) from None
         return self
 
 
@@ -1206,10 +1215,13 @@ def _problems(error: ValidationError) -> list[str]:
     for item in error.errors():
         location = _format_location(item["loc"])
         message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = unknown_key(Settings, item["loc"])
         if not item["loc"] and message.startswith("resources."):
             problems.append(message)  # a check across resources names its own key
         else:
-            problems.append(f"{location}: {message}")
+            # One line per problem (a schema's check may find several).
+            problems.extend(f"{location}: {line}" for line in message.splitlines())
     return problems
 
 
@@ -1237,7 +1249,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(str(path), [f"not valid YAML: {error}"]) from error
+        raise ConfigError(str(path), [yaml_problem(error, path)]) from error
     if data is None:
         return {}
     if not isinstance(data, dict):

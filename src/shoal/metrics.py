@@ -19,6 +19,7 @@ before each scrape, so a live-worker gauge never counts them.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
 import shutil
@@ -102,6 +103,19 @@ REDIS_ERRORS = Counter(
     "shoal_redis_errors",
     "Shared-state calls to Redis that failed (connection, timeout, cluster errors), by command.",
     ("command",),
+)
+#: Seconds; a loop that runs on time is late by well under a millisecond.
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+EVENT_LOOP_LAG = Histogram(
+    "shoal_event_loop_lag_seconds",
+    "How late each worker's event loop ran a timer it sets every 0.1 s: the time it "
+    "spent on other work without yielding.",
+    buckets=LAG_BUCKETS,
+)
+EVENT_LOOP_LAG_MAX = Gauge(
+    "shoal_event_loop_lag_max_seconds",
+    "The longest lag of the event loop a serving worker has seen since it started.",
+    multiprocess_mode="livemax",
 )
 WORKERS = Gauge(
     "shoal_workers",
@@ -201,6 +215,26 @@ def start_exporter(host: str, port: int) -> None:
 def worker_started() -> None:
     """This process serves requests (counted by ``shoal_workers``)."""
     WORKERS.set(1)
+
+
+#: Seconds between two looks at the event loop's lag.
+LAG_INTERVAL = 0.1
+
+
+async def probe_event_loop_lag() -> None:
+    """Measure, until cancelled, how late the event loop wakes a timer set
+    ``LAG_INTERVAL`` ahead: the longest stretch it ran other work without
+    yielding (``shoal_event_loop_lag_seconds``, ``..._max_seconds``)."""
+    loop = asyncio.get_running_loop()
+    longest = 0.0
+    while True:
+        started = loop.time()
+        await asyncio.sleep(LAG_INTERVAL)
+        lag = max(0.0, loop.time() - started - LAG_INTERVAL)
+        EVENT_LOOP_LAG.observe(lag)
+        if lag > longest:
+            longest = lag
+            EVENT_LOOP_LAG_MAX.set(lag)
 
 
 def worker_stopped() -> None:

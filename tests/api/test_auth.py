@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +22,7 @@ from shoal.auth import get_auth
 from shoal.auth.passwords import verify_password
 from shoal.auth.users import UserAdmin
 from shoal.config import load_settings
+from shoal.errors import ServiceUnavailable
 from tests.conftest import SettingsFactory
 from tests.utils.auth import bearer, client_with, token_for
 from tests.utils.http import create, if_match
@@ -415,6 +417,27 @@ async def test_failed_logins_are_slowed_then_refused(settings_factory: SettingsF
         assert (await _login(client, "other")).status_code == 429
 
 
+async def test_logins_refused_for_an_outage_are_not_held_against_the_user(
+    settings_factory: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A login that MongoDB could not check (503) is no failed login: it is never
+    refused as one too many, and once MongoDB is back the user logs in."""
+    app = create_app(settings_factory(auth={"login_slowdown_after": 2, "login_lockout_after": 3}))
+    async with app.test_app():
+        await _user(app)
+        client = app.test_client()
+
+        async def unreachable(*_: Any) -> Any:
+            raise ServiceUnavailable("MongoDB is unreachable; retry shortly")
+
+        monkeypatch.setattr(get_auth(app).accounts, "authenticate", unreachable)
+        for _ in range(5):
+            assert (await _login(client)).status_code == 503
+        # Counted as failures, the fourth would have been refused (429) unchecked.
+        monkeypatch.undo()
+        assert (await _login(client)).status_code == 200
+
+
 # -- several instances -----------------------------------------------------------
 
 
@@ -537,7 +560,11 @@ async def test_a_disabled_user_is_refused_everywhere_at_the_next_request(
         assert await holder.session_status() == 200
 
         out = _users(shared_config, "disable", "editor1")
-        assert "disabled user editor1" in out
+        assert re.fullmatch(
+            r"disabled user editor1 \([0-9a-f]{24}\); its tokens and sessions are refused "
+            r"from now on, on every instance\n",
+            out,
+        ), out
 
         assert await holder.token_statuses() == [401, 401]
         response = await second.test_client().get(

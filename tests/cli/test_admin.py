@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from quart import Quart
 
 from shoal.app import create_app
 from shoal.system import free_port
-from tests.utils.processes import run_shoal
-from tests.utils.settings import write_config
+from tests.utils.processes import ServeProcess, clean_env, run_shoal, shoal_command
+from tests.utils.settings import EXAMPLE_CONFIG, write_config
+from tests.utils.terminal import CTRL_C, CTRL_D, Terminal
 
 PASSWORD = "a long enough password"
 
@@ -97,13 +103,105 @@ async def test_api_key_lifecycle(config: Path, app: Quart) -> None:
     assert "active" in listing
     assert key not in listing
 
-    assert _shoal(config, "apikeys", "revoke", key_id.group(1))[0] == 0
+    status, out, err = _shoal(config, "apikeys", "revoke", key_id.group(1))
+    assert status == 0, err
+    assert (
+        out == f"revoked API key {key_id.group(1)}; it is refused from now on, on every instance\n"
+    )
     response = await client.post("/books", json={"title": "y"}, headers={"X-API-Key": key})
     assert response.status_code == 401
     assert "revoked" in _shoal(config, "apikeys", "list")[1]
     status, _, err = _shoal(config, "apikeys", "revoke", "0" * 24)
     assert status == 1
     assert "no API key" in err
+
+
+# -- at a terminal ---------------------------------------------------------------
+
+
+def _terminal(config: Path, *args: str) -> Terminal:
+    return Terminal(
+        [shoal_command(), *args, "--config", str(config)], cwd=config.parent, env=clean_env()
+    )
+
+
+def _user_names(config: Path) -> list[str]:
+    status, out, err = _shoal(config, "users", "list")
+    assert status == 0, err
+    return [line.split()[2] for line in out.splitlines()]
+
+
+def test_a_password_typed_twice_at_the_prompt_creates_the_user(config: Path) -> None:
+    with _terminal(config, "users", "create", "editor1", "--role", "editor") as terminal:
+        terminal.expect("Password: ")
+        terminal.send(PASSWORD.encode() + b"\n")
+        terminal.expect("Password again: ")
+        terminal.send(PASSWORD.encode() + b"\n")
+        assert terminal.wait() == 0, terminal.text
+    assert "created user editor1" in terminal.text
+    assert PASSWORD not in terminal.text, "the password was echoed"
+
+
+@pytest.mark.parametrize("prompt", ["Password: ", "Password again: "])
+@pytest.mark.parametrize("action", ["create", "set-password"])
+def test_ctrl_c_at_a_password_prompt_exits_130_with_one_line(
+    config: Path, prompt: str, action: str
+) -> None:
+    if action == "set-password":
+        _create(config, "editor1")
+    args = ("users", action, "editor1") + (("--role", "editor") if action == "create" else ())
+    with _terminal(config, *args) as terminal:
+        terminal.expect("Password: ")
+        if prompt == "Password again: ":
+            terminal.send(b"first try at a password\n")
+            terminal.expect(prompt)
+        terminal.send(CTRL_C)
+        assert terminal.wait() == 130, terminal.text
+    after = terminal.text.split(prompt, 1)[1]
+    assert after.strip() == f"shoal users {action}: interrupted", terminal.text
+    assert "Traceback" not in terminal.text
+    if action == "create":
+        assert _user_names(config) == [], "a user was created anyway"
+
+
+@pytest.mark.parametrize("prompt", ["Password: ", "Password again: "])
+def test_ctrl_d_at_a_password_prompt_exits_2_with_one_line(config: Path, prompt: str) -> None:
+    with _terminal(config, "users", "create", "editor1", "--role", "editor") as terminal:
+        terminal.expect("Password: ")
+        if prompt == "Password again: ":
+            terminal.send(b"first try at a password\n")
+            terminal.expect(prompt)
+        terminal.send(CTRL_D)
+        assert terminal.wait() == 2, terminal.text
+    after = terminal.text.split(prompt, 1)[1]
+    assert after.strip() == (
+        "shoal users create: no password given (end of input at the prompt)"
+    ), terminal.text
+    assert "Traceback" not in terminal.text
+    assert _user_names(config) == []
+
+
+def test_creating_a_user_that_exists_is_refused_before_the_prompt(config: Path) -> None:
+    _create(config, "editor1")
+    with _terminal(config, "users", "create", "editor1", "--role", "editor") as terminal:
+        assert terminal.wait() == 1, terminal.text
+    assert "Password" not in terminal.text
+    assert terminal.text.strip() == "shoal users create: a user named 'editor1' already exists"
+
+
+def test_setting_the_password_of_no_user_is_refused_before_the_prompt(config: Path) -> None:
+    with _terminal(config, "users", "set-password", "ghost") as terminal:
+        assert terminal.wait() == 1, terminal.text
+    assert "Password" not in terminal.text
+    assert terminal.text.strip() == "shoal users set-password: no user named 'ghost'"
+
+
+def test_an_empty_stdin_is_no_password(config: Path) -> None:
+    status, _, err = _shoal(
+        config, "users", "create", "editor1", "--role", "editor", "--password-stdin", input=""
+    )
+    assert status == 2
+    assert err == "shoal users create: no password on stdin (it was empty)\n"
 
 
 # -- the user lifecycle ----------------------------------------------------------
@@ -156,13 +254,126 @@ def test_set_password_follows_the_password_rules(config: Path) -> None:
         assert fragment in err
 
 
-def test_without_redis_a_change_warns_that_servers_keep_what_they_hold(config: Path) -> None:
+ELSEWHERE = (
+    "; without Redis, a server elsewhere accepts its access tokens until they expire "
+    "(auth.access_token_ttl: 900 s) and its sessions and refresh tokens until it restarts"
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "opening"),
+    [
+        (("disable", "editor1"), None, "disabled user editor1"),
+        (("delete", "editor1"), None, "deleted user editor1"),
+        (("set-roles", "editor1", "--role", "reader"), None, "user editor1"),
+        (
+            ("set-password", "editor1", "--password-stdin"),
+            "another long password\n",
+            "set the password of user editor1",
+        ),
+    ],
+    ids=["disable", "delete", "set-roles", "set-password"],
+)
+def test_without_redis_each_change_says_one_true_sentence(
+    config: Path, args: tuple[str, ...], stdin: str | None, opening: str
+) -> None:
+    """No Redis and a MongoDB URI: servers of this config on this machine read
+    the change from the marks file; any other server cannot know of it."""
     _create(config, "editor1")
-    status, out, err = _shoal(config, "users", "disable", "editor1")
+    status, out, err = _shoal(config, "users", *args, input=stdin)
+
     assert status == 0, err
-    assert "disabled user editor1" in out
-    assert "WARNING: no redis.url" in err
-    assert "until they expire" in err
+    assert err == "", "a second, contradicting message"
+    assert re.fullmatch(
+        re.escape(opening)
+        + r" \([0-9a-f]{24}\)(?: now has roles: reader)?; its tokens and sessions are refused "
+        + re.escape(f"from now on by every `shoal serve` of {config.resolve()} on this machine")
+        + re.escape(ELSEWHERE)
+        + (re.escape(" (log in again)") if args[0] == "set-roles" else "")
+        + "\n",
+        out,
+    ), out
+    assert (config.parent / ".shoal" / "user-marks.json").is_file()
+
+
+def test_enabling_a_user_says_it_can_log_in_again(config: Path) -> None:
+    _create(config, "editor1")
+    assert _shoal(config, "users", "disable", "editor1")[0] == 0
+    status, out, err = _shoal(config, "users", "enable", "editor1")
+    assert status == 0, err
+    assert re.fullmatch(r"enabled user editor1 \([0-9a-f]{24}\); it can log in again\n", out)
+    assert err == ""
+
+
+def _request(
+    url: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(  # noqa: S310 - a loopback URL the test built
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **(headers or {})},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return int(response.status), json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return int(error.code), json.loads(error.read())
+
+
+def test_without_redis_the_running_development_server_refuses_what_a_disabled_user_held(
+    tmp_path: Path,
+) -> None:
+    """The README's example (embedded store, no Redis): `shoal users disable`
+    reaches the running server, which refuses the user's token and refresh
+    token at the next request, and so does a server started afterwards."""
+    config = tmp_path / "shoal.yaml"
+    shutil.copy(EXAMPLE_CONFIG, config)
+    server = ServeProcess(tmp_path, config="shoal.yaml", bind=f"127.0.0.1:{free_port()}")
+    try:
+        server.start()
+        server.wait_ready()
+        _create(config, "editor1")
+        status, tokens = _request(
+            f"{server.url}/auth/login", {"username": "editor1", "password": PASSWORD}
+        )
+        assert status == 200, tokens
+        token = {"Authorization": f"Bearer {tokens['access_token']}"}
+        assert _request(f"{server.url}/books", {"title": "Kindred"}, token)[0] == 201
+
+        status, out, err = _shoal(config, "users", "disable", "editor1")
+        assert status == 0, err
+        assert err == ""
+        assert out.endswith(
+            f"; its tokens and sessions are refused from now on by every `shoal serve` of "
+            f"{config.resolve()} on this machine\n"
+        ), out
+
+        status, body = _request(f"{server.url}/books", {"title": "Dune"}, token)
+        assert status == 401, body
+        assert "the account changed since" in body["_error"]["message"]
+        refresh = {"refresh_token": tokens["refresh_token"]}
+        assert _request(f"{server.url}/auth/refresh", refresh)[0] == 401
+
+        assert _shoal(config, "users", "enable", "editor1")[0] == 0
+        status, fresh = _request(
+            f"{server.url}/auth/login", {"username": "editor1", "password": PASSWORD}
+        )
+        assert status == 200, fresh
+        headers = {"Authorization": f"Bearer {fresh['access_token']}"}
+        assert _request(f"{server.url}/books", {"title": "Dune"}, headers)[0] == 201
+    finally:
+        server.cleanup()
+
+    # A server started afterwards (same config, same .shoal/) knows the mark too.
+    again = ServeProcess(tmp_path, config="shoal.yaml", bind=f"127.0.0.1:{free_port()}")
+    try:
+        again.start()
+        again.wait_ready()
+        assert _request(f"{again.url}/books", {"title": "Emma"}, token)[0] == 401
+        assert _request(f"{again.url}/books", {"title": "Emma"}, headers)[0] == 201
+    finally:
+        again.cleanup()
 
 
 @pytest.fixture

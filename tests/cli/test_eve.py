@@ -122,3 +122,49 @@ def test_the_command_says_when_the_file_does_not_run_or_needs_edits(tmp_path: Pa
     result = run_shoal(["from-eve", str(dangling)], cwd=tmp_path)
     assert result.returncode == 1
     assert "no resource named 'nowhere'" in result.stderr
+
+
+def test_eves_mongodb_goes_to_a_note_not_into_the_development_config(tmp_path: Path) -> None:
+    """The translation is a development config: it is served by the embedded
+    store unless told otherwise, not by a localhost:27017 that is not there."""
+    settings = tmp_path / "settings.py"
+    settings.write_text(
+        "MONGO_HOST = 'localhost'\nMONGO_PORT = 27017\nMONGO_DBNAME = 'apitest'\n"
+        "DOMAIN = {'people': {'schema': {'name': {'type': 'string'}}}}\n",
+        encoding="utf-8",
+    )
+    result = run_shoal(["from-eve", str(settings), "--output", "shoal.yaml"], cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    written = (tmp_path / "shoal.yaml").read_text(encoding="utf-8")
+    config = yaml.safe_load(written)
+    assert config["environment"] == "development"
+    assert config["mongodb"] == {"database": "apitest"}
+    assert "mongodb://localhost:27017" not in yaml.safe_dump(config)
+    note = (
+        "MONGO_HOST/MONGO_PORT: this development config uses the embedded store; to serve "
+        "Eve's MongoDB, set SHOAL_MONGODB_URI=mongodb://localhost:27017 (or mongodb.uri)"
+    )
+    assert f"note: {note}" in result.stderr.splitlines()
+    assert f"#   - {note}" in written.splitlines()
+
+
+def test_a_mongo_uri_is_noted_without_its_password_and_names_the_database(
+    tmp_path: Path,
+) -> None:
+    settings = tmp_path / "settings.py"
+    settings.write_text(
+        "MONGO_URI = 'mongodb://eve:s3cret@db.example:27017/legacy?authSource=admin'\n"
+        "DOMAIN = {'people': {'schema': {'name': {'type': 'string'}}}}\n",
+        encoding="utf-8",
+    )
+    result = run_shoal(["from-eve", str(settings)], cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["mongodb"] == {"database": "legacy"}
+    assert "s3cret" not in result.stdout + result.stderr
+    assert (
+        "note: MONGO_URI: this development config uses the embedded store; to serve Eve's "
+        "MongoDB, set SHOAL_MONGODB_URI=mongodb://eve:…@db.example:27017/legacy?authSource=admin "
+        "(or mongodb.uri)"
+    ) in result.stderr.splitlines()

@@ -591,3 +591,160 @@ def test_serve_runs_the_hooks_the_config_names(tmp_path: Path) -> None:
         assert item["total"] == 6
     finally:
         process.cleanup()
+
+
+# --- what it says as it starts ------------------------------------------------------
+
+#: A hook that holds the worker's start-up (before_serving) until a file exists.
+HELD_START = """\
+import asyncio
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def hold(app):
+    @app.before_serving
+    async def wait_for_the_go() -> None:
+        (HERE / "starting").touch()
+        while not (HERE / "go").exists():
+            await asyncio.sleep(0.05)
+"""
+
+
+def test_shoal_is_serving_is_said_once_a_worker_accepts_connections(workdir: Path) -> None:
+    """Not when the workers are spawned: a worker still in its start-up does
+    not answer, so "Shoal is serving" waits for it."""
+    (workdir / "held.py").write_text(HELD_START, encoding="utf-8")
+    with (workdir / "shoal.yaml").open("a", encoding="utf-8") as config:
+        config.write("\nhooks: ['held:hold']\n")
+    process = ServeProcess(workdir, config="shoal.yaml", bind=f"127.0.0.1:{free_port()}")
+    try:
+        process.start()
+        assert wait_until(lambda: (workdir / "starting").exists(), 30), process.output()
+        # The worker is inside before_serving: nothing accepts yet.
+        assert "Shoal is serving" not in process.stdout(), process.output()
+        (workdir / "go").touch()
+        assert wait_until(lambda: "Shoal is serving" in process.stdout(), 30), process.output()
+        # Said once a worker accepts: the next request is answered.
+        assert process.get("/healthz", timeout=10)[0] == 200
+        assert process.stdout() == f"Shoal is serving {process.url} (workers: 1)\n"
+    finally:
+        process.cleanup()
+
+
+def test_a_development_config_with_no_resources_warns_that_it_serves_nothing(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "shoal.yaml"
+    config.write_text("environment: development\n", encoding="utf-8")
+    process = ServeProcess(tmp_path, config="shoal.yaml", bind=f"127.0.0.1:{free_port()}")
+    try:
+        process.start()
+        process.wait_ready()
+        warnings = [line for line in process.stderr().splitlines() if "no resources" in line]
+        assert warnings == [
+            f"WARNING: {config}: no resources and no data_api: the API serves nothing but "
+            "/auth, /docs and the health checks (see docs/reference/configuration.md)"
+        ], process.output()
+    finally:
+        process.cleanup()
+
+
+@pytest.mark.parametrize("environment", ["development", "production"])
+def test_without_redis_the_warning_says_what_stays_in_one_process(
+    tmp_path: Path, mongodb_uri: str, environment: str
+) -> None:
+    """The same true sentence in every environment (production is not called
+    "development")."""
+    shutil.copy(EXAMPLE_CONFIG, tmp_path / "shoal.yaml")
+    env = {
+        "SHOAL_ENVIRONMENT": environment,
+        "SHOAL_MONGODB_URI": mongodb_uri,
+        "SHOAL_MONGODB_DATABASE": f"warn_{environment}",
+        "SHOAL_SECRET_KEY": "a-production-secret-of-32-bytes-or-more",
+    }
+    process = ServeProcess(tmp_path, config="shoal.yaml", bind=f"127.0.0.1:{free_port()}", env=env)
+    try:
+        process.start()
+        process.wait_ready()
+        warnings = [line for line in process.stderr().splitlines() if "redis.url" in line]
+        assert warnings == [
+            "WARNING: no redis.url: sessions, refresh tokens, revocations, rate limits, "
+            "idempotency keys and the cache live in this one process (so --workers 1 only, "
+            "and a restart ends every session); set redis.url (SHOAL_REDIS_URL) to share "
+            "them between workers and instances"
+        ], process.output()
+        assert "development" not in warnings[0]
+    finally:
+        process.cleanup()
+
+
+def test_an_unreachable_mongodb_is_logged_in_short_lines(tmp_path: Path) -> None:
+    """One line per failure, naming the address and the error, without the
+    topology description PyMongo appends (hundreds of characters)."""
+    nowhere = free_port()  # nothing listens there
+    config = tmp_path / "shoal.yaml"
+    config.write_text(
+        "environment: production\n"
+        f"mongodb: {{uri: 'mongodb://127.0.0.1:{nowhere}/', server_selection_timeout_ms: 300}}\n"
+        "resources:\n"
+        "  books: {schema: {type: object}, public_methods: [GET], unique: [isbn]}\n",
+        encoding="utf-8",
+    )
+    env = {"SHOAL_SECRET_KEY": "a-production-secret-of-32-bytes-or-more"}
+    process = ServeProcess(tmp_path, config="shoal.yaml", bind=f"127.0.0.1:{free_port()}", env=env)
+
+    def unreachable() -> list[dict[str, str]]:
+        lines = [json.loads(line) for line in process.stderr().splitlines() if line.startswith("{")]
+        return [line for line in lines if "MongoDB unreachable" in line["message"]]
+
+    try:
+        process.start()
+        process.wait_ready("/healthz")
+        assert process.get("/books")[0] == 503
+        # The request's failure, and the start-up's index retries.
+        assert wait_until(lambda: len(unreachable()) >= 3, 30), process.output()
+    finally:
+        process.cleanup()
+    for line in unreachable():
+        assert "Topology" not in line["message"], line
+        assert "configured timeouts" not in line["message"], line
+        assert len(line["message"]) < 200, line
+    storage = [line["message"] for line in unreachable() if line["logger"] == "shoal.storage"]
+    assert storage, process.output()
+    for message in storage:
+        assert message.startswith(f"MongoDB unreachable: 127.0.0.1:{nowhere}: "), message
+
+
+#: A hook whose registration waits (in `shoal serve`'s own process, which builds
+#: the app once before anything starts) until the test interrupts it.
+HELD_REGISTRATION = """\
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def hold(app):
+    (HERE / "registering").touch()
+    while True:
+        time.sleep(0.05)
+"""
+
+
+def test_ctrl_c_before_the_workers_start_is_one_line_and_130(workdir: Path) -> None:
+    (workdir / "held.py").write_text(HELD_REGISTRATION, encoding="utf-8")
+    with (workdir / "shoal.yaml").open("a", encoding="utf-8") as config:
+        config.write("\nhooks: ['held:hold']\n")
+    process = ServeProcess(workdir, config="shoal.yaml", bind=f"127.0.0.1:{free_port()}")
+    try:
+        process.start()
+        assert wait_until(lambda: (workdir / "registering").exists(), 30), process.output()
+        process.signal(signal.SIGINT)
+        assert process.wait(30) == 130, process.output()
+    finally:
+        process.cleanup()
+    assert process.stderr().splitlines()[-1] == "shoal serve: interrupted", process.output()
+    assert "Traceback" not in process.stderr()
+    assert process.stdout() == ""

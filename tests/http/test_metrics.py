@@ -8,6 +8,7 @@ grow within a process, so each test compares two scrapes.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -259,3 +260,23 @@ async def test_direct_item_reads_are_counted_under_the_items_route(
     assert value(after, name, **labels) - value(before, name, **labels) == 2
     unmatched = {"method": "GET", "route": "unmatched", "status": "200"}
     assert value(after, name, **unmatched) == value(before, name, **unmatched)
+
+
+async def test_a_stalled_event_loop_is_seen_by_the_lag_probe(app: Quart) -> None:
+    """The probe's timer fires late by as long as the loop was held: here by a
+    blocking call of 0.3 s, as a CPU-bound request would hold it. Its timer,
+    set 0.1 s ahead at most 0.1 s before the stall began, fires at least 0.2 s late."""
+    client = app.test_client()
+
+    def stalls(samples: Samples) -> float:  # lags longer than 0.1 s
+        return value(samples, "shoal_event_loop_lag_seconds_count") - value(
+            samples, "shoal_event_loop_lag_seconds_bucket", le="0.1"
+        )
+
+    await asyncio.sleep(0.25)  # the probe is running
+    before = await scrape(client)
+    time.sleep(0.3)  # noqa: ASYNC251 (the stall under test)
+    await asyncio.sleep(0.25)  # the probe wakes, late
+    after = await scrape(client)
+    assert stalls(after) - stalls(before) >= 1
+    assert value(after, "shoal_event_loop_lag_max_seconds") >= 0.2

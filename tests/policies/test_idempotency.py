@@ -65,21 +65,30 @@ async def test_one_key_sent_20_times_at_once_across_instances_writes_once(
 async def test_while_the_first_request_runs_the_others_get_409(
     two_instances: tuple[Quart, Quart], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for app in two_instances:  # a slow write keeps the first request in progress
+    # The first request's write waits until the 19 others have been answered.
+    release = asyncio.Event()
+    for app in two_instances:
         storage = get_storage(app)
         insert = storage.insert_once
 
-        async def slow_insert(*args: Any, _insert: Any = insert, **kwargs: Any) -> Any:
-            await asyncio.sleep(0.3)
+        async def held_insert(*args: Any, _insert: Any = insert, **kwargs: Any) -> Any:
+            await release.wait()
             return await _insert(*args, **kwargs)
 
-        monkeypatch.setattr(storage, "insert_once", slow_insert)
+        monkeypatch.setattr(storage, "insert_once", held_insert)
     user = str(ObjectId())
     clients = [await editor_client(app, user_id=user) for app in two_instances]
     headers = keyed()
-    responses = await asyncio.gather(
-        *(clients[n % 2].post("/books", json={"title": "Once"}, headers=headers) for n in range(20))
-    )
+    requests = [
+        asyncio.create_task(clients[n % 2].post("/books", json={"title": "Once"}, headers=headers))
+        for n in range(20)
+    ]
+    for _ in range(200):  # bounded: 10 s
+        if sum(request.done() for request in requests) == 19:
+            break
+        await asyncio.sleep(0.05)
+    release.set()
+    responses = await asyncio.gather(*requests)
     assert sorted(response.status_code for response in responses) == [201] + [409] * 19
     assert await _total(clients[0]) == 1
 
@@ -218,8 +227,10 @@ async def test_a_write_whose_client_hangs_up_still_finishes_and_is_kept(
     carried through, so the retry gets its answer rather than a second write."""
     storage = get_storage(app)
     insert = storage.insert_once
+    inside = asyncio.Event()
 
     async def slow_insert(*args: Any, **kwargs: Any) -> Any:
+        inside.set()
         await asyncio.sleep(0.3)
         return await insert(*args, **kwargs)
 
@@ -230,7 +241,7 @@ async def test_a_write_whose_client_hangs_up_still_finishes_and_is_kept(
     async with app.test_client().request("/books", method="POST", headers=headers) as hung_up:
         await hung_up.send(b'{"title": "Dune"}')
         await hung_up.send_complete()
-        await asyncio.sleep(0.05)  # the handler is inside the slow insert now
+        await asyncio.wait_for(inside.wait(), 10)  # the handler is inside the write
         await hung_up.disconnect()
     retry = await client.post("/books", json={"title": "Dune"}, headers=headers)
     assert retry.status_code == 201

@@ -37,9 +37,16 @@ def insert(n: int) -> dict[str, Any]:
 class ScriptedStream:
     """A change stream that answers ``try_next`` from a script, then None."""
 
-    def __init__(self, script: list[Step]) -> None:
+    def __init__(self, script: list[Step], *, ends: bool = False) -> None:
         self.script = deque(script)
         self.resume_token: dict[str, Any] | None = None
+        #: Whether it closes itself once its script is read, as a stream does
+        #: when the server ends its cursor.
+        self.ends = ends
+
+    @property
+    def alive(self) -> bool:
+        return not (self.ends and not self.script)
 
     async def try_next(self) -> dict[str, Any] | None:
         await asyncio.sleep(0)
@@ -57,11 +64,15 @@ class ScriptedStream:
 class ScriptedStorage:
     """``watch`` hands out the next scripted stream: the shared one first."""
 
-    def __init__(self, *scripts: list[Step]) -> None:
+    def __init__(self, *scripts: list[Step], ending: bool = False) -> None:
         self.scripts = deque(scripts)
+        self.ending = ending  # the scripted streams close themselves at their end
+        self.watched = 0
 
     async def watch(self, collection: str, **options: Any) -> ScriptedStream:
-        return ScriptedStream(self.scripts.popleft() if self.scripts else [])
+        self.watched += 1
+        script = self.scripts.popleft() if self.scripts else []
+        return ScriptedStream(script, ends=self.ending and bool(self.scripts))
 
 
 def feed(storage: ScriptedStorage, backlog: int = 100) -> ChangeFeed:
@@ -121,6 +132,23 @@ async def test_a_database_error_while_reading_pauses_the_feed_which_resumes() ->
         assert second is not None
         assert second.document_id == 2
         assert subscription.ended is None
+    await changes.stop()
+
+
+async def test_a_stream_the_server_ended_is_followed_by_a_new_one() -> None:
+    """A stream whose cursor the server ended returns nothing more, ever (after a
+    cut connection the stand-in ends it; MongoDB, after an invalidating event):
+    the feed opens a new one instead of waiting on it for ever."""
+    storage = ScriptedStorage([insert(1)], [insert(2)], ending=True)
+    changes = feed(storage)
+    async with changes.subscribe(everything) as (subscription, _):
+        async with asyncio.timeout(5):
+            first, second = await subscription.next(), await subscription.next()
+        assert first is not None
+        assert first.document_id == 1
+        assert second is not None
+        assert second.document_id == 2
+        assert storage.watched == 2
     await changes.stop()
 
 

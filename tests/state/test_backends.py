@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -68,11 +69,12 @@ async def test_values_are_bytes_exactly(state: SharedState) -> None:
 
 
 async def test_ttl_expires(state: SharedState) -> None:
-    await state.set("short", b"soon gone", ttl=0.15)
+    # A TTL far longer than any pause between two calls: still there right after.
+    await state.set("short", b"soon gone", ttl=1.0)
     await state.set("long", b"stays", ttl=30)
     assert await state.get("short") == b"soon gone"
 
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(1.1)
 
     assert await state.get("short") is None
     assert await state.get("long") == b"stays"
@@ -116,26 +118,26 @@ async def test_incr_is_atomic_under_concurrency(state: SharedState) -> None:
 
 
 async def test_incr_keeps_the_ttl(state: SharedState) -> None:
-    await state.set("window", b"5", ttl=0.15)
+    await state.set("window", b"5", ttl=1.0)
     assert await state.incr("window") == 6
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(1.1)
     assert await state.get("window") is None
 
 
 async def test_incr_with_ttl_expires_a_key_it_creates(state: SharedState) -> None:
-    assert await state.incr("fresh", ttl=0.15) == 1
-    assert await state.incr("fresh", ttl=0.15) == 2
-    await asyncio.sleep(0.35)
+    assert await state.incr("fresh", ttl=1.0) == 1
+    assert await state.incr("fresh", ttl=1.0) == 2
+    await asyncio.sleep(1.1)
     assert await state.get("fresh") is None
     assert await state.incr("fresh", ttl=30) == 1
 
 
 async def test_incr_with_ttl_does_not_extend_an_existing_key(state: SharedState) -> None:
-    """A fixed window: later increments do not push the expiry back."""
-    assert await state.incr("window", ttl=0.3) == 1
-    await asyncio.sleep(0.2)
-    assert await state.incr("window", ttl=0.3) == 2
-    await asyncio.sleep(0.2)
+    """A fixed window: later increments do not push the expiry back (one that
+    did would keep the key for a minute)."""
+    assert await state.incr("window", ttl=1.0) == 1
+    assert await state.incr("window", ttl=60) == 2
+    await asyncio.sleep(1.1)
     assert await state.get("window") is None
 
 
@@ -178,19 +180,22 @@ async def test_set_or_get_expires(state: SharedState) -> None:
 
 async def test_rate_limit_allows_exactly_the_burst_under_concurrency(state: SharedState) -> None:
     rate = Rate(20, 60.0)
+    started = time.monotonic()
     results = await asyncio.gather(*(state.rate_limit([("caller", rate)]) for _ in range(100)))
+    took = time.monotonic() - started + 0.01  # the clock's own grain
     allowed = [verdicts[0] for verdicts in results if verdicts[0].allowed]
     refused = [verdicts[0] for verdicts in results if not verdicts[0].allowed]
     assert len(allowed) == 20
     assert sorted(verdict.remaining for verdict in allowed) == list(range(20))
     assert all(verdict.remaining == 0 for verdict in refused)
-    # One request comes back every period / count seconds.
-    assert all(2.5 < verdict.retry_after <= 3.0 for verdict in refused)
-    assert all(57 < verdict.reset <= 60 for verdict in refused)
+    # One request comes back every period / count seconds, counted from the
+    # burst's first request (the burst itself took ``took``).
+    assert all(3.0 - took < verdict.retry_after <= 3.0 for verdict in refused)
+    assert all(60 - took < verdict.reset <= 60 for verdict in refused)
 
 
 async def test_rate_limit_refills_at_the_steady_rate(state: SharedState) -> None:
-    rate = Rate(2, 0.4)  # one request every 0.2 s, bursts of 2
+    rate = Rate(2, 2.0)  # one request a second, bursts of 2: three calls take less
     verdicts = [(await state.rate_limit([("steady", rate)]))[0] for _ in range(3)]
     assert [verdict.allowed for verdict in verdicts] == [True, True, False]
     await asyncio.sleep(verdicts[2].retry_after + 0.02)
@@ -209,9 +214,9 @@ async def test_rate_limit_counts_only_when_every_limit_admits(state: SharedState
 
 
 async def test_rate_limit_keys_expire_once_the_bucket_is_full(state: SharedState) -> None:
-    await state.rate_limit([("brief", Rate(5, 0.5))])
+    await state.rate_limit([("brief", Rate(5, 5.0))])  # full again in a second
     assert await state.get("brief") is not None
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(1.2)
     assert await state.get("brief") is None
 
 

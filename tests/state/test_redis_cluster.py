@@ -33,8 +33,10 @@ from redis.crc import key_slot
 
 from shoal.app import create_app
 from shoal.auth import get_auth
-from shoal.config import Settings
+from shoal.config import RedisSettings, Settings
 from shoal.policies.idempotency import claim_key
+from shoal.state.base import StateUnavailable
+from shoal.state.redis import RedisState
 from tests.conftest import SettingsFactory
 from tests.utils.auth import client_with
 from tests.utils.cluster import RedisCluster
@@ -377,3 +379,33 @@ async def test_a_master_killed_mid_traffic_never_gives_500_and_shoal_recovers(
             while (await client.get(item)).headers["X-Cache"] != "HIT":
                 assert time.monotonic() < deadline, "the cache did not serve hits again"
                 await asyncio.sleep(0.2)
+
+
+async def test_a_call_to_a_killed_master_fails_within_the_socket_timeout(
+    own_cluster: RestartableCluster,
+) -> None:
+    """redis-py's Cluster client tries a command on a node that is gone ten more
+    times, with a backoff between tries (about 3 s in all, seen as slow rounds
+    when a master died); Shoal's client tries once more, and each call ends
+    within ``redis.socket_timeout`` whatever the client does."""
+    socket_timeout = 0.5
+    state = RedisState(RedisSettings(url=own_cluster.url, socket_timeout=socket_timeout))
+    await state.open()
+    try:
+        slots = own_cluster.slots_by_node()
+        victim = next(iter(slots))
+        key = next(
+            name
+            for name in (f"k{n}" for n in range(100_000))
+            if key_slot(state.key(name).encode()) in slots[victim]
+        )
+        await state.set(key, b"1")
+        own_cluster.kill(victim)
+        for _ in range(3):  # the first call finds the node gone; so do the next ones
+            started = time.monotonic()
+            with pytest.raises(StateUnavailable):
+                await asyncio.wait_for(state.get(key), 30)
+            waited = time.monotonic() - started
+            assert waited <= socket_timeout + 0.5, waited
+    finally:
+        await state.close()

@@ -33,6 +33,11 @@ class _HeaderClient:
         self._client = client
         self._headers = headers
 
+    @property
+    def app(self) -> Any:
+        """The app the client sends to."""
+        return self._client.app
+
     def _merged(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         headers = {**self._headers, **(kwargs.pop("headers", None) or {})}
         return {**kwargs, "headers": headers}

@@ -13,6 +13,9 @@ from typing import Any
 
 from quart.typing import TestClientProtocol as Client
 
+from shoal.resources.changes import EXTENSION_KEY as FEEDS_KEY
+from shoal.resources.changes import ChangeFeeds
+
 #: Seconds a test waits for an event it expects.
 EVENT_WAIT = 10.0
 
@@ -74,8 +77,13 @@ class Listener:
 async def listening(
     client: Client, path: str, headers: dict[str, str] | None = None
 ) -> AsyncIterator[Listener]:
-    """Open ``path`` as an event stream and read it until the block ends."""
+    """Open ``path`` as an event stream and read it until the block ends. It is
+    yielded once the worker counts it among the resource's subscribers and
+    follows the resource's changes: every change written after is its to see."""
     listener = Listener()
+    feeds: ChangeFeeds = client.app.extensions[FEEDS_KEY]
+    feed = feeds.feeds[path.strip("/").split("/")[0]]
+    subscribed = len(feed.subscribers)
     async with client.request(path, method="GET", headers=headers or {}) as connection:
         await connection.send_complete()
         buffer = ""
@@ -102,7 +110,12 @@ async def listening(
                     break
                 await asyncio.sleep(0.1)
             assert listener.status == 200, f"the stream answered {listener.status}"
-            await asyncio.sleep(0.1)  # the subscription is registered by now
+            for _ in range(100):  # bounded: 10 s at most
+                if len(feed.subscribers) > subscribed and feed.following:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the stream never subscribed")
             yield listener
         finally:
             reader.cancel()

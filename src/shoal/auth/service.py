@@ -24,7 +24,7 @@ from typing import Any
 from quart import Quart
 
 from ..config import Settings
-from ..errors import ApiError, BadRequest, Forbidden, Unauthorized
+from ..errors import ApiError, BadRequest, Forbidden, ServiceUnavailable, Unauthorized
 from ..http.call import Call, current_call
 from ..http.methods import SAFE_METHODS
 from ..http.net import client_address
@@ -280,14 +280,18 @@ class Auth:
         address = self.client_address(call)
         # Counted before the password is checked: see throttle.py.
         await self.throttle.attempt(name, address)
-        checked = await self.accounts.authenticate(name, password)
-        if checked is None:
-            raise unauthorized("wrong user name or password")
-        found, password_hash = checked
-        # The mark first, then the document again: a change to the user that
-        # this read misses stamps a newer mark, which refuses what we issue.
-        epoch = await self.store.epoch(found.id)
-        user = await self.accounts.user(found.id, password_hash=password_hash)
+        try:
+            checked = await self.accounts.authenticate(name, password)
+            if checked is None:
+                raise unauthorized("wrong user name or password")
+            found, password_hash = checked
+            # The mark first, then the document again: a change to the user that
+            # this read misses stamps a newer mark, which refuses what we issue.
+            epoch = await self.store.epoch(found.id)
+            user = await self.accounts.user(found.id, password_hash=password_hash)
+        except ServiceUnavailable:
+            await self.throttle.withdraw(name, address)  # no verdict: not a failure
+            raise
         if user is None:
             raise unauthorized("wrong user name or password")
         await self.throttle.succeeded(name, address)

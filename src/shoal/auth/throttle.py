@@ -6,7 +6,9 @@ atomic ``INCR`` in shared state: of N guesses sent at once, to any number of
 instances, the counters hand out N different values, and only those within the
 limit go on to the password check. A successful login then takes its attempt
 back (the user's counter is cleared, the address's decremented), so only
-failures accumulate.
+failures accumulate. So does an attempt that ended with no verdict on its
+password, because MongoDB or Redis failed (503): an outage must not lock
+users out once it is over.
 
 The user's count comes first, and only an attempt within its limit is counted
 for the address: of a burst for one user, exactly the limit reach the password
@@ -19,11 +21,12 @@ are two single-key calls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from ..config import AuthSettings
 from ..errors import TooManyRequests
 from ..hashing import sha256_hex
-from ..state import SharedState
+from ..state import SharedState, StateUnavailable
 
 
 def _key(kind: str, value: str) -> str:
@@ -65,3 +68,10 @@ class LoginThrottle:
         attempt back from the address's count."""
         await self.state.delete(_key("user", name))
         await self.state.incr(_key("addr", address), amount=-1)
+
+    async def withdraw(self, name: str, address: str) -> None:
+        """The attempt ended with no verdict on its password (a service failed):
+        take it back from both counts, as far as shared state answers."""
+        with contextlib.suppress(StateUnavailable):
+            await self.state.incr(_key("user", name), amount=-1)
+            await self.state.incr(_key("addr", address), amount=-1)

@@ -5,17 +5,21 @@ they come from stdin (``--password-stdin``) or an interactive prompt. An API
 key is printed once, at creation; only its hash is stored.
 
 Disabling, deleting, or changing a user's roles or password also ends the
-user's tokens and sessions on every instance: the command writes the user's
-not-before mark to the config's Redis (``redis.url``), the one the servers use
-(see ``shoal.auth.users``).
+user's tokens and sessions: the command writes the user's not-before mark to
+the config's Redis (``redis.url``), the one the servers use (see
+``shoal.auth.users``). Without Redis it writes the mark to a file beside the
+config (``shoal.state.marks``), which every server of that config on this
+machine reads; ``cut_off`` says which holds, in the command's one sentence.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import TypeVar
 
 from ..auth.accounts import Accounts, ApiKeyInfo, UserInfo
@@ -23,10 +27,9 @@ from ..auth.sessions import AuthStore
 from ..auth.users import UserAdmin
 from ..config import ConfigError, MongoDBSettings, Settings, load_settings
 from ..errors import ApiError
-from ..state import StateUnavailable, create_state
+from ..state import StateUnavailable, marks_file, state_for
 from ..storage import open_storage
 from ..storage.embedded import EmbeddedStoreError, mongodb_for_command
-from .output import warn
 
 T = TypeVar("T")
 
@@ -52,41 +55,81 @@ def _settings(config: str | None) -> Settings:
 
 def with_accounts(config: str | None, action: Callable[[Accounts], Awaitable[T]]) -> T:
     """Run ``action`` against the configured (or embedded) MongoDB."""
-    return _run(_settings(config), action)
+    with _session(_settings(config)) as session:
+        return session.run(action)
 
 
-def _run(settings: Settings, action: Callable[[Accounts], Awaitable[T]]) -> T:
-    async def run(mongodb_settings: MongoDBSettings) -> T:
-        async with open_storage(mongodb_settings) as storage:
-            accounts = Accounts(storage, settings.auth)
-            await accounts.ensure_indexes()
-            return await action(accounts)
+class _Session:
+    """One command's MongoDB (the embedded store started once, if it must be),
+    for one action or a few, with a prompt between them."""
 
+    def __init__(self, settings: Settings, mongodb: MongoDBSettings) -> None:
+        self.settings = settings
+        self.mongodb = mongodb
+
+    def run(self, action: Callable[[Accounts], Awaitable[T]]) -> T:
+        async def run() -> T:
+            async with open_storage(self.mongodb) as storage:
+                accounts = Accounts(storage, self.settings.auth)
+                await accounts.ensure_indexes()
+                return await action(accounts)
+
+        try:
+            return asyncio.run(run())
+        except ApiError as error:
+            raise AdminError(error.message) from error
+
+
+@contextlib.contextmanager
+def _session(settings: Settings) -> Iterator[_Session]:
     try:
         with mongodb_for_command(settings) as mongodb:
-            return asyncio.run(run(mongodb))
+            yield _Session(settings, mongodb)
     except EmbeddedStoreError as error:
         raise AdminError(str(error), status=2) from error
-    except ApiError as error:
-        raise AdminError(error.message) from error
+
+
+@dataclass(frozen=True)
+class UserChange:
+    """A user changed, and who refuses what the user held (``cut_off``)."""
+
+    user: UserInfo
+    cut_off: str
+
+
+def cut_off(settings: Settings) -> str:
+    """Who refuses a changed user's tokens and sessions from now on: the end of
+    the command's sentence, true for this config."""
+    if settings.redis.url is not None:
+        return "its tokens and sessions are refused from now on, on every instance"
+    # Without Redis, the mark went to the file every server of this config on
+    # this machine reads (``shoal.state.marks``).
+    here = f"by every `shoal serve` of {settings.source} on this machine"
+    if settings.mongodb.uri is None:  # the embedded store: its servers are all here
+        return f"its tokens and sessions are refused from now on {here}"
+    return (
+        f"its tokens and sessions are refused from now on {here}; without Redis, a server "
+        "elsewhere accepts its access tokens until they expire "
+        f"(auth.access_token_ttl: {settings.auth.access_token_ttl} s) and its sessions and "
+        "refresh tokens until it restarts"
+    )
 
 
 def with_users(
-    config: str | None, change: str, action: Callable[[UserAdmin], Awaitable[UserInfo]]
-) -> UserInfo:
-    """Run a change to a user (``change`` says what, for messages) against the
-    config's MongoDB and Redis."""
+    config: str | None,
+    name: str,
+    change: str,
+    action: Callable[[UserAdmin], Awaitable[UserInfo]],
+    *,
+    before: Callable[[], None] | None = None,
+) -> UserChange:
+    """Run a change to the user ``name`` (``change`` says what, for messages)
+    against the config's MongoDB and Redis (or, without Redis, its marks file).
+    With ``before`` (a password prompt), the user must exist before it is called."""
     settings = _settings(config)
-    if settings.redis.url is None:
-        warn(
-            "no redis.url: a running server keeps its shared state in its own process, "
-            "out of this command's reach; it accepts the user's access tokens until they "
-            f"expire (auth.access_token_ttl: {settings.auth.access_token_ttl} s) and their "
-            "sessions and refresh tokens until it restarts"
-        )
 
     async def run(accounts: Accounts) -> UserInfo:
-        state = create_state(settings.redis)
+        state = state_for(settings)
         await state.open()
         try:
             return await action(UserAdmin(accounts, AuthStore.for_settings(state, settings.auth)))
@@ -96,10 +139,21 @@ def with_users(
                 "answer, so the user's tokens and sessions still work until they expire. "
                 "Run the command again once Redis answers."
             ) from error
+        except OSError as error:  # the marks file (no Redis) could not be written
+            raise AdminError(
+                f"{change}: done in MongoDB, but {marks_file(settings)} could not be written "
+                f"({error.strerror}), so a running server still accepts the user's tokens and "
+                "sessions. Run the command again once it can be written."
+            ) from error
         finally:
             await state.close()
 
-    return _run(settings, run)
+    with _session(settings) as session:
+        if before is not None:
+            if session.run(lambda accounts: accounts.find_user(name)) is None:
+                raise AdminError(f"no user named {name!r}")
+            before()
+        return UserChange(session.run(run), cut_off(settings))
 
 
 def _redis_host(settings: Settings) -> str:
@@ -110,11 +164,20 @@ def _redis_host(settings: Settings) -> str:
 
 
 def read_password(from_stdin: bool) -> str:
+    """A new password from stdin's first line, or asked twice at the terminal."""
     if from_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
+        line = sys.stdin.readline()
+        if not line:
+            raise AdminError("no password on stdin (it was empty)", status=2)
+        password = line.rstrip("\r\n")
     elif sys.stdin.isatty():
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Password again: ") != password:
+        try:
+            password = getpass.getpass("Password: ")
+            again = getpass.getpass("Password again: ")
+        except EOFError:  # Ctrl-D at the prompt (Ctrl-C is main's KeyboardInterrupt)
+            print(file=sys.stderr)
+            raise AdminError("no password given (end of input at the prompt)", status=2) from None
+        if again != password:
             raise AdminError("the passwords differ", status=2)
     else:
         raise AdminError("no terminal to ask for the password: use --password-stdin", status=2)
@@ -127,40 +190,54 @@ def read_password(from_stdin: bool) -> str:
     return password
 
 
-def create_user(config: str | None, name: str, roles: list[str], password: str) -> str:
-    async def action(accounts: Accounts) -> str:
-        user = await accounts.create_user(name, password, roles)
-        return f"created user {user.name} ({user.id}) with roles: {', '.join(sorted(user.roles))}"
-
-    return with_accounts(config, action)
+def create_user(
+    config: str | None, name: str, roles: list[str], password: Callable[[], str]
+) -> str:
+    """Create a user; ``password`` (a prompt) is called once the name is known
+    to be free."""
+    with _session(_settings(config)) as session:
+        if session.run(lambda accounts: accounts.find_user(name)) is not None:
+            raise AdminError(f"a user named {name!r} already exists")
+        chosen = password()
+        user = session.run(lambda accounts: accounts.create_user(name, chosen, roles))
+    return f"created user {user.name} ({user.id}) with roles: {', '.join(sorted(user.roles))}"
 
 
 def list_users(config: str | None) -> list[UserInfo]:
     return with_accounts(config, lambda accounts: accounts.list_users())
 
 
-def disable_user(config: str | None, name: str) -> UserInfo:
-    return with_users(config, f"disable {name}", lambda users: users.disable(name))
+def disable_user(config: str | None, name: str) -> UserChange:
+    return with_users(config, name, f"disable {name}", lambda users: users.disable(name))
 
 
-def enable_user(config: str | None, name: str) -> UserInfo:
-    return with_users(config, f"enable {name}", lambda users: users.enable(name))
+def enable_user(config: str | None, name: str) -> UserChange:
+    return with_users(config, name, f"enable {name}", lambda users: users.enable(name))
 
 
-def delete_user(config: str | None, name: str) -> UserInfo:
+def delete_user(config: str | None, name: str) -> UserChange:
     # If Redis fails, the user is left disabled (not deleted): see UserAdmin.delete.
-    return with_users(config, f"delete {name} (left disabled)", lambda users: users.delete(name))
-
-
-def set_roles(config: str | None, name: str, roles: list[str]) -> UserInfo:
     return with_users(
-        config, f"set the roles of {name}", lambda users: users.set_roles(name, roles)
+        config, name, f"delete {name} (left disabled)", lambda users: users.delete(name)
     )
 
 
-def set_password(config: str | None, name: str, password: str) -> UserInfo:
+def set_roles(config: str | None, name: str, roles: list[str]) -> UserChange:
     return with_users(
-        config, f"set the password of {name}", lambda users: users.set_password(name, password)
+        config, name, f"set the roles of {name}", lambda users: users.set_roles(name, roles)
+    )
+
+
+def set_password(config: str | None, name: str, password: Callable[[], str]) -> UserChange:
+    """Set a user's password; ``password`` (a prompt) is called once the user
+    is known to exist."""
+    chosen: list[str] = []
+    return with_users(
+        config,
+        name,
+        f"set the password of {name}",
+        lambda users: users.set_password(name, chosen[0]),
+        before=lambda: chosen.append(password()),
     )
 
 

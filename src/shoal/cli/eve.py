@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import re
 import runpy
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -135,18 +136,39 @@ def load_eve_settings(path: Path) -> Document:
     return {name: value for name, value in namespace.items() if name.isupper()}
 
 
+def _without_password(uri: str) -> str:
+    """A MongoDB URI fit to print: a password it holds is replaced by ``…``."""
+    return re.sub(r"^(mongodb(?:\+srv)?://[^:@/]+):[^@/]*@", r"\1:…@", uri)
+
+
+def _uri_database(uri: str) -> str | None:
+    """The database a MongoDB URI names (``mongodb://host/<database>?…``), if any."""
+    path = urllib.parse.urlsplit(uri).path.lstrip("/")
+    return urllib.parse.unquote(path) or None
+
+
 def translate(settings: Mapping[str, Any]) -> Translation:
     """Eve's settings (the module's upper-case names) as a Shoal config."""
     result = Translation()
     config = result.config
     config["environment"] = "development"
     mongodb: Document = {}
+    uri = None
     if settings.get("MONGO_URI"):
-        mongodb["uri"] = str(settings["MONGO_URI"])
+        uri = str(settings["MONGO_URI"])
     elif settings.get("MONGO_HOST"):
-        mongodb["uri"] = f"mongodb://{settings['MONGO_HOST']}:{settings.get('MONGO_PORT', 27017)}"
-    if settings.get("MONGO_DBNAME"):
-        mongodb["database"] = str(settings["MONGO_DBNAME"])
+        uri = f"mongodb://{settings['MONGO_HOST']}:{settings.get('MONGO_PORT', 27017)}"
+    if uri is not None:
+        # A development config serves from the embedded store; Eve's MongoDB
+        # (often its default, localhost:27017) is named in a note, not the file.
+        result.note(
+            "MONGO_URI" if settings.get("MONGO_URI") else "MONGO_HOST/MONGO_PORT",
+            "this development config uses the embedded store; to serve Eve's MongoDB, "
+            f"set SHOAL_MONGODB_URI={_without_password(uri)} (or mongodb.uri)",
+        )
+    database = settings.get("MONGO_DBNAME") or (_uri_database(uri) if uri else None)
+    if database:
+        mongodb["database"] = str(database)
     if mongodb:
         config["mongodb"] = mongodb
     if settings.get("X_DOMAINS"):

@@ -11,7 +11,7 @@
     shoal from-eve SETTINGS.py [--output FILE]
 
 Exit status: 0 on success, 1 when the command failed, 2 for a bad invocation
-or an invalid config.
+or an invalid config, 130 when interrupted (Ctrl-C).
 
 Each command imports what it needs when it runs, so ``shoal --help`` and the
 light commands start fast and never load the server's stack.
@@ -20,15 +20,21 @@ light commands start fast and never load the server's stack.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
+import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..version import __version__
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: What a shell reports for a command ended by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -140,7 +146,7 @@ def _admin(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
         try:
             return run(args)
         except AdminError as error:
-            print(f"shoal {args.command}: {error}", file=sys.stderr)
+            print(f"{args.parser.prog}: {error}", file=sys.stderr)
             return error.status
 
     return handler
@@ -150,8 +156,9 @@ def _admin(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
 def _users_create(args: argparse.Namespace) -> int:
     from .admin import create_user, read_password
 
-    password = read_password(args.password_stdin)
-    print(create_user(args.config, args.name, args.role, password))
+    print(
+        create_user(args.config, args.name, args.role, lambda: read_password(args.password_stdin))
+    )
     return EXIT_OK
 
 
@@ -165,15 +172,12 @@ def _users_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_CUT_OFF = "its tokens and sessions are refused from now on, on every instance"
-
-
 @_admin
 def _users_disable(args: argparse.Namespace) -> int:
     from .admin import disable_user
 
-    user = disable_user(args.config, args.name)
-    print(f"disabled user {user.name} ({user.id}); {_CUT_OFF}")
+    change = disable_user(args.config, args.name)
+    print(f"disabled user {change.user.name} ({change.user.id}); {change.cut_off}")
     return EXIT_OK
 
 
@@ -181,7 +185,7 @@ def _users_disable(args: argparse.Namespace) -> int:
 def _users_enable(args: argparse.Namespace) -> int:
     from .admin import enable_user
 
-    user = enable_user(args.config, args.name)
+    user = enable_user(args.config, args.name).user
     print(f"enabled user {user.name} ({user.id}); it can log in again")
     return EXIT_OK
 
@@ -190,8 +194,8 @@ def _users_enable(args: argparse.Namespace) -> int:
 def _users_delete(args: argparse.Namespace) -> int:
     from .admin import delete_user
 
-    user = delete_user(args.config, args.name)
-    print(f"deleted user {user.name} ({user.id}); {_CUT_OFF}")
+    change = delete_user(args.config, args.name)
+    print(f"deleted user {change.user.name} ({change.user.id}); {change.cut_off}")
     return EXIT_OK
 
 
@@ -199,9 +203,9 @@ def _users_delete(args: argparse.Namespace) -> int:
 def _users_set_roles(args: argparse.Namespace) -> int:
     from .admin import set_roles
 
-    user = set_roles(args.config, args.name, args.role)
-    roles = ", ".join(sorted(user.roles))
-    print(f"user {user.name} ({user.id}) now has roles: {roles}; {_CUT_OFF} (log in again)")
+    change = set_roles(args.config, args.name, args.role)
+    user, roles = change.user, ", ".join(sorted(change.user.roles))
+    print(f"user {user.name} ({user.id}) now has roles: {roles}; {change.cut_off} (log in again)")
     return EXIT_OK
 
 
@@ -209,9 +213,8 @@ def _users_set_roles(args: argparse.Namespace) -> int:
 def _users_set_password(args: argparse.Namespace) -> int:
     from .admin import read_password, set_password
 
-    password = read_password(args.password_stdin)
-    user = set_password(args.config, args.name, password)
-    print(f"set the password of user {user.name} ({user.id}); {_CUT_OFF}")
+    change = set_password(args.config, args.name, lambda: read_password(args.password_stdin))
+    print(f"set the password of user {change.user.name} ({change.user.id}); {change.cut_off}")
     return EXIT_OK
 
 
@@ -241,9 +244,10 @@ def _apikeys_revoke(args: argparse.Namespace) -> int:
     from .admin import revoke_api_key
 
     if not revoke_api_key(args.config, args.id):
-        print(f"shoal apikeys: no API key with id {args.id}", file=sys.stderr)
+        print(f"{args.parser.prog}: no API key with id {args.id}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"revoked API key {args.id}")
+    # Keys are looked up in MongoDB on every request, Redis or not.
+    print(f"revoked API key {args.id}; it is refused from now on, on every instance")
     return EXIT_OK
 
 
@@ -257,21 +261,112 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _bind(text: str) -> str:
+    """A hypercorn address: ``HOST:PORT``, ``[IPv6]:PORT``, ``unix:PATH`` or ``fd://N``."""
+    if text.startswith(("unix:", "fd://")):
+        return text
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        example = f"127.0.0.1:{text}" if text.isdigit() else "127.0.0.1:8000"
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not HOST:PORT; for instance --bind {example} (this machine only), "
+            "[::1]:PORT for IPv6, or unix:PATH"
+        )
+    return text
+
+
+#: The variables `shoal serve --help` lists: the config's ``ENV_OVERRIDES``
+#: (a test keeps the two equal) and the files it reads.
+SERVE_ENVIRONMENT = (
+    ("SHOAL_CONFIG", "the config file, when --config is not given"),
+    ("SHOAL_MONGODB_URI", "mongodb.uri; none: the embedded store (development only)"),
+    ("SHOAL_MONGODB_DATABASE", "mongodb.database"),
+    ("SHOAL_REDIS_URL", "redis.url; none: shared state in this process (--workers 1)"),
+    ("SHOAL_SECRET_KEY", "secret_key (32 bytes or more with HS256)"),
+    ("SHOAL_ENVIRONMENT", "environment: development, test or production"),
+    ("SHOAL_TRUSTED_PROXIES", "trusted_proxies, comma-separated"),
+    ("SHOAL_INSTANCE_NAME", "instance.name"),
+    ("SHOAL_METRICS_BIND", "metrics.bind"),
+    ("SHOAL_METRICS_TOKEN", "metrics.token"),
+    ("SHOAL_HYPERCORN_CONFIG", "the hypercorn.toml to read instead of ./hypercorn.toml"),
+)
+
+
+def _environment_help() -> str:
+    width = max(len(name) for name, _ in SERVE_ENVIRONMENT)
+    lines = [f"  {name:{width}}  {meaning}" for name, meaning in SERVE_ENVIRONMENT]
+    return "environment (a variable named after a config key overrides the file's value):\n" + (
+        "\n".join(lines)
+    )
+
+
+def _paragraphs(*texts: str) -> str:
+    """Text for a parser with RawDescriptionHelpFormatter, wrapped as argparse would."""
+    return "\n\n".join(textwrap.fill(text, width=79) for text in texts)
+
+
 def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="config file (default: $SHOAL_CONFIG)")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the config file (YAML); default: $SHOAL_CONFIG (one of the two is needed)",
+    )
+
+
+def _command_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, **kwargs: Any
+) -> argparse.ArgumentParser:
+    """A command's parser; it remembers itself, so that a mistyped option
+    shows this command's usage (``main``)."""
+    parser = commands.add_parser(name, **kwargs)
+    parser.set_defaults(parser=parser)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="shoal", description="A fast, async REST data API for MongoDB."
+        prog="shoal",
+        description="A fast, async REST data API for MongoDB: one YAML file describes "
+        "the resources, `shoal serve` serves them.",
+        epilog="`shoal COMMAND --help` describes a command. Exit status: 0 done, 1 failed, "
+        "2 bad invocation or config, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"shoal {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.set_defaults(parser=parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
-    serve = commands.add_parser("serve", help="run the API server (hypercorn)")
+    serve = _command_parser(
+        commands,
+        "serve",
+        help="run the API server (hypercorn)",
+        description=_paragraphs(
+            "Run the API server: the config's resources as a REST API (and the Data API, "
+            "docs page and metrics the config turns on), in hypercorn worker processes, "
+            "until Ctrl-C or SIGTERM. Server settings come from ./hypercorn.toml (or "
+            "$SHOAL_HYPERCORN_CONFIG) when there is one; the options override it.",
+            "With no MongoDB URI, a development config gets the embedded store; with no "
+            "Redis URL, shared state stays in this one process.",
+            "Exit status: 0 stopped, 1 could not listen, the embedded store did not "
+            "start or the workers failed, 2 bad invocation or config, 130 interrupted "
+            "while starting.",
+        ),
+        epilog=_environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_config(serve)
-    serve.add_argument("--bind", metavar="HOST:PORT", help="address to listen on")
-    serve.add_argument("--workers", type=_positive_int, metavar="N", help="worker processes")
+    serve.add_argument(
+        "--bind",
+        type=_bind,
+        metavar="HOST:PORT",
+        help="the address to listen on (default: hypercorn.toml's bind, else 127.0.0.1:8000)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="worker processes (default: hypercorn.toml's workers, else 1); more than one "
+        "needs Redis",
+    )
     serve.add_argument(
         "--allow-non-loopback",
         action="store_true",
@@ -280,64 +375,80 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_serve)
 
-    users = commands.add_parser("users", help="manage users").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
+    users_parser = _command_parser(
+        commands,
+        "users",
+        help="manage users",
+        description="Create, list, disable, enable and delete users, set their roles "
+        "and passwords.",
     )
+    users = users_parser.add_subparsers(dest="action", metavar="ACTION", title="actions")
     stdin_help = (
         "read the password from stdin (one line) instead of a prompt; "
         "8 to 1024 characters either way"
     )
-    create_user = users.add_parser("create", help="create a user (password from a prompt)")
+    create_user = _command_parser(users, "create", help="create a user (password from a prompt)")
     create_user.add_argument("name", metavar="NAME")
     create_user.add_argument("--role", action="append", required=True, help="repeatable")
     create_user.add_argument("--password-stdin", action="store_true", help=stdin_help)
     _add_config(create_user)
     create_user.set_defaults(handler=_users_create)
-    list_users = users.add_parser("list", help="list users (never their passwords)")
+    list_users = _command_parser(users, "list", help="list users (never their passwords)")
     _add_config(list_users)
     list_users.set_defaults(handler=_users_list)
-    cut_off = "; ends the user's tokens and sessions on every instance at once"
+    cut_off = "; ends the user's tokens and sessions"
     for action, handler, summary in (
         ("disable", _users_disable, "refuse a user's logins" + cut_off),
         ("enable", _users_enable, "let a disabled user log in again"),
         ("delete", _users_delete, "delete a user" + cut_off),
     ):
-        command = users.add_parser(action, help=summary)
+        command = _command_parser(users, action, help=summary)
         command.add_argument("name", metavar="NAME")
         _add_config(command)
         command.set_defaults(handler=handler)
-    roles = users.add_parser("set-roles", help="replace a user's roles" + cut_off)
+    roles = _command_parser(users, "set-roles", help="replace a user's roles" + cut_off)
     roles.add_argument("name", metavar="NAME")
     roles.add_argument("--role", action="append", required=True, help="repeatable")
     _add_config(roles)
     roles.set_defaults(handler=_users_set_roles)
-    password = users.add_parser("set-password", help="set a user's password" + cut_off)
+    password = _command_parser(users, "set-password", help="set a user's password" + cut_off)
     password.add_argument("name", metavar="NAME")
     password.add_argument("--password-stdin", action="store_true", help=stdin_help)
     _add_config(password)
     password.set_defaults(handler=_users_set_password)
 
-    apikeys = commands.add_parser("apikeys", help="manage API keys").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
+    apikeys_parser = _command_parser(
+        commands,
+        "apikeys",
+        help="manage API keys",
+        description="Create, list and revoke API keys.",
     )
-    create_key = apikeys.add_parser("create", help="create a key (printed once)")
+    apikeys = apikeys_parser.add_subparsers(dest="action", metavar="ACTION", title="actions")
+    create_key = _command_parser(apikeys, "create", help="create a key (printed once)")
     create_key.add_argument("--role", action="append", required=True, help="repeatable")
     create_key.add_argument("--name", default="api key", help="what the key is for")
     _add_config(create_key)
     create_key.set_defaults(handler=_apikeys_create)
-    list_keys = apikeys.add_parser("list", help="list keys (never the keys themselves)")
+    list_keys = _command_parser(apikeys, "list", help="list keys (never the keys themselves)")
     _add_config(list_keys)
     list_keys.set_defaults(handler=_apikeys_list)
-    revoke_key = apikeys.add_parser("revoke", help="revoke a key at once")
+    revoke_key = _command_parser(apikeys, "revoke", help="revoke a key at once")
     revoke_key.add_argument("id", metavar="ID")
     _add_config(revoke_key)
     revoke_key.set_defaults(handler=_apikeys_revoke)
 
-    check = commands.add_parser("check-config", help="validate a config file")
+    check = _command_parser(
+        commands,
+        "check-config",
+        help="validate a config file",
+        description="Validate a config file as `shoal serve` would, with the SHOAL_* "
+        "variables applied. Exit status: 0 valid, 2 not (each problem on its own line).",
+    )
     check.add_argument("file", metavar="FILE")
     check.set_defaults(handler=_check_config)
 
-    openapi = commands.add_parser(
+    openapi = _command_parser(
+        commands,
         "openapi",
         help="print the OpenAPI document as JSON",
         description="Print the OpenAPI 3.1 document that /openapi.json serves for this "
@@ -346,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(openapi)
     openapi.set_defaults(handler=_openapi)
 
-    from_eve = commands.add_parser(
+    from_eve = _command_parser(
+        commands,
         "from-eve",
         help="translate an Eve settings file into a Shoal config",
         description="Print (or write with --output) the Shoal config of an Eve settings "
@@ -358,7 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     from_eve.add_argument("--output", metavar="FILE", help="write the config here")
     from_eve.set_defaults(handler=_from_eve)
 
-    load = commands.add_parser(
+    load = _command_parser(
+        commands,
         "import",
         help="import a JSON Lines file into a resource",
         description="Import a JSON Lines file (one JSON object a line) into a resource. "
@@ -387,10 +500,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace | int:
+    """The arguments, or the exit status of a usage error already reported."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    # The parser of the command given: its usage, not the top level's, goes
+    # with its errors.
+    command: argparse.ArgumentParser = args.parser
+    if unknown:
+        known = [option for action in command._actions for option in action.option_strings]
+        guesses = []
+        for word in unknown:
+            guess = difflib.get_close_matches(word.split("=", 1)[0], known, n=1)
+            if word.startswith("-") and guess:
+                guesses.append(f"{word} (did you mean {guess[0]}?)")
+            else:
+                guesses.append(word)
+        command.error(f"unrecognized arguments: {' '.join(guesses)}")
+    if getattr(args, "handler", None) is None:
+        # `shoal` or `shoal users` alone: what there is to run.
+        command.print_help(sys.stderr)
+        return EXIT_USAGE
+    if "config" in args and args.config is None and not os.environ.get("SHOAL_CONFIG"):
+        print(
+            f"{command.prog}: no config file given: pass --config FILE or set SHOAL_CONFIG "
+            "(docs/tutorials/getting-started.md writes one)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    prog = "shoal"
+    try:
+        args = _parse(argv)
+        if isinstance(args, int):
+            return args
+        prog = args.parser.prog
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
+    except KeyboardInterrupt:
+        # Ctrl-C while a command runs (or at its password prompt): one line,
+        # on a line of its own, and no traceback.
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

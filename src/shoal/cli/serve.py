@@ -141,7 +141,14 @@ def serve(options: ServeOptions) -> int:
         create_app(settings)
     except ConfigError as error:
         raise ServeError(str(error)) from error
-    supervisor = Supervisor(config, workers=config.workers, drain_delay=served.drain_delay)
+
+    def announce() -> None:
+        for url in _urls(config):
+            print(f"Shoal is serving {url} (workers: {config.workers})", flush=True)
+
+    supervisor = Supervisor(
+        config, workers=config.workers, drain_delay=served.drain_delay, on_serving=announce
+    )
     # Bound before anything is announced or started: a taken address fails here.
     try:
         supervisor.bind()
@@ -158,21 +165,38 @@ def serve(options: ServeOptions) -> int:
         # closes inherited descriptors), so it cannot keep the port open.
         if settings.mongodb.uri is None:
             store = _start_embedded(settings)
-        if settings.redis.url is None:
-            warn("no redis.url: shared state is in-process (one process only; development)")
-        if settings.generates_secret:
-            warn(
-                "no secret_key: tokens are signed with a random secret kept in "
-                f"{settings.development_secret_file} (development only)"
-            )
-        for url in _urls(config):
-            print(f"Shoal is serving {url} (workers: {config.workers})", flush=True)
+        for message in start_up_warnings(settings):
+            warn(message)
+        # "Shoal is serving" once a worker accepts connections (announce).
         return supervisor.run()
     finally:
         supervisor.close()
         # After the workers have closed their MongoDB clients.
         if store is not None:
             store.stop()
+
+
+def start_up_warnings(settings: Settings) -> list[str]:
+    """What `shoal serve` warns of as it starts, besides the embedded store."""
+    warnings = []
+    if not settings.resources and not settings.data_api.enabled:
+        warnings.append(
+            f"{settings.source}: no resources and no data_api: the API serves nothing "
+            "but /auth, /docs and the health checks (see docs/reference/configuration.md)"
+        )
+    if settings.redis.url is None:
+        warnings.append(
+            "no redis.url: sessions, refresh tokens, revocations, rate limits, idempotency "
+            "keys and the cache live in this one process (so --workers 1 only, and a "
+            "restart ends every session); set redis.url (SHOAL_REDIS_URL) to share them "
+            "between workers and instances"
+        )
+    if settings.generates_secret:
+        warnings.append(
+            "no secret_key: tokens are signed with a random secret kept in "
+            f"{settings.development_secret_file} (development only)"
+        )
+    return warnings
 
 
 def _refuse_exposure(config: HypercornConfig) -> None:

@@ -20,6 +20,10 @@ SIGINT:
 3. **finish**: in-flight requests get ``graceful_timeout`` seconds, then each
    worker's ``after_serving`` closes its MongoDB and Redis clients.
 
+Each worker tells the supervisor once it accepts connections (after the app's
+``before_serving``); the first to do so has ``on_serving`` called, which is
+when `shoal serve` says it is serving.
+
 A further signal during the drain delay skips the rest of it; one after that
 kills the workers (so with no drain delay, the default, the second signal
 kills them).
@@ -36,6 +40,7 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_any
@@ -75,18 +80,27 @@ class _Worker:
     process: BaseProcess
     control: Connection
     started: float
+    #: Where the worker says it serves; None once it has (or has died).
+    ready: Connection | None = None
 
 
 class Supervisor:
     """Run ``workers`` worker processes of the app in ``config`` and order
     their shutdown (see the module's docstring)::
 
-        supervisor = Supervisor(config, workers=2, drain_delay=5)
+        supervisor = Supervisor(config, workers=2, drain_delay=5, on_serving=announce)
         supervisor.bind()          # OSError when an address is taken
         status = supervisor.run()  # until SIGTERM / SIGINT
     """
 
-    def __init__(self, config: HypercornConfig, *, workers: int, drain_delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        config: HypercornConfig,
+        *,
+        workers: int,
+        drain_delay: float = 0.0,
+        on_serving: Callable[[], None] | None = None,
+    ) -> None:
         self.config = copy.copy(config)
         # Each worker serves the sockets as hypercorn's single worker.
         self.config.workers = 1
@@ -102,6 +116,8 @@ class Supervisor:
         self.drain_until = 0.0
         self.kill_at: float | None = None
         self.exit_status = 0
+        self.on_serving = on_serving
+        self.serving = False
 
     def bind(self) -> None:
         """Create the listening sockets; OSError when an address cannot be bound.
@@ -117,9 +133,18 @@ class Supervisor:
     def _spawn(self, slot: int) -> None:
         assert self.sockets is not None
         reader, writer = self.context.Pipe(duplex=False)
+        ready, ready_writer = self.context.Pipe(duplex=False)
         process = self.context.Process(
             target=worker.run,
-            args=(self.config, self.sockets, reader, os.getpid(), SETTLE, self.stop_budget),
+            args=(
+                self.config,
+                self.sockets,
+                reader,
+                ready_writer,
+                os.getpid(),
+                SETTLE,
+                self.stop_budget,
+            ),
             name=f"shoal-worker-{slot}",
             # Joined or killed here; a daemon worker that ignores SIGTERM would
             # hang multiprocessing's exit handler.
@@ -133,7 +158,8 @@ class Supervisor:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         reader.close()  # only the worker holds the read end: our exit is its EOF
-        self.workers[slot] = _Worker(process, writer, time.monotonic())
+        ready_writer.close()  # and the write end of this one: its death is our EOF
+        self.workers[slot] = _Worker(process, writer, time.monotonic(), ready)
         logger.info("worker %s started (pid %s)", slot, process.pid)
 
     def close(self) -> None:
@@ -179,11 +205,27 @@ class Supervisor:
         else:  # a signal once the listeners are closed: stop waiting
             self.kill_at = time.monotonic()
 
+    def _ready(self, item: _Worker) -> None:
+        """A worker's word that it accepts connections (or its death)."""
+        assert item.ready is not None
+        try:
+            serving = item.ready.recv_bytes() == worker.SERVING
+        except (EOFError, OSError):
+            serving = False
+        item.ready.close()
+        item.ready = None
+        if serving and not self.serving and self.state == "running":
+            self.serving = True
+            if self.on_serving is not None:
+                self.on_serving()
+
     def _reap(self, slot: int, quick_deaths: int) -> int:
         item = self.workers.pop(slot)
         item.process.join()
         with contextlib.suppress(OSError):
             item.control.close()
+        if item.ready is not None:
+            item.ready.close()
         code = item.process.exitcode
         if self.state != "running":
             if code != 0:
@@ -241,11 +283,17 @@ class Supervisor:
                 self._spawn(slot)
             while self.workers:
                 sentinels = {item.process.sentinel: slot for slot, item in self.workers.items()}
-                ready = wait_for_any([wake_reader, *sentinels], self._timeout())
+                readiness = {
+                    item.ready: item for item in self.workers.values() if item.ready is not None
+                }
+                ready = wait_for_any([wake_reader, *sentinels, *readiness], self._timeout())
                 if wake_reader in ready:
                     received = os.read(wake_reader, 64)
                     for _ in range(sum(1 for signum in received if signum in worker.STOP_SIGNALS)):
                         self._on_signal()
+                for connection in ready:
+                    if connection in readiness:
+                        self._ready(readiness[connection])
                 for sentinel in ready:
                     if sentinel in sentinels:
                         quick_deaths = self._reap(sentinels[sentinel], quick_deaths)
@@ -256,6 +304,8 @@ class Supervisor:
                 with contextlib.suppress(OSError):
                     item.process.kill()
                 item.process.join()
+                if item.ready is not None:
+                    item.ready.close()
             signal.set_wakeup_fd(previous_wakeup)
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)

@@ -1,6 +1,9 @@
 """One worker process of `shoal serve`: the app under ``hypercorn.asyncio.serve``,
 on the listening sockets the supervisor created (``supervisor.py``).
 
+A worker says ``b"serving"`` on a pipe of its own once hypercorn accepts
+connections on every socket (after the app's ``before_serving``), and closes it.
+
 The supervisor talks to a worker through a one-way pipe:
 
 - ``b"drain"``: start draining (``Lifecycle.drain``): ``/readyz`` answers 503,
@@ -24,6 +27,7 @@ accepts. The one SIGTERM a worker acts on is the parent-death signal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -46,6 +50,7 @@ from ..system import follow_serve_process
 logger = logging.getLogger("shoal.serve")
 
 DRAIN = b"drain"
+SERVING = b"serving"
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 WORKER_CLASSES = ("uvloop", "asyncio")
 
@@ -139,6 +144,7 @@ def run(
     config: HypercornConfig,
     sockets: Sockets,
     control: Connection,
+    ready: Connection,
     supervisor: int,
     settle: float,
     stop_budget: float,
@@ -164,7 +170,7 @@ def run(
         app = serve_app()
         with asyncio.Runner(loop_factory=_loop_factory(config.worker_class)) as runner:
             runner.get_loop().set_exception_handler(_exception_handler)
-            runner.run(_serve(app, config, control, supervisor, settle, stop_budget))
+            runner.run(_serve(app, config, control, ready, supervisor, settle, stop_budget))
     except Exception:
         # One JSON log line (with the traceback), not multiprocessing's
         # plain-text dump; the supervisor sees the status.
@@ -176,6 +182,7 @@ async def _serve(
     app: Any,
     config: HypercornConfig,
     control: Connection,
+    ready: Connection,
     supervisor: int,
     settle: float,
     stop_budget: float,
@@ -205,6 +212,10 @@ async def _serve(
     loop.add_signal_handler(signal.SIGTERM, on_sigterm)
 
     async def shutdown_trigger() -> None:
+        # hypercorn awaits this once every listener accepts: the worker serves.
+        with contextlib.suppress(OSError):
+            ready.send_bytes(SERVING)
+        ready.close()
         await stop.wait()
         await lifecycle.drain()
         # If the shutdown hangs with no supervisor left to kill this process,

@@ -336,13 +336,20 @@ async def from_response(response: Response) -> Reply:
 
 
 async def send_reply(send: Send, reply: Reply) -> None:
-    """Send ``reply`` on ASGI. A HEAD's body is sent too, as Quart sends it:
-    the server leaves it out (and the compressor keeps its length right)."""
-    headers = [
-        (name.encode("latin-1"), value.encode("latin-1")) for name, value in reply.headers.items()
-    ]
-    if reply.status not in (204, 304):
-        headers.append((b"content-length", str(len(reply.body)).encode()))
-    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    """Send ``reply`` on ASGI, its headers in the order Quart sends them
+    (``Content-Type``, ``Content-Length``, then the others). A HEAD's body is
+    sent too, as Quart sends it: the server leaves it out (and the compressor
+    keeps its length right)."""
     body = b"" if reply.status in (204, 304) else reply.body
+    headers: list[tuple[bytes, bytes]] = []
+    content_type = reply.headers.get("Content-Type")
+    if content_type is not None:
+        headers.append((b"content-type", content_type.encode("latin-1")))
+    headers.append((b"content-length", str(len(body)).encode()))
+    headers += [
+        (name.encode("latin-1"), value.encode("latin-1"))
+        for name, value in reply.headers.items()
+        if name != "content-type"
+    ]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})

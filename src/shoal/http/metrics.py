@@ -26,7 +26,15 @@ import orjson
 from quart import Quart, Response, request
 
 from ..errors import error_body
-from ..metrics import IDEMPOTENT_REPLAYS, exposition, http_request, worker_started, worker_stopped
+from ..metrics import (
+    IDEMPOTENT_REPLAYS,
+    exposition,
+    http_request,
+    probe_event_loop_lag,
+    worker_started,
+    worker_stopped,
+)
+from ..tasks import cancel
 from .asgi import ASGIApp, Message, Receive, Scope, Send, header
 from .methods import SAFE_METHODS
 
@@ -66,10 +74,22 @@ class Metrics:
 
     @staticmethod
     def init_app(app: Quart) -> None:
-        """Count this worker in ``shoal_workers`` while it serves (the route of
-        each request is noted by ``RouteLabel``, one of the request policies)."""
-        app.before_serving(_worker_started)
-        app.after_serving(_worker_stopped)
+        """Count this worker in ``shoal_workers`` and watch its event loop's lag
+        while it serves (the route of each request is noted by ``RouteLabel``,
+        one of the request policies)."""
+        probe: list[asyncio.Task[None]] = []
+
+        async def started() -> None:
+            worker_started()
+            probe.append(asyncio.create_task(probe_event_loop_lag(), name="loop-lag"))
+
+        async def stopped() -> None:
+            while probe:
+                await cancel(probe.pop())
+            worker_stopped()
+
+        app.before_serving(started)
+        app.after_serving(stopped)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -151,11 +171,3 @@ async def _answer(
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-async def _worker_started() -> None:
-    worker_started()
-
-
-async def _worker_stopped() -> None:
-    worker_stopped()

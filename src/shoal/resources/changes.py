@@ -330,6 +330,12 @@ class ChangeFeed:
         self.unsupported: ChangeStreamsUnsupported | None = None
         self._probed = False
 
+    @property
+    def following(self) -> bool:
+        """Whether the shared stream is open: a change written from now on reaches
+        every subscriber."""
+        return self._opened.is_set()
+
     async def check_supported(self) -> None:
         """501 if the database has no change streams (asked once per feed; a
         database that cannot be reached now is asked again next time)."""
@@ -465,6 +471,11 @@ class ChangeFeed:
                     if event is None:
                         token = stream.resume_token or token
                         await asyncio.sleep(POLL_INTERVAL)
+                        if not stream.alive:
+                            # The server ended the cursor and the stream closed
+                            # itself (the stand-in ends a stream's cursor with the
+                            # connection it was opened on): follow a new one.
+                            break
                         continue
                     token = event["_id"]
                     self._publish(self._change(event))

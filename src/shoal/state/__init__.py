@@ -2,7 +2,7 @@
 
 from .base import EXTENSION_KEY, Rate, RateVerdict, SharedState, StateUnavailable
 from .breaker import Breaker
-from .factory import create_state, get_state
+from .factory import create_state, get_state, marks_file, state_for
 from .generations import bump_generation, generation_key
 from .memory import MemoryState
 from .redis import RedisState, connect_redis
@@ -21,4 +21,6 @@ __all__ = [
     "create_state",
     "generation_key",
     "get_state",
+    "marks_file",
+    "state_for",
 ]

@@ -1,21 +1,43 @@
-"""Shared state inside one process: the same contract as Redis, for one process only."""
+"""Shared state inside one process: the same contract as Redis, for one process only
+(and, with a marks file, stamps shared with the other processes of the config on
+this machine: see ``marks``)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from .base import Rate, RateVerdict, SharedState
+from .marks import MarksFile
 
 
 class MemoryState(SharedState):
-    """In-process shared state: correct for one process, and only for one."""
+    """In-process shared state: correct for one process, and only for one.
+
+    With ``marks``, a file, its stamps (the users' not-before marks) are also
+    written there and read from there, so that `shoal users` commands on this
+    machine reach a server that has no Redis.
+    """
 
     name = "memory"
 
-    def __init__(self, key_prefix: str = "shoal:") -> None:
+    def __init__(self, key_prefix: str = "shoal:", *, marks: Path | None = None) -> None:
         super().__init__(key_prefix)
         self._data: dict[str, tuple[bytes, float | None]] = {}
+        self.marks = MarksFile(marks) if marks is not None else None
+
+    def _sync_marks(self) -> None:
+        """Take the stamps other processes wrote since the last look (one stat)."""
+        if self.marks is None:
+            return
+        changed = self.marks.changed()
+        if not changed:
+            return
+        now, wall = time.monotonic(), time.time()
+        for key, (value, expires) in changed.items():
+            if value > int(self._live(key) or b"0"):
+                self._data[key] = (str(value).encode(), now + (expires - wall))
 
     def _live(self, key: str) -> bytes | None:
         entry = self._data.get(key)
@@ -31,6 +53,7 @@ class MemoryState(SharedState):
         return None
 
     async def get(self, key: str) -> bytes | None:
+        self._sync_marks()
         return self._live(self.key(key))
 
     async def set(
@@ -62,10 +85,15 @@ class MemoryState(SharedState):
     async def stamp(self, key: str, *, ttl: float) -> int:
         key = self.key(key)
         value = max(time.time_ns() // 1_000_000, int(self._live(key) or b"0") + 1)
+        if self.marks is not None:
+            # Raises OSError when the file cannot be written: a stamp others
+            # would not see must not pass for one they do.
+            value = self.marks.stamp(key, value, ttl)
         self._data[key] = (str(value).encode(), time.monotonic() + ttl)
         return value
 
     async def get_many(self, *keys: str) -> list[bytes | None]:
+        self._sync_marks()
         return [self._live(self.key(key)) for key in keys]
 
     async def set_or_get(self, key: str, value: bytes, *, ttl: float) -> bytes | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -11,7 +12,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from ..config import RedisSettings
@@ -33,12 +36,19 @@ def connect_redis(url: str, *, socket_timeout: float) -> Any:
     - ``redis+sentinel://host:port[,host:port]/service[/db]``: the master of a
       Sentinel-monitored service;
     - ``redis+cluster://host:port``: a Redis Cluster.
+
+    Every client tries a failed command once more, at once, on a new
+    connection (one the server closed while it sat in the pool), and no more:
+    redis-py's Cluster client would otherwise try ten more times with a
+    backoff between tries (seconds of waiting for a node that is gone).
+    ``RedisState`` bounds each call's total time besides.
     """
     options: dict[str, Any] = {
         "protocol": 3,
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": socket_timeout,
         "health_check_interval": 15,
+        "retry": Retry(NoBackoff(), 1),
     }
     if url.startswith("redis+cluster://"):
         options.pop("health_check_interval")
@@ -159,7 +169,13 @@ def _measured(call: _Call) -> _Call:
 
 
 class RedisState(SharedState):
-    """Shared state in Redis, one client (and connection pool) per worker."""
+    """Shared state in Redis, one client (and connection pool) per worker.
+
+    Each call ends within ``redis.socket_timeout`` seconds, whatever the client
+    does inside it (connect, handshake, the command, a retry): one still
+    waiting then is cancelled and fails as Redis unreachable. The socket
+    timeout alone bounds each read, not their sum.
+    """
 
     name = "redis"
 
@@ -193,9 +209,10 @@ class RedisState(SharedState):
     @_measured
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await getattr(self.client, method)(*args, **kwargs)
-        except REDIS_FAILURES as error:
-            logger.warning("Redis %s failed: %s", method, error)
+            async with asyncio.timeout(self.settings.socket_timeout):
+                return await getattr(self.client, method)(*args, **kwargs)
+        except REDIS_FAILURES as error:  # TimeoutError, the deadline's, is an OSError
+            logger.warning("Redis %s failed: %s", method, error or type(error).__name__)
             raise StateUnavailable() from error
 
     async def ping(self) -> None:
@@ -291,9 +308,10 @@ class RedisState(SharedState):
             args += [rate.interval_us, rate.count]
         keys = [self.key(key) for key, _ in limits]
         try:
-            reply = await self._gcra(keys=keys, args=args)
+            async with asyncio.timeout(self.settings.socket_timeout):
+                reply = await self._gcra(keys=keys, args=args)
         except REDIS_FAILURES as error:
-            logger.warning("Redis rate limit script failed: %s", error)
+            logger.warning("Redis rate limit script failed: %s", error or type(error).__name__)
             raise StateUnavailable() from error
         return [
             RateVerdict(

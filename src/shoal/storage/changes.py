@@ -13,7 +13,7 @@ from typing import Any
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 
 from ..errors import ApiError
-from .errors import translate_errors
+from .errors import translate_errors, within
 
 #: What MongoDB (and compatible servers) answer when they have no change streams:
 #: a standalone MongoDB (40573: replica sets only), a server without them
@@ -31,10 +31,13 @@ Document = dict[str, Any]
 
 
 class ChangeStream:
-    """One open change stream of one collection."""
+    """One open change stream of one collection. Each read (and the close) ends
+    within ``deadline`` seconds, or is a 503: a read whose connection was cut
+    without the driver noticing would otherwise wait for ever."""
 
-    def __init__(self, stream: AsyncChangeStream[Document]) -> None:
+    def __init__(self, stream: AsyncChangeStream[Document], *, deadline: float) -> None:
         self._stream = stream
+        self.deadline = deadline
 
     @property
     def resume_token(self) -> Mapping[str, Any] | None:
@@ -42,12 +45,18 @@ class ChangeStream:
         token = self._stream.resume_token
         return dict(token) if token is not None else None
 
+    @property
+    def alive(self) -> bool:
+        """Whether the stream can still return changes: False once the server
+        ended its cursor (an invalidating event), and the stream closed itself."""
+        return bool(self._stream.alive)
+
     async def try_next(self) -> Document | None:
         """The next change, or None when none is available right now;
         ``ResumeFailed`` when the stream's history is gone."""
         with translate_errors():
-            return await self._stream.try_next()
+            return await within(self.deadline, self._stream.try_next())
 
     async def close(self) -> None:
         with translate_errors():
-            await self._stream.close()
+            await within(self.deadline, self._stream.close())

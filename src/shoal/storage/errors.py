@@ -5,8 +5,11 @@ messages can quote documents)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+import re
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from bson.errors import InvalidDocument
 from pymongo.errors import (
@@ -24,6 +27,39 @@ from ..metrics import MONGODB_ERRORS
 logger = logging.getLogger("shoal.storage")
 
 Document = dict[str, Any]
+T = TypeVar("T")
+
+
+#: Operations given up on, still finishing their cancellation.
+_abandoned: set[asyncio.Future[Any]] = set()
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """What ``awaitable`` gives, or 503 once it has waited ``seconds`` for MongoDB.
+
+    It is cancelled then, and not waited for: the driver's clean-up of a
+    cancelled cursor (a ``killCursors`` sent on the same silent link) can wait
+    as long as the operation would have.
+    """
+    task = asyncio.ensure_future(awaitable)
+    try:
+        await asyncio.wait((task,), timeout=seconds)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if task.done():
+        return task.result()
+    task.cancel()
+    _abandoned.add(task)
+    task.add_done_callback(_settled)
+    MONGODB_ERRORS.labels("timeout").inc()
+    raise ServiceUnavailable("MongoDB did not answer in time")
+
+
+def _settled(task: asyncio.Future[Any]) -> None:
+    _abandoned.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: the request was answered 503 already
 
 
 #: MongoDB's codes for a change stream it cannot resume after a token:
@@ -61,7 +97,7 @@ class _Translator:
         if isinstance(error, DuplicateKeyError):
             raise Conflict(duplicate_message(error)) from error
         if isinstance(error, ServerSelectionTimeoutError | ConnectionFailure):
-            logger.warning("MongoDB unreachable: %s", error)
+            logger.warning("MongoDB unreachable: %s", unreachable_reason(error))
             MONGODB_ERRORS.labels("unreachable").inc()
             raise ServiceUnavailable("MongoDB is unreachable; retry shortly") from error
         if isinstance(error, OperationFailure) and error.code == 11000:
@@ -86,6 +122,20 @@ class _Translator:
                 f"the database could not complete the operation ({type(error).__name__})",
                 status=500,
             ) from None
+
+
+#: PyMongo's additions to a connection error's reason: the timeouts it was
+#: configured with, and the whole topology (hundreds of characters per server).
+_TIMEOUTS = re.compile(r" \(configured timeouts: [^)]*\)")
+_TOPOLOGY = re.compile(r", Timeout: [0-9.]+s, Topology Description: .*", re.DOTALL)
+
+
+def unreachable_reason(error: PyMongoError) -> str:
+    """Why MongoDB could not be reached, in a line: each server's address and
+    error (``127.0.0.1:27017: [Errno 111] Connection refused``), without the
+    topology description PyMongo appends."""
+    reason = _TOPOLOGY.sub("", _TIMEOUTS.sub("", str(error))).strip()
+    return reason if len(reason) <= 300 else reason[:299] + "…"
 
 
 def translate_errors(*, client_query: bool = False) -> _Translator:

@@ -8,7 +8,6 @@ caller handles PyMongo's exceptions.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
@@ -27,7 +26,7 @@ from ..config import MongoDBSettings
 from ..errors import ApiError, BadRequest, Conflict, ServiceUnavailable
 from ..metrics import MONGODB_ERRORS
 from .changes import UNSUPPORTED_CODES, ChangeStream, ChangeStreamsUnsupported
-from .errors import SERVER_FAULT_CODES, duplicate_message, translate_errors
+from .errors import SERVER_FAULT_CODES, duplicate_message, translate_errors, within
 from .monitoring import CommandTimer
 
 if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
@@ -121,6 +120,11 @@ class Storage:
         """Raise ServiceUnavailable unless MongoDB answers within ``timeout`` seconds."""
         await self.run(lambda: self.client.admin.command("ping"), timeout=timeout)
 
+    def deadline(self, max_time_ms: int | None = None) -> float:
+        """Seconds one operation may take: ``operation_timeout_ms``, plus the
+        operation's own ``maxTimeMS`` when it has one (MongoDB ends it then)."""
+        return (self.settings.operation_timeout_ms + (max_time_ms or 0)) / 1000
+
     async def run(
         self,
         operation: Callable[[], Coroutine[Any, Any, T]],
@@ -130,17 +134,15 @@ class Storage:
     ) -> T:
         """Await one driver operation, translating driver errors into API errors.
 
-        With ``client_query``, MongoDB refusing the query (a bad ``$regex``, a
-        ``$near`` without a geo index...) is the client's mistake: a 400.
+        It ends within ``timeout`` seconds (``deadline()`` when None): an
+        operation still waiting then (a MongoDB that takes requests and never
+        answers holds it until the driver's own checks give up, tens of seconds
+        later) is cancelled and answered 503. With ``client_query``, MongoDB
+        refusing the query (a bad ``$regex``, a ``$near`` without a geo
+        index...) is the client's mistake: a 400.
         """
         with translate_errors(client_query=client_query):
-            if timeout is None:
-                return await operation()
-            try:
-                return await asyncio.wait_for(operation(), timeout)
-            except TimeoutError as error:
-                MONGODB_ERRORS.labels("timeout").inc()
-                raise ServiceUnavailable("MongoDB did not answer in time") from error
+            return await within(timeout or self.deadline(), operation())
 
     async def supports_transactions(self) -> bool:
         """Whether this MongoDB runs multi-document transactions (a replica set
@@ -265,7 +267,12 @@ class Storage:
                     f"(maxTimeMS {options.get('maxTimeMS')}); retry later or narrow it"
                 ) from error
 
-        return await self.run(operation, client_query=True)
+        max_time_ms = options.get("maxTimeMS")
+        return await self.run(
+            operation,
+            client_query=True,
+            timeout=self.deadline(max_time_ms if isinstance(max_time_ms, int) else None),
+        )
 
     async def _run(self, operation: Callable[[], Coroutine[Any, Any, T]], session: Session) -> T:
         # Inside a transaction PyMongo's errors go to with_transaction as they are.
@@ -462,7 +469,7 @@ class Storage:
                         "replica set or a sharded cluster, not on a standalone server)"
                     ) from None
                 raise
-            return ChangeStream(stream)
+            return ChangeStream(stream, deadline=self.deadline(max_await_ms))
 
         return await self.run(operation)
 
@@ -493,7 +500,7 @@ class Storage:
             )
             return await cursor.to_list(None)
 
-        return await self.run(operation, client_query=True)
+        return await self.run(operation, client_query=True, timeout=self.deadline(max_time_ms))
 
     async def update(
         self,
@@ -561,7 +568,7 @@ class Storage:
             length = None if max_documents is None else max_documents + 1
             return await cursor.to_list(length)
 
-        return await self.run(operation, client_query=True)
+        return await self.run(operation, client_query=True, timeout=self.deadline(max_time_ms))
 
     async def ensure_indexes(
         self, collection: str, indexes: list[IndexModel], *, timeout: float | None = None
