@@ -21,11 +21,12 @@ A request passes, in this order (docs/architecture.md draws it):
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Mapping
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from quart import Quart, Response
 from quart_schema import QuartSchema
@@ -63,6 +64,9 @@ from .resources.changes import ChangeFeeds
 from .state import state_for
 from .storage import Storage
 
+if TYPE_CHECKING:  # imported when tracing is on only (see _tracing)
+    from .http.tracing import Tracing
+
 
 class RequestPolicy(Protocol):
     """What runs around every view: a before-request hook that may answer in the
@@ -90,6 +94,10 @@ def create_app(
 
     # Extensions: each keeps its state in app.extensions and opens and closes
     # its connections with the app (before_serving / after_serving).
+    tracing = _tracing(settings)
+    if tracing is not None:
+        # First: it instruments the MongoDB and Redis clients the others open.
+        tracing.init_app(app)
     storage = Storage(settings.mongodb)
     storage.init_app(app)
     state = state_for(settings)
@@ -147,11 +155,26 @@ def create_app(
     # Quart types asgi_app with its own event TypedDicts; the protocol is the same.
     quart_app: Any = app.asgi_app
     layers = middleware(
-        settings, cache, lifecycle, connections, lean if resources.services else None
+        settings, cache, lifecycle, connections, lean if resources.services else None, tracing
     )
     stack: Any = build_stack(quart_app, layers)
     app.asgi_app = stack  # type: ignore[method-assign]
     return app
+
+
+def _tracing(settings: Settings) -> Tracing | None:
+    """The app's OpenTelemetry tracing, when ``tracing.enabled``; with it off,
+    nothing of OpenTelemetry is imported."""
+    if not settings.tracing.enabled:
+        return None
+    try:
+        from .http.tracing import Tracing
+    except ImportError as error:
+        raise ConfigError(
+            str(settings.source or "the config"),
+            [f"tracing.enabled: {error}; install the otel extra: pip install 'shoal[otel]'"],
+        ) from error
+    return Tracing(os.environ)
 
 
 def register_hooks(app: Quart, settings: Settings) -> None:
@@ -191,9 +214,13 @@ def middleware(
     lifecycle: Lifecycle,
     connections: Connections,
     lean: Middleware | None = None,
+    tracing: Tracing | None = None,
 ) -> list[Middleware]:
     """The ASGI middleware in front of Quart, outermost first."""
     stack: list[Middleware] = []
+    if tracing is not None:
+        # Outermost: the request's span holds everything below (tracing on only).
+        stack.append(tracing.middleware)
     if settings.metrics.enabled:
         # Outermost, so that every answer is counted and timed (the fast path's,
         # errors, compression included); also answers /metrics with the token.
@@ -255,8 +282,9 @@ def policies(
     """The request policies around every view, in the order their
     before-request hooks run (their after-request hooks run the other way)."""
     ordered: list[RequestPolicy] = []
-    if settings.metrics.enabled:
-        # First: the route template the metrics label the request with.
+    if settings.metrics.enabled or settings.tracing.enabled:
+        # First: the route template the metrics label the request with, and
+        # the request's span is named after.
         ordered.append(RouteLabel())
     # Limits next: a refused request costs one Redis round trip, and cache
     # hits are counted too.
@@ -273,5 +301,10 @@ def policies(
 def serve_app() -> Quart:
     """The app as `shoal serve` workers load it: config from the environment."""
     settings = load_settings()
-    configure_logging(settings.log_level, filters=[RequestIdFilter()])
+    filters: list[logging.Filter] = [RequestIdFilter()]
+    if settings.tracing.enabled:
+        from .http.tracing import TraceIdFilter  # tracing on only
+
+        filters.append(TraceIdFilter())
+    configure_logging(settings.log_level, filters=filters)
     return create_app(settings)

@@ -49,6 +49,7 @@ async def test_a_preflight_from_an_allowed_origin_is_allowed(cors_app: Quart) ->
         ("GET", "Prefer"),  # count=exact on a list
         ("GET", "Last-Event-ID"),  # an event stream resuming
         ("POST", "apiKey, Content-Type"),  # a Data API client
+        ("GET", "traceparent, tracestate"),  # a traced page continuing its trace
     ],
 )
 async def test_the_headers_of_shoals_features_pass_a_preflight(
@@ -77,6 +78,7 @@ async def test_an_allowed_origin_may_read_the_headers_that_matter(cors_app: Quar
     exposed_header = response.headers["Access-Control-Expose-Headers"]
     exposed = {name.strip() for name in exposed_header.split(",")}
     assert {"ETag", "Location", "Retry-After", "RateLimit-Remaining", "X-Total-Count"} <= exposed
+    assert "traceresponse" in exposed  # a traced page finds the trace of an answer
     assert "Access-Control-Allow-Credentials" not in response.headers
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -228,7 +229,9 @@ async def test_the_item_schema_is_the_resource_schema_plus_shoals_fields(
         assert field in item["properties"]
         assert field in item["required"]
     for field, rule in configured["properties"].items():
-        assert item["properties"][field] == rule
+        # A default is filled in on create: a document read may still lack the
+        # field (a projection), so the read schema names no default.
+        assert item["properties"][field] == {k: v for k, v in rule.items() if k != "default"}
     assert resolve(document, item["properties"]["_created"]["$ref"])["pattern"].endswith("GMT$")
 
     page = schemas["books.page"]
@@ -238,9 +241,12 @@ async def test_the_item_schema_is_the_resource_schema_plus_shoals_fields(
     created = schemas["books.input"]
     assert created["required"] == configured["required"]
     assert created["additionalProperties"] is False  # unknown fields are refused (422)
+    assert created["properties"]["in_stock"]["default"] is True  # filled in when left out
     changes = schemas["books.patch"]
     assert "required" not in changes
     assert changes["properties"].keys() == configured["properties"].keys()
+    # A PATCH leaves alone what it does not name: no default to send in its place.
+    assert "default" not in changes["properties"]["in_stock"]
 
 
 async def test_request_bodies_follow_the_write_rules(example_app: Quart) -> None:
@@ -356,6 +362,10 @@ async def test_every_route_documents_what_its_policies_do() -> None:
             )
             limited = route.limited(method, policies_settings.rate_limits)
             assert ("429" in operation["responses"]) == limited, (route.path, method)
+            for status, answer in operation["responses"].items():
+                if status.startswith("2"):
+                    named = "RateLimit-Remaining" in answer.get("headers", {})
+                    assert named == limited, (route.path, method, status)
             public = ("GET" if method == "HEAD" else method) in route.public
             assert (operation["security"] == []) == public, (route.path, method)
             checked += 1
@@ -391,10 +401,76 @@ async def test_shoals_own_routes_declare_their_security_and_every_status(
 
     # Both answers of a login: a token pair, or a cookie session.
     login = paths["/auth/login"]["post"]["responses"]["200"]["content"]["application/json"]
-    assert login["schema"]["anyOf"] == [
+    assert login["schema"] == {"$ref": "#/components/schemas/LoginResponse"}
+    assert resolve(await served_document(example_app), login["schema"]["$ref"])["anyOf"] == [
         {"$ref": "#/components/schemas/TokenResponse"},
         {"$ref": "#/components/schemas/SessionResponse"},
     ]
+
+
+def operations(document: Document) -> Iterator[tuple[str, str, Document]]:
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if isinstance(operation, dict) and "responses" in operation:
+                yield path, method, operation
+
+
+def schema_nodes(node: Any) -> Iterator[Document]:
+    """Every schema object under ``node`` (data keywords such as ``enum`` skipped)."""
+    if isinstance(node, list):
+        for item in node:
+            yield from schema_nodes(item)
+    elif isinstance(node, dict):
+        if isinstance(node.get("type"), str | list):
+            yield node
+        for key, value in node.items():
+            if key not in {"const", "enum", "default", "example", "examples"}:
+                yield from schema_nodes(value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"resources": ODD_RESOURCES}, {"data_api": DATA_API}, {"resources": EVE_RESOURCES}],
+    ids=["example", "odd", "data-api", "eve"],
+)
+async def test_the_document_reads_well_to_generators(overrides: dict[str, Any]) -> None:
+    """What client generators trip over (tests/api/test_generated_clients.py runs
+    two of them against a live server): each operation id a unique snake_case
+    name, the error envelopes built on one named ``ErrorDetail``, every body and
+    answer a named schema rather than a copy per operation, and no object schema
+    that names no properties yet leaves ``additionalProperties`` unsaid (read as an
+    object that holds nothing)."""
+    document = await served_document(create_app(example_settings(**overrides)))
+    ids = [operation["operationId"] for _, _, operation in operations(document)]
+    assert len(ids) == len(set(ids))
+    assert all(re.fullmatch(r"[a-z][a-z0-9_]*", name) for name in ids), ids
+
+    schemas = document["components"]["schemas"]
+    detail = {"$ref": "#/components/schemas/ErrorDetail"}
+    for name in ("Error", "ValidationError", "FilterValidationError"):
+        assert schemas[name]["properties"]["_error"] == detail
+    for path, method, operation in operations(document):
+        contents = [operation.get("requestBody", {}).get("content", {})]
+        contents += [answer.get("content", {}) for answer in operation["responses"].values()]
+        for content in contents:
+            for media in content.values():
+                assert "title" not in media["schema"], (path, method)
+
+    for schema in schema_nodes(document["components"]):
+        kind = schema["type"]
+        if kind == "object" or (isinstance(kind, list) and "object" in kind):
+            assert {"properties", "additionalProperties", "patternProperties"} & schema.keys()
+
+
+async def test_error_answers_name_their_request_id_and_limits_their_headers(
+    example_app: Quart,
+) -> None:
+    document = await served_document(example_app)
+    responses = document["components"]["responses"]
+    for name, response in responses.items():
+        if "content" in response:  # an error envelope
+            assert "X-Request-ID" in response["headers"], name
+    assert {"Retry-After", "RateLimit-Remaining"} <= responses["TooManyRequests"]["headers"].keys()
 
 
 async def test_a_write_ack_documents_only_the_links_it_carries(example_app: Quart) -> None:
@@ -419,7 +495,10 @@ async def test_the_data_api_actions_are_documented_when_it_is_on(example_app: Qu
             assert operation["tags"] == ["data-api"]
             body = operation["requestBody"]["content"]
             assert body.keys() == {"application/json", "application/ejson"}
-            required = body["application/json"]["schema"]["required"]
+            # One schema for both media types: generators make one type of it.
+            schema = body["application/json"]["schema"]
+            assert body["application/ejson"]["schema"] == schema
+            required = resolve(document, schema["$ref"])["required"]
             assert required[:3] == ["dataSource", "database", "collection"]
             assert {"400", "401", "403"} <= operation["responses"].keys()
             error = operation["responses"]["401"]["content"]["application/json"]["schema"]
@@ -503,7 +582,7 @@ async def test_a_developers_own_route_is_documented(example_app: Quart) -> None:
     assert operation["security"] == [{"bearerAuth": []}, {"apiKeyAuth": []}]
     assert operation["responses"]["204"] == {"description": "Archived."}
     error = operation["responses"]["404"]["content"]["application/json"]["schema"]
-    assert error == resolve(document, "#/components/schemas/Error")
+    assert error == {"$ref": "#/components/schemas/Error"}
     # anything else it answers is an error, in the one envelope
     assert operation["responses"]["default"] == {"$ref": "#/components/responses/Error"}
 

@@ -79,10 +79,16 @@ class LiveServer:
 
 @contextmanager
 def live_example(
-    workdir: Path, mongodb_uri: str, redis_url: str, **overrides: Any
+    workdir: Path,
+    mongodb_uri: str,
+    redis_url: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
 ) -> Iterator[LiveServer]:
     """`shoal serve` on the example resources (a fresh database and key prefix),
-    ready when this yields, killed with everything it started afterwards."""
+    with ``env`` added to its environment and ``overrides`` to its config, ready
+    when this yields, killed with everything it started afterwards."""
     unique = uuid.uuid4().hex[:12]
     config = write_config(
         workdir,
@@ -90,7 +96,7 @@ def live_example(
         redis={"key_prefix": f"test:{unique}:"},
         **overrides,
     )
-    env = {"SHOAL_MONGODB_URI": mongodb_uri, "SHOAL_REDIS_URL": redis_url}
+    env = {"SHOAL_MONGODB_URI": mongodb_uri, "SHOAL_REDIS_URL": redis_url, **(env or {})}
     settings = load_settings(config, env=env)
     process = ServeProcess(workdir, config=str(config), bind=f"127.0.0.1:{free_port()}", env=env)
     try:

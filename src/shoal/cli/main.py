@@ -288,6 +288,7 @@ SERVE_ENVIRONMENT = (
     ("SHOAL_INSTANCE_NAME", "instance.name"),
     ("SHOAL_METRICS_BIND", "metrics.bind"),
     ("SHOAL_METRICS_TOKEN", "metrics.token"),
+    ("SHOAL_TRACING_ENABLED", "tracing.enabled (then OTEL_* configure the traces)"),
     ("SHOAL_HYPERCORN_CONFIG", "the hypercorn.toml to read instead of ./hypercorn.toml"),
 )
 

@@ -52,6 +52,7 @@ from .services import (
     MetricsSettings,
     MongoDBSettings,
     RedisSettings,
+    TracingSettings,
     split_bind,
 )
 from .settings import RESERVED_NAMES, Settings
@@ -91,6 +92,7 @@ __all__ = [
     "Settings",
     "SlowClientSettings",
     "StreamSettings",
+    "TracingSettings",
     "get_settings",
     "load_settings",
     "parse_rate",

@@ -29,6 +29,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "SHOAL_INSTANCE_NAME": ("instance", "name"),
     "SHOAL_METRICS_BIND": ("metrics", "bind"),
     "SHOAL_METRICS_TOKEN": ("metrics", "token"),
+    "SHOAL_TRACING_ENABLED": ("tracing", "enabled"),
 }
 
 
@@ -104,6 +105,12 @@ def load_settings(
         path = Path(source).resolve()
         raw = read_config_file(path)
     raw = _apply_env(raw, env)
+    tracing = raw.get("tracing")
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true" and (
+        tracing is None or isinstance(tracing, Mapping)
+    ):
+        # OpenTelemetry's own off switch holds over the config.
+        raw["tracing"] = {**(tracing or {}), "enabled": False}
     label = str(path) if path is not None else "the config"
     try:
         settings = Settings.model_validate(raw)

@@ -112,6 +112,18 @@ class MetricsSettings(Section):
         return self.bind is not None or self.token is not None
 
 
+class TracingSettings(Section):
+    """OpenTelemetry traces, off by default; the standard ``OTEL_*`` variables
+    configure them (service name, exporter, endpoint, sampler). They need the
+    ``otel`` extra (``pip install 'shoal[otel]'``)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Trace every request, its MongoDB and Redis calls as child spans "
+        "(SHOAL_TRACING_ENABLED); OTEL_SDK_DISABLED=true turns it off whatever this says.",
+    )
+
+
 class InstanceSettings(Section):
     """How this instance names itself in answers (``X-Shoal-Instance``)."""
 

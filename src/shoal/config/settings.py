@@ -28,7 +28,13 @@ from .server import (
     SlowClientSettings,
     StreamSettings,
 )
-from .services import InstanceSettings, MetricsSettings, MongoDBSettings, RedisSettings
+from .services import (
+    InstanceSettings,
+    MetricsSettings,
+    MongoDBSettings,
+    RedisSettings,
+    TracingSettings,
+)
 
 #: Paths Shoal serves itself; no resource may take them.
 RESERVED_NAMES = frozenset(
@@ -80,6 +86,7 @@ class Settings(Section):
     security_headers: SecurityHeaderSettings = SecurityHeaderSettings()
     instance: InstanceSettings = InstanceSettings()
     metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()
     resources: dict[str, ResourceSettings] = Field(default_factory=dict)
     data_api: DataApiSettings = DataApiSettings()
     hooks: list[str] = Field(

@@ -26,6 +26,10 @@ CORS_ALLOW_HEADERS = (
     "api-key",
     "X-CSRF-Token",
     "X-Request-ID",
+    # A traced page continues its trace here (tracing.enabled).
+    "traceparent",
+    "tracestate",
+    "baggage",
 )
 #: Response headers a cross-origin page may read.
 CORS_EXPOSE_HEADERS = (
@@ -41,6 +45,7 @@ CORS_EXPOSE_HEADERS = (
     "X-Cache",
     "X-Request-ID",
     "X-Total-Count",
+    "traceresponse",
 )
 CORS_ALLOW_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 

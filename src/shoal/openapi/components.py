@@ -67,21 +67,28 @@ LINK: Schema = {
     "properties": {"title": {"type": "string"}, "href": {"type": "string"}},
 }
 
+ERROR_DETAIL: Schema = {
+    "type": "object",
+    "description": "What went wrong: the status and a message; a 500 adds `request_id` "
+    "(quote it when reporting the error).",
+    "required": ["code", "message"],
+    "properties": {
+        "code": {"type": "integer", "description": "The HTTP status code."},
+        "message": {"type": "string"},
+        "request_id": {
+            "type": "string",
+            "description": "The request's id (`X-Request-ID`), on a 500.",
+        },
+    },
+}
+
 ERROR: Schema = {
     "type": "object",
-    "description": 'Every error: `{"_status": "ERR", "_error": {"code", "message"}}`; '
-    "a 500 adds `_error.request_id` (quote it when reporting the error).",
+    "description": 'Every error: `{"_status": "ERR", "_error": {"code", "message"}}`.',
     "required": ["_status", "_error"],
     "properties": {
         "_status": {"const": "ERR"},
-        "_error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {"type": "integer", "description": "The HTTP status code."},
-                "message": {"type": "string"},
-            },
-        },
+        "_error": ref("ErrorDetail"),
     },
 }
 
@@ -198,14 +205,18 @@ SCHEMAS: dict[str, Schema] = {
             )
         },
     },
+    "ErrorDetail": ERROR_DETAIL,
     "Error": ERROR,
     "ValidationError": {
+        "type": "object",
         "description": "A document that breaks its resource's schema: `_issues` maps each "
         "field (dotted for nested ones) to its problem. A bulk insert reports each "
         "document in `_items`, in order, and inserts none of them.",
-        "allOf": [ref("Error")],
+        "required": ["_status", "_error"],
         "properties": {
-            "_issues": {"type": "object", "additionalProperties": {"type": "string"}},
+            "_status": {"const": "ERR"},
+            "_error": ref("ErrorDetail"),
+            "_issues": ref("Issues"),
             "_items": {
                 "type": "array",
                 "items": {
@@ -213,9 +224,29 @@ SCHEMAS: dict[str, Schema] = {
                     "required": ["_status"],
                     "properties": {
                         "_status": {"enum": ["OK", "ERR"]},
-                        "_issues": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "_issues": ref("Issues"),
                     },
                 },
+            },
+        },
+    },
+    "Issues": {
+        "type": "object",
+        "description": "Each field (dotted for nested ones) and its problem.",
+        "additionalProperties": {"type": "string"},
+    },
+    "FilterValidationError": {
+        "type": "object",
+        "description": "A write by filter refused, nothing written: `_issues` maps a field "
+        "to its problem when no document may take the change, or the `_id` of each "
+        "document the change would break to that document's problems.",
+        "required": ["_status", "_error"],
+        "properties": {
+            "_status": {"const": "ERR"},
+            "_error": ref("ErrorDetail"),
+            "_issues": {
+                "type": "object",
+                "additionalProperties": {"anyOf": [{"type": "string"}, ref("Issues")]},
             },
         },
     },
@@ -250,7 +281,23 @@ HEADERS: dict[str, Schema] = {
         "`true` when this is the kept answer to an earlier request with the same `Idempotency-Key`."
     ),
     "Preference-Applied": _header("The `Prefer` preferences this answer honoured."),
+    "X-Request-ID": _header(
+        "The request's id (the client's own `X-Request-ID` when it sent a usable one); "
+        "every answer carries it, and the server's log lines name it."
+    ),
+    "RateLimit-Limit": _header(
+        "Requests the closest limit allows per window.", {"type": "integer", "minimum": 0}
+    ),
+    "RateLimit-Remaining": _header(
+        "Requests left in that limit's window.", {"type": "integer", "minimum": 0}
+    ),
+    "RateLimit-Reset": _header(
+        "Seconds until that limit is whole again.", {"type": "integer", "minimum": 0}
+    ),
 }
+
+#: What every answer of a route a rate limit counts carries.
+RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
 
 def header_ref(name: str) -> Schema:
@@ -360,13 +407,11 @@ PARAMETERS: dict[str, Schema] = {
 
 
 def _error(description: str, *, schema: str = "Error", headers: tuple[str, ...] = ()) -> Schema:
-    response: Schema = {
+    return {
         "description": description,
+        "headers": {name: header_ref(name) for name in (*headers, "X-Request-ID")},
         "content": {"application/json": {"schema": ref(schema)}},
     }
-    if headers:
-        response["headers"] = {name: header_ref(name) for name in headers}
-    return response
 
 
 RESPONSES: dict[str, Schema] = {
@@ -393,8 +438,14 @@ RESPONSES: dict[str, Schema] = {
     "UnprocessableEntity": _error(
         "The document breaks the resource's schema.", schema="ValidationError"
     ),
+    "UnprocessableFilter": _error(
+        "A document the filter matches would break the resource's schema.",
+        schema="FilterValidationError",
+    ),
     "PreconditionRequired": _error("`If-Match` is required to change a document."),
-    "TooManyRequests": _error("Too many requests: slow down.", headers=("Retry-After",)),
+    "TooManyRequests": _error(
+        "Too many requests: slow down.", headers=("Retry-After", *RATE_LIMIT_HEADERS)
+    ),
     "NotImplemented": _error(
         "The database cannot do this (a change stream needs a MongoDB replica set)."
     ),
@@ -425,7 +476,9 @@ ERROR_STATUSES: dict[int, str] = {
 
 def error_schema() -> Schema:
     """The error envelope, self-contained (for quart-schema documented routes)."""
-    return copy.deepcopy(ERROR)
+    schema = copy.deepcopy(ERROR)
+    schema["properties"]["_error"] = copy.deepcopy(ERROR_DETAIL)
+    return schema
 
 
 def shared_components() -> dict[str, dict[str, Schema]]:

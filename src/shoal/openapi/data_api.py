@@ -7,6 +7,7 @@ error body. Components are named ``DataApi.*``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from quart_schema import APIKeySecurityScheme
@@ -102,7 +103,13 @@ ANSWERS: dict[str, Schema] = {
     "insertMany": {
         "type": "object",
         "required": ["insertedIds"],
-        "properties": {"insertedIds": {"type": "array"}},
+        "properties": {
+            "insertedIds": {
+                "type": "array",
+                "items": {"description": "An `_id` (a hex string for an ObjectId)."},
+                "description": "The `_id`s, in the order of the documents.",
+            }
+        },
     },
     "updateOne": _COUNTS,
     "updateMany": _COUNTS,
@@ -154,11 +161,16 @@ _ERRORS = {
 }
 
 
-def schemas() -> dict[str, Schema]:
-    """The components every action refers to."""
+def schemas(routes: list[Route]) -> dict[str, Schema]:
+    """The components the actions refer to: each action's request body (one
+    schema for both media types, so a generator makes one type of it) and
+    answer, and the error body."""
     components: dict[str, Schema] = {"DataApi.Error": ERROR}
     for name, answer in ANSWERS.items():
         components[f"DataApi.{name}.answer"] = answer
+    for route in routes:
+        if route.documented:
+            components[f"DataApi.{route.action.name}.body"] = request_schema(route.action)
     return components
 
 
@@ -198,11 +210,14 @@ def operation(route: Route) -> Schema:
     operation: Schema = {
         "tags": [TAG],
         "summary": SUMMARIES[action.name],
-        "operationId": "data_api_" + route.endpoint.replace(":", "_"),
+        # snake_case (data_api_find_one_v1): generators make method names of it as it is.
+        "operationId": "data_api_" + _snake(route.endpoint.replace(":", "_")),
         "requestBody": {
             "required": True,
             "description": "Extended JSON (relaxed or canonical) in either media type.",
-            "content": {media: {"schema": request_schema(action)} for media in _MEDIA_TYPES},
+            "content": {
+                media: {"schema": ref(f"DataApi.{action.name}.body")} for media in _MEDIA_TYPES
+            },
         },
         "responses": responses,
         "security": SECURITY,
@@ -210,6 +225,10 @@ def operation(route: Route) -> Schema:
     if action.writes:
         operation["parameters"] = [ref("Idempotency-Key", "parameters")]
     return operation
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
 def paths(routes: list[Route]) -> dict[str, Schema]:

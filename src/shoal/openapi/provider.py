@@ -9,6 +9,7 @@ and JSON Schema (see ``resources.py``) rather than from decorators.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ from .components import (
     ERROR_STATUSES,
     SECURITY_DESCRIPTIONS,
     Schema,
+    error_schema,
     ref,
     shared_components,
 )
@@ -181,8 +183,9 @@ class ShoalOpenAPIProvider(OpenAPIProvider):
             )
         service: DataApi = self._app.extensions[DATA_API_KEY]
         if service.enabled:
-            paths.update(data_api.paths(routes(service.settings)))
-            _merge(components["schemas"], data_api.schemas(), "schemas")
+            served = routes(service.settings)
+            paths.update(data_api.paths(served))
+            _merge(components["schemas"], data_api.schemas(served), "schemas")
             tags.append(
                 {
                     "name": data_api.TAG,
@@ -190,6 +193,10 @@ class ShoalOpenAPIProvider(OpenAPIProvider):
                     "and response bodies and credential headers, at `/action/<action>`.",
                 }
             )
+        for path_item in static_paths.values():
+            for operation in path_item.values():
+                if isinstance(operation, dict):
+                    _name_bodies(operation, components["schemas"])
         paths.update(static_paths)
         if self._extension.openapi_path is not None:
             paths[self._extension.openapi_path] = {"get": _openapi_operation()}
@@ -203,6 +210,7 @@ class ShoalOpenAPIProvider(OpenAPIProvider):
                         tags.append({"name": name})
         document["tags"] = [*tags, *document.get("tags", [])]
         document["paths"] = paths
+        _open_objects(document)
         return document
 
 
@@ -213,6 +221,77 @@ def _merge(target: dict[str, Any], entries: dict[str, Any], kind: str) -> None:
                 f"two different OpenAPI components are named {kind}/{name}; rename one"
             )
         target[name] = value
+
+
+#: A component name a generator can use as it is.
+_COMPONENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def _name_bodies(operation: Schema, schemas: dict[str, Schema]) -> None:
+    """Move the models quart-schema writes inline in an operation (a body, an
+    answer) into ``components/schemas`` under their title, and refer to them
+    there: a generator then makes one type of each (``TokenResponse``, not one
+    per operation that answers it). Shoal's error envelope becomes a reference to
+    ``Error``. A title already naming another schema stays inline."""
+    contents: list[Schema] = []
+    body = operation.get("requestBody")
+    if isinstance(body, dict):
+        contents.append(body.get("content", {}))
+    for response in operation.get("responses", {}).values():
+        if isinstance(response, dict):
+            contents.append(response.get("content", {}))
+    error = error_schema()
+    for content in contents:
+        for media in content.values():
+            schema = media.get("schema")
+            if not isinstance(schema, dict) or "$ref" in schema:
+                continue
+            if schema == error:
+                media["schema"] = ref("Error")
+                continue
+            title = schema.get("title")
+            if not isinstance(title, str) or not _COMPONENT_NAME.match(title):
+                continue
+            if schemas.setdefault(title, schema) == schema:
+                media["schema"] = ref(title)
+
+
+#: JSON Schema keywords whose values are data, not schemas.
+_DATA_KEYWORDS = frozenset({"const", "enum", "default", "example", "examples"})
+
+
+def _open_objects(node: Any) -> None:
+    """Say ``additionalProperties: true`` on every object schema that names no
+    properties: JSON Schema means the same without it, but generators read such
+    an object as an empty one (openapi-typescript: ``Record<string, never>``)."""
+    if isinstance(node, list):
+        for item in node:
+            _open_objects(item)
+        return
+    if not isinstance(node, dict):
+        return
+    kind = node.get("type")
+    is_object = kind == "object" or (isinstance(kind, list) and "object" in kind)
+    if is_object and not _OBJECT_KEYWORDS & node.keys():
+        node["additionalProperties"] = True
+    for key, value in node.items():
+        if key not in _DATA_KEYWORDS:
+            _open_objects(value)
+
+
+#: What already says which properties an object schema has.
+_OBJECT_KEYWORDS = frozenset(
+    {
+        "properties",
+        "additionalProperties",
+        "patternProperties",
+        "unevaluatedProperties",
+        "$ref",
+        "allOf",
+        "anyOf",
+        "oneOf",
+    }
+)
 
 
 def _home_operation() -> Schema:

@@ -29,6 +29,7 @@ from .components import (
     AUTHENTICATED_WRITE,
     ERROR_STATUSES,
     PUBLIC,
+    RATE_LIMIT_HEADERS,
     Schema,
     Security,
     header_parameter,
@@ -110,6 +111,11 @@ class ResourceDocument(ResourceSchemas):
                 responses.setdefault(str(code), ref(ERROR_STATUSES[code], "responses"))
         if self.limited(route, method):
             responses["429"] = ref(ERROR_STATUSES[429], "responses")
+            for status, answer in responses.items():
+                if status.startswith("2") and "$ref" not in answer:
+                    headers = dict(answer.get("headers", {}))
+                    headers.update((name, header_ref(name)) for name in RATE_LIMIT_HEADERS)
+                    responses[status] = {**answer, "headers": headers}
         operation["responses"] = dict(sorted(responses.items()))
         return operation
 
@@ -323,19 +329,7 @@ class ResourceDocument(ResourceSchemas):
             }
             item = ref(self.names["item"])
             ack = ref(self.names["ack"])
-            answers = [
-                ack,
-                {
-                    "type": "object",
-                    "required": ["_status", "_items"],
-                    "properties": {
-                        "_status": {"const": "OK"},
-                        "_items": {"type": "array", "items": ack},
-                    },
-                },
-                item,
-                {"type": "object", "properties": {"_items": {"type": "array", "items": item}}},
-            ]
+            answers = [ack, ref(self.names["bulk_ack"]), item, ref(self.names["bulk_items"])]
             success = {
                 "201": {
                     "description": "Created: the ack, or with `Prefer: return=representation` "
@@ -371,9 +365,9 @@ class ResourceDocument(ResourceSchemas):
                 "required": True,
                 "content": {"application/json": {"schema": ref(self.names["patch"])}},
             }
-            operation["responses"] = self._responses(
-                method, _counts_answers(), {400, 409, 413, 415, 422}, item=False
-            )
+            responses = self._responses(method, _counts_answers(), {400, 409, 413, 415}, item=False)
+            responses["422"] = ref("UnprocessableFilter", "responses")
+            operation["responses"] = dict(sorted(responses.items()))
             return operation
         bulk = self.settings.bulk_writes
         operation = self._operation(

@@ -10,6 +10,8 @@ they cannot collide with the shared components)::
                                      _created, _updated and _links
     components/schemas/books.page    the list envelope: _items, _meta, _links
     components/schemas/books.ack     what a write answers for one document
+    components/schemas/books.bulk_ack    what a bulk insert answers: an ack per document
+    components/schemas/books.bulk_items  the same with `Prefer: return=representation`
 
 An aggregation endpoint has its page only, of the pipeline's documents. Dates are
 documented as read: RFC 1123, as Eve renders them. JSON Schema 2020-12 is OpenAPI
@@ -47,7 +49,8 @@ _WHOLE_DOCUMENT_KEYWORDS = (
 
 def component_names(name: str) -> dict[str, str]:
     """The component names of one resource's schemas."""
-    return {kind: f"{name}.{kind}" for kind in ("input", "patch", "item", "page", "ack")}
+    kinds = ("input", "patch", "item", "page", "ack", "bulk_ack", "bulk_items")
+    return {kind: f"{name}.{kind}" for kind in kinds}
 
 
 def _rewrite_refs(node: Any, base: str) -> Any:
@@ -61,6 +64,52 @@ def _rewrite_refs(node: Any, base: str) -> Any:
     if isinstance(node, list):
         return [_rewrite_refs(item, base) for item in node]
     return node
+
+
+#: Keywords whose value is a map of names to schemas.
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "dependentSchemas")
+#: Keywords whose value is one schema.
+_SCHEMA_VALUES = (
+    "items",
+    "additionalProperties",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "contains",
+    "propertyNames",
+    "not",
+    "if",
+    "then",
+    "else",
+)
+#: Keywords whose value is a list of schemas.
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
+
+
+def _without_defaults(node: Any) -> Any:
+    """The schema with every ``default`` keyword dropped, at any depth (a property
+    named ``default`` stays: names in ``properties`` are not keywords).
+
+    Shoal fills defaults in when a document is created; a PATCH leaves out what
+    it does not change, and a document read may lack a field (a projection, a
+    document written by another program). Generators read ``default`` as "always
+    there" (openapi-typescript) or send it when the caller left the field out
+    (openapi-python-client), so only the schema of what POST and PUT take keeps it.
+    """
+    if not isinstance(node, dict):
+        return node
+    result: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "default":
+            continue
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            result[key] = {name: _without_defaults(schema) for name, schema in value.items()}
+        elif key in _SCHEMA_VALUES:
+            result[key] = _without_defaults(value)
+        elif key in _SCHEMA_LISTS and isinstance(value, list):
+            result[key] = [_without_defaults(schema) for schema in value]
+        else:
+            result[key] = value
+    return result
 
 
 def _without_required(node: Any) -> Any:
@@ -93,6 +142,9 @@ class ResourceSchemas:
         for key in ("$schema", "$id"):
             schema.pop(key, None)
         self.base_schema: Schema = _rewrite_refs(schema, base)
+        if not {"additionalProperties", "unevaluatedProperties"} & self.base_schema.keys():
+            # allow_unknown: said out loud, so that generators type other fields too.
+            self.base_schema["additionalProperties"] = True
         properties = self.base_schema.setdefault("properties", {})
         for field in sorted(resource.schema.readonly):
             rule = properties.get(field)
@@ -194,11 +246,25 @@ class ResourceSchemas:
             self.names["item"]: self._item_schema(),
             self.names["page"]: self._page_schema(),
             self.names["ack"]: self._ack_schema(),
+            self.names["bulk_ack"]: self._bulk_schema("bulk write", self.names["ack"]),
+            self.names["bulk_items"]: self._bulk_schema("bulk representation", self.names["item"]),
+        }
+
+    def _bulk_schema(self, title: str, item: str) -> Schema:
+        """What a bulk insert (a JSON array) answers: one entry per document."""
+        return {
+            "title": f"{self.name} {title}",
+            "type": "object",
+            "required": ["_status", "_items"],
+            "properties": {
+                "_status": {"const": "OK"},
+                "_items": {"type": "array", "items": ref(item)},
+            },
         }
 
     def _input_schema(self) -> Schema:
         schema = copy.deepcopy(self.base_schema)
-        schema.setdefault("title", self.name)
+        schema.setdefault("title", f"{self.name} input")
         # A client may choose the new document's id (POST) or repeat it (PUT).
         declared = schema["properties"].pop("_id", None)
         if declared is None:
@@ -274,7 +340,7 @@ class ResourceSchemas:
         }
 
     def _patch_schema(self) -> Schema:
-        base = copy.deepcopy(self.base_schema)
+        base: Schema = _without_defaults(copy.deepcopy(self.base_schema))
         schema: Schema = {
             "title": f"{self.name} (changes)",
             "description": "The fields to change; nested objects are merged, and a dotted "
@@ -292,7 +358,7 @@ class ResourceSchemas:
         return schema
 
     def _item_schema(self) -> Schema:
-        schema = copy.deepcopy(self.base_schema)
+        schema: Schema = _without_defaults(copy.deepcopy(self.base_schema))
         schema.pop("$defs", None)
         required = list(schema.get("required", []))
         for keyword in _WHOLE_DOCUMENT_KEYWORDS:

@@ -104,6 +104,7 @@ class EmbeddedStore:
                 "themselves)"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        _remove_stale_pid_file(self.data_dir / "nx-27017.pid")
         output = self.data_dir / "nx-27017.out"
         start = output.stat().st_size if output.exists() else 0
         log = output.open("ab")
@@ -205,6 +206,31 @@ def running_store_uri(data_dir: Path) -> str | None:
     """The URI of an embedded store already serving ``data_dir``, if any."""
     running = running_store(data_dir)
     return running.uri if running is not None else None
+
+
+def _remove_stale_pid_file(pid_file: Path) -> None:
+    """Remove a pid file that no live store wrote. nx-27017 refuses to start
+    while its pid file names a process that signal 0 reaches, and a store that
+    was killed leaves its file behind: its process may linger as a zombie until
+    it is reaped, or its number may go to an unrelated process. No store answers
+    for this data (checked before), so a file naming a process that is not a
+    running nx-27017 is stale. Without /proc (not Linux) the file is kept."""
+    try:
+        pid = int(pid_file.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+        command = (proc / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        stat, command = "", b""
+    state = stat[stat.rindex(")") + 2 :][:1] if ")" in stat else ""
+    if state in {"", "Z", "X", "x"} or b"nx_27017" not in command:
+        with contextlib.suppress(OSError):
+            pid_file.unlink()
 
 
 def _last_error(output: Path, start: int) -> str:
