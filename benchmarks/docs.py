@@ -56,6 +56,13 @@ from .targets import targets
 TEMPLATE = Path(__file__).resolve().parent / "template.md"
 #: The lines around the soak's section of the page (benchmarks/soak.py writes it).
 SOAK_START, SOAK_END = "<!-- soak:start -->", "<!-- soak:end -->"
+#: The plot's series, in their order, in a shade per worker count (1, more).
+SERIES_COLOURS = {
+    "shoal": ("#1f77b4", "#6baed6"),
+    "peer_starlette": ("#ff7f0e", "#fdae6b"),
+    "peer_quart": ("#8c564b", "#c49c94"),
+    "eve": ("#d62728", "#fc9272"),
+}
 #: The plot's baselines, in a shade per worker count (1, more).
 BASELINE_COLOURS = {
     "bare": ("#9467bd", "#c5b0d5"),
@@ -252,8 +259,9 @@ def render(data: dict[str, Any]) -> str:
 
 
 def plot(data: dict[str, Any], path: Path) -> Path:
-    """Requests/s and p99 latency per scenario: Shoal and Eve for each worker count,
-    with the Quart minimal app and the driver's ceiling for scale."""
+    """Requests/s and p99 latency per scenario: Shoal, the hand-written peers and Eve
+    for each worker count, with the Quart minimal app and the driver's ceiling for
+    scale."""
     import matplotlib  # type: ignore[import-not-found, unused-ignore]
 
     matplotlib.use("Agg")
@@ -263,8 +271,8 @@ def plot(data: dict[str, Any], path: Path) -> Path:
     results = nearby(everything)
     scenarios = [key for key in SCENARIOS if any(r.scenario == key for r in results)]
     series = sorted(
-        {(r.server, r.workers) for r in results if r.server in {"shoal", "eve"}},
-        key=lambda pair: (pair[0] != "shoal", pair[1]),
+        {(r.server, r.workers) for r in results if r.server in SERIES_COLOURS},
+        key=lambda pair: (list(SERIES_COLOURS).index(pair[0]), pair[1]),
     )
     baselines = [r for r in results if r.server in BASELINE_COLOURS]
     far = distant(everything)
@@ -273,7 +281,6 @@ def plot(data: dict[str, Any], path: Path) -> Path:
     rate_axis, p99_axis = axes[0], axes[1]
     width = 0.8 / max(1, len(series))
     positions = list(range(len(scenarios)))
-    colours = {"shoal": ["#1f77b4", "#6baed6"], "eve": ["#d62728", "#fc9272"]}
     for index, (server, workers) in enumerate(series):
         rates, p99s = [], []
         for scenario in scenarios:
@@ -288,7 +295,7 @@ def plot(data: dict[str, Any], path: Path) -> Path:
             rates.append(found.requests_per_s if found else 0.0)
             p99s.append(found.p99_ms if found else 0.0)
         offsets = [p - 0.4 + width * (index + 0.5) for p in positions]
-        shade = colours[server][0 if workers == 1 else 1]
+        shade = SERIES_COLOURS[server][0 if workers == 1 else 1]
         label = f"{SERVERS[server]}, {workers} worker{'s' if workers > 1 else ''}"
         bars = rate_axis.bar(offsets, rates, width, label=label, color=shade)
         rate_axis.bar_label(bars, labels=[f"{rate:.0f}" if rate else "" for rate in rates],

@@ -52,6 +52,8 @@ class Options:
     profile: bool = True
     profile_duration: float = 5.0
     eve: bool = True
+    #: The hand-written peer on Starlette and Quart (``benchmarks/apps/peer.py``).
+    peers: bool = True
     write_docs: bool = True
     #: Round trips (ms) the delay proxy adds between the servers and the database,
     #: one phase each; the connections wrk opens in those phases.
@@ -217,6 +219,9 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
     parser.add_argument("--no-profile", action="store_true", help="skip py-spy")
     parser.add_argument("--no-eve", action="store_true", help="skip the Eve baseline")
     parser.add_argument(
+        "--no-peers", action="store_true", help="skip the hand-written Starlette and Quart apps"
+    )
+    parser.add_argument(
         "--no-docs",
         action="store_true",
         help="do not rewrite docs/benchmarks.md and docs/benchmarks.png",
@@ -249,6 +254,7 @@ def parse_options(argv: Sequence[str] | None) -> tuple[Options, bool]:
         mongodb_uri=args.mongodb_uri,
         profile=not args.no_profile,
         eve=not args.no_eve,
+        peers=not args.no_peers,
         write_docs=not args.no_docs,
         subscribers=args.subscribers,
         keyset_documents=args.keyset_documents,

@@ -485,18 +485,24 @@ LOOPS_HEADER = [
 
 
 def loops_lines(results: Sequence[Result]) -> list[str]:
-    """Per server: asyncio's figures over uvloop's."""
+    """Per server and connection count: asyncio's figures over uvloop's."""
     found = in_phase(results, "loops")
     lines = []
-    for server in ("bare", "shoal"):
-        by_loop = {r.extra.get("loop"): r for r in found if r.server == server}
+    kinds = dict.fromkeys((r.server, r.connections) for r in found)
+    for server, connections in kinds:
+        by_loop = {
+            r.extra.get("loop"): r
+            for r in found
+            if r.server == server and r.connections == connections
+        }
         uvloop, asyncio = by_loop.get("uvloop"), by_loop.get("asyncio")
         if uvloop is None or asyncio is None:
             continue
         lines.append(
-            f"{SERVERS[server]}, asyncio / uvloop: {_times(ratio(asyncio, uvloop))} the "
-            f"requests/s, {_times(ratio_per_cpu(asyncio, uvloop))} the requests per "
-            f"CPU-second; p99 / p50 {_times(spread(asyncio))} against {_times(spread(uvloop))}"
+            f"{SERVERS[server]} at {connections:,} connections, asyncio / uvloop: "
+            f"{_times(ratio(asyncio, uvloop))} the requests/s, "
+            f"{_times(ratio_per_cpu(asyncio, uvloop))} the requests per CPU-second; "
+            f"p99 / p50 {_times(spread(asyncio))} against {_times(spread(uvloop))}"
         )
     return lines
 

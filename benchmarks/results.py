@@ -53,6 +53,8 @@ SERVERS = {
     "driver": "driver",
     "eve": "Eve",
     "eve_gevent": "Eve gevent",
+    "peer_starlette": "hand-written Starlette",
+    "peer_quart": "hand-written Quart",
 }
 #: The scenarios measured with the database at a distance, and the servers compared.
 DISTANCE_SCENARIOS = ("item_get", "post", "patch")

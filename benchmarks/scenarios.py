@@ -3,7 +3,8 @@
 For each worker count: a bare ASGI app (the server alone) and the Quart minimal
 app (the framework's ceiling) under the same hypercorn settings, then Shoal
 (item GET uncached and cached, list GET, item GET at many connections, POST,
-PATCH), then Eve under gunicorn on the same data. Once: the driver's ceiling.
+PATCH), then the hand-written peer on Starlette and on Quart (item GET and POST),
+then Eve under gunicorn on the same data. Once: the driver's ceiling.
 Then, for each added delay, the database at that network distance: item GET,
 POST and PATCH at ``distance_connections`` against Shoal (a worker per core),
 Eve on gunicorn's sync workers (2 x cores + 1) and Eve on its gevent workers
@@ -16,8 +17,8 @@ by number and by cursor, ``keyset.py``, on the run's engine and then on each of
 ``keyset_engines``, each on a stack of its own), the load balancer (item GET straight
 to one instance and through nginx to several, ``balancer.py``), admission
 control (item GET at many connections with ``admission.max_in_flight`` at a few
-values, and off) and the event loops (the bare app and Shoal at many
-connections under hypercorn's uvloop and asyncio workers). Each phase starts its
+values, and off) and the event loops (the bare app at many connections, Shoal at
+the usual and at many, under hypercorn's uvloop and asyncio workers). Each phase starts its
 servers, measures them (``measure.Meter``) and stops them; ``run`` prints and
 keeps each one's time.
 """
@@ -219,6 +220,8 @@ class Scenarios:
             self.meter.driver_ceiling(
                 self.stack.mongodb_uri, self.stack.database, self.workload.ids_file
             )
+        if self.options.peers:
+            self.peer_phase(workers)
         if self.options.eve:
             self.eve_phase(workers)
 
@@ -279,6 +282,23 @@ class Scenarios:
             if self.options.profile and workers == 1:
                 self.profile(shoal)
             self.writes(shoal, "shoal", workers)
+        self.reset()
+
+    def peer_phase(self, workers: int) -> None:
+        """The item GET and POST a team would write by hand, on each framework."""
+        for framework in servers.PEER_FRAMEWORKS:
+            self.reset()
+            service = servers.peer(
+                self.workdir,
+                workers,
+                framework,
+                mongodb_uri=self.stack.mongodb_uri,
+                database=self.stack.database,
+            )
+            with service:
+                name = f"peer_{framework}"
+                self.meter.measure(service, name, workers, self.item_get())
+                self.meter.measure(service, name, workers, self.post())
         self.reset()
 
     def eve_phase(self, workers: int) -> None:
@@ -539,8 +559,8 @@ class Scenarios:
                 )
 
     def loops_phase(self) -> None:
-        """The bare ASGI app and Shoal on one worker at many connections, under
-        hypercorn's uvloop worker (the default) and its asyncio one."""
+        """The bare ASGI app at many connections and Shoal on one worker at the
+        usual and at many connections, under hypercorn's uvloop and asyncio workers."""
         connections = self.options.many_connections
         self.reset()
         for loop in LOOPS:
@@ -550,8 +570,13 @@ class Scenarios:
                 load = self.item_get("bare_get", connections=connections)
                 self.meter.measure(bare, "bare", 1, load, phase="loops", extra=extra)
             with self._shoal(1, hypercorn_toml=toml) as shoal:
-                load = self.item_get("item_get_1000c", connections=connections)
-                self.meter.measure(shoal, "shoal", 1, load, phase="loops", extra=extra)
+                # At the usual connections (what the loop costs where fairness does
+                # not matter), then at many.
+                for load in (
+                    self.item_get(),
+                    self.item_get("item_get_1000c", connections=connections),
+                ):
+                    self.meter.measure(shoal, "shoal", 1, load, phase="loops", extra=extra)
 
     # -- profiles ----------------------------------------------------------------------
 

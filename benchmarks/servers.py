@@ -8,7 +8,10 @@
 - ``shoal``: ``shoal serve`` with ``benchmarks/shoal.yaml`` (or a config
   ``derived_config`` wrote from it) and the same toml;
 - ``eve``: Eve 2.3 (``benchmarks/apps/eve_app.py``) under gunicorn, with its sync
-  workers or (``gevent=True``) its gevent workers.
+  workers or (``gevent=True``) its gevent workers;
+- ``peer``: the item GET and POST a team would write by hand instead of adopting
+  Shoal (``benchmarks/apps/peer.py``), on Starlette or on Quart, under the same
+  hypercorn settings as Shoal.
 
 Each factory returns a ``Service`` not yet started: use it as a context manager.
 """
@@ -124,6 +127,21 @@ def bare(workdir: Path, workers: int, toml: Path = HYPERCORN_TOML) -> Service:
 
 def quart(workdir: Path, workers: int) -> Service:
     return hypercorn(workdir, "quart", workers, "benchmarks.apps.minimal:app")
+
+
+#: The frameworks the hand-written peer is served with (``benchmarks/apps/peer_<name>.py``).
+PEER_FRAMEWORKS = ("starlette", "quart")
+
+
+def peer(
+    workdir: Path, workers: int, framework: str, *, mongodb_uri: str, database: str
+) -> Service:
+    """The hand-written peer on ``framework`` (one of ``PEER_FRAMEWORKS``), reading and
+    writing the run's ``items``."""
+    application = f"benchmarks.apps.peer_{framework}:app"
+    service = hypercorn(workdir, f"peer_{framework}", workers, application)
+    service.env["BENCH_PEER_MONGO_URI"] = with_database(mongodb_uri, database)
+    return service
 
 
 def eve(

@@ -160,6 +160,9 @@ def test_targets_compare_the_figures_with_their_goals() -> None:
         _result("eve", "item_get", 300, cpu_percent=cpu),  # 2.33x per CPU
         _result("eve", "post", 250, cpu_percent=cpu),  # 1.6x per CPU
         # No Eve PATCH: that comparison cannot be made.
+        _result("peer_starlette", "item_get", 800, cpu_percent=cpu),  # 0.875x per CPU
+        _result("peer_starlette", "post", 600, cpu_percent=cpu),  # 0.67x per CPU
+        _result("peer_quart", "item_get", 500, cpu_percent=cpu),  # shown, not judged
         _result("shoal", "item_get_1000c", 720, connections=1000, p50_ms=40.0, p99_ms=80.0),
         _result("shoal", "item_get", 900, workers=2, delay_ms=5.0),
         _result("eve", "item_get", 300, workers=5, delay_ms=5.0),  # 3x: met
@@ -180,6 +183,11 @@ def test_targets_compare_the_figures_with_their_goals() -> None:
     assert _status(found, per_cpu.format("item GET uncached")) == "met"
     assert _status(found, per_cpu.format("POST insert")) == "not met"
     assert _status(found, per_cpu.format("PATCH with If-Match")) == "not measured"
+    by_hand = "per app CPU-second, {}: Shoal / hand-written Starlette, 1 worker"
+    peer_get = _target(found, by_hand.format("item GET uncached"))
+    assert (peer_get.status, peer_get.figure) == ("met", "0.88x (700 vs 800 req/CPU-s)")
+    assert _status(found, by_hand.format("POST insert")) == "not met"
+    assert not any("Quart" in target.name for target in found)
     assert _status(found, "1,000 conns, 1 worker: errors") == "met"
     assert _status(found, "1,000 conns, 1 worker: p99 / p50") == "met"  # exactly 2x
     throughput = _target(found, "1,000 conns, 1 worker: throughput / at 16 conns")
@@ -440,7 +448,7 @@ def test_docs_render_figures_and_target_status(tmp_path: Path) -> None:
     }
     page = docs.render(data)
     assert (
-        "| cached item GET / bare ASGI app, 1 worker | 0.90x (900/s vs 1,000/s) | >= 0.9x | met |"
+        "| cached item GET / bare ASGI app, 1 worker | 0.90x (900/s vs 1,000/s) | >= 0.6x | met |"
         in page
     )
     assert (
@@ -1103,19 +1111,27 @@ def test_the_loops_table_compares_each_server_under_both_loops() -> None:
         _result("shoal", "item_get_1000c", 720, connections=1000, p50_ms=1300.0,
                 p99_ms=1690.0, cpu_percent={"app": 100.0}, phase="loops",
                 extra={"loop": "asyncio"}),
+        # Few connections: what the fair loop costs where fairness does not matter.
+        _result("shoal", "item_get", 1000, cpu_percent={"app": 100.0}, phase="loops",
+                extra={"loop": "uvloop"}),
+        _result("shoal", "item_get", 960, cpu_percent={"app": 100.0}, phase="loops",
+                extra={"loop": "asyncio"}),
     ]  # fmt: skip
     assert loops_rows(results)[0] == [
         "bare ASGI", "uvloop", "1,000", "4,000.0", "4,000", "200.00", "4,000.00", "20.00x",
         "0", "100/0/0/0",
     ]  # fmt: skip
-    assert [row[:2] for row in loops_rows(results)[1:]] == [
-        ["Shoal", "uvloop"], ["bare ASGI", "asyncio"], ["Shoal", "asyncio"]
+    assert [row[:3] for row in loops_rows(results)[1:]] == [
+        ["Shoal", "uvloop", "1,000"], ["bare ASGI", "asyncio", "1,000"],
+        ["Shoal", "asyncio", "1,000"], ["Shoal", "uvloop", "16"], ["Shoal", "asyncio", "16"],
     ]  # fmt: skip
     assert loops_lines(results) == [
-        "bare ASGI, asyncio / uvloop: 0.75x the requests/s, 0.75x the requests per "
-        "CPU-second; p99 / p50 1.50x against 20.00x",
-        "Shoal, asyncio / uvloop: 0.80x the requests/s, 0.80x the requests per "
-        "CPU-second; p99 / p50 1.30x against 5.00x",
+        "bare ASGI at 1,000 connections, asyncio / uvloop: 0.75x the requests/s, 0.75x the "
+        "requests per CPU-second; p99 / p50 1.50x against 20.00x",
+        "Shoal at 1,000 connections, asyncio / uvloop: 0.80x the requests/s, 0.80x the "
+        "requests per CPU-second; p99 / p50 1.30x against 5.00x",
+        "Shoal at 16 connections, asyncio / uvloop: 0.96x the requests/s, 0.96x the "
+        "requests per CPU-second; p99 / p50 4.00x against 4.00x",
     ]
     assert loops_lines(results[:2]) == []  # one loop only: nothing to compare
     page = _render(results)

@@ -56,16 +56,50 @@ STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 WORKER_CLASSES = ("uvloop", "asyncio")
 
 
+#: Connections one wake-up of the listening socket accepts at most (asyncio's
+#: own loop takes up to its backlog; this keeps one sweep short).
+ACCEPT_BATCH = 256
+
+
 class _Listener:
     """One listening socket as this worker's event loop serves it."""
 
     def __init__(self, server: asyncio.AbstractServer, factory: Any, spare: socket.socket) -> None:
         self.server = server
         self.factory = factory
-        # A duplicate of the descriptor: once the loop's server is closed, the
-        # worker still holds the socket for the last accept sweep.
+        # A duplicate of the descriptor: the worker accepts on it itself (see
+        # _UVLoop), and once the loop's server is closed it still holds the
+        # socket for the last accept sweep.
         self.spare = spare
         self.tls: dict[str, Any] = {}
+        self._opening: set[asyncio.Task[None]] = set()
+
+    def accept_queued(
+        self, loop: asyncio.AbstractEventLoop, limit: int | None = ACCEPT_BATCH
+    ) -> int:
+        """Accept up to ``limit`` connections the kernel has queued (None: all),
+        each served like one the loop accepted itself; returns how many."""
+        taken = 0
+        while limit is None or taken < limit:
+            try:
+                conn = self.spare.accept()[0]
+            except (BlockingIOError, InterruptedError):  # the queue is empty
+                break
+            except OSError as error:  # out of descriptors, aborted: the next wake-up retries
+                logger.warning("accepting a connection failed: %s", error)
+                break
+            conn.setblocking(False)
+            task = loop.create_task(self._open(loop, conn))
+            self._opening.add(task)
+            task.add_done_callback(self._opening.discard)
+            taken += 1
+        return taken
+
+    async def _open(self, loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
+        try:
+            await loop.connect_accepted_socket(self.factory, conn, **self.tls)
+        except OSError:  # the client left already
+            conn.close()
 
     async def stop_accepting(self, loop: asyncio.AbstractEventLoop) -> int:
         """Stop accepting, take what the kernel already queued, close for good.
@@ -74,19 +108,15 @@ class _Listener:
         in the kernel's queue; closing the last descriptor would reset them.
         """
         self.server.close()  # the loop stops accepting; its descriptor is closed
-        queued = []
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(self.spare.fileno())
         # No await until close(): only a connection completed in these
         # microseconds can still be queued (and reset) when the socket closes.
-        while True:
-            try:
-                queued.append(self.spare.accept()[0])
-            except OSError:  # BlockingIOError: the queue is empty
-                break
+        taken = self.accept_queued(loop, limit=None)
         self.spare.close()
-        for conn in queued:  # served like any other connection
-            conn.setblocking(False)
-            await loop.connect_accepted_socket(self.factory, conn, **self.tls)
-        return len(queued)
+        if self._opening:  # served like any other connection
+            await asyncio.wait(set(self._opening))
+        return taken
 
 
 class _RecordsServers(asyncio.AbstractEventLoop):
@@ -104,6 +134,8 @@ class _RecordsServers(asyncio.AbstractEventLoop):
 
     listeners: list[_Listener]
     connections: Connections | None = None
+    #: Whether the worker accepts on its copy of each listening socket itself.
+    accepts_queued = False
 
     async def create_server(  # type: ignore[override]
         self, protocol_factory: Any, *args: Any, **kwargs: Any
@@ -124,11 +156,24 @@ class _RecordsServers(asyncio.AbstractEventLoop):
             if not hasattr(self, "listeners"):
                 self.listeners = []
             self.listeners.append(listener)
+            if self.accepts_queued:
+                self.add_reader(spare.fileno(), listener.accept_queued, self)
         return server
 
 
 class _UVLoop(_RecordsServers, uvloop.Loop):  # type: ignore[misc]
-    pass
+    """uvloop, with every queued connection accepted at each wake-up.
+
+    libuv accepts one connection per turn of its loop and waits for the
+    listening socket's next readiness event for the next one. Under load a turn
+    takes tens of milliseconds, so a burst of new connections waits seconds in
+    the kernel's queue while the connections already accepted are served: the
+    unfair tail of decision 0027. The worker watches its own copy of the
+    socket and accepts until the queue is empty (at most ``ACCEPT_BATCH`` a
+    wake-up), as asyncio's loop does; libuv's server mostly finds it empty.
+    """
+
+    accepts_queued = True
 
 
 class _AsyncioLoop(_RecordsServers, asyncio.SelectorEventLoop):  # type: ignore[misc]
