@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
 from bson.errors import InvalidDocument
@@ -151,3 +151,12 @@ def duplicate_message(error: PyMongoError, details: Document | None = None) -> s
         fields = ", ".join(sorted(key))
         return f"a document with the same value of {fields} already exists"
     return "a document with the same unique value already exists"
+
+
+def refused_write(failure: Mapping[str, Any]) -> ApiError:
+    """A bulk write's refusal that is not the client's to fix: a 500 naming the
+    code only (MongoDB's message quotes the document, which must not be logged)."""
+    code = failure.get("code")
+    logger.error("MongoDB refused part of a write: code %s", code)
+    MONGODB_ERRORS.labels("failed").inc()
+    return ApiError(f"MongoDB refused part of the write (code {code})", status=500)

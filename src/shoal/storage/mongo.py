@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pymongo
+from bson import decode, encode
 from pymongo import AsyncMongoClient, IndexModel, ReplaceOne, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
@@ -23,10 +24,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ExecutionTimeout, OperationFailure
 
 from ..config import MongoDBSettings
-from ..errors import ApiError, BadRequest, Conflict, ServiceUnavailable
-from ..metrics import MONGODB_ERRORS
+from ..errors import BadRequest, Conflict, ServiceUnavailable
 from .changes import UNSUPPORTED_CODES, ChangeStream, ChangeStreamsUnsupported
-from .errors import SERVER_FAULT_CODES, duplicate_message, translate_errors, within
+from .errors import (
+    SERVER_FAULT_CODES,
+    duplicate_message,
+    refused_write,
+    translate_errors,
+    within,
+)
 from .indexes import create_indexes
 from .monitoring import CommandTimer
 from .transactions import in_transaction, probe_transactions
@@ -37,6 +43,7 @@ if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
 logger = logging.getLogger("shoal.storage")
 
 Document = dict[str, Any]
+Collection = AsyncCollection[Document]
 T = TypeVar("T")
 #: A transaction's session, or None where MongoDB has no transactions.
 Session = AsyncClientSession | None
@@ -282,11 +289,18 @@ class Storage:
                 raise Conflict(message) from error
             return
         if len(documents) == 1:
-            await self.run(lambda: target.insert_one(documents[0]), client_query=client_query)
+            try:
+                await self.run(lambda: target.insert_one(documents[0]), client_query=client_query)
+            except Conflict:
+                if not await self._stored_as_sent(target, documents):
+                    raise
             return
         try:
             await self.run(lambda: target.insert_many(documents, ordered=True))
         except BulkWriteError as error:
+            duplicate = (error.details.get("writeErrors") or [{}])[0].get("code") == 11000
+            if duplicate and await self._stored_as_sent(target, documents):
+                return
             inserted = [document["_id"] for document in documents[: error.details["nInserted"]]]
             if inserted:
                 await self.run(lambda: target.delete_many({"_id": {"$in": inserted}}))
@@ -302,7 +316,23 @@ class Storage:
                     f"item {first.get('index', 0)}: MongoDB refused the document: "
                     f"{first.get('errmsg', 'no reason given')}; nothing was inserted"
                 ) from error
-            raise _refused_write(first) from None
+            raise refused_write(first) from None
+
+    async def _stored(self, target: Collection, ids: list[Any]) -> dict[Any, Document]:
+        """The stored documents among ``ids``, by ``_id``."""
+        found = await self.run(lambda: target.find({"_id": {"$in": ids}}).to_list(None))
+        return {document["_id"]: document for document in found}
+
+    async def _stored_as_sent(self, target: Collection, documents: list[Document]) -> bool:
+        """Whether every document is stored exactly as this insert sent it: then
+        a duplicate key is the insert meeting itself (the link failed after the
+        write, PyMongo retried). MongoDB answers a retried write as its first
+        try; an engine without retryable writes (DocumentDB) does not."""
+        found = await self._stored(target, [document["_id"] for document in documents])
+        return all(
+            found.get(document["_id"]) == decode(encode(document), target.codec_options)
+            for document in documents
+        )
 
     async def insert_once(self, collection: str, documents: list[Document]) -> dict[Any, Document]:
         """Insert the documents whose ``_id`` is new; the stored documents whose
@@ -323,10 +353,7 @@ class Storage:
         inserted = [document["_id"] for n, document in enumerate(documents) if n not in failed]
         taken = [documents[n]["_id"] for n in sorted(failed)]
 
-        async def stored() -> list[Document]:
-            return await target.find({"_id": {"$in": taken}}).to_list(None)
-
-        existing = {document["_id"]: document for document in await self.run(stored)}
+        existing = await self._stored(target, taken)
         others = [f for f in failures if documents[int(f["index"])]["_id"] not in existing]
         if not others:
             return existing
@@ -336,7 +363,7 @@ class Storage:
         if first.get("code") == 11000:
             message = duplicate_message(BulkWriteError(details), first)
             raise Conflict(f"item {first.get('index', 0)}: {message}; nothing was inserted")
-        raise _refused_write(first)
+        raise refused_write(first)
 
     async def replace_if(
         self,
@@ -382,7 +409,7 @@ class Storage:
             first = result["writeErrors"][0]
             if first.get("code") == 11000:
                 raise Conflict(duplicate_message(BulkWriteError(result), first))
-            raise _refused_write(first)
+            raise refused_write(first)
         return int(result.get("nModified", 0))
 
     async def update_one(self, collection: str, filter: Document, update: Document) -> bool:
@@ -571,12 +598,3 @@ async def open_storage(settings: MongoDBSettings) -> AsyncIterator[Storage]:
         yield storage
     finally:
         await storage.close()
-
-
-def _refused_write(failure: Mapping[str, Any]) -> ApiError:
-    """A bulk write's refusal that is not the client's to fix: a 500 naming the
-    code only (MongoDB's message quotes the document, which must not be logged)."""
-    code = failure.get("code")
-    logger.error("MongoDB refused part of a write: code %s", code)
-    MONGODB_ERRORS.labels("failed").inc()
-    return ApiError(f"MongoDB refused part of the write (code {code})", status=500)
