@@ -1,7 +1,9 @@
 """An insert that meets itself: the link fails after the server wrote the
 documents, the driver sends the insert again, and an engine without retryable
-writes answers a duplicate key. Shoal answers it as done when every document is
-stored exactly as it was sent, and as a conflict otherwise."""
+writes answers a duplicate key. When the caller made every id at random just
+before (``new_ids``), Shoal answers it as done if every document is stored
+exactly as it was sent, and as a conflict otherwise; a client's own ids are
+always a conflict."""
 
 from __future__ import annotations
 
@@ -41,9 +43,20 @@ async def test_an_insert_sent_again_after_it_was_written_is_done(
     storage: Storage, count: int
 ) -> None:
     books = [_book(f"Dune {n}") for n in range(count)]
-    await storage.insert_many("books", [dict(book) for book in books])
+    await storage.insert_many("books", [dict(book) for book in books], new_ids=True)
     # The retry: the same documents, the same ids.
+    await storage.insert_many("books", [dict(book) for book in books], new_ids=True)
+    assert await storage.count("books", {}, exact=True) == count
+
+
+@pytest.mark.parametrize("count", [1, 3])
+async def test_the_same_document_under_a_clients_id_is_a_conflict(
+    storage: Storage, count: int
+) -> None:
+    books = [_book(f"Dune {n}") for n in range(count)]
     await storage.insert_many("books", [dict(book) for book in books])
+    with pytest.raises(Conflict):
+        await storage.insert_many("books", [dict(book) for book in books])
     assert await storage.count("books", {}, exact=True) == count
 
 
@@ -54,7 +67,7 @@ async def test_another_document_with_a_taken_id_is_a_conflict(storage: Storage, 
     changed = [dict(book) for book in books]
     changed[-1]["title"] = "Not Dune"
     with pytest.raises(Conflict):
-        await storage.insert_many("books", changed)
+        await storage.insert_many("books", changed, new_ids=True)
     stored = await storage.find_one("books", {"_id": books[-1]["_id"]})
     assert stored is not None
     assert stored["title"] == books[-1]["title"]

@@ -260,10 +260,12 @@ class ResourceService:
         failures = [problems for problems in issues if problems]
         if failures:
             raise UnprocessableEntity(_bulk_message(len(failures)), issues=issues)
+        made = 0  # ids made here at random (no key): a duplicate is only a retry
         for index, document in enumerate(documents):
             if "_id" not in document:
                 seed = key.digest(index) if key is not None else None
                 document["_id"] = self.resource.mongo_ids.generate(seed)
+                made += seed is None
         await self.hooks.fire("on_insert", self.resource.name, documents)
         for document in documents:
             self.resource.fields.to_native(document)  # what a hook added, too
@@ -282,7 +284,8 @@ class ResourceService:
             # transaction: done again, it is a 409, and nothing is written twice.
             await self.writer.atomically(insert)
         else:
-            await self.storage.insert_many(self.collection, documents)
+            new_ids = made == len(documents)
+            await self.storage.insert_many(self.collection, documents, new_ids=new_ids)
         await self.notify_written()
         await self.hooks.fire("on_inserted", self.resource.name, documents)
         return _masked(documents, access)

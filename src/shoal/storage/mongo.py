@@ -26,13 +26,7 @@ from pymongo.errors import BulkWriteError, ExecutionTimeout, OperationFailure
 from ..config import MongoDBSettings
 from ..errors import BadRequest, Conflict, ServiceUnavailable
 from .changes import UNSUPPORTED_CODES, ChangeStream, ChangeStreamsUnsupported
-from .errors import (
-    SERVER_FAULT_CODES,
-    duplicate_message,
-    refused_write,
-    translate_errors,
-    within,
-)
+from .errors import SERVER_FAULT_CODES, duplicate_message, refused_write, translate_errors, within
 from .indexes import create_indexes
 from .monitoring import CommandTimer
 from .transactions import in_transaction, probe_transactions
@@ -270,11 +264,14 @@ class Storage:
         database: str | None = None,
         client_query: bool = False,
         session: Session = None,
+        new_ids: bool = False,
     ) -> None:
         """Insert all documents or none: on a duplicate key, undo the ones inserted
         (inside a transaction, the transaction undoes them). Documents without an
         ``_id`` get one (PyMongo sets it in place). With ``client_query``, a
-        document MongoDB refuses is the client's: a 400."""
+        document MongoDB refuses is the client's: a 400. With ``new_ids`` (every
+        ``_id`` was just made at random by the caller), a duplicate key while all
+        the documents are stored as sent is this insert, retried: done."""
         target = self.collection(collection, database)
         if session is not None:
             try:
@@ -292,14 +289,14 @@ class Storage:
             try:
                 await self.run(lambda: target.insert_one(documents[0]), client_query=client_query)
             except Conflict:
-                if not await self._stored_as_sent(target, documents):
+                if not new_ids or not await self._stored_as_sent(target, documents):
                     raise
             return
         try:
             await self.run(lambda: target.insert_many(documents, ordered=True))
         except BulkWriteError as error:
             duplicate = (error.details.get("writeErrors") or [{}])[0].get("code") == 11000
-            if duplicate and await self._stored_as_sent(target, documents):
+            if duplicate and new_ids and await self._stored_as_sent(target, documents):
                 return
             inserted = [document["_id"] for document in documents[: error.details["nInserted"]]]
             if inserted:
@@ -324,10 +321,8 @@ class Storage:
         return {document["_id"]: document for document in found}
 
     async def _stored_as_sent(self, target: Collection, documents: list[Document]) -> bool:
-        """Whether every document is stored exactly as this insert sent it: then
-        a duplicate key is the insert meeting itself (the link failed after the
-        write, PyMongo retried). MongoDB answers a retried write as its first
-        try; an engine without retryable writes (DocumentDB) does not."""
+        """Whether every document is stored exactly as sent (MongoDB answers a
+        retried insert as its first try; DocumentDB has no retryable writes)."""
         found = await self._stored(target, [document["_id"] for document in documents])
         return all(
             found.get(document["_id"]) == decode(encode(document), target.codec_options)
