@@ -58,6 +58,8 @@ class Load:
     #: Called after the warm-up, right before the measured run.
     before: Callable[[], object] | None = None
     note: str = ""
+    #: Header lines every request carries ("Name: value").
+    headers: tuple[str, ...] = ()
 
 
 def children_cpu() -> float:
@@ -136,6 +138,7 @@ class Meter:
                 script=load.script,
                 script_args=load.script_args(),
                 timeout=self.options.timeout,
+                headers=load.headers,
             )
         )
 

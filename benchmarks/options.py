@@ -57,7 +57,7 @@ class Options:
     write_docs: bool = True
     #: Round trips (ms) the delay proxy adds between the servers and the database,
     #: one phase each; the connections wrk opens in those phases.
-    delays: list[float] = field(default_factory=lambda: [1.0, 5.0])
+    delays: list[float] = field(default_factory=lambda: [1.0, 5.0, 20.0])
     distance_connections: int = 64
     #: Shoal and Eve's gevent workers per core in those phases (Eve's sync workers:
     #: 2 x cores + 1, gunicorn's advice).

@@ -13,6 +13,7 @@ from typing import Any
 #: Scenario keys, in the order they are reported, with their labels.
 SCENARIOS: dict[str, str] = {
     "item_get": "item GET uncached",
+    "item_get_bearer": "item GET uncached, bearer token",
     "item_get_cached": "item GET cached",
     "list_get": "list GET (25 items)",
     "post": "POST insert",

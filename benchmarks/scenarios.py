@@ -2,9 +2,9 @@
 
 For each worker count: a bare ASGI app (the server alone) and the Quart minimal
 app (the framework's ceiling) under the same hypercorn settings, then Shoal
-(item GET uncached and cached, list GET, item GET at many connections, POST,
-PATCH), then the hand-written peer on Starlette and on Quart (item GET and POST),
-then Eve under gunicorn on the same data. Once: the driver's ceiling.
+(item GET uncached, by a signed-in caller too, and cached, list GET, item GET at
+many connections, POST, PATCH), then the hand-written peer on Starlette and on
+Quart (item GET and POST), then Eve under gunicorn on the same data. Once: the driver's ceiling.
 Then, for each added delay, the database at that network distance: item GET,
 POST and PATCH at ``distance_connections`` against Shoal (a worker per core),
 Eve on gunicorn's sync workers (2 x cores + 1) and Eve on its gevent workers
@@ -92,6 +92,7 @@ class Scenarios:
         connections: int | None = None,
         note: str = "",
         before: Callable[[], object] | None = None,
+        headers: tuple[str, ...] = (),
     ) -> Load:
         """GET one item per request, each wrk thread cycling through its share of ids."""
         args = self._get_args(prefix)
@@ -102,6 +103,7 @@ class Scenarios:
             connections=connections,
             before=before,
             note=note,
+            headers=headers,
         )
 
     def many_connections(self) -> Load:
@@ -268,6 +270,10 @@ class Scenarios:
         with self._shoal(workers) as shoal:
             self.reset()
             measure(shoal, "shoal", workers, self.item_get())
+            # The same reads by a signed-in caller: the token checked, and its
+            # user's revocation mark read from Redis, on every request.
+            bearer = f"Authorization: Bearer {servers.bearer_token(shoal)}"
+            measure(shoal, "shoal", workers, self.item_get("item_get_bearer", headers=(bearer,)))
             cached = self.item_get(
                 "item_get_cached",
                 "/items_cached/",

@@ -22,7 +22,9 @@ import json
 import os
 import re
 import secrets
+import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,33 @@ def derived_toml(workdir: Path, name: str, **settings: str | int) -> Path:
     return path
 
 
+def shoal_command() -> list[str]:
+    """How to run the ``shoal`` CLI of this environment."""
+    beside = Path(sys.executable).with_name("shoal")
+    return [str(beside)] if beside.is_file() else [sys.executable, "-m", "shoal.cli"]
+
+
+def bearer_token(service: Service, config: Path = CONFIG) -> str:
+    """An access token of a user made for the run (``shoal users create`` on the
+    service's database), signed in over HTTP on ``service``."""
+    username, password = f"bench-{secrets.token_hex(4)}", secrets.token_urlsafe(18)
+    subprocess.run(
+        [*shoal_command(), "users", "create", username, "--role", "editor",
+         "--password-stdin", "--config", str(config)],
+        input=password + "\n", text=True, env=service.env, cwd=ROOT, check=True,
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    request = urllib.request.Request(  # noqa: S310 - the loopback URL the harness started
+        f"{service.url}/auth/login",
+        data=json.dumps({"username": username, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        token: str = json.loads(response.read())["access_token"]
+    return token
+
+
 def shoal(
     workdir: Path,
     workers: int,
@@ -83,11 +112,9 @@ def shoal(
     """``shoal serve`` (``secret_key``: the one it signs with; a random one by default;
     ``hypercorn_toml``: its hypercorn settings, the repository's by default)."""
     port = free_port()
-    beside = Path(sys.executable).with_name("shoal")
-    command = [str(beside)] if beside.is_file() else [sys.executable, "-m", "shoal.cli"]
     return Service(
         f"shoal-w{workers}",
-        [*command, "serve", "--config", str(config), "--bind", f"127.0.0.1:{port}",
+        [*shoal_command(), "serve", "--config", str(config), "--bind", f"127.0.0.1:{port}",
          "--workers", str(workers)],
         workdir=workdir,
         port=port,

@@ -5,6 +5,8 @@
 - Per second of the app's own CPU: Shoal at least 2x Eve on the uncached item
   GET, POST and PATCH, and at least 0.8x the hand-written Starlette app on the
   item GET and POST (the database on loopback, the same worker count).
+- Per second of the app's own CPU: an item GET by a signed-in caller (a bearer
+  token) at least 0.9x the anonymous one.
 - 1,000 connections: zero errors, p99 at most 2x p50, and throughput at least
   0.9x that at 16 connections.
 - Peak RSS at most 80 MB per Shoal worker.
@@ -30,6 +32,7 @@ PER_CPU_SCENARIOS = ("item_get", "post", "patch")
 VS_EVE_PER_CPU = 2.0
 PEER_SCENARIOS = ("item_get", "post")
 VS_PEER_PER_CPU = 0.8
+BEARER_VS_ANONYMOUS = 0.9
 MANY_P99_OVER_P50 = 2.0
 MANY_VS_FEW = 0.9
 RSS_PER_WORKER_MB = 80.0
@@ -91,20 +94,23 @@ def distance_targets(results: Sequence[Result]) -> list[Target]:
     return found
 
 
+def _per_cpu_ratio(name: str, mine: Result | None, theirs: Result | None, goal: float) -> Target:
+    """``mine`` against ``theirs``, per second of the app's own CPU."""
+    detail = ""
+    if mine is not None and theirs is not None and mine.per_app_cpu_s and theirs.per_app_cpu_s:
+        detail = f"{mine.per_app_cpu_s:,.0f} vs {theirs.per_app_cpu_s:,.0f} req/CPU-s"
+    return _at_least(name, ratio_per_cpu(mine, theirs), goal, detail)
+
+
 def _per_cpu(
     results: Sequence[Result], workers: int, scenario: str, other: str, goal: float
 ) -> Target:
     """Shoal against ``other`` in ``scenario``, per second of the app's own CPU."""
-    shoal = find(results, "shoal", scenario, workers)
-    theirs = find(results, other, scenario, workers)
-    detail = ""
-    if shoal is not None and theirs is not None and shoal.per_app_cpu_s and theirs.per_app_cpu_s:
-        detail = f"{shoal.per_app_cpu_s:,.0f} vs {theirs.per_app_cpu_s:,.0f} req/CPU-s"
-    return _at_least(
+    return _per_cpu_ratio(
         f"per app CPU-second, {SCENARIOS[scenario]}: Shoal / {SERVERS[other]}, {_workers(workers)}",
-        ratio_per_cpu(shoal, theirs),
+        find(results, "shoal", scenario, workers),
+        find(results, other, scenario, workers),
         goal,
-        detail,
     )
 
 
@@ -120,6 +126,16 @@ def per_cpu_targets(results: Sequence[Result], workers: int) -> list[Target]:
         for scenario in PEER_SCENARIOS
     ]
     return against_eve + against_peer
+
+
+def bearer_target(results: Sequence[Result], workers: int) -> Target:
+    """The item GET by a signed-in caller against the anonymous one, per CPU-second."""
+    return _per_cpu_ratio(
+        f"per app CPU-second, item GET: bearer token / anonymous, {_workers(workers)}",
+        find(results, "shoal", "item_get_bearer", workers),
+        find(results, "shoal", "item_get", workers),
+        BEARER_VS_ANONYMOUS,
+    )
 
 
 def many_connections_targets(results: Sequence[Result], workers: int) -> list[Target]:
@@ -195,6 +211,7 @@ def targets(results: Sequence[Result]) -> list[Target]:
     found = distance_targets(results)
     for workers in counts:
         found += per_cpu_targets(loopback, workers)
+        found.append(bearer_target(loopback, workers))
     for workers in counts:
         found += many_connections_targets(loopback, workers)
     found += [rss_target(results, workers) for workers in every_count]

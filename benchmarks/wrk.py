@@ -100,6 +100,7 @@ def wrk_command(
     script: str | None = None,
     script_args: tuple[str, ...] = (),
     timeout: float = 2.0,
+    headers: tuple[str, ...] = (),
 ) -> list[str]:
     command = [
         wrk_binary(),
@@ -109,6 +110,7 @@ def wrk_command(
         f"--timeout={timeout:g}s",
         "--latency",
     ]
+    command += [f"--header={header}" for header in headers]
     if script is not None:
         command.append(f"--script={LUA_DIR / script}")
     command.append(url)

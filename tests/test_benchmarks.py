@@ -163,6 +163,7 @@ def test_targets_compare_the_figures_with_their_goals() -> None:
         _result("peer_starlette", "item_get", 800, cpu_percent=cpu),  # 0.875x per CPU
         _result("peer_starlette", "post", 600, cpu_percent=cpu),  # 0.67x per CPU
         _result("peer_quart", "item_get", 500, cpu_percent=cpu),  # shown, not judged
+        _result("shoal", "item_get_bearer", 600, cpu_percent=cpu),  # 0.86x the anonymous
         _result("shoal", "item_get_1000c", 720, connections=1000, p50_ms=40.0, p99_ms=80.0),
         _result("shoal", "item_get", 900, workers=2, delay_ms=5.0),
         _result("eve", "item_get", 300, workers=5, delay_ms=5.0),  # 3x: met
@@ -188,6 +189,8 @@ def test_targets_compare_the_figures_with_their_goals() -> None:
     assert (peer_get.status, peer_get.figure) == ("met", "0.88x (700 vs 800 req/CPU-s)")
     assert _status(found, by_hand.format("POST insert")) == "not met"
     assert not any("Quart" in target.name for target in found)
+    bearer = _target(found, "per app CPU-second, item GET: bearer token / anonymous, 1 worker")
+    assert (bearer.status, bearer.figure) == ("not met", "0.86x (600 vs 700 req/CPU-s)")
     assert _status(found, "1,000 conns, 1 worker: errors") == "met"
     assert _status(found, "1,000 conns, 1 worker: p99 / p50") == "met"  # exactly 2x
     throughput = _target(found, "1,000 conns, 1 worker: throughput / at 16 conns")
