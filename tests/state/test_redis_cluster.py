@@ -48,12 +48,18 @@ from tests.utils.settings import example_resources, write_config
 LIMITS = {"read": "1000/minute", "write": "1000/minute"}
 
 
-def _cluster_settings(factory: SettingsFactory, url: str, **overrides: Any) -> Settings:
+def _cluster_settings(
+    factory: SettingsFactory, url: str, *, socket_timeout: float = 2.0, **overrides: Any
+) -> Settings:
+    """Settings on the cluster at ``url``. A healthy cluster's tests keep the
+    default deadline: a new client's first call (the slots, then the rate-limit
+    script loaded) can take longer than half a second on a busy machine, and a
+    call past its deadline lets the request through uncounted."""
     resources = example_resources()
     resources["books"]["cache_ttl"] = 300
     options: dict[str, Any] = {
         "resources": resources,
-        "redis": {"url": url, "socket_timeout": 0.5},
+        "redis": {"url": url, "socket_timeout": socket_timeout},
     }
     return factory(**{**options, **overrides})
 
@@ -287,7 +293,11 @@ def own_cluster(tmp_path: Path) -> Iterator[RestartableCluster]:
 async def test_a_master_killed_mid_traffic_never_gives_500_and_shoal_recovers(
     settings_factory: SettingsFactory, own_cluster: RestartableCluster
 ) -> None:
-    settings = _cluster_settings(settings_factory, own_cluster.url, rate_limits=LIMITS)
+    # A short deadline: a call to the dead master fails fast, so the outage
+    # shows in many rounds.
+    settings = _cluster_settings(
+        settings_factory, own_cluster.url, socket_timeout=0.5, rate_limits=LIMITS
+    )
     async with _instances(settings) as pair:
         call, (a, b), (writer, _) = pair.call, pair.readers, pair.writers
         created = await (await call(writer.post("/books", json={"title": "Before"}))).get_json()
