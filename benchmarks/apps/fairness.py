@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .bare import BODY, HEADERS
+from .bare import app as bare
 
 Message = dict[str, Any]
 
@@ -28,13 +29,7 @@ async def app(
     send: Callable[[Message], Awaitable[None]],
 ) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await bare(scope, receive, send)
     elif scope["type"] == "http" and scope["path"] == REPORT_PATH:
         report = json.dumps({"counts": counts, "first_seen": first_seen}).encode()
         counts.clear()
