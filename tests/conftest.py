@@ -81,6 +81,26 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[ENGINES_KEY] = selected_engines(config.getoption("--engines"), os.environ)
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
+    config.pluginmanager.register(EngineOrder(), "shoal-engine-order")
+
+
+class EngineOrder:
+    """Runs the tests that touch no database first, then each engine's tests in
+    the order the engines were selected: an engine that ``scripts/test`` is
+    still building in the background gets the most time to finish. Within each
+    group the order is pytest's own (its fixture grouping is kept)."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        engines: list[str] = config.stash[ENGINES_KEY]
+
+        def rank(item: pytest.Item) -> int:
+            engine = _engine_of(item)
+            return 0 if engine is None else 1 + engines.index(engine)
+
+        items.sort(key=rank)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
