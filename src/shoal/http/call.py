@@ -20,7 +20,7 @@ policies and views, on a ``Call`` and a ``Reply``:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import parse_qsl
@@ -208,6 +208,25 @@ class Call:
                 break
         self._body = b"".join(chunks)
         return self._body
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, a piece at a time, never held whole (a
+        multipart upload's; its reader bounds its size). On the lean path the
+        body deadline paces it (``deadlines.BodyDeadline``)."""
+        if self.quart is not None:
+            async for data in self.quart.body:
+                yield data
+            return
+        assert self._receive is not None
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
 
 
 class ClientGone(Exception):

@@ -93,6 +93,10 @@ def render_item(resource: Resource, document: Document, base: str | None = None)
     related = _related(resource, document)
     if related:
         rendered["_links"]["related"] = related
+    for name in resource.media:
+        if rendered.get(name) is not None:  # a file: its URL (resources/media.py)
+            href = rendered["_links"]["self"]["href"]
+            rendered[name] = f"/{href.lstrip('/')}/{quote(name, safe='')}"
     return rendered
 
 
