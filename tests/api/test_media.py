@@ -9,8 +9,10 @@ write or a refusal.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
+from pathlib import Path
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -19,11 +21,14 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from shoal.app import create_app
-from shoal.config import ConfigError
+from shoal.cli.main import main
+from shoal.config import ConfigError, get_settings
+from shoal.resources.media import Media
 from shoal.storage import get_storage
 from tests.conftest import SettingsFactory
 from tests.utils.auth import bearer, client_with, token_for
 from tests.utils.http import if_match
+from tests.utils.settings import write_config
 
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(600_000)
 JPEG = b"\xff\xd8\xff\xe0" + os.urandom(5_000)
@@ -404,3 +409,52 @@ def test_config_refuses_bad_media_declarations(settings_factory: SettingsFactory
     for resources, message in cases:
         with pytest.raises(ConfigError, match=message):
             settings_factory(resources=resources)
+
+
+async def test_gc_removes_the_orphan_a_crash_leaves(
+    app: Quart,
+    editor: Client,
+    monkeypatch: pytest.MonkeyPatch,
+    mongodb_uri: str,
+    tmp_path: Path,
+) -> None:
+    """A crash between a replacing write and the old file's removal leaves the
+    old file held by no document; `shoal media gc` removes it, and only it."""
+    created = await upload(
+        editor, "photos", fields={"title": "v1"}, files={"image": ("1.png", "image/png", PNG)}
+    )
+    (old,) = await file_ids(app)
+
+    async def crash(self: Media, before: Any, after: Any) -> None:
+        raise ConnectionError("the worker died here")
+
+    monkeypatch.setattr(Media, "replaced", crash)
+    crashed = await editor.patch(
+        f"/photos/{created['_id']}",
+        **sent(form(files={"image": ("2.jpg", "image/jpeg", JPEG)}), **if_match(created["_etag"])),
+    )
+    assert crashed.status_code == 500
+    monkeypatch.undo()
+    # The document names the new file; the old one is an orphan, never the reverse.
+    image = await app.test_client().get(f"/photos/{created['_id']}/image")
+    assert await image.get_data() == JPEG
+    assert len(await file_ids(app)) == 2
+
+    database = get_settings(app).mongodb.database
+    config = write_config(
+        tmp_path, mongodb={"uri": mongodb_uri, "database": database}, resources=RESOURCES
+    )
+
+    async def gc(*args: str) -> int:
+        # The command runs its own event loop: in a thread, as from a shell.
+        return await asyncio.to_thread(main, ["media", "gc", *args, "--config", str(config)])
+
+    assert await gc("--grace", "3600") == 0
+    assert len(await file_ids(app)) == 2  # younger than the grace period: spared
+    assert await gc("--grace", "0", "--dry-run") == 0
+    assert len(await file_ids(app)) == 2
+    assert await gc("--grace", "0") == 0
+    assert old not in await file_ids(app)
+    assert len(await file_ids(app)) == 1
+    image = await app.test_client().get(f"/photos/{created['_id']}/image")
+    assert await image.get_data() == JPEG

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -31,6 +32,7 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 
 from ..config import MediaField
 from ..errors import BadRequest, PayloadTooLarge, UnprocessableEntity, UnsupportedMediaType
+from ..storage import Storage
 from ..storage.files import Files, Upload
 from .model import Resource
 
@@ -39,6 +41,8 @@ Document = dict[str, Any]
 FORM_DATA = "multipart/form-data"
 #: The bytes a file's signature is read from.
 HEAD_BYTES = 16
+#: Seconds ``orphans`` may take to read one collection's file ids.
+SCAN_SECONDS = 3600.0
 #: The multipart decoder is fed at most this many bytes at a time.
 SLICE_BYTES = 16 * 1024
 #: The most a part's headers may take.
@@ -323,3 +327,33 @@ def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"the multipart body is larger than {limit} bytes (media.max_body_bytes)"
     )
+
+
+async def orphans(
+    storage: Storage, resources: Iterable[Resource], before: datetime
+) -> tuple[list[ObjectId], int]:
+    """The files uploaded before ``before`` that no document of ``resources``
+    names (a crash between a write and the removal of the file it replaced,
+    or an upload whose write never came), and how many files were looked at.
+    Files younger than that may belong to a write still under way."""
+    files = Files(storage)
+    candidates = await files.older_than(before)
+    if not candidates:
+        return [], 0
+    held: set[ObjectId] = set()
+    for resource in resources:
+        if not resource.media:
+            continue
+        collection = storage.collection(resource.collection)
+        projection = dict.fromkeys(resource.media, 1)
+
+        async def names(collection: Any = collection, projection: Any = projection) -> None:
+            async for document in collection.find({}, projection):
+                held.update(
+                    value
+                    for name in projection
+                    if isinstance(value := document.get(name), ObjectId)
+                )
+
+        await files.run(names(), timeout=SCAN_SECONDS)
+    return [file_id for file_id in candidates if file_id not in held], len(candidates)

@@ -121,11 +121,12 @@ class Files:
     def bucket(self) -> AsyncGridFSBucket:
         return AsyncGridFSBucket(self.storage.database, BUCKET, chunk_size_bytes=CHUNK_BYTES)
 
-    async def run(self, awaitable: Any) -> Any:
-        """Await one GridFS operation within the storage's deadline, its
-        errors as API errors (503 when MongoDB cannot be reached)."""
+    async def run(self, awaitable: Any, timeout: float | None = None) -> Any:
+        """Await one GridFS operation within ``timeout`` seconds (the
+        storage's deadline by default), its errors as API errors (503 when
+        MongoDB cannot be reached)."""
         with translate_errors():
-            return await within(self.storage.deadline(), awaitable)
+            return await within(timeout or self.storage.deadline(), awaitable)
 
     def upload(self, filename: str, metadata: Document) -> Upload:
         stream = self.bucket.open_upload_stream(filename, metadata=metadata)
