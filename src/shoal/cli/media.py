@@ -23,6 +23,7 @@ from ..storage import open_storage
 from ..storage.embedded import EmbeddedStoreError, mongodb_for_command
 from ..storage.files import Files
 
+
 class MediaError(Exception):
     """The command cannot run; ``status`` is its exit status."""
 
