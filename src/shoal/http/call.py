@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl
 
 from quart import Response, g, request
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_cookie
 
 from ..errors import PayloadTooLarge
@@ -214,8 +215,13 @@ class Call:
         multipart upload's; its reader bounds its size). On the lean path the
         body deadline paces it (``deadlines.BodyDeadline``)."""
         if self.quart is not None:
-            async for data in self.quart.body:
-                yield data
+            # Quart bounds the body by its MAX_CONTENT_LENGTH (max_body_bytes).
+            try:
+                async for data in self.quart.body:
+                    yield data
+            except RequestEntityTooLarge:
+                limit = self.quart.max_content_length
+                raise _too_large(limit if limit is not None else 0) from None
             return
         assert self._receive is not None
         while True:

@@ -16,8 +16,9 @@ from typing import Any
 
 from bson import ObjectId
 from gridfs import AsyncGridFSBucket
+from gridfs.asynchronous import grid_file
 from gridfs.asynchronous.grid_file import AsyncGridIn, AsyncGridOut
-from gridfs.errors import NoFile
+from gridfs.errors import CorruptGridFile, NoFile
 from pymongo.errors import PyMongoError
 
 from .errors import translate_errors, within
@@ -29,6 +30,18 @@ BUCKET = "fs"
 CHUNK_BYTES = 255 * 1024
 
 Document = dict[str, Any]
+#: Chunks a download's cursor asks for at a time (about a megabyte).
+READ_BATCH_CHUNKS = 4
+#: Bytes of chunks an upload gathers before it inserts them.
+UPLOAD_BUFFER_BYTES = 4 * CHUNK_BYTES
+
+# PyMongo's GridIn gathers up to 32 MB of an upload's chunks before it inserts
+# them (a module constant of PyMongo 4.x, read at each flush): a worker would
+# hold that much of every upload, and as much again encoding it. Four chunks
+# at a time instead. (No public option sets it; should a PyMongo release drop
+# the name, this does nothing, and benchmarks/media.py shows the cost.)
+if hasattr(grid_file, "_UPLOAD_BUFFER_SIZE"):
+    grid_file._UPLOAD_BUFFER_SIZE = UPLOAD_BUFFER_BYTES
 
 
 @dataclass(frozen=True)
@@ -99,16 +112,33 @@ class Download:
         await self._stream.close()
 
     async def chunks(self, start: int, end: int) -> AsyncIterator[bytes]:
-        """The bytes from ``start`` up to ``end`` (exclusive), a chunk at a time."""
-        await self._stream.seek(start)
+        """The bytes from ``start`` up to ``end`` (exclusive), a chunk at a time.
+
+        Read here rather than through ``AsyncGridOut``, whose cursor takes
+        the driver's default batches (101 chunks, about 25 MB, at first): this
+        one asks for ``READ_BATCH_CHUNKS`` at a time, so a worker holds about
+        a megabyte of a download, whatever the file's size."""
+        size = self._stream.chunk_size
+        number = start // size
+        filter: Document = {"files_id": {"$eq": self.file.id}}
+        if number > 0:
+            filter["n"] = {"$gte": number}
+        cursor = self._files.storage.collection(f"{BUCKET}.chunks").find(
+            filter, sort=[("n", 1)], batch_size=READ_BATCH_CHUNKS
+        )
+        offset = start - number * size  # into the first chunk
         left = end - start
-        while left > 0:
-            data: bytes = await self._files.run(self._stream.readchunk())
-            if not data:
-                return
-            data = data[:left]
-            left -= len(data)
-            yield data
+        try:
+            while left > 0:
+                chunk = await self._files.run(anext(cursor, None))
+                if chunk is None or chunk.get("n") != number:
+                    raise CorruptGridFile(f"chunk {number} of file {self.file.id} is missing")
+                data = bytes(chunk["data"])[offset : offset + left]
+                offset, number = 0, number + 1
+                left -= len(data)
+                yield data
+        finally:
+            await cursor.close()
 
 
 class Files:
