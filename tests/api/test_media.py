@@ -10,6 +10,7 @@ write or a refusal.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -27,8 +28,10 @@ from shoal.resources.media import Media
 from shoal.storage import get_storage
 from tests.conftest import SettingsFactory
 from tests.utils.auth import bearer, client_with, token_for
+from tests.utils.data_api import DataApiClient, api_key, data_api_config
 from tests.utils.http import if_match
 from tests.utils.settings import write_config
+from tests.utils.streams import listening
 
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(600_000)
 JPEG = b"\xff\xd8\xff\xe0" + os.urandom(5_000)
@@ -58,6 +61,7 @@ RESOURCES: dict[str, Any] = {
             },
         },
         "media": {"max_body_bytes": 1_500_000, "max_parts": 4},
+        "streams": True,
         **WRITABLE,
         "public_methods": ["GET"],
         "public_item_methods": ["GET"],
@@ -72,6 +76,19 @@ RESOURCES: dict[str, Any] = {
         },
         "auth_field": "owner",
         **WRITABLE,
+    },
+    "albums": {
+        "schema": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "cover": {"type": "string", "format": "binary"},
+            },
+        },
+        "media": {"base64": True},
+        **WRITABLE,
+        "public_methods": ["GET"],
+        "public_item_methods": ["GET"],
     },
     "records": {
         "schema": {
@@ -120,7 +137,13 @@ def sent(request: dict[str, Any], **headers: str) -> dict[str, Any]:
 
 @pytest.fixture
 async def app(settings_factory: SettingsFactory) -> AsyncIterator[Quart]:
-    application = create_app(settings_factory(resources=RESOURCES))
+    database = f"media_{uuid.uuid4().hex[:12]}"
+    settings = settings_factory(
+        resources=RESOURCES,
+        mongodb={"database": database},
+        data_api=data_api_config(database, photos={"roles": ["editor"]}),
+    )
+    application = create_app(settings)
     async with application.test_app():
         yield application
 
@@ -458,3 +481,43 @@ async def test_gc_removes_the_orphan_a_crash_leaves(
     assert len(await file_ids(app)) == 1
     image = await app.test_client().get(f"/photos/{created['_id']}/image")
     assert await image.get_data() == JPEG
+
+
+async def test_the_data_api_reads_a_media_field_as_its_id(app: Quart, editor: Client) -> None:
+    created = await upload(
+        editor, "photos", fields={"title": "d"}, files={"image": ("d.jpg", "image/jpeg", JPEG)}
+    )
+    (stored,) = await file_ids(app)
+    key = await api_key(app, "editor")
+    database = get_settings(app).mongodb.database
+    data_api = DataApiClient(app.test_client(), database, "photos", headers={"apiKey": key})
+    found = await data_api.call("findOne", {"filter": {"title": "d"}}, ejson=True)
+    assert found.status == 200, found.text
+    document = found.ejson["document"]
+    assert document["image"] == stored
+    assert str(document["_id"]) == created["_id"]
+
+
+@pytest.mark.engine_gap(documentdb="change_streams")
+async def test_a_stream_event_carries_the_files_url(app: Quart, editor: Client) -> None:
+    async with listening(app.test_client(), "/photos/_stream") as stream:
+        created = await upload(
+            editor, "photos", fields={"title": "e"}, files={"image": ("e.jpg", "image/jpeg", JPEG)}
+        )
+        (event,) = await stream.wait_for(1)
+    assert event.data["document"]["image"] == f"/photos/{created['_id']}/image"
+
+
+async def test_base64_inline_mode_gives_the_files_bytes_in_reads(
+    app: Quart, editor: Client
+) -> None:
+    created = await upload(
+        editor, "albums", fields={"name": "a"}, files={"cover": ("c.jpg", "image/jpeg", JPEG)}
+    )
+    item = await (await app.test_client().get(f"/albums/{created['_id']}")).get_json()
+    assert base64.b64decode(item["cover"]) == JPEG
+    listed = await (await app.test_client().get("/albums")).get_json()
+    assert base64.b64decode(listed["_items"][0]["cover"]) == JPEG
+    # Its URL still serves it.
+    response = await app.test_client().get(f"/albums/{created['_id']}/cover")
+    assert await response.get_data() == JPEG

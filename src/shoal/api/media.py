@@ -147,7 +147,7 @@ class MediaDownloads:
                 headers["Content-Range"] = f"bytes {start}-{end - 1}/{stored.length}"
         headers["Content-Type"] = stored.content_type
         # What a browser opens from here cannot run as a page of this origin.
-        headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'; sandbox"
         headers["X-Content-Type-Options"] = "nosniff"
         start_headers = [(b"content-length", str(end - start).encode())] + [
             (key.encode("latin-1"), value.encode("latin-1")) for key, value in headers.items()

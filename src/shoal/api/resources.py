@@ -214,6 +214,8 @@ class ResourceViews:
         honoured = {"count": count} if count is not None and count == counted else {}
         if not_modified(call, etag):
             return applied(not_modified_reply(etag, updated), honoured)
+        if service.media is not None:
+            await service.media.inline(page.items)
         body = render_page(resource, page, query, args, self._base(call))
         await service.hooks.fire("on_fetched_resource", resource.name, body)
         reply = with_validators(json_reply(body), etag, updated)
@@ -371,6 +373,8 @@ class ResourceViews:
         updated = document.get("_updated")
         if not_modified(call, etag, updated):
             return not_modified_reply(etag, updated)
+        if service.media is not None:
+            await service.media.inline([document])
         body = render_single(resource, document, self._base(call))
         await service.hooks.fire("on_fetched_item", resource.name, body)
         return with_validators(json_reply(body), etag, updated)

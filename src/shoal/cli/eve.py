@@ -178,15 +178,6 @@ def translate(settings: Mapping[str, Any]) -> Translation:
         config["cors"] = {"allow_origins": [origins] if isinstance(origins, str) else list(origins)}
     if settings.get("DATE_FORMAT", "%a, %d %b %Y %H:%M:%S GMT") != "%a, %d %b %Y %H:%M:%S GMT":
         result.note("DATE_FORMAT", "Shoal renders RFC 1123 dates and reads RFC 1123 or RFC 3339")
-    as_base64 = settings.get("RETURN_MEDIA_AS_BASE64_STRING", True) and not settings.get(
-        "RETURN_MEDIA_AS_URL", False
-    )
-    domain = settings.get("DOMAIN", {})
-    if as_base64 and any(_has_media(dict(rules).get("schema", {})) for rules in domain.values()):
-        result.note(
-            "RETURN_MEDIA_AS_BASE64_STRING",
-            "Shoal gives a media field as a URL (/<resource>/<id>/<field>), not base64",
-        )
     if settings.get("MEDIA_ENDPOINT", "media") != "media" or settings.get("EXTENDED_MEDIA_INFO"):
         result.note(
             "MEDIA_ENDPOINT/EXTENDED_MEDIA_INFO",
@@ -201,8 +192,14 @@ def translate(settings: Mapping[str, Any]) -> Translation:
             globals_[key] = _plain(settings.get(name, defaults.get(name)))
     regex_allowed = "$regex" not in settings.get("MONGO_QUERY_BLACKLIST", ["$where", "$regex"])
     resources: Document = {}
+    # Eve's default gives files inline, in base64; RETURN_MEDIA_AS_URL, their URL.
+    as_base64 = bool(settings.get("RETURN_MEDIA_AS_BASE64_STRING", True)) and not settings.get(
+        "RETURN_MEDIA_AS_URL", False
+    )
     for name, definition in dict(settings.get("DOMAIN", {})).items():
         resources[name] = _resource(name, dict(definition), globals_, regex_allowed, result)
+        if as_base64 and _has_media(dict(definition).get("schema", {})):
+            resources[name]["media"] = {"base64": True}
     config["resources"] = resources
     if not any("PUBLIC_METHODS" in key for key in settings):
         result.note(

@@ -45,6 +45,11 @@ class MediaSettings(Section):
         gt=0,
         description="Bytes the non-file parts may hold together (413 beyond).",
     )
+    base64: bool = Field(
+        default=False,
+        description="Give each file inline, base64-encoded, in item and list reads "
+        "(Eve's RETURN_MEDIA_AS_BASE64_STRING) instead of its URL.",
+    )
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ that is gone.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -304,6 +305,31 @@ class Media:
     async def discard(self, file_ids: Iterable[Any]) -> None:
         """Remove these files (the write that stored them failed)."""
         await self.files.delete(list(file_ids))
+
+    # -- reads -----------------------------------------------------------
+
+    async def inline(self, documents: Iterable[Document]) -> None:
+        """With ``media.base64``: each file a document names, in its place, as
+        base64 text (Eve's ``RETURN_MEDIA_AS_BASE64_STRING``; the whole file is
+        read). A file that is gone reads as null."""
+        if not self.limits.base64:
+            return
+        for document in documents:
+            for name in self.fields:
+                file_id = document.get(name)
+                if not isinstance(file_id, ObjectId):
+                    continue
+                download = await self.files.open(file_id)
+                if download is None:
+                    document[name] = None
+                    continue
+                try:
+                    data = b"".join(
+                        [piece async for piece in download.chunks(0, download.file.length)]
+                    )
+                finally:
+                    await download.close()
+                document[name] = base64.b64encode(data).decode("ascii")
 
     # -- files a write replaces --------------------------------------------
 
