@@ -521,3 +521,34 @@ async def test_base64_inline_mode_gives_the_files_bytes_in_reads(
     # Its URL still serves it.
     response = await app.test_client().get(f"/albums/{created['_id']}/cover")
     assert await response.get_data() == JPEG
+
+
+async def test_a_keyed_upload_is_done_once(app: Quart, editor: Client) -> None:
+    """With an Idempotency-Key the body is read whole first (its fingerprint),
+    within max_body_bytes; a retry gets the first answer and stores nothing."""
+    request = form(fields={"title": "k"}, files={"image": ("k.jpg", "image/jpeg", JPEG)})
+    keyed = sent(request, **{"Idempotency-Key": uuid.uuid4().hex})
+    first = await editor.post("/photos", **keyed)
+    assert first.status_code == 201, await first.get_json()
+    again = await editor.post("/photos", **keyed)
+    assert again.status_code == 201
+    assert (await again.get_json())["_id"] == (await first.get_json())["_id"]
+    assert len(await file_ids(app)) == 1
+    # 1.2 MB: within media.max_body_bytes, beyond max_body_bytes (1 MiB).
+    large = ("b.bin", "application/octet-stream", bytes(1_200_000))
+    big = form(fields={"title": "b"}, files={"attachment": large})
+    too_big = await editor.post("/photos", **sent(big, **{"Idempotency-Key": uuid.uuid4().hex}))
+    assert too_big.status_code == 413
+    assert "max_body_bytes" in (await too_big.get_json())["_error"]["message"]
+    assert len(await file_ids(app)) == 1
+
+
+async def test_an_empty_file_input_sends_no_file(app: Quart, editor: Client) -> None:
+    request = form(fields={"title": "e"}, files={"image": ("", "application/octet-stream", b"")})
+    created = await editor.post("/photos", **request)
+    assert created.status_code == 201, await created.get_json()
+    item = await (
+        await app.test_client().get(f"/photos/{(await created.get_json())['_id']}")
+    ).get_json()
+    assert "image" not in item
+    assert await file_ids(app) == []

@@ -213,7 +213,12 @@ class Call:
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives, a piece at a time, never held whole (a
         multipart upload's; its reader bounds its size). On the lean path the
-        body deadline paces it (``deadlines.BodyDeadline``)."""
+        body deadline paces it (``deadlines.BodyDeadline``). A body already
+        read whole (``body()``: an ``Idempotency-Key``'s fingerprint) is
+        given in one piece."""
+        if self._body is not None:
+            yield self._body
+            return
         if self.quart is not None:
             # Quart bounds the body by its MAX_CONTENT_LENGTH (max_body_bytes).
             try:

@@ -237,9 +237,10 @@ class Media:
                 part = form.part
                 if part.filename is not None:
                     await self._file_data(part, event.data)
-                    if not event.more_data:
+                    if not event.more_data and (part.filename or part.size):
                         await self._end_file(part, form.stored)
                         values[part.name] = part.upload.id if part.upload else None
+                    # else: a file input left empty (no name, no bytes): no file
                 else:
                     part.data += event.data
                     form.field_bytes += len(event.data)
