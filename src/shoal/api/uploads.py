@@ -3,7 +3,8 @@ a write replaces (see ``media.py`` for the whole picture)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,6 +16,8 @@ from ..http.call import Call
 from ..http.json import read_json
 from ..resources import UNRESTRICTED, Access, ResourceService, RouteTable
 from ..resources.media import FORM_DATA
+
+logger = logging.getLogger("shoal.media")
 
 #: The methods whose multipart body is streamed, by route kind.
 _STREAMED = {"collection": frozenset({"POST"}), "item": frozenset({"PUT", "PATCH"})}
@@ -82,8 +85,21 @@ class MediaWrites:
             # Refused (4xx): nothing was written. A 5xx may hide a write that
             # happened: its files stay (an orphan at worst, never a dangling id).
             if error.status < 500:
-                await media.discard(stored)
+                await _tidy(media.discard(stored), "the refused write's files")
             raise
         if item is not None:
-            after = await self.service.stored_or_none(item, access)
-            await media.replaced(before, after)
+            # The write succeeded, and its answer says so whatever happens here.
+            async def remove_replaced() -> None:
+                after = await self.service.stored_or_none(item, access)
+                await media.replaced(before, after)
+
+            await _tidy(remove_replaced(), "the files the write replaced")
+
+
+async def _tidy(work: Awaitable[None], what: str) -> None:
+    """Remove files no document holds; failing (MongoDB unreachable), leave them
+    to ``shoal media gc`` rather than turn the request's answer into an error."""
+    try:
+        await work
+    except Exception:
+        logger.warning("%s stay in GridFS (shoal media gc removes them)", what, exc_info=True)
