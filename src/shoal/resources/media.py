@@ -71,6 +71,12 @@ SIGNATURES: tuple[tuple[str, tuple[int | None, ...]], ...] = tuple(
     )
 )
 SIGNED_TYPES = frozenset(kind for kind, _ in SIGNATURES)
+#: Signatures other types share: a ZIP's starts every Office document, EPUB and
+#: JAR; MP4's ``ftyp`` box starts QuickTime, HEIC, M4A and 3GP files. Bytes
+#: with one of these are no proof that another declared type is a lie.
+CONTAINER_TYPES = frozenset({"application/zip", "video/mp4"})
+#: A declared type that says nothing (curl's and many clients' default).
+GENERIC_TYPE = "application/octet-stream"
 
 
 def sniff(head: bytes) -> str | None:
@@ -85,12 +91,13 @@ def sniff(head: bytes) -> str | None:
 
 def checked_type(media: MediaField, declared: str | None, head: bytes) -> str:
     """The content type a file is stored with: the one its part declares (or,
-    declaring none, its signature's, else ``application/octet-stream``),
-    refused (415) when the field does not allow it or the bytes' signature
-    says otherwise."""
+    declaring none or ``application/octet-stream``, its signature's, else
+    ``application/octet-stream``), refused (415) when the field does not allow
+    it or the bytes' signature says otherwise."""
     sniffed = sniff(head)
-    kind = (declared or "").split(";", 1)[0].strip().lower() or sniffed
-    kind = kind or "application/octet-stream"
+    kind = (declared or "").split(";", 1)[0].strip().lower()
+    if not kind or kind == GENERIC_TYPE:
+        kind = sniffed or GENERIC_TYPE
     allowed = media.content_types
     if allowed is not None and kind not in allowed:
         raise UnsupportedMediaType(
@@ -101,7 +108,7 @@ def checked_type(media: MediaField, declared: str | None, head: bytes) -> str:
             f"{media.name}: the file's bytes are not {kind} "
             f"({'they are ' + sniffed if sniffed else 'their signature is not ' + kind})"
         )
-    if allowed is not None and sniffed is not None and sniffed != kind:
+    if allowed is not None and sniffed not in (None, kind, *CONTAINER_TYPES):
         raise UnsupportedMediaType(f"{media.name}: the file's bytes are {sniffed}, not {kind}")
     return kind
 
