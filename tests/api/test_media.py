@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from openapi_spec_validator import validate
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from shoal.app import create_app
 from shoal.cli.main import main
 from shoal.config import ConfigError, get_settings
+from shoal.openapi import openapi_document
 from shoal.resources.media import Media
 from shoal.storage import get_storage
 from tests.conftest import SettingsFactory
@@ -553,3 +555,24 @@ async def test_an_empty_file_input_sends_no_file(app: Quart, editor: Client) -> 
     ).get_json()
     assert "image" not in item
     assert await file_ids(app) == []
+
+
+def test_the_openapi_document_has_multipart_bodies_and_binary_answers(app: Quart) -> None:
+    document = openapi_document(app)
+    validate(document)
+    paths = document["paths"]
+    create = paths["/photos"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert create["schema"]["properties"]["image"]["format"] == "binary"
+    assert create["schema"]["properties"]["rank"] == {"type": "integer"}
+    assert create["encoding"] == {"image": {"contentType": "image/png, image/jpeg"}}
+    patch = paths["/photos/{item_id}"]["patch"]["requestBody"]["content"]
+    assert "required" not in patch["multipart/form-data"]["schema"]
+    read = paths["/photos/{item_id}/image"]["get"]
+    assert set(read["responses"]["200"]["content"]) == {"image/png", "image/jpeg"}
+    assert {"200", "206", "304", "404", "416"} <= set(read["responses"])
+    assert "/photos/{item_id}/attachment" in paths
+    item = document["components"]["schemas"]
+    assert any(
+        schema.get("properties", {}).get("image", {}).get("format") == "uri-reference"
+        for schema in item.values()
+    )
