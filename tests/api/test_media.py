@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -59,7 +60,7 @@ RESOURCES: dict[str, Any] = {
                         "content_types": ["image/png", "image/jpeg"],
                     },
                 },
-                "attachment": {"type": "string", "format": "binary"},
+                "attachment": {"type": ["string", "null"], "format": "binary"},
             },
         },
         "media": {"max_body_bytes": 1_500_000, "max_parts": 4},
@@ -576,3 +577,79 @@ def test_the_openapi_document_has_multipart_bodies_and_binary_answers(app: Quart
         schema.get("properties", {}).get("image", {}).get("format") == "uri-reference"
         for schema in item.values()
     )
+
+
+async def test_an_upload_that_stalls_gets_408_and_stores_nothing(
+    settings_factory: SettingsFactory,
+) -> None:
+    """The body deadline paces a multipart write it does not read whole: a
+    client that stops sending mid-file gets 408, and what was stored of the
+    file is removed."""
+    settings = settings_factory(
+        resources=RESOURCES, slow_clients={"body_timeout": 1.0, "body_min_rate": 0}
+    )
+    application = create_app(settings)
+    async with application.test_app():
+        token = await token_for(application, "editor")
+        big = ("s.bin", "application/octet-stream", bytes(1_300_000))
+        request = form(fields={"title": "slow"}, files={"attachment": big})
+        body: bytes = request["data"]
+        scope = {
+            "type": "http",
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/photos",
+            "raw_path": b"/photos",
+            "query_string": b"",
+            "root_path": "",
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+            "headers": [
+                (b"host", b"test"),
+                (b"content-type", request["headers"]["Content-Type"].encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"authorization", f"Bearer {token}".encode()),
+            ],
+        }
+        # The fields and most of the file (chunks in GridFS by then), then nothing.
+        pieces = [body[:1_200_000]]
+
+        async def receive() -> dict[str, Any]:
+            if pieces:
+                return {"type": "http.request", "body": pieces.pop(), "more_body": True}
+            await asyncio.sleep(30)  # a client that stopped sending
+            return {"type": "http.disconnect"}
+
+        sent_messages: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent_messages.append(message)
+
+        # The whole stack, as the server calls it (Quart types it with its own events).
+        stack: Any = application.asgi_app
+        await asyncio.wait_for(stack(scope, receive, send), 20)
+        start = sent_messages[0]
+        assert start["status"] == 408
+        error = json.loads(b"".join(m.get("body", b"") for m in sent_messages[1:]))
+        assert "did not arrive in time" in error["_error"]["message"]
+        assert (b"connection", b"close") in start["headers"]
+        assert await stored_files(application) == (0, 0)
+
+
+async def test_null_in_a_json_patch_removes_a_nullable_fields_file(
+    app: Quart, editor: Client
+) -> None:
+    files = {"image": ("n.jpg", "image/jpeg", JPEG), "attachment": ("a.txt", "text/plain", b"a")}
+    created = await upload(editor, "photos", fields={"title": "n"}, files=files)
+    url = f"/photos/{created['_id']}"
+    # image's schema allows no null: the schema refuses it, and nothing changes.
+    refused = await editor.patch(url, json={"image": None}, headers=if_match(created["_etag"]))
+    assert refused.status_code == 422
+    patched = await editor.patch(url, json={"attachment": None}, headers=if_match(created["_etag"]))
+    assert patched.status_code == 200, await patched.get_json()
+    item = await (await app.test_client().get(url)).get_json()
+    assert item["attachment"] is None
+    assert item["image"] == f"{url}/image"
+    assert len(await file_ids(app)) == 1
+    assert (await app.test_client().get(f"{url}/attachment")).status_code == 404

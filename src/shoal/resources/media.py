@@ -151,7 +151,7 @@ class Media:
         of a multipart body (null removes its file)."""
         documents = body if isinstance(body, list) else [body]
         issues = {
-            name: "a file: send it as a part of a multipart/form-data body (null removes it)"
+            name: "a file: send it as a part of a multipart/form-data body"
             for document in documents
             if isinstance(document, Mapping)
             for name in self.fields
