@@ -1432,3 +1432,21 @@ def test_slow_client_cut_offs_are_summed_up_against_their_deadlines() -> None:
     # Those opened from second 5 on only.
     assert cuts.summary(since=5.0).startswith("2 cut off, 1 within 1 s")
     assert Cuts().summary() == "none cut off"
+
+
+def test_a_short_media_run_uploads_downloads_and_reports_the_workers_rss(tmp_path: Path) -> None:
+    """benchmarks/media.py end to end, small: files up and down (their bytes
+    compared by the harness), and the worker's RSS at each step."""
+    figures_file = tmp_path / "media.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.media", "--files", "4", "--clients", "2",
+         "--large-mb", "3", "--json", str(figures_file)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(figures_file.read_text())
+    assert figures["small"]["upload_files_per_s"] > 0
+    assert figures["small"]["download_files_per_s"] > 0
+    assert figures["large"]["upload_rss_peak_mb"] > 0
+    assert figures["large"]["download_rss_peak_mb"] > 0
+    assert "one 3 MB file: worker RSS peak" in result.stdout

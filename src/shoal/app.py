@@ -24,7 +24,8 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,6 +34,7 @@ from quart_schema import QuartSchema
 
 from .api import register_blueprints
 from .api.lean import LeanPath, request_hooks
+from .api.media import MediaDownloads, media_paths, streamed
 from .api.resources import ResourceViews
 from .auth import Auth
 from .config import SETTINGS_KEY, ConfigError, Settings, load_settings
@@ -154,12 +156,32 @@ def create_app(
     )
     # Quart types asgi_app with its own event TypedDicts; the protocol is the same.
     quart_app: Any = app.asgi_app
+    # Files of media fields: read at their own URLs, written by streamed bodies.
+    files = partial(
+        MediaDownloads, routes=resources.routes, views=views, max_body=settings.max_body_bytes
+    )
     layers = middleware(
-        settings, cache, lifecycle, connections, lean if resources.services else None, tracing
+        settings,
+        cache,
+        lifecycle,
+        connections,
+        lean if resources.services else None,
+        tracing,
+        media=Media(files, streamed(resources.routes), media_paths(resources.routes)),
     )
     stack: Any = build_stack(quart_app, layers)
     app.asgi_app = stack  # type: ignore[method-assign]
     return app
+
+
+@dataclass(frozen=True)
+class Media:
+    """What the middleware needs for media fields (``api/media.py``)."""
+
+    downloads: Middleware
+    streamed: Callable[[Any], bool]
+    #: Regular expressions of the files' URLs (none: no media fields).
+    paths: list[str]
 
 
 def _tracing(settings: Settings) -> Tracing | None:
@@ -215,9 +237,11 @@ def middleware(
     connections: Connections,
     lean: Middleware | None = None,
     tracing: Tracing | None = None,
+    media: Media | None = None,
 ) -> list[Middleware]:
     """The ASGI middleware in front of Quart, outermost first."""
     stack: list[Middleware] = []
+    has_media = media is not None and bool(media.paths)
     if tracing is not None:
         # Outermost: the request's span holds everything below (tracing on only).
         stack.append(tracing.middleware)
@@ -231,6 +255,8 @@ def middleware(
         # Outside the rest, so that every answer is compressed, the fast path's too;
         # event streams excepted (a compressor would hold their events back).
         stream_paths = [rf"/{STREAM_SEGMENT}$"]
+        if media is not None:
+            stream_paths += media.paths  # a file's ranges are of its stored bytes
         stack.append(partial(compressed, settings=settings.compression, excluded=stream_paths))
     # Request ids and security headers, on every answer (errors and 304s too).
     stack.append(
@@ -250,13 +276,24 @@ def middleware(
         stack.append(partial(FastPath, answerer=cache))
     # The whole body, within its deadlines, before anything counts the request
     # as work (408 for a body that comes too slowly).
-    stack.append(partial(BodyDeadline, settings=slow, max_bytes=settings.max_body_bytes))
+    stack.append(
+        partial(
+            BodyDeadline,
+            settings=slow,
+            max_bytes=settings.max_body_bytes,
+            # Multipart writes of files: read as they come, under the same deadlines.
+            streamed=media.streamed if media is not None and has_media else None,
+        )
+    )
     if settings.admission.enabled:
         # Everything else waits its turn (FIFO) for one of a bounded number of
         # slots, held until its answer starts to go out.
         stack.append(partial(Admission, settings=settings.admission, bypass=_unqueued))
     # A write whose body has arrived runs to its end, even if the client leaves.
     stack.append(FinishWrites)
+    if media is not None and has_media:
+        # The files of media fields, streamed from GridFS (api/media.py).
+        stack.append(media.downloads)
     if lean is not None:
         # Resources' requests, served by the policies and views without Quart
         # unless something needs its request (api/lean.py).

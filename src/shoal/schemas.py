@@ -175,7 +175,11 @@ def vocabulary_problems(schema: Any) -> list[str]:
 
 
 #: Eve's (Cerberus) types that are formats in JSON Schema.
-_EVE_TYPES = {"datetime": "format: date-time", "objectid": "format: objectid"}
+_EVE_TYPES = {
+    "datetime": "format: date-time",
+    "objectid": "format: objectid",
+    "media": "format: binary (a file; see x-media)",
+}
 _OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 
 

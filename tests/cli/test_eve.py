@@ -168,3 +168,29 @@ def test_a_mongo_uri_is_noted_without_its_password_and_names_the_database(
         "MongoDB, set SHOAL_MONGODB_URI=mongodb://eve:…@db.example:27017/legacy?authSource=admin "
         "(or mongodb.uri)"
     ) in result.stderr.splitlines()
+
+
+def test_eves_media_fields_become_files_inline_as_eve_serves_them() -> None:
+    domain = {
+        "people": {
+            "schema": {
+                "photo": {"type": "media"},
+                "address": {"type": "dict", "schema": {"scan": {"type": "media"}}},
+            }
+        },
+        "notes": {"schema": {"text": {"type": "string"}}},
+    }
+    translation = translate({"DOMAIN": domain})
+    resources = translation.config["resources"]
+    people = resources["people"]
+    assert people["schema"]["properties"]["photo"] == {"type": "string", "format": "binary"}
+    # Only top-level fields hold files: a nested one stays a string, with a note.
+    assert people["schema"]["properties"]["address"]["properties"]["scan"] == {"type": "string"}
+    assert any("media field inside" in note for note in translation.notes)
+    # Eve's default (RETURN_MEDIA_AS_BASE64_STRING) gives files inline.
+    assert people["media"] == {"base64": True}
+    assert "media" not in resources["notes"]
+    settings = load_settings({"resources": resources, "environment": "development"}, env={})
+    assert set(settings.resources["people"].media_fields) == {"photo"}
+    as_urls = translate({"DOMAIN": domain, "RETURN_MEDIA_AS_URL": True})
+    assert "media" not in as_urls.config["resources"]["people"]

@@ -530,7 +530,7 @@ def test_no_command_is_a_usage_error_that_lists_the_commands(tmp_path: Path) -> 
     assert result.stderr.startswith("usage: shoal ")
     commands = re.findall(r"^    ([a-z-]+)", result.stderr, re.M)
     assert commands == [
-        "serve", "users", "apikeys", "check-config", "openapi", "from-eve", "import"
+        "serve", "users", "apikeys", "check-config", "openapi", "from-eve", "import", "media"
     ]  # fmt: skip
     assert "run the API server" in result.stderr
 

@@ -233,3 +233,40 @@ async def test_facet_after_unwind(db: Database) -> None:
     (result,) = await (await db.things.aggregate(pipeline)).to_list(None)
     assert result["items"] == [{"_id": "x", "n": 2}, {"_id": "y", "n": 1}]
     assert result["total"] == [{"n": 2}]
+
+
+# -- GridFS (media fields; see docs/decisions/0028-media-multipart.md) ----------
+
+
+async def _stored_file(db: Database, size: int) -> ObjectId:
+    from gridfs import AsyncGridFSBucket
+
+    bucket = AsyncGridFSBucket(db)
+    upload = bucket.open_upload_stream("f")
+    for start in range(0, size, 1 << 20):
+        await upload.write(b"x" * min(1 << 20, size - start))
+    await upload.close()
+    file_id: ObjectId = upload._id
+    return file_id
+
+
+@pytest.mark.real_mongodb(reason="GridFS's collections (fs.files, fs.chunks) cannot be counted")
+async def test_gridfs_collections_can_be_counted(db: Database) -> None:
+    await _stored_file(db, 300_000)
+    assert await db["fs.files"].count_documents({}) == 1
+    assert await db["fs.chunks"].count_documents({}) == 2
+
+
+@pytest.mark.real_mongodb(reason="fs.chunks lists a chunk only by its file's id")
+async def test_gridfs_chunks_are_listed_by_any_filter(db: Database) -> None:
+    await _stored_file(db, 300_000)
+    assert len(await db["fs.chunks"].find({}, {"n": 1}).to_list()) == 2
+
+
+@pytest.mark.real_mongodb(
+    reason="a GridFS file's chunks come in one reply, which PyMongo refuses past 48 MB"
+)
+async def test_a_gridfs_file_over_48_mb_reads_back(db: Database) -> None:
+    file_id = await _stored_file(db, 50_000_000)
+    chunks = db["fs.chunks"].find({"files_id": file_id}, {"n": 1}, batch_size=4)
+    assert len(await chunks.to_list()) == 50_000_000 // (255 * 1024) + 1

@@ -77,6 +77,7 @@ from ..resources.render import (
 from ..resources.updates import UPDATE_MEDIA_TYPE
 from ..resources.versioning import diff, version_of, version_page
 from .streams import stream_view
+from .uploads import MediaWrites
 
 View = Callable[..., Awaitable[Response]]
 
@@ -91,6 +92,8 @@ class ResourceViews:
         self.proxies = proxies
         lookup = self.resource.settings.additional_lookup
         self.lookup_pattern = lookup.pattern if lookup else None
+        #: Bodies with files (multipart), and the files a write replaces.
+        self.media = MediaWrites(service)
 
     async def serve(self, route: Route, call: Call) -> Reply:
         """The answer to ``call`` on ``route`` (a list, an item or a lookup)."""
@@ -115,6 +118,10 @@ class ResourceViews:
             fixed[name] = value
         scope = filters[0] if len(filters) == 1 else {"$and": filters}
         return access.narrowed(scope, fixed=fixed)
+
+    async def access(self, call: Call, method: str, *, item: bool) -> Access:
+        """The caller's access (``_access``), for the views of files."""
+        return await self._access(call, method, item=item)
 
     def _base(self, call: Call) -> str:
         variables = {k: v for k, v in call.view_args.items() if k not in ("item_id", "value")}
@@ -165,13 +172,16 @@ class ResourceViews:
                 return await self._aggregate(call, access, args)
             return await self._list(call, access, args, prefer)
         if method == "POST":
-            return await self._create(call, await read_json(call), access, prefer)
+            async with self.media.write(call) as body:
+                return await self._create(call, body, access, prefer)
         where = call.args.get("where")
         if method == "PATCH":
             if not where:
                 raise BadRequest("PATCH on a collection changes the documents where=... matches")
             filter = parse_where(where, resource.rules)
             changes = await read_json(call)
+            if service.media is not None:
+                service.media.refuse_files(changes)
             matched, modified = await service.patch_where(filter, changes, access)
             return _counts({"_matched": matched, "_modified": modified}, prefer)
         if where is not None:
@@ -204,6 +214,8 @@ class ResourceViews:
         honoured = {"count": count} if count is not None and count == counted else {}
         if not_modified(call, etag):
             return applied(not_modified_reply(etag, updated), honoured)
+        if service.media is not None:
+            await service.media.inline(page.items)
         body = render_page(resource, page, query, args, self._base(call))
         await service.hooks.fire("on_fetched_resource", resource.name, body)
         reply = with_validators(json_reply(body), etag, updated)
@@ -312,7 +324,9 @@ class ResourceViews:
                 return await self._version(call, access, item, args)
             return await self._item(call, access, args, item=item)
         if method == "DELETE":
-            await service.delete(item, required_etag(call), access)
+            etag = required_etag(call)
+            async with self.media.write(call, item, access, body=False):
+                await service.delete(item, etag, access)
             return Reply(204)
         prefer = preferences(call)
         key = write_key(call)
@@ -325,12 +339,11 @@ class ResourceViews:
             # If-Match is optional: the update is one atomic write.
             changes = await read_json(call)
             document = await service.update(item, changes, optional_etag(call), access, key)
-        elif method == "PATCH":
-            etag = required_etag(call)
-            document = await service.patch(item, await read_json(call), etag, access, key)
         else:
             etag = required_etag(call)
-            document = await service.replace(item, await read_json(call), etag, access, key)
+            write = service.patch if method == "PATCH" else service.replace
+            async with self.media.write(call, item, access) as body:
+                document = await write(item, body, etag, access, key)
         returned, base = prefer.get("return"), self._base(call)
         if returned == "minimal":
             reply = Reply(204)
@@ -360,6 +373,8 @@ class ResourceViews:
         updated = document.get("_updated")
         if not_modified(call, etag, updated):
             return not_modified_reply(etag, updated)
+        if service.media is not None:
+            await service.media.inline([document])
         body = render_single(resource, document, self._base(call))
         await service.hooks.fire("on_fetched_item", resource.name, body)
         return with_validators(json_reply(body), etag, updated)

@@ -103,6 +103,8 @@ _CERBERUS_TYPES = {
     "boolean": {"type": "boolean"},
     "datetime": {"type": "string", "format": "date-time"},
     "objectid": {"type": "string", "format": "objectid"},
+    # A file in GridFS (docs/how-to/media.md); top-level fields only.
+    "media": {"type": "string", "format": "binary"},
     "dict": {"type": "object"},
     "list": {"type": "array"},
 }
@@ -176,6 +178,11 @@ def translate(settings: Mapping[str, Any]) -> Translation:
         config["cors"] = {"allow_origins": [origins] if isinstance(origins, str) else list(origins)}
     if settings.get("DATE_FORMAT", "%a, %d %b %Y %H:%M:%S GMT") != "%a, %d %b %Y %H:%M:%S GMT":
         result.note("DATE_FORMAT", "Shoal renders RFC 1123 dates and reads RFC 1123 or RFC 3339")
+    if settings.get("MEDIA_ENDPOINT", "media") != "media" or settings.get("EXTENDED_MEDIA_INFO"):
+        result.note(
+            "MEDIA_ENDPOINT/EXTENDED_MEDIA_INFO",
+            "Shoal serves a file at /<resource>/<id>/<field>, with no extended info",
+        )
     if settings.get("URL_PREFIX") or settings.get("API_VERSION"):
         result.note("URL_PREFIX/API_VERSION", "serve Shoal under a prefix at the proxy instead")
     defaults = {**EVE_DEFAULTS, **{k: v for k, v in settings.items() if k in EVE_DEFAULTS}}
@@ -185,8 +192,14 @@ def translate(settings: Mapping[str, Any]) -> Translation:
             globals_[key] = _plain(settings.get(name, defaults.get(name)))
     regex_allowed = "$regex" not in settings.get("MONGO_QUERY_BLACKLIST", ["$where", "$regex"])
     resources: Document = {}
+    # Eve's default gives files inline, in base64; RETURN_MEDIA_AS_URL, their URL.
+    as_base64 = bool(settings.get("RETURN_MEDIA_AS_BASE64_STRING", True)) and not settings.get(
+        "RETURN_MEDIA_AS_URL", False
+    )
     for name, definition in dict(settings.get("DOMAIN", {})).items():
         resources[name] = _resource(name, dict(definition), globals_, regex_allowed, result)
+        if as_base64 and _has_media(dict(definition).get("schema", {})):
+            resources[name]["media"] = {"base64": True}
     config["resources"] = resources
     if not any("PUBLIC_METHODS" in key for key in settings):
         result.note(
@@ -195,6 +208,12 @@ def translate(settings: Mapping[str, Any]) -> Translation:
             "on every method a resource's public_methods and public_item_methods do not list",
         )
     return result
+
+
+def _has_media(cerberus: Any) -> bool:
+    return isinstance(cerberus, Mapping) and any(
+        isinstance(rule, Mapping) and rule.get("type") == "media" for rule in cerberus.values()
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -370,7 +389,7 @@ def _schema(
                 readonly.append(field)
             else:
                 result.note(f"{where}.{field}.readonly", "read-only only on top-level fields")
-        properties[field] = _rule(rule, f"{where}.{field}", result, unique, readonly)
+        properties[field] = _rule(rule, f"{where}.{field}", result, unique, readonly, top=top)
     schema: Document = {"type": "object"}
     if required:
         schema["required"] = required
@@ -386,11 +405,16 @@ def _rule(
     result: Translation,
     unique: list[str],
     readonly: list[str],
+    *,
+    top: bool = False,
 ) -> Document:
     kind = rule.pop("type", None)
     if isinstance(kind, list):
         result.note(where, f"several types {kind}: the first is kept")
         kind = kind[0]
+    if kind == "media" and not top:
+        result.note(where, "a media field inside an object or a list is not served; kept a string")
+        kind = "string"
     json: Document = dict(_CERBERUS_TYPES.get(kind, {})) if kind else {}
     if kind and kind not in _CERBERUS_TYPES:
         result.note(where, f"type {kind} has no JSON Schema equivalent; left untyped")

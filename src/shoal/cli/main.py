@@ -9,6 +9,7 @@
     shoal openapi [--config FILE]
     shoal import RESOURCE FILE.jsonl [--config FILE] [--batch-size N] [--rejects FILE] [--owner ID]
     shoal from-eve SETTINGS.py [--output FILE]
+    shoal media gc [--grace SECONDS] [--dry-run] [--config FILE]
 
 Exit status: 0 on success, 1 when the command failed, 2 for a bad invocation
 or an invalid config, 130 when interrupted (Ctrl-C).
@@ -117,6 +118,22 @@ def _import(args: argparse.Namespace) -> int:
     except ImportUsageError as error:
         print(f"shoal import: {error}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _media_gc(args: argparse.Namespace) -> int:
+    from .media import MediaError, collect
+
+    try:
+        done = collect(args.config, args.grace, dry_run=args.dry_run)
+    except MediaError as error:
+        print(f"shoal media gc: {error}", file=sys.stderr)
+        return error.status
+    verb = "would remove" if args.dry_run else "removed"
+    print(
+        f"{done.looked_at} file(s) older than {args.grace:g} s; {done.orphans} held by no "
+        f"document; {verb} {done.orphans if args.dry_run else done.removed}"
+    )
+    return EXIT_OK
 
 
 def _openapi(args: argparse.Namespace) -> int:
@@ -498,6 +515,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="for a resource with an auth_field: the user or API key id owning the documents",
     )
     load.set_defaults(handler=_import)
+
+    media_parser = _command_parser(
+        commands,
+        "media",
+        help="manage the files of media fields",
+        description="The files of media fields, kept in GridFS.",
+    )
+    media = media_parser.add_subparsers(dest="action", metavar="ACTION", title="actions")
+    gc = _command_parser(
+        media,
+        "gc",
+        help="remove files no document holds",
+        description="Remove the files uploaded more than --grace seconds ago that no "
+        "document of the config's resources names (left by a crash between a write and "
+        "the removal of the file it replaced, or by an upload whose write never came). "
+        "Exit status: 0 done, 1 MongoDB failed, 2 bad invocation or config.",
+    )
+    gc.add_argument(
+        "--grace",
+        type=float,
+        default=86_400.0,
+        metavar="SECONDS",
+        help="spare files younger than this (default: 86400, a day); keep it longer "
+        "than any upload may last",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="count the files, remove none")
+    _add_config(gc)
+    gc.set_defaults(handler=_media_gc)
     return parser
 
 

@@ -23,6 +23,7 @@ from .dataapi import (
     DataApiSourceSettings,
 )
 from .loading import ENV_OVERRIDES, SETTINGS_KEY, get_settings, load_settings, read_config_file
+from .media import MediaField, MediaSettings, is_media, media_fields
 from .resources import (
     EVE_REGEX_URL,
     AdditionalLookupSettings,
@@ -82,6 +83,8 @@ __all__ = [
     "HttpMethod",
     "IdempotencySettings",
     "InstanceSettings",
+    "MediaField",
+    "MediaSettings",
     "MetricsSettings",
     "MongoDBSettings",
     "RateLimitSettings",
@@ -94,7 +97,9 @@ __all__ = [
     "StreamSettings",
     "TracingSettings",
     "get_settings",
+    "is_media",
     "load_settings",
+    "media_fields",
     "parse_rate",
     "parse_sort_text",
     "read_config_file",

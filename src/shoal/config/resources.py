@@ -26,6 +26,7 @@ from ..schemas import (
     schema_fields,
 )
 from .base import Section
+from .media import MediaField, MediaSettings, media_fields
 from .server import RateLimitSettings
 
 HttpMethod = Literal["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
@@ -266,6 +267,10 @@ class ResourceSettings(Section):
     rate_limits: RateLimitSettings | None = Field(
         default=None, description="This resource's own limits, instead of the global ones."
     )
+    media: MediaSettings = Field(
+        default_factory=MediaSettings,
+        description="Limits of multipart writes of the media fields (files).",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -313,6 +318,11 @@ class ResourceSettings(Section):
         ]
 
     @property
+    def media_fields(self) -> dict[str, MediaField]:
+        """The schema's media fields (files), by name."""
+        return media_fields(self.json_schema)
+
+    @property
     def url_variables(self) -> list[str]:
         """The fields a sub-resource's URL names (``authors/<author>/books``)."""
         return _URL_VARIABLE.findall(self.url or "")
@@ -330,6 +340,7 @@ class ResourceSettings(Section):
             for key in ("soft_delete", "versioning", "additional_lookup", "streams"):
                 if getattr(self, key):
                     raise ValueError(f"{key}: not available on an aggregation endpoint")
+        _check_media(self)
         if self.streams and self.url_variables:
             raise ValueError("streams: not available on a sub-resource (a url with <variables>)")
         if self.id_field != "_id":
@@ -396,6 +407,18 @@ class ResourceSettings(Section):
         if self.default_max_results > self.pagination_limit:
             raise ValueError("default_max_results is above pagination_limit")
         return self
+
+
+def _check_media(settings: ResourceSettings) -> None:
+    """Media fields: declared as Shoal serves them, on a resource that can."""
+    files = media_fields(settings.json_schema)  # ValueError names a bad one
+    if not files:
+        return
+    if settings.aggregation is not None:
+        raise ValueError("schema: an aggregation endpoint has no media fields")
+    for key in ("atomic_updates", "versioning"):
+        if getattr(settings, key):
+            raise ValueError(f"{key}: not available with media fields (files) yet")
 
 
 def _relation_of(rule: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -20,13 +20,14 @@ policies and views, on a ``Call`` and a ``Reply``:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import parse_qsl
 
 from quart import Response, g, request
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_cookie
 
 from ..errors import PayloadTooLarge
@@ -208,6 +209,35 @@ class Call:
                 break
         self._body = b"".join(chunks)
         return self._body
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, a piece at a time, never held whole (a
+        multipart upload's; its reader bounds its size). On the lean path the
+        body deadline paces it (``deadlines.BodyDeadline``). A body already
+        read whole (``body()``: an ``Idempotency-Key``'s fingerprint) is
+        given in one piece."""
+        if self._body is not None:
+            yield self._body
+            return
+        if self.quart is not None:
+            # Quart bounds the body by its MAX_CONTENT_LENGTH (max_body_bytes).
+            try:
+                async for data in self.quart.body:
+                    yield data
+            except RequestEntityTooLarge:
+                limit = self.quart.max_content_length
+                raise _too_large(limit if limit is not None else 0) from None
+            return
+        assert self._receive is not None
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
 
 
 class ClientGone(Exception):

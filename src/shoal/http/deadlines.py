@@ -15,6 +15,11 @@ admission slot) for as long as it likes.
   so a request takes a slot only with its body in hand, and nothing after it
   (idempotency keys, the view, storage) ever sees a request whose body did not
   arrive.
+- A request ``streamed`` picks out (a multipart upload of files, which may be
+  far larger than ``max_body_bytes``) is not read whole: the app reads its
+  body as it comes, under the same deadlines, and a body that misses one
+  raises a 408 ``ApiError`` from ``receive`` (the upload's reader bounds its
+  size and removes what it stored).
 - ``SendDeadline`` lets each send of an answer wait at most ``send_timeout``
   seconds for the client to take it. Past that, the connection is reset: the
   unsent bytes are dropped, in the worker and in the kernel (``Connections``).
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from ..config import SlowClientSettings
 from ..errors import ApiError
@@ -67,8 +73,15 @@ class _Late(Exception):
 class BodyDeadline:
     """ASGI middleware: the whole body first, within its deadlines, then the app."""
 
-    def __init__(self, app: ASGIApp, settings: SlowClientSettings, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: SlowClientSettings,
+        max_bytes: int,
+        streamed: Callable[[Scope], bool] | None = None,
+    ) -> None:
         self.app = app
+        self.streamed = streamed
         self.timeout = settings.body_timeout
         self.grace = settings.body_grace
         self.min_rate = settings.body_min_rate
@@ -87,6 +100,9 @@ class BodyDeadline:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not announces_body(scope):
             await self.app(scope, receive, send)
+            return
+        if self.streamed is not None and self.streamed(scope):
+            await self.app(scope, self._paced(scope, receive), send)
             return
         length = declared_length(scope)
         if length is not None and length > self.max_bytes:
@@ -111,6 +127,36 @@ class BodyDeadline:
             return message
 
         await self.app(scope, replay, send)
+
+    def _paced(self, scope: Scope, receive: Receive) -> Receive:
+        """``receive`` under the body's deadlines: a piece that comes too late
+        raises a 408 ``ApiError``."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        size = 0
+        done = False
+
+        async def paced() -> Message:
+            nonlocal size, done
+            if done:  # the body is in: what comes next is a disconnect
+                return await receive()
+            deadline = start + self.timeout
+            if self.min_rate > 0:
+                deadline = min(deadline, start + self.grace + size / self.min_rate)
+            try:
+                async with asyncio.timeout_at(max(deadline, loop.time())):
+                    message = await receive()
+            except TimeoutError:
+                SLOW_CLIENTS.labels("body").inc()
+                late = ApiError(self.message, status=408)
+                if scope.get("http_version") in HTTP1:
+                    late.headers["Connection"] = "close"
+                raise late from None
+            size += len(message.get("body", b""))
+            done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        return paced
 
     async def _read(self, receive: Receive) -> Message | None:
         """The body as one ``http.request`` message (None if the client left);

@@ -38,6 +38,7 @@ from .components import (
     ref,
     resolved_parameter,
 )
+from .media import FORM_DATA, media_download, multipart_body
 from .schemas import ResourceSchemas
 
 #: Methods whose success needs no credentials and changes nothing.
@@ -75,6 +76,14 @@ class ResourceDocument(ResourceSchemas):
             if parameters:
                 entry["parameters"] = parameters
             paths[route.path] = entry
+            if route.kind == "item" and "GET" in route.methods:
+                for name in self.resource.media:
+                    paths[f"{route.path}/{name}"] = {
+                        "get": media_download(
+                            self.resource, name, self._security("GET", item=True)
+                        ),
+                        "parameters": [*parents, self._item_parameter()],
+                    }
         return paths
 
     def _operation_of(self, route: Route, method: str) -> Schema:
@@ -319,7 +328,12 @@ class ResourceDocument(ResourceSchemas):
                                 {"type": "array", "minItems": 1, "items": ref(self.names["input"])},
                             ]
                         }
-                    }
+                    },
+                    **(
+                        {FORM_DATA: multipart_body(self.resource, partial=False)}
+                        if self.resource.media
+                        else {}
+                    ),
                 },
             }
             headers = {
@@ -484,6 +498,8 @@ class ResourceDocument(ResourceSchemas):
             *operation.get("parameters", []),
             ref("PreferReturn", "parameters"),
         ]
+        if self.resource.media:
+            content[FORM_DATA] = multipart_body(self.resource, partial=method == "PATCH")
         operation["requestBody"] = {"required": True, "content": content}
         headers = {
             "ETag": header_ref("ETag"),

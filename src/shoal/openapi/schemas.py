@@ -382,6 +382,13 @@ class ResourceSchemas:
         for relation in self.relations:
             if relation.embeddable and len(relation.path) <= 2 and relation.path[0] in own:
                 own[relation.path[0]] = _embeddable(own[relation.path[0]], relation.many)
+        for name in self.resource.media:
+            if name in own:
+                own[name] = {
+                    "type": "string",
+                    "format": "uri-reference",
+                    "description": "The URL of the file (`/<resource>/<id>/<field>`).",
+                }
         schema["properties"] = {**meta, **own}
         # A projection may leave out any field but these.
         schema["required"] = ["_id", "_created", "_updated", "_etag", "_links"]

@@ -15,7 +15,7 @@ from datetime import UTC
 from typing import Any
 
 import re2
-from bson import json_util
+from bson import ObjectId, json_util
 from mongoquery import Query
 
 from ..errors import BadRequest
@@ -98,13 +98,26 @@ def change_of(event: Mapping[str, Any]) -> Change:
 _EXTENDED = json_util.JSONOptions(tz_aware=True, tzinfo=UTC)
 
 
+#: The embedded store's mark of an ObjectId in an event's document.
+_STORED_OBJECT_ID = "__neosqlite_objectid__"
+
+
 def _native(value: Any) -> Any:
     """An event's document with what an engine left in storage form (the
-    embedded store sends dates as ``{"$date": ...}``) as the values reads
-    get, so that events render as reads do; native values pass as they are."""
+    embedded store sends dates as ``{"$date": ...}``, and ObjectIds outside
+    ``_id`` as ``{"__neosqlite_objectid__": true, "id": "<hex>"}``) as the
+    values reads get, so that events render as reads do (a media field's
+    URL needs its ObjectId); native values pass as they are."""
     if isinstance(value, list):
         return [_native(item) for item in value]
     if isinstance(value, dict):
+        text = value.get("id")
+        if (
+            value.get(_STORED_OBJECT_ID) is True
+            and isinstance(text, str)
+            and ObjectId.is_valid(text)
+        ):
+            return ObjectId(text)
         decoded = {key: _native(item) for key, item in value.items()}
         # Stored documents hold no $-names (writes refuse them): one is
         # Extended JSON (``{"$date": …}``, ``{"$oid": …}``).

@@ -27,6 +27,7 @@ from typing import Any
 
 from bson import ObjectId
 
+from ..config import is_media
 from ..dates import parse_http_date
 from ..schemas import ITEMS, dotted, schema_fields
 
@@ -143,7 +144,8 @@ class Fields:
             node = self._root
             for part in path:
                 node = node.child(part)
-            kind = FORMATS.get(rule.get("format", ""))
+            # A media field (a file) holds its GridFS file's ObjectId.
+            kind = Kind.OBJECTID if is_media(rule) else FORMATS.get(rule.get("format", ""))
             if kind is not None and _allows_string(rule):
                 node.kind = kind
                 self.kinds[dotted(path)] = kind

@@ -74,6 +74,8 @@ class Resource:
             server_fields=[settings.auth_field] if settings.auth_field else [],
         )
         self.fields = Fields(settings.json_schema)
+        #: The media fields (files in GridFS), by name.
+        self.media = settings.media_fields
         properties = settings.json_schema.get("properties", {})
         #: ``_id``, and the field that names items in URLs (``id_field``).
         self.mongo_ids = IdRule("_id", properties.get("_id"))

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import orjson
+from bson import ObjectId
 
 from ..schemas import ITEMS
 from .documents import Document, etag_of
@@ -93,6 +94,10 @@ def render_item(resource: Resource, document: Document, base: str | None = None)
     related = _related(resource, document)
     if related:
         rendered["_links"]["related"] = related
+    for name in resource.media:
+        if isinstance(rendered.get(name), ObjectId):  # a file: its URL (resources/media.py)
+            href = rendered["_links"]["self"]["href"]
+            rendered[name] = f"/{href.lstrip('/')}/{quote(name, safe='')}"
     return rendered
 
 

@@ -23,6 +23,7 @@ from pymongo import ReplaceOne
 
 from ..errors import BadRequest, Conflict, NotFound, PreconditionFailed, UnprocessableEntity
 from ..storage import Session, Storage
+from ..storage.files import Files
 from .access import UNRESTRICTED, Access
 from .aggregation import Aggregation, AggregationQuery
 from .by_filter import WritesByFilter
@@ -37,6 +38,7 @@ from .cursors import (
 from .documents import Document, content_of, etag_of, name_issues, set_paths
 from .fields import equals
 from .hooks import Hooks
+from .media import Media
 from .model import DELETED, Page, Resource, SoftDeleted, WriteListener
 from .once import HEADER as IDEMPOTENCY_HEADER
 from .once import WriteKey
@@ -76,6 +78,8 @@ class ResourceService:
         self.writer = Writer(resource, storage, self.relations, self.versions, self.notify_written)
         self.updates = OperatorUpdates(self.writer, storage, self.hooks)
         self.by_filter = WritesByFilter(self.writer, storage, self.hooks)
+        #: The media fields' files (None: the resource has none).
+        self.media = Media(resource, Files(storage)) if resource.media else None
 
     @property
     def collection(self) -> str:
@@ -195,6 +199,14 @@ class ResourceService:
         if document.get(DELETED) is True and not deleted_ok:
             raise SoftDeleted(document)
         return document
+
+    async def stored_or_none(self, item_id: Any, access: Access = UNRESTRICTED) -> Document | None:
+        """The stored item, whole and unmasked (a soft-deleted one too), or
+        None: what the media fields' files are checked against around a write."""
+        try:
+            return await self._stored(item_id, access, deleted_ok=True)
+        except NotFound:
+            return None
 
     # -- writes ----------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""MongoDB access: with ``errors``, ``transactions`` and ``indexes``, the only
-code that talks to PyMongo.
+"""MongoDB access: with ``errors``, ``transactions``, ``indexes`` and ``files``
+(GridFS), the only code that talks to PyMongo.
 
 One ``AsyncMongoClient`` per worker process, opened in ``before_serving`` and
 closed in ``after_serving``. Driver errors leave this module as ``ApiError``
