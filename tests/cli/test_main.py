@@ -538,7 +538,19 @@ def test_no_command_is_a_usage_error_that_lists_the_commands(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("command", "actions"),
     [
-        ("users", ["create", "list", "disable", "enable", "delete", "set-roles", "set-password"]),
+        (
+            "users",
+            [
+                "create",
+                "list",
+                "disable",
+                "enable",
+                "delete",
+                "set-roles",
+                "set-data",
+                "set-password",
+            ],
+        ),
         ("apikeys", ["create", "list", "revoke"]),
     ],
 )

@@ -26,6 +26,7 @@ from ..schemas import (
     schema_fields,
 )
 from .base import Section
+from .rules import RULES_NOT_YET, RulesSettings
 from .server import RateLimitSettings
 
 HttpMethod = Literal["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
@@ -266,6 +267,11 @@ class ResourceSettings(Section):
     rate_limits: RateLimitSettings | None = Field(
         default=None, description="This resource's own limits, instead of the global ones."
     )
+    rules: RulesSettings | None = Field(
+        default=None,
+        description="Per-role document filters and field permissions (Atlas App Services "
+        "rules); see docs/how-to/rules.md.",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -330,6 +336,12 @@ class ResourceSettings(Section):
             for key in ("soft_delete", "versioning", "additional_lookup", "streams"):
                 if getattr(self, key):
                     raise ValueError(f"{key}: not available on an aggregation endpoint")
+        if self.rules is not None:
+            if self.aggregation is not None:
+                raise ValueError("rules: not yet supported on an aggregation endpoint")
+            for key in RULES_NOT_YET:
+                if getattr(self, key):
+                    raise ValueError(f"rules: not yet supported with {key}: true")
         if self.streams and self.url_variables:
             raise ValueError("streams: not available on a sub-resource (a url with <variables>)")
         if self.id_field != "_id":

@@ -148,6 +148,11 @@ class Settings(Section):
         collections = {
             resource.datasource.source or name for name, resource in self.resources.items()
         }
+        ruled = {
+            resource.datasource.source or name
+            for name, resource in self.resources.items()
+            if resource.rules is not None
+        }
         paths: dict[str, str] = {}
         for name, resource in self.resources.items():
             for path, relation in resource.relations:
@@ -162,7 +167,20 @@ class Settings(Section):
                         raise ValueError(f"{where}.field: {target} has no field {field!r}")
                 if self.resources[target].aggregation is not None:
                     raise ValueError(f"{where}.resource: {target} is an aggregation endpoint")
+                if self.resources[target].rules is not None:
+                    raise ValueError(
+                        f"{where}.resource: {target} has rules, which are not yet supported "
+                        "on the target of a data_relation"
+                    )
             if resource.aggregation is not None:
+                read = {resource.datasource.source or name}
+                read.update(joined_collections(resource.aggregation.pipeline))
+                for collection in sorted(read & ruled):
+                    raise ValueError(
+                        f"resources.{name}.datasource.aggregation: reads {collection!r}, the "
+                        "collection of a resource with rules, which aggregation endpoints do "
+                        "not yet enforce"
+                    )
                 for joined in joined_collections(resource.aggregation.pipeline):
                     if joined not in collections:
                         raise ValueError(
@@ -195,6 +213,13 @@ class Settings(Section):
                     continue
                 for collection in database.collections:
                     names = serving.get(collection, [])
+                    if any(self.resources[name].rules is not None for name in names):
+                        raise ValueError(
+                            f"data_api.data_sources.{source_name}.databases.{database_name}"
+                            f".collections.{collection}: the resource {names[0]} has rules, "
+                            "which the Data API does not yet enforce; leave it out of the "
+                            "Data API"
+                        )
                     if len(names) > 1:
                         raise ValueError(
                             f"data_api.data_sources.{source_name}.databases.{database_name}"

@@ -3,7 +3,9 @@
 Opt-in per resource (``cache_ttl: 30`` in its config). A cached answer is keyed
 by the resource, the caller's access (``Access.cache_key``: "public", "all" or
 "owner:<id>", so an owner-restricted resource never answers one user with
-another's documents) and the normalised request (item id, query arguments in
+another's documents; with ``rules``, also the role that applied and a digest
+of its read filter with the caller's expansion values filled in, and nothing
+is cached when that filter uses ``%%now``) and the normalised request (item id, query arguments in
 sorted order). It keeps the body and the headers a client relies on (ETag,
 Last-Modified, X-Total-Count), so ``If-None-Match`` still gives 304.
 
@@ -201,6 +203,8 @@ class ResponseCache(Policy):
         service, item = route
         resource = service.resource
         access = await self.auth.authorize(call, resource, call.method, item=item)
+        if not access.cacheable:
+            return None  # the answer depends on the time (rules that use %%now)
         scope = access.cache_key
         for other in self.dependencies[resource.name]:
             try:

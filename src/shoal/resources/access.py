@@ -21,6 +21,10 @@ class Access:
     document the caller creates; ``fixed`` are the values every document the
     caller writes must hold (a sub-resource's parent from the URL); ``fields``
     is what the caller may read of each document (``visibility.py``).
+
+    With ``rules`` (``rule`` names the role that applied), ``filter`` holds the
+    role's document filters too, ``writes`` is what the caller may write, and
+    ``insert_filter`` the write filter a new document must be inside (422).
     """
 
     filter: Mapping[str, Any] = field(default_factory=dict)
@@ -30,6 +34,16 @@ class Access:
     cache_key: str = "all"
     fixed: Mapping[str, Any] = field(default_factory=dict)
     fields: FieldMask = EVERYTHING
+    writes: FieldMask = EVERYTHING
+    insert_filter: Mapping[str, Any] | None = None
+    rule: str | None = None
+    #: False: the answer depends on the time (``%%now``); never cached.
+    cacheable: bool = True
+
+    @property
+    def ruled(self) -> bool:
+        """Whether the resource's ``rules`` decided this access."""
+        return self.rule is not None
 
     def restrict(self, query: Mapping[str, Any]) -> Document:
         if not self.filter:

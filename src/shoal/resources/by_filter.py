@@ -73,6 +73,7 @@ class WritesByFilter:
         another writer is left as that writer made it. (matched, modified)."""
         self._refuse_skipped(PATCH_HOOKS)
         self.writer.check_changes(changes)
+        access.writes.check_writable(changes)
         documents = await self._matching(filter, access)
         replacements: list[tuple[Document, Document]] = []
         failures: dict[str, Any] = {}
