@@ -437,6 +437,8 @@ class ResourceViews:
         lookup = resource.settings.additional_lookup
         assert lookup is not None
         access = await self._access(call, call.method, item=True)
+        # A lookup by a field the caller may not read would test its values.
+        access.fields.check_names([lookup.field], "this lookup")
         value = call.view_args["value"] if value is None else value
         if not self._looked_up(value):
             raise NotFound(f"no {resource.singular} with {lookup.field} {value!r}")
