@@ -195,6 +195,10 @@ async def test_a_hidden_field_cannot_be_tested_by_where_or_sort(
         assert "cost" in body["_error"]["message"]
         status, body, _ = await _get(client, "/orders?sort=-cost")
         assert status == 400, body
+    # A projection naming it shows nothing of it.
+    item = f"/orders/{seeded['north_open']['_id']}"
+    status, body, _ = await _get(callers.clerk, item + '?projection={"cost": 1}')
+    assert "cost" not in body, (status, body)
     # A where on a readable field stays inside the read filter.
     where = json.dumps({"region": "south"})
     status, body, _ = await _get(callers.clerk, f"/orders?where={where}")
