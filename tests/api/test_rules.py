@@ -25,7 +25,6 @@ from shoal.auth import get_auth
 from shoal.config import ConfigError
 from tests.conftest import SettingsFactory
 from tests.utils.auth import bearer, client_with, token_for
-from tests.utils.data_api import data_api_config
 from tests.utils.http import if_match
 
 COSTS = {"north_open": 111_111_1, "south_open": 222_222_2, "north_closed": 333_333_3}
@@ -490,9 +489,3 @@ def test_paths_that_do_not_enforce_rules_refuse_a_ruled_resource(
     }
     with pytest.raises(ConfigError, match="aggregation"):
         settings_factory(resources={"things": ruled, "summary": joined})
-    with pytest.raises(ConfigError, match="Data API"):
-        settings_factory(
-            resources={"things": ruled},
-            mongodb={"database": "ruled"},
-            data_api=data_api_config("ruled", things={"roles": ["r"]}),
-        )

@@ -328,7 +328,7 @@ class Auth:
         rules = resource.settings.rules
         if rules is None or principal is None or principal.kind != "user":
             return None
-        if "%%user.data." not in repr(rules.model_dump()):
+        if not rules.uses_user_data:
             return None
         if "user_data" not in call.state:
             call.state["user_data"] = await self.accounts.user_data(principal.id)

@@ -112,6 +112,16 @@ class RulesSettings(Section):
 
     roles: list[RuleRoleSettings] = Field(min_length=1)
 
+    @property
+    def uses_user_data(self) -> bool:
+        """Whether a role names ``%%user.data.<field>`` (then each request
+        reads the user's data)."""
+        return any(
+            text.startswith("%%user.data.")
+            for role in self.roles
+            for text in _strings_and_keys([role.apply_when, role.document_filters.model_dump()])
+        )
+
     @field_validator("roles")
     @classmethod
     def _unique_names(cls, roles: list[RuleRoleSettings]) -> list[RuleRoleSettings]:

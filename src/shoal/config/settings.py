@@ -213,13 +213,6 @@ class Settings(Section):
                     continue
                 for collection in database.collections:
                     names = serving.get(collection, [])
-                    if any(self.resources[name].rules is not None for name in names):
-                        raise ValueError(
-                            f"data_api.data_sources.{source_name}.databases.{database_name}"
-                            f".collections.{collection}: the resource {names[0]} has rules, "
-                            "which the Data API does not yet enforce; leave it out of the "
-                            "Data API"
-                        )
                     if len(names) > 1:
                         raise ValueError(
                             f"data_api.data_sources.{source_name}.databases.{database_name}"

@@ -13,7 +13,7 @@ generation moves on. Anything else goes to MongoDB as the client sent it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,9 @@ from ..resources.visibility import FieldMask
 from ..storage import Storage, UpdateOutcome
 from .refusals import JoinCheck, check_expression, check_pipeline
 from .requests import ACTIONS, MAX_LIMIT, Action, ActionRequest, Namespace
+
+#: Reads a user's ``data`` by the user's id (``Accounts.user_data``).
+UserData = Callable[[str], Awaitable[Mapping[str, Any]]]
 
 if TYPE_CHECKING:  # Quart only for types
     from quart import Quart
@@ -89,6 +92,11 @@ class DataApi:
             for service in resources.services.values()
             if service.aggregation is None
         }
+        self.rules_use_user_data = any(
+            service.resource.settings.rules is not None
+            and service.resource.settings.rules.uses_user_data
+            for service in self.resources.values()
+        )
 
     def init_app(self, app: Quart) -> None:
         app.extensions[EXTENSION_KEY] = self
@@ -114,8 +122,15 @@ class DataApi:
             raise no_rule(namespace)
         return database.name or namespace.database, rules
 
-    def target(self, namespace: Namespace, action: Action, principal: Principal) -> Target:
-        """What ``principal`` may do with ``action`` on ``namespace``; 403 otherwise."""
+    def target(
+        self,
+        namespace: Namespace,
+        action: Action,
+        principal: Principal,
+        data: Mapping[str, Any] | None = None,
+    ) -> Target:
+        """What ``principal`` (whose ``%%user.data`` is ``data``) may do with
+        ``action`` on ``namespace``; 403 otherwise."""
         database, rules = self.rules(namespace)
         allowed = rules.writer_roles if action.writes else rules.reader_roles
         if principal.roles.isdisjoint(allowed):
@@ -140,7 +155,9 @@ class DataApi:
                 code="NoMatchingRuleFound",
             )
         try:
-            access = resource_access(service.resource, action.method, principal, item=item)
+            access = resource_access(
+                service.resource, action.method, principal, item=item, data=data
+            )
         except ApiError as error:
             raise Forbidden(error.message, code="NoMatchingRuleFound") from None
         # The resource's own documents only: its datasource.filter, and with
@@ -148,11 +165,13 @@ class DataApi:
         access = access.narrowed(service.resource.base_filter(include_deleted=False))
         return Target(namespace, database, service, access)
 
-    def _join_check(self, home: Target, principal: Principal) -> JoinCheck:
+    def _join_check(
+        self, home: Target, principal: Principal, data: Mapping[str, Any] | None
+    ) -> JoinCheck:
         def may_join(collection: str) -> str | None:
             namespace = Namespace(home.namespace.data_source, home.namespace.database, collection)
             try:
-                target = self.target(namespace, ACTIONS["find"], principal)
+                target = self.target(namespace, ACTIONS["find"], principal, data)
             except ApiError as error:
                 return error.message
             if target.access.filter:
@@ -165,16 +184,22 @@ class DataApi:
 
     # -- the actions -----------------------------------------------------------
 
-    async def run(self, request: ActionRequest, principal: Principal) -> Result:
-        """Do ``request`` as ``principal``; errors are ``ApiError`` values."""
-        target = self.target(request.namespace, request.action, principal)
+    async def run(
+        self, request: ActionRequest, principal: Principal, user_data: UserData | None = None
+    ) -> Result:
+        """Do ``request`` as ``principal``; errors are ``ApiError`` values.
+        ``user_data`` reads a user's ``%%user.data``, where resources' rules use it."""
+        data = None
+        if user_data is not None and principal.kind == "user" and self.rules_use_user_data:
+            data = await user_data(principal.id)
+        target = self.target(request.namespace, request.action, principal, data)
         check_expression(request.filter, "filter")
         if request.projection is not None:  # a projection may hold expressions too
             check_expression(request.projection, "projection")
         if request.update is not None:
             check_expression(request.update, "update")
         if request.action.name == "aggregate":
-            check_pipeline(request.pipeline, self._join_check(target, principal))
+            check_pipeline(request.pipeline, self._join_check(target, principal, data))
         _check_readable(target.access.fields, request)
         handler = _HANDLERS[request.action.name]
         body = await handler(self, target, request)

@@ -402,6 +402,7 @@ class ResourceService:
         is validated as a whole and written only if the document is unchanged
         since ``current`` was read (412 otherwise). None when nothing changes."""
         issues = name_issues(dict(values), dotted_top_level=True)
+        access.writes.check_writable([*values, *removed])
         issues.update(self.resource.schema.unwritable([*values, *removed]))
         if issues:
             raise UnprocessableEntity(UPDATE_FAILURE, issues=issues)

@@ -1,0 +1,127 @@
+"""Rules (issue 23) on the Data API: a resource's collection is served with the
+resource's rules, for every action (the roles and documents of
+``test_rules.py``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from quart import Quart
+
+from shoal.app import create_app
+from tests.api.test_rules import COSTS, INTERNAL, ORDERS, Callers, _seed
+from tests.conftest import SettingsFactory
+from tests.utils.data_api import DataApiClient, api_key, data_api_config
+
+ROLES = {"roles": ["admin", "clerk", "visitor"]}
+
+
+@pytest.fixture
+def database() -> str:
+    import uuid
+
+    return f"rules_api_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def app(settings_factory: SettingsFactory, database: str) -> AsyncIterator[Quart]:
+    settings = settings_factory(
+        resources={"orders": ORDERS},
+        mongodb={"database": database},
+        data_api=data_api_config(database, orders=ROLES),
+    )
+    application = create_app(settings)
+    async with application.test_app():
+        yield application
+
+
+def _client(app: Quart, database: str, caller: Any) -> DataApiClient:
+    headers = dict(getattr(caller, "_headers", {}))
+    return DataApiClient(app.test_client(), database, "orders", headers=headers)
+
+
+@pytest.fixture
+async def clients(app: Quart, database: str) -> dict[str, DataApiClient]:
+    callers = await Callers(app).start()
+    await _seed(callers.admin)
+    made = {
+        who: _client(app, database, getattr(callers, who))
+        for who in ("admin", "clerk", "south", "nobody", "stray")
+    }
+    key = await api_key(app, "clerk")
+    made["key"] = DataApiClient(app.test_client(), database, "orders", headers={"apiKey": key})
+    return made
+
+
+async def test_reads_are_filtered_and_masked(clients: dict[str, DataApiClient]) -> None:
+    expected = {
+        "admin": {"north_open", "south_open", "north_closed"},
+        "clerk": {"north_open", "north_closed"},
+        "south": {"south_open"},
+        "nobody": {"north_open"},  # anyone's role
+        "stray": set(),  # a clerk without a region
+        "key": set(),  # an API key has no %%user.data
+    }
+    for who, visible in expected.items():
+        client = clients[who]
+        found = await client.call("find", {"filter": {}})
+        assert found.status == 200, (who, found.text)
+        items = {document["item"] for document in found.json["documents"]}
+        assert items == visible, who
+        one = await client.call("findOne", {"filter": {"item": "south_open"}})
+        assert (one.json["document"] is not None) is ("south_open" in visible), who
+        pipeline = [{"$project": {"item": 1, "cost": 1, "internal": 1}}]
+        aggregated = await client.call("aggregate", {"pipeline": pipeline})
+        assert aggregated.status == 200, (who, aggregated.text)
+        assert {d["item"] for d in aggregated.json["documents"]} == visible, who
+        for text in (found.text, one.text, aggregated.text):
+            if who != "admin":
+                assert not any(str(cost) in text for cost in COSTS.values()), (who, text)
+            if who in ("nobody", "stray", "key"):
+                assert INTERNAL not in text, who
+    hidden = await clients["clerk"].call("find", {"filter": {"cost": {"$gt": 0}}})
+    assert hidden.status == 400, hidden.text
+
+
+async def test_writes_keep_to_the_write_filter_and_fields(
+    clients: dict[str, DataApiClient],
+) -> None:
+    clerk = clients["clerk"]
+    outside = await clerk.call("insertOne", {"document": {"item": "x", "region": "south"}})
+    assert outside.status == 400, outside.text
+    assert "south" not in json.dumps(outside.json.get("error", ""))
+    costly = await clerk.call(
+        "insertOne", {"document": {"item": "x", "region": "north", "cost": 1}}
+    )
+    assert costly.status == 403, costly.text
+    made = await clerk.call(
+        "insertOne", {"document": {"item": "new", "region": "north", "status": "open"}}
+    )
+    assert made.status == 201, made.text
+    # Only the documents inside both filters are changed: north and not closed.
+    updated = await clerk.call("updateMany", {"filter": {}, "update": {"$set": {"status": "seen"}}})
+    assert updated.status == 200, updated.text
+    assert updated.json["matchedCount"] == 2  # north_open and the new one
+    refused = await clerk.call("updateOne", {"filter": {}, "update": {"$set": {"cost": 0}}})
+    assert refused.status == 400, refused.text  # naming a field it may not read
+    replaced = await clerk.call(
+        "replaceOne",
+        {
+            "filter": {"item": "north_open"},
+            "replacement": {"item": "north_open", "region": "north"},
+        },
+    )
+    assert replaced.status == 200, replaced.text
+    admin = clients["admin"]
+    stored = await admin.call("findOne", {"filter": {"item": "north_open"}})
+    assert stored.json["document"]["cost"] == COSTS["north_open"]
+    for action in ("deleteOne", "deleteMany"):
+        deleted = await clerk.call(action, {"filter": {}})
+        assert deleted.status == 403, (action, deleted.text)
+    nobody = await clients["nobody"].call("insertOne", {"document": {"item": "y"}})
+    assert nobody.status == 403, nobody.text
+    everything = await admin.call("deleteMany", {"filter": {}})
+    assert everything.json["deletedCount"] == 4
