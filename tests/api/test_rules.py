@@ -26,6 +26,7 @@ from shoal.config import ConfigError
 from tests.conftest import SettingsFactory
 from tests.utils.auth import bearer, client_with, token_for
 from tests.utils.http import if_match
+from tests.utils.streams import listening
 
 COSTS = {"north_open": 111_111_1, "south_open": 222_222_2, "north_closed": 333_333_3}
 INTERNAL = "internal-note-4d2f"
@@ -355,6 +356,50 @@ async def test_no_role_matching_allows_nothing(
         assert (await nobody.patch("/ledger?where={}", json={"item": "b"})).status_code == 403
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
+async def test_stream_events_are_filtered_and_masked_per_subscriber(
+    settings_factory: SettingsFactory, database: str
+) -> None:
+    settings = settings_factory(
+        resources={"orders": {**ORDERS, "streams": True}}, mongodb={"database": database}
+    )
+    application = create_app(settings)
+    async with application.test_app():
+        callers = await Callers(application).start()
+        admin = callers.admin
+        async with (
+            listening(callers.clerk, "/orders/_stream") as clerk,
+            listening(callers.anonymous, "/orders/_stream") as anonymous,
+            listening(callers.stray, "/orders/_stream") as stray,
+        ):
+            made = await _seed(admin)
+            north = made["north_open"]
+            changed = await admin.patch(
+                f"/orders/{north['_id']}",
+                json={"status": "packed"},
+                headers=if_match(north["_etag"]),
+            )
+            assert changed.status_code == 200
+            clerk_events = await clerk.wait_for(3)
+            anonymous_events = await anonymous.wait_for(2)
+            # The last write: every stream has had the time to pass it on.
+            await admin.post("/orders", json={"item": "last", "region": "north", "published": True})
+            await clerk.wait_for(4)
+            await anonymous.wait_for(3)
+        assert [e.data["document"]["item"] for e in clerk_events] == [
+            "north_open",
+            "north_closed",
+            "north_open",
+        ]
+        assert [e.data["document"]["item"] for e in anonymous_events] == ["north_open"] * 2
+        assert stray.events == []
+        for event in [*clerk.events, *anonymous.events]:
+            text = json.dumps(event.data)
+            assert not any(str(cost) in text for cost in COSTS.values()), text
+        for event in anonymous.events:
+            assert INTERNAL not in json.dumps(event.data)
+
+
 # -- the cache ----------------------------------------------------------------
 
 
@@ -453,7 +498,6 @@ def _rules(**role: Any) -> dict[str, Any]:
         ({"rules": {"roles": []}}, "roles"),
         ({"rules": _rules(fields={"a.b": {"read": True}})}, "nested"),
         ({"rules": _rules(document_filters={"read": {"$where": "1"}})}, "$where"),
-        ({"rules": _rules(), "streams": True}, "streams"),
         ({"rules": _rules(), "versioning": True}, "versioning"),
         ({"rules": _rules(), "atomic_updates": True}, "atomic_updates"),
     ],
