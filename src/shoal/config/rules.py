@@ -133,4 +133,4 @@ class RulesSettings(Section):
 
 
 #: What a resource with rules may not have yet: rules are not enforced there.
-RULES_NOT_YET = ("versioning", "atomic_updates")
+RULES_NOT_YET = ("versioning",)
