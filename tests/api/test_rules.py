@@ -12,6 +12,7 @@ body and header.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -480,9 +481,15 @@ async def test_the_cache_never_answers_across_roles(
 # -- the leak sweep -------------------------------------------------------------
 
 
-async def test_no_role_sees_what_it_may_not(callers: Callers, seeded: dict[str, Any]) -> None:
+async def test_no_role_sees_what_it_may_not(
+    callers: Callers, seeded: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
     """Every route and method, as every role but admin: no hidden value, and
-    no document outside the role's read filter, in any body or header."""
+    no document outside the role's read filter, in any body, header or log line
+    (Shoal's at every level; the others' from INFO: PyMongo's DEBUG command log
+    holds whole replies, whatever the caller sees)."""
+    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger="shoal")
     hidden_values = {
         "clerk": {str(COSTS[key]) for key in COSTS},
         "south": {str(COSTS[key]) for key in COSTS},
@@ -525,6 +532,9 @@ async def test_no_role_sees_what_it_may_not(callers: Callers, seeded: dict[str, 
         await send("POST", await client.post("/orders", json={"item": "z", "region": "west"}))
         await send("PATCH where", await client.patch("/orders?where={}", json={"x": 1}))
         await send("DELETE where", await client.delete("/orders?where={}"))
+        logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+        texts.append(("logs", logged))
+        caplog.clear()
         for what, text in texts:
             for value in values:
                 assert value not in text, (who, what, value)
