@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from openapi_spec_validator import validate
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
@@ -594,3 +595,14 @@ def test_paths_that_do_not_enforce_rules_refuse_a_ruled_resource(
     }
     with pytest.raises(ConfigError, match="aggregation"):
         settings_factory(resources={"things": ruled, "summary": joined})
+
+
+async def test_the_openapi_document_says_rules_apply(app: Quart) -> None:
+    response = await app.test_client().get("/openapi.json")
+    document = await response.get_json()
+    validate(document)
+    for path in ("/orders", "/orders/{item_id}"):
+        for method, operation in document["paths"][path].items():
+            if method in ("get", "post", "patch", "put", "delete"):
+                assert "Rules apply" in operation["description"], (path, method)
+    assert "403" in document["paths"]["/orders"]["post"]["responses"]
