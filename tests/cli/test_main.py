@@ -104,6 +104,24 @@ BAD_CONFIGS = {
         "expected ',' or ']', but got ':' (while parsing a flow sequence that starts "
         "at line 1, column 20)",
     ),
+    "a misspelt rules key": (
+        "environment: development\n"
+        "resources:\n"
+        "  orders:\n"
+        "    schema: {type: object}\n"
+        "    rules: {roles: [{name: clerk, aply_when: {}}]}\n",
+        "resources.orders.rules.roles.0.aply_when",
+        "unknown key; did you mean apply_when?",
+    ),
+    "App Services' custom_data in a rule": (
+        "environment: development\n"
+        "resources:\n"
+        "  orders:\n"
+        "    schema: {type: object}\n"
+        "    rules: {roles: [{name: c, document_filters: {read: {r: '%%user.custom_data.r'}}}]}\n",
+        "resources.orders.rules.roles.0.document_filters.read",
+        "write %%user.data.r",
+    ),
     "a list at the top level": (
         "- environment\n- development\n",
         "(top level)",

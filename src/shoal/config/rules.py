@@ -26,6 +26,12 @@ def _check_expansions(value: Any, where: str) -> None:
             raise ValueError(f"{where}: %%root is not yet supported (rules are per caller)")
         if text in RULE_EXPANSIONS or re.fullmatch(r"%%user\.data\.[A-Za-z_][\w.-]*", text):
             continue
+        if text.startswith("%%user.custom_data."):
+            field = text.removeprefix("%%user.custom_data.")
+            raise ValueError(
+                f"{where}: {text!r}: the user's data is %%user.data here (shoal users "
+                f"set-data); write %%user.data.{field}"
+            )
         known = ", ".join(sorted(RULE_EXPANSIONS | {"%%user.data.<field>"}))
         raise ValueError(f"{where}: {text!r} is not an expansion Shoal knows ({known})")
 
