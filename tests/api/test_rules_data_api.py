@@ -125,3 +125,13 @@ async def test_writes_keep_to_the_write_filter_and_fields(
     assert nobody.status == 403, nobody.text
     everything = await admin.call("deleteMany", {"filter": {}})
     assert everything.json["deletedCount"] == 4
+
+
+async def test_a_projection_cannot_copy_a_hidden_field(clients: dict[str, DataApiClient]) -> None:
+    for action in ("find", "findOne"):
+        for projection in ({"x": "$cost"}, {"x": {"$add": ["$cost", 0]}}, {"cost": {"$slice": 1}}):
+            found = await clients["clerk"].call(action, {"filter": {}, "projection": projection})
+            assert found.status == 400, (action, projection, found.text)
+            assert not any(str(cost) in found.text for cost in COSTS.values())
+    plain = await clients["clerk"].call("find", {"filter": {}, "projection": {"item": 1}})
+    assert plain.status == 200, plain.text

@@ -467,6 +467,16 @@ def _check_readable(fields: FieldMask, request: ActionRequest) -> None:
         return
     fields.check_filter(request.filter, "filter")
     fields.check_names(request.sort or {}, "sort")
+    for name, value in (request.projection or {}).items():
+        # An expression ({"x": "$salary"}) would copy a field the caller may
+        # not read under another name: only inclusions and exclusions here.
+        if isinstance(value, bool) or value in (0, 1):
+            continue
+        raise BadRequest(
+            f"projection: {name!r} is an expression; where some fields are not readable, "
+            "a projection only includes (1) or excludes (0) fields",
+            code="InvalidParameter",
+        )
     for operator, changes in (request.update or {}).items():
         named = list(changes)
         if operator == "$rename":
