@@ -200,6 +200,12 @@ async def test_a_hidden_field_cannot_be_tested_by_where_or_sort(
         assert "cost" in body["_error"]["message"]
         status, body, _ = await _get(client, "/orders?sort=-cost")
         assert status == 400, body
+        for reaching in (
+            {"$expr": {"$gt": ["$cost", 0]}},
+            {"$jsonSchema": {"properties": {"cost": {"minimum": 5}}}},
+        ):
+            status, body, _ = await _get(client, f"/orders?where={json.dumps(reaching)}")
+            assert status == 400, body
     # A projection naming it shows nothing of it.
     item = f"/orders/{seeded['north_open']['_id']}"
     status, body, _ = await _get(callers.clerk, item + '?projection={"cost": 1}')

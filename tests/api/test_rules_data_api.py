@@ -135,3 +135,19 @@ async def test_a_projection_cannot_copy_a_hidden_field(clients: dict[str, DataAp
             assert not any(str(cost) in found.text for cost in COSTS.values())
     plain = await clients["clerk"].call("find", {"filter": {}, "projection": {"item": 1}})
     assert plain.status == 200, plain.text
+
+
+async def test_a_filter_cannot_reach_a_hidden_field_by_expression(
+    clients: dict[str, DataApiClient],
+) -> None:
+    for filter in (
+        {"$expr": {"$gt": ["$cost", 0]}},
+        {"$jsonSchema": {"properties": {"cost": {"minimum": 5}}}},
+        {"$and": [{"item": "north_open"}, {"$expr": {"$eq": ["$cost", 1]}}]},
+    ):
+        for action in ("find", "findOne", "updateMany"):
+            fields: dict[str, Any] = {"filter": filter}
+            if action == "updateMany":
+                fields["update"] = {"$set": {"status": "x"}}
+            answer = await clients["clerk"].call(action, fields)
+            assert answer.status == 400, (action, filter, answer.text)

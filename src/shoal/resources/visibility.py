@@ -94,13 +94,15 @@ class FieldMask:
                 raise BadRequest(f"{parameter} cannot use the field {name!r}: it is not readable")
 
     def check_filter(self, filter: Any, parameter: str) -> None:
-        """``check_names`` for every field a MongoDB filter names; ``$text``
-        (which searches fields the filter does not name) only when nothing is hidden."""
+        """``check_names`` for every field a MongoDB filter names; ``$text``,
+        ``$expr``, ``$jsonSchema`` and JavaScript (which reach fields the
+        filter does not name as keys) only when nothing is hidden."""
         if not self.hides:
             return
-        if _uses_text(filter):
+        reaching = _reaching(filter)
+        if reaching is not None:
             raise BadRequest(
-                f"{parameter} cannot use $text here: the search would reach fields "
+                f"{parameter} cannot use {reaching} here: it would reach fields "
                 "that are not readable"
             )
         self.check_names(filter_fields(filter), parameter)
@@ -248,12 +250,25 @@ def filter_fields(filter: Any, prefix: str = "") -> Iterator[str]:
                     yield from filter_fields({key: operand}, prefix)
 
 
-def _uses_text(filter: Any) -> bool:
+#: Query operators that reach fields other than the keys they sit under.
+_REACHING = ("$text", "$expr", "$jsonSchema", "$where", "$function", "$accumulator")
+
+
+def _reaching(filter: Any) -> str | None:
+    """The first operator of ``_REACHING`` that ``filter`` uses, if any."""
     if isinstance(filter, list):
-        return any(_uses_text(item) for item in filter)
-    if isinstance(filter, Mapping):
-        return any(key == "$text" or _uses_text(value) for key, value in filter.items())
-    return False
+        for item in filter:
+            found = _reaching(item)
+            if found is not None:
+                return found
+    elif isinstance(filter, Mapping):
+        for key, value in filter.items():
+            if key in _REACHING:
+                return str(key)
+            found = _reaching(value)
+            if found is not None:
+                return found
+    return None
 
 
 # -- rules: the role that applies to a caller ---------------------------------
