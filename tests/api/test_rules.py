@@ -77,6 +77,13 @@ ORDERS: dict[str, Any] = {
                 "delete": False,
             },
             {
+                "name": "editor",
+                "apply_when": {"%%user.roles": "editor"},
+                "read": True,
+                "write": True,
+                "insert": False,
+            },
+            {
                 "name": "anyone",
                 "apply_when": {},
                 "document_filters": {"read": {"published": True}},

@@ -14,9 +14,10 @@ from quart import Quart
 from shoal.app import create_app
 from tests.api.test_rules import COSTS, INTERNAL, ORDERS, Callers, _seed
 from tests.conftest import SettingsFactory
+from tests.utils.auth import bearer, token_for
 from tests.utils.data_api import DataApiClient, api_key, data_api_config
 
-ROLES = {"roles": ["admin", "clerk", "visitor"]}
+ROLES = {"roles": ["admin", "clerk", "editor", "visitor"]}
 
 
 @pytest.fixture
@@ -53,6 +54,8 @@ async def clients(app: Quart, database: str) -> dict[str, DataApiClient]:
     }
     key = await api_key(app, "clerk")
     made["key"] = DataApiClient(app.test_client(), database, "orders", headers={"apiKey": key})
+    editor = bearer(await token_for(app, "editor"))
+    made["editor"] = DataApiClient(app.test_client(), database, "orders", headers=editor)
     return made
 
 
@@ -121,6 +124,17 @@ async def test_writes_keep_to_the_write_filter_and_fields(
     for action in ("deleteOne", "deleteMany"):
         deleted = await clerk.call(action, {"filter": {}})
         assert deleted.status == 403, (action, deleted.text)
+    # An upsert inserts: the role needs insert (anyone's has not) and the write filter.
+    upsert = {"filter": {"item": "z"}, "update": {"$set": {"status": "x"}}, "upsert": True}
+    assert (await clients["nobody"].call("updateOne", upsert)).status == 403
+    upserted = await clients["editor"].call("updateOne", upsert)
+    assert upserted.status == 403, upserted.text
+    changed = await clients["editor"].call(
+        "updateOne", {**upsert, "filter": {"item": "south_open"}}
+    )
+    assert changed.status == 200, changed.text
+    outside = {**upsert, "update": {"$set": {"region": "south"}}}
+    assert (await clerk.call("updateOne", outside)).status == 400
     nobody = await clients["nobody"].call("insertOne", {"document": {"item": "y"}})
     assert nobody.status == 403, nobody.text
     everything = await admin.call("deleteMany", {"filter": {}})

@@ -111,6 +111,7 @@ def resource_access(
         fields=resource.mask.union(role.reads),
         writes=role.writes,
         insert_filter=role.write_filter,
+        inserts=role.may_insert,
         rule=role.name or "",
         cache_key=f"{access.cache_key}|rules:{role.key}",
         cacheable=role.cacheable,

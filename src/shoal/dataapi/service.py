@@ -389,6 +389,11 @@ class DataApi:
     async def _insert_validated(
         self, target: Target, service: ResourceService, document: Document
     ) -> Any:
+        if not target.access.inserts:
+            raise Forbidden(
+                f"an upsert on '{target.namespace}' would insert, which your role may not",
+                code="NoMatchingRuleFound",
+            )
         try:
             (created,) = await service.create([document], target.access)
         except UnprocessableEntity as error:

@@ -36,6 +36,8 @@ class Access:
     fields: FieldMask = EVERYTHING
     writes: FieldMask = EVERYTHING
     insert_filter: Mapping[str, Any] | None = None
+    #: False: the role may not insert (an upsert of the Data API asks).
+    inserts: bool = True
     rule: str | None = None
     #: False: the answer depends on the time (``%%now``); never cached.
     cacheable: bool = True
