@@ -125,7 +125,11 @@ async def test_writes_keep_to_the_write_filter_and_fields(
         deleted = await clerk.call(action, {"filter": {}})
         assert deleted.status == 403, (action, deleted.text)
     # An upsert inserts: the role needs insert (anyone's has not) and the write filter.
-    upsert = {"filter": {"item": "z"}, "update": {"$set": {"status": "x"}}, "upsert": True}
+    upsert: dict[str, Any] = {
+        "filter": {"item": "z"},
+        "update": {"$set": {"status": "x"}},
+        "upsert": True,
+    }
     assert (await clients["nobody"].call("updateOne", upsert)).status == 403
     upserted = await clients["editor"].call("updateOne", upsert)
     assert upserted.status == 403, upserted.text
@@ -133,8 +137,8 @@ async def test_writes_keep_to_the_write_filter_and_fields(
         "updateOne", {**upsert, "filter": {"item": "south_open"}}
     )
     assert changed.status == 200, changed.text
-    outside = {**upsert, "update": {"$set": {"region": "south"}}}
-    assert (await clerk.call("updateOne", outside)).status == 400
+    into_south = {**upsert, "update": {"$set": {"region": "south"}}}
+    assert (await clerk.call("updateOne", into_south)).status == 400
     nobody = await clients["nobody"].call("insertOne", {"document": {"item": "y"}})
     assert nobody.status == 403, nobody.text
     everything = await admin.call("deleteMany", {"filter": {}})
