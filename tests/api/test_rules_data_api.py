@@ -12,12 +12,39 @@ import pytest
 from quart import Quart
 
 from shoal.app import create_app
+from shoal.config import ConfigError
 from tests.api.test_rules import COSTS, INTERNAL, ORDERS, Callers, _seed
 from tests.conftest import SettingsFactory
 from tests.utils.auth import bearer, token_for
 from tests.utils.data_api import DataApiClient, api_key, data_api_config
 
 ROLES = {"roles": ["admin", "clerk", "editor", "visitor"]}
+#: A collection no resource serves, with rules of its own in its data_api entry.
+NOTES = {
+    **ROLES,
+    "rules": {
+        "roles": [
+            {
+                "name": "admin",
+                "apply_when": {"%%user.roles": "admin"},
+                "write": True,
+                "insert": True,
+                "delete": True,
+            },
+            {
+                "name": "clerk",
+                "apply_when": {"%%user.roles": "clerk"},
+                "document_filters": {
+                    "read": {"region": "%%user.data.region"},
+                    "write": {"region": "%%user.data.region"},
+                },
+                "fields": {"cost": {}, "stamp": {"read": True}},
+                "additional_fields": {"write": True},
+                "insert": True,
+            },
+        ]
+    },
+}
 
 
 @pytest.fixture
@@ -32,7 +59,7 @@ async def app(settings_factory: SettingsFactory, database: str) -> AsyncIterator
     settings = settings_factory(
         resources={"orders": ORDERS},
         mongodb={"database": database},
-        data_api=data_api_config(database, orders=ROLES),
+        data_api=data_api_config(database, orders=ROLES, notes=NOTES),
     )
     application = create_app(settings)
     async with application.test_app():
@@ -169,3 +196,64 @@ async def test_a_filter_cannot_reach_a_hidden_field_by_expression(
                 fields["update"] = {"$set": {"status": "x"}}
             answer = await clients["clerk"].call(action, fields)
             assert answer.status == 400, (action, filter, answer.text)
+
+
+async def test_a_data_api_collection_takes_rules_of_its_own(
+    clients: dict[str, DataApiClient],
+) -> None:
+    admin, clerk = clients["admin"], clients["clerk"]
+    seeded = await admin.call(
+        "insertMany",
+        {
+            "collection": "notes",
+            "documents": [
+                {"text": "n", "region": "north", "cost": COSTS["north_open"]},
+                {"text": "s", "region": "south", "cost": COSTS["south_open"]},
+            ],
+        },
+    )
+    assert seeded.status == 201, seeded.text
+    notes = {"collection": "notes"}
+    found = await clerk.call("find", {**notes, "filter": {}})
+    assert found.status == 200, found.text
+    assert [document["text"] for document in found.json["documents"]] == ["n"]
+    assert "cost" not in found.text
+    assert all(str(cost) not in found.text for cost in COSTS.values())
+    pipeline = [{"$project": {"text": 1, "cost": 1}}]
+    aggregated = await clerk.call("aggregate", {**notes, "pipeline": pipeline})
+    assert [document["text"] for document in aggregated.json["documents"]] == ["n"]
+    assert "cost" not in aggregated.text
+    assert (await clerk.call("find", {**notes, "filter": {"cost": 1}})).status == 400
+    # Writes: the write filter, the writable fields, no deletes, no upserts.
+    south = {**notes, "document": {"text": "x", "region": "south"}}
+    assert (await clerk.call("insertOne", south)).status == 400
+    costly = {**notes, "document": {"text": "x", "region": "north", "cost": 1}}
+    assert (await clerk.call("insertOne", costly)).status == 403
+    moved = {**notes, "document": {"text": "x", "region": "north"}}
+    assert (await clerk.call("insertOne", moved)).status == 201
+    stamp = {**notes, "filter": {}, "update": {"$set": {"stamp": "x"}}}
+    refused = await clerk.call("updateMany", stamp)
+    assert refused.status == 403, refused.text
+    assert "stamp" in refused.json["error"]
+    texts = {**notes, "filter": {}, "update": {"$set": {"text": "seen"}}}
+    updated = await clerk.call("updateMany", texts)
+    assert updated.json["matchedCount"] == 2, updated.text
+    upsert = {**texts, "filter": {"text": "new"}, "upsert": True}
+    assert (await clerk.call("updateOne", upsert)).status == 400
+    replacement = {**notes, "filter": {}, "replacement": {"text": "r", "region": "north"}}
+    assert (await clerk.call("replaceOne", replacement)).status == 403
+    assert (await clerk.call("deleteMany", {**notes, "filter": {}})).status == 403
+    everything = await admin.call("find", {**notes, "filter": {}})
+    assert sorted(d["text"] for d in everything.json["documents"]) == ["s", "seen", "seen"]
+    assert {d.get("cost") for d in everything.json["documents"]} >= {COSTS["north_open"]}
+
+
+def test_a_collection_of_a_resource_takes_the_resources_rules(
+    settings_factory: SettingsFactory, database: str
+) -> None:
+    with pytest.raises(ConfigError, match=r"put the rules on resources\.orders"):
+        settings_factory(
+            resources={"orders": ORDERS},
+            mongodb={"database": database},
+            data_api=data_api_config(database, orders=NOTES),
+        )

@@ -25,13 +25,14 @@ from typing import Any
 from quart import Quart
 
 from ..config import Settings
+from ..config.rules import RulesSettings
 from ..dates import now
 from ..errors import ApiError, BadRequest, Forbidden, ServiceUnavailable, Unauthorized
 from ..http.call import Call, current_call
 from ..http.methods import SAFE_METHODS
 from ..http.net import client_address
 from ..resources import Access, Resource
-from ..resources.visibility import Caller, choose_role
+from ..resources.visibility import Caller, FieldMask, choose_role
 from ..state import SharedState
 from ..storage import Storage
 from .accounts import Accounts, User
@@ -83,14 +84,37 @@ def resource_access(
     rules = resource.settings.rules
     if rules is None:
         return access
+    return ruled_access(
+        access,
+        rules,
+        method,
+        principal,
+        data,
+        mask=resource.mask,
+        etag_key=resource.etag_key,
+        name=resource.name,
+    )
+
+
+def ruled_access(
+    access: Access,
+    rules: RulesSettings,
+    method: str,
+    principal: Principal | None,
+    data: Mapping[str, Any] | None,
+    *,
+    mask: FieldMask,
+    etag_key: bytes,
+    name: str,
+) -> Access:
+    """``access`` narrowed by the role of ``rules`` that applies to
+    ``principal`` for ``method`` (403 for what the role may not do): its
+    filters, what it may read (besides ``mask``) and write."""
     caller = None
     if principal is not None:
         caller = Caller(principal.id, principal.name, principal.roles, data or {})
-    role = choose_role(
-        rules, caller, meta=resource.mask.meta, etag_key=resource.etag_key, now=now()
-    )
+    role = choose_role(rules, caller, meta=mask.meta, etag_key=etag_key, now=now())
     method = "GET" if method == "HEAD" else method
-    name = resource.name
     nobody = "no role of its rules applies to you" if role.name is None else None
     if method == "GET":
         narrowing = role.read_filter
@@ -108,7 +132,7 @@ def resource_access(
     return replace(
         access,
         filter=access.restrict(narrowing) if narrowing else access.filter,
-        fields=resource.mask.union(role.reads),
+        fields=mask.union(role.reads),
         writes=role.writes,
         insert_filter=role.write_filter,
         inserts=role.may_insert,

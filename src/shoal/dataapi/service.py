@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..auth import Principal, resource_access
+from ..auth import Principal, resource_access, ruled_access
 from ..config import DataApiCollectionSettings, Settings
 from ..errors import (
     ApiError,
@@ -29,11 +29,12 @@ from ..errors import (
     UnprocessableEntity,
 )
 from ..resources import UNRESTRICTED, Access, Resources, ResourceService
-from ..resources.documents import content_of
+from ..resources.documents import content_of, etag_key
 from ..resources.visibility import FieldMask
 from ..storage import Storage, UpdateOutcome
 from .refusals import JoinCheck, check_expression, check_pipeline
 from .requests import ACTIONS, MAX_LIMIT, Action, ActionRequest, Namespace
+from .rules import check_readable, check_ruled_inserts, check_ruled_update, refuse_ruled_upsert
 
 #: Reads a user's ``data`` by the user's id (``Accounts.user_data``).
 UserData = Callable[[str], Awaitable[Mapping[str, Any]]]
@@ -92,11 +93,18 @@ class DataApi:
             for service in resources.services.values()
             if service.aggregation is None
         }
+        ruled = [service.resource.settings.rules for service in self.resources.values()]
+        ruled += [
+            collection.rules
+            for source in self.settings.data_sources.values()
+            for database in source.databases.values()
+            for collection in database.collections.values()
+        ]
         self.rules_use_user_data = any(
-            service.resource.settings.rules is not None
-            and service.resource.settings.rules.uses_user_data
-            for service in self.resources.values()
+            rules is not None and rules.uses_user_data for rules in ruled
         )
+        #: What ETags of documents shown without some of their fields are made with.
+        self.etag_key = etag_key(settings.secret_key.get_secret_value())
 
     def init_app(self, app: Quart) -> None:
         app.extensions[EXTENSION_KEY] = self
@@ -142,7 +150,22 @@ class DataApi:
             )
         service = self.resources.get((database, namespace.collection))
         if service is None:
-            return Target(namespace, database, None, UNRESTRICTED)
+            if rules.rules is None:
+                return Target(namespace, database, None, UNRESTRICTED)
+            try:
+                access = ruled_access(
+                    UNRESTRICTED,
+                    rules.rules,
+                    action.method,
+                    principal,
+                    data,
+                    mask=FieldMask(meta=frozenset({"_id"})),
+                    etag_key=self.etag_key,
+                    name=f"'{namespace}'",
+                )
+            except ApiError as error:
+                raise Forbidden(error.message, code="NoMatchingRuleFound") from None
+            return Target(namespace, database, None, access)
         settings = service.resource.settings
         if action.method in settings.resource_methods:
             item = False
@@ -200,7 +223,7 @@ class DataApi:
             check_expression(request.update, "update")
         if request.action.name == "aggregate":
             check_pipeline(request.pipeline, self._join_check(target, principal, data))
-        _check_readable(target.access.fields, request)
+        check_readable(target.access.fields, request)
         handler = _HANDLERS[request.action.name]
         body = await handler(self, target, request)
         return Result(body, request.action.status)
@@ -262,6 +285,8 @@ class DataApi:
                 raise _schema_failure(error) from None
         else:
             documents = [dict(document) for document in bodies if document is not None]
+            if target.access.ruled:
+                check_ruled_inserts(target.access, documents)
             await self.storage.insert_many(
                 target.collection, documents, database=target.database, client_query=True
             )
@@ -274,6 +299,8 @@ class DataApi:
         if target.service is not None:
             outcome = await self._update_resource(target, target.service, request, many=many)
         else:
+            if target.access.ruled:
+                check_ruled_update(target.access, request)
             outcome = await self.storage.update(
                 target.collection,
                 target.access.restrict(request.filter),
@@ -404,6 +431,14 @@ class DataApi:
         assert request.replacement is not None
         service = target.service
         if service is None:
+            if target.access.ruled:
+                refuse_ruled_upsert(request)
+                if target.access.writes.hides:
+                    raise Forbidden(
+                        "replaceOne would replace fields your role may not write; "
+                        "change the others with updateOne",
+                        code="NoMatchingRuleFound",
+                    )
             outcome = await self.storage.replace(
                 target.collection,
                 target.access.restrict(request.filter),
@@ -462,31 +497,6 @@ class DataApi:
             many=many,
         )
         return {"deletedCount": deleted}
-
-
-def _check_readable(fields: FieldMask, request: ActionRequest) -> None:
-    """400 for a filter, sort or update that names a field the caller may not
-    read: its answer (which documents match, how many changed) would tell the
-    field's values."""
-    if not fields.hides:
-        return
-    fields.check_filter(request.filter, "filter")
-    fields.check_names(request.sort or {}, "sort")
-    for name, value in (request.projection or {}).items():
-        # An expression ({"x": "$salary"}) would copy a field the caller may
-        # not read under another name: only inclusions and exclusions here.
-        if isinstance(value, bool) or value in (0, 1):
-            continue
-        raise BadRequest(
-            f"projection: {name!r} is an expression; where some fields are not readable, "
-            "a projection only includes (1) or excludes (0) fields",
-            code="InvalidParameter",
-        )
-    for operator, changes in (request.update or {}).items():
-        named = list(changes)
-        if operator == "$rename":
-            named += [value for value in changes.values() if isinstance(value, str)]
-        fields.check_names(named, "update")
 
 
 def _item(service: ResourceService, document: Document) -> Any:
