@@ -347,6 +347,69 @@ async def test_operator_updates(settings_factory: SettingsFactory, database: str
         assert stored["cost"] == COSTS["north_open"]
 
 
+async def test_versions_show_what_the_role_may_read(
+    settings_factory: SettingsFactory, database: str
+) -> None:
+    settings = settings_factory(
+        resources={"orders": {**ORDERS, "versioning": True}}, mongodb={"database": database}
+    )
+    application = create_app(settings)
+    async with application.test_app():
+        callers = await Callers(application).start()
+        admin, clerk = callers.admin, callers.clerk
+        made = await admin.post(
+            "/orders",
+            json={
+                "item": "moved",
+                "region": "south",
+                "status": "new",
+                "cost": COSTS["south_open"],
+            },
+        )
+        first = await made.get_json()
+        path = f"/orders/{first['_id']}"
+        # Version 2 moves it north, into the clerk's read filter.
+        moved = await admin.patch(
+            path,
+            json={"region": "north", "cost": COSTS["north_open"], "internal": "moved north"},
+            headers=if_match(first["_etag"]),
+        )
+        assert moved.status_code == 200, await moved.get_json()
+        _, view, _ = await _get(clerk, path)
+        assert view["_version"] == 2
+        assert (await clerk.get(path + "?version=1")).status_code == 404
+        status, second, _ = await _get(clerk, path + "?version=2")
+        assert status == 200
+        assert second["region"] == "north"
+        assert "cost" not in second
+        for listing in ("all", "diffs"):
+            status, body, headers = await _get(clerk, f"{path}?version={listing}")
+            assert status == 200, body
+            text = json.dumps(body) + json.dumps(dict(headers))
+            assert "south" not in text, (listing, text)
+            assert not any(str(cost) in text for cost in COSTS.values()), listing
+        # The clerk's write makes version 3, inside her filters.
+        changed = await clerk.patch(path, json={"status": "open"}, headers=if_match(view["_etag"]))
+        assert changed.status_code == 200, await changed.get_json()
+        _, stored, _ = await _get(admin, path + "?version=3")
+        assert stored["cost"] == COSTS["north_open"]
+        assert (await callers.anonymous.get(path + "?version=2")).status_code == 404
+
+
+@pytest.mark.real_mongodb(
+    reason="the stand-in's conditional replace does not match $ne on a missing field "
+    "(its find does)"
+)
+async def test_a_write_filter_with_ne_takes_a_document_without_the_field(
+    callers: Callers,
+) -> None:
+    made = await callers.admin.post("/orders", json={"item": "m", "region": "north"})
+    path = f"/orders/{(await made.get_json())['_id']}"
+    _, view, _ = await _get(callers.clerk, path)
+    changed = await callers.clerk.patch(path, json={"item": "n"}, headers=if_match(view["_etag"]))
+    assert changed.status_code == 200, await changed.get_json()
+
+
 async def test_inserts(callers: Callers, seeded: dict[str, Any]) -> None:
     clerk = callers.clerk
     outside = await clerk.post("/orders", json={"item": "x", "region": "south", "status": "open"})
@@ -573,8 +636,11 @@ def _rules(**role: Any) -> dict[str, Any]:
         ({"rules": _rules(apply_when={"%%user.email": "x"})}, "%%user.email"),
         ({"rules": {"roles": []}}, "roles"),
         ({"rules": _rules(fields={"a.b": {"read": True}})}, "nested"),
+        (
+            {"rules": _rules(), "datasource": {"aggregation": {"pipeline": [{"$match": {}}]}}},
+            "aggregation endpoint",
+        ),
         ({"rules": _rules(document_filters={"read": {"$where": "1"}})}, "$where"),
-        ({"rules": _rules(), "versioning": True}, "versioning"),
     ],
 )
 def test_the_config_refuses_what_rules_do_not_take(

@@ -373,6 +373,7 @@ class ResourceViews:
         wanted = args["version"]
         current = await service.get(item, access, deleted_ok=True)
         updated = current.get("_updated")
+        shown_of = access.version_view()
         if wanted in ("all", "diffs"):
             paging: dict[str, str] = {
                 key: args[key] for key in ("page", "max_results") if key in args
@@ -385,9 +386,9 @@ class ResourceViews:
             span, previous, page = await version_page(versions, current, first, last, diffs=diffs)
             items = []
             for version in span:
-                rendered = render_version(resource, access.fields.apply(version), base, listed=True)
+                rendered = render_version(resource, shown_of(version), base, listed=True)
                 if diffs:
-                    shown = access.fields.apply(previous) if previous is not None else None
+                    shown = shown_of(previous) if previous is not None else None
                     rendered, previous = diff(rendered, shown), rendered
                 items.append(rendered)
             if diffs:
@@ -404,6 +405,8 @@ class ResourceViews:
         if number < 1:
             raise BadRequest(f"version must be all, diffs or a whole number from 1, got {wanted!r}")
         found = await versions.get(current, number)
+        if found is not None and not access.reads_version(found):
+            found = None  # a version outside the role's read filter is not there for it
         if found is None:
             raise NotFound(
                 f"no version {number} of {resource.singular} {item} "

@@ -26,7 +26,7 @@ from ..schemas import (
     schema_fields,
 )
 from .base import Section
-from .rules import RULES_NOT_YET, RulesSettings
+from .rules import RulesSettings
 from .server import RateLimitSettings
 
 HttpMethod = Literal["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
@@ -336,12 +336,8 @@ class ResourceSettings(Section):
             for key in ("soft_delete", "versioning", "additional_lookup", "streams"):
                 if getattr(self, key):
                     raise ValueError(f"{key}: not available on an aggregation endpoint")
-        if self.rules is not None:
-            if self.aggregation is not None:
-                raise ValueError("rules: not yet supported on an aggregation endpoint")
-            for key in RULES_NOT_YET:
-                if getattr(self, key):
-                    raise ValueError(f"rules: not yet supported with {key}: true")
+        if self.rules is not None and self.aggregation is not None:
+            raise ValueError("rules: not yet supported on an aggregation endpoint")
         if self.streams and self.url_variables:
             raise ValueError("streams: not available on a sub-resource (a url with <variables>)")
         if self.id_field != "_id":

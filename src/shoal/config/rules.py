@@ -136,7 +136,3 @@ class RulesSettings(Section):
             if names.count(name) > 1:
                 raise ValueError(f"two roles are named {name!r}")
         return roles
-
-
-#: What a resource with rules may not have yet: rules are not enforced there.
-RULES_NOT_YET = ("versioning",)

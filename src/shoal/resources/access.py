@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .visibility import EVERYTHING, FieldMask
+from .visibility import EVERYTHING, FieldMask, matches
 
 Document = dict[str, Any]
 
@@ -46,6 +46,26 @@ class Access:
     def ruled(self) -> bool:
         """Whether the resource's ``rules`` decided this access."""
         return self.rule is not None
+
+    def reads_version(self, version: Document) -> bool:
+        """Whether an old version of a document the caller may read is inside
+        its role's read filter (always, without rules)."""
+        return not self.ruled or matches(self.filter, version)
+
+    def version_view(self) -> Callable[[Document], Document]:
+        """What the caller sees of an old version: what it may read of it;
+        with rules, of a version outside the role's read filter only its meta
+        fields (that it exists, its number and date; never its content)."""
+        if not self.ruled:
+            return self.fields.apply
+        nothing = replace(self.fields, hidden=frozenset(), only=frozenset())
+
+        def shown(version: Document) -> Document:
+            if self.reads_version(version):
+                return self.fields.apply(version)
+            return nothing.apply(version)
+
+        return shown
 
     def restrict(self, query: Mapping[str, Any]) -> Document:
         if not self.filter:
