@@ -32,7 +32,7 @@ from ..http.call import Call, current_call
 from ..http.methods import SAFE_METHODS
 from ..http.net import client_address
 from ..resources import Access, Resource
-from ..resources.visibility import Caller, FieldMask, choose_role
+from ..resources.visibility import NOTHING, Caller, FieldMask, choose_role
 from ..state import SharedState
 from ..storage import Storage
 from .accounts import Accounts, User
@@ -81,6 +81,8 @@ def resource_access(
     which of their fields (``Resource.mask``), and its ``rules`` narrow both
     (``data``: the user's ``%%user.data``)."""
     access = _access(resource, method, principal, item=item)
+    if method not in ("GET", "HEAD"):
+        access = _with_references(resource, access, principal, data)
     rules = resource.settings.rules
     if rules is None:
         return access
@@ -94,6 +96,25 @@ def resource_access(
         etag_key=resource.etag_key,
         name=resource.name,
     )
+
+
+def _with_references(
+    resource: Resource, access: Access, principal: Principal | None, data: Mapping[str, Any] | None
+) -> Access:
+    """``access`` with the caller's read access to each resource with rules
+    that the resource's references name (none at all where it may not read it)."""
+    references: dict[str, Access] = {}
+    for relation in resource.fields.relations.values():
+        target = resource.catalog[relation.resource]
+        if target.settings.rules is None or target.name in references:
+            continue
+        try:
+            references[target.name] = resource_access(
+                target, "GET", principal, item=True, data=data
+            )
+        except ApiError:
+            references[target.name] = Access(filter=NOTHING)
+    return replace(access, references=references) if references else access
 
 
 def ruled_access(
@@ -350,10 +371,7 @@ class Auth:
     ) -> Mapping[str, Any] | None:
         """The caller's ``%%user.data``, read once per request, where the
         resource's rules use it (an API key has none)."""
-        rules = resource.settings.rules
-        if rules is None or principal is None or principal.kind != "user":
-            return None
-        if not rules.uses_user_data:
+        if principal is None or principal.kind != "user" or not _uses_user_data(resource):
             return None
         if "user_data" not in call.state:
             call.state["user_data"] = await self.accounts.user_data(principal.id)
@@ -458,6 +476,16 @@ class Auth:
                 rotation = await self.store.rotate(refresh_token)
                 if rotation is not None:
                     await self.store.revoke_family(principal.id, rotation.grant.family)
+
+
+def _uses_user_data(resource: Resource) -> bool:
+    """Whether the rules of ``resource``, or of a resource it references, use
+    ``%%user.data``."""
+    names = [resource.name, *(relation.resource for relation in resource.fields.relations.values())]
+    return any(
+        (rules := resource.catalog[name].settings.rules) is not None and rules.uses_user_data
+        for name in names
+    )
 
 
 def get_auth(app: Quart) -> Auth:

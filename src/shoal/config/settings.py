@@ -167,11 +167,6 @@ class Settings(Section):
                         raise ValueError(f"{where}.field: {target} has no field {field!r}")
                 if self.resources[target].aggregation is not None:
                     raise ValueError(f"{where}.resource: {target} is an aggregation endpoint")
-                if self.resources[target].rules is not None:
-                    raise ValueError(
-                        f"{where}.resource: {target} has rules, which are not yet supported "
-                        "on the target of a data_relation"
-                    )
             if resource.aggregation is not None:
                 read = {resource.datasource.source or name}
                 read.update(joined_collections(resource.aggregation.pipeline))

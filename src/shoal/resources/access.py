@@ -38,6 +38,10 @@ class Access:
     insert_filter: Mapping[str, Any] | None = None
     #: False: the role may not insert (an upsert of the Data API asks).
     inserts: bool = True
+    #: On writes: the caller's read access to each resource with rules that a
+    #: ``data_relation`` names; a reference to a document outside it is refused
+    #: as one to no document (its existence is not told).
+    references: Mapping[str, Access] = field(default_factory=dict)
     rule: str | None = None
     #: False: the answer depends on the time (``%%now``); never cached.
     cacheable: bool = True

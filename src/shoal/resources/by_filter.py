@@ -80,7 +80,9 @@ class WritesByFilter:
         for current in documents:
             updated, issues = self.writer.merged(current, changes, access)
             if not issues:
-                (issues,) = await self.writer.relations.missing([updated], before=current)
+                (issues,) = await self.writer.relations.missing(
+                    [updated], before=current, references=access.references
+                )
             if issues:
                 failures[str(current["_id"])] = issues
                 continue

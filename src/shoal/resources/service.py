@@ -259,7 +259,9 @@ class ResourceService:
         issues = [problems for _, problems in prepared]
         documents = [document for document, _ in prepared if document is not None]
         if len(documents) == len(prepared):
-            for index, missing in enumerate(await self.relations.missing(documents)):
+            references = access.references
+            found = await self.relations.missing(documents, references=references)
+            for index, missing in enumerate(found):
                 issues[index].update(missing)
         failures = [problems for problems in issues if problems]
         if failures:
@@ -340,7 +342,7 @@ class ResourceService:
         updated, issues = self.writer.merged(current, changes, access)
         if issues:
             raise UnprocessableEntity(UPDATE_FAILURE, issues=issues)
-        await self.writer.checked_references(updated, current)
+        await self.writer.checked_references(updated, current, access)
         await self.hooks.fire("on_update", self.resource.name, changes, current)
         updated, _ = self.writer.merged(current, changes, access, checked=True)
         updated[DELETED] = False
@@ -383,7 +385,7 @@ class ResourceService:
             document[access.owner[0]] = current[access.owner[0]]
         if access.ruled:
             _keep_unwritable(document, current, access)
-        await self.writer.checked_references(document, current)
+        await self.writer.checked_references(document, current, access)
         await self.hooks.fire("on_replace", self.resource.name, document, current)
         self.resource.fields.to_native(document)
         document[DELETED] = False
@@ -416,7 +418,7 @@ class ResourceService:
             raise UnprocessableEntity(UPDATE_FAILURE, issues=issues)
         if content_of(updated) == content_of(current):
             return None
-        await self.writer.checked_references(updated, current)
+        await self.writer.checked_references(updated, current, access)
         return await self.writer.replace(current, updated, access)
 
     async def _current(

@@ -170,7 +170,7 @@ class OperatorUpdates:
             if isinstance(ruled, dict):
                 return ruled  # this keyed write, done before
             condition = ruled
-        await self._native_values(update)
+        await self._native_values(update, access)
         await self.hooks.fire("on_update", self.resource.name, update, None)
         written = new_etag() if key is None else key.etag(etag)
         update.setdefault("$set", {})["_etag"] = written
@@ -231,7 +231,7 @@ class OperatorUpdates:
         stored = current.get("_etag")
         return stored if isinstance(stored, str) else None
 
-    async def _native_values(self, update: Document) -> None:
+    async def _native_values(self, update: Document, access: Access) -> None:
         """Typed values of an update as native values, in place; 422 for a value
         that is no date or ObjectId, or a reference to a missing document."""
         issues: dict[str, str] = {}
@@ -252,7 +252,7 @@ class OperatorUpdates:
                 _merge_into(added, document)
         if issues:
             raise UnprocessableEntity(UPDATE_FAILURE, issues=issues)
-        await self.writer.checked_references(added, None)
+        await self.writer.checked_references(added, None, access)
 
     async def _undo(self, before: Document, written: str) -> None:
         """Put back the document an invalid update replaced."""
