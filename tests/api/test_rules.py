@@ -457,16 +457,6 @@ def test_the_config_refuses_what_rules_do_not_take(
     assert expected in str(raised.value)
 
 
-def test_aggregations_refuse_a_ruled_collection(settings_factory: SettingsFactory) -> None:
-    ruled = {"schema": {"type": "object"}, "rules": _rules(read=True)}
-    joined = {
-        "schema": {"type": "object"},
-        "datasource": {"source": "things", "aggregation": {"pipeline": [{"$match": {}}]}},
-    }
-    with pytest.raises(ConfigError, match="aggregation"):
-        settings_factory(resources={"things": ruled, "summary": joined})
-
-
 async def test_the_openapi_document_says_rules_apply(app: Quart) -> None:
     response = await app.test_client().get("/openapi.json")
     document = await response.get_json()

@@ -234,6 +234,7 @@ NOTES: dict[str, Any] = {
         "type": "object",
         "properties": {
             "text": {"type": "string"},
+            "region": {"type": "string"},
             "order": {
                 "type": "string",
                 "format": "objectid",
@@ -290,3 +291,85 @@ async def test_references_and_embedding_keep_to_the_targets_rules(
         text = json.dumps(listed)
         assert INTERNAL not in text
         assert not any(str(cost) in text for cost in COSTS.values())
+
+
+SUMMARY: dict[str, Any] = {
+    "schema": {"type": "object"},
+    "datasource": {
+        "source": "orders",
+        "aggregation": {"pipeline": [{"$project": {"item": 1, "cost": 1, "internal": 1}}]},
+    },
+    "public_methods": ["GET"],
+}
+#: Notes, each with the orders of its region joined in.
+JOINED: dict[str, Any] = {
+    "schema": {"type": "object"},
+    "datasource": {
+        "source": "notes",
+        "aggregation": {
+            "pipeline": [
+                {
+                    "$lookup": {
+                        "from": "orders",
+                        "localField": "region",
+                        "foreignField": "region",
+                        "as": "orders",
+                    }
+                },
+                {"$project": {"text": 1, "orders.item": 1, "orders.cost": 1}},
+            ]
+        },
+    },
+    "public_methods": ["GET"],
+}
+
+
+async def test_aggregations_start_from_what_the_role_may_read(
+    settings_factory: SettingsFactory, database: str
+) -> None:
+    resources = {"orders": ORDERS, "notes": NOTES, "summary": SUMMARY, "joined": JOINED}
+    async with _app(settings_factory, database, **resources) as app:
+        callers = await Callers(app).start()
+        await _seed(callers.admin)
+        for region in ("north", "south"):
+            note = await callers.admin.post("/notes", json={"text": region, "region": region})
+            assert note.status_code == 201, await note.get_json()
+        expected = {
+            "admin": {"north_open", "south_open", "north_closed"},
+            "clerk": {"north_open", "north_closed"},
+            "anonymous": {"north_open"},
+        }
+        for who, visible in expected.items():
+            status, body, _ = await _get(getattr(callers, who), "/summary")
+            assert status == 200, (who, body)
+            assert {item["item"] for item in body["_items"]} == visible, who
+            assert body["_meta"]["total"] == len(visible), who
+            text = json.dumps(body)
+            if who != "admin":
+                assert not any(str(cost) in text for cost in COSTS.values()), who
+            if who == "anonymous":
+                assert INTERNAL not in text
+
+
+@pytest.mark.engine_gap(ferretdb="lookup")
+@pytest.mark.real_mongodb(reason="the stand-in's $lookup takes no pipeline beside localField")
+async def test_a_join_into_a_ruled_collection_keeps_to_the_role(
+    settings_factory: SettingsFactory, database: str
+) -> None:
+    resources = {"orders": ORDERS, "notes": NOTES, "joined": JOINED}
+    async with _app(settings_factory, database, **resources) as app:
+        callers = await Callers(app).start()
+        await _seed(callers.admin)
+        for region in ("north", "south"):
+            note = await callers.admin.post("/notes", json={"text": region, "region": region})
+            assert note.status_code == 201, await note.get_json()
+        status, body, _ = await _get(callers.clerk, "/joined")
+        assert status == 200, body
+        joined = {
+            item["text"]: sorted(o["item"] for o in item["orders"]) for item in body["_items"]
+        }
+        assert joined == {"north": ["north_closed", "north_open"], "south": []}
+        assert not any(str(cost) in json.dumps(body) for cost in COSTS.values())
+        status, body, _ = await _get(callers.admin, "/joined")
+        counts = {item["text"]: len(item["orders"]) for item in body["_items"]}
+        assert counts == {"north": 2, "south": 1}

@@ -47,6 +47,7 @@ from ..http.prefer import applied, preferences
 from ..pipelines import joined_collections
 from ..policies.idempotency import REPLAYED_HEADER, write_key
 from ..resources import BLUEPRINT, Access, Resource, Resources, ResourceService, Route, SoftDeleted
+from ..resources.aggregation import ruled_source
 from ..resources.changes import ChangeFeeds
 from ..resources.documents import Document
 from ..resources.fields import Relation, equals, to_native
@@ -232,13 +233,15 @@ class ResourceViews:
         return reply
 
     async def _joined(self, call: Call) -> dict[str, Access]:
-        """What the caller may read of each collection the pipeline joins: the
-        first resource serving it that the caller may read decides (403 if none)."""
+        """What the caller may read of each collection the pipeline joins, and
+        of its own collection where a resource with rules serves it: the first
+        resource serving it that the caller may read decides (403 if none)."""
         resource = self.resource
         aggregation = resource.settings.aggregation
         assert aggregation is not None
         joined: dict[str, Access] = {}
-        for collection in dict.fromkeys(joined_collections(aggregation.pipeline)):
+        read = [*ruled_source(resource), *joined_collections(aggregation.pipeline)]
+        for collection in dict.fromkeys(read):
             refusal: ApiError | None = None
             for target in resource.catalog.values():
                 if target.collection != collection or target.settings.aggregation is not None:

@@ -148,11 +148,6 @@ class Settings(Section):
         collections = {
             resource.datasource.source or name for name, resource in self.resources.items()
         }
-        ruled = {
-            resource.datasource.source or name
-            for name, resource in self.resources.items()
-            if resource.rules is not None
-        }
         paths: dict[str, str] = {}
         for name, resource in self.resources.items():
             for path, relation in resource.relations:
@@ -168,14 +163,6 @@ class Settings(Section):
                 if self.resources[target].aggregation is not None:
                     raise ValueError(f"{where}.resource: {target} is an aggregation endpoint")
             if resource.aggregation is not None:
-                read = {resource.datasource.source or name}
-                read.update(joined_collections(resource.aggregation.pipeline))
-                for collection in sorted(read & ruled):
-                    raise ValueError(
-                        f"resources.{name}.datasource.aggregation: reads {collection!r}, the "
-                        "collection of a resource with rules, which aggregation endpoints do "
-                        "not yet enforce"
-                    )
                 for joined in joined_collections(resource.aggregation.pipeline):
                     if joined not in collections:
                         raise ValueError(

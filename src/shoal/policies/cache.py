@@ -64,6 +64,7 @@ from ..http.metrics import ROUTE_SCOPE_KEY
 from ..metrics import cache_lookup
 from ..pipelines import joined_collections
 from ..resources import Resource, Resources, ResourceService
+from ..resources.aggregation import ruled_source
 from ..state import Breaker, SharedState, StateUnavailable, bump_generation, generation_key
 from ..tasks import cancel
 from .base import Policy
@@ -386,6 +387,7 @@ def _dependencies(resource: Resource) -> list[Resource]:
     ]
     if resource.settings.aggregation is not None:
         joined = set(joined_collections(resource.settings.aggregation.pipeline))
+        joined.update(ruled_source(resource))
         names += [
             other.name
             for other in resource.catalog.values()
