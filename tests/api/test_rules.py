@@ -440,6 +440,7 @@ def _rules(**role: Any) -> dict[str, Any]:
         ({"rules": _rules(aply_when={})}, "aply_when"),
         ({"rules": _rules(apply_when={"%%root.owner": "%%user.id"})}, "%%root"),
         ({"rules": _rules(apply_when={"%%user.email": "x"})}, "%%user.email"),
+        ({"rules": _rules(apply_when={"%function": {"name": "f"}})}, "% operators"),
         ({"rules": {"roles": []}}, "roles"),
         ({"rules": _rules(fields={"a.b": {"read": True}})}, "nested"),
         (

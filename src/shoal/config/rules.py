@@ -18,9 +18,10 @@ RULE_EXPANSIONS = frozenset({"%%user.id", "%%user.name", "%%user.roles", "%%now"
 
 
 def _check_expansions(value: Any, where: str) -> None:
-    """Refuse an expansion Shoal does not know, in names and in values."""
+    """Refuse an expansion Shoal does not know, in names and in values (App
+    Services' ``%`` operators, ``%function`` and the like, too)."""
     for text in _strings_and_keys(value):
-        if not text.startswith("%%"):
+        if not text.startswith("%"):
             continue
         if text.startswith("%%root"):
             raise ValueError(f"{where}: %%root is not yet supported (rules are per caller)")
@@ -33,6 +34,8 @@ def _check_expansions(value: Any, where: str) -> None:
                 f"set-data); write %%user.data.{field}"
             )
         known = ", ".join(sorted(RULE_EXPANSIONS | {"%%user.data.<field>"}))
+        if not text.startswith("%%"):
+            raise ValueError(f"{where}: {text!r}: App Services' % operators are not supported")
         raise ValueError(f"{where}: {text!r} is not an expansion Shoal knows ({known})")
 
 
