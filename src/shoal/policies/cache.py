@@ -373,6 +373,10 @@ def _fast_path_allowed(resource: Resource, settings: Settings) -> bool:
     its name with ObjectId ids, and no rate limit or CORS rule applies."""
     if resource.path != resource.name or resource.ids.kind != "objectid":
         return False
+    if resource.settings.rules is not None:
+        # Its answers are keyed by role; never the plain public entries the fast
+        # path reads (one kept from before the rules were added included).
+        return False
     if resource.ids.field != "_id":
         return False
     own = resource.settings.rate_limits
