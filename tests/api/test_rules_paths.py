@@ -373,3 +373,36 @@ async def test_a_join_into_a_ruled_collection_keeps_to_the_role(
         status, body, _ = await _get(callers.admin, "/joined")
         counts = {item["text"]: len(item["orders"]) for item in body["_items"]}
         assert counts == {"north": 2, "south": 1}
+
+
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
+async def test_a_document_leaving_the_read_filter_is_a_delete_event(
+    settings_factory: SettingsFactory, database: str
+) -> None:
+    orders = {**ORDERS, "streams": True}
+    async with _app(settings_factory, database, orders=orders) as app:
+        callers = await Callers(app).start()
+        admin = callers.admin
+        async with (
+            listening(callers.clerk, "/orders/_stream") as clerk,
+            listening(callers.south, "/orders/_stream") as south,
+        ):
+            made = await admin.post("/orders", json={"item": "a", "region": "north"})
+            first = await made.get_json()
+            path = f"/orders/{first['_id']}"
+            moved = await admin.patch(
+                path, json={"region": "south"}, headers=if_match(first["_etag"])
+            )
+            back = await admin.patch(
+                path, json={"region": "north"}, headers=if_match((await moved.get_json())["_etag"])
+            )
+            gone = await admin.delete(path, headers=if_match((await back.get_json())["_etag"]))
+            assert gone.status_code == 204
+            clerk_events = await clerk.wait_for(4)
+            south_events = await south.wait_for(2)
+        assert [e.name for e in clerk_events] == ["insert", "delete", "update", "delete"]
+        assert "document" not in clerk_events[1].data
+        assert clerk_events[1].data["_id"] == first["_id"]
+        # South saw it only while it was south's: an update, then its departure.
+        assert [e.name for e in south_events] == ["update", "delete"]
+        assert south_events[0].data["document"]["region"] == "south"
