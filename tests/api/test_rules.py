@@ -77,7 +77,8 @@ ORDERS: dict[str, Any] = {
             },
             {
                 "name": "editor",
-                "apply_when": {"%%user.roles": "editor"},
+                # An operator: matched as a query (the others, plain, without one).
+                "apply_when": {"%%user.roles": {"$in": ["editor", "senior-editor"]}},
                 "read": True,
                 "write": True,
                 "insert": False,

@@ -331,7 +331,7 @@ def _expansion(text: str, context: Document) -> Any:
     value: Any = context
     parts = ["%%user", *text.removeprefix("%%user.").split(".")]
     for part in parts:
-        if not isinstance(value, Mapping) or part not in value:
+        if not isinstance(value, dict) or part not in value:  # the context's are dicts
             return _MISSING
         value = value[part]
     return value
@@ -340,10 +340,12 @@ def _expansion(text: str, context: Document) -> Any:
 def _expanded(value: Any, context: Document, used: list[str]) -> Any:
     """``value`` with each expansion replaced (``_MISSING`` anywhere: the
     whole is ``_MISSING``); what was used is added to ``used``."""
-    if isinstance(value, str) and value.startswith("%%"):
-        used.append(value)
-        return _expansion(value, context)
-    if isinstance(value, Mapping):
+    if isinstance(value, str):
+        if value.startswith("%%"):
+            used.append(value)
+            return _expansion(value, context)
+        return value
+    if isinstance(value, dict):  # a config's filters are dicts
         out: Document = {}
         for key, item in value.items():
             expanded = _expanded(item, context, used)
@@ -361,6 +363,18 @@ def _applies(apply_when: Mapping[str, Any], context: Document) -> bool:
     """Whether ``apply_when`` matches the caller: every expansion it names
     has a value (an anonymous caller has no ``%%user``: failing closed), and
     the query, on the expansions' values, matches."""
+    if not apply_when:
+        return True
+    if _plain(apply_when):
+        # {"%%user.roles": "clerk"}: each named expansion equals the value or,
+        # an array, holds it (what the query would say, without building one).
+        for name, wanted in apply_when.items():
+            value = _expansion(name, context)
+            if value is _MISSING:
+                return False
+            if value != wanted and not (isinstance(value, list) and wanted in value):
+                return False
+        return True
     used: list[str] = []
     names = [name for name in filter_fields(apply_when) if name.startswith("%%")]
     for name in names:
@@ -373,6 +387,18 @@ def _applies(apply_when: Mapping[str, Any], context: Document) -> bool:
         return bool(Query(expanded).match(context))
     except Exception:  # an operator mongoquery cannot match: the role does not apply
         return False
+
+
+def _plain(apply_when: Mapping[str, Any]) -> bool:
+    """Whether ``apply_when`` is expansions equal to plain strings (no
+    operator, no expansion among the values)."""
+    return all(
+        isinstance(name, str)
+        and name.startswith("%%")
+        and isinstance(value, str)
+        and not value.startswith("%")
+        for name, value in apply_when.items()
+    )
 
 
 def _permission(role: RuleRoleSettings, rule: RuleFieldSettings | None, write: bool) -> bool:
@@ -394,6 +420,24 @@ def _mask(role: RuleRoleSettings, meta: frozenset[str], *, write: bool) -> Field
     return FieldMask(only=frozenset(allowed), meta=meta)
 
 
+#: The masks of each role, made once: (role, meta, key) → (role, reads, writes).
+#: The role is kept in the value so that its id is not reused while the entry
+#: stands.
+_MASKS: dict[tuple[int, frozenset[str], bytes], tuple[RuleRoleSettings, FieldMask, FieldMask]] = {}
+
+
+def _masks(
+    role: RuleRoleSettings, meta: frozenset[str], etag_key: bytes
+) -> tuple[FieldMask, FieldMask]:
+    """What ``role`` lets a caller read (re-tagging what it hides) and write."""
+    key = (id(role), meta, etag_key)
+    made = _MASKS.get(key)
+    if made is None or made[0] is not role:
+        reads = replace(_mask(role, meta, write=False), retag=etag_key)
+        made = _MASKS[key] = (role, reads, _mask(role, meta, write=True))
+    return made[1], made[2]
+
+
 def choose_role(
     rules: RulesSettings,
     caller: Caller | None,
@@ -409,8 +453,7 @@ def choose_role(
     for role in rules.roles:
         if not _applies(role.apply_when, context):
             continue
-        reads = replace(_mask(role, meta, write=False), retag=etag_key)
-        writes = _mask(role, meta, write=True)
+        reads, writes = _masks(role, meta, etag_key)
         may_read = bool(reads.only) if reads.only is not None else True
         used: list[str] = []
         filters = role.document_filters
