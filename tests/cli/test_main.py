@@ -104,6 +104,24 @@ BAD_CONFIGS = {
         "expected ',' or ']', but got ':' (while parsing a flow sequence that starts "
         "at line 1, column 20)",
     ),
+    "a misspelt rules key": (
+        "environment: development\n"
+        "resources:\n"
+        "  orders:\n"
+        "    schema: {type: object}\n"
+        "    rules: {roles: [{name: clerk, aply_when: {}}]}\n",
+        "resources.orders.rules.roles.0.aply_when",
+        "unknown key; did you mean apply_when?",
+    ),
+    "App Services' custom_data in a rule": (
+        "environment: development\n"
+        "resources:\n"
+        "  orders:\n"
+        "    schema: {type: object}\n"
+        "    rules: {roles: [{name: c, document_filters: {read: {r: '%%user.custom_data.r'}}}]}\n",
+        "resources.orders.rules.roles.0.document_filters.read",
+        "write %%user.data.r",
+    ),
     "a list at the top level": (
         "- environment\n- development\n",
         "(top level)",
@@ -538,7 +556,19 @@ def test_no_command_is_a_usage_error_that_lists_the_commands(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("command", "actions"),
     [
-        ("users", ["create", "list", "disable", "enable", "delete", "set-roles", "set-password"]),
+        (
+            "users",
+            [
+                "create",
+                "list",
+                "disable",
+                "enable",
+                "delete",
+                "set-roles",
+                "set-data",
+                "set-password",
+            ],
+        ),
         ("apikeys", ["create", "list", "revoke"]),
     ],
 )

@@ -136,12 +136,14 @@ async def _unexpected(error: Exception) -> Response:
 
 def action_view(data_api: DataApi, action: Action) -> Any:
     async def view() -> Response:
-        principal = await get_auth(current_app).current_principal()
+        auth = get_auth(current_app)
+        principal = await auth.current_principal()
         if principal is None:
             raise BadRequest("no authentication methods were specified", code="InvalidParameter")
         data = await request.get_data(cache=True, as_text=False, parse_form_data=False)
         body = read_body(data)
-        result = await data_api.run(parse_request(action, body), principal)
+        parsed = parse_request(action, body)
+        result = await data_api.run(parsed, principal, auth.accounts.user_data)
         return render(result.body, result.status)
 
     view.__name__ = f"data_api_{action.name}"

@@ -47,6 +47,7 @@ from ..http.prefer import applied, preferences
 from ..pipelines import joined_collections
 from ..policies.idempotency import REPLAYED_HEADER, write_key
 from ..resources import BLUEPRINT, Access, Resource, Resources, ResourceService, Route, SoftDeleted
+from ..resources.aggregation import ruled_source
 from ..resources.changes import ChangeFeeds
 from ..resources.documents import Document
 from ..resources.fields import Relation, equals, to_native
@@ -244,13 +245,15 @@ class ResourceViews:
         return reply
 
     async def _joined(self, call: Call) -> dict[str, Access]:
-        """What the caller may read of each collection the pipeline joins: the
-        first resource serving it that the caller may read decides (403 if none)."""
+        """What the caller may read of each collection the pipeline joins, and
+        of its own collection where a resource with rules serves it: the first
+        resource serving it that the caller may read decides (403 if none)."""
         resource = self.resource
         aggregation = resource.settings.aggregation
         assert aggregation is not None
         joined: dict[str, Access] = {}
-        for collection in dict.fromkeys(joined_collections(aggregation.pipeline)):
+        read = [*ruled_source(resource), *joined_collections(aggregation.pipeline)]
+        for collection in dict.fromkeys(read):
             refusal: ApiError | None = None
             for target in resource.catalog.values():
                 if target.collection != collection or target.settings.aggregation is not None:
@@ -388,6 +391,7 @@ class ResourceViews:
         wanted = args["version"]
         current = await service.get(item, access, deleted_ok=True)
         updated = current.get("_updated")
+        shown_of = access.version_view()
         if wanted in ("all", "diffs"):
             paging: dict[str, str] = {
                 key: args[key] for key in ("page", "max_results") if key in args
@@ -400,9 +404,9 @@ class ResourceViews:
             span, previous, page = await version_page(versions, current, first, last, diffs=diffs)
             items = []
             for version in span:
-                rendered = render_version(resource, access.fields.apply(version), base, listed=True)
+                rendered = render_version(resource, shown_of(version), base, listed=True)
                 if diffs:
-                    shown = access.fields.apply(previous) if previous is not None else None
+                    shown = shown_of(previous) if previous is not None else None
                     rendered, previous = diff(rendered, shown), rendered
                 items.append(rendered)
             if diffs:
@@ -419,6 +423,8 @@ class ResourceViews:
         if number < 1:
             raise BadRequest(f"version must be all, diffs or a whole number from 1, got {wanted!r}")
         found = await versions.get(current, number)
+        if found is not None and not access.reads_version(found):
+            found = None  # a version outside the role's read filter is not there for it
         if found is None:
             raise NotFound(
                 f"no version {number} of {resource.singular} {item} "
@@ -452,6 +458,8 @@ class ResourceViews:
         lookup = resource.settings.additional_lookup
         assert lookup is not None
         access = await self._access(call, call.method, item=True)
+        # A lookup by a field the caller may not read would test its values.
+        access.fields.check_names([lookup.field], "this lookup")
         value = call.view_args["value"] if value is None else value
         if not self._looked_up(value):
             raise NotFound(f"no {resource.singular} with {lookup.field} {value!r}")

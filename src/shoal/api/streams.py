@@ -28,6 +28,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from quart import Response, current_app, request
@@ -39,7 +40,13 @@ from ..http.call import current_call
 from ..policies.caller import caller_key
 from ..resources import ResourceService
 from ..resources.changes import ChangeFeeds
-from ..resources.events import Change, matcher, parse_stream_where, resume_token
+from ..resources.events import (
+    Change,
+    matcher,
+    parse_stream_where,
+    resume_token,
+    with_departures,
+)
 from ..resources.render import render_item
 from ..resources.visibility import FieldMask
 
@@ -111,6 +118,11 @@ def stream_view(service: ResourceService, feeds: ChangeFeeds, *, item: bool) -> 
         # come as deletes (see ChangeFeed._change).
         base = resource.base_filter(include_deleted=True)
         matches = matcher(access, where, target, base)
+        #: Changes that take a document out of a subscriber with rules' view:
+        #: sent as deletes (``with_departures``).
+        departed: set[str] = set()
+        if access.ruled:
+            matches = with_departures(matches, departed)
         encode: Encode = current_app.json.dumps  # the generator runs after the view
 
         async def events() -> AsyncIterator[bytes]:
@@ -134,6 +146,9 @@ def stream_view(service: ResourceService, feeds: ChangeFeeds, *, item: bool) -> 
                             ended = subscription.ended or REVOKED
                             yield sse("end", encode({"message": ended}))
                             return
+                        if change.id in departed:
+                            departed.discard(change.id)
+                            change = replace(change, operation="delete", document=None)
                         yield event_message(change, access.fields, encode)
             except ServiceUnavailable as error:
                 yield sse("end", encode({"message": error.message}))
@@ -152,11 +167,13 @@ def stream_view(service: ResourceService, feeds: ChangeFeeds, *, item: bool) -> 
 
     # Every subscriber of the route who may read the same fields gets the same
     # message for an event: it is rendered and encoded once (the last few
-    # events are kept, by id and fields).
-    messages: OrderedDict[tuple[str, FieldMask], bytes] = OrderedDict()
+    # events are kept, by id, operation and fields).
+    messages: OrderedDict[tuple[str, str, FieldMask], bytes] = OrderedDict()
 
     def event_message(change: Change, fields: FieldMask, encode: Encode) -> bytes:
-        key = (change.id, fields)
+        # By operation too: a change one subscriber gets as a departure (a
+        # delete) is an update to another.
+        key = (change.id, change.operation, fields)
         encoded = messages.get(key)
         if encoded is None:
             body = encode(render(change, fields))

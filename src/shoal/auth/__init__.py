@@ -8,6 +8,7 @@ from .service import (
     CredentialHeaders,
     get_auth,
     resource_access,
+    ruled_access,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "Principal",
     "get_auth",
     "resource_access",
+    "ruled_access",
 ]

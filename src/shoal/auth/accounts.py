@@ -140,6 +140,25 @@ class Accounts:
             return None
         return User.from_document(document)
 
+    async def user_data(self, user_id: str) -> dict[str, Any]:
+        """The user's ``data`` (what rules read as ``%%user.data``; ``shoal
+        users set-data``); empty when there is none, or no such user."""
+        if not ObjectId.is_valid(user_id):
+            return {}
+        document = await self.storage.find_one(
+            self.users, {"_id": ObjectId(user_id)}, projection={"data": 1}
+        )
+        data = document.get("data") if document is not None else None
+        return dict(data) if isinstance(data, dict) else {}
+
+    async def set_data(self, name: str, data: dict[str, Any]) -> UserInfo | None:
+        """Set fields of the user's ``data`` (the others are kept)."""
+        if not data:
+            return await self.find_user(name)
+        return await self._change(
+            name, {"$set": {f"data.{key}": value for key, value in data.items()}}
+        )
+
     async def find_user(self, name: str) -> UserInfo | None:
         document = await self.storage.find_one(self.users, {"name": name})
         return UserInfo.from_document(document) if document is not None else None

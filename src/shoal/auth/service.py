@@ -18,17 +18,21 @@ import contextlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from quart import Quart
 
 from ..config import Settings
+from ..config.rules import RulesSettings
+from ..dates import now
 from ..errors import ApiError, BadRequest, Forbidden, ServiceUnavailable, Unauthorized
 from ..http.call import Call, current_call
 from ..http.methods import SAFE_METHODS
 from ..http.net import client_address
 from ..resources import Access, Resource
+from ..resources.visibility import NOTHING, Caller, FieldMask, choose_role
 from ..state import SharedState
 from ..storage import Storage
 from .accounts import Accounts, User
@@ -64,12 +68,103 @@ DEFAULT_CREDENTIALS = CredentialHeaders()
 
 
 def resource_access(
-    resource: Resource, method: str, principal: Principal | None, *, item: bool
+    resource: Resource,
+    method: str,
+    principal: Principal | None,
+    *,
+    item: bool,
+    data: Mapping[str, Any] | None = None,
 ) -> Access:
     """What ``principal`` (None: anonymous) may reach of ``resource`` with
     ``method``: the resource's public methods, roles and owner field decide
     which documents (401 or 403 when none), its ``datasource.projection``
-    which of their fields (``Resource.mask``)."""
+    which of their fields (``Resource.mask``), and its ``rules`` narrow both
+    (``data``: the user's ``%%user.data``)."""
+    access = _access(resource, method, principal, item=item)
+    if method not in ("GET", "HEAD"):
+        access = _with_references(resource, access, principal, data)
+    rules = resource.settings.rules
+    if rules is None:
+        return access
+    return ruled_access(
+        access,
+        rules,
+        method,
+        principal,
+        data,
+        mask=resource.mask,
+        etag_key=resource.etag_key,
+        name=resource.name,
+    )
+
+
+def _with_references(
+    resource: Resource, access: Access, principal: Principal | None, data: Mapping[str, Any] | None
+) -> Access:
+    """``access`` with the caller's read access to each resource with rules
+    that the resource's references name (none at all where it may not read it)."""
+    references: dict[str, Access] = {}
+    for relation in resource.fields.relations.values():
+        target = resource.catalog[relation.resource]
+        if target.settings.rules is None or target.name in references:
+            continue
+        try:
+            references[target.name] = resource_access(
+                target, "GET", principal, item=True, data=data
+            )
+        except ApiError:
+            references[target.name] = Access(filter=NOTHING)
+    return replace(access, references=references) if references else access
+
+
+def ruled_access(
+    access: Access,
+    rules: RulesSettings,
+    method: str,
+    principal: Principal | None,
+    data: Mapping[str, Any] | None,
+    *,
+    mask: FieldMask,
+    etag_key: bytes,
+    name: str,
+) -> Access:
+    """``access`` narrowed by the role of ``rules`` that applies to
+    ``principal`` for ``method`` (403 for what the role may not do): its
+    filters, what it may read (besides ``mask``) and write."""
+    caller = None
+    if principal is not None:
+        caller = Caller(principal.id, principal.name, principal.roles, data or {})
+    role = choose_role(rules, caller, meta=mask.meta, etag_key=etag_key, now=now())
+    method = "GET" if method == "HEAD" else method
+    nobody = "no role of its rules applies to you" if role.name is None else None
+    if method == "GET":
+        narrowing = role.read_filter
+    elif method == "POST":
+        if not role.may_insert:
+            raise Forbidden(f"you may not insert into {name}: {nobody or 'your role may not'}")
+        narrowing = {}
+    else:
+        allowed = role.may_delete if method == "DELETE" else role.may_write
+        if not allowed:
+            verb = "delete from" if method == "DELETE" else "change documents of"
+            raise Forbidden(f"you may not {verb} {name}: {nobody or 'your role may not'}")
+        both = [part for part in (role.read_filter, role.write_filter) if part]
+        narrowing = {"$and": both} if len(both) > 1 else (both[0] if both else {})
+    return replace(
+        access,
+        filter=access.restrict(narrowing) if narrowing else access.filter,
+        fields=mask.union(role.reads),
+        writes=role.writes,
+        insert_filter=role.write_filter,
+        inserts=role.may_insert,
+        rule=role.name or "",
+        cache_key=f"{access.cache_key}|rules:{role.key}",
+        cacheable=role.cacheable,
+    )
+
+
+def _access(resource: Resource, method: str, principal: Principal | None, *, item: bool) -> Access:
+    """``resource_access`` before the resource's rules."""
     settings, name = resource.settings, resource.name
     method = "GET" if method == "HEAD" else method
     public = settings.public_item_methods if item else settings.public_methods
@@ -267,8 +362,21 @@ class Auth:
         key = (resource.name, method, item)
         if key not in decided:
             principal = await self.current_principal(call)
-            decided[key] = resource_access(resource, method, principal, item=item)
+            data = await self._user_data(call, resource, principal)
+            decided[key] = resource_access(resource, method, principal, item=item, data=data)
         return decided[key]
+
+    async def _user_data(
+        self, call: Call, resource: Resource, principal: Principal | None
+    ) -> Mapping[str, Any] | None:
+        """The caller's ``%%user.data``, read once per request, where the
+        resource's rules use it (an API key has none)."""
+        if principal is None or principal.kind != "user" or not _uses_user_data(resource):
+            return None
+        if "user_data" not in call.state:
+            call.state["user_data"] = await self.accounts.user_data(principal.id)
+        data: Mapping[str, Any] = call.state["user_data"]
+        return data
 
     # -- logging in and out ----------------------------------------------
 
@@ -368,6 +476,16 @@ class Auth:
                 rotation = await self.store.rotate(refresh_token)
                 if rotation is not None:
                     await self.store.revoke_family(principal.id, rotation.grant.family)
+
+
+def _uses_user_data(resource: Resource) -> bool:
+    """Whether the rules of ``resource``, or of a resource it references, use
+    ``%%user.data``."""
+    names = [resource.name, *(relation.resource for relation in resource.fields.relations.values())]
+    return any(
+        (rules := resource.catalog[name].settings.rules) is not None and rules.uses_user_data
+        for name in names
+    )
 
 
 def get_auth(app: Quart) -> Auth:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -190,8 +191,26 @@ def read_password(from_stdin: bool) -> str:
     return password
 
 
+def parse_data(pairs: list[str] | None) -> dict[str, str]:
+    """``--data key=value`` pairs as a user's data (exit 2 for a malformed one)."""
+    data: dict[str, str] = {}
+    for pair in pairs or []:
+        key, equals, value = pair.partition("=")
+        if not equals or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", key):
+            raise AdminError(
+                f"--data {pair!r}: write it as key=value, the key letters, digits, _ and -",
+                status=2,
+            )
+        data[key] = value
+    return data
+
+
 def create_user(
-    config: str | None, name: str, roles: list[str], password: Callable[[], str]
+    config: str | None,
+    name: str,
+    roles: list[str],
+    password: Callable[[], str],
+    data: dict[str, str] | None = None,
 ) -> str:
     """Create a user; ``password`` (a prompt) is called once the name is known
     to be free."""
@@ -200,7 +219,22 @@ def create_user(
             raise AdminError(f"a user named {name!r} already exists")
         chosen = password()
         user = session.run(lambda accounts: accounts.create_user(name, chosen, roles))
+        if data:
+            session.run(lambda accounts: accounts.set_data(name, data))
     return f"created user {user.name} ({user.id}) with roles: {', '.join(sorted(user.roles))}"
+
+
+def set_data(config: str | None, name: str, data: dict[str, str]) -> UserInfo:
+    """Set fields of a user's data (``%%user.data`` in rules): read at each
+    request, so the change holds from the next one; the user stays signed in."""
+
+    async def action(accounts: Accounts) -> UserInfo:
+        user = await accounts.set_data(name, data)
+        if user is None:
+            raise AdminError(f"no user named {name!r}")
+        return user
+
+    return with_accounts(config, action)
 
 
 def list_users(config: str | None) -> list[UserInfo]:

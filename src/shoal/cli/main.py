@@ -5,6 +5,7 @@
     shoal users create NAME --role ROLE [--password-stdin] [--config FILE]
     shoal users list | disable NAME | enable NAME | delete NAME  [--config FILE]
     shoal users set-roles NAME --role ROLE | set-password NAME [--password-stdin]  [--config FILE]
+    shoal users set-data NAME --data KEY=VALUE  [--config FILE]
     shoal apikeys create --role ROLE [--name N] | list | revoke ID  [--config FILE]
     shoal openapi [--config FILE]
     shoal import RESOURCE FILE.jsonl [--config FILE] [--batch-size N] [--rejects FILE] [--owner ID]
@@ -171,11 +172,24 @@ def _admin(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
 
 @_admin
 def _users_create(args: argparse.Namespace) -> int:
-    from .admin import create_user, read_password
+    from .admin import create_user, parse_data, read_password
 
+    data = parse_data(args.data)
     print(
-        create_user(args.config, args.name, args.role, lambda: read_password(args.password_stdin))
+        create_user(
+            args.config, args.name, args.role, lambda: read_password(args.password_stdin), data
+        )
     )
+    return EXIT_OK
+
+
+@_admin
+def _users_set_data(args: argparse.Namespace) -> int:
+    from .admin import parse_data, set_data
+
+    data = parse_data(args.data)
+    user = set_data(args.config, args.name, data)
+    print(f"set the data of user {user.name} ({user.id}): {', '.join(sorted(data))}")
     return EXIT_OK
 
 
@@ -408,7 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     create_user = _command_parser(users, "create", help="create a user (password from a prompt)")
     create_user.add_argument("name", metavar="NAME")
     create_user.add_argument("--role", action="append", required=True, help="repeatable")
+    data_help = "key=value, a field of the user's data (%%%%user.data.<key> in rules); repeatable"
     create_user.add_argument("--password-stdin", action="store_true", help=stdin_help)
+    create_user.add_argument("--data", action="append", metavar="KEY=VALUE", help=data_help)
     _add_config(create_user)
     create_user.set_defaults(handler=_users_create)
     list_users = _command_parser(users, "list", help="list users (never their passwords)")
@@ -429,6 +445,15 @@ def build_parser() -> argparse.ArgumentParser:
     roles.add_argument("--role", action="append", required=True, help="repeatable")
     _add_config(roles)
     roles.set_defaults(handler=_users_set_roles)
+    user_data = _command_parser(
+        users, "set-data", help="set fields of a user's data (%%%%user.data in rules)"
+    )
+    user_data.add_argument("name", metavar="NAME")
+    user_data.add_argument(
+        "--data", action="append", required=True, metavar="KEY=VALUE", help=data_help
+    )
+    _add_config(user_data)
+    user_data.set_defaults(handler=_users_set_data)
     password = _command_parser(users, "set-password", help="set a user's password" + cut_off)
     password.add_argument("name", metavar="NAME")
     password.add_argument("--password-stdin", action="store_true", help=stdin_help)

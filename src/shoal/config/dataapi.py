@@ -7,6 +7,7 @@ import re
 from pydantic import Field, field_validator, model_validator
 
 from .base import Section
+from .rules import RulesSettings
 
 #: A MongoDB database name (MongoDB refuses these characters in one).
 _DATABASE_NAME = r"^[^/\\. \"$\x00]{1,63}$"
@@ -23,6 +24,11 @@ class DataApiCollectionSettings(Section):
     roles: list[str] = Field(default_factory=list)
     read_roles: list[str] | None = None
     write_roles: list[str] | None = None
+    rules: RulesSettings | None = Field(
+        default=None,
+        description="Per-role document filters and field permissions (App Services rules), "
+        "for a collection no resource serves; see docs/how-to/rules.md.",
+    )
 
     @model_validator(mode="after")
     def _someone_may_use_it(self) -> DataApiCollectionSettings:

@@ -27,6 +27,7 @@ from ..schemas import (
 )
 from .base import Section
 from .media import MediaField, MediaSettings, media_fields
+from .rules import RulesSettings
 from .server import RateLimitSettings
 
 HttpMethod = Literal["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
@@ -271,6 +272,11 @@ class ResourceSettings(Section):
         default_factory=MediaSettings,
         description="Limits of multipart writes of the media fields (files).",
     )
+    rules: RulesSettings | None = Field(
+        default=None,
+        description="Per-role document filters and field permissions (Atlas App Services "
+        "rules); see docs/how-to/rules.md.",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -341,6 +347,8 @@ class ResourceSettings(Section):
                 if getattr(self, key):
                     raise ValueError(f"{key}: not available on an aggregation endpoint")
         _check_media(self)
+        if self.rules is not None and self.aggregation is not None:
+            raise ValueError("rules: not yet supported on an aggregation endpoint")
         if self.streams and self.url_variables:
             raise ValueError("streams: not available on a sub-resource (a url with <variables>)")
         if self.id_field != "_id":

@@ -193,8 +193,15 @@ class Settings(Section):
             for database_name, database in source.databases.items():
                 if (database.name or database_name) != self.mongodb.database:
                     continue
-                for collection in database.collections:
+                for collection, entry in database.collections.items():
                     names = serving.get(collection, [])
+                    if names and entry.rules is not None:
+                        raise ValueError(
+                            f"data_api.data_sources.{source_name}.databases.{database_name}"
+                            f".collections.{collection}.rules: the resource {names[0]} serves "
+                            "this collection, and its rules apply on the Data API; put the "
+                            f"rules on resources.{names[0]}"
+                        )
                     if len(names) > 1:
                         raise ValueError(
                             f"data_api.data_sources.{source_name}.databases.{database_name}"

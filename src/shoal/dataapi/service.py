@@ -13,11 +13,11 @@ generation moves on. Anything else goes to MongoDB as the client sent it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..auth import Principal, resource_access
+from ..auth import Principal, resource_access, ruled_access
 from ..config import DataApiCollectionSettings, Settings
 from ..errors import (
     ApiError,
@@ -29,11 +29,15 @@ from ..errors import (
     UnprocessableEntity,
 )
 from ..resources import UNRESTRICTED, Access, Resources, ResourceService
-from ..resources.documents import content_of
+from ..resources.documents import content_of, etag_key
 from ..resources.visibility import FieldMask
 from ..storage import Storage, UpdateOutcome
 from .refusals import JoinCheck, check_expression, check_pipeline
 from .requests import ACTIONS, MAX_LIMIT, Action, ActionRequest, Namespace
+from .rules import check_readable, check_ruled_inserts, check_ruled_update, refuse_ruled_upsert
+
+#: Reads a user's ``data`` by the user's id (``Accounts.user_data``).
+UserData = Callable[[str], Awaitable[Mapping[str, Any]]]
 
 if TYPE_CHECKING:  # Quart only for types
     from quart import Quart
@@ -89,6 +93,18 @@ class DataApi:
             for service in resources.services.values()
             if service.aggregation is None
         }
+        ruled = [service.resource.settings.rules for service in self.resources.values()]
+        ruled += [
+            collection.rules
+            for source in self.settings.data_sources.values()
+            for database in source.databases.values()
+            for collection in database.collections.values()
+        ]
+        self.rules_use_user_data = any(
+            rules is not None and rules.uses_user_data for rules in ruled
+        )
+        #: What ETags of documents shown without some of their fields are made with.
+        self.etag_key = etag_key(settings.secret_key.get_secret_value())
 
     def init_app(self, app: Quart) -> None:
         app.extensions[EXTENSION_KEY] = self
@@ -114,8 +130,15 @@ class DataApi:
             raise no_rule(namespace)
         return database.name or namespace.database, rules
 
-    def target(self, namespace: Namespace, action: Action, principal: Principal) -> Target:
-        """What ``principal`` may do with ``action`` on ``namespace``; 403 otherwise."""
+    def target(
+        self,
+        namespace: Namespace,
+        action: Action,
+        principal: Principal,
+        data: Mapping[str, Any] | None = None,
+    ) -> Target:
+        """What ``principal`` (whose ``%%user.data`` is ``data``) may do with
+        ``action`` on ``namespace``; 403 otherwise."""
         database, rules = self.rules(namespace)
         allowed = rules.writer_roles if action.writes else rules.reader_roles
         if principal.roles.isdisjoint(allowed):
@@ -127,7 +150,22 @@ class DataApi:
             )
         service = self.resources.get((database, namespace.collection))
         if service is None:
-            return Target(namespace, database, None, UNRESTRICTED)
+            if rules.rules is None:
+                return Target(namespace, database, None, UNRESTRICTED)
+            try:
+                access = ruled_access(
+                    UNRESTRICTED,
+                    rules.rules,
+                    action.method,
+                    principal,
+                    data,
+                    mask=FieldMask(meta=frozenset({"_id"})),
+                    etag_key=self.etag_key,
+                    name=f"'{namespace}'",
+                )
+            except ApiError as error:
+                raise Forbidden(error.message, code="NoMatchingRuleFound") from None
+            return Target(namespace, database, None, access)
         settings = service.resource.settings
         if action.method in settings.resource_methods:
             item = False
@@ -140,7 +178,9 @@ class DataApi:
                 code="NoMatchingRuleFound",
             )
         try:
-            access = resource_access(service.resource, action.method, principal, item=item)
+            access = resource_access(
+                service.resource, action.method, principal, item=item, data=data
+            )
         except ApiError as error:
             raise Forbidden(error.message, code="NoMatchingRuleFound") from None
         # The resource's own documents only: its datasource.filter, and with
@@ -148,11 +188,13 @@ class DataApi:
         access = access.narrowed(service.resource.base_filter(include_deleted=False))
         return Target(namespace, database, service, access)
 
-    def _join_check(self, home: Target, principal: Principal) -> JoinCheck:
+    def _join_check(
+        self, home: Target, principal: Principal, data: Mapping[str, Any] | None
+    ) -> JoinCheck:
         def may_join(collection: str) -> str | None:
             namespace = Namespace(home.namespace.data_source, home.namespace.database, collection)
             try:
-                target = self.target(namespace, ACTIONS["find"], principal)
+                target = self.target(namespace, ACTIONS["find"], principal, data)
             except ApiError as error:
                 return error.message
             if target.access.filter:
@@ -165,17 +207,23 @@ class DataApi:
 
     # -- the actions -----------------------------------------------------------
 
-    async def run(self, request: ActionRequest, principal: Principal) -> Result:
-        """Do ``request`` as ``principal``; errors are ``ApiError`` values."""
-        target = self.target(request.namespace, request.action, principal)
+    async def run(
+        self, request: ActionRequest, principal: Principal, user_data: UserData | None = None
+    ) -> Result:
+        """Do ``request`` as ``principal``; errors are ``ApiError`` values.
+        ``user_data`` reads a user's ``%%user.data``, where resources' rules use it."""
+        data = None
+        if user_data is not None and principal.kind == "user" and self.rules_use_user_data:
+            data = await user_data(principal.id)
+        target = self.target(request.namespace, request.action, principal, data)
         check_expression(request.filter, "filter")
         if request.projection is not None:  # a projection may hold expressions too
             check_expression(request.projection, "projection")
         if request.update is not None:
             check_expression(request.update, "update")
         if request.action.name == "aggregate":
-            check_pipeline(request.pipeline, self._join_check(target, principal))
-        _check_readable(target.access.fields, request)
+            check_pipeline(request.pipeline, self._join_check(target, principal, data))
+        check_readable(target.access.fields, request)
         handler = _HANDLERS[request.action.name]
         body = await handler(self, target, request)
         return Result(body, request.action.status)
@@ -237,6 +285,8 @@ class DataApi:
                 raise _schema_failure(error) from None
         else:
             documents = [dict(document) for document in bodies if document is not None]
+            if target.access.ruled:
+                check_ruled_inserts(target.access, documents)
             await self.storage.insert_many(
                 target.collection, documents, database=target.database, client_query=True
             )
@@ -249,6 +299,8 @@ class DataApi:
         if target.service is not None:
             outcome = await self._update_resource(target, target.service, request, many=many)
         else:
+            if target.access.ruled:
+                check_ruled_update(target.access, request)
             outcome = await self.storage.update(
                 target.collection,
                 target.access.restrict(request.filter),
@@ -364,6 +416,11 @@ class DataApi:
     async def _insert_validated(
         self, target: Target, service: ResourceService, document: Document
     ) -> Any:
+        if not target.access.inserts:
+            raise Forbidden(
+                f"an upsert on '{target.namespace}' would insert, which your role may not",
+                code="NoMatchingRuleFound",
+            )
         try:
             (created,) = await service.create([document], target.access)
         except UnprocessableEntity as error:
@@ -374,6 +431,14 @@ class DataApi:
         assert request.replacement is not None
         service = target.service
         if service is None:
+            if target.access.ruled:
+                refuse_ruled_upsert(request)
+                if target.access.writes.hides:
+                    raise Forbidden(
+                        "replaceOne would replace fields your role may not write; "
+                        "change the others with updateOne",
+                        code="NoMatchingRuleFound",
+                    )
             outcome = await self.storage.replace(
                 target.collection,
                 target.access.restrict(request.filter),
@@ -432,21 +497,6 @@ class DataApi:
             many=many,
         )
         return {"deletedCount": deleted}
-
-
-def _check_readable(fields: FieldMask, request: ActionRequest) -> None:
-    """400 for a filter, sort or update that names a field the caller may not
-    read: its answer (which documents match, how many changed) would tell the
-    field's values."""
-    if not fields.hides:
-        return
-    fields.check_filter(request.filter, "filter")
-    fields.check_names(request.sort or {}, "sort")
-    for operator, changes in (request.update or {}).items():
-        named = list(changes)
-        if operator == "$rename":
-            named += [value for value in changes.values() if isinstance(value, str)]
-        fields.check_names(named, "update")
 
 
 def _item(service: ResourceService, document: Document) -> Any:

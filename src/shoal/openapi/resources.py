@@ -118,6 +118,16 @@ class ResourceDocument(ResourceSchemas):
             # with another body.
             for code in (409, 422):
                 responses.setdefault(str(code), ref(ERROR_STATUSES[code], "responses"))
+        if self.settings.rules is not None:
+            note = (
+                "Rules apply: the caller's role (the first of the resource's `rules` whose "
+                "`apply_when` matches) decides the documents it reaches (others are a 404) "
+                "and the fields it reads and writes (a field it may not write is a 403)."
+            )
+            described = operation.get("description")
+            operation["description"] = f"{described}\n\n{note}" if described else note
+            if method not in ("GET", "HEAD"):
+                responses.setdefault("403", ref(ERROR_STATUSES[403], "responses"))
         if self.limited(route, method):
             responses["429"] = ref(ERROR_STATUSES[429], "responses")
             for status, answer in responses.items():

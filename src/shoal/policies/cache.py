@@ -3,7 +3,9 @@
 Opt-in per resource (``cache_ttl: 30`` in its config). A cached answer is keyed
 by the resource, the caller's access (``Access.cache_key``: "public", "all" or
 "owner:<id>", so an owner-restricted resource never answers one user with
-another's documents) and the normalised request (item id, query arguments in
+another's documents; with ``rules``, also the role that applied and a digest
+of its read filter with the caller's expansion values filled in, and nothing
+is cached when that filter uses ``%%now``) and the normalised request (item id, query arguments in
 sorted order). It keeps the body and the headers a client relies on (ETag,
 Last-Modified, X-Total-Count), so ``If-None-Match`` still gives 304.
 
@@ -62,6 +64,7 @@ from ..http.metrics import ROUTE_SCOPE_KEY
 from ..metrics import cache_lookup
 from ..pipelines import joined_collections
 from ..resources import Resource, Resources, ResourceService
+from ..resources.aggregation import ruled_source
 from ..state import Breaker, SharedState, StateUnavailable, bump_generation, generation_key
 from ..tasks import cancel
 from .base import Policy
@@ -201,6 +204,8 @@ class ResponseCache(Policy):
         service, item = route
         resource = service.resource
         access = await self.auth.authorize(call, resource, call.method, item=item)
+        if not access.cacheable:
+            return None  # the answer depends on the time (rules that use %%now)
         scope = access.cache_key
         for other in self.dependencies[resource.name]:
             try:
@@ -368,6 +373,10 @@ def _fast_path_allowed(resource: Resource, settings: Settings) -> bool:
     its name with ObjectId ids, and no rate limit or CORS rule applies."""
     if resource.path != resource.name or resource.ids.kind != "objectid":
         return False
+    if resource.settings.rules is not None:
+        # Its answers are keyed by role; never the plain public entries the fast
+        # path reads (one kept from before the rules were added included).
+        return False
     if resource.ids.field != "_id":
         return False
     own = resource.settings.rate_limits
@@ -382,6 +391,7 @@ def _dependencies(resource: Resource) -> list[Resource]:
     ]
     if resource.settings.aggregation is not None:
         joined = set(joined_collections(resource.settings.aggregation.pipeline))
+        joined.update(ruled_source(resource))
         names += [
             other.name
             for other in resource.catalog.values()

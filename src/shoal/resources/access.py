@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .visibility import EVERYTHING, FieldMask
+from .visibility import EVERYTHING, FieldMask, matches
 
 Document = dict[str, Any]
 
@@ -21,6 +21,10 @@ class Access:
     document the caller creates; ``fixed`` are the values every document the
     caller writes must hold (a sub-resource's parent from the URL); ``fields``
     is what the caller may read of each document (``visibility.py``).
+
+    With ``rules`` (``rule`` names the role that applied), ``filter`` holds the
+    role's document filters too, ``writes`` is what the caller may write, and
+    ``insert_filter`` the write filter a new document must be inside (422).
     """
 
     filter: Mapping[str, Any] = field(default_factory=dict)
@@ -30,6 +34,42 @@ class Access:
     cache_key: str = "all"
     fixed: Mapping[str, Any] = field(default_factory=dict)
     fields: FieldMask = EVERYTHING
+    writes: FieldMask = EVERYTHING
+    insert_filter: Mapping[str, Any] | None = None
+    #: False: the role may not insert (an upsert of the Data API asks).
+    inserts: bool = True
+    #: On writes: the caller's read access to each resource with rules that a
+    #: ``data_relation`` names; a reference to a document outside it is refused
+    #: as one to no document (its existence is not told).
+    references: Mapping[str, Access] = field(default_factory=dict)
+    rule: str | None = None
+    #: False: the answer depends on the time (``%%now``); never cached.
+    cacheable: bool = True
+
+    @property
+    def ruled(self) -> bool:
+        """Whether the resource's ``rules`` decided this access."""
+        return self.rule is not None
+
+    def reads_version(self, version: Document) -> bool:
+        """Whether an old version of a document the caller may read is inside
+        its role's read filter (always, without rules)."""
+        return not self.ruled or matches(self.filter, version)
+
+    def version_view(self) -> Callable[[Document], Document]:
+        """What the caller sees of an old version: what it may read of it;
+        with rules, of a version outside the role's read filter only its meta
+        fields (that it exists, its number and date; never its content)."""
+        if not self.ruled:
+            return self.fields.apply
+        nothing = replace(self.fields, hidden=frozenset(), only=frozenset())
+
+        def shown(version: Document) -> Document:
+            if self.reads_version(version):
+                return self.fields.apply(version)
+            return nothing.apply(version)
+
+        return shown
 
     def restrict(self, query: Mapping[str, Any]) -> Document:
         if not self.filter:

@@ -144,6 +144,13 @@ class Aggregation:
         first = access.restrict(scope) if scope else dict(access.filter)
         if first:
             stages.append({"$match": first})
+        for source in ruled_source(self.resource):
+            # Its collection is a resource's with rules: the caller's role there
+            # decides which documents and fields the pipeline starts from.
+            reach = joined[source]
+            if reach.filter:
+                stages.append({"$match": dict(reach.filter)})
+            stages.extend(reach.fields.stages())
         for stage in _substitute(self.settings.pipeline, query.variables):
             filled = _prune(stage)
             if filled is not PRUNED:
@@ -189,6 +196,19 @@ class Aggregation:
             items = items[: page.max_results]
         await self.hooks.fire("after_aggregation", self.resource.name, items)
         return items, total, has_next
+
+
+def ruled_source(resource: Resource) -> list[str]:
+    """The aggregation's own collection, when a resource with rules serves it
+    (then the caller's role there restricts what the pipeline starts from)."""
+    collection = resource.collection
+    ruled = any(
+        other.collection == collection
+        and other.settings.aggregation is None
+        and other.settings.rules is not None
+        for other in resource.catalog.values()
+    )
+    return [collection] if ruled else []
 
 
 def _has_operator(value: Any) -> bool:

@@ -73,13 +73,16 @@ class WritesByFilter:
         another writer is left as that writer made it. (matched, modified)."""
         self._refuse_skipped(PATCH_HOOKS)
         self.writer.check_changes(changes)
+        access.writes.check_writable(changes)
         documents = await self._matching(filter, access)
         replacements: list[tuple[Document, Document]] = []
         failures: dict[str, Any] = {}
         for current in documents:
             updated, issues = self.writer.merged(current, changes, access)
             if not issues:
-                (issues,) = await self.writer.relations.missing([updated], before=current)
+                (issues,) = await self.writer.relations.missing(
+                    [updated], before=current, references=access.references
+                )
             if issues:
                 failures[str(current["_id"])] = issues
                 continue

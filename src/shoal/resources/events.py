@@ -162,6 +162,35 @@ def matcher(
     return matches
 
 
+def with_departures(matches: Matcher, departed: set[str]) -> Matcher:
+    """``matches``, and a change that takes out of the subscriber's view a
+    document it was sent during the stream (it no longer matches, or is
+    deleted): the change goes to the subscriber too, its id added to
+    ``departed`` so that it is sent as a delete of the document, without it.
+    A subscriber with rules gets these: the document left its role's filter."""
+    seen: set[Any] = set()
+
+    def matched(change: Change) -> bool:
+        try:
+            key = (type(change.document_id), change.document_id)
+            hash(key)
+        except TypeError:  # an id that is no hashable value: not followed
+            return matches(change)
+        if matches(change):
+            if change.operation == "delete":
+                seen.discard(key)
+            else:
+                seen.add(key)
+            return True
+        if key in seen:
+            seen.discard(key)
+            departed.add(change.id)
+            return True
+        return False
+
+    return matched
+
+
 def parse_stream_where(text: str, rules: QueryRules) -> dict[str, Any]:
     """``where`` for a stream: the resource's rules, and only the operators
     Shoal matches on events itself."""

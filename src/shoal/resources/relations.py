@@ -92,7 +92,10 @@ class Relations:
     # -- integrity on write ------------------------------------------------
 
     async def missing(
-        self, documents: list[Document], before: Document | None = None
+        self,
+        documents: list[Document],
+        before: Document | None = None,
+        references: Mapping[str, Access] | None = None,
     ) -> list[dict[str, str]]:
         """Per document, the references that name no document of the target
         (only the ones not already held by ``before``, the stored document).
@@ -114,7 +117,9 @@ class Relations:
             ]
             if not checks:
                 continue
-            found = await self._found(relation, [value for _, _, value in checks])
+            # A target with rules: only what the caller may read of it is there.
+            reach = (references or {}).get(relation.resource)
+            found = await self._found(relation, [value for _, _, value in checks], reach)
             for index, where, value in checks:
                 if _key(value) not in found:
                     issues[index].setdefault(

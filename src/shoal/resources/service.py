@@ -46,6 +46,7 @@ from .query import ListQuery
 from .relations import Relations
 from .updates import OperatorUpdates
 from .versioning import Versions
+from .visibility import matches
 from .writes import STALE_ETAG, UPDATE_FAILURE, Writer, done_before
 
 
@@ -219,6 +220,7 @@ class ResourceService:
         if not isinstance(body, dict):
             return None, {"(document)": "must be a JSON object"}
         issues = name_issues(body)
+        access.writes.check_writable(content_of(body))
         # The owner field is the server's, whoever asks (a public write too).
         issues.update(self.resource.schema.unwritable(body, client_id=True))
         client_id = body.get("_id")
@@ -244,6 +246,8 @@ class ResourceService:
             if name not in issues and document.get(name) != value:
                 issues[name] = f"must be {value} (the resource's filter or the URL says so)"
         self.writer.validate(document, issues)
+        if not issues and access.insert_filter and not matches(access.insert_filter, document):
+            issues["(document)"] = "is outside the documents your role may write"
         if issues:
             return None, issues
         return document, {}
@@ -267,7 +271,9 @@ class ResourceService:
         issues = [problems for _, problems in prepared]
         documents = [document for document, _ in prepared if document is not None]
         if len(documents) == len(prepared):
-            for index, missing in enumerate(await self.relations.missing(documents)):
+            references = access.references
+            found = await self.relations.missing(documents, references=references)
+            for index, missing in enumerate(found):
                 issues[index].update(missing)
         failures = [problems for problems in issues if problems]
         if failures:
@@ -344,10 +350,11 @@ class ResourceService:
             return access.fields.apply(current)
         if not changes and current.get(DELETED) is not True:
             raise BadRequest("a PATCH body is a non-empty JSON object of fields to change")
+        access.writes.check_writable(changes)
         updated, issues = self.writer.merged(current, changes, access)
         if issues:
             raise UnprocessableEntity(UPDATE_FAILURE, issues=issues)
-        await self.writer.checked_references(updated, current)
+        await self.writer.checked_references(updated, current, access)
         await self.hooks.fire("on_update", self.resource.name, changes, current)
         updated, _ = self.writer.merged(current, changes, access, checked=True)
         updated[DELETED] = False
@@ -388,7 +395,9 @@ class ResourceService:
             raise UnprocessableEntity(UPDATE_FAILURE, issues={"_id": "cannot be changed"})
         if access.owner is not None and access.owner[0] in current:
             document[access.owner[0]] = current[access.owner[0]]
-        await self.writer.checked_references(document, current)
+        if access.ruled:
+            _keep_unwritable(document, current, access)
+        await self.writer.checked_references(document, current, access)
         await self.hooks.fire("on_replace", self.resource.name, document, current)
         self.resource.fields.to_native(document)
         document[DELETED] = False
@@ -407,6 +416,7 @@ class ResourceService:
         is validated as a whole and written only if the document is unchanged
         since ``current`` was read (412 otherwise). None when nothing changes."""
         issues = name_issues(dict(values), dotted_top_level=True)
+        access.writes.check_writable([*values, *removed])
         issues.update(self.resource.schema.unwritable([*values, *removed]))
         if issues:
             raise UnprocessableEntity(UPDATE_FAILURE, issues=issues)
@@ -420,7 +430,7 @@ class ResourceService:
             raise UnprocessableEntity(UPDATE_FAILURE, issues=issues)
         if content_of(updated) == content_of(current):
             return None
-        await self.writer.checked_references(updated, current)
+        await self.writer.checked_references(updated, current, access)
         return await self.writer.replace(current, updated, access)
 
     async def _current(
@@ -431,7 +441,11 @@ class ResourceService:
         current = await self._stored(item_id, access, deleted_ok=True)
         if done_before(current, etag, key):
             return current
-        if etag is not None and etag_of(current, self.resource.etag_key) != etag:
+        # A masked document's ETag is its view's (visibility.FieldMask.retag):
+        # If-Match holds while what the caller sees is unchanged, and the write
+        # is then conditional on the stored version just read.
+        shown = access.fields.apply(current) if access.ruled else current
+        if etag is not None and etag_of(shown, self.resource.etag_key) != etag:
             raise PreconditionFailed(STALE_ETAG)
         return current
 
@@ -455,6 +469,7 @@ class ResourceService:
             and not self.hooks.has("on_delete_item", self.resource.name)
             and not self.hooks.has("on_deleted_item", self.resource.name)
             and self.resource.ids.field == "_id"
+            and not access.ruled  # If-Match holds the view's ETag: see _current
         )
         if plain:
             filter: Document = {"_id": item_id}
@@ -540,6 +555,19 @@ class ResourceService:
             await self.storage.ensure_indexes(
                 self.versions.collection, self.versions.indexes(), timeout=timeout
             )
+
+
+def _keep_unwritable(document: Document, current: Document, access: Access) -> None:
+    """A PUT by a caller with rules: each field its role may not write keeps
+    its stored value (403 naming it when the body changes it)."""
+    names = set(content_of(document)) | set(content_of(current))
+    for name in sorted(names):
+        if access.writes.readable(name):
+            continue
+        if name in document and (name not in current or document[name] != current[name]):
+            access.writes.check_writable([name])
+        if name in current:
+            document[name] = current[name]
 
 
 def _masked(documents: list[Document], access: Access) -> list[Document]:

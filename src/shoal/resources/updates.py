@@ -19,17 +19,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import BadRequest, Conflict, PreconditionRequired, UnprocessableEntity
+from ..errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    UnprocessableEntity,
+)
 from ..storage import Storage
 from .access import Access
-from .documents import content_of, name_issues, new_etag, storable_issues
+from .documents import content_of, etag_of, name_issues, new_etag, storable_issues
 from .hooks import Hooks
 from .model import Resource
 from .once import HEADER as IDEMPOTENCY_HEADER
 from .once import WriteKey
 from .query import QueryRules, check_filter
 from .schema import DocumentSchema
-from .writes import UPDATE_FAILURE, Writer
+from .writes import STALE_ETAG, UPDATE_FAILURE, Writer, done_before
 
 Document = dict[str, Any]
 
@@ -157,14 +164,20 @@ class OperatorUpdates:
                 f"an update with an {IDEMPOTENCY_HEADER} needs If-Match with the document's "
                 "ETag, so that doing it again cannot apply it twice"
             )
-        await self._native_values(update)
+        condition = etag
+        if access.ruled:
+            ruled = await self._ruled(item_id, update, etag, access, key)
+            if isinstance(ruled, dict):
+                return ruled  # this keyed write, done before
+            condition = ruled
+        await self._native_values(update, access)
         await self.hooks.fire("on_update", self.resource.name, update, None)
         written = new_etag() if key is None else key.etag(etag)
         update.setdefault("$set", {})["_etag"] = written
         update.setdefault("$currentDate", {})["_updated"] = True
         lookup = self.resource.lookup(item_id)
         if etag is not None:
-            lookup["_etag"] = etag
+            lookup["_etag"] = condition
         collection = self.resource.collection
         filter = self.writer.scope(lookup, access, deleted=False)
         before = await self.storage.find_one_and_update(collection, filter, update)
@@ -187,7 +200,38 @@ class OperatorUpdates:
         await self.hooks.fire("on_updated", self.resource.name, update, before)
         return access.fields.apply(after)
 
-    async def _native_values(self, update: Document) -> None:
+    async def _ruled(
+        self,
+        item_id: Any,
+        update: Document,
+        etag: str | None,
+        access: Access,
+        key: WriteKey | None,
+    ) -> Document | str | None:
+        """A caller with rules: 404 outside its filters first, then 403 for
+        a field its role may not write; ``If-Match`` holds the caller's view's
+        ETag (``service._current``), so the write is made conditional on the
+        stored ETag read here. Returns that ETag, or the document when this
+        keyed write was done before."""
+        current = await self.storage.find_one(
+            self.resource.collection,
+            self.writer.scope(self.resource.lookup(item_id), access, deleted=False),
+        )
+        if current is None:
+            raise NotFound(f"no {self.resource.singular} with id {item_id}")
+        if done_before(current, etag, key):
+            return access.fields.apply(current)
+        named = [path for fields in update.values() for path in fields]
+        renamed = update.get("$rename", {}).values()
+        access.writes.check_writable([*named, *(name for name in renamed if isinstance(name, str))])
+        if etag is None:
+            return None
+        if etag_of(access.fields.apply(current), self.resource.etag_key) != etag:
+            raise PreconditionFailed(STALE_ETAG)
+        stored = current.get("_etag")
+        return stored if isinstance(stored, str) else None
+
+    async def _native_values(self, update: Document, access: Access) -> None:
         """Typed values of an update as native values, in place; 422 for a value
         that is no date or ObjectId, or a reference to a missing document."""
         issues: dict[str, str] = {}
@@ -208,7 +252,7 @@ class OperatorUpdates:
                 _merge_into(added, document)
         if issues:
             raise UnprocessableEntity(UPDATE_FAILURE, issues=issues)
-        await self.writer.checked_references(added, None)
+        await self.writer.checked_references(added, None, access)
 
     async def _undo(self, before: Document, written: str) -> None:
         """Put back the document an invalid update replaced."""

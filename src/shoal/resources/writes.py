@@ -132,9 +132,14 @@ class Writer:
             self.validate(updated, issues)
         return updated, issues
 
-    async def checked_references(self, document: Document, current: Document | None) -> None:
-        """422 for references ``document`` adds that name no document."""
-        (missing,) = await self.relations.missing([document], before=current)
+    async def checked_references(
+        self, document: Document, current: Document | None, access: Access
+    ) -> None:
+        """422 for references ``document`` adds that name no document (that
+        the caller may read, where the target has rules)."""
+        (missing,) = await self.relations.missing(
+            [document], before=current, references=access.references
+        )
         if missing:
             raise UnprocessableEntity(UPDATE_FAILURE, issues=missing)
 
