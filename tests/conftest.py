@@ -31,6 +31,7 @@ others, and their ids are deselected.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,26 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     config.pluginmanager.register(EngineOrder(), "shoal-engine-order")
+
+
+#: An engine's name as a test's id shows it: ``[standin]``, ``[documentdb-redis-flap]``.
+ENGINE_IN_ID = re.compile(r"[\[-](" + "|".join(ENGINES) + r")(?=[\]-])")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``-n`` (pytest-xdist, decision 0029), each module's tests on one
+    engine go to one process, in their order, as they run in one process: a
+    module's fixtures and the state its tests build up in order (a module's
+    Data API examples replayed one after the other) stay whole."""
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    class ModuleAndEngine(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            found = ENGINE_IN_ID.search(nodeid)
+            return f"{module}@{found.group(1) if found else ''}"
+
+    return ModuleAndEngine(config, log)
 
 
 class EngineOrder:
