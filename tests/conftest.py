@@ -93,8 +93,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under ``-n`` (pytest-xdist, decision 0029), each module's tests on one
     engine go to one process, in their order, as they run in one process: a
     module's fixtures and the state its tests build up in order (a module's
-    Data API examples replayed one after the other) stay whole."""
+    Data API examples replayed one after the other) stay whole. The groups are
+    handed out in the suite's order (``EngineOrder``), not largest first as
+    xdist would: an engine still being built is needed last."""
     from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    config.option.loadscopereorder = False
 
     class ModuleAndEngine(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
