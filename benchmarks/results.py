@@ -14,6 +14,7 @@ from typing import Any
 SCENARIOS: dict[str, str] = {
     "item_get": "item GET uncached",
     "item_get_bearer": "item GET uncached, bearer token",
+    "item_get_rules": "item GET uncached, bearer token, rules",
     "item_get_cached": "item GET cached",
     "list_get": "list GET (25 items)",
     "post": "POST insert",

@@ -274,6 +274,15 @@ class Scenarios:
             # user's revocation mark read from Redis, on every request.
             bearer = f"Authorization: Bearer {servers.bearer_token(shoal)}"
             measure(shoal, "shoal", workers, self.item_get("item_get_bearer", headers=(bearer,)))
+            # The same caller on a resource whose rules filter and mask.
+            ruled = self.item_get(
+                "item_get_rules",
+                "/items_ruled/",
+                headers=(bearer,),
+                note="items_ruled: the same collection, a role with a read filter and "
+                "a hidden field",
+            )
+            measure(shoal, "shoal", workers, ruled)
             cached = self.item_get(
                 "item_get_cached",
                 "/items_cached/",

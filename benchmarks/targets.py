@@ -6,7 +6,8 @@
   GET, POST and PATCH, and at least 0.8x the hand-written Starlette app on the
   item GET and POST (the database on loopback, the same worker count).
 - Per second of the app's own CPU: an item GET by a signed-in caller (a bearer
-  token) at least 0.9x the anonymous one.
+  token) at least 0.9x the anonymous one; the same caller's GET on a resource
+  whose rules filter and hide a field at least 0.9x that without rules.
 - 1,000 connections: zero errors, p99 at most 2x p50, and throughput at least
   0.9x that at 16 connections.
 - Peak RSS at most 80 MB per Shoal worker.
@@ -33,6 +34,7 @@ VS_EVE_PER_CPU = 2.0
 PEER_SCENARIOS = ("item_get", "post")
 VS_PEER_PER_CPU = 0.8
 BEARER_VS_ANONYMOUS = 0.9
+RULES_VS_NONE = 0.9
 MANY_P99_OVER_P50 = 2.0
 MANY_VS_FEW = 0.9
 RSS_PER_WORKER_MB = 80.0
@@ -138,6 +140,17 @@ def bearer_target(results: Sequence[Result], workers: int) -> Target:
     )
 
 
+def rules_target(results: Sequence[Result], workers: int) -> Target:
+    """The signed-in item GET with rules that filter and mask, against the same
+    caller's GET without rules, per CPU-second."""
+    return _per_cpu_ratio(
+        f"per app CPU-second, item GET: with rules / without, {_workers(workers)}",
+        find(results, "shoal", "item_get_rules", workers),
+        find(results, "shoal", "item_get_bearer", workers),
+        RULES_VS_NONE,
+    )
+
+
 def many_connections_targets(results: Sequence[Result], workers: int) -> list[Target]:
     """At many connections: no errors, a p99 close to the p50, no loss of throughput."""
     many = find(results, "shoal", "item_get_1000c", workers)
@@ -212,6 +225,7 @@ def targets(results: Sequence[Result]) -> list[Target]:
     for workers in counts:
         found += per_cpu_targets(loopback, workers)
         found.append(bearer_target(loopback, workers))
+        found.append(rules_target(loopback, workers))
     for workers in counts:
         found += many_connections_targets(loopback, workers)
     found += [rss_target(results, workers) for workers in every_count]

@@ -164,6 +164,7 @@ def test_targets_compare_the_figures_with_their_goals() -> None:
         _result("peer_starlette", "post", 600, cpu_percent=cpu),  # 0.67x per CPU
         _result("peer_quart", "item_get", 500, cpu_percent=cpu),  # shown, not judged
         _result("shoal", "item_get_bearer", 600, cpu_percent=cpu),  # 0.86x the anonymous
+        _result("shoal", "item_get_rules", 570, cpu_percent=cpu),  # 0.95x without rules
         _result("shoal", "item_get_1000c", 720, connections=1000, p50_ms=40.0, p99_ms=80.0),
         _result("shoal", "item_get", 900, workers=2, delay_ms=5.0),
         _result("eve", "item_get", 300, workers=5, delay_ms=5.0),  # 3x: met
@@ -191,6 +192,8 @@ def test_targets_compare_the_figures_with_their_goals() -> None:
     assert not any("Quart" in target.name for target in found)
     bearer = _target(found, "per app CPU-second, item GET: bearer token / anonymous, 1 worker")
     assert (bearer.status, bearer.figure) == ("not met", "0.86x (600 vs 700 req/CPU-s)")
+    rules = _target(found, "per app CPU-second, item GET: with rules / without, 1 worker")
+    assert (rules.status, rules.figure) == ("met", "0.95x (570 vs 600 req/CPU-s)")
     assert _status(found, "1,000 conns, 1 worker: errors") == "met"
     assert _status(found, "1,000 conns, 1 worker: p99 / p50") == "met"  # exactly 2x
     throughput = _target(found, "1,000 conns, 1 worker: throughput / at 16 conns")
@@ -1080,7 +1083,7 @@ def test_a_derived_config_is_the_benchmark_config_with_its_sections_replaced(
     assert settings.admission.max_in_flight == 16
     assert settings.admission.queue_timeout == 10.0  # the default, kept
     assert settings.resources["events"].streams
-    assert set(settings.resources) == {"items", "items_cached", "events", "pages"}
+    assert set(settings.resources) == {"items", "items_cached", "items_ruled", "events", "pages"}
 
 
 def test_a_derived_toml_is_the_repositorys_with_its_lines_replaced(

@@ -32,6 +32,7 @@ from ..http.call import Call, current_call
 from ..http.methods import SAFE_METHODS
 from ..http.net import client_address
 from ..resources import Access, Resource
+from ..resources.access import conjoin
 from ..resources.visibility import NOTHING, Caller, FieldMask, choose_role
 from ..state import SharedState
 from ..storage import Storage
@@ -148,8 +149,7 @@ def ruled_access(
         if not allowed:
             verb = "delete from" if method == "DELETE" else "change documents of"
             raise Forbidden(f"you may not {verb} {name}: {nobody or 'your role may not'}")
-        both = [part for part in (role.read_filter, role.write_filter) if part]
-        narrowing = {"$and": both} if len(both) > 1 else (both[0] if both else {})
+        narrowing = conjoin(role.read_filter, role.write_filter)
     return replace(
         access,
         filter=access.restrict(narrowing) if narrowing else access.filter,

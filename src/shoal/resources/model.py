@@ -13,6 +13,7 @@ from pymongo import ASCENDING, IndexModel
 
 from ..config import ResourceSettings
 from ..errors import NotFound
+from .access import conjoin
 from .documents import Document
 from .endpoints import STREAM_SEGMENT
 from .fields import Fields, Kind, equals
@@ -161,9 +162,7 @@ class Resource:
             parts.append(dict(self.settings.datasource.filter))
         if self.settings.soft_delete and not include_deleted:
             parts.append({DELETED: {"$ne": True}})
-        if len(parts) > 1:
-            return {"$and": parts}
-        return parts[0] if parts else {}
+        return conjoin(*parts)
 
     def indexes(self) -> list[IndexModel]:
         # Partial: like Eve's unique rule, documents without the field do not
