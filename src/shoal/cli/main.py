@@ -31,12 +31,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..version import __version__
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-#: What a shell reports for a command ended by Ctrl-C (128 + SIGINT).
-EXIT_INTERRUPTED = 130
+from . import accounts
+from .output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -154,131 +150,6 @@ def _openapi(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     document = openapi_document(app)
     sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
-    return EXIT_OK
-
-
-def _admin(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def handler(args: argparse.Namespace) -> int:
-        from .admin import AdminError
-
-        try:
-            return run(args)
-        except AdminError as error:
-            print(f"{args.parser.prog}: {error}", file=sys.stderr)
-            return error.status
-
-    return handler
-
-
-@_admin
-def _users_create(args: argparse.Namespace) -> int:
-    from .admin import create_user, parse_data, read_password
-
-    data = parse_data(args.data)
-    print(
-        create_user(
-            args.config, args.name, args.role, lambda: read_password(args.password_stdin), data
-        )
-    )
-    return EXIT_OK
-
-
-@_admin
-def _users_set_data(args: argparse.Namespace) -> int:
-    from .admin import parse_data, set_data
-
-    data = parse_data(args.data)
-    user = set_data(args.config, args.name, data)
-    print(f"set the data of user {user.name} ({user.id}): {', '.join(sorted(data))}")
-    return EXIT_OK
-
-
-@_admin
-def _users_list(args: argparse.Namespace) -> int:
-    from .admin import list_users
-
-    for user in list_users(args.config):
-        state = "disabled" if user.disabled else "enabled"
-        print(f"{user.id}  {state:8}  {user.name}  roles: {', '.join(sorted(user.roles))}")
-    return EXIT_OK
-
-
-@_admin
-def _users_disable(args: argparse.Namespace) -> int:
-    from .admin import disable_user
-
-    change = disable_user(args.config, args.name)
-    print(f"disabled user {change.user.name} ({change.user.id}); {change.cut_off}")
-    return EXIT_OK
-
-
-@_admin
-def _users_enable(args: argparse.Namespace) -> int:
-    from .admin import enable_user
-
-    user = enable_user(args.config, args.name).user
-    print(f"enabled user {user.name} ({user.id}); it can log in again")
-    return EXIT_OK
-
-
-@_admin
-def _users_delete(args: argparse.Namespace) -> int:
-    from .admin import delete_user
-
-    change = delete_user(args.config, args.name)
-    print(f"deleted user {change.user.name} ({change.user.id}); {change.cut_off}")
-    return EXIT_OK
-
-
-@_admin
-def _users_set_roles(args: argparse.Namespace) -> int:
-    from .admin import set_roles
-
-    change = set_roles(args.config, args.name, args.role)
-    user, roles = change.user, ", ".join(sorted(change.user.roles))
-    print(f"user {user.name} ({user.id}) now has roles: {roles}; {change.cut_off} (log in again)")
-    return EXIT_OK
-
-
-@_admin
-def _users_set_password(args: argparse.Namespace) -> int:
-    from .admin import read_password, set_password
-
-    change = set_password(args.config, args.name, lambda: read_password(args.password_stdin))
-    print(f"set the password of user {change.user.name} ({change.user.id}); {change.cut_off}")
-    return EXIT_OK
-
-
-@_admin
-def _apikeys_create(args: argparse.Namespace) -> int:
-    from .admin import create_api_key
-
-    key, info = create_api_key(args.config, args.name, args.role)
-    print(f"created API key {info.id} ({info.name}) with roles: {', '.join(sorted(info.roles))}")
-    print("The key is shown once; store it now. Send it as the X-API-Key header:")
-    print(key)
-    return EXIT_OK
-
-
-@_admin
-def _apikeys_list(args: argparse.Namespace) -> int:
-    from .admin import list_api_keys
-
-    for info in list_api_keys(args.config):
-        state = "revoked" if info.revoked else "active"
-        print(f"{info.id}  {state:7}  {info.name}  roles: {', '.join(sorted(info.roles))}")
-    return EXIT_OK
-
-
-@_admin
-def _apikeys_revoke(args: argparse.Namespace) -> int:
-    from .admin import revoke_api_key
-
-    if not revoke_api_key(args.config, args.id):
-        print(f"{args.parser.prog}: no API key with id {args.id}", file=sys.stderr)
-        return EXIT_FAILED
-    # Keys are looked up in MongoDB on every request, Redis or not.
-    print(f"revoked API key {args.id}; it is refused from now on, on every instance")
     return EXIT_OK
 
 
@@ -426,15 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
     create_user.add_argument("--password-stdin", action="store_true", help=stdin_help)
     create_user.add_argument("--data", action="append", metavar="KEY=VALUE", help=data_help)
     _add_config(create_user)
-    create_user.set_defaults(handler=_users_create)
+    create_user.set_defaults(handler=accounts.users_create)
     list_users = _command_parser(users, "list", help="list users (never their passwords)")
     _add_config(list_users)
-    list_users.set_defaults(handler=_users_list)
+    list_users.set_defaults(handler=accounts.users_list)
     cut_off = "; ends the user's tokens and sessions"
     for action, handler, summary in (
-        ("disable", _users_disable, "refuse a user's logins" + cut_off),
-        ("enable", _users_enable, "let a disabled user log in again"),
-        ("delete", _users_delete, "delete a user" + cut_off),
+        ("disable", accounts.users_disable, "refuse a user's logins" + cut_off),
+        ("enable", accounts.users_enable, "let a disabled user log in again"),
+        ("delete", accounts.users_delete, "delete a user" + cut_off),
     ):
         command = _command_parser(users, action, help=summary)
         command.add_argument("name", metavar="NAME")
@@ -444,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     roles.add_argument("name", metavar="NAME")
     roles.add_argument("--role", action="append", required=True, help="repeatable")
     _add_config(roles)
-    roles.set_defaults(handler=_users_set_roles)
+    roles.set_defaults(handler=accounts.users_set_roles)
     user_data = _command_parser(
         users, "set-data", help="set fields of a user's data (%%%%user.data in rules)"
     )
@@ -453,12 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", action="append", required=True, metavar="KEY=VALUE", help=data_help
     )
     _add_config(user_data)
-    user_data.set_defaults(handler=_users_set_data)
+    user_data.set_defaults(handler=accounts.users_set_data)
     password = _command_parser(users, "set-password", help="set a user's password" + cut_off)
     password.add_argument("name", metavar="NAME")
     password.add_argument("--password-stdin", action="store_true", help=stdin_help)
     _add_config(password)
-    password.set_defaults(handler=_users_set_password)
+    password.set_defaults(handler=accounts.users_set_password)
 
     apikeys_parser = _command_parser(
         commands,
@@ -471,14 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
     create_key.add_argument("--role", action="append", required=True, help="repeatable")
     create_key.add_argument("--name", default="api key", help="what the key is for")
     _add_config(create_key)
-    create_key.set_defaults(handler=_apikeys_create)
+    create_key.set_defaults(handler=accounts.apikeys_create)
     list_keys = _command_parser(apikeys, "list", help="list keys (never the keys themselves)")
     _add_config(list_keys)
-    list_keys.set_defaults(handler=_apikeys_list)
+    list_keys.set_defaults(handler=accounts.apikeys_list)
     revoke_key = _command_parser(apikeys, "revoke", help="revoke a key at once")
     revoke_key.add_argument("id", metavar="ID")
     _add_config(revoke_key)
-    revoke_key.set_defaults(handler=_apikeys_revoke)
+    revoke_key.set_defaults(handler=accounts.apikeys_revoke)
 
     check = _command_parser(
         commands,
