@@ -16,6 +16,7 @@ import pytest
 from quart import Quart
 
 from shoal.app import create_app
+from shoal.auth import get_auth
 from shoal.system import free_port
 from tests.utils.processes import ServeProcess, clean_env, run_shoal, shoal_command
 from tests.utils.settings import EXAMPLE_CONFIG, write_config
@@ -404,3 +405,40 @@ def test_an_unreachable_redis_is_reported_and_the_command_can_be_run_again(
     status, _, err = _shoal(config, "users", "delete", "editor1")
     assert status == 1
     assert "done in MongoDB" in err
+
+
+# -- a user's data: what rules read as %%user.data.<field> (docs/how-to/rules.md) --
+
+
+async def test_data_is_set_at_creation_and_changed_later(config: Path, app: Quart) -> None:
+    status, _, err = _shoal(
+        config, "users", "create", "clara", "--role", "clerk", "--data", "region=north",
+        "--data", "desk=7", "--password-stdin", input=PASSWORD + "\n",
+    )  # fmt: skip
+    assert status == 0, err
+    accounts = get_auth(app).accounts
+    user = await accounts.find_user("clara")
+    assert user is not None
+    assert await accounts.user_data(user.id) == {"region": "north", "desk": "7"}
+    status, out, err = _shoal(config, "users", "set-data", "clara", "--data", "region=south")
+    assert status == 0, err
+    assert out.strip() == f"set the data of user clara ({user.id}): region"
+    assert await accounts.user_data(user.id) == {"region": "south", "desk": "7"}
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (("set-data", "ghost", "--data", "region=north"), 1, "no user named 'ghost'"),
+        (("set-data", "clara", "--data", "region"), 2, "key=value"),
+        (("set-data", "clara", "--data", "$where=x"), 2, "key=value"),
+    ],
+)
+def test_set_data_refuses_what_it_cannot_set(
+    config: Path, args: tuple[str, ...], code: int, fragment: str
+) -> None:
+    status, out, err = _shoal(config, "users", *args)
+    assert status == code, err
+    assert fragment in err
+    assert "Traceback" not in err
+    assert out == ""
