@@ -25,11 +25,9 @@ are one run's, on whatever machine runs it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -40,7 +38,7 @@ from typing import Any
 import yaml
 
 from . import servers
-from .proc import rss_mb
+from .proc import rss_mb, sampling_rss
 from .services import Service
 from .stack import Stack
 
@@ -133,26 +131,6 @@ def download(port: int, url: str, size: int, seed: int) -> None:
         connection.close()
 
 
-@contextlib.contextmanager
-def _peak_rss(pid: int) -> Iterator[list[float]]:
-    """The worker's RSS, sampled every 50 ms while the block runs."""
-    samples: list[float] = [rss_mb(pid)]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.05):
-            with contextlib.suppress(OSError, ValueError):
-                samples.append(rss_mb(pid))
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        yield samples
-    finally:
-        done.set()
-        thread.join()
-
-
 def _timed(work: Any) -> float:
     began = time.monotonic()
     work()
@@ -191,15 +169,15 @@ def run(engine: str, clients: int, files: int, large_mb: int = 50) -> dict[str, 
             upload(port, 1000, 0)  # the first request's imports and indexes, before measuring
             figures["rss_idle_mb"] = idle = rss_mb(worker)
             # The large file first, from the idle level: what it adds is its own.
-            with _peak_rss(worker) as big_up:
+            with sampling_rss(worker, 0.05) as big_up:
                 big_url = upload(port, large_size, 999)
             figures["large"] = {"upload_rss_peak_mb": max(big_up)}
             if engine != "standin" or large_size <= STANDIN_READ_LIMIT:
-                with _peak_rss(worker) as big_down:
+                with sampling_rss(worker, 0.05) as big_down:
                     download(port, big_url, large_size, 999)
                 figures["large"]["download_rss_peak_mb"] = max(big_down)
             urls: list[str] = [""] * files
-            with ThreadPoolExecutor(clients) as pool, _peak_rss(worker) as small:
+            with ThreadPoolExecutor(clients) as pool, sampling_rss(worker, 0.05) as small:
 
                 def up() -> None:
                     for index, url in enumerate(

@@ -6,8 +6,10 @@ stand-in's, the servers', wrk's); a process that is gone reads as zero.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -59,6 +61,27 @@ def peak_rss_mb(pid: int) -> float:
 def rss_mb(pid: int) -> float:
     """The process's resident set size now (VmRSS) in MiB; 0 when it is gone."""
     return _status_mb(pid, "VmRSS")
+
+
+@contextlib.contextmanager
+def sampling_rss(pid: int, every: float) -> Iterator[list[float]]:
+    """The process's RSS in MiB (``rss_mb``), once as the block starts and then
+    every ``every`` seconds, from a thread, until the block ends."""
+    samples: list[float] = [rss_mb(pid)]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(every):
+            with contextlib.suppress(OSError, ValueError):
+                samples.append(rss_mb(pid))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        done.set()
+        thread.join()
 
 
 def machine_busy_seconds() -> float:

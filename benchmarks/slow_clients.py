@@ -48,7 +48,7 @@ from shoal.config import SlowClientSettings
 
 from . import servers
 from .data import Dataset, make_documents, post_documents, write_docs_file
-from .proc import cpu_seconds, machine_busy_seconds, rss_mb
+from .proc import cpu_seconds, machine_busy_seconds, rss_mb, sampling_rss
 from .services import Service
 from .stack import Stack
 from .wrk import WrkResult, run_wrk, wrk_command
@@ -280,25 +280,6 @@ def _cpu(worker: int) -> Iterator[dict[str, float]]:
         used[name] = 100 * (after - before) / elapsed
 
 
-@contextlib.contextmanager
-def _sampling_rss(pid: int) -> Iterator[list[float]]:
-    samples: list[float] = []
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.25):
-            with contextlib.suppress(OSError, ValueError):
-                samples.append(rss_mb(pid))
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        yield samples
-    finally:
-        done.set()
-        thread.join()
-
-
 def run(senders: int, readers: int, seconds: float, connections: int) -> dict[str, Any]:
     deadlines = SlowClientSettings()
     figures: dict[str, Any] = {}
@@ -339,7 +320,7 @@ def run(senders: int, readers: int, seconds: float, connections: int) -> dict[st
                 daemon=True,
             )
             reading = threading.Thread(target=crowd.run, daemon=True)
-            with _sampling_rss(worker) as samples:
+            with sampling_rss(worker, 0.25) as samples:
                 began = time.monotonic()
                 sending.start()
                 reading.start()
