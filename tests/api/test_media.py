@@ -296,6 +296,12 @@ async def test_a_lying_content_type_is_415_and_nothing_is_stored(
     }
     mixed = await editor.post("/photos", **form(fields={"title": "m"}, files=files))
     assert mixed.status_code == 415
+    # A declared type that is no media type (it would be sent back as a header).
+    for declared in ("text/plain\u00e9", "no-slash", "text/html, image/png"):
+        files = {"attachment": ("a.bin", declared, b"plain bytes")}
+        odd = await editor.post("/photos", **form(fields={"title": "o"}, files=files))
+        assert odd.status_code == 415, declared
+        assert "is not a media type" in (await odd.get_json())["_error"]["message"]
     assert await stored_files(app) == (0, 0)
 
 

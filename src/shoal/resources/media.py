@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -77,6 +78,9 @@ SIGNED_TYPES = frozenset(kind for kind, _ in SIGNATURES)
 CONTAINER_TYPES = frozenset({"application/zip", "video/mp4"})
 #: A declared type that says nothing (curl's and many clients' default).
 GENERIC_TYPE = "application/octet-stream"
+#: A media type as RFC 6838 names one (``type/subtype``, restricted names): what
+#: a file is stored with and later sent back as its ``Content-Type``.
+MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 
 
 def sniff(head: bytes) -> str | None:
@@ -98,6 +102,8 @@ def checked_type(media: MediaField, declared: str | None, head: bytes) -> str:
     kind = (declared or "").split(";", 1)[0].strip().lower()
     if not kind or kind == GENERIC_TYPE:
         kind = sniffed or GENERIC_TYPE
+    if not MEDIA_TYPE.fullmatch(kind):
+        raise UnsupportedMediaType(f"{media.name}: {kind!r} is not a media type (type/subtype)")
     allowed = media.content_types
     if allowed is not None and kind not in allowed:
         raise UnsupportedMediaType(
