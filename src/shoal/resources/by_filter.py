@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import BadRequest, Conflict, UnprocessableEntity
 from ..storage import Storage
-from .access import Access
+from .access import Access, conjoin
 from .documents import Document
 from .hooks import Hooks
 from .model import Resource
@@ -110,9 +110,7 @@ class WritesByFilter:
             return 0, 0
         ids = [document["_id"] for document in documents]
         # Only what still matches when it is deleted.
-        condition = self.writer.scope(
-            {"$and": [filter, {"_id": {"$in": ids}}]}, access, deleted=True
-        )
+        condition = self.writer.scope(conjoin(filter, {"_id": {"$in": ids}}), access, deleted=True)
         deleted = await self.storage.delete_many(self.resource.collection, condition)
         await self.writer.notify()
         return len(documents), deleted

@@ -19,7 +19,7 @@ from bson import ObjectId, json_util
 from mongoquery import Query
 
 from ..errors import BadRequest
-from .access import Access
+from .access import Access, conjoin
 from .query import QueryRules, parse_where
 
 Document = dict[str, Any]
@@ -140,9 +140,7 @@ def matcher(
     ``datasource.filter``), its document (``item_id``), its owner filter, its
     ``where``."""
     if base:
-        access = Access(
-            filter={"$and": [dict(base), dict(access.filter)]} if access.filter else base
-        )
+        access = Access(filter=conjoin(base, access.filter))
     owner = Query(dict(access.filter)) if access.filter else None
     wanted = _LinearQuery(dict(where)) if where else None
 

@@ -24,7 +24,7 @@ import orjson
 from ..errors import BadRequest
 from ..schemas import ITEMS
 from ..storage import Storage
-from .access import Access
+from .access import Access, conjoin
 from .fields import Relation, values_at
 from .model import Resource
 from .visibility import EVERYTHING
@@ -73,10 +73,7 @@ class Relations:
         if not wanted:
             return {}
         target, field = self.target(relation), self.target_field(relation)
-        query: Document = {field: {"$in": wanted}}
-        scope = target.base_filter(include_deleted=False)
-        if scope:
-            query = {"$and": [query, scope]}
+        query = conjoin({field: {"$in": wanted}}, target.base_filter(include_deleted=False))
         if access is not None:
             query = access.restrict(query)
         projection = target.rules.projection

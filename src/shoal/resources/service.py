@@ -24,7 +24,7 @@ from pymongo import ReplaceOne
 from ..errors import BadRequest, Conflict, NotFound, PreconditionFailed, UnprocessableEntity
 from ..storage import Session, Storage
 from ..storage.files import Files
-from .access import UNRESTRICTED, Access
+from .access import UNRESTRICTED, Access, conjoin
 from .aggregation import Aggregation, AggregationQuery
 from .by_filter import WritesByFilter
 from .cursors import (
@@ -128,7 +128,7 @@ class ResourceService:
             if query.cursor:
                 values = self.cursors.decode(query.cursor, digest)
                 beyond = after(sort, values)
-                page_filter = {"$and": [filter, beyond]} if filter else beyond
+                page_filter = conjoin(filter, beyond)
         # One document beyond the page tells whether a next page exists.
         find = self.storage.find_page(
             self.collection,

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from ..dates import now
 from ..errors import BadRequest, NotFound, PreconditionFailed, UnprocessableEntity
 from ..storage import Session, Storage
-from .access import Access
+from .access import Access, conjoin
 from .documents import (
     Document,
     content_of,
@@ -63,10 +63,7 @@ class Writer:
 
     def scope(self, query: Document, access: Access, *, deleted: bool) -> Document:
         """``query`` within the resource's own filter and the caller's access."""
-        base = self.resource.base_filter(include_deleted=deleted)
-        if base:
-            query = {"$and": [query, base]} if query else base
-        return access.restrict(query)
+        return access.restrict(conjoin(query, self.resource.base_filter(include_deleted=deleted)))
 
     def fixed(self, access: Access) -> Document:
         """Values every written document holds: a sub-resource's parent from
