@@ -1,7 +1,7 @@
 """The `shoal` command.
 
     shoal serve [--config FILE] [--bind HOST:PORT] [--workers N] [--allow-non-loopback]
-    shoal check-config FILE
+    shoal check-config FILE [--explain]
     shoal users create NAME --role ROLE [--password-stdin] [--config FILE]
     shoal users list | disable NAME | enable NAME | delete NAME  [--config FILE]
     shoal users set-roles NAME --role ROLE | set-password NAME [--password-stdin]  [--config FILE]
@@ -59,6 +59,11 @@ def _check_config(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(error, file=sys.stderr)
         return EXIT_USAGE
+    if args.explain:
+        from ..config.explain import explain
+
+        print(explain(settings), end="")
+        return EXIT_OK
     names = ", ".join(settings.resources) or "none"
     print(f"{args.file}: OK ({len(settings.resources)} resources: {names})")
     return EXIT_OK
@@ -359,6 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
         "variables applied. Exit status: 0 valid, 2 not (each problem on its own line).",
     )
     check.add_argument("file", metavar="FILE")
+    check.add_argument(
+        "--explain",
+        action="store_true",
+        help="print, as rules (docs/how-to/rules.md), what each resource's public methods, "
+        "allowed_* roles and auth_field amount to",
+    )
     check.set_defaults(handler=_check_config)
 
     openapi = _command_parser(
