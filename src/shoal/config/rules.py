@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -95,6 +96,13 @@ class RuleRoleSettings(Section):
     fields: dict[str, RuleFieldSettings] = Field(default_factory=dict)
     additional_fields: RuleFieldSettings | None = None
 
+    @cached_property
+    def static_filters(self) -> bool:
+        """Whether the document filters name no expansion (then they are the
+        same for every caller the role applies to)."""
+        texts = _strings_and_keys(self.document_filters.model_dump())
+        return not any(text.startswith("%") for text in texts)
+
     @field_validator("apply_when")
     @classmethod
     def _known_expansions(cls, apply_when: dict[str, Any]) -> dict[str, Any]:
@@ -121,10 +129,10 @@ class RulesSettings(Section):
 
     roles: list[RuleRoleSettings] = Field(min_length=1)
 
-    @property
+    @cached_property
     def uses_user_data(self) -> bool:
         """Whether a role names ``%%user.data.<field>`` (then each request
-        reads the user's data)."""
+        reads the user's data); found once, asked on every request."""
         return any(
             text.startswith("%%user.data.")
             for role in self.roles

@@ -453,28 +453,14 @@ def choose_role(
     for role in rules.roles:
         if not _applies(role.apply_when, context):
             continue
-        reads, writes = _masks(role, meta, etag_key)
-        may_read = bool(reads.only) if reads.only is not None else True
-        used: list[str] = []
-        filters = role.document_filters
-        read_filter = _expanded(filters.read or {}, context, used)
-        write_filter = _expanded(filters.write or {}, context, used)
-        read_filter = NOTHING if read_filter is _MISSING or not may_read else read_filter
-        write_filter = NOTHING if write_filter is _MISSING else write_filter
-        digest = hashlib.sha256(repr((read_filter, sorted(set(used)))).encode()).hexdigest()
-        return Role(
-            name=role.name,
-            read_filter=read_filter,
-            write_filter=write_filter,
-            reads=reads,
-            writes=writes,
-            may_read=may_read,
-            may_write=bool(writes.only) if writes.only is not None else True,
-            may_insert=role.insert,
-            may_delete=role.delete,
-            key=f"{role.name}:{digest[:32]}",
-            cacheable="%%now" not in used,
-        )
+        if role.static_filters:
+            # The same for every caller it applies to: made once.
+            key = (id(role), meta, etag_key)
+            made = _STATIC.get(key)
+            if made is None or made[0] is not role:
+                made = _STATIC[key] = (role, _role(role, context, meta, etag_key))
+            return made[1]
+        return _role(role, context, meta, etag_key)
     return Role(
         name=None,
         read_filter=NOTHING,
@@ -487,6 +473,38 @@ def choose_role(
         may_delete=False,
         key="none",
         cacheable=True,
+    )
+
+
+#: The roles whose filters name no expansion, made once: (role, meta, key) →
+#: (role, its Role), the role kept so that its id is not reused meanwhile.
+_STATIC: dict[tuple[int, frozenset[str], bytes], tuple[RuleRoleSettings, Role]] = {}
+
+
+def _role(role: RuleRoleSettings, context: Document, meta: frozenset[str], etag_key: bytes) -> Role:
+    """What ``role`` lets the caller of ``context`` do, its filters' expansions
+    filled in."""
+    reads, writes = _masks(role, meta, etag_key)
+    may_read = bool(reads.only) if reads.only is not None else True
+    used: list[str] = []
+    filters = role.document_filters
+    read_filter = _expanded(filters.read or {}, context, used)
+    write_filter = _expanded(filters.write or {}, context, used)
+    read_filter = NOTHING if read_filter is _MISSING or not may_read else read_filter
+    write_filter = NOTHING if write_filter is _MISSING else write_filter
+    digest = hashlib.sha256(repr((read_filter, sorted(set(used)))).encode()).hexdigest()
+    return Role(
+        name=role.name,
+        read_filter=read_filter,
+        write_filter=write_filter,
+        reads=reads,
+        writes=writes,
+        may_read=may_read,
+        may_write=bool(writes.only) if writes.only is not None else True,
+        may_insert=role.insert,
+        may_delete=role.delete,
+        key=f"{role.name}:{digest[:32]}",
+        cacheable="%%now" not in used,
     )
 
 
