@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,11 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     config.pluginmanager.register(EngineOrder(), "shoal-engine-order")
+    # A suite started in the background by a shell without job control (``cmd
+    # &`` in a script) inherits SIGINT ignored, and so would every process it
+    # starts: the tests that press Ctrl-C need it to reach them.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 #: An engine's name as a test's id shows it: ``[standin]``, ``[documentdb-redis-flap]``.
