@@ -32,8 +32,8 @@ from ..http.call import Call, current_call
 from ..http.methods import SAFE_METHODS
 from ..http.net import client_address
 from ..resources import Access, Resource
-from ..resources.access import conjoin
-from ..resources.visibility import NOTHING, Caller, FieldMask, choose_role
+from ..resources.roles import NOTHING, Caller, choose_role
+from ..resources.visibility import FieldMask
 from ..state import SharedState
 from ..storage import Storage
 from .accounts import Accounts, User
@@ -149,7 +149,7 @@ def ruled_access(
         if not allowed:
             verb = "delete from" if method == "DELETE" else "change documents of"
             raise Forbidden(f"you may not {verb} {name}: {nobody or 'your role may not'}")
-        narrowing = conjoin(role.read_filter, role.write_filter)
+        narrowing = role.scope(method)
     return replace(
         access,
         filter=access.restrict(narrowing) if narrowing else access.filter,

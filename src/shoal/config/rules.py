@@ -1,6 +1,10 @@
 """``resources.<name>.rules``: per-role document filters and field
 permissions, in the shape of Atlas App Services rules (docs/how-to/rules.md).
-The config is checked here; ``resources/visibility.py`` applies it."""
+The config is checked here; ``resources/roles.py`` applies it.
+
+``%%root.<field>`` (a field of the document) is taken only as a top-level key
+of ``apply_when``, where it makes the role apply per document; anywhere else
+(inside ``$or``, as a value, in ``document_filters``) it is refused."""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from .base import Section
 
 #: The expansions a rule may use (``%%user.data.<field>`` besides these).
 RULE_EXPANSIONS = frozenset({"%%user.id", "%%user.name", "%%user.roles", "%%now"})
+#: ``%%root.<field>``: a field of the document, as a top-level key of ``apply_when`` only.
+ROOT = "%%root."
 
 
 def _check_expansions(value: Any, where: str) -> None:
@@ -24,7 +30,10 @@ def _check_expansions(value: Any, where: str) -> None:
         if not text.startswith("%"):
             continue
         if text.startswith("%%root"):
-            raise ValueError(f"{where}: %%root is not yet supported (rules are per caller)")
+            raise ValueError(
+                f"{where}: %%root is taken only as a top-level key of apply_when "
+                "('%%root.<field>': value), not here"
+            )
         if text in RULE_EXPANSIONS or re.fullmatch(r"%%user\.data\.[A-Za-z_][\w.-]*", text):
             continue
         if text.startswith("%%user.custom_data."):
@@ -101,8 +110,20 @@ class RuleRoleSettings(Section):
         for key, _ in walk(apply_when):
             if key in FILTER_REFUSED_OPERATORS:
                 raise ValueError(f"{key} is not allowed in apply_when")
-        _check_expansions(apply_when, "apply_when")
+        for key, value in apply_when.items():
+            if str(key).startswith(ROOT):
+                field = str(key).removeprefix(ROOT)
+                if not field or field.startswith("$") or "" in field.split("."):
+                    raise ValueError(f"apply_when: {key!r} names no field of the document")
+                _check_expansions(value, f"apply_when[{key!r}]")
+            else:
+                _check_expansions({key: value}, "apply_when")
         return apply_when
+
+    @property
+    def root_fields(self) -> list[str]:
+        """The document's fields that ``apply_when`` names (``%%root.<field>``)."""
+        return [key.removeprefix(ROOT) for key in self.apply_when if key.startswith(ROOT)]
 
     @field_validator("fields")
     @classmethod
@@ -120,6 +141,11 @@ class RulesSettings(Section):
     the caller applies; no role matching: nothing is allowed."""
 
     roles: list[RuleRoleSettings] = Field(min_length=1)
+
+    @property
+    def root_fields(self) -> list[str]:
+        """The document's fields some role's ``apply_when`` names (``%%root``)."""
+        return sorted({field for role in self.roles for field in role.root_fields})
 
     @property
     def uses_user_data(self) -> bool:
