@@ -251,11 +251,11 @@ class ResourceService:
             if name not in issues and document.get(name) != value:
                 issues[name] = f"must be {value} (the resource's filter or the URL says so)"
         self.writer.validate(document, issues)
+        if not issues and access.insert_filter and not matches(access.insert_filter, document):
+            issues["(document)"] = "is outside the documents your role may write"
         if not issues and access.writes.per_document:
             # The role that governs the new document decides what it may hold.
             access.writes.governing(document).check_writable(content_of(body))
-        if not issues and access.insert_filter and not matches(access.insert_filter, document):
-            issues["(document)"] = "is outside the documents your role may write"
         if issues:
             return None, issues
         return document, {}
