@@ -288,6 +288,7 @@ async def test_the_data_api_keeps_to_each_documents_role(
     assert unseen.json["matchedCount"] == 0
 
 
+@pytest.mark.engine_gap(ferretdb="change_streams", documentdb="change_streams")
 async def test_stream_events_are_masked_per_document(
     people: People, seeded: dict[str, Any]
 ) -> None:

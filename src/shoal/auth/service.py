@@ -131,7 +131,10 @@ def ruled_access(
 ) -> Access:
     """``access`` narrowed by the role of ``rules`` that applies to
     ``principal`` for ``method`` (403 for what the role may not do): its
-    filters, what it may read (besides ``mask``) and write."""
+    filters, what it may read (besides ``mask``) and write. With ``%%root``
+    conditions, the candidate roles' (``roles.choose_role``): a method is a
+    403 only when no candidate may do it, and the filters reach the documents
+    governed by those that may."""
     caller = None
     if principal is not None:
         caller = Caller(principal.id, principal.name, principal.roles, data or {})

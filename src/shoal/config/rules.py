@@ -94,7 +94,9 @@ class RuleRoleSettings(Section):
     apply_when: dict[str, Any] = Field(
         default_factory=dict,
         description="A MongoDB query on the caller's expansions ({'%%user.roles': 'admin'}); "
-        "{} matches every caller, anonymous ones too.",
+        "{} matches every caller, anonymous ones too. A top-level '%%root.<field>' key is a "
+        "condition on the document ({'%%root.owner': '%%user.id'}): the role applies per "
+        "document.",
     )
     document_filters: RuleFiltersSettings = RuleFiltersSettings()
     read: bool = False
