@@ -459,6 +459,17 @@ def _rules(**role: Any) -> dict[str, Any]:
         ({"rules": _rules(apply_when={"%%root.": 1})}, "names no field"),
         (
             {
+                "rules": {
+                    "roles": [
+                        {"name": "mine", "apply_when": {"%%root.owner": "%%user.id"}},
+                        {"name": "r", "read": True, "fields": {"owner": {"read": False}}},
+                    ]
+                }
+            },
+            "role 'r' hides 'owner', which %%root.owner names",
+        ),
+        (
+            {
                 "rules": _rules(apply_when={"%%root.owner": "%%user.id"}),
                 "datasource": {"projection": {"owner": 0}},
             },

@@ -122,6 +122,21 @@ class RuleRoleSettings(Section):
                 _check_expansions({key: value}, "apply_when")
         return apply_when
 
+    def reads(self, name: str) -> bool:
+        """Whether the role lets a caller read the top-level field ``name``."""
+        rule = self.fields.get(name, self.additional_fields)
+        if rule is None:
+            return self.read or self.write
+        return rule.read or rule.write
+
+    @property
+    def reads_any(self) -> bool:
+        """Whether the role lets a caller read some field (else no document)."""
+        others = self.additional_fields
+        if (self.read or self.write) if others is None else (others.read or others.write):
+            return True
+        return any(rule.read or rule.write for rule in self.fields.values())
+
     @property
     def root_fields(self) -> list[str]:
         """The document's fields that ``apply_when`` names (``%%root.<field>``)."""
@@ -166,4 +181,22 @@ class RulesSettings(Section):
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"two roles are named {name!r}")
+        return roles
+
+    @field_validator("roles")
+    @classmethod
+    def _readable_roots(cls, roles: list[RuleRoleSettings]) -> list[RuleRoleSettings]:
+        """Refuse a role that hides a field some ``%%root`` condition names:
+        which role's view a caller gets would tell that field's value."""
+        fields = {field for role in roles for field in role.root_fields}
+        for role in roles:
+            if not role.reads_any:
+                continue
+            for field in sorted(fields):
+                top = field.split(".", 1)[0]
+                if not top.startswith("_") and not role.reads(top):
+                    raise ValueError(
+                        f"role {role.name!r} hides {top!r}, which %%root.{field} names: "
+                        "the view it gives would tell its value"
+                    )
         return roles
