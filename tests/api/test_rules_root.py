@@ -326,3 +326,32 @@ async def test_the_cache_keys_each_callers_candidates(
         assert seen["bob"]["a_secret"] is None
         assert seen["bob"]["b_secret"] == COSTS["b_secret"]
         assert set(seen["vic"]) == {"a_secret", "b_secret"}
+
+
+async def test_put_and_etags_follow_the_governing_role(
+    people: People, seeded: dict[str, Any]
+) -> None:
+    alice, bob = people.alice, people.bob
+    # Bob's secret document: Alice's view (guarded, no cost) has its own ETag.
+    _, hers, _ = await _get(alice, _path(seeded, "b_secret"))
+    _, his, _ = await _get(bob, _path(seeded, "b_secret"))
+    assert hers["_etag"] != his["_etag"]
+    # Bob's open one: staff hides nothing, so both see the stored ETag.
+    _, hers, _ = await _get(alice, _path(seeded, "b_open"))
+    _, his, _ = await _get(bob, _path(seeded, "b_open"))
+    assert hers["_etag"] == his["_etag"]
+    # A PUT by staff: only note may change; the other fields keep their values.
+    body = {"item": "b_open", "owner": "bob", "status": "open", "note": "put"}
+    put = await alice.put(_path(seeded, "b_open"), json=body, headers=if_match(hers["_etag"]))
+    assert put.status_code == 200, await put.get_json()
+    _, after, _ = await _get(bob, _path(seeded, "b_open"))
+    assert (after["note"], after["cost"]) == ("put", COSTS["b_open"])
+    changed = {**body, "item": "taken"}
+    put = await alice.put(_path(seeded, "b_open"), json=changed, headers=if_match(after["_etag"]))
+    assert put.status_code == 403
+    assert "'item'" in (await put.get_json())["_error"]["message"]
+    # Her own document: everything may change.
+    _, own, _ = await _get(alice, _path(seeded, "a_open"))
+    mine = {"item": "renamed", "owner": "alice", "status": "open", "cost": 1}
+    put = await alice.put(_path(seeded, "a_open"), json=mine, headers=if_match(own["_etag"]))
+    assert put.status_code == 200, await put.get_json()
