@@ -73,6 +73,20 @@ REPORT: dict[str, Any] = {
         "aggregation": {"pipeline": [{"$project": {"item": 1, "cost": 1, "status": 1}}]},
     },
 }
+#: Links to notes, embeddable.
+LINKS: dict[str, Any] = {
+    "schema": {
+        "type": "object",
+        "properties": {
+            "note": {
+                "type": "string",
+                "format": "objectid",
+                "data_relation": {"resource": "notes", "embeddable": True},
+            }
+        },
+    },
+    "resource_methods": ["GET", "POST"],
+}
 #: Each document's cost, by item; a secret document's cost is never shown but
 #: to its owner.
 COSTS = {"a_open": 101_101, "a_secret": 202_202, "b_open": 303_303, "b_secret": 404_404}
@@ -87,7 +101,7 @@ def database() -> str:
 @pytest.fixture
 async def app(settings_factory: SettingsFactory, database: str) -> AsyncIterator[Quart]:
     settings = settings_factory(
-        resources={"notes": {**NOTES, "streams": True}, "report": REPORT},
+        resources={"notes": {**NOTES, "streams": True}, "report": REPORT, "links": LINKS},
         mongodb={"database": database},
         data_api=data_api_config(database, notes={"roles": ["staff", "visitor"]}),
     )
@@ -355,3 +369,39 @@ async def test_put_and_etags_follow_the_governing_role(
     mine = {"item": "renamed", "owner": "alice", "status": "open", "cost": 1}
     put = await alice.put(_path(seeded, "a_open"), json=mine, headers=if_match(own["_etag"]))
     assert put.status_code == 200, await put.get_json()
+
+
+async def test_embedded_documents_are_shown_as_their_governing_role_shows_them(
+    people: People, seeded: dict[str, Any]
+) -> None:
+    for item in ("b_secret", "b_open"):
+        made = await people.alice.post("/links", json={"note": seeded[item]["_id"]})
+        assert made.status_code == 201, await made.get_json()
+    status, body, _ = await _get(people.alice, '/links?embedded={"note": 1}')
+    assert status == 200, body
+    notes = {link["note"]["item"]: link["note"] for link in body["_items"]}
+    assert "cost" not in notes["b_secret"]
+    assert notes["b_open"]["cost"] == COSTS["b_open"]
+    assert SECRET not in json.dumps(body)
+
+
+async def test_old_versions_show_the_strictest_view(
+    settings_factory: SettingsFactory, database: str
+) -> None:
+    settings = settings_factory(
+        resources={"notes": {**NOTES, "versioning": True}}, mongodb={"database": database}
+    )
+    application = create_app(settings)
+    async with application.test_app():
+        people = await People().start(application)
+        made = await _seed(people)
+        path = _path(made, "b_open")
+        changed = await people.bob.patch(
+            path, json={"status": "secret"}, headers=if_match(made["b_open"]["_etag"])
+        )
+        assert changed.status_code == 200
+        # Now secret: Alice reads it without cost, and no version shows it her.
+        for query in ("?version=1", "?version=all", "?version=diffs"):
+            status, body, _ = await _get(people.alice, path + query)
+            assert status == 200, (query, body)
+            assert str(COSTS["b_open"]) not in json.dumps(body), query
