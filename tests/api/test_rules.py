@@ -439,7 +439,49 @@ def _rules(**role: Any) -> dict[str, Any]:
     ("resource", "expected"),
     [
         ({"rules": _rules(aply_when={})}, "aply_when"),
-        ({"rules": _rules(apply_when={"%%root.owner": "%%user.id"})}, "%%root"),
+        # %%root is taken only as a top-level key of apply_when (test_rules_root.py).
+        (
+            {"rules": _rules(apply_when={"$or": [{"%%root.owner": "%%user.id"}]})},
+            "apply_when: %%root is taken only as a top-level key",
+        ),
+        (
+            {"rules": _rules(apply_when={"%%user.id": "%%root.owner"})},
+            "apply_when: %%root is taken only as a top-level key",
+        ),
+        (
+            {"rules": _rules(apply_when={"%%root.owner": {"$in": ["%%root.editor"]}})},
+            "apply_when['%%root.owner']: %%root is taken only",
+        ),
+        (
+            {"rules": _rules(document_filters={"read": {"owner": "%%root.owner"}})},
+            "document_filters: %%root is taken only",
+        ),
+        ({"rules": _rules(apply_when={"%%root.": 1})}, "names no field"),
+        (
+            {
+                "rules": {
+                    "roles": [
+                        {"name": "mine", "apply_when": {"%%root.owner": "%%user.id"}},
+                        {"name": "r", "read": True, "fields": {"owner": {"read": False}}},
+                    ]
+                }
+            },
+            "role 'r' hides 'owner', which %%root.owner names",
+        ),
+        (
+            {
+                "rules": _rules(apply_when={"%%root.owner": "%%user.id"}),
+                "datasource": {"projection": {"owner": 0}},
+            },
+            "%%root.owner, which datasource.projection hides",
+        ),
+        (
+            {
+                "rules": _rules(apply_when={"%%root.owner": "%%user.id"}),
+                "datasource": {"projection": {"item": 1}},
+            },
+            "%%root.owner, which datasource.projection hides",
+        ),
         ({"rules": _rules(apply_when={"%%user.email": "x"})}, "%%user.email"),
         ({"rules": _rules(apply_when={"%function": {"name": "f"}})}, "% operators"),
         ({"rules": {"roles": []}}, "roles"),

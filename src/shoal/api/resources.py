@@ -430,7 +430,7 @@ class ResourceViews:
                 f"no version {number} of {resource.singular} {item} "
                 f"(its latest is {version_of(current)})"
             )
-        body = render_version(resource, access.fields.apply(found), base)
+        body = render_version(resource, access.fields.strictest().apply(found), base)
         etag = content_etag(body)
         if found.get("_deleted") is True:
             body["_status"] = "ERR"

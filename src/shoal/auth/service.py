@@ -32,8 +32,8 @@ from ..http.call import Call, current_call
 from ..http.methods import SAFE_METHODS
 from ..http.net import client_address
 from ..resources import Access, Resource
-from ..resources.access import conjoin
-from ..resources.visibility import NOTHING, Caller, FieldMask, choose_role
+from ..resources.roles import NOTHING, Caller, choose_role
+from ..resources.visibility import FieldMask
 from ..state import SharedState
 from ..storage import Storage
 from .accounts import Accounts, User
@@ -131,7 +131,10 @@ def ruled_access(
 ) -> Access:
     """``access`` narrowed by the role of ``rules`` that applies to
     ``principal`` for ``method`` (403 for what the role may not do): its
-    filters, what it may read (besides ``mask``) and write."""
+    filters, what it may read (besides ``mask``) and write. With ``%%root``
+    conditions, the candidate roles' (``roles.choose_role``): a method is a
+    403 only when no candidate may do it, and the filters reach the documents
+    governed by those that may."""
     caller = None
     if principal is not None:
         caller = Caller(principal.id, principal.name, principal.roles, data or {})
@@ -149,7 +152,7 @@ def ruled_access(
         if not allowed:
             verb = "delete from" if method == "DELETE" else "change documents of"
             raise Forbidden(f"you may not {verb} {name}: {nobody or 'your role may not'}")
-        narrowing = conjoin(role.read_filter, role.write_filter)
+        narrowing = role.scope(method)
     return replace(
         access,
         filter=access.restrict(narrowing) if narrowing else access.filter,

@@ -164,6 +164,25 @@ class DatasourceSettings(Section):
         return projection
 
 
+def _check_root_fields(fields: list[str], projection: Mapping[str, int] | None) -> None:
+    """Refuse a ``%%root.<field>`` of the rules that ``datasource.projection``
+    hides: the role of each document is chosen on the stored field, which the
+    resource never fetches then (nor should a role's choice tell its value)."""
+    if not projection:
+        return
+    inclusive = 1 in projection.values()
+    for field in fields:
+        if field.startswith("_"):  # meta fields are always fetched
+            continue
+        parts = field.split(".")
+        whole = {".".join(parts[: end + 1]) for end in range(len(parts))} & set(projection)
+        part = any(name.startswith(field + ".") for name in projection)
+        if (not whole) if inclusive else (bool(whole) or part):
+            raise ValueError(
+                f"rules: apply_when names %%root.{field}, which datasource.projection hides"
+            )
+
+
 #: Eve's way of writing a URL rule: ``regex("...")``; group 2 is the pattern.
 EVE_REGEX_URL = re.compile(r"""^regex\((["'])(.*)\1\)$""", re.DOTALL)
 
@@ -349,6 +368,8 @@ class ResourceSettings(Section):
         _check_media(self)
         if self.rules is not None and self.aggregation is not None:
             raise ValueError("rules: not yet supported on an aggregation endpoint")
+        if self.rules is not None:
+            _check_root_fields(self.rules.root_fields, self.datasource.projection)
         if self.streams and self.url_variables:
             raise ValueError("streams: not available on a sub-resource (a url with <variables>)")
         if self.id_field != "_id":

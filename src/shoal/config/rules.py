@@ -1,6 +1,10 @@
 """``resources.<name>.rules``: per-role document filters and field
 permissions, in the shape of Atlas App Services rules (docs/how-to/rules.md).
-The config is checked here; ``resources/visibility.py`` applies it."""
+The config is checked here; ``resources/roles.py`` applies it.
+
+``%%root.<field>`` (a field of the document) is taken only as a top-level key
+of ``apply_when``, where it makes the role apply per document; anywhere else
+(inside ``$or``, as a value, in ``document_filters``) it is refused."""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from .base import Section
 
 #: The expansions a rule may use (``%%user.data.<field>`` besides these).
 RULE_EXPANSIONS = frozenset({"%%user.id", "%%user.name", "%%user.roles", "%%now"})
+#: ``%%root.<field>``: a field of the document, as a top-level key of ``apply_when`` only.
+ROOT = "%%root."
 
 
 def _check_expansions(value: Any, where: str) -> None:
@@ -25,7 +31,10 @@ def _check_expansions(value: Any, where: str) -> None:
         if not text.startswith("%"):
             continue
         if text.startswith("%%root"):
-            raise ValueError(f"{where}: %%root is not yet supported (rules are per caller)")
+            raise ValueError(
+                f"{where}: %%root is taken only as a top-level key of apply_when "
+                "('%%root.<field>': value), not here"
+            )
         if text in RULE_EXPANSIONS or re.fullmatch(r"%%user\.data\.[A-Za-z_][\w.-]*", text):
             continue
         if text.startswith("%%user.custom_data."):
@@ -86,7 +95,9 @@ class RuleRoleSettings(Section):
     apply_when: dict[str, Any] = Field(
         default_factory=dict,
         description="A MongoDB query on the caller's expansions ({'%%user.roles': 'admin'}); "
-        "{} matches every caller, anonymous ones too.",
+        "{} matches every caller, anonymous ones too. A top-level '%%root.<field>' key is a "
+        "condition on the document ({'%%root.owner': '%%user.id'}): the role applies per "
+        "document.",
     )
     document_filters: RuleFiltersSettings = RuleFiltersSettings()
     read: bool = False
@@ -109,8 +120,35 @@ class RuleRoleSettings(Section):
         for key, _ in walk(apply_when):
             if key in FILTER_REFUSED_OPERATORS:
                 raise ValueError(f"{key} is not allowed in apply_when")
-        _check_expansions(apply_when, "apply_when")
+        for key, value in apply_when.items():
+            if str(key).startswith(ROOT):
+                field = str(key).removeprefix(ROOT)
+                if not field or field.startswith("$") or "" in field.split("."):
+                    raise ValueError(f"apply_when: {key!r} names no field of the document")
+                _check_expansions(value, f"apply_when[{key!r}]")
+            else:
+                _check_expansions({key: value}, "apply_when")
         return apply_when
+
+    def reads(self, name: str) -> bool:
+        """Whether the role lets a caller read the top-level field ``name``."""
+        rule = self.fields.get(name, self.additional_fields)
+        if rule is None:
+            return self.read or self.write
+        return rule.read or rule.write
+
+    @property
+    def reads_any(self) -> bool:
+        """Whether the role lets a caller read some field (else no document)."""
+        others = self.additional_fields
+        if (self.read or self.write) if others is None else (others.read or others.write):
+            return True
+        return any(rule.read or rule.write for rule in self.fields.values())
+
+    @cached_property
+    def root_fields(self) -> list[str]:
+        """The document's fields that ``apply_when`` names (``%%root.<field>``)."""
+        return [key.removeprefix(ROOT) for key in self.apply_when if key.startswith(ROOT)]
 
     @field_validator("fields")
     @classmethod
@@ -130,6 +168,11 @@ class RulesSettings(Section):
     roles: list[RuleRoleSettings] = Field(min_length=1)
 
     @cached_property
+    def root_fields(self) -> list[str]:
+        """The document's fields some role's ``apply_when`` names (``%%root``)."""
+        return sorted({field for role in self.roles for field in role.root_fields})
+
+    @cached_property
     def uses_user_data(self) -> bool:
         """Whether a role names ``%%user.data.<field>`` (then each request
         reads the user's data); found once, asked on every request."""
@@ -146,4 +189,22 @@ class RulesSettings(Section):
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"two roles are named {name!r}")
+        return roles
+
+    @field_validator("roles")
+    @classmethod
+    def _readable_roots(cls, roles: list[RuleRoleSettings]) -> list[RuleRoleSettings]:
+        """Refuse a role that hides a field some ``%%root`` condition names:
+        which role's view a caller gets would tell that field's value."""
+        fields = {field for role in roles for field in role.root_fields}
+        for role in roles:
+            if not role.reads_any:
+                continue
+            for field in sorted(fields):
+                top = field.split(".", 1)[0]
+                if not top.startswith("_") and not role.reads(top):
+                    raise ValueError(
+                        f"role {role.name!r} hides {top!r}, which %%root.{field} names: "
+                        "the view it gives would tell its value"
+                    )
         return roles

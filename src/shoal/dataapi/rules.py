@@ -42,7 +42,8 @@ def check_ruled_inserts(access: Access, documents: list[Document]) -> None:
     """Inserts into a collection with rules (and no resource): 403 for a field
     the role may not write, 400 for a document outside its write filter."""
     for index, document in enumerate(documents):
-        access.writes.check_writable(name for name in document if name != "_id")
+        writes = access.writes.governing(document)  # the role of the new document
+        writes.check_writable(name for name in document if name != "_id")
         if access.insert_filter and not matches(access.insert_filter, document):
             raise BadRequest(
                 f"documents[{index}] is outside the documents your role may write",

@@ -238,7 +238,8 @@ class DataApi:
             limit=1,
             max_time_ms=self.settings.max_time_ms,
         )
-        return {"document": target.access.fields.apply(documents[0]) if documents else None}
+        fields = target.access.fields.for_projection(request.projection)
+        return {"document": fields.apply(documents[0]) if documents else None}
 
     async def _find(self, target: Target, request: ActionRequest) -> Document:
         documents = await self.storage.find_many(
@@ -251,7 +252,8 @@ class DataApi:
             limit=request.limit,
             max_time_ms=self.settings.max_time_ms,
         )
-        return {"documents": [target.access.fields.apply(document) for document in documents]}
+        fields = target.access.fields.for_projection(request.projection)
+        return {"documents": [fields.apply(document) for document in documents]}
 
     async def _aggregate(self, target: Target, request: ActionRequest) -> Document:
         # What the caller may not see is gone before the first stage of its own.

@@ -75,14 +75,17 @@ class Access:
     def version_view(self) -> Callable[[Document], Document]:
         """What the caller sees of an old version: what it may read of it;
         with rules, of a version outside the role's read filter only its meta
-        fields (that it exists, its number and date; never its content)."""
+        fields (that it exists, its number and date; never its content). A
+        mask per document (``%%root``) shows each version as its strictest:
+        an old version, a diff above all, is not the document whole."""
         if not self.ruled:
             return self.fields.apply
-        nothing = replace(self.fields, hidden=frozenset(), only=frozenset())
+        fields = self.fields.strictest()
+        nothing = replace(fields, hidden=frozenset(), only=frozenset())
 
         def shown(version: Document) -> Document:
             if self.reads_version(version):
-                return self.fields.apply(version)
+                return fields.apply(version)
             return nothing.apply(version)
 
         return shown

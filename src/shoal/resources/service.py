@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from pymongo import ReplaceOne
@@ -105,6 +106,8 @@ class ResourceService:
         # carry its values in a cursor).
         access.fields.check_filter(query.filter, "where")
         access.fields.check_names([name for name, _ in query.sort or []], "sort")
+        if access.fields.per_document:  # each document's role is chosen on whole documents
+            access = replace(access, fields=access.fields.for_projection(query.projection))
         # An explicit condition on _deleted replaces the default one (Eve's rule).
         deleted = show_deleted or _names(query.filter, DELETED)
         filter = self._scope(query.filter, access, deleted=deleted)
@@ -173,14 +176,15 @@ class ResourceService:
         """What the caller may read of the item ``item_id`` names (or of the
         first whose field ``by`` holds it); 404 when there is none (a
         soft-deleted one is a ``SoftDeleted`` 404, unless ``deleted_ok``)."""
+        fields = access.fields.for_projection(projection)
         try:
             document = await self._stored(
                 item_id, access, projection=projection, deleted_ok=deleted_ok, by=by
             )
         except SoftDeleted as gone:
-            gone.document = access.fields.apply(gone.document)
+            gone.document = fields.apply(gone.document)
             raise
-        return access.fields.apply(document)
+        return fields.apply(document)
 
     async def _stored(
         self,
@@ -220,7 +224,8 @@ class ResourceService:
         if not isinstance(body, dict):
             return None, {"(document)": "must be a JSON object"}
         issues = name_issues(body)
-        access.writes.check_writable(content_of(body))
+        if not access.writes.per_document:  # else once the document is whole, below
+            access.writes.check_writable(content_of(body))
         # The owner field is the server's, whoever asks (a public write too).
         issues.update(self.resource.schema.unwritable(body, client_id=True))
         client_id = body.get("_id")
@@ -248,6 +253,9 @@ class ResourceService:
         self.writer.validate(document, issues)
         if not issues and access.insert_filter and not matches(access.insert_filter, document):
             issues["(document)"] = "is outside the documents your role may write"
+        if not issues and access.writes.per_document:
+            # The role that governs the new document decides what it may hold.
+            access.writes.governing(document).check_writable(content_of(body))
         if issues:
             return None, issues
         return document, {}
@@ -350,7 +358,7 @@ class ResourceService:
             return access.fields.apply(current)
         if not changes and current.get(DELETED) is not True:
             raise BadRequest("a PATCH body is a non-empty JSON object of fields to change")
-        access.writes.check_writable(changes)
+        access.writes.governing(current).check_writable(changes)
         updated, issues = self.writer.merged(current, changes, access)
         if issues:
             raise UnprocessableEntity(UPDATE_FAILURE, issues=issues)
@@ -416,7 +424,7 @@ class ResourceService:
         is validated as a whole and written only if the document is unchanged
         since ``current`` was read (412 otherwise). None when nothing changes."""
         issues = name_issues(dict(values), dotted_top_level=True)
-        access.writes.check_writable([*values, *removed])
+        access.writes.governing(current).check_writable([*values, *removed])
         issues.update(self.resource.schema.unwritable([*values, *removed]))
         if issues:
             raise UnprocessableEntity(UPDATE_FAILURE, issues=issues)
@@ -560,12 +568,13 @@ class ResourceService:
 def _keep_unwritable(document: Document, current: Document, access: Access) -> None:
     """A PUT by a caller with rules: each field its role may not write keeps
     its stored value (403 naming it when the body changes it)."""
+    writes = access.writes.governing(current)
     names = set(content_of(document)) | set(content_of(current))
     for name in sorted(names):
-        if access.writes.readable(name):
+        if writes.readable(name):
             continue
         if name in document and (name not in current or document[name] != current[name]):
-            access.writes.check_writable([name])
+            writes.check_writable([name])
         if name in current:
             document[name] = current[name]
 

@@ -16,24 +16,20 @@ documents or lets a query look at them asks it:
 Meta fields (``_id``, ``_etag``, ...) are never hidden.
 
 A resource with ``rules`` (App Services' shape, ``config/rules.py``) gives each
-caller the first role whose ``apply_when`` matches (``choose_role``): its field
-permissions become the caller's ``FieldMask`` (and the mask of what it may
-write), its document filters row filters that ``Access`` adds to every query.
-A rules mask that hides something re-tags each document it shows: its
-``_etag`` is an HMAC of what the caller sees (``FieldMask.retag``).
+caller a role (``roles.py``), whose field permissions make the caller's mask.
+With ``%%root`` conditions the mask depends on the document
+(``roles.DocumentMask``): ``governing`` is the mask of one stored document,
+``strictest`` the mask for a document that may not be whole.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, field
 from typing import Any
 
 from mongoquery import Query
 
-from ..config.rules import RuleFieldSettings, RuleRoleSettings, RulesSettings
 from ..errors import BadRequest, Forbidden
 from .documents import document_etag
 
@@ -66,6 +62,25 @@ class FieldMask:
         if any(flag == 1 for flag in projection.values()):
             return cls(only=names, meta=frozenset(meta))
         return cls(hidden=names, meta=frozenset(meta))
+
+    @property
+    def per_document(self) -> bool:
+        """Whether what is hidden depends on the document (``roles.DocumentMask``)."""
+        return False
+
+    def governing(self, document: Document) -> FieldMask:
+        """The mask of ``document``, a stored document whole: this one."""
+        return self
+
+    def strictest(self) -> FieldMask:
+        """The mask for a document that may not be whole (projected, made by
+        an aggregation, an old version's diff): this one."""
+        return self
+
+    def for_projection(self, projection: Mapping[str, Any] | None) -> FieldMask:
+        """The mask for documents fetched with ``projection``: this one, or
+        ``strictest`` when the projection leaves out what ``governing`` needs."""
+        return self
 
     @property
     def hides(self) -> bool:
@@ -163,6 +178,8 @@ class FieldMask:
 
     def union(self, other: FieldMask) -> FieldMask:
         """What neither mask lets a caller read."""
+        if other.per_document:
+            return other.union(self)
         if not other.hides:
             return self
         if not self.hides:
@@ -269,243 +286,6 @@ def _reaching(filter: Any) -> str | None:
             if found is not None:
                 return found
     return None
-
-
-# -- rules: the role that applies to a caller ---------------------------------
-
-#: A filter no document matches: what a role that reads nothing sees, and a
-#: document filter whose expansion has no value for the caller (fails closed).
-NOTHING: Document = {"_id": {"$in": []}}
-
-
-@dataclass(frozen=True)
-class Caller:
-    """What the expansions see of a signed-in caller: ``%%user.id``,
-    ``%%user.name``, ``%%user.roles`` and ``%%user.data.<field>``."""
-
-    id: str
-    name: str
-    roles: frozenset[str]
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Role:
-    """What the role that applied lets a caller do (``name`` None: no role
-    matched, and nothing is allowed)."""
-
-    name: str | None
-    read_filter: Document
-    write_filter: Document
-    reads: FieldMask
-    writes: FieldMask
-    may_read: bool
-    may_write: bool
-    may_insert: bool
-    may_delete: bool
-    #: The expansions' values the role's filters used (the response cache
-    #: keys on them); ``cacheable`` False when they hold ``%%now``.
-    key: str
-    cacheable: bool
-
-
-def _context(caller: Caller | None, now: datetime) -> Document:
-    context: Document = {"%%now": now}
-    if caller is not None:
-        context["%%user"] = {
-            "id": caller.id,
-            "name": caller.name,
-            "roles": sorted(caller.roles),
-            "data": dict(caller.data),
-        }
-    return context
-
-
-_MISSING = object()
-
-
-def _expansion(text: str, context: Document) -> Any:
-    """The value of an expansion (``_MISSING`` when the caller has none)."""
-    if text == "%%now":
-        return context["%%now"]
-    value: Any = context
-    parts = ["%%user", *text.removeprefix("%%user.").split(".")]
-    for part in parts:
-        if not isinstance(value, dict) or part not in value:  # the context's are dicts
-            return _MISSING
-        value = value[part]
-    return value
-
-
-def _expanded(value: Any, context: Document, used: list[str]) -> Any:
-    """``value`` with each expansion replaced (``_MISSING`` anywhere: the
-    whole is ``_MISSING``); what was used is added to ``used``."""
-    if isinstance(value, str):
-        if value.startswith("%%"):
-            used.append(value)
-            return _expansion(value, context)
-        return value
-    if isinstance(value, dict):  # a config's filters are dicts
-        out: Document = {}
-        for key, item in value.items():
-            expanded = _expanded(item, context, used)
-            if expanded is _MISSING:
-                return _MISSING
-            out[key] = expanded
-        return out
-    if isinstance(value, list):
-        items = [_expanded(item, context, used) for item in value]
-        return _MISSING if any(item is _MISSING for item in items) else items
-    return value
-
-
-def _applies(apply_when: Mapping[str, Any], context: Document) -> bool:
-    """Whether ``apply_when`` matches the caller: every expansion it names
-    has a value (an anonymous caller has no ``%%user``: failing closed), and
-    the query, on the expansions' values, matches."""
-    if not apply_when:
-        return True
-    if _plain(apply_when):
-        # {"%%user.roles": "clerk"}: each named expansion equals the value or,
-        # an array, holds it (what the query would say, without building one).
-        for name, wanted in apply_when.items():
-            value = _expansion(name, context)
-            if value is _MISSING:
-                return False
-            if value != wanted and not (isinstance(value, list) and wanted in value):
-                return False
-        return True
-    used: list[str] = []
-    names = [name for name in filter_fields(apply_when) if name.startswith("%%")]
-    for name in names:
-        if _expansion(name, context) is _MISSING:
-            return False
-    expanded = _expanded(dict(apply_when), context, used)
-    if expanded is _MISSING:
-        return False
-    try:
-        return bool(Query(expanded).match(context))
-    except Exception:  # an operator mongoquery cannot match: the role does not apply
-        return False
-
-
-def _plain(apply_when: Mapping[str, Any]) -> bool:
-    """Whether ``apply_when`` is expansions equal to plain strings (no
-    operator, no expansion among the values)."""
-    return all(
-        isinstance(name, str)
-        and name.startswith("%%")
-        and isinstance(value, str)
-        and not value.startswith("%")
-        for name, value in apply_when.items()
-    )
-
-
-def _permission(role: RuleRoleSettings, rule: RuleFieldSettings | None, write: bool) -> bool:
-    if rule is None:
-        rule = role.additional_fields
-    if rule is None:
-        return role.write if write else role.read or role.write
-    return rule.write if write else rule.read or rule.write
-
-
-def _mask(role: RuleRoleSettings, meta: frozenset[str], *, write: bool) -> FieldMask:
-    """The fields ``role`` lets a caller read (or write): those ``fields``
-    names, the others as ``additional_fields`` (or the role's own ``read``
-    and ``write``) say."""
-    others = _permission(role, None, write)
-    allowed = {name for name, rule in role.fields.items() if _permission(role, rule, write)}
-    if others:
-        return FieldMask(hidden=frozenset(set(role.fields) - allowed), meta=meta)
-    return FieldMask(only=frozenset(allowed), meta=meta)
-
-
-#: The masks of each role, made once: (role, meta, key) → (role, reads, writes).
-#: The role is kept in the value so that its id is not reused while the entry
-#: stands.
-_MASKS: dict[tuple[int, frozenset[str], bytes], tuple[RuleRoleSettings, FieldMask, FieldMask]] = {}
-
-
-def _masks(
-    role: RuleRoleSettings, meta: frozenset[str], etag_key: bytes
-) -> tuple[FieldMask, FieldMask]:
-    """What ``role`` lets a caller read (re-tagging what it hides) and write."""
-    key = (id(role), meta, etag_key)
-    made = _MASKS.get(key)
-    if made is None or made[0] is not role:
-        reads = replace(_mask(role, meta, write=False), retag=etag_key)
-        made = _MASKS[key] = (role, reads, _mask(role, meta, write=True))
-    return made[1], made[2]
-
-
-def choose_role(
-    rules: RulesSettings,
-    caller: Caller | None,
-    *,
-    meta: Iterable[str],
-    etag_key: bytes,
-    now: datetime,
-) -> Role:
-    """The first role of ``rules`` whose ``apply_when`` matches ``caller``
-    (None: anonymous), with its filters' expansions filled in."""
-    context = _context(caller, now)
-    meta = frozenset(meta)
-    for role in rules.roles:
-        if not _applies(role.apply_when, context):
-            continue
-        if role.static_filters:
-            # The same for every caller it applies to: made once.
-            key = (id(role), meta, etag_key)
-            made = _STATIC.get(key)
-            if made is None or made[0] is not role:
-                made = _STATIC[key] = (role, _role(role, context, meta, etag_key))
-            return made[1]
-        return _role(role, context, meta, etag_key)
-    return Role(
-        name=None,
-        read_filter=NOTHING,
-        write_filter=NOTHING,
-        reads=FieldMask(only=frozenset(), meta=meta, retag=etag_key),
-        writes=FieldMask(only=frozenset(), meta=meta),
-        may_read=False,
-        may_write=False,
-        may_insert=False,
-        may_delete=False,
-        key="none",
-        cacheable=True,
-    )
-
-
-#: The roles whose filters name no expansion, made once: (role, meta, key) →
-#: (role, its Role), the role kept so that its id is not reused meanwhile.
-_STATIC: dict[tuple[int, frozenset[str], bytes], tuple[RuleRoleSettings, Role]] = {}
-
-
-def _role(role: RuleRoleSettings, context: Document, meta: frozenset[str], etag_key: bytes) -> Role:
-    """What ``role`` lets the caller of ``context`` do, its filters' expansions
-    filled in."""
-    reads, writes = _masks(role, meta, etag_key)
-    may_read = bool(reads.only) if reads.only is not None else True
-    used: list[str] = []
-    filters = role.document_filters
-    read_filter = _expanded(filters.read or {}, context, used)
-    write_filter = _expanded(filters.write or {}, context, used)
-    read_filter = NOTHING if read_filter is _MISSING or not may_read else read_filter
-    write_filter = NOTHING if write_filter is _MISSING else write_filter
-    digest = hashlib.sha256(repr((read_filter, sorted(set(used)))).encode()).hexdigest()
-    return Role(
-        name=role.name,
-        read_filter=read_filter,
-        write_filter=write_filter,
-        reads=reads,
-        writes=writes,
-        may_read=may_read,
-        may_write=bool(writes.only) if writes.only is not None else True,
-        may_insert=role.insert,
-        may_delete=role.delete,
-        key=f"{role.name}:{digest[:32]}",
-        cacheable="%%now" not in used,
-    )
 
 
 def matches(filter: Mapping[str, Any], document: Document) -> bool:
