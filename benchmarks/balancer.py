@@ -16,7 +16,7 @@ from pathlib import Path
 from .local_stack import LocalStack
 from .proc import children, cmdline
 from .servers import CONFIG, HYPERCORN_TOML
-from .services import wait_idle
+from .services import IDLE_SAMPLE, wait_idle
 
 
 def balanced_stack(
@@ -73,5 +73,7 @@ class Entry:
             pids += [nginx, *children(nginx)]
         return pids
 
-    def wait_idle(self, timeout: float = 60.0, interval: float = 0.5, busy: float = 0.1) -> float:
+    def wait_idle(
+        self, timeout: float = 60.0, interval: float = IDLE_SAMPLE, busy: float = 0.1
+    ) -> float:
         return wait_idle(self.all_pids(), timeout, interval, busy)

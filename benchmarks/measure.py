@@ -28,7 +28,7 @@ from .options import Options
 from .proc import cpu_seconds, machine_busy_seconds, peak_rss_mb, rss_mb
 from .report import results_rows
 from .results import Result
-from .services import Measurable
+from .services import IDLE_SAMPLE, Measurable
 from .wrk import WrkError, WrkResult, run_wrk, wrk_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -331,8 +331,9 @@ class Meter:
         started = time.monotonic()
         while time.monotonic() - started < limit:
             before = machine_busy_seconds()
-            time.sleep(0.5)
-            if (machine_busy_seconds() - before) * 200 < self.options.busy_percent:
+            time.sleep(IDLE_SAMPLE)
+            busy = (machine_busy_seconds() - before) * 100 / IDLE_SAMPLE
+            if busy < self.options.busy_percent:
                 break
         self.quiet_budget -= time.monotonic() - started
 

@@ -24,6 +24,11 @@ from shoal.system import die_with_parent
 
 from .proc import children, cmdline, cpu_seconds
 
+#: Seconds between the two CPU readings of an idle check: long enough for
+#: /proc's 10 ms ticks to tell a tenth of a core from idle, short enough that
+#: the two or three checks before each scenario stay a small part of a run.
+IDLE_SAMPLE = 0.25
+
 
 class Measurable(Protocol):
     """What ``Meter.measure`` needs of a server under load: a ``Service`` is one,
@@ -42,13 +47,15 @@ class Measurable(Protocol):
         """Every process of the server (their CPU is the "app" share)."""
         ...
 
-    def wait_idle(self, timeout: float = 60.0, interval: float = 0.5, busy: float = 0.1) -> float:
+    def wait_idle(
+        self, timeout: float = 60.0, interval: float = IDLE_SAMPLE, busy: float = 0.1
+    ) -> float:
         """Wait until the server is idle again; the seconds waited."""
         ...
 
 
 def wait_idle(
-    pids: Sequence[int], timeout: float = 60.0, interval: float = 0.5, busy: float = 0.1
+    pids: Sequence[int], timeout: float = 60.0, interval: float = IDLE_SAMPLE, busy: float = 0.1
 ) -> float:
     """Wait until ``pids`` together use less than ``busy`` of a core (e.g. a sync
     server still answering the queue a load run left behind); the seconds waited."""
@@ -146,7 +153,9 @@ class Service:
             pids += [pid, *children(pid)]
         return pids
 
-    def wait_idle(self, timeout: float = 60.0, interval: float = 0.5, busy: float = 0.1) -> float:
+    def wait_idle(
+        self, timeout: float = 60.0, interval: float = IDLE_SAMPLE, busy: float = 0.1
+    ) -> float:
         """Wait until the server uses less than ``busy`` of a core (``wait_idle``)."""
         return wait_idle(self.all_pids(), timeout, interval, busy)
 
