@@ -11,6 +11,7 @@ only ``owner`` and ``guarded`` may apply to him.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -405,3 +406,88 @@ async def test_old_versions_show_the_strictest_view(
             status, body, _ = await _get(people.alice, path + query)
             assert status == 200, (query, body)
             assert str(COSTS["b_open"]) not in json.dumps(body), query
+
+
+# -- the leak sweep -----------------------------------------------------------
+
+
+async def test_no_caller_sees_what_its_documents_roles_hide(
+    app: Quart,
+    database: str,
+    people: People,
+    seeded: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every route and method, as Vic (no role: only his own documents, of
+    which he has none, and the secret ones without ``cost``) and then as Alice
+    (staff: Bob's secret document without ``cost``): no hidden value, and no
+    document outside what the caller may read, in any body, header or log
+    line (Shoal's at every level; the others' from INFO)."""
+    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger="shoal")
+    for item in ("a_open", "b_secret"):
+        made = await people.bob.post("/links", json={"note": seeded[item]["_id"]})
+        assert made.status_code == 201, await made.get_json()
+    sweeps = {
+        # Vic first: Alice's sweep deletes documents of hers.
+        "vic": ({str(COSTS[item]) for item in COSTS}, {"a_open", "b_open"}),
+        "alice": ({SECRET}, set()),
+    }
+    for who, (hidden, outside) in sweeps.items():
+        client: Client = getattr(people, who)
+        token = await token_for(
+            app, "staff" if who == "alice" else "visitor", name=who, user_id=who
+        )
+        data_api = DataApiClient(app.test_client(), database, "notes", headers=bearer(token))
+        texts: list[tuple[str, str]] = []
+
+        async def send(what: str, response: Any, texts: list[tuple[str, str]] = texts) -> None:
+            body = await response.get_data(as_text=True)
+            assert response.status_code < 500, (what, body)
+            headers = "\n".join(f"{name}: {value}" for name, value in response.headers.items())
+            texts.append((what, f"{headers}\n\n{body}"))
+
+        for query in ("", "?max_results=1", "?max_results=1&page=2", "?sort=-item", "?cursor="):
+            await send(f"GET /notes{query}", await client.get(f"/notes{query}"))
+            await send(f"HEAD /notes{query}", await client.head(f"/notes{query}"))
+        for query in ('?where={"cost": 404404}', '?projection={"cost": 1}', "?sort=cost"):
+            await send(f"GET /notes{query}", await client.get(f"/notes{query}"))
+        await send("report", await client.get("/report"))
+        await send("links", await client.get('/links?embedded={"note": 1}'))
+        for item, document in seeded.items():
+            path = _path(seeded, item)
+            await send(f"GET {item}", await client.get(path))
+            await send(f"HEAD {item}", await client.head(path))
+            await send(f"projection {item}", await client.get(path + '?projection={"cost": 1}'))
+            headers = if_match(document["_etag"])
+            await send(
+                f"PATCH {item}", await client.patch(path, json={"note": "x"}, headers=headers)
+            )
+            await send(f"PUT {item}", await client.put(path, json={"item": "y"}, headers=headers))
+        for item, document in seeded.items():
+            headers = if_match(document["_etag"])
+            await send(f"DELETE {item}", await client.delete(_path(seeded, item), headers=headers))
+        await send("POST", await client.post("/notes", json={"item": "z", "owner": "bob"}))
+        for action, body in (
+            ("find", {"filter": {}}),
+            ("find", {"filter": {}, "projection": {"cost": 1}}),
+            ("findOne", {"filter": {"status": "secret"}}),
+            ("aggregate", {"pipeline": [{"$project": {"cost": 1, "item": 1}}]}),
+            ("updateMany", {"filter": {}, "update": {"$set": {"note": "x"}}}),
+            ("deleteMany", {"filter": {}}),
+        ):
+            answered = await data_api.call(action, body)
+            assert answered.status < 500, (action, answered.text)
+            texts.append((f"data api {action}", answered.text))
+        logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+        texts.append(("logs", logged))
+        caplog.clear()
+        for what, text in texts:
+            for value in hidden:
+                assert value not in text, (who, what, value)
+            for item in outside:
+                # Its content never; its id only where the request sent it (a 404
+                # says it) or a link the caller may read holds it (embedded: null).
+                assert f'"{item}"' not in text, (who, what, item)
+                sent = item in what or what == "links"
+                assert sent or seeded[item]["_id"] not in text, (who, what, item)
