@@ -199,6 +199,7 @@ def render(data: dict[str, Any]) -> str:
         command=data["command"],
         elapsed=f"{data['elapsed_s']:.0f}",
         duration=f"{options['duration']:g}",
+        side_duration=f"{options.get('side_duration', options['duration']):g}",
         warmup=f"{options['warmup']:g}",
         connections=options["connections"],
         timeout=f"{options.get('timeout', 2.0):g}",

@@ -114,6 +114,18 @@ class Meter:
         #: The phase and figures every result gets unless its call names its own.
         self.phase = ""
         self.extra: dict[str, Any] = {}
+        #: Seconds each scenario is measured for (``briefly`` shortens it).
+        self.duration = options.duration
+
+    @contextlib.contextmanager
+    def briefly(self) -> Iterator[None]:
+        """Within the block, scenarios are measured for ``side_duration``."""
+        saved = self.duration
+        self.duration = min(self.options.side_duration, saved)
+        try:
+            yield
+        finally:
+            self.duration = saved
 
     @contextlib.contextmanager
     def elsewhere(
@@ -168,7 +180,7 @@ class Meter:
             app_pids = service.all_pids()
             start = self._cpu(app_pids)
             clock = time.monotonic()
-            wrk = self._wrk(url, self.options.duration, connections, load)
+            wrk = self._wrk(url, self.duration, connections, load)
             cpu = cpu_percent(start, self._cpu(app_pids), time.monotonic() - clock)
         except (WrkError, subprocess.TimeoutExpired) as error:
             where = f", database +{delay_ms:g} ms" if delay_ms else ""

@@ -370,7 +370,12 @@ class Scenarios:
     # -- the phases with tables of their own --------------------------------------------
 
     def engines_phase(self) -> None:
-        """The headline scenarios on each of ``other_engines`` but the run's own."""
+        """The headline scenarios on each of ``other_engines`` but the run's own
+        (no target reads them: measured for ``side_duration``)."""
+        with self.meter.briefly():
+            self._on_other_engines()
+
+    def _on_other_engines(self) -> None:
         for key in self.options.other_engines:
             if key == self.stack.started_by_run:
                 continue
@@ -443,7 +448,12 @@ class Scenarios:
     def keyset_phase(self) -> None:
         """The first and a deep page of a large collection, by number and by cursor:
         on the run's engine, then on each of ``keyset_engines`` but the run's own
-        (each on a stack of its own)."""
+        (each on a stack of its own). No target reads them: measured for
+        ``side_duration``."""
+        with self.meter.briefly():
+            self._keyset_everywhere()
+
+    def _keyset_everywhere(self) -> None:
         self.keyset_pages()
         for key in self.options.keyset_engines:
             if key == self.stack.started_by_run:
