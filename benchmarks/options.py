@@ -38,7 +38,8 @@ class Options:
 
     duration: float = 5.0
     #: Seconds of measurement in the phases no target reads (the other engines'
-    #: headline, keyset pagination): figures to compare, not to hold a goal to.
+    #: headline, keyset pagination, the database at a distance other than the
+    #: targets' 5 ms): figures to compare, not to hold a goal to.
     side_duration: float = 3.0
     warmup: float = 1.0
     connections: int = 16

@@ -44,6 +44,7 @@ from .profile import format_profile, record
 from .results import ENGINES, PHASES, SCENARIOS
 from .services import Service
 from .stack import Stack
+from .targets import DISTANCE_DELAY_MS
 from .wrk import wrk_command
 
 #: hypercorn's event loops (``worker_class``), the repository's default first.
@@ -328,7 +329,16 @@ class Scenarios:
         self.reset()
 
     def distance_phase(self, delay_ms: float) -> None:
-        """Shoal and Eve (sync and gevent workers) with the database ``delay_ms`` away."""
+        """Shoal and Eve (sync and gevent workers) with the database ``delay_ms``
+        away; measured for ``side_duration`` but at ``DISTANCE_DELAY_MS``, the
+        distance the targets read."""
+        if delay_ms == DISTANCE_DELAY_MS:
+            self._at_distance(delay_ms)
+        else:
+            with self.meter.briefly():
+                self._at_distance(delay_ms)
+
+    def _at_distance(self, delay_ms: float) -> None:
         cores = self.options.cores
         connections = self.options.distance_connections
         print(f"\n== database at +{delay_ms:g} ms, {connections} connections", flush=True)
