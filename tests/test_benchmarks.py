@@ -24,12 +24,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
-from benchmarks import docs, keyset, memory, soak, sse_client
+from benchmarks import connection_memory, docs, keyset, memory, soak, sse_client
 from benchmarks.apps import bare
 from benchmarks.data import make_documents
 from benchmarks.engine import MongoURI, name_of, redact, with_address, with_database
 from benchmarks.local_stack import NGINX_CONF, load_state, main, nginx_binary, nginx_config
-from benchmarks.measure import cpu_percent
+from benchmarks.measure import Meter, cpu_percent
 from benchmarks.options import parse_options
 from benchmarks.proc import listening_pid
 from benchmarks.profile import short_path, summarize
@@ -853,6 +853,19 @@ def test_only_and_skip_choose_the_phases() -> None:
     assert (quick.keyset_documents, quick.keyset_page, quick.admission_limits) == (5000, 200, [64])
 
 
+def test_the_phases_no_target_reads_are_measured_briefly() -> None:
+    options, _ = parse_options([])
+    meter = Meter(options, list)
+    assert meter.duration == options.duration == 5.0
+    with meter.briefly():
+        assert meter.duration == options.side_duration == 3.0
+    assert meter.duration == 5.0
+    quick, _ = parse_options(["--quick"])
+    brief = Meter(quick, list)
+    with brief.briefly():
+        assert brief.duration == 2.0  # never longer than the run's own duration
+
+
 def test_a_deep_page_beyond_the_collection_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         parse_options(["--keyset-documents", "1000", "--keyset-page", "41"])
@@ -1453,3 +1466,37 @@ def test_a_short_media_run_uploads_downloads_and_reports_the_workers_rss(tmp_pat
     assert figures["large"]["upload_rss_peak_mb"] > 0
     assert figures["large"]["download_rss_peak_mb"] > 0
     assert "one 3 MB file: worker RSS peak" in result.stdout
+
+
+async def test_connections_are_held_open_after_one_request_each() -> None:
+    """``connection_memory`` opens its connections at once, each with one
+    keep-alive request answered whole, and holds them until it has read the
+    worker's RSS."""
+    paths: list[str] = []
+    open_now = 0
+    most_open = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_now, most_open
+        open_now += 1
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            paths.append(head.split()[1].decode())
+            body = b'{"ok": true}'
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+            most_open = max(most_open, open_now)
+            await reader.read()  # until the client closes
+        finally:
+            open_now -= 1
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        wanted = [f"/items/{index}" for index in range(50)]
+        rss, _, held = await connection_memory._hold(port, wanted, os.getpid())
+        assert held == 50
+        assert sorted(paths) == sorted(wanted)
+        assert most_open == 50  # every connection still open once the last was answered
+        assert rss > 0
