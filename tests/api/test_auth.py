@@ -19,6 +19,7 @@ from quart.typing import TestClientProtocol as Client
 from shoal.app import create_app
 from shoal.auth import accounts as accounts_module
 from shoal.auth import get_auth
+from shoal.auth import tokens as tokens_module
 from shoal.auth.passwords import verify_password
 from shoal.auth.users import UserAdmin
 from shoal.config import load_settings
@@ -164,6 +165,30 @@ async def test_bad_tokens_are_refused(anonymous: Client, case: str) -> None:
 async def test_a_valid_handmade_token_with_the_key_is_accepted(anonymous: Client) -> None:
     # The control for the refusals above: only the one defect differs.
     token = jwt.encode(_claims(), TEST_SECRET, "HS256")
+    assert (await _post_book(anonymous, bearer(token))).status_code == 201
+
+
+async def test_a_token_checked_before_is_still_refused_once_it_expires(
+    anonymous: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token is checked in full once, then kept (tokens.py): its later uses
+    still meet its expiry."""
+    issued = time.time()
+    token = jwt.encode(_claims(exp=int(issued) + 30), TEST_SECRET, "HS256")
+    for _ in range(2):  # checked, then kept
+        assert (await _post_book(anonymous, bearer(token))).status_code == 201
+
+    class Later:
+        @staticmethod
+        def time() -> float:
+            return issued + 30 + tokens_module.LEEWAY + 1
+
+    monkeypatch.setattr(tokens_module, "time", Later)
+    response = await _post_book(anonymous, bearer(token))
+    assert response.status_code == 401
+    assert "expired" in (await response.get_json())["_error"]["message"]
+    # Once refused it is forgotten: the next use is checked in full again.
+    monkeypatch.undo()
     assert (await _post_book(anonymous, bearer(token))).status_code == 201
 
 

@@ -6,6 +6,12 @@ confusion are refused), and requires ``iss``, ``aud``, ``exp``, ``iat``, ``jti``
 and ``sub``; a token issued in the future is refused. A token also carries
 ``epoch``, the user's not-before mark when it was issued (see ``sessions``).
 
+A token whose signature and claims were checked once is kept, by the token
+itself, in a bounded per-process table: a token cannot change, so a later use
+only has its expiry checked again (PyJWT's checks cost about a tenth of a
+signed-in item GET's CPU). Revocation is not in it: ``sessions.token_refused``
+asks Redis on every request.
+
 Keys shorter than PyJWT recommends for the algorithm are refused by the config
 (``shoal.config.settings``); PyJWT is also told to refuse them, so its
 ``InsecureKeyLengthWarning`` can never be raised.
@@ -24,6 +30,10 @@ import jwt
 from ..config import AuthSettings
 
 _REQUIRED = ["iss", "aud", "exp", "iat", "jti", "sub"]
+#: Seconds of clock difference forgiven on ``exp`` and ``iat``.
+LEEWAY = 5
+#: Checked tokens kept per process (the oldest goes first).
+VERIFIED_KEPT = 1024
 #: Subjects are user ids (an ObjectId's hex); they name Redis keys (sessions.py).
 _SUBJECT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -44,6 +54,7 @@ class TokenIssuer:
         self.settings = settings
         self.algorithm = settings.algorithm
         self._jwt = jwt.PyJWT(options={"enforce_minimum_key_length": True})
+        self._verified: dict[str, dict[str, Any]] = {}
         if settings.algorithm.startswith("HS"):
             self._signing_key: Any = secret_key
             self._verifying_key: Any = secret_key
@@ -81,6 +92,19 @@ class TokenIssuer:
         return AccessToken(token, jti, self.settings.access_token_ttl)
 
     def decode(self, token: str) -> dict[str, Any]:
+        """The claims of ``token``, checked (TokenError says why not)."""
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._checked(token)
+            if len(self._verified) >= VERIFIED_KEPT:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = claims
+        elif time.time() > claims["exp"] + LEEWAY:
+            del self._verified[token]
+            raise TokenError("the access token has expired")
+        return dict(claims)
+
+    def _checked(self, token: str) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = self._jwt.decode(
                 token,
@@ -89,7 +113,7 @@ class TokenIssuer:
                 audience=self.settings.audience,
                 issuer=self.settings.issuer,
                 options={"require": _REQUIRED},
-                leeway=5,
+                leeway=LEEWAY,
             )
         except jwt.ExpiredSignatureError:
             raise TokenError("the access token has expired") from None
