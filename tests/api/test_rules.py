@@ -28,6 +28,7 @@ from shoal.config import ConfigError
 from tests.conftest import SettingsFactory
 from tests.utils.auth import bearer, client_with, token_for
 from tests.utils.http import if_match
+from tests.utils.leaks import Sweep
 
 COSTS = {"north_open": 111_111_1, "south_open": 222_222_2, "north_closed": 333_333_3}
 INTERNAL = "internal-note-4d2f"
@@ -391,13 +392,8 @@ async def test_no_role_sees_what_it_may_not(
     for who, values in hidden_values.items():
         client = getattr(callers, who)
         outside = {(key, seeded[key]["_id"]) for key in seeded if key not in readable[who]}
-        texts: list[tuple[str, str]] = []
-
-        async def send(what: str, response: Any, texts: list[tuple[str, str]] = texts) -> None:
-            body = await response.get_data(as_text=True)
-            assert response.status_code < 500, (what, body)
-            headers = "\n".join(f"{name}: {value}" for name, value in response.headers.items())
-            texts.append((what, f"{headers}\n\n{body}"))
+        sweep = Sweep()
+        send = sweep.send
 
         for query in ("", "?max_results=1", "?max_results=1&page=2", "?sort=-item", "?cursor="):
             await send(f"GET /orders{query}", await client.get(f"/orders{query}"))
@@ -416,10 +412,8 @@ async def test_no_role_sees_what_it_may_not(
         await send("POST", await client.post("/orders", json={"item": "z", "region": "west"}))
         await send("PATCH where", await client.patch("/orders?where={}", json={"x": 1}))
         await send("DELETE where", await client.delete("/orders?where={}"))
-        logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
-        texts.append(("logs", logged))
-        caplog.clear()
-        for what, text in texts:
+        sweep.logs(caplog)
+        for what, text in sweep.texts:
             for value in values:
                 assert value not in text, (who, what, value)
             for key, item_id in outside:

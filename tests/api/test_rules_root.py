@@ -26,6 +26,7 @@ from tests.conftest import SettingsFactory
 from tests.utils.auth import bearer, client_with, token_for
 from tests.utils.data_api import DataApiClient, data_api_config
 from tests.utils.http import if_match
+from tests.utils.leaks import Sweep
 from tests.utils.streams import listening
 
 NOTES: dict[str, Any] = {
@@ -439,13 +440,8 @@ async def test_no_caller_sees_what_its_documents_roles_hide(
             app, "staff" if who == "alice" else "visitor", name=who, user_id=who
         )
         data_api = DataApiClient(app.test_client(), database, "notes", headers=bearer(token))
-        texts: list[tuple[str, str]] = []
-
-        async def send(what: str, response: Any, texts: list[tuple[str, str]] = texts) -> None:
-            body = await response.get_data(as_text=True)
-            assert response.status_code < 500, (what, body)
-            headers = "\n".join(f"{name}: {value}" for name, value in response.headers.items())
-            texts.append((what, f"{headers}\n\n{body}"))
+        sweep = Sweep()
+        send = sweep.send
 
         for query in ("", "?max_results=1", "?max_results=1&page=2", "?sort=-item", "?cursor="):
             await send(f"GET /notes{query}", await client.get(f"/notes{query}"))
@@ -478,11 +474,9 @@ async def test_no_caller_sees_what_its_documents_roles_hide(
         ):
             answered = await data_api.call(action, body)
             assert answered.status < 500, (action, answered.text)
-            texts.append((f"data api {action}", answered.text))
-        logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
-        texts.append(("logs", logged))
-        caplog.clear()
-        for what, text in texts:
+            sweep.add(f"data api {action}", answered.text)
+        sweep.logs(caplog)
+        for what, text in sweep.texts:
             for value in hidden:
                 assert value not in text, (who, what, value)
             for item in outside:
