@@ -4,7 +4,10 @@ nginx, which sends consecutive requests to different instances (each answer
 names its instance in X-Shoal-Instance).
 
 - Coherence: what one instance does, every other one sees at once (tokens,
-  logouts, refresh-token reuse, cache invalidation, rate limits, keys).
+  logouts, refresh-token reuse, cache invalidation, rate limits, keys); books
+  are also cached in each worker's memory (``cache_tier: worker``), where a
+  write is seen once Redis's push reaches the instance (the test prints how
+  many stale answers it met).
 - Losing an instance: SIGKILL one mid-way through a bounded write load whose
   every POST carries an Idempotency-Key and is retried on errors; afterwards
   every acknowledged write is stored exactly once.
@@ -48,7 +51,9 @@ INSTANCES = {"instance-1", "instance-2", "instance-3"}
 
 def _resources() -> dict[str, Any]:
     resources = example_resources()
-    resources["books"] = {**resources["books"], "cache_ttl": 60}
+    # Books in each worker's memory too (cache_tier: worker), authors in Redis only.
+    resources["books"] = {**resources["books"], "cache_ttl": 60, "cache_tier": "worker"}
+    resources["authors"] = {**resources["authors"], "cache_ttl": 60}
     resources["quotes"] = {
         "schema": {"type": "object", "properties": {"text": {"type": "string"}}},
         "resource_methods": ["GET"],
@@ -164,17 +169,50 @@ def test_a_write_through_one_instance_ends_every_stale_cached_answer(
     http: httpx.Client,
 ) -> None:
     headers = _bearer(_login(http)["access_token"])
-    ack = http.post("/books", json={"title": "Cached", "year": 1}, headers=headers).json()
-    path = f"/books/{ack['_id']}"
+    ack = http.post("/authors", json={"name": "Cached", "born": 1}, headers=headers).json()
+    path = f"/authors/{ack['_id']}"
     warm = _around(http, "GET", path)
-    assert [response.json()["year"] for response in warm] == [1, 1, 1]
+    assert [response.json()["born"] for response in warm] == [1, 1, 1]
     assert "HIT" in {response.headers["X-Cache"] for response in warm}
 
-    patched = http.patch(path, json={"year": 2}, headers={**headers, "If-Match": ack["_etag"]})
+    patched = http.patch(path, json={"born": 2}, headers={**headers, "If-Match": ack["_etag"]})
     assert patched.status_code == 200
 
+    # The coherent path: the very next read of every instance is fresh.
     for response in _around(http, "GET", path):
-        assert response.json()["year"] == 2, (instance_of(response), response.headers)
+        assert response.json()["born"] == 2, (instance_of(response), response.headers)
+
+
+def test_with_the_worker_tier_every_instance_sees_a_write_once_redis_pushes_it(
+    http: httpx.Client,
+) -> None:
+    headers = _bearer(_login(http)["access_token"])
+    ack = http.post("/books", json={"title": "Kept", "year": 1}, headers=headers).json()
+    path = f"/books/{ack['_id']}"
+    etag = ack["_etag"]
+    stale, rounds, slowest = 0, 20, 0.0
+    for year in range(2, 2 + rounds):
+        for _ in range(2):  # every instance's worker keeps the answer
+            warm = _around(http, "GET", path)
+        assert {response.headers["X-Cache"] for response in warm} == {"HIT"}
+        patched = http.patch(path, json={"year": year}, headers={**headers, "If-Match": etag})
+        assert patched.status_code == 200
+        written, etag = time.monotonic(), patched.json()["_etag"]
+        fresh: set[str] = set()
+        while fresh != INSTANCES:
+            # Bounded: a push that never came would leave an instance stale
+            # until cache_ttl; this fails long before.
+            assert time.monotonic() - written < 5, f"stale after 5 s: {INSTANCES - fresh}"
+            response = http.get(path)
+            if response.json()["year"] == year:
+                fresh.add(instance_of(response))
+            else:
+                stale += 1
+        slowest = max(slowest, time.monotonic() - written)
+    print(
+        f"\nworker tier, {rounds} writes: {stale} stale answers after the writes' 200s; "
+        f"every instance fresh within {slowest * 1000:.1f} ms of its write's answer"
+    )
 
 
 def test_one_rate_limit_budget_is_shared_by_every_instance(http: httpx.Client) -> None:

@@ -68,8 +68,9 @@ HTTP_DURATION = Histogram(
 )
 CACHE_REQUESTS = Counter(
     "shoal_cache_requests",
-    "Reads of cached resources, by resource, result (hit, miss, bypass: shared state "
-    "unreachable) and path (fast_path: answered before the app; app).",
+    "Reads of cached resources, by resource, result (hit: from Redis, local_hit: from the "
+    "worker's memory, miss, bypass: shared state unreachable) and path (fast_path: answered "
+    "before the app; app).",
     ("resource", "result", "path"),
 )
 RATE_LIMIT_REJECTIONS = Counter(
@@ -265,7 +266,8 @@ def http_request(method: str, route: str, status: int) -> tuple[Counter, Histogr
 
 @cache
 def cache_lookup(resource: str, result: str, path: str) -> Counter:
-    """The cache counter of one resource, result (hit, miss, bypass) and path (fast_path, app)."""
+    """The cache counter of one resource, result (hit, local_hit, miss, bypass) and path
+    (fast_path, app)."""
     return CACHE_REQUESTS.labels(resource, result, path)
 
 

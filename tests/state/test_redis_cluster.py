@@ -34,6 +34,7 @@ from redis.crc import key_slot
 from shoal.app import create_app
 from shoal.auth import get_auth
 from shoal.config import RedisSettings, Settings
+from shoal.policies.cache import get_cache
 from shoal.policies.idempotency import claim_key
 from shoal.state.base import StateUnavailable
 from shoal.state.redis import RedisState
@@ -56,7 +57,9 @@ def _cluster_settings(
     script loaded) can take longer than half a second on a busy machine, and a
     call past its deadline lets the request through uncounted."""
     resources = example_resources()
-    resources["books"]["cache_ttl"] = 300
+    # The worker tier asked for: a Cluster has none, so these reads take the
+    # coherent path all the same.
+    resources["books"].update(cache_ttl=300, cache_tier="worker")
     options: dict[str, Any] = {
         "resources": resources,
         "redis": {"url": url, "socket_timeout": socket_timeout},
@@ -104,6 +107,7 @@ async def test_cached_reads_are_invalidated_on_every_instance_by_a_write(
     instances: Instances,
 ) -> None:
     call, (a, b), (writer, _) = instances.call, instances.readers, instances.writers
+    assert [get_cache(app).tier.watch for app in instances.apps] == [None, None]
     created = await (await call(writer.post("/books", json={"title": "Dune"}))).get_json()
     item = f"/books/{created['_id']}"
     for path in (item, "/books"):  # kept by A, served by both

@@ -24,6 +24,7 @@ from quart.typing import TestClientProtocol as Client
 from shoal.app import create_app
 from shoal.auth import get_auth
 from shoal.config import Settings
+from shoal.policies.cache import get_cache
 from shoal.storage import get_storage
 from tests.conftest import SettingsFactory
 from tests.utils.auth import client_with
@@ -48,7 +49,7 @@ def sentinel(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 def _settings(factory: SettingsFactory, url: str) -> Settings:
     resources = example_resources()
-    resources["books"]["cache_ttl"] = 300
+    resources["books"].update(cache_ttl=300, cache_tier="worker")
     return factory(
         resources=resources,
         rate_limits={"read": "100000/minute", "write": "100000/minute"},
@@ -74,8 +75,17 @@ async def pair(settings_factory: SettingsFactory, sentinel: RedisSentinel) -> As
         yield Pair(apps, key)
 
 
+async def _watching(apps: list[Quart]) -> None:
+    """Until each instance's cache watch is open on the current master."""
+    for app in apps:
+        watch = get_cache(app).tier.watch
+        assert watch is not None
+        await asyncio.wait_for(watch.opened.wait(), 5)
+
+
 async def test_the_cache_and_idempotency_keys_work_through_sentinel(pair: Pair) -> None:
     (a, b), (first, second) = pair.readers, pair.writers
+    await _watching(pair.apps)  # the worker tier's watch, through Sentinel
     key = {"Idempotency-Key": str(uuid.uuid4())}
     created = await first.post("/books", json={"title": "Dune"}, headers=key)
     replayed = await second.post("/books", json={"title": "Dune"}, headers=key)
@@ -84,6 +94,15 @@ async def test_the_cache_and_idempotency_keys_work_through_sentinel(pair: Pair) 
     item = f"/books/{(await created.get_json())['_id']}"
     assert (await a.get(item)).headers["X-Cache"] == "MISS"
     assert (await b.get(item)).headers["X-Cache"] == "HIT"
+    # A write through one instance reaches the other's memory through Sentinel's master.
+    etag = (await (await b.get(item)).get_json())["_etag"]
+    assert (await b.get(item)).headers["X-Cache"] == "HIT"
+    patched = await first.patch(item, json={"year": 1965}, headers={"If-Match": etag})
+    assert patched.status_code == 200
+    deadline = time.monotonic() + 5
+    while (await (await b.get(item)).get_json()).get("year") != 1965:
+        assert time.monotonic() < deadline, "the invalidation never reached the other instance"
+        await asyncio.sleep(0.005)
 
 
 async def test_a_failover_under_load_loses_no_acknowledged_write(
@@ -157,6 +176,7 @@ async def test_a_failover_under_load_loses_no_acknowledged_write(
     ):
         assert time.monotonic() < deadline, "the cache did not come back"
         await asyncio.sleep(0.2)
+    await _watching(pair.apps)  # the watches followed the new master too
     key: dict[str, Any] = {"Idempotency-Key": str(uuid.uuid4())}
     first = await writer.post("/books", json={"title": "After"}, headers=key)
     again = await other_writer.post("/books", json={"title": "After"}, headers=key)

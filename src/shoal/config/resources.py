@@ -266,6 +266,15 @@ class ResourceSettings(Section):
     unique: list[str] = Field(default_factory=list)
     mongo_indexes: dict[str, list[tuple[str, int]]] = Field(default_factory=dict)
     cache_ttl: int | None = Field(default=None, gt=0, description="Seconds; none: no cache.")
+    cache_tier: Literal["redis", "worker"] = Field(
+        default="redis",
+        description="redis: every read asks Redis, and a write on any instance is seen at once; "
+        "worker: each worker also keeps answers in its memory, dropped when Redis pushes the "
+        "resource's invalidation (a read may be stale for the push's way).",
+    )
+    cache_worker_entries: int = Field(
+        default=1000, gt=0, description="Most answers of the resource one worker keeps in memory."
+    )
     streams: bool = Field(
         default=False,
         description="Serve change events at /<resource>/_stream and /<resource>/<id>/_stream.",
@@ -366,6 +375,8 @@ class ResourceSettings(Section):
                 if getattr(self, key):
                     raise ValueError(f"{key}: not available on an aggregation endpoint")
         _check_media(self)
+        if self.cache_tier == "worker" and self.cache_ttl is None:
+            raise ValueError("cache_tier: worker keeps cached answers; set cache_ttl too")
         if self.rules is not None and self.aggregation is not None:
             raise ValueError("rules: not yet supported on an aggregation endpoint")
         if self.rules is not None:

@@ -36,6 +36,11 @@ a second after Redis returns), and never longer than the resource's
 ``cache_ttl``, which bounds every staleness (also a writer that died owing, a
 network partition between one instance and Redis, or a Redis restored from an
 older snapshot).
+
+With ``cache_tier: worker``, each worker also keeps the resource's answers in
+its memory and answers from there without asking Redis, until Redis pushes a
+change of the resource's generation (``cache_tier.py`` says what that costs in
+coherence).
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ from ..resources.aggregation import ruled_source
 from ..state import Breaker, SharedState, StateUnavailable, bump_generation, generation_key
 from ..tasks import cancel
 from .base import Policy
+from .cache_tier import WorkerTier
 
 logger = logging.getLogger("shoal.cache")
 
@@ -95,6 +101,7 @@ def entry_key(resource: str, *, item: bool, access: str, args: dict[str, str], t
 class _Pending:
     """A miss the after-request hook stores, if the answer is a 200."""
 
+    resource: str
     key: str
     generation: int
     ttl: int
@@ -147,12 +154,22 @@ class ResponseCache(Policy):
         self.owed: set[str] = set()
         self.breaker = Breaker()
         self._repayer: asyncio.Task[None] | None = None
+        #: The resources with ``cache_tier: worker``, in this worker's memory.
+        self.tier = WorkerTier(
+            {
+                name: services.resource.settings.cache_worker_entries
+                for name, services in resources.services.items()
+                if name in self.dependencies and services.resource.settings.cache_tier == "worker"
+            },
+            state,
+        )
 
     def init_app(self, app: Quart) -> None:
         """Register the extension; the app factory registers its request hooks
         (``before_request``, ``after_request``) in the pipeline's order, and
         its fast path in the ASGI stack."""
         app.extensions[EXTENSION_KEY] = self
+        app.before_serving(self._start)
         app.after_serving(self._stop)
 
     # -- writes ------------------------------------------------------------
@@ -161,8 +178,14 @@ class ResponseCache(Policy):
         """Bump the generation of every cached resource that shows documents of
         ``resource``'s collection; never fail the write that called it."""
         for name in self.stale_after.get(resource.collection, []):
+            if name in self.tier:
+                self.tier.forget(name)
             try:
                 await bump_generation(self.state, name)
+                if name in self.tier:
+                    # A read of this worker that began before the bump may
+                    # have read the old generation: trust none of them.
+                    self.tier.forget(name)
             except StateUnavailable:
                 logger.warning("cache of %s not invalidated (Redis unreachable); owed", name)
                 self._owe([name])
@@ -186,9 +209,13 @@ class ResponseCache(Policy):
             with contextlib.suppress(StateUnavailable):
                 await self._repay()
 
+    async def _start(self) -> None:
+        self.tier.start()
+
     async def _stop(self) -> None:
         task, self._repayer = self._repayer, None
         await cancel(task)
+        await self.tier.stop()
 
     # -- reads -------------------------------------------------------------
 
@@ -220,27 +247,29 @@ class ResponseCache(Policy):
         if not self.breaker.closed:
             cache_lookup(resource.name, "bypass", "app").inc()
             return None
-        try:
-            if self.owed:
+        if self.owed:
+            try:
                 await self._repay()
-            current, entry = await self.state.get_many(generation_key(resource.name), key)
-        except StateUnavailable:
+            except StateUnavailable:
+                self._owe(self.cached)
+                cache_lookup(resource.name, "bypass", "app").inc()
+                return None
+        found = await self._find(resource.name, key)
+        if found is None:
             # Others' generation bumps may be failing too: bump them all on recovery.
             self._owe(self.cached)
             cache_lookup(resource.name, "bypass", "app").inc()
             return None
-        generation = int(current or 0)
-        if entry is not None:
-            hit = self._answer(call, entry, generation, item=item)
-            if hit is not None:
-                call.state["cache_status"] = "HIT"
-                cache_lookup(resource.name, "hit", "app").inc()
-                return hit
+        generation, decoded, where = found
+        if decoded is not None:
+            call.state["cache_status"] = "HIT"
+            cache_lookup(resource.name, where, "app").inc()
+            return self._answer(call, decoded, item=item)
         call.state["cache_status"] = "MISS"
         cache_lookup(resource.name, "miss", "app").inc()
         ttl = resource.settings.cache_ttl
         assert ttl is not None
-        call.state["cache_pending"] = _Pending(key, generation, ttl)
+        call.state["cache_pending"] = _Pending(resource.name, key, generation, ttl)
         return None
 
     async def fast_answer(self, scope: Scope, send: Send) -> bool:
@@ -280,13 +309,10 @@ class ResponseCache(Policy):
         resource = parts[1]
         path_target = route_target({"item_id": target} if item else {})
         key = entry_key(resource, item=item, access="public", args=args, target=path_target)
-        try:
-            current, entry = await self.state.get_many(generation_key(resource), key)
-        except StateUnavailable:
+        found = await self._find(resource, key)
+        if found is None:
             return False
-        if entry is None:
-            return False
-        decoded = _decode(entry, int(current or 0))
+        _, decoded, where = found
         if decoded is None:
             return False
         status, headers, body = _conditional(
@@ -295,14 +321,35 @@ class ResponseCache(Policy):
         reply = Reply(status, body, ReplyHeaders(headers))
         reply.headers["X-Cache"] = "HIT"
         scope[ROUTE_SCOPE_KEY] = self.fast_rules[resource][1 if item else 0]
-        cache_lookup(resource, "hit", "fast_path").inc()
+        cache_lookup(resource, where, "fast_path").inc()
         await send_reply(send, reply)
         return True
 
-    def _answer(self, call: Call, entry: bytes, generation: int, *, item: bool) -> Reply | None:
-        decoded = _decode(entry, generation)
-        if decoded is None:
+    async def _find(
+        self, resource: str, key: str
+    ) -> tuple[int, tuple[dict[str, str], bytes] | None, str] | None:
+        """The resource's current generation, the entry of ``key`` computed
+        under it (or None) and where it was found ("local_hit" in this worker's
+        memory, "hit" in Redis); None when Redis cannot be asked."""
+        tier = resource in self.tier
+        if tier:
+            kept = self.tier.lookup(resource, key)
+            if kept is not None:
+                return -1, kept, "local_hit"
+            version = self.tier.version(resource)
+        try:
+            current, entry = await self.state.get_many(generation_key(resource), key)
+        except StateUnavailable:
             return None
+        generation = int(current or 0)
+        decoded = None if entry is None else _decode(entry, generation)
+        if tier:
+            self.tier.learn(resource, generation, version)
+            if decoded is not None:
+                self.tier.keep(resource, key, generation, *decoded)
+        return generation, decoded, "hit"
+
+    def _answer(self, call: Call, decoded: tuple[dict[str, str], bytes], *, item: bool) -> Reply:
         status, headers, body = _conditional(
             *decoded,
             item=item,
@@ -328,6 +375,9 @@ class ResponseCache(Policy):
             await self.state.set(pending.key, value, ttl=pending.ttl)
         except StateUnavailable:
             self._owe(self.cached)
+            return
+        if pending.resource in self.tier:
+            self.tier.keep(pending.resource, pending.key, pending.generation, headers, body)
 
 
 #: Request headers that make an answer depend on who asks (or on CORS, or on

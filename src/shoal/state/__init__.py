@@ -6,10 +6,12 @@ from .factory import create_state, get_state, marks_file, state_for
 from .generations import bump_generation, generation_key
 from .memory import MemoryState
 from .redis import RedisState, connect_redis
+from .tracking import KeyWatch
 
 __all__ = [
     "EXTENSION_KEY",
     "Breaker",
+    "KeyWatch",
     "MemoryState",
     "Rate",
     "RateVerdict",

@@ -12,7 +12,7 @@ can decide per feature: bypass (cache), fail open (limits) or answer 503.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,8 @@ from ..errors import ServiceUnavailable
 
 if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
     from quart import Quart
+
+    from .tracking import KeyWatch
 
 EXTENSION_KEY = "shoal.state"
 
@@ -81,6 +83,17 @@ class SharedState(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Disconnect; the default has nothing to close."""
+
+    def watch(
+        self,
+        keys: Sequence[str],
+        *,
+        on_change: Callable[[str], None],
+        on_reset: Callable[[], None],
+    ) -> KeyWatch | None:
+        """Calls ``on_change(key)`` when a key under one of ``keys`` changes
+        anywhere (see ``tracking``); None where the store cannot tell."""
+        return None
 
     @abc.abstractmethod
     async def ping(self) -> None:

@@ -20,6 +20,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from ..config import RedisSettings
 from ..metrics import redis_command
 from .base import Rate, RateVerdict, SharedState, StateUnavailable
+from .tracking import KeyWatch
 
 logger = logging.getLogger("shoal.state")
 
@@ -29,7 +30,7 @@ logger = logging.getLogger("shoal.state")
 REDIS_FAILURES = (RedisError, RedisClusterException, OSError)
 
 
-def connect_redis(url: str, *, socket_timeout: float) -> Any:
+def connect_redis(url: str, *, socket_timeout: float, protocol: int = 3) -> Any:
     """A redis.asyncio client for a URL: standalone, Sentinel or Cluster.
 
     - ``redis://``, ``rediss://``, ``unix://``: one server;
@@ -44,7 +45,7 @@ def connect_redis(url: str, *, socket_timeout: float) -> Any:
     ``RedisState`` bounds each call's total time besides.
     """
     options: dict[str, Any] = {
-        "protocol": 3,
+        "protocol": protocol,
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": socket_timeout,
         "health_check_interval": 15,
@@ -205,6 +206,33 @@ class RedisState(SharedState):
         self._gcra = None
         if client is not None:
             await client.aclose()
+
+    def watch(
+        self,
+        keys: Sequence[str],
+        *,
+        on_change: Callable[[str], None],
+        on_reset: Callable[[], None],
+    ) -> KeyWatch | None:
+        """A ``KeyWatch`` of ``keys`` (names without the prefix; ``on_change``
+        gets them so too), on a connection of its own; None on a Cluster,
+        where a key's pushes come from whichever node holds it."""
+        assert self.settings.url is not None
+        if self.settings.url.startswith("redis+cluster://"):
+            logger.warning(
+                "cache_tier: worker is not available on a Redis Cluster (each key's changes "
+                "come from the node that holds it); those resources ask Redis on every read"
+            )
+            return None
+        url, timeout, prefix = self.settings.url, self.settings.socket_timeout, self.key_prefix
+        return KeyWatch(
+            # A client of its own, RESP2: the pushes arrive as Pub/Sub messages.
+            lambda: connect_redis(url, socket_timeout=timeout, protocol=2),
+            [self.key(key) for key in keys],
+            on_change=lambda key: on_change(key.removeprefix(prefix)),
+            on_reset=on_reset,
+            timeout=timeout,
+        )
 
     @_measured
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:

@@ -1,0 +1,112 @@
+"""KeyWatch on a real Redis: what Redis pushes reaches the watch, and whatever
+makes the pushes untrustworthy (a lost connection, a flushed database) resets it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from shoal.config import RedisSettings
+from shoal.state import KeyWatch, RedisState
+from tests.utils.servers import RedisServer
+
+
+class Seen:
+    def __init__(self) -> None:
+        self.changes: list[str] = []
+        self.resets = 0
+        self.event = asyncio.Event()
+
+    def change(self, key: str) -> None:
+        self.changes.append(key)
+        self.event.set()
+
+    def reset(self) -> None:
+        self.resets += 1
+        self.event.set()
+
+    async def next(self) -> None:
+        await asyncio.wait_for(self.event.wait(), 5)
+        self.event.clear()
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A Redis of this test's own: these tests flush it and kill its clients."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def watched(own_redis: RedisServer) -> AsyncIterator[tuple[RedisState, KeyWatch, Seen]]:
+    state = RedisState(RedisSettings(url=own_redis.url, key_prefix="t:", socket_timeout=1.0))
+    await state.open()
+    seen = Seen()
+    watch = state.watch(
+        ["cache:{a}:gen", "cache:{b}:gen"], on_change=seen.change, on_reset=seen.reset
+    )
+    assert watch is not None
+    watch.start()
+    await asyncio.wait_for(watch.opened.wait(), 5)
+    try:
+        yield state, watch, seen
+    finally:
+        await watch.stop()
+        await state.close()
+
+
+async def test_a_change_anywhere_is_pushed_without_the_prefix(
+    watched: tuple[RedisState, KeyWatch, Seen],
+) -> None:
+    state, watch, seen = watched
+    before = watch.version("t:cache:{a}:gen")
+    await state.incr("cache:{x}:gen")  # not watched
+    await state.incr("cache:{a}:gen")
+    await seen.next()
+    assert seen.changes == ["cache:{a}:gen"]
+    assert not watch.unchanged_since("t:cache:{a}:gen", before)
+    assert watch.unchanged_since("t:cache:{b}:gen", watch.version("t:cache:{b}:gen"))
+    await state.set("cache:{b}:gen", b"7")
+    await seen.next()
+    assert seen.changes == ["cache:{a}:gen", "cache:{b}:gen"]
+
+
+async def test_a_flushed_database_resets_the_watch(
+    watched: tuple[RedisState, KeyWatch, Seen],
+) -> None:
+    state, watch, seen = watched
+    before = watch.version("t:cache:{a}:gen")
+    await state.client.flushdb()
+    await seen.next()
+    assert seen.resets == 1
+    assert not watch.unchanged_since("t:cache:{a}:gen", before)
+    assert watch.live
+
+
+async def test_a_lost_connection_resets_the_watch_until_it_is_open_again(
+    watched: tuple[RedisState, KeyWatch, Seen],
+) -> None:
+    state, watch, seen = watched
+    before = watch.version("t:cache:{a}:gen")
+    killed = await state.client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    assert killed == 1
+    await seen.next()
+    assert seen.resets == 1
+    assert not watch.live
+    assert not watch.unchanged_since("t:cache:{a}:gen", before)
+    await asyncio.wait_for(watch.opened.wait(), 5)
+    await state.incr("cache:{a}:gen")
+    await seen.next()
+    assert seen.changes == ["cache:{a}:gen"]
+
+
+def test_a_cluster_has_no_watch() -> None:
+    settings = RedisSettings(url="redis+cluster://127.0.0.1:7000")
+    state = RedisState(settings)
+    assert state.watch(["cache:{a}:gen"], on_change=print, on_reset=print) is None
