@@ -117,6 +117,14 @@ async def test_incr_is_atomic_under_concurrency(state: SharedState) -> None:
     assert await state.get("hits") == b"100"
 
 
+async def test_incr_each_adds_one_to_every_key(state: SharedState) -> None:
+    await state.set("b", b"41")
+    assert await state.incr_each("a", "b", "{other}c") == [1, 42, 1]
+    assert await state.get_many("a", "b", "{other}c") == [b"1", b"42", b"1"]
+    assert await state.incr_each("a") == [2]
+    assert await state.incr_each() == []
+
+
 async def test_incr_keeps_the_ttl(state: SharedState) -> None:
     await state.set("window", b"5", ttl=1.0)
     assert await state.incr("window") == 6

@@ -36,6 +36,7 @@ from shoal.auth import get_auth
 from shoal.config import RedisSettings, Settings
 from shoal.policies.cache import get_cache
 from shoal.policies.idempotency import claim_key
+from shoal.state import generation_key
 from shoal.state.base import StateUnavailable
 from shoal.state.redis import RedisState
 from tests.conftest import SettingsFactory
@@ -223,6 +224,21 @@ async def test_shoal_import_invalidates_the_cache_on_a_cluster(
     listed = await reader.get("/books")
     assert listed.headers["X-Cache"] == "MISS"
     assert [book["title"] for book in (await listed.get_json())["_items"]] == ["Imported"]
+
+
+async def test_a_write_bumps_generations_on_several_nodes_in_one_call(
+    redis_cluster_url: str,
+) -> None:
+    state = RedisState(RedisSettings(url=redis_cluster_url, key_prefix=f"t{uuid.uuid4().hex}:"))
+    await state.open()
+    try:
+        keys = [generation_key(name) for name in ("books", "authors", "notes", "shelves")]
+        assert len({key_slot(state.key(key).encode()) for key in keys}) == len(keys)
+        assert await state.incr_each(*keys) == [1, 1, 1, 1]
+        assert await state.incr_each(*keys) == [2, 2, 2, 2]
+        assert [await state.get(key) for key in keys] == [b"2"] * 4
+    finally:
+        await state.close()
 
 
 def _idempotency_keys_in(slots: set[int], prefix: str, caller: str) -> Iterator[str]:

@@ -177,18 +177,22 @@ class ResponseCache(Policy):
     async def invalidate(self, resource: Resource) -> None:
         """Bump the generation of every cached resource that shows documents of
         ``resource``'s collection; never fail the write that called it."""
-        for name in self.stale_after.get(resource.collection, []):
-            if name in self.tier:
-                self.tier.forget(name)
-            try:
-                await bump_generation(self.state, name)
-                if name in self.tier:
-                    # A read of this worker that began before the bump may
-                    # have read the old generation: trust none of them.
-                    self.tier.forget(name)
-            except StateUnavailable:
-                logger.warning("cache of %s not invalidated (Redis unreachable); owed", name)
-                self._owe([name])
+        names = self.stale_after.get(resource.collection, [])
+        if not names:
+            return
+        kept = [name for name in names if name in self.tier]
+        for name in kept:
+            self.tier.forget(name)
+        try:
+            await bump_generation(self.state, *names)
+        except StateUnavailable:
+            logger.warning("cache of %s not invalidated (Redis unreachable); owed", names)
+            self._owe(names)
+            return
+        for name in kept:
+            # A read of this worker that began before the bump may have read
+            # the old generation: trust none of them.
+            self.tier.forget(name)
 
     def _owe(self, names: list[str]) -> None:
         self.owed.update(names)

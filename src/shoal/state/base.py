@@ -124,6 +124,10 @@ class SharedState(abc.ABC):
         stores nothing (so undoing a count after its window ended leaves no trace).
         """
 
+    async def incr_each(self, *keys: str) -> list[int]:
+        """Add one to each key (no TTL), in one round trip where the store can."""
+        return [await self.incr(key) for key in keys]
+
     @abc.abstractmethod
     async def stamp(self, key: str, *, ttl: float) -> int:
         """Store, atomically, a stamp greater than any ``key`` held before, and return it.

@@ -14,9 +14,10 @@ def generation_key(resource: str) -> str:
     return f"cache:{{{resource}}}:gen"
 
 
-async def bump_generation(state: SharedState, resource: str) -> None:
-    """Make every cached answer of ``resource`` stale, on every instance.
+async def bump_generation(state: SharedState, *resources: str) -> None:
+    """Make every cached answer of each of ``resources`` stale, on every
+    instance (one round trip to Redis for them all).
 
-    Raises StateUnavailable when Redis is unreachable.
+    Raises StateUnavailable when Redis is unreachable; some may have been bumped.
     """
-    await state.incr(generation_key(resource))
+    await state.incr_each(*(generation_key(resource) for resource in resources))

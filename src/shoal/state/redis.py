@@ -268,6 +268,27 @@ class RedisState(SharedState):
         ttl_ms = max(1, int(ttl * 1000)) if ttl is not None else 0
         return int(await self._call("eval", _INCR, 1, self.key(key), amount, ttl_ms))
 
+    async def incr_each(self, *keys: str) -> list[int]:
+        if len(keys) < 2:
+            return [await self.incr(key) for key in keys]
+        values: list[int] = await self._incr_each("incr_each", [self.key(key) for key in keys])
+        return values
+
+    @_measured
+    async def _incr_each(self, command: str, keys: list[str]) -> list[int]:
+        # A pipeline, not a transaction: on a Cluster the keys may live on
+        # several nodes, and each INCR stands alone.
+        try:
+            async with asyncio.timeout(self.settings.socket_timeout):
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        pipe.incr(key)
+                    replies = await pipe.execute()
+        except REDIS_FAILURES as error:
+            logger.warning("Redis %s failed: %s", command, error or type(error).__name__)
+            raise StateUnavailable() from error
+        return [int(reply) for reply in replies]
+
     async def stamp(self, key: str, *, ttl: float) -> int:
         return int(await self._call("eval", _STAMP, 1, self.key(key), max(1, int(ttl * 1000))))
 
