@@ -228,6 +228,7 @@ def render(data: dict[str, Any]) -> str:
         keyset_max_results=options.get("keyset_max_results", 25),
         keyset_connections=options.get("keyset_connections", 4),
         balancer_instances=options.get("balancer_instances", 2),
+        staleness_rounds=options.get("staleness_rounds", 200),
         admission_limits=", ".join(str(n) for n in options.get("admission_limits", [16, 64, 256])),
         engines=_phase(
             "engines",

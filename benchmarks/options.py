@@ -93,6 +93,9 @@ class Options:
     keyset_engines: list[str] = field(default_factory=lambda: ["documentdb"])
     #: The load balancer's cost: this many instances of one worker behind nginx.
     balancer_instances: int = 2
+    #: The worker tier's staleness: writes through one of those instances, each
+    #: read back through another (and as many INCRs for Redis's push alone).
+    staleness_rounds: int = 200
     #: Admission control: ``max_in_flight`` values measured at ``many_connections``
     #: with one worker, then admission off.
     admission_limits: list[int] = field(default_factory=lambda: [16, 64, 256])

@@ -296,6 +296,7 @@ def balancer_rows(results: Sequence[Result]) -> list[list[str]]:
             _cpu(result),
         ]
         for result in in_phase(results, "balancer")
+        if result.scenario in ("item_get_direct", "item_get_nginx")
     ]
 
 
@@ -319,14 +320,31 @@ def balancer_lines(results: Sequence[Result]) -> list[str]:
     found = in_phase(results, "balancer")
     direct = find(found, "shoal", "item_get_direct", phase="balancer")
     nginx = find(found, "shoal", "item_get_nginx", phase="balancer")
-    if direct is None or nginx is None:
-        return []
-    instances = nginx.extra.get("instances", nginx.workers)
-    return [
-        f"through nginx to {instances} instances / straight to one: "
-        f"{_times(ratio(nginx, direct))} the requests/s, "
-        f"{_times(ratio_per_cpu(nginx, direct))} the requests per CPU-second"
-    ]
+    lines = []
+    if direct is not None and nginx is not None:
+        instances = nginx.extra.get("instances", nginx.workers)
+        lines.append(
+            f"through nginx to {instances} instances / straight to one: "
+            f"{_times(ratio(nginx, direct))} the requests/s, "
+            f"{_times(ratio_per_cpu(nginx, direct))} the requests per CPU-second"
+        )
+    http = find(found, "shoal", "tier_staleness_http", phase="balancer")
+    push = find(found, "shoal", "tier_staleness_push", phase="balancer")
+    if http is not None:
+        lines.append(
+            f"worker tier (items_local), {http.requests} writes through one instance, each "
+            "read back through another that had it in memory: the first fresh answer "
+            f"{http.p50_ms:.2f} ms (p50) / {http.p99_ms:.2f} ms (p99) after the write's "
+            f"answer, that read's own round trip included; {http.extra.get('stale', 0)} "
+            f"stale answers, {http.errors} writes never seen within 2 s"
+        )
+    if push is not None:
+        lines.append(
+            f"Redis's invalidation push alone, {push.requests} INCRs: "
+            f"{push.p50_ms:.2f} ms (p50) / {push.p99_ms:.2f} ms (p99) from sending the INCR "
+            f"to the push reaching the watch; {push.errors} never arrived"
+        )
+    return lines
 
 
 def _engines(results: Sequence[Result], own: str) -> list[tuple[str, list[Result]]]:

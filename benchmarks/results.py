@@ -16,6 +16,7 @@ SCENARIOS: dict[str, str] = {
     "item_get_bearer": "item GET uncached, bearer token",
     "item_get_rules": "item GET uncached, bearer token, rules",
     "item_get_cached": "item GET cached",
+    "item_get_cached_worker": "item GET cached, worker tier",
     "list_get": "list GET (25 items)",
     "post": "POST insert",
     "patch": "PATCH with If-Match",

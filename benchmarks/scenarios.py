@@ -34,14 +34,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from . import keyset, servers
+from . import keyset, servers, staleness
 from .balancer import Entry, balanced_stack
 from .data import Dataset, Workload
-from .local_stack import StackError
+from .local_stack import LocalStack, StackError
 from .measure import Load, Meter, ping_ms
 from .options import Options
 from .profile import format_profile, record
-from .results import ENGINES, PHASES, SCENARIOS
+from .results import ENGINES, PHASES, SCENARIOS, Result
 from .services import Service
 from .stack import Stack
 from .targets import DISTANCE_DELAY_MS
@@ -293,6 +293,14 @@ class Scenarios:
                 before=partial(self.workload.read_each, f"{shoal.url}/items_cached/"),
             )
             measure(shoal, "shoal", workers, cached)
+            local = self.item_get(
+                "item_get_cached_worker",
+                "/items_local/",
+                note="items_local (cache_ttl 60, cache_tier: worker) on the same collection, "
+                "every id read once before",
+                before=partial(self.workload.read_each, f"{shoal.url}/items_local/"),
+            )
+            measure(shoal, "shoal", workers, local)
             measure(shoal, "shoal", workers, Load(scenario="list_get", path="/items"))
             measure(shoal, "shoal", workers, self.many_connections())
             if self.options.profile and workers == 1:
@@ -569,8 +577,38 @@ class Scenarios:
                         phase="balancer",
                         extra={"instances": workers, "entry": entry.name},
                     )
+                if count > 1:
+                    self.tier_staleness(stack)
         except StackError as error:
             self.meter.notes.append(f"the load balancer's cost not measured: {error}")
+
+    def tier_staleness(self, stack: LocalStack) -> None:
+        """The worker tier's staleness between two instances of the stack, over
+        HTTP, then of Redis's push alone (``staleness.py``); a result each."""
+        ids = [str(document["_id"]) for document in self.workload.dataset.snapshot[:50]]
+        rounds = self.options.staleness_rounds
+        print(f"  worker tier staleness, {rounds} writes", flush=True)
+        started = time.perf_counter()
+        http = staleness.over_http(stack.instance_url(0), stack.instance_url(1), ids, rounds)
+        push = staleness.push_alone(self.stack.redis_url, rounds)
+        seconds = time.perf_counter() - started
+        for scenario, window in (("tier_staleness_http", http), ("tier_staleness_push", push)):
+            self.meter.results.append(
+                Result(
+                    server="shoal",
+                    scenario=scenario,
+                    workers=1,
+                    connections=1,
+                    requests=window.rounds,
+                    seconds=seconds,
+                    requests_per_s=0.0,
+                    p50_ms=window.p50_ms,
+                    p99_ms=window.p99_ms,
+                    errors=window.lost,
+                    phase="balancer",
+                    extra={"instances": 2, "stale": window.stale},
+                )
+            )
 
     def admission_phase(self) -> None:
         """Item GET at many connections on one worker, for each ``max_in_flight``

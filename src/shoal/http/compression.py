@@ -42,10 +42,12 @@ class WholeBody:
         async def send_whole(message: Message) -> None:
             nonlocal start
             if message["type"] == "http.response.start":
-                length = dict(message["headers"]).get(b"content-length")
-                if length is not None and int(length) <= WHOLE_BODY_LIMIT:
-                    start = message
-                    return
+                for name, length in message["headers"]:
+                    if name == b"content-length":
+                        if int(length) <= WHOLE_BODY_LIMIT:
+                            start = message
+                            return
+                        break
             elif message["type"] == "http.response.body" and start is not None:
                 chunks.append(message.get("body", b""))
                 if message.get("more_body", False):

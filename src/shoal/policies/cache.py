@@ -413,7 +413,9 @@ def _conditional(
     (200), or a 304 that keeps only ETag and Last-Modified."""
     etag = headers.get("ETag", "").strip('"')
     modified = headers.get("Last-Modified")
-    since = parse_http_date(modified) if item and modified else None
+    # Parsed only when it decides: If-Modified-Since on an item, no If-None-Match.
+    asks_date = item and if_modified_since and if_none_match is None
+    since = parse_http_date(modified) if asks_date and modified else None
     if etag and is_not_modified(if_none_match, if_modified_since, etag, since):
         kept: dict[str, str] = {
             name: headers[name] for name in ("ETag", "Last-Modified") if name in headers
