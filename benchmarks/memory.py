@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 #: The worker's heavy dependencies, each before the packages that need it,
-#: then Shoal's own layers and the worker.
+#: then Shoal's own layers and the worker. redis is a worker's only with
+#: ``redis.url``; the change streams' RE2 (not listed) only with ``streams: true``.
 MODULES = (
     "uvloop",
     "orjson",

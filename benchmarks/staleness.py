@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shoal.config import RedisSettings
-from shoal.state import RedisState
+from shoal.state.redis import RedisState
 
 #: How long one round waits for the reader to show a write before it counts as lost.
 GIVE_UP_S = 2.0

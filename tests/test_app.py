@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +168,58 @@ def test_a_hook_module_that_cannot_be_imported_is_a_config_error(
         create_app(settings_factory(hooks=["json:nothing"]))
     with pytest.raises(ConfigError, match="is not module:function"):
         settings_factory(hooks=["not a function"])
+
+
+#: What a config loads only when it uses it: redis-py (redis.url), the change
+#: streams and RE2 (a resource with streams: true), OpenTelemetry (tracing),
+#: the embedded store (`shoal serve` without mongodb.uri, in its own process).
+ON_DEMAND = {
+    "redis",
+    "re2",
+    "shoal.state.redis",
+    "shoal.resources.changes",
+    "shoal.resources.events",
+    "shoal.api.streams",
+    "shoal.http.tracing",
+    "opentelemetry",
+    "shoal.storage.embedded",
+}
+
+
+def _loaded_by_create_app(config: dict[str, Any]) -> set[str]:
+    """The modules a fresh interpreter holds once it has built the app of ``config``."""
+    code = (
+        "import json, sys; from shoal.app import create_app; "
+        f"create_app(json.loads({json.dumps(config)!r})); print(chr(10).join(sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return set(result.stdout.split())
+
+
+def test_a_config_that_uses_no_redis_streams_or_tracing_does_not_load_them() -> None:
+    config = {
+        "environment": "production",
+        "secret_key": "s" * 32,
+        "mongodb": {"uri": "mongodb://127.0.0.1:1"},
+        "resources": {"books": {"schema": {"type": "object"}}},
+    }
+    loaded = _loaded_by_create_app(config)
+
+    assert {"shoal.app", "pymongo", "shoal.state.memory"} <= loaded
+    assert loaded.isdisjoint(ON_DEMAND)
+
+
+def test_redis_and_streams_load_when_the_config_uses_them() -> None:
+    config = {
+        "environment": "production",
+        "secret_key": "s" * 32,
+        "mongodb": {"uri": "mongodb://127.0.0.1:1"},
+        "redis": {"url": "redis://127.0.0.1:1"},
+        "resources": {"books": {"schema": {"type": "object"}, "streams": True}},
+    }
+    loaded = _loaded_by_create_app(config)
+
+    assert {"redis", "shoal.state.redis", "re2", "shoal.resources.changes"} <= loaded
+    assert {"shoal.api.streams", "shoal.resources.events"} <= loaded

@@ -62,12 +62,12 @@ from .policies.cache import ResponseCache
 from .policies.idempotency import Idempotency
 from .policies.ratelimit import SharedRateLimiter
 from .resources import STREAM_SEGMENT, Resources
-from .resources.changes import ChangeFeeds
 from .state import state_for
 from .storage import Storage
 
-if TYPE_CHECKING:  # imported when tracing is on only (see _tracing)
-    from .http.tracing import Tracing
+if TYPE_CHECKING:
+    from .http.tracing import Tracing  # imported when tracing is on only (see _tracing)
+    from .resources.changes import ChangeFeeds  # when a resource streams (_change_feeds)
 
 
 class RequestPolicy(Protocol):
@@ -117,16 +117,18 @@ def create_app(
     idempotency.init_app(app)
     cache = ResponseCache(resources, state, settings, auth)
     cache.init_app(app)
-    feeds = ChangeFeeds(resources, storage, settings.streams)
-    feeds.init_app(app)
+    feeds = _change_feeds(resources, storage, settings)
+    if feeds is not None:
+        feeds.init_app(app)
     lifecycle = Lifecycle()
     lifecycle.init_app(app)
     # The worker's connections, which `shoal serve` records (cli/worker.py).
     connections = Connections()
     connections.init_app(app)
-    # Draining ends event streams, so that hypercorn's wait for in-flight
-    # requests is not a wait for clients that never leave.
-    lifecycle.on_drain(feeds.close)
+    if feeds is not None:
+        # Draining ends event streams, so that hypercorn's wait for in-flight
+        # requests is not a wait for clients that never leave.
+        lifecycle.on_drain(feeds.close)
 
     if settings.metrics.enabled:
         Metrics.init_app(app)
@@ -197,6 +199,16 @@ def _tracing(settings: Settings) -> Tracing | None:
             [f"tracing.enabled: {error}; install the otel extra: pip install 'shoal[otel]'"],
         ) from error
     return Tracing(os.environ)
+
+
+def _change_feeds(resources: Resources, storage: Storage, settings: Settings) -> ChangeFeeds | None:
+    """The change streams of the resources with ``streams: true``; with none,
+    the streams' modules (and RE2, which matches their filters) are not imported."""
+    if not any(service.resource.settings.streams for service in resources.services.values()):
+        return None
+    from .resources.changes import ChangeFeeds  # a resource streams: load them now
+
+    return ChangeFeeds(resources, storage, settings.streams)
 
 
 def register_hooks(app: Quart, settings: Settings) -> None:

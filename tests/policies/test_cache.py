@@ -12,7 +12,8 @@ from quart.typing import TestClientProtocol as Client
 
 from shoal.app import create_app
 from shoal.policies.cache import get_cache
-from shoal.state import RedisState, get_state
+from shoal.state import get_state
+from shoal.state.redis import RedisState
 from tests.conftest import SettingsFactory
 from tests.utils.auth import editor_client
 from tests.utils.http import create, if_match

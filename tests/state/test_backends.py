@@ -15,15 +15,8 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 
 from shoal.config import RedisSettings
 from shoal.errors import ApiError
-from shoal.state import (
-    MemoryState,
-    Rate,
-    RedisState,
-    SharedState,
-    StateUnavailable,
-    connect_redis,
-    create_state,
-)
+from shoal.state import MemoryState, Rate, SharedState, StateUnavailable, create_state
+from shoal.state.redis import RedisState, connect_redis
 from shoal.system import free_port
 
 

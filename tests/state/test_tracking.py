@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from shoal.config import RedisSettings
-from shoal.state import KeyWatch, RedisState
+from shoal.state.redis import RedisState
+from shoal.state.tracking import KeyWatch
 from tests.utils.servers import RedisServer
 
 

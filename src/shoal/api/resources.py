@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from quart import Blueprint, Response
 
@@ -48,7 +48,6 @@ from ..pipelines import joined_collections
 from ..policies.idempotency import REPLAYED_HEADER, write_key
 from ..resources import BLUEPRINT, Access, Resource, Resources, ResourceService, Route, SoftDeleted
 from ..resources.aggregation import ruled_source
-from ..resources.changes import ChangeFeeds
 from ..resources.documents import Document
 from ..resources.fields import Relation, equals, to_native
 from ..resources.model import DELETED_MESSAGE
@@ -77,8 +76,10 @@ from ..resources.render import (
 )
 from ..resources.updates import UPDATE_MEDIA_TYPE
 from ..resources.versioning import diff, version_of, version_page
-from .streams import stream_view
 from .uploads import MediaWrites
+
+if TYPE_CHECKING:  # imported by create_app when a resource streams
+    from ..resources.changes import ChangeFeeds
 
 View = Callable[..., Awaitable[Response]]
 
@@ -556,9 +557,10 @@ def _quart_view(route: Route, views: ResourceViews) -> View:
 
 
 def resource_blueprint(
-    resources: Resources, feeds: ChangeFeeds, views: dict[str, ResourceViews]
+    resources: Resources, feeds: ChangeFeeds | None, views: dict[str, ResourceViews]
 ) -> Blueprint:
-    """The blueprint serving ``/`` and every resource's routes."""
+    """The blueprint serving ``/`` and every resource's routes (``feeds``: the
+    change streams, None when no resource streams)."""
     blueprint = Blueprint(BLUEPRINT, __name__)
 
     @blueprint.get("/")
@@ -572,10 +574,20 @@ def resource_blueprint(
     for route in resources.routes:
         service = resources.services[route.resource.name]
         if route.streams:
-            view = stream_view(service, feeds, item=route.kind == "item_stream")
+            view = _stream_view(service, feeds, item=route.kind == "item_stream")
         else:
             view = _quart_view(route, views[route.resource.name])
         blueprint.add_url_rule(
             route.rule, endpoint=route.endpoint, view_func=view, methods=list(route.methods)
         )
     return blueprint
+
+
+def _stream_view(service: ResourceService, feeds: ChangeFeeds | None, *, item: bool) -> View:
+    """A stream route's view, at start-up."""
+    # Imported for a config whose resources stream only: streams.py loads RE2.
+    from .streams import stream_view
+
+    if feeds is None:
+        raise RuntimeError(f"{service.resource.name} streams, but the app has no change feeds")
+    return stream_view(service, feeds, item=item)

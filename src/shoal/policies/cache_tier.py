@@ -20,8 +20,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from ..state import KeyWatch, SharedState, generation_key
+from ..state import SharedState, generation_key
+
+if TYPE_CHECKING:  # the watch comes with the Redis store, loaded only with a Redis URL
+    from ..state.tracking import KeyWatch
 
 #: A kept answer: the generation it belongs to, its headers and body.
 Kept = tuple[int, dict[str, str], bytes]

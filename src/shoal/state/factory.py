@@ -9,7 +9,6 @@ from ..config import RedisSettings, Settings
 from .base import EXTENSION_KEY, SharedState
 from .marks import MARKS_FILE
 from .memory import MemoryState
-from .redis import RedisState
 
 if TYPE_CHECKING:  # Quart only for types: the CLI commands run without it
     from quart import Quart
@@ -19,6 +18,8 @@ def create_state(settings: RedisSettings, *, marks: Path | None = None) -> Share
     """Redis when a URL is configured, otherwise the in-process store (sharing
     its stamps through ``marks``, when given)."""
     if settings.url:
+        from .redis import RedisState  # redis-py (about 8 MB) only for a config with Redis
+
         return RedisState(settings)
     return MemoryState(settings.key_prefix, marks=marks)
 
