@@ -96,12 +96,13 @@ async def _push_alone(redis_url: str, rounds: int) -> Window:
     writer = RedisState(settings)
     await writer.open()
     arrived: asyncio.Queue[float] = asyncio.Queue()
-    watch = writer.watch(
+    watch = writer.watch()
+    assert watch is not None, "a Cluster has no watch"
+    watch.subscribe(
         ["gen"],
         on_change=lambda _key: arrived.put_nowait(time.perf_counter()),
         on_reset=lambda: None,
     )
-    assert watch is not None, "a Cluster has no watch"
     watch.start()
     samples: list[float] = []
     lost = 0

@@ -16,7 +16,7 @@ from quart.typing import TestClientProtocol as Client
 
 from shoal.config import ConfigError
 from shoal.policies.cache import get_cache
-from shoal.state import get_state
+from shoal.state import generation_key, get_state
 from shoal.state.redis import RedisState
 from tests.conftest import SettingsFactory
 from tests.utils.auth import editor_client
@@ -150,3 +150,22 @@ def test_a_worker_tier_needs_a_cache_ttl(settings_factory: SettingsFactory) -> N
     resources["books"] = {**resources["books"], "cache_tier": "worker"}
     with pytest.raises(ConfigError, match="cache_tier: worker keeps cached answers"):
         settings_factory(resources=resources)
+
+
+async def test_a_generation_read_while_its_push_arrived_is_not_trusted(
+    two_tiered: tuple[Quart, Quart],
+) -> None:
+    app = two_tiered[0]
+    tier = get_cache(app).tier
+    watch = tier.watch
+    assert watch is not None
+    version = tier.version("books")  # a read of books' generation begins...
+    await get_state(app).incr(generation_key("books"))  # ...another instance writes...
+    await _until(lambda: not watch.unchanged_since("books", version))  # ...its push arrives
+    tier.learn("books", 0, version)  # ...and the read's answer comes back: not trusted
+    tier.keep("books", "key", 0, {}, b"old")
+    assert tier.lookup("books", "key") is None
+    version = tier.version("books")
+    tier.learn("books", 1, version)
+    tier.keep("books", "key", 1, {"ETag": '"e"'}, b"new")
+    assert tier.lookup("books", "key") == ({"ETag": '"e"'}, b"new")

@@ -47,18 +47,15 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
 @pytest.fixture
 async def watched(own_redis: RedisServer) -> AsyncIterator[tuple[RedisState, KeyWatch, Seen]]:
     state = RedisState(RedisSettings(url=own_redis.url, key_prefix="t:", socket_timeout=1.0))
-    await state.open()
     seen = Seen()
-    watch = state.watch(
-        ["cache:{a}:gen", "cache:{b}:gen"], on_change=seen.change, on_reset=seen.reset
-    )
+    watch = state.watch()
     assert watch is not None
-    watch.start()
+    watch.subscribe(["cache:{a}:gen", "cache:{b}:gen"], on_change=seen.change, on_reset=seen.reset)
+    await state.open()  # opens the watch too
     await asyncio.wait_for(watch.opened.wait(), 5)
     try:
         yield state, watch, seen
     finally:
-        await watch.stop()
         await state.close()
 
 
@@ -66,13 +63,13 @@ async def test_a_change_anywhere_is_pushed_without_the_prefix(
     watched: tuple[RedisState, KeyWatch, Seen],
 ) -> None:
     state, watch, seen = watched
-    before = watch.version("t:cache:{a}:gen")
+    before = watch.version("a")
     await state.incr("cache:{x}:gen")  # not watched
     await state.incr("cache:{a}:gen")
     await seen.next()
     assert seen.changes == ["cache:{a}:gen"]
-    assert not watch.unchanged_since("t:cache:{a}:gen", before)
-    assert watch.unchanged_since("t:cache:{b}:gen", watch.version("t:cache:{b}:gen"))
+    assert not watch.unchanged_since("a", before)
+    assert watch.unchanged_since("b", watch.version("b"))
     await state.set("cache:{b}:gen", b"7")
     await seen.next()
     assert seen.changes == ["cache:{a}:gen", "cache:{b}:gen"]
@@ -82,11 +79,11 @@ async def test_a_flushed_database_resets_the_watch(
     watched: tuple[RedisState, KeyWatch, Seen],
 ) -> None:
     state, watch, seen = watched
-    before = watch.version("t:cache:{a}:gen")
+    before = watch.version("a")
     await state.client.flushdb()
     await seen.next()
     assert seen.resets == 1
-    assert not watch.unchanged_since("t:cache:{a}:gen", before)
+    assert not watch.unchanged_since("a", before)
     assert watch.live
 
 
@@ -94,20 +91,50 @@ async def test_a_lost_connection_resets_the_watch_until_it_is_open_again(
     watched: tuple[RedisState, KeyWatch, Seen],
 ) -> None:
     state, watch, seen = watched
-    before = watch.version("t:cache:{a}:gen")
+    before = watch.version("a")
     killed = await state.client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
     assert killed == 1
     await seen.next()
     assert seen.resets == 1
     assert not watch.live
-    assert not watch.unchanged_since("t:cache:{a}:gen", before)
+    assert not watch.unchanged_since("a", before)
     await asyncio.wait_for(watch.opened.wait(), 5)
     await state.incr("cache:{a}:gen")
     await seen.next()
     assert seen.changes == ["cache:{a}:gen"]
 
 
+async def test_subscribers_get_the_changes_under_their_own_prefixes(
+    own_redis: RedisServer,
+) -> None:
+    state = RedisState(RedisSettings(url=own_redis.url, key_prefix="t:", socket_timeout=1.0))
+    cache, auth = Seen(), Seen()
+    watch = state.watch()
+    assert watch is not None
+    assert state.watch() is watch  # one watch per worker
+    watch.subscribe(["cache:{a}:gen"], on_change=cache.change, on_reset=cache.reset)
+    watch.subscribe(["auth:", "auth:{u1}:"], on_change=auth.change, on_reset=auth.reset)
+    assert watch.prefixes == ["auth:", "cache:{a}:gen"]  # none inside another
+    await state.open()
+    try:
+        await asyncio.wait_for(watch.opened.wait(), 5)
+        with pytest.raises(RuntimeError):
+            watch.subscribe(["late:"], on_change=print, on_reset=print)
+        user = watch.version("u1")
+        await state.set("auth:{u1}:revoked:j1", b"1")
+        await auth.next()
+        assert auth.changes == ["auth:{u1}:revoked:j1"]
+        assert cache.changes == []
+        assert not watch.unchanged_since("u1", user)
+        await state.client.flushdb()
+        await cache.next()
+        await auth.next()
+        assert (cache.resets, auth.resets) == (1, 1)
+    finally:
+        await state.close()
+    assert (cache.resets, auth.resets) == (2, 2)  # closing loses the watch too
+
+
 def test_a_cluster_has_no_watch() -> None:
     settings = RedisSettings(url="redis+cluster://127.0.0.1:7000")
-    state = RedisState(settings)
-    assert state.watch(["cache:{a}:gen"], on_change=print, on_reset=print) is None
+    assert RedisState(settings).watch() is None

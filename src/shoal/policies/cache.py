@@ -169,7 +169,6 @@ class ResponseCache(Policy):
         (``before_request``, ``after_request``) in the pipeline's order, and
         its fast path in the ASGI stack."""
         app.extensions[EXTENSION_KEY] = self
-        app.before_serving(self._start)
         app.after_serving(self._stop)
 
     # -- writes ------------------------------------------------------------
@@ -213,13 +212,9 @@ class ResponseCache(Policy):
             with contextlib.suppress(StateUnavailable):
                 await self._repay()
 
-    async def _start(self) -> None:
-        self.tier.start()
-
     async def _stop(self) -> None:
         task, self._repayer = self._repayer, None
         await cancel(task)
-        await self.tier.stop()
 
     # -- reads -------------------------------------------------------------
 

@@ -45,20 +45,12 @@ class WorkerTier:
         self._entries: dict[str, OrderedDict[str, Kept]] = {name: OrderedDict() for name in sizes}
         self.watch: KeyWatch | None = None
         if self.sizes:
-            self.watch = state.watch(
-                list(self._keys), on_change=self._changed, on_reset=self._reset
-            )
+            self.watch = state.watch()
+        if self.watch is not None:
+            self.watch.subscribe(self._keys, on_change=self._changed, on_reset=self._reset)
 
     def __contains__(self, resource: str) -> bool:
         return resource in self.sizes and self.watch is not None
-
-    def start(self) -> None:
-        if self.watch is not None:
-            self.watch.start()
-
-    async def stop(self) -> None:
-        if self.watch is not None:
-            await self.watch.stop()
 
     def lookup(self, resource: str, key: str) -> tuple[dict[str, str], bytes] | None:
         """The kept answer of ``key``, if it belongs to the current generation."""
@@ -75,12 +67,12 @@ class WorkerTier:
     def version(self, resource: str) -> tuple[int, int]:
         """Taken before reading the resource's generation from Redis."""
         assert self.watch is not None
-        return self.watch.version(generation_key(resource))
+        return self.watch.version(resource)
 
     def learn(self, resource: str, generation: int, version: tuple[int, int]) -> None:
         """Trust ``generation``, read from Redis, unless it changed since ``version``."""
         assert self.watch is not None
-        if self.watch.unchanged_since(generation_key(resource), version):
+        if self.watch.unchanged_since(resource, version):
             self._generations[resource] = generation
 
     def keep(
@@ -98,7 +90,7 @@ class WorkerTier:
     def forget(self, resource: str) -> None:
         """This worker's own write: trust nothing of ``resource`` read before now."""
         if self.watch is not None:
-            self.watch.changed(generation_key(resource))
+            self.watch.changed(resource)
         self._drop(resource)
 
     def _changed(self, key: str) -> None:

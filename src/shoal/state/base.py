@@ -12,7 +12,7 @@ can decide per feature: bypass (cache), fail open (limits) or answer 503.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -84,15 +84,9 @@ class SharedState(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Disconnect; the default has nothing to close."""
 
-    def watch(
-        self,
-        keys: Sequence[str],
-        *,
-        on_change: Callable[[str], None],
-        on_reset: Callable[[], None],
-    ) -> KeyWatch | None:
-        """Calls ``on_change(key)`` when a key under one of ``keys`` changes
-        anywhere (see ``tracking``); None where the store cannot tell."""
+    def watch(self) -> KeyWatch | None:
+        """The worker's watch of changed keys (see ``tracking``), to subscribe
+        to before the store opens; None where the store cannot tell."""
         return None
 
     @abc.abstractmethod

@@ -187,6 +187,8 @@ class RedisState(SharedState):
         self.settings = settings
         self._client: Any = None
         self._gcra: Any = None
+        self._watch: KeyWatch | None = None
+        self._cluster_warned = False
 
     @property
     def client(self) -> Any:
@@ -200,39 +202,39 @@ class RedisState(SharedState):
             self._client = connect_redis(
                 self.settings.url, socket_timeout=self.settings.socket_timeout
             )
+        if self._watch is not None:
+            self._watch.start()
 
     async def close(self) -> None:
+        if self._watch is not None:
+            await self._watch.stop()
         client, self._client = self._client, None
         self._gcra = None
         if client is not None:
             await client.aclose()
 
-    def watch(
-        self,
-        keys: Sequence[str],
-        *,
-        on_change: Callable[[str], None],
-        on_reset: Callable[[], None],
-    ) -> KeyWatch | None:
-        """A ``KeyWatch`` of ``keys`` (names without the prefix; ``on_change``
-        gets them so too), on a connection of its own; None on a Cluster,
-        where a key's pushes come from whichever node holds it."""
+    def watch(self) -> KeyWatch | None:
+        """This worker's ``KeyWatch`` (one connection of its own, opened with
+        the store), made on first use; None on a Cluster, where a key's pushes
+        come from whichever node holds it."""
         assert self.settings.url is not None
         if self.settings.url.startswith("redis+cluster://"):
-            logger.warning(
-                "cache_tier: worker is not available on a Redis Cluster (each key's changes "
-                "come from the node that holds it); those resources ask Redis on every read"
-            )
+            if not self._cluster_warned:
+                self._cluster_warned = True
+                logger.warning(
+                    "no client-side caching on a Redis Cluster: what a worker would keep in "
+                    "memory (cache_tier: worker, auth.revocation_cache) is asked of Redis instead"
+                )
             return None
-        url, timeout, prefix = self.settings.url, self.settings.socket_timeout, self.key_prefix
-        return KeyWatch(
-            # A client of its own, RESP2: the pushes arrive as Pub/Sub messages.
-            lambda: connect_redis(url, socket_timeout=timeout, protocol=2),
-            [self.key(key) for key in keys],
-            on_change=lambda key: on_change(key.removeprefix(prefix)),
-            on_reset=on_reset,
-            timeout=timeout,
-        )
+        if self._watch is None:
+            url, timeout = self.settings.url, self.settings.socket_timeout
+            self._watch = KeyWatch(
+                # A client of its own, RESP2: the pushes arrive as Pub/Sub messages.
+                lambda: connect_redis(url, socket_timeout=timeout, protocol=2),
+                key_prefix=self.key_prefix,
+                timeout=timeout,
+            )
+        return self._watch
 
     @_measured
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:

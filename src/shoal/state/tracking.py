@@ -2,22 +2,27 @@
 
 A ``KeyWatch`` holds one connection of its own on which Redis tracks keys in
 broadcast mode (``CLIENT TRACKING ON BCAST PREFIX …``): whenever any client
-changes a key under one of the prefixes, Redis pushes the key's name to the
-watch. The connection redirects the pushes to itself and subscribes to
+changes a key under one of the subscribed prefixes, Redis pushes the key's name
+to the watch. The connection redirects the pushes to itself and subscribes to
 ``__redis__:invalidate``, so they arrive as ordinary Pub/Sub messages on a
-RESP2 connection that redis-py reads with its public API.
+RESP2 connection that redis-py reads with its public API. One watch serves a
+worker: each part of Shoal that keeps something in memory ``subscribe``s its
+prefixes before the watch starts.
 
 What a worker keeps because of a watch is only as good as the watch, so:
 
 - it is trusted while ``live``: from the moment tracking is on until the
-  connection fails, and every loss forgets everything (``on_reset``);
+  connection fails, and every loss calls every subscriber's ``on_reset``;
 - a silent connection is pinged every ``HEARTBEAT`` seconds and given up when
   the pong does not come within the socket timeout. A ping and the pushes come
   back on one connection in order, so a pong also says that every change made
   before it was seen;
-- ``version`` counts the changes seen per key (and the connections opened), so
-  a caller can tell whether a change arrived while it was reading the key
-  from Redis (``unchanged_since``) and not trust what it read if one did.
+- ``version`` counts the changes seen per hash tag (every key of Shoal's has
+  one: ``cache:{books}:gen``, ``auth:{<user id>}:epoch``), so a caller can tell
+  whether a change of that tag's keys arrived while it was reading them from
+  Redis (``unchanged_since``) and not trust what it read if one did. The counts
+  sit in a fixed number of buckets: two tags that share one only make a read
+  less often trusted, never more.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -36,60 +43,86 @@ logger = logging.getLogger("shoal.state")
 HEARTBEAT = 1.0
 #: Seconds between two attempts to open a lost watch.
 REOPEN_AFTER = 1.0
+#: Buckets of change counts (see ``version``).
+BUCKETS = 4096
 _CHANNEL = b"__redis__:invalidate"
 
 
-class KeyWatch:
-    """Changes to the keys under ``prefixes``, as Redis reports them.
+def hash_tag(key: str) -> str:
+    """The part of ``key`` between its first ``{`` and the next ``}`` (the whole
+    key when it has none), as Redis Cluster reads it."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    return key[start + 1 : end] if start >= 0 and end > start + 1 else key
 
-    ``on_change`` gets each changed key (full name, prefix included);
-    ``on_reset`` is called whenever what was seen so far can no longer be
-    trusted (the watch lost its connection, or the database was flushed).
-    ``open_client`` makes a redis-py client of the watch's own, speaking
-    RESP2, when the watch starts; the watch takes connections from its pool
-    one at a time and closes it on stop.
+
+@dataclass(frozen=True)
+class _Subscription:
+    prefixes: tuple[str, ...]
+    on_change: Callable[[str], None]
+    on_reset: Callable[[], None]
+
+
+class KeyWatch:
+    """Changes of keys, as Redis reports them, for the subscribers of their prefixes.
+
+    Key names here are without the configured ``key_prefix``. ``open_client``
+    makes a redis-py client of the watch's own, speaking RESP2, when the watch
+    starts; the watch takes connections from its pool one at a time and closes
+    it on stop.
     """
 
-    def __init__(
+    def __init__(self, open_client: Callable[[], Any], *, key_prefix: str, timeout: float) -> None:
+        self._open_client = open_client
+        self._key_prefix = key_prefix
+        self._timeout = timeout
+        self._client: Any = None
+        self._subscriptions: list[_Subscription] = []
+        self._live = False
+        self._session = 0
+        self._changes = [0] * BUCKETS
+        self._task: asyncio.Task[None] | None = None
+        self.opened = asyncio.Event()
+
+    def subscribe(
         self,
-        open_client: Callable[[], Any],
         prefixes: Iterable[str],
         *,
         on_change: Callable[[str], None],
         on_reset: Callable[[], None],
-        timeout: float,
     ) -> None:
-        self.prefixes = sorted(set(prefixes))
-        self._open_client = open_client
-        self._client: Any = None
-        self._on_change = on_change
-        self._on_reset = on_reset
-        self._timeout = timeout
-        self._live = False
-        self._session = 0
-        self._changes: dict[str, int] = {}
-        self._task: asyncio.Task[None] | None = None
-        self.opened = asyncio.Event()
+        """Call ``on_change(key)`` for each changed key under ``prefixes``, and
+        ``on_reset()`` whenever what was seen can no longer be trusted (the
+        watch lost Redis, or the database was flushed). Before ``start``."""
+        if self._task is not None:
+            raise RuntimeError("subscribe before the watch starts")
+        self._subscriptions.append(_Subscription(tuple(prefixes), on_change, on_reset))
+
+    @property
+    def prefixes(self) -> list[str]:
+        """Every subscribed prefix, none inside another (Redis refuses overlaps)."""
+        found = sorted({p for s in self._subscriptions for p in s.prefixes})
+        return [p for i, p in enumerate(found) if not any(p.startswith(q) for q in found[:i])]
 
     @property
     def live(self) -> bool:
         """Whether every change since the watch opened has been seen."""
         return self._live
 
-    def version(self, key: str) -> tuple[int, int]:
-        """A mark to compare after reading ``key`` elsewhere (see ``unchanged_since``)."""
-        return self._session, self._changes.get(key, 0)
+    def version(self, tag: str) -> tuple[int, int]:
+        """A mark to compare after reading keys of ``tag`` from Redis (see ``unchanged_since``)."""
+        return self._session, self._changes[_bucket(tag)]
 
-    def unchanged_since(self, key: str, version: tuple[int, int]) -> bool:
-        """Whether the watch was live and saw no change of ``key`` since ``version``."""
-        return self._live and self.version(key) == version
+    def unchanged_since(self, tag: str, version: tuple[int, int]) -> bool:
+        """Whether the watch was live and saw no change of ``tag``'s keys since ``version``."""
+        return self._live and self.version(tag) == version
 
-    def changed(self, key: str) -> None:
-        """Count a change of ``key`` made here (a write's own bump), as if pushed."""
-        self._changes[key] = self._changes.get(key, 0) + 1
+    def changed(self, tag: str) -> None:
+        """Count a change of ``tag``'s keys made here (a write's own), as if pushed."""
+        self._changes[_bucket(tag)] += 1
 
     def start(self) -> None:
-        if self._task is None:
+        if self._task is None and self._subscriptions:
             self._client = self._open_client()
             self._task = asyncio.create_task(self._run(), name="shoal-key-watch")
 
@@ -108,7 +141,7 @@ class KeyWatch:
                 await self._watch(connection)
             except (RedisError, OSError) as error:
                 logger.warning(
-                    "the cache's key watch lost Redis (%s); reopening",
+                    "the key watch (client-side caching) lost Redis (%s); reopening",
                     error or type(error).__name__,
                 )
             finally:
@@ -122,7 +155,7 @@ class KeyWatch:
             client_id = await self._ask(connection, "CLIENT", "ID")
             command: list[Any] = ["CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST"]
             for prefix in self.prefixes:
-                command += ["PREFIX", prefix]
+                command += ["PREFIX", self._key_prefix + prefix]
             await self._ask(connection, *command)
             await self._ask(connection, "SUBSCRIBE", _CHANNEL)
         self._session += 1
@@ -155,9 +188,11 @@ class KeyWatch:
             self._forget()
             return
         for raw in keys:
-            key = raw.decode()
-            self.changed(key)
-            self._on_change(key)
+            key = raw.decode().removeprefix(self._key_prefix)
+            self.changed(hash_tag(key))
+            for subscription in self._subscriptions:
+                if key.startswith(subscription.prefixes):
+                    subscription.on_change(key)
 
     def _lose(self) -> None:
         if self._live:
@@ -167,5 +202,9 @@ class KeyWatch:
 
     def _forget(self) -> None:
         self._session += 1
-        self._changes.clear()
-        self._on_reset()
+        for subscription in self._subscriptions:
+            subscription.on_reset()
+
+
+def _bucket(tag: str) -> int:
+    return zlib.crc32(tag.encode()) % BUCKETS
