@@ -271,8 +271,9 @@ class Scenarios:
         with self._shoal(workers) as shoal:
             self.reset()
             measure(shoal, "shoal", workers, self.item_get())
-            # The same reads by a signed-in caller: the token checked, and its
-            # user's revocation mark read from Redis, on every request.
+            # The same reads by a signed-in caller: the token's expiry checked on
+            # every request, its revocation in the worker's memory (the config's
+            # auth.revocation_cache; Redis asked again after any change of its user).
             bearer = f"Authorization: Bearer {servers.bearer_token(shoal)}"
             measure(shoal, "shoal", workers, self.item_get("item_get_bearer", headers=(bearer,)))
             # The same caller on a resource whose rules filter and mask.

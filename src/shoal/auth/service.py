@@ -203,6 +203,8 @@ class Auth:
         self._config = settings
         self._tokens: TokenIssuer | None = None
         self.store = AuthStore.for_settings(state, settings.auth)
+        if settings.auth.revocation_cache:
+            self.store.keep_verdicts()
         self.accounts = Accounts(storage, settings.auth)
         self.throttle = LoginThrottle(state, settings.auth)
         #: Blueprints that take other credential headers than Shoal's own.

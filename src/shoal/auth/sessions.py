@@ -40,6 +40,7 @@ import orjson
 from ..config import AuthSettings
 from ..hashing import sha256_hex
 from ..state import SharedState
+from .verdicts import KeptVerdicts
 
 #: What a user id in a client-held credential may look like (an ObjectId's hex,
 #: in practice); anything else is not one of Shoal's.
@@ -121,6 +122,15 @@ class AuthStore:
         self.session_ttl = session_ttl
         # The mark must outlive every credential issued before it, whatever kind.
         self.epoch_ttl = max(refresh_ttl, session_ttl, access_ttl) + 60
+        #: Verdicts kept in memory (``keep_verdicts``), or None: Redis every time.
+        self.kept: KeptVerdicts | None = None
+
+    def keep_verdicts(self) -> None:
+        """Keep tokens found not refused in this worker's memory, where the
+        store can watch keys (``auth.revocation_cache``; see ``verdicts``)."""
+        watch = self.state.watch()
+        if watch is not None:
+            self.kept = KeptVerdicts(watch)
 
     @classmethod
     def for_settings(cls, state: SharedState, settings: AuthSettings) -> AuthStore:
@@ -141,7 +151,16 @@ class AuthStore:
     async def sign_out_everywhere(self, user_id: str) -> int:
         """Refuse, from now on and on every instance, every access token,
         refresh token and session the user holds; returns the new mark."""
-        return await self.state.stamp(user_key(user_id, "epoch"), ttl=self.epoch_ttl)
+        self._forget(user_id)
+        mark = await self.state.stamp(user_key(user_id, "epoch"), ttl=self.epoch_ttl)
+        self._forget(user_id)
+        return mark
+
+    def _forget(self, user_id: str) -> None:
+        # Before a change of the user's keys (no read begun earlier is kept) and
+        # after it (nor one that read the old values meanwhile).
+        if self.kept is not None:
+            self.kept.forget(user_id)
 
     # -- refresh tokens ----------------------------------------------------
 
@@ -198,12 +217,16 @@ class AuthStore:
         return pieces[0] if pieces is not None else None
 
     async def revoke_family(self, user_id: str, family: str) -> None:
+        self._forget(user_id)
         await self.state.set(user_key(user_id, f"family:{family}"), b"1", ttl=self.refresh_ttl)
+        self._forget(user_id)
 
     # -- access tokens -----------------------------------------------------
 
     async def revoke_token(self, user_id: str, jti: str, ttl: float) -> None:
+        self._forget(user_id)
         await self.state.set(user_key(user_id, f"revoked:{jti}"), b"1", ttl=max(ttl, 1.0))
+        self._forget(user_id)
 
     async def token_refused(
         self, user_id: str, jti: str, family: str | None, epoch: int
@@ -211,8 +234,14 @@ class AuthStore:
         """Why an access token is no longer accepted (None: it is): revoked
         itself or through its family, or issued before the user's mark.
 
-        One round trip (one ``MGET``, one Cluster slot), whatever the answer.
+        One round trip (one ``MGET``, one Cluster slot), whatever the answer,
+        or none for a token found not refused before (``keep_verdicts``).
         """
+        kept, token = self.kept, (jti, family, epoch)
+        if kept is not None:
+            if kept.accepted(user_id, token):
+                return None
+            version = kept.version(user_id)
         keys = [user_key(user_id, "epoch"), user_key(user_id, f"revoked:{jti}")]
         if family is not None:
             keys.append(user_key(user_id, f"family:{family}"))
@@ -221,6 +250,8 @@ class AuthStore:
             return "the access token was revoked"
         if epoch < int(current or 0):
             return "the access token was revoked: the account changed since; log in again"
+        if kept is not None:
+            kept.accept(user_id, token, version)
         return None
 
     # -- browser sessions --------------------------------------------------

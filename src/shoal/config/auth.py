@@ -29,6 +29,13 @@ class AuthSettings(Section):
     access_token_ttl: int = Field(default=900, gt=0, le=86_400)
     refresh_token_ttl: int = Field(default=14 * 86_400, gt=0)
     session_ttl: int = Field(default=8 * 3600, gt=0)
+    revocation_cache: bool = Field(
+        default=False,
+        description="Keep each access token found not revoked in the worker's memory until "
+        "Redis pushes a change of its user's auth keys (not on a Redis Cluster): a request "
+        "with a bearer token then asks Redis nothing, and a revocation through another "
+        "instance takes effect there once its push arrives rather than at once.",
+    )
     session_cookie: str = Field(default="shoal_session", pattern=r"^[A-Za-z0-9_-]+$")
     users_collection: str = "shoal_users"
     apikeys_collection: str = "shoal_apikeys"

@@ -7,6 +7,7 @@ from .base import EXTENSION_KEY, Rate, RateVerdict, SharedState, StateUnavailabl
 from .breaker import Breaker
 from .factory import create_state, get_state, marks_file, state_for
 from .generations import bump_generation, generation_key
+from .keys import hash_tag
 from .memory import MemoryState
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "create_state",
     "generation_key",
     "get_state",
+    "hash_tag",
     "marks_file",
     "state_for",
 ]

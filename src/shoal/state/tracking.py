@@ -37,6 +37,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from .keys import hash_tag
+
 logger = logging.getLogger("shoal.state")
 
 #: Seconds of silence after which the watch pings Redis.
@@ -46,14 +48,6 @@ REOPEN_AFTER = 1.0
 #: Buckets of change counts (see ``version``).
 BUCKETS = 4096
 _CHANNEL = b"__redis__:invalidate"
-
-
-def hash_tag(key: str) -> str:
-    """The part of ``key`` between its first ``{`` and the next ``}`` (the whole
-    key when it has none), as Redis Cluster reads it."""
-    start = key.find("{")
-    end = key.find("}", start + 1)
-    return key[start + 1 : end] if start >= 0 and end > start + 1 else key
 
 
 @dataclass(frozen=True)
