@@ -384,8 +384,16 @@ async def test_a_master_killed_mid_traffic_never_gives_500_and_shoal_recovers(
             while not await recovered(instance):
                 assert time.monotonic() < deadline, "Shoal did not recover after the node returned"
                 await asyncio.sleep(0.2)
-        for m in range(n, n + 10):  # healthy again
+        # Healthy again: rounds until ten more keyed writes are done, bounded. On a
+        # busy machine a call may still miss its half-second deadline now and
+        # then (a clear 503, which the assertions below allow).
+        done_after, m, deadline = 0, n, time.monotonic() + 20
+        while done_after < 10:
+            assert time.monotonic() < deadline, f"{done_after} keyed writes done after recovery"
+            before = seen["keyed"][201]
             await one_round(m)
+            done_after += seen["keyed"][201] - before
+            m += 1
 
         print(f"\nup to the restart of the killed master: {down}; cache answers {dict(cache)}")
         assert set(seen["read"]) == {200}  # public reads: never an error
@@ -395,7 +403,7 @@ async def test_a_master_killed_mid_traffic_never_gives_500_and_shoal_recovers(
         # Every key claimed in the dead master's slots: a clear 503, none done.
         assert down["keyed"] == Counter({503: n - 10}), down
         assert cache["BYPASS"] > 0  # reads went around the cache, not through a stale one
-        assert seen["keyed"][201] >= 20  # before and after (10 each)
+        assert seen["keyed"][201] == 20  # before and after (10 each)
         # Every acknowledged write is stored, once.
         storage = pair.apps[0].extensions["shoal.storage"]
         stored = await storage.find_page(
