@@ -17,6 +17,7 @@ from quart import Quart
 from shoal.app import create_app
 from tests.api.test_rules import COSTS, INTERNAL, ORDERS, Callers, _get, _seed
 from tests.conftest import SettingsFactory
+from tests.utils.cache import worker_tier_ready
 from tests.utils.http import if_match
 from tests.utils.streams import listening
 
@@ -207,16 +208,20 @@ async def test_stream_events_are_filtered_and_masked_per_subscriber(
 # -- the cache ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("tier", ["redis", "worker"])
 async def test_the_cache_never_answers_across_roles(
-    settings_factory: SettingsFactory, database: str
+    settings_factory: SettingsFactory, database: str, tier: str
 ) -> None:
     settings = settings_factory(
-        resources={"orders": {**ORDERS, "cache_ttl": 60}}, mongodb={"database": database}
+        resources={"orders": {**ORDERS, "cache_ttl": 60, "cache_tier": tier}},
+        mongodb={"database": database},
     )
     application = create_app(settings)
     async with application.test_app():
+        local_hits = await worker_tier_ready(application, "orders")
         callers = await Callers(application).start()
         await _seed(callers.admin)
+        before = local_hits()
         seen: dict[str, set[str]] = {}
         for _ in range(2):  # the second round is answered from the cache
             for who in ("admin", "clerk", "south", "anonymous", "nobody"):
@@ -227,6 +232,8 @@ async def test_the_cache_never_answers_across_roles(
         assert seen["south"] == {"south_open"}
         assert seen["anonymous"] == {"north_open"}
         assert seen["nobody"] == {"north_open"}
+        # With the worker tier, the second round came from the worker's memory.
+        assert (local_hits() - before > 0) == (tier == "worker")
 
 
 NOTES: dict[str, Any] = {

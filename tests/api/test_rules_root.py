@@ -24,6 +24,7 @@ from shoal.app import create_app
 from tests.api.test_rules import _get
 from tests.conftest import SettingsFactory
 from tests.utils.auth import bearer, client_with, token_for
+from tests.utils.cache import worker_tier_ready
 from tests.utils.data_api import DataApiClient, data_api_config
 from tests.utils.http import if_match
 from tests.utils.leaks import Sweep
@@ -321,16 +322,20 @@ async def test_stream_events_are_masked_per_document(
     assert documents["b_open"]["cost"] == COSTS["b_open"]
 
 
+@pytest.mark.parametrize("tier", ["redis", "worker"])
 async def test_the_cache_keys_each_callers_candidates(
-    settings_factory: SettingsFactory, database: str
+    settings_factory: SettingsFactory, database: str, tier: str
 ) -> None:
     settings = settings_factory(
-        resources={"notes": {**NOTES, "cache_ttl": 60}}, mongodb={"database": database}
+        resources={"notes": {**NOTES, "cache_ttl": 60, "cache_tier": tier}},
+        mongodb={"database": database},
     )
     application = create_app(settings)
     async with application.test_app():
+        local_hits = await worker_tier_ready(application, "notes")
         people = await People().start(application)
         await _seed(people)
+        before = local_hits()
         seen: dict[str, dict[str, Any]] = {}
         for _ in range(2):  # the second round is answered from the cache
             for who in ("alice", "bob", "vic"):
@@ -342,6 +347,8 @@ async def test_the_cache_keys_each_callers_candidates(
         assert seen["bob"]["a_secret"] is None
         assert seen["bob"]["b_secret"] == COSTS["b_secret"]
         assert set(seen["vic"]) == {"a_secret", "b_secret"}
+        # With the worker tier, the second round came from the worker's memory.
+        assert (local_hits() - before > 0) == (tier == "worker")
 
 
 async def test_put_and_etags_follow_the_governing_role(

@@ -16,28 +16,16 @@ from shoal.state import get_state
 from shoal.state.redis import RedisState
 from tests.conftest import SettingsFactory
 from tests.utils.auth import editor_client
+from tests.utils.cache import OWNED_NOTES
 from tests.utils.http import create, if_match
 from tests.utils.instances import two_served
 from tests.utils.settings import example_resources
-
-NOTES: dict[str, Any] = {
-    "schema": {
-        "type": "object",
-        "required": ["text"],
-        "properties": {"text": {"type": "string"}, "owner": {"type": "string"}},
-    },
-    "resource_methods": ["GET", "POST"],
-    "item_methods": ["GET", "PATCH"],
-    "allowed_roles": ["editor"],
-    "auth_field": "owner",
-    "cache_ttl": 60,
-}
 
 
 def cached_resources(ttl: int = 60) -> dict[str, Any]:
     resources = example_resources()
     resources["books"]["cache_ttl"] = ttl
-    resources["notes"] = NOTES
+    resources["notes"] = OWNED_NOTES
     return resources
 
 

@@ -14,12 +14,14 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
+from shoal.app import create_app
 from shoal.config import ConfigError
 from shoal.policies.cache import get_cache
 from shoal.state import generation_key, get_state
 from shoal.state.redis import RedisState
 from tests.conftest import SettingsFactory
 from tests.utils.auth import editor_client
+from tests.utils.cache import OWNED_NOTES, worker_tier_ready
 from tests.utils.http import create, if_match
 from tests.utils.instances import two_served
 from tests.utils.settings import example_resources
@@ -169,3 +171,27 @@ async def test_a_generation_read_while_its_push_arrived_is_not_trusted(
     tier.learn("books", 1, version)
     tier.keep("books", "key", 1, {"ETag": '"e"'}, b"new")
     assert tier.lookup("books", "key") == ({"ETag": '"e"'}, b"new")
+
+
+async def test_owners_answers_never_cross_in_a_workers_memory(
+    settings_factory: SettingsFactory,
+) -> None:
+    resources = tiered_resources()
+    resources["notes"] = {**OWNED_NOTES, "cache_tier": "worker"}  # auth_field: owner
+    app = create_app(settings_factory(resources=resources))
+    async with app.test_app():
+        local_hits = await worker_tier_ready(app, "notes")
+        owner_a = await editor_client(app, name="owner_a")
+        owner_b = await editor_client(app, name="owner_b")
+        mine = await create(owner_a, "notes", {"text": "owner_a's"})
+        await create(owner_b, "notes", {"text": "owner_b's"})
+        before = local_hits()
+        for _ in range(3):  # from the second round on, from the worker's memory
+            for client, text in ((owner_a, "owner_a's"), (owner_b, "owner_b's")):
+                page = await (await client.get("/notes")).get_json()
+                assert [note["text"] for note in page["_items"]] == [text]
+        assert local_hits() - before == 4
+        assert (await owner_a.get(f"/notes/{mine['_id']}")).status_code == 200
+        assert (await owner_a.get(f"/notes/{mine['_id']}")).headers["X-Cache"] == "HIT"
+        assert (await owner_b.get(f"/notes/{mine['_id']}")).status_code == 404
+        assert (await app.test_client().get("/notes")).status_code == 401
