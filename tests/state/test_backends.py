@@ -366,13 +366,13 @@ async def test_connect_redis_parses_a_cluster_url() -> None:
         await client.aclose()
 
 
-async def test_connect_redis_plain_url_speaks_resp3() -> None:
+async def test_connect_redis_plain_url_speaks_resp2() -> None:
     client = connect_redis("redis://cache.example:6380/3", socket_timeout=1.5)
     try:
         assert isinstance(client, redis.Redis)
         kwargs = client.connection_pool.connection_kwargs
         assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache.example", 6380, 3)
-        assert kwargs["protocol"] == 3
+        assert kwargs["protocol"] == 2
     finally:
         await client.aclose()
 
