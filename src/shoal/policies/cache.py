@@ -327,8 +327,9 @@ class ResponseCache(Policy):
     async def _find(
         self, resource: str, key: str
     ) -> tuple[int, tuple[dict[str, str], bytes] | None, str] | None:
-        """The resource's current generation, the entry of ``key`` computed
-        under it (or None) and where it was found ("local_hit" in this worker's
+        """The resource's current generation (-1 for an answer from this
+        worker's memory, which did not ask), the entry of ``key`` computed under
+        it (or None) and where it was found ("local_hit" in this worker's
         memory, "hit" in Redis); None when Redis cannot be asked."""
         tier = resource in self.tier
         if tier:
