@@ -8,8 +8,8 @@ mode on the generation keys), and the watch has been live all along.
 
 What it gives up against the coherent path: after a write on another instance,
 a worker serves the answers from before it until Redis's push reaches it (on
-one machine, about a millisecond; ``docs/how-to/caching-and-limits.md`` has
-the measured window). A worker's own writes forget its entries at once, and a
+one machine, a fraction of a millisecond; ``docs/how-to/caching-and-limits.md``
+has the measured window). A worker's own writes forget its entries at once, and a
 read never trusts a generation that changed while it was being read. Should
 the watch lose Redis, every entry is forgotten and reads go to Redis again,
 so an instance cut off from Redis without knowing it keeps serving from memory
