@@ -129,6 +129,12 @@ WORKERS = Gauge(
     "Worker processes of this instance that are serving.",
     multiprocess_mode="livesum",
 )
+KEY_WATCHES_OPEN = Gauge(
+    "shoal_key_watches_open",
+    "Workers whose key watch (Redis's pushes of changed keys: cache_tier: worker, "
+    "auth.revocation_cache) is open.",
+    multiprocess_mode="livesum",
+)
 
 
 def multiprocess_dir() -> Path | None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from shoal.config import RedisSettings
 from shoal.state.redis import RedisState
@@ -87,18 +88,25 @@ async def test_a_flushed_database_resets_the_watch(
     assert watch.live
 
 
+def _open_watches() -> float:
+    return REGISTRY.get_sample_value("shoal_key_watches_open") or 0.0
+
+
 async def test_a_lost_connection_resets_the_watch_until_it_is_open_again(
     watched: tuple[RedisState, KeyWatch, Seen],
 ) -> None:
     state, watch, seen = watched
+    open_now = _open_watches()
     before = watch.version("a")
     killed = await state.client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
     assert killed == 1
     await seen.next()
     assert seen.resets == 1
     assert not watch.live
+    assert _open_watches() == open_now - 1  # the metric operators watch
     assert not watch.unchanged_since("a", before)
     await asyncio.wait_for(watch.opened.wait(), 5)
+    assert _open_watches() == open_now
     await state.incr("cache:{a}:gen")
     await seen.next()
     assert seen.changes == ["cache:{a}:gen"]

@@ -37,6 +37,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from ..metrics import KEY_WATCHES_OPEN
 from .keys import hash_tag
 
 logger = logging.getLogger("shoal.state")
@@ -155,6 +156,7 @@ class KeyWatch:
         self._session += 1
         self._live = True
         self.opened.set()
+        KEY_WATCHES_OPEN.inc()
         pinged: float | None = None
         while True:
             wait = HEARTBEAT if pinged is None else pinged + self._timeout - time.monotonic()
@@ -192,6 +194,7 @@ class KeyWatch:
         if self._live:
             self._live = False
             self.opened.clear()
+            KEY_WATCHES_OPEN.dec()
         self._forget()
 
     def _forget(self) -> None:
