@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -241,14 +242,20 @@ class RedisState(SharedState):
             )
         return self._watch
 
-    @_measured
-    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    @contextlib.asynccontextmanager
+    async def _bounded(self, what: str) -> AsyncIterator[None]:
+        """Within ``socket_timeout``, or StateUnavailable (logged, naming ``what``)."""
         try:
             async with asyncio.timeout(self.settings.socket_timeout):
-                return await getattr(self.client, method)(*args, **kwargs)
+                yield
         except REDIS_FAILURES as error:  # TimeoutError, the deadline's, is an OSError
-            logger.warning("Redis %s failed: %s", method, error or type(error).__name__)
+            logger.warning("Redis %s failed: %s", what, error or type(error).__name__)
             raise StateUnavailable() from error
+
+    @_measured
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        async with self._bounded(method):
+            return await getattr(self.client, method)(*args, **kwargs)
 
     async def ping(self) -> None:
         await self._call("ping")
@@ -285,15 +292,10 @@ class RedisState(SharedState):
     async def _incr_each(self, command: str, keys: list[str]) -> list[int]:
         # A pipeline, not a transaction: on a Cluster the keys may live on
         # several nodes, and each INCR stands alone.
-        try:
-            async with asyncio.timeout(self.settings.socket_timeout):
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for key in keys:
-                        pipe.incr(key)
-                    replies = await pipe.execute()
-        except REDIS_FAILURES as error:
-            logger.warning("Redis %s failed: %s", command, error or type(error).__name__)
-            raise StateUnavailable() from error
+        async with self._bounded(command), self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.incr(key)
+            replies = await pipe.execute()
         return [int(reply) for reply in replies]
 
     async def stamp(self, key: str, *, ttl: float) -> int:
@@ -363,12 +365,8 @@ class RedisState(SharedState):
         for _, rate in limits:
             args += [rate.interval_us, rate.count]
         keys = [self.key(key) for key, _ in limits]
-        try:
-            async with asyncio.timeout(self.settings.socket_timeout):
-                reply = await self._gcra(keys=keys, args=args)
-        except REDIS_FAILURES as error:
-            logger.warning("Redis rate limit script failed: %s", error or type(error).__name__)
-            raise StateUnavailable() from error
+        async with self._bounded("rate limit script"):
+            reply = await self._gcra(keys=keys, args=args)
         return [
             RateVerdict(
                 allowed=bool(admitted),
