@@ -285,23 +285,21 @@ class Scenarios:
                 "a hidden field",
             )
             measure(shoal, "shoal", workers, ruled)
-            cached = self.item_get(
-                "item_get_cached",
-                "/items_cached/",
-                note="items_cached (cache_ttl 60) on the same collection, every id "
-                "read once before",
-                # Every answer a hit: the warm-up alone may not reach every id.
-                before=partial(self.workload.read_each, f"{shoal.url}/items_cached/"),
-            )
-            measure(shoal, "shoal", workers, cached)
-            local = self.item_get(
-                "item_get_cached_worker",
-                "/items_local/",
-                note="items_local (cache_ttl 60, cache_tier: worker) on the same collection, "
-                "every id read once before",
-                before=partial(self.workload.read_each, f"{shoal.url}/items_local/"),
-            )
-            measure(shoal, "shoal", workers, local)
+            # The same collection read through the cache: in Redis, then also in
+            # each worker's memory.
+            for scenario, name, tier in (
+                ("item_get_cached", "items_cached", ""),
+                ("item_get_cached_worker", "items_local", ", cache_tier: worker"),
+            ):
+                cached = self.item_get(
+                    scenario,
+                    f"/{name}/",
+                    note=f"{name} (cache_ttl 60{tier}) on the same collection, every id "
+                    "read once before",
+                    # Every answer a hit: the warm-up alone may not reach every id.
+                    before=partial(self.workload.read_each, f"{shoal.url}/{name}/"),
+                )
+                measure(shoal, "shoal", workers, cached)
             measure(shoal, "shoal", workers, Load(scenario="list_get", path="/items"))
             measure(shoal, "shoal", workers, self.many_connections())
             if self.options.profile and workers == 1:

@@ -250,6 +250,16 @@ def own_database(engine: str, tmp_path: Path) -> Iterator[DatabaseServer]:
         server.stop()
 
 
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis for this test alone, which it may stop, flush, or cut clients of."""
+    server = RedisServer(tmp_path / "own-redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url := os.environ.get("SHOAL_TEST_REDIS_URL"):

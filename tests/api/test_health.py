@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from quart import Quart
@@ -26,15 +25,6 @@ async def test_readyz_reports_each_dependency(client: Client) -> None:
     assert response.status_code == 200
     body = await response.get_json()
     assert body == {"status": "ready", "checks": {"mongodb": "ok", "redis": "ok"}}
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
@@ -33,16 +32,6 @@ class Seen:
     async def next(self) -> None:
         await asyncio.wait_for(self.event.wait(), 5)
         self.event.clear()
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    """A Redis of this test's own: these tests flush it and kill its clients."""
-    server = RedisServer(tmp_path / "redis").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
